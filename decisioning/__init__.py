@@ -1,0 +1,1 @@
+"""The decisioning service: next best action per placement, under governance, logged."""

@@ -1,0 +1,1 @@
+"""Momento metrics: the lake, its schema, and the pure statistics engine behind the cockpit."""

@@ -1,0 +1,205 @@
+"""The warehouse's tables: one explicit Arrow schema each, and batch validation against them.
+
+The lake stores one Delta table per name in `TABLES`. Every writer (the service, the backfill)
+hands rows to `to_table`, which refuses a bad batch with a `BatchError` naming the table and
+field, before anything is buffered or committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+UTC_TS = pa.timestamp("us", tz="UTC")
+
+
+def _f(name: str, type_: pa.DataType, required: bool = False) -> pa.Field:
+    return pa.field(name, type_, nullable=not required)
+
+
+EVENTS = pa.schema(
+    [
+        _f("event_id", pa.string(), True),
+        _f("ts", UTC_TS, True),
+        _f("received_at", UTC_TS, True),
+        _f("user_id", pa.string(), True),
+        _f("anonymous_id", pa.string()),
+        _f("session_id", pa.string()),
+        _f("channel", pa.string(), True),
+        _f("event_type", pa.string(), True),
+        _f("placement", pa.string()),
+        _f("decision_id", pa.string()),
+        _f("experiment_id", pa.string()),
+        _f("item_id", pa.string()),
+        _f("category", pa.string()),
+        _f("quantity", pa.int32()),
+        _f("revenue", pa.float64()),
+        _f("margin", pa.float64()),
+        _f("discount_cost", pa.float64()),
+        _f("nps_score", pa.int8()),
+        _f("consent", pa.bool_()),
+        _f("device", pa.string()),
+        _f("segment", pa.string()),
+        _f("region", pa.string()),
+        _f("properties", pa.string()),
+    ]
+)
+
+DECISIONS = pa.schema(
+    [
+        _f("decision_id", pa.string(), True),
+        _f("ts", UTC_TS, True),
+        _f("user_id", pa.string(), True),
+        _f("session_id", pa.string()),
+        _f("journey", pa.string(), True),
+        _f("placement", pa.string(), True),
+        _f("channel", pa.string(), True),
+        _f("experience_id", pa.string(), True),
+        _f("experiment_id", pa.string()),
+        _f("arm", pa.string(), True),
+        _f("variant", pa.string(), True),
+        _f("policy", pa.string(), True),
+        _f("model_version", pa.string()),
+        _f("propensity", pa.float64(), True),
+        _f("score", pa.float64()),
+        _f("reasons", pa.list_(pa.string()), True),
+        _f("fallback", pa.bool_(), True),
+        _f("fallback_reason", pa.string()),
+        _f("consent", pa.bool_(), True),
+        _f("latency_us", pa.int64(), True),
+        _f("status", pa.string(), True),
+        _f("error_code", pa.string()),
+        _f("device", pa.string()),
+        _f("segment", pa.string()),
+        _f("region", pa.string()),
+    ]
+)
+
+EXPOSURES = pa.schema(
+    [
+        _f("exposure_id", pa.string(), True),
+        _f("decision_id", pa.string(), True),
+        _f("ts", UTC_TS, True),
+        _f("user_id", pa.string(), True),
+        _f("session_id", pa.string()),
+        _f("placement", pa.string(), True),
+        _f("experiment_id", pa.string()),
+        _f("arm", pa.string()),
+        _f("variant", pa.string(), True),
+        _f("channel", pa.string(), True),
+    ]
+)
+
+IDENTITIES = pa.schema(
+    [
+        _f("anonymous_id", pa.string(), True),
+        _f("user_id", pa.string(), True),
+        _f("ts", UTC_TS, True),
+    ]
+)
+
+ERASURES = pa.schema(
+    [
+        _f("erasure_id", pa.string(), True),
+        _f("ts", UTC_TS, True),
+        _f("subject_hash", pa.string(), True),
+        _f("rows_deleted", pa.int64(), True),
+        _f("tables", pa.list_(pa.string()), True),
+        _f("requested_by", pa.string()),
+    ]
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "events": EVENTS,
+    "decisions": DECISIONS,
+    "exposures": EXPOSURES,
+    "identities": IDENTITIES,
+    "erasures": ERASURES,
+}
+
+# Tables that hold a `user_id` column and so are touched by right-to-erasure.
+USER_TABLES: tuple[str, ...] = ("events", "decisions", "exposures", "identities")
+
+# The column that identifies a fact uniquely; a re-sent fact counts once.
+PRIMARY_KEYS: dict[str, str] = {
+    "events": "event_id",
+    "decisions": "decision_id",
+    "exposures": "exposure_id",
+    "erasures": "erasure_id",
+}
+
+
+class BatchError(ValueError):
+    """A batch that cannot be stored: unknown table, unknown field, wrong type, missing value."""
+
+    def __init__(self, table: str, field: str | None, message: str) -> None:
+        self.table, self.field = table, field
+        where = f"{table}.{field}" if field else table
+        super().__init__(f"{where}: {message}")
+
+
+def schema_of(table: str) -> pa.Schema:
+    """The Arrow schema of `table`, or a `BatchError` for a table the lake does not have."""
+    try:
+        return TABLES[table]
+    except KeyError:
+        raise BatchError(table, None, f"unknown table (known: {', '.join(TABLES)})") from None
+
+
+def _column(table: str, field: pa.Field, values: Sequence[Any]) -> pa.Array:
+    try:
+        array = pa.array(values, type=field.type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
+        raise BatchError(table, field.name, f"expected {field.type}: {exc}") from None
+    if not field.nullable and array.null_count:
+        raise BatchError(table, field.name, "required field is missing or null")
+    return array
+
+
+def _conform(table: str, schema: pa.Schema, data: pa.Table) -> pa.Table:
+    unknown = [name for name in data.column_names if name not in schema.names]
+    if unknown:
+        raise BatchError(table, unknown[0], "unknown field")
+    columns = []
+    for field in schema:
+        if field.name not in data.column_names:
+            if not field.nullable:
+                raise BatchError(table, field.name, "required field is missing or null")
+            columns.append(pa.nulls(data.num_rows, field.type))
+            continue
+        column = data.column(field.name)
+        try:
+            column = column.cast(field.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            raise BatchError(table, field.name, f"expected {field.type}, got {column.type}: {exc}") from None
+        if not field.nullable and column.null_count:
+            raise BatchError(table, field.name, "required field is missing or null")
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def to_table(table: str, rows: Sequence[Mapping[str, Any]] | pa.Table | Any) -> pa.Table:
+    """Validate `rows` (dicts, an Arrow table, or anything with `to_arrow()` such as a polars
+    DataFrame) against the schema of `table` and return an Arrow table in exactly that schema."""
+    schema = schema_of(table)
+    if hasattr(rows, "to_arrow") and not isinstance(rows, pa.Table):
+        rows = rows.to_arrow()
+    if isinstance(rows, pa.Table):
+        return _conform(table, schema, rows)
+    if isinstance(rows, Mapping) or not isinstance(rows, Sequence):
+        raise BatchError(table, None, "a batch is a list of rows")
+    for index, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise BatchError(table, None, f"row {index} is not an object")
+        for name in row:
+            if name not in schema.names:
+                raise BatchError(table, str(name), f"unknown field (row {index})")
+    arrays = [_column(table, field, [row.get(field.name) for row in rows]) for field in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def empty_table(table: str) -> pa.Table:
+    """A zero-row table of `table`'s schema, for readers of a lake that has no such table yet."""
+    return schema_of(table).empty_table()

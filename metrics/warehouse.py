@@ -1,0 +1,160 @@
+"""The one door to the warehouse for readers: an in-process DuckDB over the lake's snapshot.
+
+Each table of the lake becomes a DuckDB view over the Parquet files of its current Delta
+snapshot. `refresh()` re-reads only the Delta log and re-creates a view only when its table
+has a new version, so it is cheap to call before every query. A reader never writes.
+Queries go through `query()` (polars out, parameters bound, never text-built) or through
+SQLAlchemy connections from `engine()` that see the same views.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import sqlalchemy
+from deltalake import DeltaTable
+from duckdb_engine import ConnectionWrapper
+
+from metrics.lake import table_path
+from metrics.schema import TABLES, empty_table
+
+_DUCKDB_CONFIG = {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
+
+
+class WarehouseError(RuntimeError):
+    """The lake cannot be read (missing, corrupt, or a file vanished): says which and why."""
+
+
+class Warehouse:
+    """Read-only DuckDB views over the lake's current snapshot (see the module docstring)."""
+
+    def __init__(self, lake: Path, *, min_refresh_seconds: float = 1.0) -> None:
+        self.lake = Path(lake)
+        self.min_refresh_seconds = min_refresh_seconds
+        self._con = duckdb.connect(":memory:", config=_DUCKDB_CONFIG)
+        self._versions: dict[str, int | None] = {}
+        self._kinds: dict[str, str] = {}  # what answers for each name: a VIEW or an empty TABLE
+        self._tables: dict[str, DeltaTable] = {}
+        self._refreshed_at = 0.0
+        self._lock = threading.Lock()
+        self._engine: sqlalchemy.Engine | None = None
+        self.refresh(force=True)
+
+    # -- snapshot ---------------------------------------------------------------------------
+
+    def refresh(self, force: bool = False) -> dict[str, int | None]:
+        """Point each view at its table's newest snapshot; return the table versions."""
+        with self._lock:
+            if not force and time.monotonic() - self._refreshed_at < self.min_refresh_seconds:
+                return dict(self._versions)
+            for name in TABLES:
+                self._refresh_table(name)
+            self._refreshed_at = time.monotonic()
+            return dict(self._versions)
+
+    def _refresh_table(self, name: str) -> None:
+        table = self._tables.get(name)
+        try:
+            if table is None:
+                path = str(table_path(self.lake, name))
+                if not DeltaTable.is_deltatable(path):
+                    self._show_empty(name)
+                    return
+                table = self._tables[name] = DeltaTable(path)
+            else:
+                table.update_incremental()
+            version = table.version()
+            if self._versions.get(name) == version:
+                return
+            files = table.file_uris()
+        except Exception as exc:  # deltalake raises several types for a damaged log
+            self._tables.pop(name, None)
+            raise WarehouseError(f"table {name!r} in {self.lake} cannot be read: {exc}") from exc
+        if not files:
+            self._show_empty(name)
+            return
+        cursor = self._con.cursor()
+        if self._kinds.get(name) != "VIEW":
+            self._drop(cursor, name)
+        # DDL cannot take bound parameters; the paths come from the Delta log, not from a user.
+        listed = ", ".join("'" + path.replace("'", "''") + "'" for path in files)
+        cursor.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet([{listed}])")
+        self._kinds[name] = "VIEW"
+        self._versions[name] = version
+
+    def _show_empty(self, name: str) -> None:
+        self._versions[name] = None
+        if self._kinds.get(name) == "TABLE":
+            return
+        cursor = self._con.cursor()
+        self._drop(cursor, name)
+        cursor.from_arrow(empty_table(name)).create(name)
+        self._kinds[name] = "TABLE"
+
+    def _drop(self, cursor: duckdb.DuckDBPyConnection, name: str) -> None:
+        """Drop the view, or the empty stand-in table, that currently answers for `name`."""
+        kind = self._kinds.pop(name, None)
+        if kind is not None:
+            cursor.execute(f"DROP {kind} IF EXISTS {name}")
+
+    @property
+    def versions(self) -> dict[str, int | None]:
+        """The Delta version each view shows (None: the table does not exist yet)."""
+        return dict(self._versions)
+
+    # -- querying ---------------------------------------------------------------------------
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor on the shared in-memory database; one per thread, never shared."""
+        return self._con.cursor()
+
+    def query(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> pl.DataFrame:
+        """Run `sql` with bound `params` over a fresh snapshot and return a polars frame.
+
+        A file that vanished under an old snapshot (vacuum after erasure) triggers one forced
+        refresh and a retry; anything else unreadable raises `WarehouseError`."""
+        self.refresh()
+        try:
+            return self._run(sql, params)
+        except duckdb.IOException:
+            self.refresh(force=True)
+            try:
+                return self._run(sql, params)
+            except duckdb.IOException as exc:
+                raise WarehouseError(f"the lake at {self.lake} has an unreadable file: {exc}") from exc
+        except duckdb.InvalidInputException as exc:
+            raise WarehouseError(f"the lake at {self.lake} has an unreadable file: {exc}") from exc
+
+    def _run(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None) -> pl.DataFrame:
+        cursor = self._con.cursor()
+        try:
+            return cursor.sql(sql, params=params).pl()
+        finally:
+            cursor.close()
+
+    def scalar(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> Any:
+        """The single value `sql` returns (None for no row)."""
+        frame = self.query(sql, params)
+        return frame.item(0, 0) if frame.height else None
+
+    def engine(self) -> sqlalchemy.Engine:
+        """A SQLAlchemy engine whose connections are cursors on this warehouse (same views)."""
+        if self._engine is None:
+            self._engine = sqlalchemy.create_engine(
+                "duckdb:///:memory:",
+                creator=lambda: ConnectionWrapper(self.cursor()),
+                poolclass=sqlalchemy.pool.NullPool,
+            )
+        return self._engine
+
+    def close(self) -> None:
+        """Release the DuckDB database."""
+        if self._engine is not None:
+            self._engine.dispose()
+        self._con.close()

@@ -1,0 +1,1 @@
+"""Momento: real-time personalisation you can measure honestly."""

@@ -1,0 +1,118 @@
+"""`momento`: one entry point for every program (see the README and design card)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+from momento.config import PROJECT_ROOT, SettingsError, load_settings
+
+BENCH_DIR = PROJECT_ROOT / "bench"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="momento", description="Real-time personalisation you can measure.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="backfill if the lake is empty, then service + simulator + cockpit")
+    demo.add_argument("--days", type=int, default=28, help="days of history to backfill when the lake is empty")
+    demo.add_argument("--users", type=int, default=None, help="users to backfill (default: the scenario's)")
+    demo.add_argument("--rate", type=float, default=5.0, help="live sessions per second")
+    demo.add_argument("--port", type=int, default=None, help="service port")
+    demo.add_argument("--cockpit-port", type=int, default=None, help="cockpit port")
+
+    serve = sub.add_parser("serve", help="run the decisioning service")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+
+    simulate = sub.add_parser("simulate", help="drive the running service with live traffic")
+    simulate.add_argument("--url", default=None, help="the service (default MOMENTO_SERVICE_URL)")
+    simulate.add_argument("--rate", type=float, default=5.0, help="sessions per second")
+    simulate.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
+    simulate.add_argument("--seed", type=int, default=None)
+    simulate.add_argument("--incident", action="append", default=[], help="switch an incident on (repeatable)")
+
+    backfill = sub.add_parser("backfill", help="write N days of history straight into the lake")
+    backfill.add_argument("--days", type=int, default=28)
+    backfill.add_argument("--users", type=int, default=None)
+    backfill.add_argument("--seed", type=int, default=7)
+
+    cockpit = sub.add_parser("cockpit", help="run the Streamlit cockpit")
+    cockpit.add_argument("--port", type=int, default=None)
+
+    sub.add_parser("analyze", help="the statistics engine over aggregated numbers (JSON in, JSON out)")
+
+    bench = sub.add_parser("bench", help="run the benchmarks in bench/ and print their tables")
+    bench.add_argument("name", nargs="?", default=None, help="one benchmark (file name without .py)")
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the benchmark")
+    return parser
+
+
+def cockpit_command(port: int) -> list[str]:
+    """The command line that serves the cockpit on `port`."""
+    return [
+        sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"),
+        "--server.port", str(port), "--server.headless", "true",
+        "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+    ]
+
+
+def _run_bench(name: str | None, args: list[str]) -> int:
+    names = [name] if name else sorted(p.stem for p in BENCH_DIR.glob("*.py") if not p.stem.startswith("_"))
+    status = 0
+    for bench_name in names:
+        path = BENCH_DIR / f"{bench_name}.py"
+        if not path.is_file():
+            print(f"momento bench: no benchmark named {bench_name!r} in {BENCH_DIR}", file=sys.stderr)
+            return 2
+        spec = importlib.util.spec_from_file_location(f"bench_{bench_name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        print(f"== bench/{bench_name}.py")
+        status = max(status, module.main(args))
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run one program; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"momento: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "analyze":
+        from metrics.analyze import main as analyze
+
+        return analyze(sys.stdin, sys.stdout)
+    if args.command == "bench":
+        return _run_bench(args.name, args.args)
+    if args.command == "serve":
+        from decisioning.server import serve
+
+        return serve(settings, host=args.host or settings.host, port=args.port or settings.port)
+    if args.command == "simulate":
+        from decisioning.simulator.live import run_live
+
+        return run_live(
+            settings, url=args.url or settings.service_url, rate=args.rate,
+            duration=args.duration, seed=args.seed, incidents=args.incident,
+        )
+    if args.command == "backfill":
+        from decisioning.simulator.backfill import run_backfill
+
+        return run_backfill(settings, days=args.days, users=args.users, seed=args.seed)
+    if args.command == "cockpit":
+        return subprocess.call(cockpit_command(args.port or settings.cockpit_port))
+    if args.command == "demo":
+        from momento.demo import run_demo
+
+        return run_demo(settings, args)
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Settings from `MOMENTO_*` environment variables, read in this one place.
+
+Every program (service, simulator, cockpit, CLI) calls `load_settings()`; nothing else reads
+the environment, so a deployment is described by its environment alone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A `MOMENTO_*` variable holds a value that cannot be used."""
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with the defaults a laptop demo needs."""
+
+    lake: Path = PROJECT_ROOT / "data" / "lake"
+    scenario: Path = PROJECT_ROOT / "data" / "scenario.toml"
+    service_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    cockpit_port: int = 8501
+    # Writer: flush when this many rows are buffered or this many seconds have passed.
+    flush_rows: int = 10_000
+    flush_seconds: float = 1.0
+    # Rows the service may hold in memory before it refuses new work with 503 + Retry-After.
+    queue_limit: int = 200_000
+    compact_every_seconds: float = 60.0
+    vacuum_retention_hours: float = 1.0
+    decision_budget_ms: float = 10.0
+    # Secret for pseudonymising user ids (keyed hash) and for write requests off loopback.
+    pseudonym_key: str = field(default="momento-dev-key", repr=False)
+    api_token: str | None = field(default=None, repr=False)
+    max_body_bytes: int = 1_000_000
+    max_batch_events: int = 1_000
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Read the settings from `env` (default: the process environment)."""
+    env = dict(os.environ if env is None else env)
+    defaults = Settings()
+    return Settings(
+        lake=Path(env.get("MOMENTO_LAKE") or defaults.lake),
+        scenario=Path(env.get("MOMENTO_SCENARIO") or defaults.scenario),
+        service_url=env.get("MOMENTO_SERVICE_URL") or defaults.service_url,
+        host=env.get("MOMENTO_HOST") or defaults.host,
+        port=_int(env, "MOMENTO_PORT", defaults.port),
+        cockpit_port=_int(env, "MOMENTO_COCKPIT_PORT", defaults.cockpit_port),
+        flush_rows=_int(env, "MOMENTO_FLUSH_ROWS", defaults.flush_rows),
+        flush_seconds=_float(env, "MOMENTO_FLUSH_SECONDS", defaults.flush_seconds),
+        queue_limit=_int(env, "MOMENTO_QUEUE_LIMIT", defaults.queue_limit),
+        compact_every_seconds=_float(env, "MOMENTO_COMPACT_EVERY_SECONDS", defaults.compact_every_seconds),
+        vacuum_retention_hours=_float(env, "MOMENTO_VACUUM_RETENTION_HOURS", defaults.vacuum_retention_hours),
+        decision_budget_ms=_float(env, "MOMENTO_DECISION_BUDGET_MS", defaults.decision_budget_ms),
+        pseudonym_key=env.get("MOMENTO_PSEUDONYM_KEY") or defaults.pseudonym_key,
+        api_token=env.get("MOMENTO_API_TOKEN") or None,
+        max_body_bytes=_int(env, "MOMENTO_MAX_BODY_BYTES", defaults.max_body_bytes),
+        max_batch_events=_int(env, "MOMENTO_MAX_BATCH_EVENTS", defaults.max_batch_events),
+    )
