@@ -20,6 +20,7 @@ from numbers import Integral, Real
 from typing import Any, Literal, get_args
 
 import numpy as np
+from scipy import special
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
@@ -39,6 +40,7 @@ _TOLERANCE = 1e-9
 _COLUMNS = (  # ArmStats' numeric fields, in order
     "n", "sum", "sum_squares", "pre_sum", "pre_sum_squares", "sum_product",
     "denominator_sum", "denominator_sum_squares")
+_COVARIATE = ("pre_sum", "pre_sum_squares", "sum_product")
 
 
 class InvalidStats(ValueError):
@@ -91,7 +93,7 @@ class ArmStats:
     @property
     def has_covariate(self) -> bool:
         """Whether CUPED can use this arm (all three covariate sums are present)."""
-        return None not in (self.pre_sum, self.pre_sum_squares, self.sum_product)
+        return all(getattr(self, f) is not None for f in _COVARIATE)
 
 
 @dataclass(frozen=True)
@@ -114,16 +116,19 @@ class Estimate:
 
     def scaled(self, factor: float) -> Estimate:
         """The same estimate in units a non-negative `factor` times larger (p-value unchanged)."""
-        return Estimate(*(None if v is None else v * factor for v in (self.estimate, self.ci_lower, self.ci_upper)),
-                        p_value=self.p_value, se=None if self.se is None else self.se * abs(factor))
+
+        def times(value: float | None) -> float | None:
+            return None if value is None else value * factor
+
+        return Estimate(times(self.estimate), times(self.ci_lower), times(self.ci_upper), self.p_value, times(self.se))
 
 
 @dataclass(frozen=True)
 class Cuped:
     """The CUPED adjustment used: pooled slope and how much it shrank the variance of the difference."""
 
-    theta: float
-    variance_reduction: float
+    theta: float | None
+    variance_reduction: float | None
 
 
 class _JsonMixin:
@@ -233,13 +238,13 @@ class _Boundary:
 
     def multiplier(self, total_n: np.ndarray, df: np.ndarray) -> np.ndarray:
         if self.method == "fixed":
-            return sps.t.ppf(1.0 - self.alpha / 2.0, df)
+            return special.stdtrit(df, 1.0 - self.alpha / 2.0)
         a = self._mixture(total_n)
         return np.sqrt(2.0 * (a + 1.0) / a * np.log(np.sqrt(a + 1.0) / self.alpha))
 
     def p_value(self, z: np.ndarray, total_n: np.ndarray, df: np.ndarray) -> np.ndarray:
         if self.method == "fixed":
-            return 2.0 * sps.t.sf(np.abs(z), df)
+            return 2.0 * special.stdtr(df, -np.abs(z))
         a = self._mixture(total_n)
         return np.minimum(1.0, np.sqrt(a + 1.0) * np.exp(-(z**2) * a / (2.0 * (a + 1.0))))
 
@@ -252,11 +257,11 @@ class _Interval:
     upper: np.ndarray
     p_value: np.ndarray
 
-    def finite(self, i: int) -> bool:
-        return bool(np.isfinite([self.estimate[i], self.se[i], self.lower[i], self.upper[i], self.p_value[i]]).all())
-
-    def at(self, i: int) -> Estimate:
-        return Estimate(*(_num(a[i]) for a in (self.estimate, self.lower, self.upper, self.p_value, self.se)))
+    def rows(self) -> list[tuple[Estimate, bool]]:
+        """Per-row Estimate (non-finite parts as None) and whether all of it is finite."""
+        parts = (self.estimate, self.lower, self.upper, self.p_value, self.se)
+        finite = np.logical_and.reduce([np.isfinite(a) for a in parts]).tolist()
+        return list(zip((Estimate(*row) for row in zip(*map(_floats, parts))), finite))
 
 
 def _interval(estimate: np.ndarray, se: np.ndarray, boundary: _Boundary, total_n: np.ndarray, df: np.ndarray) -> _Interval:
@@ -310,47 +315,54 @@ class _Arms:
 
 
 def _arms(col: dict[str, np.ndarray], metric_type: MetricType) -> _Arms:
+    """Moments of each arm plus the first problem that rules it out (0 when none)."""
     n, s, ss = col["n"], col["sum"], col["sum_squares"]
     m2 = _comoment(n, s, s, ss)
     mean, var = s / n, np.maximum(m2, 0.0) / (n - 1)
-    inconsistent = _negative(m2, ss)
-    bad_proportion = np.zeros_like(n, dtype=bool)
-    zero_den = np.zeros_like(n, dtype=bool)
+    checks = [(1, n < 2), (2, _negative(m2, ss))]
     if metric_type == "proportion":
-        bad_proportion = (s < 0) | (s > n) | (np.abs(ss - s) > _TOLERANCE * np.maximum(s, 1.0))
+        checks.append((3, (s < 0) | (s > n) | (np.abs(ss - s) > _TOLERANCE * np.maximum(s, 1.0))))
     if metric_type == "ratio":
-        d, dd = col["denominator_sum"], col["denominator_sum_squares"]
-        dm2, cm2 = _comoment(n, d, d, dd), _comoment(n, s, d, col["sum_product"])
-        inconsistent |= _negative(dm2, dd) | _schwarz_broken(cm2, m2, dm2)
-        zero_den = d == 0
-        ratio, dbar = s / d, d / n
-        mean = ratio
-        var = (var - 2 * ratio * cm2 / (n - 1) + ratio**2 * np.maximum(dm2, 0.0) / (n - 1)) / dbar**2
-        var = np.maximum(var, 0.0)
-    xm2 = _comoment(n, col["pre_sum"], col["pre_sum"], col["pre_sum_squares"])
-    xym2 = _comoment(n, s, col["pre_sum"], col["sum_product"]) if metric_type != "ratio" else np.full_like(n, np.nan)
-    bad_covariate = (_negative(xm2, col["pre_sum_squares"]) | _schwarz_broken(xym2, xm2, m2)) & ~np.isnan(xm2)
-    problem = np.select(
-        [n < 2, inconsistent, bad_proportion, bad_covariate, zero_den], [1, 2, 3, 4, 5], 0
-    )
-    return _Arms(n, mean, var, problem, np.maximum(xm2, 0.0), xym2, col["pre_sum"] / n)
+        mean, var, ratio_checks = _ratio_moments(col, m2)
+        checks += ratio_checks
+    x, xx = col["pre_sum"], col["pre_sum_squares"]
+    xm2, xym2 = _comoment(n, x, x, xx), _comoment(n, s, x, col["sum_product"])  # NaN without a covariate
+    checks.append((4, _negative(xm2, xx) | _schwarz_broken(xym2, xm2, m2)))
+    return _Arms(n, mean, var, _first_problem(checks, n.shape), np.maximum(xm2, 0.0), xym2, x / n)
+
+
+def _ratio_moments(col: dict[str, np.ndarray], m2: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
+    """Ratio of sums R = Σx/Σy and its delta-method unit variance Var(x − R·y) / ȳ²."""
+    n, s, d, dd = col["n"], col["sum"], col["denominator_sum"], col["denominator_sum_squares"]
+    dm2, cm2 = _comoment(n, d, d, dd), _comoment(n, s, d, col["sum_product"])
+    ratio = s / d
+    var = np.maximum(m2 - 2 * ratio * cm2 + ratio**2 * dm2, 0.0) / (n - 1) / (d / n) ** 2
+    return ratio, var, [(2, _negative(dm2, dd)), (4, _schwarz_broken(cm2, m2, dm2)), (5, d == 0)]
+
+
+def _first_problem(checks: list[tuple[int, np.ndarray]], shape: tuple[int, ...]) -> np.ndarray:
+    """Per row, the lowest code among failing checks (codes are ordered most basic first)."""
+    problem = np.zeros(shape, dtype=int)
+    for code, failed in sorted(checks, key=lambda check: -check[0]):
+        problem[failed] = code
+    return problem
 
 
 def _cuped(c: _Arms, v: _Arms) -> tuple[_Arms, _Arms, np.ndarray]:
     """Adjust both arms with θ pooled within arms (the OLS slope of y on x with an arm dummy).
 
     Means move by θ·(x̄_arm − x̄_pooled), so the difference stays unbiased and the arm means stay
-    on the metric's scale. Rows without a covariate get θ = 0, i.e. no adjustment.
+    on the metric's scale. Rows without a covariate (or with a constant one) get θ = 0.
     """
-    sxx = c.cov_x + v.cov_x
-    theta = np.where(sxx > 0, (c.cov_xy + v.cov_xy) / sxx, 0.0)
-    theta = np.nan_to_num(theta, nan=0.0)
+    sxx, sxy = c.cov_x + v.cov_x, c.cov_xy + v.cov_xy
+    used = (sxx > 0) & np.isfinite(sxy)
+    theta = np.where(used, sxy / sxx, 0.0)
     pooled = (c.pre_mean * c.n + v.pre_mean * v.n) / (c.n + v.n)
 
     def adjust(a: _Arms) -> _Arms:
-        shift = np.nan_to_num(theta * (a.pre_mean - pooled), nan=0.0)
-        var = a.var + np.nan_to_num((theta**2 * a.cov_x - 2 * theta * a.cov_xy) / (a.n - 1), nan=0.0)
-        return _Arms(a.n, a.mean - shift, np.maximum(var, 0.0), a.problem, a.cov_x, a.cov_xy, a.pre_mean)
+        shift = np.where(used, theta * (a.pre_mean - pooled), 0.0)
+        extra = np.where(used, (theta**2 * a.cov_x - 2 * theta * a.cov_xy) / (a.n - 1), 0.0)
+        return _Arms(a.n, a.mean - shift, np.maximum(a.var + extra, 0.0), a.problem, a.cov_x, a.cov_xy, a.pre_mean)
 
     return adjust(c), adjust(v), theta
 
@@ -392,7 +404,8 @@ def compare_many(
     Means and proportions use Welch's unequal-variance difference; ratio metrics the delta
     method on each arm's ratio of means. The relative lift's standard error comes from the delta
     method and gets the same boundary as the absolute one, so both are time-uniform in
-    sequential mode. CUPED is applied when both arms carry a covariate. Chance to win and
+    sequential mode; fixed intervals use Student's t with Welch–Satterthwaite degrees of freedom
+    (normal for ratio metrics). CUPED is applied when both arms carry a covariate. Chance to win and
     expected loss (of shipping the variant, in metric units) come from the normal posterior of
     the absolute difference under `prior` (flat when None).
     """
@@ -413,11 +426,10 @@ def compare_many(
         relative = _interval(v.mean / c.mean - 1.0, se_rel, boundary, total_n, df)
         chance, loss = _posterior(absolute.estimate, se_abs, prior)
         reduction = 1.0 - se_abs**2 / raw_var
-    return [
-        _comparison(i, controls[i], variants[i], c, v, absolute, relative, chance, loss, theta, reduction,
-                    metric_type, method, alpha)
-        for i in range(len(pairs))
-    ]
+    columns = zip(pairs, c.problem.tolist(), v.problem.tolist(), absolute.rows(), relative.rows(),
+                  *map(_floats, (c.mean, v.mean, chance, loss, theta, reduction)))
+    common = dict(metric_type=metric_type, method=method, alpha=alpha)
+    return [_comparison(*row, **common) for row in columns]
 
 
 def _check_arguments(metric_type: str, alpha: float, method: str, tuning_n: float, prior: NormalPrior | None) -> None:
@@ -444,10 +456,12 @@ def _check_fields(control: ArmStats, variant: ArmStats, metric_type: MetricType)
                 raise InvalidStats("pre_sum", f"arm {arm.name!r}: ratio metrics do not support CUPED", arm.name)
         elif arm.denominator_sum is not None or arm.denominator_sum_squares is not None:
             raise InvalidStats("denominator_sum", f"arm {arm.name!r}: only ratio metrics take a denominator", arm.name)
+        elif not arm.has_covariate and any(getattr(arm, f) is not None for f in _COVARIATE):
+            missing = next(f for f in _COVARIATE if getattr(arm, f) is None)
+            raise InvalidStats(missing, f"arm {arm.name!r}: CUPED needs all of {', '.join(_COVARIATE)}", arm.name)
     if metric_type != "ratio" and control.has_covariate != variant.has_covariate:
-        missing = variant if control.has_covariate else control
-        raise InvalidStats("pre_sum", f"arm {missing.name!r}: CUPED needs pre_sum, pre_sum_squares and sum_product "
-                           "in both arms", missing.name)
+        lacking = variant if control.has_covariate else control
+        raise InvalidStats("pre_sum", f"arm {lacking.name!r}: CUPED needs the covariate in both arms", lacking.name)
 
 
 def _posterior(estimate: np.ndarray, se: np.ndarray, prior: NormalPrior | None) -> tuple[np.ndarray, np.ndarray]:
@@ -458,37 +472,49 @@ def _posterior(estimate: np.ndarray, se: np.ndarray, prior: NormalPrior | None) 
         mean = (estimate / se**2 + prior.mean / prior.sd**2) / precision
         sd = np.sqrt(1.0 / precision)
     z = mean / sd
-    return sps.norm.cdf(z), sd * sps.norm.pdf(z) - mean * sps.norm.cdf(-z)
+    density = np.exp(-0.5 * z**2) / math.sqrt(2.0 * math.pi)
+    return special.ndtr(z), sd * density - mean * special.ndtr(-z)
 
 
 def _comparison(
-    i: int, control: ArmStats, variant: ArmStats, c: _Arms, v: _Arms, absolute: _Interval, relative: _Interval,
-    chance: np.ndarray, loss: np.ndarray, theta: np.ndarray, reduction: np.ndarray,
-    metric_type: MetricType, method: Method, alpha: float,
+    pair: tuple[ArmStats, ArmStats], problem_c: int, problem_v: int,
+    absolute: tuple[Estimate, bool], relative: tuple[Estimate, bool],
+    mean_c: float | None, mean_v: float | None, chance: float | None, loss: float | None,
+    theta: float | None, reduction: float | None, **common: Any,
 ) -> Comparison:
-    base: dict[str, Any] = dict(control=control.name, variant=variant.name, metric_type=metric_type, method=method,
-                                alpha=alpha, n_control=int(control.n), n_variant=int(variant.n))
-    for arm, code in ((control, c.problem[i]), (variant, v.problem[i])):
-        if code:
-            reason = f"arm {arm.name!r} " + _ARM_PROBLEMS[int(code)].format(n=arm.n)
-            return Comparison(status="not_enough_data", reason=reason, **base)
-    if not absolute.se[i] > 0:
-        return Comparison(status="not_enough_data", reason="both arms have zero variance; nothing to compare yet", **base)
-    if not absolute.finite(i):
-        return Comparison(status="not_enough_data", reason="sums are beyond floating-point range", **base)
-    relative_ok = relative.finite(i)
+    """Assemble one row of a batch: not_enough_data with the first reason found, else the full result."""
+    control, variant = pair
+    base = dict(control=control.name, variant=variant.name, n_control=int(control.n), n_variant=int(variant.n),
+                **common)
+    reason = _shortage(control, variant, problem_c, problem_v, *absolute)
+    if reason:
+        return Comparison(status="not_enough_data", reason=reason, **base)
+    relative_ok = relative[1]
     return Comparison(
         status="ok",
-        reason="" if relative_ok else f"relative lift undefined (control mean {c.mean[i]:g}); absolute difference reported",
-        control_mean=_num(c.mean[i]),
-        variant_mean=_num(v.mean[i]),
-        absolute=absolute.at(i),
-        relative=relative.at(i) if relative_ok else Estimate(),
-        chance_to_win=_num(chance[i]),
-        expected_loss=_num(loss[i]),
-        cuped=Cuped(float(theta[i]), float(reduction[i])) if control.has_covariate else None,
+        reason="" if relative_ok else f"relative lift undefined (control mean {mean_c:g}); absolute difference reported",
+        control_mean=mean_c,
+        variant_mean=mean_v,
+        absolute=absolute[0],
+        relative=relative[0] if relative_ok else Estimate(),
+        chance_to_win=chance,
+        expected_loss=loss,
+        cuped=Cuped(theta, reduction) if control.has_covariate else None,
         **base,
     )
+
+
+def _shortage(control: ArmStats, variant: ArmStats, problem_c: int, problem_v: int,
+              absolute: Estimate, finite: bool) -> str:
+    """Why a pair cannot be compared yet ("" when it can)."""
+    for arm, code in ((control, problem_c), (variant, problem_v)):
+        if code:
+            return f"arm {arm.name!r} " + _ARM_PROBLEMS[code].format(n=arm.n)
+    if absolute.se == 0:
+        return "both arms have zero variance; nothing to compare yet"
+    if not finite:
+        return "sums are beyond floating-point range"
+    return ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -668,6 +694,11 @@ def _num(x: Any) -> float | None:
     """A plain float, or None for NaN/±inf (so nothing non-JSON leaks out)."""
     x = float(x)
     return x if math.isfinite(x) else None
+
+
+def _floats(a: np.ndarray) -> list[float | None]:
+    """`_num` over an array, vectorised."""
+    return np.where(np.isfinite(a), a, None).tolist()
 
 
 def _json_safe(value: Any) -> Any:

@@ -24,7 +24,7 @@ from duckdb_engine import ConnectionWrapper
 from metrics.lake import table_path
 from metrics.schema import TABLES, empty_table
 
-_DUCKDB_CONFIG = {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
+_DUCKDB_CONFIG = {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false", "TimeZone": "UTC"}
 
 
 class WarehouseError(RuntimeError):
@@ -40,6 +40,8 @@ class Warehouse:
         self._con = duckdb.connect(":memory:", config=_DUCKDB_CONFIG)
         self._versions: dict[str, int | None] = {}
         self._kinds: dict[str, str] = {}  # what answers for each name: a VIEW or an empty TABLE
+        # Tables whose Delta log cannot be read: queries touching them raise WarehouseError.
+        self.errors: dict[str, str] = {}
         self._tables: dict[str, DeltaTable] = {}
         self._refreshed_at = 0.0
         self._lock = threading.Lock()
@@ -49,7 +51,10 @@ class Warehouse:
     # -- snapshot ---------------------------------------------------------------------------
 
     def refresh(self, force: bool = False) -> dict[str, int | None]:
-        """Point each view at its table's newest snapshot; return the table versions."""
+        """Point each view at its table's newest snapshot; return the table versions.
+
+        Never raises: a table whose log cannot be read is recorded in `errors` and shown empty,
+        so the other tables keep answering."""
         with self._lock:
             if not force and time.monotonic() - self._refreshed_at < self.min_refresh_seconds:
                 return dict(self._versions)
@@ -75,7 +80,10 @@ class Warehouse:
             files = table.file_uris()
         except Exception as exc:  # deltalake raises several types for a damaged log
             self._tables.pop(name, None)
-            raise WarehouseError(f"table {name!r} in {self.lake} cannot be read: {exc}") from exc
+            self._show_empty(name)
+            self.errors[name] = f"table {name!r} in {self.lake} cannot be read: {exc}"
+            return
+        self.errors.pop(name, None)
         if not files:
             self._show_empty(name)
             return
@@ -120,6 +128,7 @@ class Warehouse:
         A file that vanished under an old snapshot (vacuum after erasure) triggers one forced
         refresh and a retry; anything else unreadable raises `WarehouseError`."""
         self.refresh()
+        self._check_readable(sql)
         try:
             return self._run(sql, params)
         except duckdb.IOException:
@@ -130,6 +139,18 @@ class Warehouse:
                 raise WarehouseError(f"the lake at {self.lake} has an unreadable file: {exc}") from exc
         except duckdb.InvalidInputException as exc:
             raise WarehouseError(f"the lake at {self.lake} has an unreadable file: {exc}") from exc
+
+    def _check_readable(self, sql: str) -> None:
+        if not self.errors:
+            return
+        cursor = self._con.cursor()
+        try:
+            touched = cursor.get_table_names(sql)
+        finally:
+            cursor.close()
+        broken = [self.errors[name] for name in sorted(touched) if name in self.errors]
+        if broken:
+            raise WarehouseError("; ".join(broken))
 
     def _run(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None) -> pl.DataFrame:
         cursor = self._con.cursor()

@@ -22,6 +22,7 @@ from metrics.stats import (
     Estimate,
     GuardrailResult,
     InvalidStats,
+    NormalPrior,
     SrmResult,
     adjust_pvalues,
     compare,
@@ -180,6 +181,16 @@ def test_adjust_pvalues_matches_multipletests_and_passes_gaps_through(method, re
         else:
             assert got == pytest.approx(next(expected))
     assert adjust_pvalues([], method) == []
+
+
+def test_bayesian_summaries_match_the_normal_posterior():
+    c, v = ArmStats("control", 2_000, 240.0, 240.0), ArmStats("b", 2_000, 262.0, 262.0)
+    flat = compare(c, v, "proportion")
+    posterior = sps.norm(flat.absolute.estimate, flat.absolute.se)
+    assert flat.chance_to_win == pytest.approx(posterior.sf(0.0), rel=1e-9)
+    assert flat.expected_loss == pytest.approx(posterior.expect(lambda x: max(0.0, -x)), rel=1e-4)
+    sceptical = compare(c, v, "proportion", prior=NormalPrior(0.0, flat.absolute.se / 10))
+    assert 0.5 < sceptical.chance_to_win < 0.6 < flat.chance_to_win
 
 
 # --- sequential boundary properties -----------------------------------------------------------
@@ -360,6 +371,10 @@ def test_zero_control_mean_keeps_absolute_and_drops_relative():
         (lambda: compare(ArmStats("a", 10, 1, 1), ArmStats("b", 10, 1, 1), "ratio"), "denominator_sum"),
         (lambda: compare(ArmStats("a", 10, 1, 1, pre_sum=1, pre_sum_squares=1, sum_product=1),
                          ArmStats("b", 10, 1, 1), "mean"), "pre_sum"),
+        (lambda: compare(ArmStats("a", 10, 1, 1, pre_sum=1, pre_sum_squares=1),
+                         ArmStats("b", 10, 1, 1, pre_sum=1, pre_sum_squares=1), "mean"), "sum_product"),
+        (lambda: compare(ArmStats("a", 10, 1, 1, denominator_sum=1), ArmStats("b", 10, 1, 1), "mean"),
+         "denominator_sum"),
     ],
 )
 def test_invalid_numbers_raise_naming_the_field(make, field):

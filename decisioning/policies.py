@@ -1,0 +1,270 @@
+"""Policies: who picks a variant, and with what probability (logged for off-policy evaluation).
+
+Every policy answers `probabilities(X, eligible)`: an (n, k) matrix over the experience's
+variants whose rows sum to 1 and are zero where a variant is not eligible. `choose` samples
+from it and returns the chosen index with its probability, so the propensity logged is the
+probability the choice was actually made with. One code path serves the service (n = 1) and
+the backfill (n = 100k).
+
+- `RulesPolicy`: deterministic business rules (probability 1 on the rule's variant).
+- `ThompsonPolicy`: Beta-Bernoulli Thompson sampling; the probability that each eligible arm
+  draws the highest sample is computed by numerical integration (not estimated), so
+  sampling the arm from those probabilities is exactly Thompson sampling.
+- `PropensityPolicy`: one logistic regression per variant trained online by SGD; softmax over
+  predicted conversion mixed with epsilon-uniform exploration, so every eligible variant has
+  a known probability > 0.
+
+All are safe to call from many threads: readers use an immutable snapshot of the model,
+`update` swaps in a new one under a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from scipy import special
+
+from decisioning.features import FEATURE_NAMES
+from decisioning.scenario import Experience
+
+_PRICE = FEATURE_NAMES.index("price_sensitivity")
+_PAGES = FEATURE_NAMES.index("pages_viewed")
+_RETURNING = FEATURE_NAMES.index("returning")
+_MATCH = FEATURE_NAMES.index("category_match")
+
+
+class ModelUnavailable(RuntimeError):
+    """The model cannot answer right now (not loaded, outage): the engine serves the default."""
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """What the engine needs from a policy."""
+
+    name: str
+
+    @property
+    def model_version(self) -> str: ...
+
+    def probabilities(self, X: np.ndarray, eligible: np.ndarray) -> np.ndarray: ...
+
+    def update(self, X: np.ndarray, chosen: np.ndarray, reward: np.ndarray) -> None: ...
+
+
+def _check(X: np.ndarray, eligible: np.ndarray, k: int) -> None:
+    if eligible.shape != (X.shape[0], k):
+        raise ValueError(f"eligible must be ({X.shape[0]}, {k}), got {eligible.shape}")
+    if not eligible.any(axis=1).all():
+        raise ValueError("every row needs at least one eligible variant")
+
+
+def choose(probabilities: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Sample one variant per row from `probabilities`; return (index, its probability)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    cumulative = np.cumsum(probabilities, axis=1)
+    draws = rng.random(probabilities.shape[0]) * cumulative[:, -1]
+    # Zero-probability columns are skipped by construction; `last` guards the float edge.
+    last = probabilities.shape[1] - 1 - np.argmax(probabilities[:, ::-1] > 0, axis=1)
+    index = np.minimum((cumulative <= draws[:, None]).sum(axis=1), last)
+    return index, probabilities[np.arange(len(index)), index]
+
+
+class RulesPolicy:
+    """Business rules over the features, deterministic (probability 1 on the chosen variant).
+
+    Discount experiences climb a ladder with price sensitivity: low -> the default (no
+    discount), medium -> the smallest discount, high -> the largest; if the target is not
+    eligible the largest eligible discount below it is offered. Other experiences show their
+    first personalised variant to engaged visitors (returning, 3+ pages, or back on a category
+    they viewed before) and the default to everyone else.
+    """
+
+    name = "rules"
+    model_version = "rules-v1"
+
+    def __init__(self, experience: Experience) -> None:
+        self.variants = list(experience.variants)
+        self.default = self.variants.index(experience.default_variant)
+        self.discounts = np.array([experience.discount.get(v, 0.0) for v in self.variants])
+        self.ladder = np.argsort(self.discounts, kind="stable")  # variant indices by rising discount
+        self.discounted = self.discounts[self.ladder] > 0
+        self.has_discounts = bool(self.discounted.any())
+        others = [i for i in range(len(self.variants)) if i != self.default]
+        self.engaged_variant = others[0] if others else self.default
+
+    def rule_targets(self, X: np.ndarray) -> np.ndarray:
+        """The variant each row's rule picks before eligibility, (n,) indices."""
+        if self.has_discounts:
+            steps = self.ladder[self.discounted]
+            level = np.where(X[:, _PRICE] >= 0.75, len(steps), np.where(X[:, _PRICE] >= 0.25, 1, 0))
+            return np.where(level == 0, self.default, steps[np.maximum(level, 1) - 1])
+        engaged = (X[:, _RETURNING] > 0) | (X[:, _PAGES] >= 0.3) | (X[:, _MATCH] > 0)
+        return np.where(engaged, self.engaged_variant, self.default)
+
+    def probabilities(self, X: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+        _check(X, eligible, len(self.variants))
+        n, k = eligible.shape
+        rows = np.arange(n)
+        chosen = self.rule_targets(X)
+        if self.has_discounts:
+            # an ineligible discount steps down to the largest eligible one below it
+            rank = np.empty(k, dtype=np.int64)
+            rank[self.ladder] = np.arange(k)
+            below = eligible & (self.discounts > 0)[None, :] & (rank[None, :] <= rank[chosen][:, None])
+            stepped = np.argmax(np.where(below, rank[None, :], -1), axis=1)
+            chosen = np.where(eligible[rows, chosen], chosen, np.where(below.any(axis=1), stepped, self.default))
+        chosen = np.where(eligible[rows, chosen], chosen,
+                          np.where(eligible[:, self.default], self.default, np.argmax(eligible, axis=1)))
+        out = np.zeros((n, k))
+        out[rows, chosen] = 1.0
+        return out
+
+    def update(self, X: np.ndarray, chosen: np.ndarray, reward: np.ndarray) -> None:
+        """Rules do not learn."""
+
+
+class ThompsonPolicy:
+    """Beta-Bernoulli Thompson sampling with exact (integrated) arm probabilities."""
+
+    name = "thompson"
+    GRID = 2048
+
+    def __init__(self, k: int, prior: tuple[float, float] = (1.0, 1.0)) -> None:
+        self.k = k
+        self._alpha = np.full(k, float(prior[0]))
+        self._beta = np.full(k, float(prior[1]))
+        self._generation = 0
+        self._cache: dict[bytes, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def model_version(self) -> str:
+        return f"thompson-v1.{self._generation}"
+
+    @property
+    def posterior(self) -> tuple[np.ndarray, np.ndarray]:
+        """The Beta posterior's (alpha, beta) per variant."""
+        with self._lock:
+            return self._alpha.copy(), self._beta.copy()
+
+    def win_probabilities(self, mask: np.ndarray) -> np.ndarray:
+        """P(arm i draws the highest sample among the arms in `mask`), by integration.
+
+        P_i = integral f_i(x) prod_{j != i} F_j(x) dx, evaluated as the sum over grid cells of
+        (F_i(b) - F_i(a)) times the mean over the cell's ends of prod_{j != i} F_j: the mass of
+        each arm is conserved exactly, and the grid spans where the posteriors have mass.
+        """
+        alpha, beta = self._alpha[mask], self._beta[mask]
+        out = np.zeros(self.k)
+        if alpha.size == 1:
+            out[mask] = 1.0
+            return out
+        mean = alpha / (alpha + beta)
+        sd = np.sqrt(alpha * beta / ((alpha + beta) ** 2 * (alpha + beta + 1)))
+        low, high = max(0.0, float((mean - 12 * sd).min())), min(1.0, float((mean + 12 * sd).max()))
+        grid = np.linspace(low, high, self.GRID)
+        cdf = special.betainc(alpha[:, None], beta[:, None], grid[None, :])  # (m, G)
+        others = np.stack([np.prod(np.delete(cdf, i, axis=0), axis=0) for i in range(alpha.size)])
+        mass = np.diff(cdf, axis=1)
+        won = (mass * 0.5 * (others[:, 1:] + others[:, :-1])).sum(axis=1)
+        won = np.maximum(won, 0.0)
+        out[mask] = won / won.sum() if won.sum() > 0 else 1.0 / alpha.size
+        return out
+
+    def probabilities(self, X: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+        _check(X, eligible, self.k)
+        patterns, inverse = np.unique(eligible, axis=0, return_inverse=True)
+        table = np.empty((len(patterns), self.k))
+        with self._lock:
+            for row, pattern in enumerate(patterns):
+                key = pattern.tobytes()
+                cached = self._cache.get(key)
+                if cached is None:
+                    cached = self._cache[key] = self.win_probabilities(pattern)
+                table[row] = cached
+        return table[inverse.reshape(-1)]
+
+    def update(self, X: np.ndarray, chosen: np.ndarray, reward: np.ndarray) -> None:
+        """Add Bernoulli outcomes (reward > 0 is a success) of the chosen variants."""
+        chosen = np.asarray(chosen, dtype=np.int64)
+        success = np.asarray(reward, dtype=np.float64) > 0
+        with self._lock:
+            self._alpha += np.bincount(chosen[success], minlength=self.k)
+            self._beta += np.bincount(chosen[~success], minlength=self.k)
+            self._generation += 1
+            self._cache = {}
+
+
+class PropensityPolicy:
+    """Per-variant logistic regression on the features, trained online by SGD.
+
+    Selection: softmax of the predicted conversion logits at `temperature`, mixed with
+    `epsilon` uniform exploration over the eligible variants (so every eligible variant keeps
+    probability >= epsilon / eligible count).
+    """
+
+    name = "propensity"
+
+    def __init__(
+        self, k: int, rng: np.random.Generator, *, epsilon: float = 0.1, temperature: float = 0.25,
+        learning_rate: float = 0.05, l2: float = 1e-4, prior_rate: float = 0.05,
+    ) -> None:
+        self.k, self.epsilon, self.temperature = k, epsilon, temperature
+        self.learning_rate, self.l2 = learning_rate, l2
+        weights = rng.normal(0.0, 0.01, size=(k, len(FEATURE_NAMES)))
+        weights[:, 0] = special.logit(prior_rate)
+        self._weights = weights
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    @property
+    def model_version(self) -> str:
+        return f"propensity-v1.{self._generation}"
+
+    @property
+    def weights(self) -> np.ndarray:
+        return self._weights.copy()
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predicted conversion probability of each variant, (n, k)."""
+        return special.expit(X @ self._weights.T)
+
+    def probabilities(self, X: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+        _check(X, eligible, self.k)
+        logits = (X @ self._weights.T) / self.temperature
+        logits = np.where(eligible, logits, -np.inf)
+        logits -= logits.max(axis=1, keepdims=True)
+        soft = np.exp(logits)
+        soft /= soft.sum(axis=1, keepdims=True)
+        uniform = eligible / eligible.sum(axis=1, keepdims=True)
+        return (1.0 - self.epsilon) * soft + self.epsilon * uniform
+
+    def update(self, X: np.ndarray, chosen: np.ndarray, reward: np.ndarray) -> None:
+        """One SGD step on the log loss of each chosen variant's model (reward > 0 = converted)."""
+        X = np.asarray(X, dtype=np.float64)
+        chosen = np.asarray(chosen, dtype=np.int64)
+        target = (np.asarray(reward, dtype=np.float64) > 0).astype(np.float64)
+        with self._lock:
+            weights = self._weights.copy()
+            predicted = special.expit(np.einsum("nd,nd->n", X, weights[chosen]))
+            gradient = (target - predicted)[:, None] * X
+            step = np.zeros_like(weights)
+            np.add.at(step, chosen, gradient)
+            counts = np.bincount(chosen, minlength=self.k)[:, None]
+            weights += self.learning_rate * (step / np.maximum(counts, 1) - self.l2 * weights * (counts > 0))
+            self._weights = weights
+            self._generation += 1
+
+
+def make_policy(experience: Experience, rng: np.random.Generator, kind: str | None = None) -> Policy:
+    """The policy `kind` (default: the experience's own) over the experience's variants."""
+    kind = kind or experience.policy
+    if kind == "rules":
+        return RulesPolicy(experience)
+    if kind == "thompson":
+        return ThompsonPolicy(len(experience.variants))
+    if kind == "propensity":
+        return PropensityPolicy(len(experience.variants), rng)
+    raise ValueError(f"unknown policy {kind!r} (known: rules, thompson, propensity)")

@@ -1,0 +1,94 @@
+"""The reader: views over the current snapshot, cheap refresh, SQLAlchemy, clear errors."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+
+from metrics.lake import LakeWriter
+from metrics.warehouse import Warehouse, WarehouseError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from lake_worker import event_batch  # noqa: E402
+
+
+def test_a_lake_that_does_not_exist_reads_as_empty_tables_with_their_columns(tmp_path):
+    warehouse = Warehouse(tmp_path / "nowhere")
+    assert warehouse.scalar("SELECT count(*) FROM events") == 0
+    assert "propensity" in warehouse.query("SELECT * FROM decisions").columns
+    assert warehouse.versions == {name: None for name in warehouse.versions}
+    assert not (tmp_path / "nowhere").exists()  # a reader never writes
+
+
+def test_new_commits_appear_after_refresh_and_unchanged_tables_keep_their_view(tmp_path):
+    writer = LakeWriter(tmp_path, background=False)
+    writer.append("events", event_batch(0, 10))
+    writer.flush()
+    warehouse = Warehouse(tmp_path, min_refresh_seconds=3600)
+    assert warehouse.scalar("SELECT count(*) FROM events") == 10
+    writer.append("events", event_batch(10, 5))
+    writer.flush()
+    assert warehouse.scalar("SELECT count(*) FROM events") == 10  # throttled: same snapshot
+    before = warehouse.versions
+    after = warehouse.refresh(force=True)
+    assert after["events"] == before["events"] + 1 and after["decisions"] == before["decisions"]
+    assert warehouse.scalar("SELECT count(*) FROM events") == 15
+
+
+def test_parameters_are_bound_not_interpolated(tmp_path):
+    writer = LakeWriter(tmp_path, background=False)
+    writer.append("events", event_batch(0, 10))
+    writer.flush()
+    warehouse = Warehouse(tmp_path)
+    hostile = "x' OR '1'='1"
+    assert warehouse.scalar("SELECT count(*) FROM events WHERE user_id = $u", {"u": hostile}) == 0
+    assert warehouse.scalar("SELECT count(*) FROM events WHERE user_id = $u", {"u": f"{3:032x}"}) == 1
+
+
+def test_sqlalchemy_connections_see_the_same_views(tmp_path):
+    writer = LakeWriter(tmp_path, background=False)
+    writer.append("events", event_batch(0, 7))
+    writer.flush()
+    warehouse = Warehouse(tmp_path)
+    with warehouse.engine().connect() as connection:
+        result = connection.execute(sqlalchemy.text("SELECT count(*) FROM events WHERE revenue = :r"), {"r": 1.0})
+        assert result.scalar() == 7
+
+
+def test_a_corrupt_parquet_file_is_a_clear_error_not_a_crash(tmp_path):
+    writer = LakeWriter(tmp_path, background=False)
+    writer.append("events", event_batch(0, 10))
+    writer.flush()
+    warehouse = Warehouse(tmp_path)
+    (parquet,) = (tmp_path / "events").glob("*.parquet")
+    parquet.write_bytes(b"not a parquet file")
+    with pytest.raises(WarehouseError, match="unreadable file"):
+        warehouse.query("SELECT count(*) FROM events")
+    assert warehouse.scalar("SELECT count(*) FROM decisions") == 0  # other tables still answer
+
+
+def test_a_missing_parquet_file_is_a_clear_error(tmp_path):
+    writer = LakeWriter(tmp_path, background=False)
+    writer.append("events", event_batch(0, 10))
+    writer.flush()
+    warehouse = Warehouse(tmp_path)
+    for parquet in (tmp_path / "events").glob("*.parquet"):
+        parquet.unlink()
+    with pytest.raises(WarehouseError):
+        warehouse.query("SELECT count(*) FROM events")
+
+
+def test_a_damaged_delta_log_is_a_clear_error(tmp_path):
+    writer = LakeWriter(tmp_path, background=False)
+    writer.append("events", event_batch(0, 10))
+    writer.flush()
+    for entry in (tmp_path / "events" / "_delta_log").glob("*.json"):
+        entry.write_text("{broken")
+    warehouse = Warehouse(tmp_path)
+    assert "events" in warehouse.errors
+    with pytest.raises(WarehouseError, match="'events'"):
+        warehouse.query("SELECT count(*) FROM events")
+    assert warehouse.scalar("SELECT count(*) FROM decisions") == 0  # other tables still answer
