@@ -1,0 +1,116 @@
+"""`momento demo`: the whole system on one machine, live, in one command.
+
+Backfills a history when the lake has no events, then starts the decisioning service, the
+traffic simulator driving it, and the cockpit, as child processes; prints where to look; and
+on Ctrl-C (or when any child dies) stops them all — the simulator first, the service last so
+its writer flushes what it holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import httpx
+
+from momento.cli import cockpit_command
+from momento.config import Settings
+from metrics.warehouse import Warehouse
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def _spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """A child in its own session: the terminal's Ctrl-C reaches only the demo, which then
+    stops the children one by one, in order (a second SIGINT would make uvicorn skip its
+    graceful shutdown and the writer's last flush)."""
+    return subprocess.Popen(command, env=env, start_new_session=True)
+
+
+def _stop(processes: list[tuple[str, subprocess.Popen]]) -> None:
+    for name, process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                print(f"momento demo: {name} did not stop in 20 s; killing it", file=sys.stderr)
+                process.kill()
+                process.wait()
+
+
+def run_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """Run backfill (if needed), service, simulator and cockpit until Ctrl-C."""
+    settings = replace(
+        settings,
+        port=args.port or settings.port,
+        cockpit_port=args.cockpit_port or settings.cockpit_port,
+    )
+    url = f"http://{settings.host}:{settings.port}"
+    for name, port in (("service", settings.port), ("cockpit", settings.cockpit_port)):
+        if not _port_free(settings.host, port):
+            print(f"momento demo: port {port} for the {name} is taken; pass --{'port' if name == 'service' else 'cockpit-port'} N", file=sys.stderr)
+            return 2
+
+    if not Warehouse(settings.lake).scalar("SELECT count(*) FROM events"):
+        from decisioning.scenario import load_scenario
+        from decisioning.simulator.backfill import backfill
+
+        print(f"momento demo: the lake at {settings.lake} is empty; backfilling {args.days} days of history…", flush=True)
+        backfill(settings.lake, load_scenario(settings.scenario), days=args.days, users=args.users, seed=7)
+
+    env = {**os.environ, "MOMENTO_LAKE": str(settings.lake), "MOMENTO_SERVICE_URL": url}
+    python = [sys.executable, "-m", "momento.cli"]
+    children: list[tuple[str, subprocess.Popen]] = []
+    try:
+        service = _spawn([*python, "serve", "--host", settings.host, "--port", str(settings.port)], env)
+        children.append(("service", service))
+        if not _wait_healthy(url, service, timeout=60):
+            print("momento demo: the service did not become healthy; see its log above", file=sys.stderr)
+            return 1
+        simulator = _spawn([*python, "simulate", "--url", url, "--rate", str(args.rate)], env)
+        children.insert(0, ("simulator", simulator))
+        cockpit = _spawn(cockpit_command(settings.cockpit_port), env)
+        children.insert(0, ("cockpit", cockpit))
+        print(
+            f"\nMomento is running.\n  cockpit:  http://127.0.0.1:{settings.cockpit_port}\n"
+            f"  service:  {url}  (API docs {url}/docs, metrics {url}/metrics)\n"
+            f"  lake:     {settings.lake}\nPress Ctrl-C to stop everything.\n",
+            flush=True,
+        )
+        while all(process.poll() is None for _, process in children):
+            time.sleep(0.5)
+        dead = [name for name, process in children if process.poll() is not None]
+        print(f"momento demo: {', '.join(dead)} stopped; stopping the rest", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nmomento demo: stopping…", flush=True)
+        return 0
+    finally:
+        _stop(children)
