@@ -8,7 +8,7 @@ shell, a notebook or another service without Python glue. Bad input exits 2 with
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -40,17 +40,17 @@ class VariantInput(_Strict):
 class AnalyzeInput(_Strict):
     """The whole request; `control` defaults to the arm named "control", else the first."""
 
-    metric_type: Literal["mean", "proportion", "ratio"]
+    metric_type: stats.MetricType
     alpha: float = Field(default=0.05, gt=0, lt=1)
-    method: Literal["fixed", "sequential"] = "sequential"
+    method: stats.Method = "sequential"
     control: str | None = None
     variants: list[VariantInput] = Field(min_length=2)
     sequential_tuning_n: float = Field(default=stats.DEFAULT_TUNING_N, gt=0)
-    correction: Literal["bh", "holm"] = "holm"
+    correction: stats.Correction = "holm"
 
 
 class InputError(Exception):
-    """A request that parsed but makes no sense; `field` is the dotted path to blame."""
+    """A request that cannot be analysed; `field` is the dotted path to blame (None: the whole input)."""
 
     def __init__(self, field: str | None, message: str) -> None:
         super().__init__(message)
@@ -60,7 +60,7 @@ class InputError(Exception):
 def main(stdin: TextIO, stdout: TextIO) -> int:
     """Run one analysis from stdin to stdout; returns the process exit code."""
     try:
-        result = analyze(stdin.read())
+        result = analyze(_read(stdin))
     except InputError as exc:
         json.dump({"error": str(exc), "field": exc.field}, stdout)
         stdout.write("\n")
@@ -99,6 +99,13 @@ def analyze(text: str) -> dict[str, Any]:
         "adjusted_p_values": {"method": request.correction, "values": adjusted},
         "recommendation": recommendation.to_dict(),
     }
+
+
+def _read(stdin: TextIO) -> str:
+    try:
+        return stdin.read()
+    except UnicodeDecodeError as exc:
+        raise InputError(None, f"stdin is not valid text: {exc.reason}") from exc
 
 
 def _parse(text: str) -> AnalyzeInput:

@@ -29,6 +29,7 @@ Method = Literal["sequential", "fixed"]
 Status = Literal["ok", "not_enough_data"]
 Action = Literal["ship", "stop", "keep_running", "investigate"]
 Verdict = Literal["passed", "failed", "inconclusive"]
+Correction = Literal["bh", "holm"]
 
 DEFAULT_TUNING_N = 5_000
 """Planned units per arm at which the sequential interval is tightest (it is valid at every n)."""
@@ -264,7 +265,10 @@ class _Interval:
         return list(zip((Estimate(*row) for row in zip(*map(_floats, parts))), finite))
 
 
-def _interval(estimate: np.ndarray, se: np.ndarray, boundary: _Boundary, total_n: np.ndarray, df: np.ndarray) -> _Interval:
+def _interval(
+    estimate: np.ndarray, se: np.ndarray, boundary: _Boundary, total_n: np.ndarray, df: np.ndarray
+) -> _Interval:
+    """The one place an (estimate, standard error) pair becomes an interval and p-value."""
     half = boundary.multiplier(total_n, df) * se
     p = boundary.p_value(estimate / se, total_n, df)
     return _Interval(estimate, se, estimate - half, estimate + half, p)
@@ -492,7 +496,7 @@ def _comparison(
     relative_ok = relative[1]
     return Comparison(
         status="ok",
-        reason="" if relative_ok else f"relative lift undefined (control mean {mean_c:g}); absolute difference reported",
+        reason="" if relative_ok else f"relative lift undefined (control mean {mean_c:g}); absolute reported",
         control_mean=mean_c,
         variant_mean=mean_v,
         absolute=absolute[0],
@@ -555,7 +559,7 @@ def _shares(arms: Sequence[ArmStats], expected_shares: Sequence[float] | None) -
 _CORRECTIONS = {"bh": "fdr_bh", "holm": "holm"}
 
 
-def adjust_pvalues(p_values: Sequence[float | None], method: Literal["bh", "holm"] = "bh") -> list[float | None]:
+def adjust_pvalues(p_values: Sequence[float | None], method: Correction = "bh") -> list[float | None]:
     """Multiple-testing adjustment (Benjamini–Hochberg or Holm) over the p-values that exist.
 
     None and NaN entries (comparisons without enough data) are passed through untouched and do
@@ -588,7 +592,8 @@ def non_inferiority(
     base = dict(name=name, variant=comparison.variant, margin=margin)
     if comparison.status != "ok" or rel.ci_lower is None or rel.ci_upper is None:
         why = comparison.reason or "relative lift unavailable"
-        return GuardrailResult(verdict="inconclusive", passed=False, bound=None, reason=f"not enough data: {why}", **base)
+        return GuardrailResult(verdict="inconclusive", passed=False, bound=None, reason=f"not enough data: {why}",
+                               **base)
     sign = 1.0 if higher_is_better else -1.0
     bad, good = (rel.ci_lower, rel.ci_upper) if higher_is_better else (rel.ci_upper, rel.ci_lower)
     if sign * bad > -margin:
@@ -643,7 +648,7 @@ def recommend(
     comparisons: Sequence[Comparison],
     guardrails: Sequence[GuardrailResult] = (),
     srm: SrmResult | None = None,
-    correction: Literal["bh", "holm"] = "holm",
+    correction: Correction = "holm",
     higher_is_better: bool = True,
 ) -> Recommendation:
     """Turn the primary metric's comparisons, guardrails and SRM into one plain-words action.
@@ -657,14 +662,17 @@ def recommend(
                               "not what was configured, so no result can be trusted; check assignment and logging")
     failed = [g for g in guardrails if g.verdict == "failed"]
     if failed:
-        return Recommendation("stop", "; ".join(f"guardrail {g.name!r} failed for {g.variant!r}: {g.reason}" for g in failed))
+        return Recommendation("stop", "; ".join(f"guardrail {g.name!r} failed for {g.variant!r}: {g.reason}"
+                                                for g in failed))
     adjusted = adjust_pvalues([c.absolute.p_value if c.status == "ok" else None for c in comparisons], correction)
-    sign = 1.0 if higher_is_better else -1.0
+    def gain(c: Comparison) -> float:
+        return (c.absolute.estimate or 0.0) * (1.0 if higher_is_better else -1.0)
+
     significant = [(c, p) for c, p in zip(comparisons, adjusted) if p is not None and p <= c.alpha]
-    winners = [(c, p) for c, p in significant if sign * (c.absolute.estimate or 0.0) > 0]
-    losers = [(c, p) for c, p in significant if sign * (c.absolute.estimate or 0.0) < 0]
+    winners = [(c, p) for c, p in significant if gain(c) > 0]
+    losers = [(c, p) for c, p in significant if gain(c) < 0]
     if winners:
-        best, p = max(winners, key=lambda cp: sign * (cp[0].absolute.estimate or 0.0))
+        best, p = max(winners, key=lambda cp: gain(cp[0]))
         pending = [g for g in guardrails if g.variant == best.variant and g.verdict != "passed"]
         if pending:
             names = ", ".join(repr(g.name) for g in pending)

@@ -86,7 +86,8 @@ def test_defaults_sequential_alpha_and_control_named_control():
                           "expected_loss", "status", "adjusted_p_value"}
     assert set(first["absolute"]) >= {"estimate", "ci_lower", "ci_upper", "p_value"}
     assert out["adjusted_p_values"]["values"] == [c["adjusted_p_value"] for c in out["comparisons"]]
-    assert all(adj >= c["absolute"]["p_value"] for adj, c in zip(out["adjusted_p_values"]["values"], out["comparisons"]))
+    adjusted = out["adjusted_p_values"]["values"]
+    assert all(adj >= c["absolute"]["p_value"] for adj, c in zip(adjusted, out["comparisons"]))
     assert out["recommendation"]["action"] in {"ship", "stop", "keep_running", "investigate"}
 
 
@@ -165,3 +166,9 @@ def test_non_finite_numbers_are_rejected():
     text = json.dumps(with_variant(1, sum=float("nan")))  # Python writes NaN, which strict JSON forbids
     code, out = run_inprocess(text)
     assert code == 2 and out["field"] == "variants.1.sum"
+
+
+def test_undecodable_stdin_is_an_input_error():
+    stdout = io.StringIO()
+    code = main(io.TextIOWrapper(io.BytesIO(b'{"metric_type": "\xff"}'), encoding="utf-8"), stdout)
+    assert code == 2 and json.loads(stdout.getvalue())["field"] is None

@@ -34,8 +34,6 @@ from metrics.stats import (
     srm_check,
 )
 
-Z95 = sps.norm.ppf(0.975)
-
 
 def arm(name: str, y: np.ndarray, x: np.ndarray | None = None, den: np.ndarray | None = None) -> ArmStats:
     """Sufficient statistics of raw per-unit values, as the warehouse would aggregate them."""
@@ -245,7 +243,8 @@ def test_fixed_intervals_cover_true_mean_and_relative_effect():
 def test_fixed_intervals_cover_true_proportion_effects():
     rng = np.random.default_rng(11)
     reps, n, p_c, p_v = 2_000, 3_000, 0.10, 0.12
-    pairs = list(zip(binomial_arms("control", n, rng.binomial(n, p_c, reps)), binomial_arms("b", n, rng.binomial(n, p_v, reps))))
+    pairs = list(zip(binomial_arms("control", n, rng.binomial(n, p_c, reps)),
+                     binomial_arms("b", n, rng.binomial(n, p_v, reps))))
     results = compare_many(pairs, "proportion", method="fixed")
     assert 0.93 <= covers(results, "absolute", p_v - p_c) <= 0.97
     assert 0.93 <= covers(results, "relative", p_v / p_c - 1) <= 0.97
@@ -271,7 +270,9 @@ def normal_chunks(rng, reps: int, looks: int, m: int, mu: float, sd: float) -> t
     return sums.cumsum(axis=1), (within + sums**2 / m).cumsum(axis=1)
 
 
-def ever_significant(metric_type: str, control: list[ArmStats], variant: list[ArmStats], reps: int, method: str) -> float:
+def ever_significant(metric_type: str, control: list[ArmStats], variant: list[ArmStats], reps: int,
+                     method: str) -> float:
+    """Share of simulated experiments whose absolute p-value crossed 0.05 at any look."""
     results = compare_many(list(zip(control, variant)), metric_type, method=method)
     p = column(results, "absolute", "p_value").reshape(reps, -1)
     return float(np.mean((p <= 0.05).any(axis=1)))
