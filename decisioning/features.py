@@ -41,16 +41,16 @@ FEATURE_NAMES: tuple[str, ...] = (
     "email_open_recency",  # log-scaled seconds since the last e-mail open (1.0 = none in 30 days)
 )
 
-# The keys a feature row may hold (missing keys take neutral values).
-ROW_KEYS: tuple[str, ...] = (
-    "recency_seconds", "pages_viewed", "cart_value", "device", "returning", "price_sensitivity",
-    "last_category", "category", "referrer", "hour", "seconds_since_email_open",
-)
+# The keys a feature row may hold (missing keys take neutral values): numbers, then labels.
+_NUMERIC_KEYS = ("recency_seconds", "seconds_since_email_open", "pages_viewed", "cart_value", "returning", "hour")
+_LABEL_KEYS = ("device", "price_sensitivity", "last_category", "category", "referrer")
+ROW_KEYS: tuple[str, ...] = _NUMERIC_KEYS + _LABEL_KEYS
 
 DEVICES = ("mobile", "desktop", "tablet")
 REFERRERS = ("search", "social", "email", "direct")
 PRICE_SENSITIVITY = {"low": 0.0, "medium": 0.5, "high": 1.0}
-_LOG_MONTH = math.log1p(30 * 86_400.0)
+_MONTH = 30 * 86_400.0
+_LOG_MONTH = math.log1p(_MONTH)
 _LOG_CART = math.log1p(1_000.0)
 _SEARCH = ("google.", "bing.", "duckduckgo.", "yahoo.", "search")
 _SOCIAL = ("facebook.", "instagram.", "tiktok.", "twitter.", "x.com", "pinterest.", "youtube.", "social")
@@ -70,79 +70,66 @@ def referrer_type(referrer: str | None) -> str:
     return "other"
 
 
-def _numbers(values: Any, n: int, missing: float) -> np.ndarray:
-    array = np.asarray(values if values is not None else np.full(n, np.nan), dtype=np.float64)
-    array = np.broadcast_to(array, (n,)) if array.ndim == 0 else array
-    return np.where(np.isfinite(array), array, missing)
+# Per numeric key: the value when missing, the clipping range, and the log scale (first four).
+_MISSING = np.array([_MONTH, _MONTH, 0.0, 0.0, 0.0, 12.0])
+_LOW = np.array([0.0, 0.0, 0.0, 0.0, -np.inf, -np.inf])
+_HIGH = np.array([_MONTH, _MONTH, 20.0, 1e6, np.inf, np.inf])
+_LOG_SCALES = np.array([_LOG_MONTH, _LOG_MONTH, 1.0, _LOG_CART])
+_DEVICE_CODE = {device: code for code, device in enumerate(DEVICES)}
+_DEVICE_RANGE = np.arange(len(DEVICES))
+_REFERRER_CODE = {kind: code for code, kind in enumerate(REFERRERS)}
+_REFERRER_RANGE = np.arange(len(REFERRERS))
 
 
-def _log_seconds(values: Any, n: int) -> np.ndarray:
-    seconds = _numbers(values, n, np.inf)
-    scaled = np.log1p(np.clip(seconds, 0.0, 30 * 86_400.0)) / _LOG_MONTH
-    return np.where(np.isfinite(seconds), scaled, 1.0)
+def _labels(values: Any, n: int) -> list[Any]:
+    if values is None or isinstance(values, str):
+        return [values] * n
+    return list(values)
 
 
-def _labels(values: Any, n: int) -> np.ndarray:
-    if values is None:
-        return np.full(n, None, dtype=object)
-    array = np.asarray(values, dtype=object)
-    return np.broadcast_to(array, (n,)) if array.ndim == 0 else array
+def _sensitivity(value: Any) -> float:
+    if isinstance(value, str):
+        return PRICE_SENSITIVITY.get(value, 0.5)
+    if value is None or not math.isfinite(value):
+        return 0.5
+    return min(max(float(value), 0.0), 1.0)
 
 
-def _sensitivity(values: Any, n: int) -> np.ndarray:
-    labels = _labels(values, n)
-    out = np.full(n, 0.5)
-    for index, value in enumerate(labels):
-        if isinstance(value, str):
-            out[index] = PRICE_SENSITIVITY.get(value, 0.5)
-        elif value is not None and np.isfinite(float(value)):
-            out[index] = min(max(float(value), 0.0), 1.0)
-    return out
+def _encode(numeric: np.ndarray, labels: Mapping[str, list[Any]]) -> np.ndarray:
+    """The one encoding: `numeric` is (n, 6) in `_NUMERIC_KEYS` order (NaN = missing),
+    `labels` holds the label columns as lists."""
+    n = numeric.shape[0]
+    values = np.minimum(np.maximum(np.where(np.isfinite(numeric), numeric, _MISSING), _LOW), _HIGH)
+    X = np.empty((n, len(FEATURE_NAMES)), dtype=np.float64)
+    X[:, 0] = 1.0
+    logs = np.log1p(values[:, :4]) / _LOG_SCALES
+    X[:, 1], X[:, 16], X[:, 2], X[:, 3] = logs[:, 0], logs[:, 1], values[:, 2] / 10.0, logs[:, 3]  # see FEATURE_NAMES
+    device = np.array([_DEVICE_CODE.get(value, -1) for value in labels["device"]])
+    X[:, 4:7] = device[:, None] == _DEVICE_RANGE
+    X[:, 7] = values[:, 4] > 0
+    X[:, 8] = [_sensitivity(value) for value in labels["price_sensitivity"]]
+    X[:, 9] = [current is not None and current == last for last, current in zip(labels["last_category"], labels["category"])]
+    referrer = np.array([_REFERRER_CODE.get(value, -1) for value in labels["referrer"]])
+    X[:, 10:14] = referrer[:, None] == _REFERRER_RANGE
+    angle = values[:, 5] * (2 * math.pi / 24)
+    X[:, 14] = np.sin(angle)
+    X[:, 15] = np.cos(angle)
+    return X
 
 
 def encode_columns(columns: Mapping[str, Any], n: int) -> np.ndarray:
-    """Encode feature columns (keys of `ROW_KEYS`, each length n or a scalar) to (n, d)."""
-    X = np.empty((n, len(FEATURE_NAMES)), dtype=np.float64)
-    X[:, 0] = 1.0
-    X[:, 1] = _log_seconds(columns.get("recency_seconds"), n)
-    X[:, 2] = np.minimum(_numbers(columns.get("pages_viewed"), n, 0.0), 20.0) / 10.0
-    X[:, 3] = np.log1p(np.clip(_numbers(columns.get("cart_value"), n, 0.0), 0.0, 1e6)) / _LOG_CART
-    devices = _labels(columns.get("device"), n)
-    for offset, device in enumerate(DEVICES):
-        X[:, 4 + offset] = devices == device
-    X[:, 7] = _numbers(columns.get("returning"), n, 0.0) > 0
-    X[:, 8] = _sensitivity(columns.get("price_sensitivity"), n)
-    last, current = _labels(columns.get("last_category"), n), _labels(columns.get("category"), n)
-    X[:, 9] = (last == current) & (current != None)  # noqa: E711 (element-wise comparison)
-    referrers = _labels(columns.get("referrer"), n)
-    for offset, kind in enumerate(REFERRERS):
-        X[:, 10 + offset] = referrers == kind
-    angle = _numbers(columns.get("hour"), n, 12.0) * (2 * math.pi / 24)
-    X[:, 14] = np.sin(angle)
-    X[:, 15] = np.cos(angle)
-    X[:, 16] = _log_seconds(columns.get("seconds_since_email_open"), n)
-    return X
+    """Encode feature columns (keys of `ROW_KEYS`, each a length-n sequence or one scalar
+    for all rows; missing keys take neutral values) to an (n, d) float matrix."""
+    numeric = np.empty((n, len(_NUMERIC_KEYS)))
+    for index, key in enumerate(_NUMERIC_KEYS):
+        numeric[:, index] = np.nan if columns.get(key) is None else np.asarray(columns[key], dtype=np.float64)
+    return _encode(numeric, {key: _labels(columns.get(key), n) for key in _LABEL_KEYS})
 
 
 def encode(rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
     """Encode feature rows (mappings with keys of `ROW_KEYS`) to an (n, d) float matrix."""
-    n = len(rows)
-    columns = {
-        key: np.array([_nan_if_none(row.get(key)) for row in rows], dtype=object if key in _LABEL_KEYS else np.float64)
-        for key in ROW_KEYS
-    }
-    return encode_columns(columns, n)
-
-
-_LABEL_KEYS = frozenset({"device", "price_sensitivity", "last_category", "category", "referrer"})
-
-
-def _nan_if_none(value: Any) -> Any:
-    if value is None:
-        return np.nan
-    if isinstance(value, bool):
-        return float(value)
-    return value
+    numeric = np.array([[row.get(key) for key in _NUMERIC_KEYS] for row in rows], dtype=np.float64)
+    return _encode(numeric.reshape(len(rows), len(_NUMERIC_KEYS)), {key: [row.get(key) for row in rows] for key in _LABEL_KEYS})
 
 
 # -- the live store ---------------------------------------------------------------------------

@@ -125,76 +125,92 @@ class RulesPolicy:
         """Rules do not learn."""
 
 
+def thompson_win_probabilities(alpha: np.ndarray, beta: np.ndarray, grid_points: int = 2048) -> np.ndarray:
+    """P(arm i draws the highest sample) for independent Beta(alpha_i, beta_i), by integration.
+
+    P_i = integral f_i(x) prod_{j != i} F_j(x) dx, evaluated as the sum over grid cells of
+    (F_i(b) - F_i(a)) times the mean over the cell's ends of prod_{j != i} F_j: the mass of
+    each arm is conserved exactly, and the grid spans only where the posteriors have mass
+    (12 standard deviations around every mean), so peaked posteriors stay accurate.
+    """
+    alpha, beta = np.asarray(alpha, dtype=np.float64), np.asarray(beta, dtype=np.float64)
+    if alpha.size == 1:
+        return np.ones(1)
+    total = alpha + beta
+    mean, sd = alpha / total, np.sqrt(alpha * beta / (total**2 * (total + 1)))
+    grid = np.linspace(max(0.0, float((mean - 12 * sd).min())), min(1.0, float((mean + 12 * sd).max())), grid_points)
+    cdf = special.betainc(alpha[:, None], beta[:, None], grid[None, :])
+    others = np.stack([np.prod(np.delete(cdf, i, axis=0), axis=0) for i in range(alpha.size)])
+    won = np.maximum((np.diff(cdf, axis=1) * 0.5 * (others[:, 1:] + others[:, :-1])).sum(axis=1), 0.0)
+    return won / won.sum() if won.sum() > 0 else np.full(alpha.size, 1.0 / alpha.size)
+
+
+class _Posterior:
+    """An immutable Beta posterior plus the arm probabilities computed from it so far."""
+
+    def __init__(self, alpha: np.ndarray, beta: np.ndarray, generation: int) -> None:
+        self.alpha, self.beta, self.generation = alpha, beta, generation
+        self.table: dict[int, np.ndarray] = {}  # eligibility pattern (bit code) -> probabilities
+
+    def probabilities(self, code: int) -> np.ndarray:
+        row = self.table.get(code)
+        if row is None:
+            mask = (code >> np.arange(self.alpha.size)) & 1 == 1
+            row = np.zeros(self.alpha.size)
+            row[mask] = thompson_win_probabilities(self.alpha[mask], self.beta[mask])
+            self.table[code] = row
+        return row
+
+
 class ThompsonPolicy:
-    """Beta-Bernoulli Thompson sampling with exact (integrated) arm probabilities."""
+    """Beta-Bernoulli Thompson sampling with exact (integrated) arm probabilities.
+
+    Probabilities depend only on the posterior and the eligibility pattern, so they are
+    computed once per pattern and posterior; `update` recomputes the patterns in use before
+    it swaps the new posterior in, so decisions never wait for the integration.
+    """
 
     name = "thompson"
-    GRID = 2048
 
     def __init__(self, k: int, prior: tuple[float, float] = (1.0, 1.0)) -> None:
         self.k = k
-        self._alpha = np.full(k, float(prior[0]))
-        self._beta = np.full(k, float(prior[1]))
-        self._generation = 0
-        self._cache: dict[bytes, np.ndarray] = {}
-        self._lock = threading.Lock()
+        self._bits = 1 << np.arange(k)
+        self._state = _Posterior(np.full(k, float(prior[0])), np.full(k, float(prior[1])), 0)
+        self._update_lock = threading.Lock()
 
     @property
     def model_version(self) -> str:
-        return f"thompson-v1.{self._generation}"
+        return f"thompson-v1.{self._state.generation}"
 
     @property
     def posterior(self) -> tuple[np.ndarray, np.ndarray]:
         """The Beta posterior's (alpha, beta) per variant."""
-        with self._lock:
-            return self._alpha.copy(), self._beta.copy()
-
-    def win_probabilities(self, mask: np.ndarray) -> np.ndarray:
-        """P(arm i draws the highest sample among the arms in `mask`), by integration.
-
-        P_i = integral f_i(x) prod_{j != i} F_j(x) dx, evaluated as the sum over grid cells of
-        (F_i(b) - F_i(a)) times the mean over the cell's ends of prod_{j != i} F_j: the mass of
-        each arm is conserved exactly, and the grid spans where the posteriors have mass.
-        """
-        alpha, beta = self._alpha[mask], self._beta[mask]
-        out = np.zeros(self.k)
-        if alpha.size == 1:
-            out[mask] = 1.0
-            return out
-        mean = alpha / (alpha + beta)
-        sd = np.sqrt(alpha * beta / ((alpha + beta) ** 2 * (alpha + beta + 1)))
-        low, high = max(0.0, float((mean - 12 * sd).min())), min(1.0, float((mean + 12 * sd).max()))
-        grid = np.linspace(low, high, self.GRID)
-        cdf = special.betainc(alpha[:, None], beta[:, None], grid[None, :])  # (m, G)
-        others = np.stack([np.prod(np.delete(cdf, i, axis=0), axis=0) for i in range(alpha.size)])
-        mass = np.diff(cdf, axis=1)
-        won = (mass * 0.5 * (others[:, 1:] + others[:, :-1])).sum(axis=1)
-        won = np.maximum(won, 0.0)
-        out[mask] = won / won.sum() if won.sum() > 0 else 1.0 / alpha.size
-        return out
+        state = self._state
+        return state.alpha.copy(), state.beta.copy()
 
     def probabilities(self, X: np.ndarray, eligible: np.ndarray) -> np.ndarray:
         _check(X, eligible, self.k)
-        patterns, inverse = np.unique(eligible, axis=0, return_inverse=True)
-        table = np.empty((len(patterns), self.k))
-        with self._lock:
-            for row, pattern in enumerate(patterns):
-                key = pattern.tobytes()
-                cached = self._cache.get(key)
-                if cached is None:
-                    cached = self._cache[key] = self.win_probabilities(pattern)
-                table[row] = cached
-        return table[inverse.reshape(-1)]
+        state = self._state
+        codes = eligible.astype(np.int64) @ self._bits
+        if codes.size == 1:
+            return state.probabilities(int(codes[0]))[None, :]
+        unique, inverse = np.unique(codes, return_inverse=True)
+        return np.stack([state.probabilities(int(code)) for code in unique])[inverse.reshape(-1)]
 
     def update(self, X: np.ndarray, chosen: np.ndarray, reward: np.ndarray) -> None:
         """Add Bernoulli outcomes (reward > 0 is a success) of the chosen variants."""
         chosen = np.asarray(chosen, dtype=np.int64)
         success = np.asarray(reward, dtype=np.float64) > 0
-        with self._lock:
-            self._alpha += np.bincount(chosen[success], minlength=self.k)
-            self._beta += np.bincount(chosen[~success], minlength=self.k)
-            self._generation += 1
-            self._cache = {}
+        with self._update_lock:
+            old = self._state
+            new = _Posterior(
+                old.alpha + np.bincount(chosen[success], minlength=self.k),
+                old.beta + np.bincount(chosen[~success], minlength=self.k),
+                old.generation + 1,
+            )
+            for code in list(old.table):
+                new.probabilities(code)
+            self._state = new
 
 
 class PropensityPolicy:
@@ -215,17 +231,13 @@ class PropensityPolicy:
         self.learning_rate, self.l2 = learning_rate, l2
         weights = rng.normal(0.0, 0.01, size=(k, len(FEATURE_NAMES)))
         weights[:, 0] = special.logit(prior_rate)
-        self._weights = weights
+        self._weights = weights  # replaced, never modified in place: readers need no lock
         self._generation = 0
         self._lock = threading.Lock()
 
     @property
     def model_version(self) -> str:
         return f"propensity-v1.{self._generation}"
-
-    @property
-    def weights(self) -> np.ndarray:
-        return self._weights.copy()
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predicted conversion probability of each variant, (n, k)."""

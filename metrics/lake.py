@@ -180,6 +180,9 @@ class LakeWriter:
                     self.stats.duplicates_dropped += batch.num_rows - kept
                     batch = batch.filter(pa.array(fresh, pa.bool_()))
             self._seq += 1
+            if not batch.num_rows and not self.stats.queued_rows:
+                # Nothing new and nothing pending: this append is as committed as it gets.
+                self._mark_committed(self._seq)
             if batch.num_rows:
                 self._buffers[table].append(batch)
                 self.stats.queued_rows += batch.num_rows

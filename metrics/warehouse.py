@@ -24,7 +24,7 @@ from duckdb_engine import ConnectionWrapper
 from metrics.lake import table_path
 from metrics.schema import TABLES, empty_table
 
-_DUCKDB_CONFIG = {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false", "TimeZone": "UTC"}
+_DUCKDB_CONFIG = {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
 
 
 class WarehouseError(RuntimeError):
@@ -38,6 +38,7 @@ class Warehouse:
         self.lake = Path(lake)
         self.min_refresh_seconds = min_refresh_seconds
         self._con = duckdb.connect(":memory:", config=_DUCKDB_CONFIG)
+        self._con.execute("SET TimeZone = 'UTC'")  # storage is UTC; display converts
         self._versions: dict[str, int | None] = {}
         self._kinds: dict[str, str] = {}  # what answers for each name: a VIEW or an empty TABLE
         # Tables whose Delta log cannot be read: queries touching them raise WarehouseError.

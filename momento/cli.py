@@ -70,6 +70,7 @@ def _run_bench(name: str | None, args: list[str]) -> int:
             return 2
         spec = importlib.util.spec_from_file_location(f"bench_{bench_name}", path)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
         print(f"== bench/{bench_name}.py")
         status = max(status, module.main(args))

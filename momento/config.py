@@ -53,8 +53,10 @@ class Settings:
     # Rows the service may hold in memory before it refuses new work with 503 + Retry-After.
     queue_limit: int = 200_000
     compact_every_seconds: float = 60.0
-    # Fault injection (writer-stall drills): extra seconds spent inside every flush.
-    writer_delay_seconds: float = 0.0
+    # Fault injection (drills): extra seconds spent inside every writer flush, and incidents
+    # (`latency_spike`, `model_outage`, `error_burst`) switched on for every decision.
+    flush_delay_seconds: float = 0.0
+    incidents: tuple[str, ...] = ()
     vacuum_retention_hours: float = 1.0
     decision_budget_ms: float = 10.0
     # Secret for pseudonymising user ids (keyed hash) and for write requests off loopback.
@@ -79,7 +81,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         flush_seconds=_float(env, "MOMENTO_FLUSH_SECONDS", defaults.flush_seconds),
         queue_limit=_int(env, "MOMENTO_QUEUE_LIMIT", defaults.queue_limit),
         compact_every_seconds=_float(env, "MOMENTO_COMPACT_EVERY_SECONDS", defaults.compact_every_seconds),
-        writer_delay_seconds=_float(env, "MOMENTO_WRITER_DELAY_SECONDS", defaults.writer_delay_seconds),
+        flush_delay_seconds=_float(env, "MOMENTO_FLUSH_DELAY_SECONDS", defaults.flush_delay_seconds),
+        incidents=tuple(name.strip() for name in env.get("MOMENTO_INCIDENTS", "").split(",") if name.strip()),
         vacuum_retention_hours=_float(env, "MOMENTO_VACUUM_RETENTION_HOURS", defaults.vacuum_retention_hours),
         decision_budget_ms=_float(env, "MOMENTO_DECISION_BUDGET_MS", defaults.decision_budget_ms),
         pseudonym_key=env.get("MOMENTO_PSEUDONYM_KEY") or defaults.pseudonym_key,

@@ -198,3 +198,12 @@ def test_sigkill_mid_stream_leaves_a_readable_lake_with_every_committed_batch(tm
     assert stored % 2000 == 0  # whole batches only: a commit is atomic
     ids = warehouse.query("SELECT count(DISTINCT event_id) AS d, min(event_id) AS lo FROM events WHERE event_id < $last", {"last": f"ev-{committed:09d}"})
     assert ids.row(0) == (committed, "ev-000000000")
+
+
+def test_an_append_of_only_duplicates_is_committed_at_once(tmp_path):
+    writer = LakeWriter(tmp_path, flush_seconds=3600, compact_every_seconds=None)
+    seq = writer.append("events", event_batch(0, 5))
+    writer.flush()
+    again = writer.append("events", event_batch(0, 5))
+    assert again > seq and writer.wait_committed(again, timeout=1)
+    writer.close()

@@ -1,0 +1,227 @@
+"""Decisioning service latency: HTTP at fixed offered loads, and the in-process decision alone.
+
+Starts the real service (`momento serve`) on a free loopback port with a temporary lake and
+drives it with an open-loop generator: request i is due at start + i / rate whatever happened
+to earlier ones, and its latency counts from when it was due (so a stalled server cannot hide
+its queueing: no coordinated omission). The generator is a small asyncio HTTP/1.1 client over
+keep-alive connections (far cheaper per request than a general HTTP client, so it measures the
+server rather than itself); it shares the machine's cores with the server.
+
+`/healthz` on the same server is the ceiling: what the framework and the loopback cost with no
+decision work. Then the in-process `Engine.decide` time over 20k decisions.
+
+    python bench/decide.py [--duration 10] [--rates 200,500,1000] [--decisions 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from decisioning.engine import Context, Engine  # noqa: E402
+from decisioning.identity import customer_unit  # noqa: E402
+from decisioning.scenario import load_scenario  # noqa: E402
+from decisioning.server import free_loopback_port, service_command, wait_until_healthy  # noqa: E402
+from momento.config import load_settings  # noqa: E402
+
+CONNECTIONS = 64
+TARGET_HTTP_P99_MS = 10.0  # at 500 req/s
+TARGET_IN_PROCESS_P99_MS = 0.5
+PLACEMENTS = (("homepage_showcase", "web"), ("cart_cross_sell", "app"), ("cart_recovery_offer", "email"),
+              ("product_cta", "web"))
+
+
+class Run(NamedTuple):
+    """One load level's outcome (a NamedTuple: `momento bench` loads this file without
+    registering it as a module, which dataclasses cannot live with)."""
+
+    target: str
+    offered: float
+    achieved: float
+    latencies_ms: np.ndarray
+    errors: int
+
+
+def _decide_bodies(n: int, seed: int) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    bodies = []
+    for i in range(n):
+        placement, channel = PLACEMENTS[i % len(PLACEMENTS)]
+        bodies.append(json.dumps({
+            "user_id": f"bench-{rng.integers(0, 20_000)}", "session_id": f"s{rng.integers(0, 50_000)}",
+            "placement": placement, "channel": channel, "consent": bool(rng.random() < 0.9),
+            "device": str(rng.choice(["mobile", "desktop", "tablet"])), "cart_value": float(rng.integers(0, 600)),
+            "price_sensitivity": str(rng.choice(["low", "medium", "high"])), "referrer": "https://www.google.com/",
+        }).encode())
+    return bodies
+
+
+def _request(method: str, path: str, port: int, body: bytes | None) -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: keep-alive\r\n"
+    if body is None:
+        return (head + "\r\n").encode()
+    return (head + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    await reader.readexactly(length)
+    return status
+
+
+async def _open_loop(port: int, requests: list[bytes], rate: float) -> tuple[np.ndarray, int, float]:
+    """Send `requests` at `rate`/s on a schedule; return latencies (s, from due time), errors, wall time."""
+    queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+    latencies: list[float] = []
+    errors = 0
+
+    async def worker() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while (item := await queue.get()) is not None:
+                due, request = item
+                writer.write(request)
+                try:
+                    status = await _read_response(reader)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    errors += 1
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    continue
+                latencies.append(time.perf_counter() - due)
+                errors += status != 200
+        finally:
+            writer.close()
+
+    workers = [asyncio.create_task(worker()) for _ in range(CONNECTIONS)]
+    await asyncio.sleep(0.2)  # connections open before the clock starts
+    start = time.perf_counter()
+    for i, request in enumerate(requests):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue.put_nowait((due, request))
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    return np.array(latencies), errors, time.perf_counter() - start
+
+
+def _load(port: int, target: str, rate: float, duration: float, seed: int) -> Run:
+    n = int(rate * duration)
+    if target == "/healthz":
+        requests = [_request("GET", "/healthz", port, None)] * n
+    else:
+        requests = [_request("POST", "/v1/decide", port, body) for body in _decide_bodies(n, seed)]
+    latencies, errors, wall = asyncio.run(_open_loop(port, requests, rate))
+    return Run(target, rate, len(latencies) / wall, latencies * 1000, errors)
+
+
+def _in_process(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Wall time (ms) of `Engine.decide` for n decisions: all, and those a policy chose."""
+    scenario = load_scenario(load_settings().scenario)
+    engine = Engine(scenario, seed=seed)
+    rng = np.random.default_rng(seed)
+    contexts = []
+    for i in range(n):
+        placement, channel = PLACEMENTS[i % len(PLACEMENTS)]
+        contexts.append(Context(
+            unit=customer_unit(f"inproc-{rng.integers(0, 20_000)}", "bench"), placement=placement, channel=channel,
+            consent=bool(rng.random() < 0.9), session_id=f"s{i % 5000}", device="mobile",
+            cart_value=float(rng.integers(0, 600)), price_sensitivity=str(rng.choice(["low", "medium", "high"])),
+        ))
+    times, policy = np.empty(n), np.zeros(n, dtype=bool)
+    for i, ctx in enumerate(contexts):
+        started = time.perf_counter()
+        decision = engine.decide(ctx)
+        times[i] = time.perf_counter() - started
+        policy[i] = decision.policy in ("rules", "thompson", "propensity")
+    return times * 1000, (times * 1000)[policy]
+
+
+def _row(label: str, offered: str, achieved: str, ms: np.ndarray, errors: str) -> str:
+    p50, p95, p99 = np.percentile(ms, [50, 95, 99]) if ms.size else (np.nan,) * 3
+    return f"{label:<30} {offered:>9} {achieved:>10} {p50:>8.3f} {p95:>8.3f} {p99:>8.3f} {errors:>7}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per load level")
+    parser.add_argument("--rates", default="200,500,1000", help="offered loads, requests per second")
+    parser.add_argument("--decisions", type=int, default=20_000, help="in-process decisions to time")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    rates = [float(r) for r in args.rates.split(",")]
+
+    runs: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="momento-bench-") as workdir:
+        port = free_loopback_port()
+        env = {key: value for key, value in os.environ.items() if not key.startswith("MOMENTO_")}
+        env["MOMENTO_LAKE"] = str(Path(workdir) / "lake")
+        log = open(Path(workdir) / "service.log", "wb")
+        process = subprocess.Popen(service_command("127.0.0.1", port), cwd=ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+        try:
+            wait_until_healthy(f"http://127.0.0.1:{port}", process)
+            _load(port, "/v1/decide", 200, 2.0, args.seed + 99)  # warm-up, not reported
+            for rate in rates:
+                for target in ("/healthz", "/v1/decide"):
+                    runs.append(_load(port, target, rate, args.duration, args.seed))
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            log.close()
+    all_ms, policy_ms = _in_process(args.decisions, args.seed)
+
+    print(f"decisioning service on loopback, {os.cpu_count()} cores shared with the load generator; "
+          f"open loop, {args.duration:.0f} s per level, {CONNECTIONS} keep-alive connections; latency in ms")
+    print(f"{'target':<30} {'offered/s':>9} {'achieved/s':>10} {'p50':>8} {'p95':>8} {'p99':>8} {'errors':>7}")
+    for run in runs:
+        label = f"{run.target}{' (ceiling)' if run.target == '/healthz' else ''}"
+        print(_row(label, f"{run.offered:.0f}", f"{run.achieved:.0f}", run.latencies_ms, str(run.errors)))
+    print(_row(f"in-process decide (n={all_ms.size})", "-", "-", all_ms, "-"))
+    print(_row(f"  of which policy (n={policy_ms.size})", "-", "-", policy_ms, "-"))
+    print()
+    for rate in rates:
+        ceiling = next(r for r in runs if r.offered == rate and r.target == "/healthz")
+        decide = next(r for r in runs if r.offered == rate and r.target == "/v1/decide")
+        print(f"at {rate:.0f} req/s: decide p99 / healthz p99 = "
+              f"{np.percentile(decide.latencies_ms, 99) / np.percentile(ceiling.latencies_ms, 99):.2f}")
+    at_500 = next((r for r in runs if r.offered == 500 and r.target == "/v1/decide"), None)
+    if at_500 is not None:
+        p99 = np.percentile(at_500.latencies_ms, 99)
+        print(f"target HTTP p99 <= {TARGET_HTTP_P99_MS} ms at 500 req/s: {p99:.2f} ms "
+              f"{'met' if p99 <= TARGET_HTTP_P99_MS else 'MISSED'}")
+    p99 = np.percentile(all_ms, 99)
+    print(f"target in-process p99 <= {TARGET_IN_PROCESS_P99_MS} ms: {p99:.3f} ms "
+          f"{'met' if p99 <= TARGET_IN_PROCESS_P99_MS else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
