@@ -1,0 +1,80 @@
+"""`momento demo` — the README's main command — brings the whole system up and Ctrl-C stops it.
+
+Starts the real `momento demo` on a temp lake and free ports: it must backfill the empty lake,
+start the service, the simulator and the cockpit, and live decisions must reach the lake;
+then one SIGINT (what Ctrl-C sends) must stop every child and leave a readable lake.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import httpx
+import pytest
+
+from metrics.warehouse import Warehouse
+from momento.config import PROJECT_ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def port_closed(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_demo_backfills_runs_everything_live_and_stops_cleanly_on_ctrl_c(tmp_path):
+    lake = tmp_path / "lake"
+    service_port, cockpit_port = free_port(), free_port()
+    env = {**os.environ, "MOMENTO_LAKE": str(lake), "MOMENTO_FLUSH_SECONDS": "0.5"}
+    started = datetime.now(timezone.utc)
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "momento.cli", "demo", "--days", "3", "--users", "800", "--rate", "4",
+         "--port", str(service_port), "--cockpit-port", str(cockpit_port)],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{service_port}/healthz").status_code == 200, 120, "the service")
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{cockpit_port}/_stcore/health").status_code == 200, 60, "the cockpit")
+        warehouse = Warehouse(lake, min_refresh_seconds=0)
+        assert warehouse.scalar("SELECT count(*) FROM events WHERE ts < $t", {"t": started}) > 0, "no backfilled history"
+        wait_for(
+            lambda: warehouse.scalar("SELECT count(*) FROM decisions WHERE ts >= $t", {"t": started}) > 0,
+            60, "live decisions in the lake",
+        )
+        demo.send_signal(signal.SIGINT)
+        output, _ = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.communicate()
+    assert demo.returncode == 0, output
+    assert f"http://127.0.0.1:{cockpit_port}" in output
+    assert port_closed(service_port) and port_closed(cockpit_port), "a child outlived the demo"
+    assert "Traceback" not in output, output
+    live = Warehouse(lake).scalar("SELECT count(*) FROM decisions WHERE ts >= $t", {"t": started})
+    assert live > 0
