@@ -1,0 +1,354 @@
+"""Experiments from raw rows to a decision.
+
+One SQL pass reduces the lake to every metric's sufficient statistics per experiment, arm,
+segment and day of first exposure (the population is the users exposed in the experiment;
+outcomes count after each user's first exposure; the CUPED covariate is the same metric in the
+pre-period). Those sums add up, so per-arm, per-segment and per-day views are sums of the same
+small frame. The statistics engine then gives per-variant lifts with always-valid intervals,
+the sample-ratio check, guardrails with non-inferiority margins, verdicts corrected for
+multiple testing across metrics × variants, and a recommendation with its reason. Cumulative
+lift over time is computed *as of* each day (outcomes up to that day), by a second query.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import polars as pl
+
+from decisioning.scenario import Experiment, Scenario
+from metrics import stats
+from metrics.filters import Filters
+from metrics.kpis import METRICS, Metric, metric
+from metrics.sql import bind, utc_day
+from metrics.sql.per_user import arm_stats, cumulative_sql, per_user_sql, stats_columns, unit_columns, value_of
+from metrics.warehouse import Warehouse
+
+Role = Literal["primary", "secondary", "guardrail"]
+Verdict = Literal["better", "worse", "no difference yet", "not enough data"]
+
+
+def _exposures(one_experiment: bool) -> str:
+    """The experiments' exposures that count (filtered; the holdout is not in any experiment)."""
+    only = "AND f.experiment_id = $experiment" if one_experiment else ""
+    return f"""FROM exposures f
+        WHERE f.experiment_id IS NOT NULL AND f.arm IS NOT NULL AND f.arm <> 'holdout' {only}
+          AND {Filters.where('f')}"""
+
+
+def _units(metrics: Sequence[Metric], one_experiment: bool) -> str:
+    """Exposed users per experiment: arm and time of the first exposure, the element (one per
+    experiment), the exposure measures, and the user's segment (at their first decision)."""
+    return f"""    SELECT x.*, coalesce(s.segment, 'unknown') AS segment
+    FROM (
+        SELECT f.experiment_id, f.user_id, min(f.ts) AS first_ts, arg_min(f.arm, f.ts) AS arm,
+               any_value(f.placement) AS placement{unit_columns(metrics, 'exposures')}
+        {_exposures(one_experiment)}
+        GROUP BY f.experiment_id, f.user_id
+    ) x LEFT JOIN (SELECT user_id, arg_min(segment, ts) AS segment FROM decisions GROUP BY user_id) s USING (user_id)
+    WHERE $f_segment IS NULL OR s.segment = $f_segment"""
+
+
+def _unit_days(metrics: Sequence[Metric]) -> str:
+    """One experiment's exposure measures per exposed user and UTC day."""
+    return f"""    SELECT f.experiment_id, f.user_id, {utc_day('f.ts')} AS day{unit_columns(metrics, 'exposures')}
+        {_exposures(True)}
+        GROUP BY ALL"""
+
+
+_KEYS = ("experiment_id", "user_id")
+
+
+def _exposed(names: Sequence[str]) -> list[Metric]:
+    chosen = [metric(name) for name in dict.fromkeys(names)]
+    for m in chosen:
+        if "exposed" not in m.population:
+            raise ValueError(f"metric {m.name!r} is not measured on an experiment's exposed users")
+    return chosen
+
+
+@functools.lru_cache(maxsize=32)
+def stats_sql(metric_names: tuple[str, ...]) -> str:
+    """The one-pass SQL of `load_stats` for these metrics (built once per set, from the catalogue)."""
+    metrics = _exposed(metric_names)
+    day = utc_day("first_ts")
+    return f"""SELECT experiment_id, arm, segment, {day} AS day, count(*) AS exposed__users{stats_columns(metrics)}
+FROM (
+{per_user_sql(_units(metrics, False), metrics)}
+)
+GROUP BY ALL"""
+
+
+@functools.lru_cache(maxsize=32)
+def daily_sql(metric_name: str) -> str:
+    """The SQL of `load_cumulative` for one metric."""
+    (m,) = _exposed([metric_name])
+    return cumulative_sql(_units([m], True), m, "arm", _unit_days([m]), _KEYS)
+
+
+def scenario_metrics(scenario: Scenario) -> tuple[str, ...]:
+    """Every metric some experiment of the scenario uses, in catalogue order."""
+    used = {name for x in scenario.experiments for name in roles(x)}
+    return tuple(name for name in METRICS if name in used)
+
+
+def load_stats(warehouse: Warehouse, filters: Filters, pre_days: int, metric_names: tuple[str, ...]) -> pl.DataFrame:
+    """Sufficient statistics of `metric_names` per experiment, arm, segment and UTC day of first
+    exposure (one row each; every column but the keys is an additive sum), in one SQL pass."""
+    sql = stats_sql(tuple(metric_names))
+    return warehouse.query(sql, bind(sql, {**filters.params(), "pre_days": pre_days}))
+
+
+def load_cumulative(warehouse: Warehouse, filters: Filters, experiment_id: str, metric_name: str,
+                    pre_days: int) -> pl.DataFrame:
+    """Sufficient statistics of one metric per arm *as of the end of each day* of the experiment."""
+    sql = daily_sql(metric_name)
+    params = {**filters.params(), "pre_days": pre_days, "experiment": experiment_id}
+    return warehouse.query(sql, bind(sql, params))
+
+
+# ---------------------------------------------------------------------------------------------
+# Analysis (pure: frames in, results out)
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to analyse: always-valid (sequential) intervals by default, CUPED on, BH correction."""
+
+    alpha: float = 0.05
+    method: stats.Method = "sequential"
+    cuped: bool = True
+    correction: Literal["bh", "holm"] = "bh"
+
+
+def roles(experiment: Experiment) -> dict[str, Role]:
+    """The experiment's metrics in order: primary, secondary, then guardrails."""
+    out: dict[str, Role] = {experiment.primary_metric: "primary"}
+    for name in experiment.secondary_metrics:
+        out.setdefault(name, "secondary")
+    for guard in experiment.guardrails:
+        out.setdefault(guard.metric, "guardrail")
+    for name in out:
+        metric(name)
+    return out
+
+
+def _sums(frame: pl.DataFrame, by: Sequence[str]) -> pl.DataFrame:
+    value_columns = [c for c in frame.columns if "__" in c]
+    return frame.group_by(list(by), maintain_order=True).agg(pl.col(value_columns).sum())
+
+
+def arm_rows(frame: pl.DataFrame, experiment: Experiment, by: Sequence[str] = ()) -> dict[Any, dict[str, dict]]:
+    """Per group of `by` (a tuple key; () for the whole experiment), per configured arm: the
+    summed statistics row (zeros for an arm with no users yet)."""
+    rows = frame.filter(pl.col("experiment_id") == experiment.id) if "experiment_id" in frame.columns else frame
+    summed = _sums(rows, [*by, "arm"]) if rows.height else None
+    zero = {c: 0 for c in frame.columns if "__" in c}
+    out: dict[Any, dict[str, dict]] = {}
+    if summed is not None:
+        for row in summed.iter_rows(named=True):
+            key = tuple(row[b] for b in by)
+            out.setdefault(key, {})[row["arm"]] = row
+    if not by:
+        out.setdefault((), {})
+    for groups in out.values():
+        for arm in experiment.arms:
+            groups.setdefault(arm.name, zero)
+    return out
+
+
+def _stats_of(rows: Mapping[str, Mapping], m: Metric, experiment: Experiment, cuped: bool) -> dict[str, stats.ArmStats]:
+    return {arm.name: arm_stats(rows[arm.name], m, arm.name, cuped=cuped, expected_share=arm.share)
+            for arm in experiment.arms}
+
+
+def _verdict(c: stats.Comparison, adjusted: float | None, m: Metric, alpha: float) -> Verdict:
+    if c.status != "ok" or adjusted is None:
+        return "not enough data"
+    if adjusted > alpha:
+        return "no difference yet"
+    gain = (c.absolute.estimate or 0.0) * (1 if m.higher_is_better else -1)
+    return "better" if gain > 0 else "worse"
+
+
+@dataclass(frozen=True)
+class ExperimentReport:
+    """Everything the Experiments page shows for one experiment."""
+
+    experiment: Experiment
+    options: Options
+    users: int
+    arms: pl.DataFrame
+    """arm, users, share, expected_share, then the (unadjusted) mean of every experiment metric."""
+    results: pl.DataFrame
+    """One row per metric × variant: means, lifts with intervals, p-values (raw and adjusted
+    across metrics × variants), chance to win, CUPED, verdict."""
+    comparisons: dict[tuple[str, str], stats.Comparison]
+    srm: stats.SrmResult
+    guardrails: list[stats.GuardrailResult]
+    recommendation: stats.Recommendation
+
+    @property
+    def has_data(self) -> bool:
+        return self.users > 0
+
+
+def analyse(frame: pl.DataFrame, experiment: Experiment, options: Options = Options()) -> ExperimentReport:
+    """The full analysis of `experiment` from `load_stats`' frame."""
+    rows = arm_rows(frame, experiment)[()]
+    metric_roles = roles(experiment)
+    control = experiment.arms[0].name
+    variants = [arm.name for arm in experiment.arms[1:]]
+    comparisons: dict[tuple[str, str], stats.Comparison] = {}
+    per_metric: dict[str, dict[str, stats.ArmStats]] = {}
+    for name in metric_roles:
+        m = METRICS[name]
+        arms = per_metric[name] = _stats_of(rows, m, experiment, options.cuped)
+        pairs = [(arms[control], arms[v]) for v in variants]
+        compared = stats.compare_many(pairs, m.type, options.alpha, options.method)
+        comparisons.update({(name, v): c for v, c in zip(variants, compared)})
+    tested = [key for key in comparisons if metric_roles[key[0]] != "guardrail"]
+    p_values = [comparisons[k].absolute.p_value for k in tested]
+    adjusted = dict(zip(tested, stats.adjust_pvalues(p_values, options.correction)))
+    users = {arm.name: int(rows[arm.name]["exposed__users"]) for arm in experiment.arms}
+    srm = stats.srm_check([stats.ArmStats(a.name, users[a.name], 0.0, 0.0) for a in experiment.arms],
+                          [a.share for a in experiment.arms])
+    guardrails = [stats.non_inferiority(comparisons[(g.metric, v)], g.margin, METRICS[g.metric].higher_is_better,
+                                        g.metric) for g in experiment.guardrails for v in variants]
+    primary = METRICS[experiment.primary_metric]
+    recommendation = stats.recommend([comparisons[(primary.name, v)] for v in variants], guardrails, srm,
+                                     options.correction, primary.higher_is_better)
+    total = sum(users.values())
+    arms_table = pl.DataFrame([
+        {"arm": a.name, "users": users[a.name], "share": users[a.name] / total if total else None,
+         "expected_share": a.share, **{name: value_of(per_metric[name][a.name]) for name in metric_roles}}
+        for a in experiment.arms
+    ], schema_overrides={name: pl.Float64 for name in metric_roles} | {"share": pl.Float64})
+    results = pl.DataFrame([_result_row(key, comparisons[key], metric_roles[key[0]], adjusted.get(key), options)
+                            for key in comparisons], schema=_RESULT_SCHEMA)
+    return ExperimentReport(experiment, options, total, arms_table, results, comparisons, srm, guardrails,
+                            recommendation)
+
+
+_RESULT_SCHEMA = {
+    "metric": pl.String, "label": pl.String, "role": pl.String, "unit": pl.String, "variant": pl.String,
+    "n_control": pl.Int64, "n_variant": pl.Int64, "control_mean": pl.Float64, "variant_mean": pl.Float64,
+    "absolute": pl.Float64, "lift": pl.Float64, "lift_lower": pl.Float64, "lift_upper": pl.Float64,
+    "p_value": pl.Float64, "p_adjusted": pl.Float64, "chance_to_win": pl.Float64, "cuped": pl.Boolean,
+    "variance_reduction": pl.Float64, "verdict": pl.String, "note": pl.String,
+}
+
+
+def _result_row(key: tuple[str, str], c: stats.Comparison, role: Role, adjusted: float | None,
+                options: Options) -> dict[str, Any]:
+    m = METRICS[key[0]]
+    verdict = _verdict(c, adjusted, m, options.alpha) if role != "guardrail" else "see guardrails"
+    return {
+        "metric": m.name, "label": m.label, "role": role, "unit": m.unit, "variant": key[1],
+        "n_control": c.n_control, "n_variant": c.n_variant, "control_mean": c.control_mean,
+        "variant_mean": c.variant_mean, "absolute": c.absolute.estimate, "lift": c.relative.estimate,
+        "lift_lower": c.relative.ci_lower, "lift_upper": c.relative.ci_upper, "p_value": c.absolute.p_value,
+        "p_adjusted": adjusted, "chance_to_win": c.chance_to_win if m.higher_is_better or c.chance_to_win is None
+        else 1.0 - c.chance_to_win, "cuped": c.cuped is not None,
+        "variance_reduction": c.cuped.variance_reduction if c.cuped else None, "verdict": verdict, "note": c.reason,
+    }
+
+
+def segments(frame: pl.DataFrame, experiment: Experiment, metric_name: str,
+             options: Options = Options()) -> pl.DataFrame:
+    """Lift of every variant on one metric within each segment (same statistics, per segment)."""
+    m = metric(metric_name)
+    control = experiment.arms[0].name
+    out = []
+    for (segment,), rows in sorted(arm_rows(frame, experiment, ["segment"]).items()):
+        arms = _stats_of(rows, m, experiment, options.cuped)
+        variants = [a.name for a in experiment.arms[1:]]
+        for v, c in zip(variants, stats.compare_many([(arms[control], arms[v]) for v in variants], m.type,
+                                                     options.alpha, options.method)):
+            out.append({"segment": segment, "variant": v, "n_control": c.n_control, "n_variant": c.n_variant,
+                        "control_mean": c.control_mean, "variant_mean": c.variant_mean, "lift": c.relative.estimate,
+                        "lift_lower": c.relative.ci_lower, "lift_upper": c.relative.ci_upper,
+                        "p_value": c.absolute.p_value, "note": c.reason})
+    return pl.DataFrame(out, schema={"segment": pl.String, "variant": pl.String, "n_control": pl.Int64,
+                                     "n_variant": pl.Int64, "control_mean": pl.Float64, "variant_mean": pl.Float64,
+                                     "lift": pl.Float64, "lift_lower": pl.Float64, "lift_upper": pl.Float64,
+                                     "p_value": pl.Float64, "note": pl.String})
+
+
+def cumulative_lift(daily: pl.DataFrame, experiment: Experiment, metric_name: str,
+                    options: Options = Options()) -> pl.DataFrame:
+    """Relative lift of every variant with its interval as of each day (`load_cumulative`'s
+    frame). Sequential intervals hold at every day at once, so the whole curve can be read."""
+    m = metric(metric_name)
+    control = experiment.arms[0].name
+    days = sorted(daily["day"].unique().to_list()) if daily.height else []
+    by_day = arm_rows(daily, experiment, ["day"]) if daily.height else {}
+    out = []
+    for variant in (a.name for a in experiment.arms[1:]):
+        series = []
+        for day in days:
+            arms = _stats_of(by_day[(day,)], m, experiment, options.cuped)
+            series.append((day.isoformat(), arms[control], arms[variant]))
+        for day, point in zip(days, stats.cumulative(series, m.type, options.alpha, options.method)):
+            out.append({"day": day, "variant": variant, "n_control": point.n_control, "n_variant": point.n_variant,
+                        "lift": point.relative.estimate, "lift_lower": point.relative.ci_lower,
+                        "lift_upper": point.relative.ci_upper, "status": point.status})
+    return pl.DataFrame(out, schema={"day": pl.Date, "variant": pl.String, "n_control": pl.Int64,
+                                     "n_variant": pl.Int64, "lift": pl.Float64, "lift_lower": pl.Float64,
+                                     "lift_upper": pl.Float64, "status": pl.String})
+
+
+def journey_of(scenario: Scenario, experiment: Experiment) -> str:
+    """The journey whose element the experiment tests."""
+    return scenario.placement_by_id[scenario.experience_by_id[experiment.experience].placement].journey
+
+
+def in_view(scenario: Scenario, filters: Filters) -> list[Experiment]:
+    """The experiments of the filtered journey (all when no journey is picked)."""
+    return [x for x in scenario.experiments if filters.journey is None or journey_of(scenario, x) == filters.journey]
+
+
+def experiment_list(frame: pl.DataFrame, scenario: Scenario, filters: Filters = Filters(),
+                    options: Options = Options()) -> pl.DataFrame:
+    """One row per experiment (of the filtered journey): status, traffic, SRM health, the best
+    variant's lift on the primary metric, and the recommendation."""
+    out = []
+    for x in in_view(scenario, filters):
+        experience = scenario.experience_by_id[x.experience]
+        report = analyse(frame, x, options)
+        primary = report.results.filter(pl.col("metric") == x.primary_metric).sort("p_value", nulls_last=True)
+        best = primary.row(0, named=True) if primary.height else {}
+        out.append({
+            "experiment": x.id, "experience": experience.name, "journey": journey_of(scenario, x), "status": x.status,
+            "primary_metric": METRICS[x.primary_metric].label, "users": report.users,
+            "traffic": " / ".join(f"{r['arm']} {r['users']:,}" for r in report.arms.iter_rows(named=True)),
+            "srm_p": report.srm.p_value, "srm_ok": report.srm.ok, "best_variant": best.get("variant"),
+            "lift": best.get("lift"), "verdict": best.get("verdict"),
+            "action": report.recommendation.action, "reason": report.recommendation.reason,
+        })
+    return pl.DataFrame(out, schema={
+        "experiment": pl.String, "experience": pl.String, "journey": pl.String, "status": pl.String,
+        "primary_metric": pl.String, "users": pl.Int64, "traffic": pl.String, "srm_p": pl.Float64,
+        "srm_ok": pl.Boolean, "best_variant": pl.String, "lift": pl.Float64, "verdict": pl.String,
+        "action": pl.String, "reason": pl.String})
+
+
+_TRUTH_SCHEMA = {"metric": pl.String, "variant": pl.String, "truth": pl.Float64}
+
+
+def true_lifts(truth: Mapping[str, Any] | None, experiment_id: str) -> pl.DataFrame:
+    """The relative effects the simulator really applied to `experiment_id` (its ground-truth
+    document, `decisioning.simulator.truth.load`), one row per metric × variant; empty when
+    there is no ground truth (a lake fed by live traffic only)."""
+    metrics = ((truth or {}).get("experiments", {}).get(experiment_id) or {}).get("metrics", {})
+    rows = [{"metric": name, "variant": variant, "truth": effect.get("relative")}
+            for name, entry in metrics.items() for variant, effect in entry.get("effects", {}).items()]
+    return pl.DataFrame(rows, schema=_TRUTH_SCHEMA)
+
+
+def with_truth(results: pl.DataFrame, lifts: pl.DataFrame) -> pl.DataFrame:
+    """`results` with a `truth` column (the true relative lift, null where unknown)."""
+    return results.join(lifts.cast(_TRUTH_SCHEMA), on=["metric", "variant"], how="left")

@@ -1,0 +1,161 @@
+"""The tactical view: each journey's path from eligible traffic to conversion.
+
+Every decision of a journey falls in exactly one *serving* class, in the order governance
+applies: no consent, frequency-capped, global holdout, blocked by another governance rule,
+then — for the eligible ones — served by a fallback (failure), by a personalisation policy
+(the model), or a fixed arm variant (e.g. the control). Exposed, clicked and converted count
+the eligible decisions that were seen, clicked (a click linked by decision_id), and led to a
+purchase linked by decision_id. One SQL pass gives the counts per journey and class; the
+waterfall is their running difference, so its stages always add up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from decisioning.scenario import Experiment, Scenario
+from metrics.filters import Filters
+from metrics.experiments import arm_rows
+from metrics.kpis import CAPPED, CLICK_EVENTS, ELIGIBLE, FALLBACK, PERSONALISED, metric
+from metrics.sql import bind, sql_list
+from metrics.sql.per_user import arm_stats
+from metrics.warehouse import Warehouse
+
+SERVING = ("no_consent", "capped", "holdout", "blocked", "fallback", "model", "fixed")
+"""Serving classes, in the order governance decides them."""
+SERVING_LABELS = {
+    "no_consent": "No consent", "capped": "Frequency-capped", "holdout": "Global holdout",
+    "blocked": "Other governance block", "fallback": "Fallback (failure)", "model": "Personalised by a policy",
+    "fixed": "Fixed arm variant",
+}
+SERVED = ("fallback", "model", "fixed")
+"""The eligible classes: the engine was allowed to personalise these decisions."""
+
+FUNNEL_SQL = f"""WITH d AS (
+    SELECT d.decision_id, d.journey,
+        CASE WHEN NOT d.consent THEN 'no_consent'
+             WHEN {CAPPED} THEN 'capped'
+             WHEN d.arm = 'holdout' THEN 'holdout'
+             WHEN NOT {ELIGIBLE} THEN 'blocked'
+             WHEN {FALLBACK} THEN 'fallback'
+             WHEN {PERSONALISED} THEN 'model'
+             ELSE 'fixed' END AS serving
+    FROM decisions d
+    WHERE {Filters.where('d', segment=True, journey=True)}
+),
+seen AS (SELECT DISTINCT decision_id FROM exposures),
+linked AS (
+    SELECT decision_id,
+           bool_or(event_type IN ({sql_list(CLICK_EVENTS)})) AS clicked,
+           bool_or(event_type = 'purchase') AS converted
+    FROM events
+    WHERE decision_id IS NOT NULL AND event_type IN ({sql_list((*CLICK_EVENTS, 'purchase'))})
+    GROUP BY decision_id
+)
+SELECT d.journey, d.serving, count(*) AS decisions,
+       count(s.decision_id) AS exposed,
+       count(*) FILTER (WHERE s.decision_id IS NOT NULL AND l.clicked) AS clicked,
+       count(*) FILTER (WHERE s.decision_id IS NOT NULL AND l.converted) AS converted
+FROM d LEFT JOIN seen s USING (decision_id) LEFT JOIN linked l USING (decision_id)
+GROUP BY ALL"""
+
+
+def load_funnel(warehouse: Warehouse, filters: Filters) -> pl.DataFrame:
+    """Decisions, exposed, clicked and converted per journey and serving class."""
+    return warehouse.query(FUNNEL_SQL, bind(FUNNEL_SQL, filters.params()))
+
+
+@dataclass(frozen=True)
+class Journey:
+    """One journey's funnel."""
+
+    id: str
+    name: str
+    placement: str
+    experience: str
+    experiment: Experiment | None
+    waterfall: pl.DataFrame
+    """stage, label, kind (eligibility / serving / outcome), decisions, share (of all traffic)."""
+    serving: pl.DataFrame
+    """Per serving class: decisions, exposed, clicked, converted, CTR and conversion per exposure."""
+
+    @property
+    def traffic(self) -> int:
+        return int(self.waterfall["decisions"][0]) if self.waterfall.height else 0
+
+
+def _count(frame: pl.DataFrame, classes: tuple[str, ...], column: str = "decisions") -> int:
+    return int(frame.filter(pl.col("serving").is_in(list(classes)))[column].sum() or 0)
+
+
+def journey(funnel: pl.DataFrame, scenario: Scenario, journey_id: str) -> Journey:
+    """The waterfall and serving table of `journey_id` from `load_funnel`'s frame."""
+    placement = next(p for p in scenario.placements if p.journey == journey_id)
+    experience = scenario.experience_by_placement[placement.id]
+    rows = funnel.filter(pl.col("journey") == journey_id)
+    everything = SERVING
+    consented = SERVING[1:]
+    not_capped = SERVING[2:]
+    stages = [
+        ("traffic", "Traffic (decisions)", "eligibility", _count(rows, everything)),
+        ("consented", "Consented", "eligibility", _count(rows, consented)),
+        ("not_capped", "Not capped", "eligibility", _count(rows, not_capped)),
+        ("eligible", "Eligible (not holdout, no block)", "eligibility", _count(rows, SERVED)),
+        ("model", "Served by model", "serving", _count(rows, ("model",))),
+        ("fixed", "Served a fixed arm variant", "serving", _count(rows, ("fixed",))),
+        ("fallback", "Served a fallback", "serving", _count(rows, ("fallback",))),
+        ("exposed", "Exposed", "outcome", _count(rows, SERVED, "exposed")),
+        ("clicked", "Clicked", "outcome", _count(rows, SERVED, "clicked")),
+        ("converted", "Converted", "outcome", _count(rows, SERVED, "converted")),
+    ]
+    traffic = stages[0][3]
+    waterfall = pl.DataFrame(
+        [{"stage": s, "label": label, "kind": kind, "decisions": n, "share": n / traffic if traffic else None}
+         for s, label, kind, n in stages],
+        schema={"stage": pl.String, "label": pl.String, "kind": pl.String, "decisions": pl.Int64, "share": pl.Float64})
+    serving = (pl.DataFrame({"serving": list(SERVING)})
+               .join(rows.select("serving", "decisions", "exposed", "clicked", "converted"), on="serving", how="left")
+               .fill_null(0)
+               .with_columns(
+                   pl.col("serving").replace_strict(SERVING_LABELS).alias("label"),
+                   pl.when(pl.col("exposed") > 0).then(pl.col("clicked") / pl.col("exposed")).alias("ctr"),
+                   pl.when(pl.col("exposed") > 0).then(pl.col("converted") / pl.col("exposed")).alias("conversion"))
+               .select("serving", "label", "decisions", "exposed", "clicked", "converted", "ctr", "conversion"))
+    return Journey(journey_id, scenario.journey_by_id[journey_id].name, placement.id, experience.name,
+                   scenario.experiment_by_experience.get(experience.id), waterfall, serving)
+
+
+def revenue_per_exposed_user(stats_frame: pl.DataFrame, experiment: Experiment) -> pl.DataFrame:
+    """Revenue per exposed user of the journey's experiment, per arm and for all arms together
+    (`experiments.load_stats`' frame: users exposed to the element, revenue after exposure)."""
+    m = metric("revenue_per_user")
+    rows = arm_rows(stats_frame, experiment)[()]
+    arms = {arm.name: arm_stats(rows[arm.name], m, arm.name) for arm in experiment.arms}
+    out = [{"arm": name, "users": a.n, "revenue": a.sum, "revenue_per_user": a.sum / a.n if a.n else None}
+           for name, a in arms.items()]
+    users, revenue = sum(a.n for a in arms.values()), sum(a.sum for a in arms.values())
+    out.append({"arm": "all arms", "users": users, "revenue": revenue,
+                "revenue_per_user": revenue / users if users else None})
+    return pl.DataFrame(out, schema={"arm": pl.String, "users": pl.Int64, "revenue": pl.Float64,
+                                     "revenue_per_user": pl.Float64})
+
+
+def overview(funnel: pl.DataFrame, scenario: Scenario) -> pl.DataFrame:
+    """One row per journey: its experience, traffic, eligible traffic (count and share),
+    exposed, clicked, converted; the answer to "how much traffic is eligible for each"."""
+    rows = []
+    for j in scenario.journeys:
+        view = journey(funnel, scenario, j.id)
+        stage = dict(zip(view.waterfall["stage"], view.waterfall["decisions"]))
+        traffic = stage.get("traffic", 0)
+        rows.append({"journey": j.id, "name": j.name, "experience": view.experience, "traffic": traffic,
+                     "eligible": stage["eligible"], "eligible_share": stage["eligible"] / traffic if traffic else None,
+                     "personalised": stage["model"], "exposed": stage["exposed"], "clicked": stage["clicked"],
+                     "converted": stage["converted"],
+                     "ctr": stage["clicked"] / stage["exposed"] if stage["exposed"] else None})
+    return pl.DataFrame(rows, schema={"journey": pl.String, "name": pl.String, "experience": pl.String,
+                                      "traffic": pl.Int64, "eligible": pl.Int64, "eligible_share": pl.Float64,
+                                      "personalised": pl.Int64, "exposed": pl.Int64, "clicked": pl.Int64,
+                                      "converted": pl.Int64, "ctr": pl.Float64})
