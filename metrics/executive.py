@@ -20,7 +20,7 @@ import polars as pl
 from metrics import stats
 from metrics.filters import Filters
 from metrics.kpis import MEASURES, metric
-from metrics.sql import bind, utc_day, utc_hour
+from metrics.sql import utc_day, utc_hour
 from metrics.sql.per_user import arm_stats, per_user_sql, stats_columns, unit_columns, value_of
 from metrics.warehouse import Warehouse
 
@@ -61,13 +61,13 @@ TREND_SQL: dict[Grain, str] = {"day": _trend_sql(utc_day("e.ts")), "hour": _tren
 def load_summary(warehouse: Warehouse, filters: Filters, pre_days: int) -> pl.DataFrame:
     """Sufficient statistics of the headline metrics for the exposed and the holdout group."""
     params = {**filters.params(), "pre_days": pre_days}
-    return warehouse.query(SUMMARY_SQL, bind(SUMMARY_SQL, params))
+    return warehouse.query(SUMMARY_SQL, params)
 
 
 def load_trend(warehouse: Warehouse, filters: Filters, grain: Grain = "day") -> pl.DataFrame:
     """Revenue per group and day (or hour) from each user's first decision."""
     sql = TREND_SQL[grain]
-    return warehouse.query(sql, bind(sql, filters.params()))
+    return warehouse.query(sql, filters.params())
 
 
 @dataclass(frozen=True)

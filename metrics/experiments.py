@@ -23,7 +23,7 @@ from decisioning.scenario import Experiment, Scenario
 from metrics import stats
 from metrics.filters import Filters
 from metrics.kpis import METRICS, Metric, metric
-from metrics.sql import bind, utc_day
+from metrics.sql import utc_day
 from metrics.sql.per_user import arm_stats, cumulative_sql, per_user_sql, stats_columns, unit_columns, value_of
 from metrics.warehouse import Warehouse
 
@@ -99,7 +99,7 @@ def load_stats(warehouse: Warehouse, filters: Filters, pre_days: int, metric_nam
     """Sufficient statistics of `metric_names` per experiment, arm, segment and UTC day of first
     exposure (one row each; every column but the keys is an additive sum), in one SQL pass."""
     sql = stats_sql(tuple(metric_names))
-    return warehouse.query(sql, bind(sql, {**filters.params(), "pre_days": pre_days}))
+    return warehouse.query(sql, {**filters.params(), "pre_days": pre_days})
 
 
 def load_cumulative(warehouse: Warehouse, filters: Filters, experiment_id: str, metric_name: str,
@@ -107,7 +107,7 @@ def load_cumulative(warehouse: Warehouse, filters: Filters, experiment_id: str, 
     """Sufficient statistics of one metric per arm *as of the end of each day* of the experiment."""
     sql = daily_sql(metric_name)
     params = {**filters.params(), "pre_days": pre_days, "experiment": experiment_id}
-    return warehouse.query(sql, bind(sql, params))
+    return warehouse.query(sql, params)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from decisioning.scenario import Experiment, Scenario
 from metrics.filters import Filters
 from metrics.experiments import arm_rows
 from metrics.kpis import CAPPED, CLICK_EVENTS, ELIGIBLE, FALLBACK, PERSONALISED, metric
-from metrics.sql import bind, sql_list
+from metrics.sql import sql_list
 from metrics.sql.per_user import arm_stats
 from metrics.warehouse import Warehouse
 
@@ -64,7 +64,7 @@ GROUP BY ALL"""
 
 def load_funnel(warehouse: Warehouse, filters: Filters) -> pl.DataFrame:
     """Decisions, exposed, clicked and converted per journey and serving class."""
-    return warehouse.query(FUNNEL_SQL, bind(FUNNEL_SQL, filters.params()))
+    return warehouse.query(FUNNEL_SQL, filters.params())
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,13 @@
 Each table of the lake becomes a DuckDB view over the Parquet files of its current Delta
 snapshot. `refresh()` re-reads only the Delta log and re-creates a view only when its table
 has a new version, so it is cheap to call before every query. A reader never writes.
-Queries go through `query()` (polars out, parameters bound, never text-built) or through
-SQLAlchemy connections from `engine()` that see the same views.
+Queries go through `query()` (polars out, named parameters bound — unused ones dropped —
+never text-built) or through SQLAlchemy connections from `engine()` that see the same views.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,12 @@ from metrics.lake import table_path
 from metrics.schema import TABLES, empty_table
 
 _DUCKDB_CONFIG = {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
+
+
+def used_params(sql: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The named parameters `sql` refers to. DuckDB refuses unused ones, and dropping them here
+    lets every query take `Filters.params()` whole; a misspelt name still fails, as unbound."""
+    return {key: value for key, value in params.items() if re.search(rf"\${re.escape(key)}\b", sql)}
 
 
 class WarehouseError(RuntimeError):
@@ -84,7 +91,6 @@ class Warehouse:
             self._show_empty(name)
             self.errors[name] = f"table {name!r} in {self.lake} cannot be read: {exc}"
             return
-        self.errors.pop(name, None)
         if not files:
             self._show_empty(name)
             return
@@ -93,12 +99,19 @@ class Warehouse:
             self._drop(cursor, name)
         # DDL cannot take bound parameters; the paths come from the Delta log, not from a user.
         listed = ", ".join("'" + path.replace("'", "''") + "'" for path in files)
-        cursor.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet([{listed}])")
+        try:
+            cursor.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet([{listed}])")
+        except duckdb.Error as exc:  # binding the view reads the first file's footer
+            self._show_empty(name)
+            self.errors[name] = f"table {name!r} in {self.lake} has an unreadable file: {exc}"
+            return
         self._kinds[name] = "VIEW"
         self._versions[name] = version
+        self.errors.pop(name, None)
 
     def _show_empty(self, name: str) -> None:
         self._versions[name] = None
+        self.errors.pop(name, None)
         if self._kinds.get(name) == "TABLE":
             return
         cursor = self._con.cursor()
@@ -154,6 +167,8 @@ class Warehouse:
             raise WarehouseError("; ".join(broken))
 
     def _run(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None) -> pl.DataFrame:
+        if isinstance(params, Mapping):
+            params = used_params(sql, params)
         cursor = self._con.cursor()
         try:
             return cursor.sql(sql, params=params).pl()

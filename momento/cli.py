@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_backfill(settings, days=args.days, users=args.users, seed=args.seed)
     if args.command == "cockpit":
-        return subprocess.call(cockpit_command(args.port or settings.cockpit_port))
+        return subprocess.call(cockpit_command(args.port or settings.cockpit_port), cwd=PROJECT_ROOT)
     if args.command == "demo":
         from momento.demo import run_demo
 

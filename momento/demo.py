@@ -20,7 +20,7 @@ from dataclasses import replace
 import httpx
 
 from momento.cli import cockpit_command
-from momento.config import Settings
+from momento.config import PROJECT_ROOT, Settings
 from metrics.warehouse import Warehouse
 
 
@@ -50,7 +50,7 @@ def _spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen:
     """A child in its own session: the terminal's Ctrl-C reaches only the demo, which then
     stops the children one by one, in order (a second SIGINT would make uvicorn skip its
     graceful shutdown and the writer's last flush)."""
-    return subprocess.Popen(command, env=env, start_new_session=True)
+    return subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, start_new_session=True)
 
 
 def _stop(processes: list[tuple[str, subprocess.Popen]]) -> None:

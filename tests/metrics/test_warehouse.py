@@ -92,3 +92,23 @@ def test_a_damaged_delta_log_is_a_clear_error(tmp_path):
     with pytest.raises(WarehouseError, match="'events'"):
         warehouse.query("SELECT count(*) FROM events")
     assert warehouse.scalar("SELECT count(*) FROM decisions") == 0  # other tables still answer
+
+
+def test_a_lake_opened_with_a_corrupt_file_answers_for_the_other_tables(tmp_path):
+    writer = LakeWriter(tmp_path, background=False)
+    writer.append("events", event_batch(0, 10))
+    writer.flush()
+    (parquet,) = (tmp_path / "events").glob("*.parquet")
+    parquet.write_bytes(b"not a parquet file")
+    warehouse = Warehouse(tmp_path)
+    assert "events" in warehouse.errors
+    with pytest.raises(WarehouseError, match="unreadable file"):
+        warehouse.query("SELECT count(*) FROM events")
+    assert warehouse.scalar("SELECT count(*) FROM decisions") == 0
+
+
+def test_named_parameters_a_query_does_not_use_are_dropped_but_missing_ones_fail(tmp_path):
+    warehouse = Warehouse(tmp_path)
+    assert warehouse.scalar("SELECT $a + 1", {"a": 1, "unused": "x"}) == 2
+    with pytest.raises(Exception, match="b"):
+        warehouse.scalar("SELECT $a + $b", {"a": 1})

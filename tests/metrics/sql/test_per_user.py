@@ -12,7 +12,8 @@ import pytest
 
 from metrics import kpis
 from metrics.filters import Filters
-from metrics.sql import bind, per_user
+from metrics.sql import per_user
+from metrics.warehouse import used_params
 from metrics.warehouse import Warehouse
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
@@ -51,7 +52,7 @@ def ten_users(tmp_path_factory) -> Warehouse:
 def _stats(wh: Warehouse, metrics, filters: Filters = Filters(), units: str = UNITS) -> dict:
     per_user_rows = per_user.per_user_sql(units, metrics)
     sql = f"SELECT grp{per_user.stats_columns(metrics)} FROM (\n{per_user_rows}\n) GROUP BY grp"
-    return wh.query(sql, bind(sql, {**filters.params(), "pre_days": 14})).row(0, named=True)
+    return wh.query(sql, {**filters.params(), "pre_days": 14}).row(0, named=True)
 
 
 def _mean(row: dict, name: str) -> float:
@@ -109,16 +110,14 @@ def test_stats_columns_are_the_sufficient_statistics_numpy_computes():
 
 def test_as_of_day_statistics_replay_the_experiment_day_by_day(ten_users):
     m = kpis.metric("conversion_rate")
-    daily = ten_users.query(per_user.cumulative_sql(UNITS, m, "grp"),
-                            bind(per_user.cumulative_sql(UNITS, m, "grp"),
-                                      {**Filters().params(), "pre_days": 14})).sort("day")
+    daily = ten_users.query(per_user.cumulative_sql(UNITS, m, "grp"), {**Filters().params(), "pre_days": 14}).sort("day")
     # Day 0: users 1, 2, 3 bought (user 1 again on day 1: still one converted user).
     assert daily["conversion_rate__n"].to_list() == [10] * daily.height
     assert daily["conversion_rate__sum"].to_list() == [3.0] * daily.height
     assert daily["conversion_rate__pre_sum"][0] == 1.0
     revenue = kpis.metric("revenue_per_user")
     sql = per_user.cumulative_sql(UNITS, revenue, "grp")
-    by_day = ten_users.query(sql, bind(sql, {**Filters().params(), "pre_days": 14})).sort("day")
+    by_day = ten_users.query(sql, {**Filters().params(), "pre_days": 14}).sort("day")
     assert by_day["revenue_per_user__sum"].to_list()[:3] == [180.0, 200.0, 200.0]  # user 1's 20 came on day 1
     assert by_day["revenue_per_user__sum_squares"][0] == 100 ** 2 + 50 ** 2 + 30 ** 2
     assert by_day["revenue_per_user__sum_squares"][1] == 120 ** 2 + 50 ** 2 + 30 ** 2
@@ -131,7 +130,7 @@ def test_as_of_day_statistics_replay_the_experiment_day_by_day(ten_users):
 def test_windowed_metrics_enter_the_daily_statistics_when_they_mature(ten_users):
     m = kpis.metric("retention_7d")
     sql = per_user.cumulative_sql(UNITS, m, "grp")
-    daily = ten_users.query(sql, bind(sql, {**Filters().params(), "pre_days": 14})).sort("day")
+    daily = ten_users.query(sql, {**Filters().params(), "pre_days": 14}).sort("day")
     assert daily["retention_7d__n"].to_list() == [0] * 7 + [10] * (daily.height - 7)
     assert daily["retention_7d__sum"][-1] == 1.0
 
@@ -143,8 +142,8 @@ def test_decision_measures_cannot_be_replayed_by_day():
 
 def test_only_used_parameters_are_bound_and_values_are_never_spliced(ten_users):
     sql = "SELECT count(*) FROM events WHERE user_id = $who"
-    assert bind(sql, {"who": "x", "whom": "y", "w": 1}) == {"who": "x"}
-    assert ten_users.scalar(sql, bind(sql, {"who": "x' OR '1'='1"})) == 0
+    assert used_params(sql, {"who": "x", "whom": "y", "w": 1}) == {"who": "x"}
+    assert ten_users.scalar(sql, {"who": "x' OR '1'='1", "whom": "unused"}) == 0
     assert _stats(ten_users, [kpis.metric("conversion_rate")], Filters(start=T0.date()))["conversion_rate__n"] == 10
 
 

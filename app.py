@@ -1,0 +1,28 @@
+"""Momento's cockpit: `streamlit run app.py` (or `momento cockpit`).
+
+One navigation over the five panels; the sidebar's global filters are drawn here, once per
+run, bound to the URL so every page sees the same view and a link shares it.
+"""
+
+import streamlit as st
+
+from pages import ui
+
+st.set_page_config(layout="wide", page_title="Momento", page_icon=":material/bolt:")
+
+PAGES = {
+    "Business": [
+        st.Page("pages/executive.py", title="Executive", icon=":material/monitoring:", default=True),
+        st.Page("pages/journeys.py", title="Journeys", icon=":material/route:"),
+        st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
+    ],
+    "Operations": [
+        st.Page("pages/engine_health.py", title="Engine health", icon=":material/speed:"),
+        st.Page("pages/governance.py", title="Governance", icon=":material/policy:"),
+    ],
+}
+
+page = st.navigation(PAGES)
+st.sidebar.caption("Momento · real-time personalisation cockpit")
+ui.sidebar_filters()
+page.run()

@@ -1,0 +1,106 @@
+"""Shared by the cockpit's AppTest tests: run a page (or the whole app) on a given lake with
+the engine at a given address, and lakes damaged in the ways the cockpit must survive."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from decisioning.server import free_loopback_port
+from momento.config import PROJECT_ROOT
+
+RunPage = Callable[..., AppTest]
+
+
+@pytest.fixture
+def down_url() -> str:
+    """The address of an engine that is not running."""
+    return f"http://127.0.0.1:{free_loopback_port()}"
+
+
+def _clear_caches() -> None:
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def run_page(monkeypatch: pytest.MonkeyPatch, down_url: str) -> Iterator[RunPage]:
+    """`run_page(page, lake, service_url=down, query=None)`: a finished AppTest run of the app
+    opened on `page` (e.g. "pages/governance.py"; None: the default page) with `query` in the
+    URL. Pages run inside app.py, as in production (it puts the project on the import path and
+    draws the sidebar). The cockpit's caches are emptied first: AppTest runs in this process
+    and they would otherwise carry the previous test's lake."""
+
+    def run(page: str | None, lake: Path, service_url: str | None = None,
+            query: Mapping[str, str | list[str]] | None = None) -> AppTest:
+        monkeypatch.setenv("MOMENTO_LAKE", str(lake))
+        monkeypatch.setenv("MOMENTO_SERVICE_URL", service_url or down_url)
+        _clear_caches()
+        at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=90)
+        for key, value in (query or {}).items():
+            at.query_params[key] = value
+        if page is not None:
+            at.switch_page(page)
+        return at.run()
+
+    yield run
+    _clear_caches()
+
+
+def _copy(lake: Path, target: Path) -> Path:
+    shutil.copytree(lake, target)
+    return target
+
+
+def _data_file(lake: Path, table: str) -> Path:
+    return sorted((lake / table).glob("**/*.parquet"))[0]
+
+
+@pytest.fixture
+def corrupt_lake(small_lake: Path, tmp_path: Path) -> Path:
+    """A copy of the small lake with one `decisions` Parquet file overwritten by garbage."""
+    lake = _copy(small_lake, tmp_path / "corrupt-lake")
+    _data_file(lake, "decisions").write_bytes(b"this is not parquet" * 100)
+    return lake
+
+
+@pytest.fixture
+def missing_file_lake(small_lake: Path, tmp_path: Path) -> Path:
+    """A copy of the small lake with one `events` Parquet file deleted under the Delta log."""
+    lake = _copy(small_lake, tmp_path / "missing-file-lake")
+    _data_file(lake, "events").unlink()
+    return lake
+
+
+@pytest.fixture
+def empty_lake(tmp_path: Path) -> Path:
+    """A lake directory with no tables in it yet."""
+    lake = tmp_path / "empty-lake"
+    lake.mkdir()
+    return lake
+
+
+def _texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("error", "warning", "info", "success", "markdown") for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+@pytest.fixture
+def texts() -> Callable[[AppTest], str]:
+    """`texts(at)`: everything a reader sees in messages (errors, warnings, infos, markdown)."""
+    return _texts
+
+
+@pytest.fixture
+def metric_values() -> Callable[[AppTest], dict[str, str]]:
+    """`metric_values(at)`: the page's st.metric values by label."""
+    return _metrics

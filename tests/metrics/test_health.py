@@ -1,0 +1,249 @@
+"""metrics/health.py against an independent polars/numpy computation over hand-made rows."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from metrics import health
+from metrics.filters import Filters
+from metrics.lake import LakeWriter
+from metrics.warehouse import Warehouse
+
+T0 = datetime(2026, 6, 1, 10, 0, tzinfo=timezone.utc)
+BUDGET_MS = 10.0
+N = 3_000
+
+
+def _decisions(rng: np.random.Generator) -> pl.DataFrame:
+    status = rng.choice(["ok", "error"], N, p=[0.97, 0.03])
+    fallback = (status == "error") | (rng.random(N) < 0.06)
+    reason = np.where(status == "error", rng.choice(["model_error", "internal_error"], N),
+                      rng.choice(["no_consent", "frequency_cap", "budget_exceeded"], N))
+    return pl.DataFrame({
+        "decision_id": [f"d{i:05d}" for i in range(N)],
+        "ts": [T0 + timedelta(seconds=float(s)) for s in np.sort(rng.uniform(0, 30 * 3600, N))],
+        "user_id": [f"{u:032x}" for u in rng.integers(0, 400, N)],
+        "journey": rng.choice(["browse", "cart"], N),
+        "placement": "homepage_showcase",
+        "channel": rng.choice(["web", "app"], N),
+        "experience_id": "home_showcase",
+        "arm": "treatment",
+        "variant": "editorial",
+        "policy": rng.choice(["thompson", "propensity"], N),
+        "model_version": rng.choice(["m-1", "m-2"], N),
+        "propensity": 0.5,
+        "reasons": [["policy_thompson"]] * N,
+        "fallback": fallback,
+        "fallback_reason": [r if f else None for r, f in zip(reason, fallback)],
+        "consent": True,
+        "latency_us": np.round(rng.lognormal(np.log(2_000), 0.9, N)).astype(np.int64),
+        "status": status,
+        "error_code": [r if s == "error" else None for r, s in zip(reason, status)],
+        "segment": rng.choice(["new", "returning"], N),
+    })
+
+
+def _events(rng: np.random.Generator) -> pl.DataFrame:
+    n = 5_000
+    ts = [T0 + timedelta(seconds=float(s)) for s in np.sort(rng.uniform(0, 30 * 3600, n))]
+    return pl.DataFrame({
+        "event_id": [f"e{i:05d}" for i in range(n)],
+        "ts": ts,
+        "received_at": [t + timedelta(seconds=2) for t in ts],
+        "user_id": [f"{u:032x}" for u in rng.integers(0, 400, n)],
+        "channel": rng.choice(["web", "app", "email"], n),
+        "event_type": rng.choice(["page_view", "click", "purchase"], n),
+        "segment": rng.choice(["new", "returning"], n),
+    })
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    rng = np.random.default_rng(5)
+    root = tmp_path_factory.mktemp("health_lake")
+    decisions, events = _decisions(rng), _events(rng)
+    with LakeWriter(root, background=False, compact_every_seconds=None) as writer:
+        writer.append("decisions", decisions)
+        writer.append("events", events)
+    wh = Warehouse(root)
+    yield wh, decisions, events
+    wh.close()
+
+
+@pytest.fixture(scope="module")
+def empty():
+    return Warehouse(Path("/nonexistent/momento-lake"))
+
+
+FILTERS = [
+    Filters(),
+    Filters(channel="web"),
+    Filters(segment="returning", journey="cart"),
+    Filters(start=date(2026, 6, 2), end=date(2026, 6, 2)),
+]
+
+
+def _apply(frame: pl.DataFrame, f: Filters) -> pl.DataFrame:
+    if f.start_ts:
+        frame = frame.filter(pl.col("ts") >= f.start_ts)
+    if f.end_ts:
+        frame = frame.filter(pl.col("ts") < f.end_ts)
+    for column in ("channel", "segment", "journey"):
+        value = getattr(f, column)
+        if value is not None and column in frame.columns:
+            frame = frame.filter(pl.col(column) == value)
+    return frame
+
+
+@pytest.mark.parametrize("filters", FILTERS, ids=str)
+def test_summary_matches_numpy(lake, filters):
+    wh, decisions, _ = lake
+    expected = _apply(decisions, filters)
+    latency = expected["latency_us"].to_numpy()
+    s = health.summary(wh, filters, BUDGET_MS)
+    assert s.decisions == expected.height > 0
+    assert s.p50_ms == pytest.approx(np.quantile(latency, 0.5) / 1000)
+    assert s.p95_ms == pytest.approx(np.quantile(latency, 0.95) / 1000)
+    assert s.p99_ms == pytest.approx(np.quantile(latency, 0.99) / 1000)
+    assert s.errors == (expected["status"] == "error").sum()
+    assert s.fallbacks == expected["fallback"].sum()
+    assert s.error_rate == pytest.approx(s.errors / s.decisions)
+    within = (latency <= BUDGET_MS * 1000).mean()
+    assert s.attainment == pytest.approx(within)
+    assert s.burn_rate == pytest.approx((1 - within) / (1 - health.SLO_TARGET))
+    assert s.budget_remaining == pytest.approx(1 - s.burn_rate)
+
+
+def test_latency_over_time_buckets_match_polars(lake):
+    wh, decisions, _ = lake
+    got = health.latency_over_time(wh, Filters(), 3600, BUDGET_MS)
+    expected = (
+        decisions.group_by(pl.col("ts").dt.truncate("1h").alias("bucket"))
+        .agg(pl.len().alias("n"), pl.col("latency_us").quantile(0.99, "linear").alias("p99"),
+             (pl.col("status") == "error").mean().alias("error_rate"))
+        .sort("bucket")
+    )
+    assert got.height == expected.height == 30
+    assert got["decisions"].to_list() == expected["n"].to_list()
+    np.testing.assert_allclose(got["p99_ms"].to_numpy(), expected["p99"].to_numpy() / 1000)
+    np.testing.assert_allclose(got["error_rate"].to_numpy(), expected["error_rate"].to_numpy())
+    assert [b.timestamp() for b in got["bucket"]] == [b.timestamp() for b in expected["bucket"]]
+
+
+def test_events_over_time_is_events_per_second(lake):
+    wh, _, events = lake
+    got = health.events_over_time(wh, Filters(channel="email"), 3600)
+    email = events.filter(pl.col("channel") == "email")
+    assert got["events"].sum() == email.height
+    assert got["events_per_s"].to_list() == pytest.approx([n / 3600 for n in got["events"].to_list()])
+
+
+def test_bucket_seconds_keeps_charts_readable():
+    assert health.bucket_seconds(T0, T0 + timedelta(minutes=30)) == 10
+    assert health.bucket_seconds(T0, T0 + timedelta(hours=30)) == 300
+    assert health.bucket_seconds(T0, T0 + timedelta(days=28)) == 21_600
+    assert health.bucket_seconds(T0, T0 + timedelta(days=3_000)) == 86_400
+    assert health.bucket_seconds(None, None) == 60
+
+
+def test_errors_and_fallbacks_by_code(lake):
+    wh, decisions, _ = lake
+    f = Filters(channel="app")
+    expected = _apply(decisions, f)
+    errors = health.errors_by_code(wh, f)
+    want = expected.filter(pl.col("status") == "error").group_by("error_code").len()
+    assert dict(errors.select("code", "decisions").iter_rows()) == dict(want.iter_rows())
+    assert errors["rate"].sum() == pytest.approx((expected["status"] == "error").mean())
+    assert set(errors["failure"]) == {True}
+    assert errors.filter(pl.col("code") == "model_error")["meaning"][0].startswith("The model raised")
+
+    fallbacks = health.fallbacks_by_reason(wh, f)
+    want = expected.filter(pl.col("fallback")).group_by("fallback_reason").len()
+    assert dict(fallbacks.select("code", "decisions").iter_rows()) == dict(want.iter_rows())
+    failure = dict(fallbacks.select("code", "failure").iter_rows())
+    assert failure["budget_exceeded"] is True and failure["no_consent"] is False
+
+
+def test_burn_rates_windows_end_at_newest_decision(lake):
+    wh, decisions, _ = lake
+    got = health.burn_rates(wh, Filters(), BUDGET_MS)
+    newest = decisions["ts"].max()
+    for row in got.iter_rows(named=True):
+        seconds = health.SLO_WINDOWS[row["window"]]
+        window = decisions.filter(pl.col("ts") > newest - timedelta(seconds=seconds))
+        good = (window["latency_us"] <= BUDGET_MS * 1000).sum()
+        assert row["decisions"] == window.height
+        assert row["burn_rate"] == pytest.approx((1 - good / window.height) / (1 - health.SLO_TARGET))
+
+
+def test_model_versions_shares_sum_to_one_per_policy(lake):
+    wh, decisions, _ = lake
+    got = health.model_versions(wh, Filters())
+    assert got["decisions"].sum() == decisions.height
+    sums = got.group_by("policy").agg(pl.col("share").sum())
+    assert sums["share"].to_list() == pytest.approx([1.0, 1.0])
+    want = decisions.group_by("policy", "model_version").len()
+    assert {(p, m): n for p, m, n in got.select("policy", "model_version", "decisions").iter_rows()} == {
+        (p, m): n for p, m, n in want.iter_rows()}
+
+
+def test_writer_lag_and_throughput_now(lake):
+    wh, decisions, events = lake
+    newest = events["received_at"].max()
+    assert health.newest_received(wh) == newest
+    assert health.writer_lag(health.newest_received(wh), now=newest + timedelta(seconds=42)) == pytest.approx(42)
+    now = decisions["ts"].max()
+    t = health.throughput_now(wh, window_s=600, now=now)
+    since = now - timedelta(seconds=600)
+    assert t.decisions_per_s == pytest.approx(decisions.filter((pl.col("ts") > since) & (pl.col("ts") <= now)).height / 600)
+    arrived = events.filter((pl.col("received_at") > since) & (pl.col("received_at") <= now)).height
+    assert t.events_per_s == pytest.approx(arrived / 600)
+
+
+def test_empty_or_missing_lake_gives_empty_answers_not_errors(empty):
+    s = health.summary(empty, Filters(), BUDGET_MS)
+    assert s.decisions == 0 and s.p99_ms is None and s.error_rate is None and s.burn_rate is None
+    assert health.latency_over_time(empty, Filters(), 60, BUDGET_MS).is_empty()
+    assert health.events_over_time(empty, Filters(), 60).is_empty()
+    assert health.errors_by_code(empty, Filters()).is_empty()
+    assert health.burn_rates(empty, Filters(), BUDGET_MS)["burn_rate"].to_list() == [None, None, None]
+    assert health.newest_received(empty) is None and health.writer_lag(None) is None
+    assert health.throughput_now(empty).events_per_s == 0
+
+
+def test_a_filter_with_no_data_is_empty(lake):
+    wh, _, _ = lake
+    f = Filters(start=date(2030, 1, 1), end=date(2030, 1, 2))
+    assert health.summary(wh, f, BUDGET_MS).decisions == 0
+    assert health.latency_over_time(wh, f, 60, BUDGET_MS).is_empty()
+
+
+def _exposition() -> str:
+    """What the service's /metrics serves, made by prometheus_client itself."""
+    from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+    registry = CollectorRegistry()
+    queue = Gauge("momento_writer_queue_rows", "Rows buffered.", ["table"], registry=registry)
+    queue.labels("events").set(1200)
+    queue.labels("decisions").set(300)
+    Gauge("momento_writer_queue_limit_rows", "Bound.", registry=registry).set(200_000)
+    Counter("momento_writer_queue_full_rejections", "Refused appends.", registry=registry).inc(7)
+    refused = Counter("momento_backpressure_rejections", "503s.", ["endpoint"], registry=registry)
+    refused.labels("/v1/events").inc(2)
+    refused.labels("/v1/decide").inc(1)
+    Counter("momento_decisions", "Decisions.", ["policy"], registry=registry).labels("rules").inc(10)
+    return generate_latest(registry).decode()
+
+
+def test_backpressure_parses_prometheus_text():
+    b = health.backpressure(_exposition())
+    assert b.queue_depth == 1500 and b.queue_limit == 200_000 and b.queue_full_rejections == 7
+    assert b.refused_requests == 3
+    assert b.fill == pytest.approx(1500 / 200_000)
+    assert b.committed_rows is None
+    assert health.backpressure("").fill is None
