@@ -236,7 +236,8 @@ class Engine:
         decision = Decision(
             decision_id=self._new_id(), ts=datetime.fromtimestamp(now, tz=timezone.utc), user_id=ctx.unit,
             session_id=ctx.session_id, journey=placement.journey, placement=placement.id, channel=ctx.channel,
-            experience_id=experience.id, experiment_id=experiment.id if experiment else None, arm=HOLDOUT,
+            experience_id=experience.id, experiment_id=experiment.id if experiment else None,
+            arm=self._arm(ctx.unit, experiment),
             variant=experience.default_variant, policy="default", model_version=None, propensity=1.0, score=None,
             reasons=[], fallback=False, fallback_reason=None, consent=ctx.consent, latency_us=0, status="ok",
             error_code=None, device=ctx.device, segment=ctx.segment, region=ctx.region,
@@ -255,6 +256,14 @@ class Engine:
         )
         return decision
 
+    def _arm(self, unit: str, experiment: Experiment | None) -> str:
+        """The unit's arm, fixed before anything can fail, so even an error is logged in it."""
+        if in_holdout(unit, self.scenario.population):
+            return HOLDOUT
+        if experiment is None or experiment.status != "running":
+            return INACTIVE
+        return assign_arm(unit, experiment)
+
     def _decide(
         self, d: Decision, ctx: Context, now: float, placement: Placement, experience: Experience,
         experiment: Experiment | None, incidents: Collection[str],
@@ -271,14 +280,12 @@ class Engine:
         if "error_burst" in incidents and self._rng().random() < self.faults.error_share:
             self._fall_back(d, experience, Code.INTERNAL_ERROR, error=True)
             return None
-        if in_holdout(ctx.unit, self.scenario.population):
+        if d.arm == HOLDOUT:
             d.reasons.append(Code.HOLDOUT)
             return None
-        if experiment is None or experiment.status != "running":
-            d.arm = INACTIVE
+        if d.arm == INACTIVE:
             d.reasons.append(Code.EXPERIENCE_INACTIVE)
             return None
-        d.arm = assign_arm(ctx.unit, experiment)
         arm: Arm = self._arms[experiment.id][d.arm]
         if arm.variant == experience.default_variant:
             d.reasons.append(Code.CONTROL_ARM)
@@ -323,6 +330,7 @@ class Engine:
             version = policy.model_version
             probabilities = policy.probabilities(x, eligible)
             index, propensity = choose(probabilities, self._rng())
+            score = float(policy.scores(x)[0, int(index[0])])
         except ModelUnavailable:
             self._fall_back(d, experience, Code.MODEL_UNAVAILABLE)
             return None
@@ -335,7 +343,7 @@ class Engine:
             return None
         chosen = int(index[0])
         d.variant, d.policy, d.model_version = experience.variants[chosen], kind, version
-        d.propensity, d.score = float(propensity[0]), float(probabilities[0, chosen])
+        d.propensity, d.score = float(propensity[0]), score if np.isfinite(score) else None
         d.reasons.append(_POLICY_CODE[kind])
         return _Choice((experience.id, kind), x[0], chosen)
 
@@ -451,8 +459,9 @@ class DecisionLog:
     def pending(self) -> int:
         return len(self._rows)
 
-    def has_room(self, rows: int = 1) -> bool:
-        return self.writer.stats.queued_rows + len(self._rows) + rows <= self.writer.queue_limit
+    def has_room(self, rows: int = 1, reserve: int = 0) -> bool:
+        """Whether `rows` more fit under the writer's bound, keeping `reserve` rows free."""
+        return self.writer.stats.queued_rows + len(self._rows) + rows <= self.writer.queue_limit - reserve
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         with self._lock:

@@ -50,6 +50,8 @@ class Policy(Protocol):
 
     def probabilities(self, X: np.ndarray, eligible: np.ndarray) -> np.ndarray: ...
 
+    def scores(self, X: np.ndarray) -> np.ndarray: ...
+
     def update(self, X: np.ndarray, chosen: np.ndarray, reward: np.ndarray) -> None: ...
 
 
@@ -120,6 +122,10 @@ class RulesPolicy:
         out = np.zeros((n, k))
         out[rows, chosen] = 1.0
         return out
+
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        """Rules predict nothing: NaN for every variant, (n, k)."""
+        return np.full((len(X), len(self.variants)), np.nan)
 
     def update(self, X: np.ndarray, chosen: np.ndarray, reward: np.ndarray) -> None:
         """Rules do not learn."""
@@ -197,6 +203,11 @@ class ThompsonPolicy:
         unique, inverse = np.unique(codes, return_inverse=True)
         return np.stack([state.probabilities(int(code)) for code in unique])[inverse.reshape(-1)]
 
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        """The posterior mean success rate of each variant, (n, k)."""
+        state = self._state
+        return np.broadcast_to(state.alpha / (state.alpha + state.beta), (len(X), self.k)).copy()
+
     def update(self, X: np.ndarray, chosen: np.ndarray, reward: np.ndarray) -> None:
         """Add Bernoulli outcomes (reward > 0 is a success) of the chosen variants."""
         chosen = np.asarray(chosen, dtype=np.int64)
@@ -242,6 +253,10 @@ class PropensityPolicy:
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predicted conversion probability of each variant, (n, k)."""
         return special.expit(X @ self._weights.T)
+
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        """The model's score is its predicted conversion (what AUC and calibration judge)."""
+        return self.predict(X)
 
     def probabilities(self, X: np.ndarray, eligible: np.ndarray) -> np.ndarray:
         _check(X, eligible, self.k)

@@ -83,7 +83,8 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         from decisioning.simulator.backfill import backfill
 
         print(f"momento demo: the lake at {settings.lake} is empty; backfilling {args.days} days of history…", flush=True)
-        backfill(settings.lake, load_scenario(settings.scenario), days=args.days, users=args.users, seed=7)
+        backfill(settings.lake, load_scenario(settings.scenario), days=args.days, users=args.users, seed=7,
+                 pseudonym_key=settings.pseudonym_key)
 
     env = {**os.environ, "MOMENTO_LAKE": str(settings.lake), "MOMENTO_SERVICE_URL": url}
     python = [sys.executable, "-m", "momento.cli"]

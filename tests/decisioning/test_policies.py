@@ -88,6 +88,7 @@ def test_thompson_restricts_to_eligible_arms_and_learns_from_rewards():
     assert policy.model_version != version
     probs = policy.probabilities(X, eligible)
     assert probs[0, 1] > 0.99 and probs[1, 1] == 0 and probs[1, 2] > 0.99
+    np.testing.assert_allclose(policy.scores(X), [[1 / 202, 101 / 202, 61 / 202]] * 2)
 
 
 def test_choose_samples_from_the_probabilities_and_reports_them():
@@ -115,6 +116,11 @@ def test_rules_climb_the_discount_ladder_with_price_sensitivity(scenario):
     assert probs.argmax(axis=1).tolist() == [0, 0, 0] and (probs.max(axis=1) == 1).all()
 
 
+def test_rules_score_nothing(scenario):
+    policy = RulesPolicy(scenario.experience_by_id["recovery_offer"])
+    assert np.isnan(policy.scores(encode([{}] * 3))).all()
+
+
 def test_rules_show_engaged_visitors_the_first_personalised_variant(scenario):
     experience = scenario.experience_by_id["home_showcase"]  # editorial (default), style_affinity, ...
     policy = RulesPolicy(experience)
@@ -138,6 +144,7 @@ def test_propensity_explores_every_eligible_variant_and_learns_the_better_one():
         policy.update(Xb, chosen, (rng.random(200) < rate).astype(float))
     predicted = policy.predict(X)
     np.testing.assert_allclose(predicted, [[0.10, 0.30], [0.10, 0.05]], atol=0.04)
+    np.testing.assert_array_equal(policy.scores(X), predicted)  # the logged score is the prediction
     after = policy.probabilities(X, np.ones((2, 2), bool))
     assert after[0, 1] > 0.5 > after[1, 1] and after.min() >= 0.05 - 1e-12
     assert policy.model_version == "propensity-v1.300"
