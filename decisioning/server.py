@@ -7,7 +7,9 @@ Endpoints: `POST /v1/decide`, `POST /v1/events[?wait=durable]`, `POST /v1/exposu
 Guarantees:
 - no request gets a traceback: bad input is a 4xx with `{"error", "reason", "field"}`, a model
   failure is the default decision with its reason code, and a full writer queue is a 503 with
-  `Retry-After` (counted in `/metrics`), never a silently dropped row;
+  `Retry-After` (counted in `/metrics`), never a silently dropped row; ingestion is refused
+  first (once the queue is fuller than `1 - DECISION_RESERVE` of its bound), so decisions keep
+  flowing while a slow writer pushes back on bulk writes;
 - bodies over `max_body_bytes` get 413, batches over `max_batch_events` get 413;
 - bound off loopback, the service refuses to start without `MOMENTO_API_TOKEN`, and the
   writes (events, exposures, identify, erasure) then need `Authorization: Bearer <token>`.
@@ -75,6 +77,9 @@ log = logging.getLogger(__name__)
 
 DURABLE_WAIT_SECONDS = 10.0
 RETRY_AFTER_SECONDS = "1"
+DECISION_RESERVE = 0.1
+"""Share of the writer queue's bound that only decision rows may fill (events, exposures and
+identities are retried by their clients; an unanswered decision is a broken page)."""
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in (400, 401, 404, 413, 422, 503)
 }
@@ -248,7 +253,8 @@ class Service:
                         headers={"Retry-After": RETRY_AFTER_SECONDS})
 
     def room_for(self, rows: int, endpoint: str) -> None:
-        if not self.decision_log.has_room(rows):
+        reserve = 0 if endpoint == "decide" else int(self.writer.queue_limit * DECISION_RESERVE)
+        if not self.decision_log.has_room(rows, reserve):
             raise self.backpressure(endpoint)
 
     def append(self, table: str, rows: list[dict[str, Any]], endpoint: str) -> int:
