@@ -57,7 +57,13 @@ def _ensure_table(root: Path, table: str) -> DeltaTable:
         return existing
     path = table_path(root, table)
     path.mkdir(parents=True, exist_ok=True)
-    return DeltaTable.create(str(path), schema_of(table), mode="ignore", name=table)
+    # Per-file statistics live in the Delta log, which erasure cannot rewrite: keep them only
+    # for the time columns (what pruning needs), never for ids a person could be found by.
+    times = [name for name in ("ts", "received_at") if name in schema_of(table).names]
+    return DeltaTable.create(
+        str(path), schema_of(table), mode="ignore", name=table,
+        configuration={"delta.dataSkippingStatsColumns": ",".join(times)},
+    )
 
 
 class RecentKeys:
@@ -314,18 +320,21 @@ class LakeWriter:
         if not user_id or not set(user_id) <= _HEX:
             raise BatchError("erasures", "user_id", "expected a pseudonymised (hexadecimal) user id")
         self.flush()
+        # The Delta log keeps each delete's predicate for good: name the subject by the same
+        # one-way hash the erasure log records, never by the id itself.
+        subject_hash = hashlib.sha256(user_id.encode()).hexdigest()
         deleted: dict[str, int] = {}
         with self._io_lock:
             for name in USER_TABLES:
                 table = self._tables[name]
                 table.update_incremental()
-                result = table.delete(f"user_id = '{user_id}'")
+                result = table.delete(f"encode(sha256(user_id), 'hex') = '{subject_hash}'")
                 deleted[name] = int(result.get("num_deleted_rows", 0))
                 table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False)
         record = {
             "erasure_id": str(uuid.uuid4()),
             "ts": datetime.now(timezone.utc),
-            "subject_hash": hashlib.sha256(user_id.encode()).hexdigest(),
+            "subject_hash": subject_hash,
             "rows_deleted": sum(deleted.values()),
             "tables": [name for name, count in deleted.items() if count],
             "requested_by": requested_by,

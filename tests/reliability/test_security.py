@@ -405,8 +405,6 @@ def test_erasure_forgets_the_user_in_the_lake_and_the_feature_store(client, serv
     assert again["policy"] == "rules" and again["variant"] == "discount_15" and not again["fallback"]
 
 
-@pytest.mark.xfail(strict=True, reason="metrics/lake.py: erase_user deletes the rows and vacuums their files, but "
-                   "the Delta log keeps the old entries' per-file statistics (min/max user_id) until log cleanup")
 def test_erasure_leaves_the_pseudonymised_id_in_no_file_of_the_lake(tmp_path):
     lake, unit = tmp_path / "lake", customer_unit("log-residue", DEV_KEY)
     now = datetime.now(timezone.utc)
