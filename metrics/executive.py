@@ -20,7 +20,7 @@ import polars as pl
 from metrics import stats
 from metrics.filters import Filters
 from metrics.kpis import MEASURES, metric
-from metrics.sql import utc_day, utc_hour
+from metrics.sql import user_key, utc_day, utc_hour
 from metrics.sql.per_user import arm_stats, per_user_sql, stats_columns, unit_columns, value_of
 from metrics.warehouse import Warehouse
 
@@ -28,12 +28,12 @@ HEADLINE = tuple(metric(name) for name in ("arpu", "margin_per_user", "conversio
 GROUPS = ("exposed", "holdout")
 Grain = Literal["day", "hour"]
 
-_UNITS = f"""    SELECT d.user_id, min(d.ts) AS first_ts, CAST(NULL AS VARCHAR) AS placement,
+_UNITS = f"""    SELECT {user_key('d')} AS uid, min(d.ts) AS first_ts, CAST(NULL AS VARCHAR) AS placement,
            CASE WHEN bool_or(d.arm = 'holdout') THEN 'holdout' ELSE 'exposed' END AS grp
            {unit_columns(HEADLINE, "decisions")}
     FROM decisions d
     WHERE {Filters.where('d', segment=True, journey=True)}
-    GROUP BY d.user_id"""
+    GROUP BY uid"""
 
 SUMMARY_SQL = f"""SELECT grp, count(*) AS users, min(first_ts) AS first_ts, max(as_of) AS as_of{stats_columns(HEADLINE)}
 FROM (
@@ -49,7 +49,7 @@ def _trend_sql(bucket: str) -> str:
 {_UNITS}
 )
 SELECT u.grp, {bucket} AS bucket, CAST(sum({_REVENUE.value}) AS DOUBLE) AS revenue
-FROM units u JOIN events e ON e.user_id = u.user_id AND e.ts >= u.first_ts
+FROM units u JOIN events e ON {user_key('e')} = u.uid AND e.ts >= u.first_ts
 WHERE {_REVENUE.predicate()} AND ($f_end IS NULL OR e.ts < $f_end)
 GROUP BY ALL
 ORDER BY bucket"""

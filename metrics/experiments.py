@@ -23,7 +23,7 @@ from decisioning.scenario import Experiment, Scenario
 from metrics import stats
 from metrics.filters import Filters
 from metrics.kpis import METRICS, Metric, metric
-from metrics.sql import utc_day
+from metrics.sql import user_key, utc_day
 from metrics.sql.per_user import arm_stats, cumulative_sql, per_user_sql, stats_columns, unit_columns, value_of
 from metrics.warehouse import Warehouse
 
@@ -39,27 +39,34 @@ def _exposures(one_experiment: bool) -> str:
           AND {Filters.where('f')}"""
 
 
-def _units(metrics: Sequence[Metric], one_experiment: bool) -> str:
+def _units(metrics: Sequence[Metric], one_experiment: bool, segment: bool = True) -> str:
     """Exposed users per experiment: arm and time of the first exposure, the element (one per
-    experiment), the exposure measures, and the user's segment (at their first decision)."""
+    experiment), the exposure measures, and the user's segment (at their first decision; with
+    `segment=False` neither the column nor the segment filter, so no pass over the decisions)."""
+    exposed = f"""        SELECT f.experiment_id, {user_key('f')} AS uid, min(f.ts) AS first_ts,
+               arg_min(f.arm, f.ts) AS arm, any_value(f.placement) AS placement{unit_columns(metrics, 'exposures')}
+        {_exposures(one_experiment)}
+        GROUP BY f.experiment_id, uid"""
+    if not segment:
+        return exposed
     return f"""    SELECT x.*, coalesce(s.segment, 'unknown') AS segment
     FROM (
-        SELECT f.experiment_id, f.user_id, min(f.ts) AS first_ts, arg_min(f.arm, f.ts) AS arm,
-               any_value(f.placement) AS placement{unit_columns(metrics, 'exposures')}
-        {_exposures(one_experiment)}
-        GROUP BY f.experiment_id, f.user_id
-    ) x LEFT JOIN (SELECT user_id, arg_min(segment, ts) AS segment FROM decisions GROUP BY user_id) s USING (user_id)
+{exposed}
+    ) x LEFT JOIN (SELECT {user_key('d')} AS uid, arg_min(d.segment, d.ts) AS segment FROM decisions d GROUP BY uid) s
+      USING (uid)
     WHERE $f_segment IS NULL OR s.segment = $f_segment"""
 
 
 def _unit_days(metrics: Sequence[Metric]) -> str:
     """One experiment's exposure measures per exposed user and UTC day."""
-    return f"""    SELECT f.experiment_id, f.user_id, {utc_day('f.ts')} AS day{unit_columns(metrics, 'exposures')}
+    return f"""    SELECT f.experiment_id, {user_key('f')} AS uid,
+           {utc_day('f.ts')} AS day{unit_columns(metrics, 'exposures')}
         {_exposures(True)}
         GROUP BY ALL"""
 
 
-_KEYS = ("experiment_id", "user_id")
+_KEYS = ("experiment_id", "uid")
+"""The columns identifying a unit of an experiment's analysis (one exposed user)."""
 
 
 def _exposed(names: Sequence[str]) -> list[Metric]:
@@ -71,22 +78,24 @@ def _exposed(names: Sequence[str]) -> list[Metric]:
 
 
 @functools.lru_cache(maxsize=32)
-def stats_sql(metric_names: tuple[str, ...]) -> str:
-    """The one-pass SQL of `load_stats` for these metrics (built once per set, from the catalogue)."""
+def stats_sql(metric_names: tuple[str, ...], one_experiment: bool = False) -> str:
+    """The one-pass SQL of `load_stats` for these metrics (built once per set, from the catalogue);
+    `one_experiment`: only the experiment bound to `$experiment`."""
     metrics = _exposed(metric_names)
     day = utc_day("first_ts")
     return f"""SELECT experiment_id, arm, segment, {day} AS day, count(*) AS exposed__users{stats_columns(metrics)}
 FROM (
-{per_user_sql(_units(metrics, False), metrics)}
+{per_user_sql(_units(metrics, one_experiment), metrics, _KEYS)}
 )
 GROUP BY ALL"""
 
 
 @functools.lru_cache(maxsize=32)
-def daily_sql(metric_name: str) -> str:
-    """The SQL of `load_cumulative` for one metric."""
+def daily_sql(metric_name: str, by_segment: bool = False) -> str:
+    """The SQL of `load_cumulative` for one metric; `by_segment` when the filters pick a segment
+    (only then is each user's segment looked up)."""
     (m,) = _exposed([metric_name])
-    return cumulative_sql(_units([m], True), m, "arm", _unit_days([m]), _KEYS)
+    return cumulative_sql(_units([m], True, by_segment), m, "arm", _unit_days([m]), _KEYS)
 
 
 def scenario_metrics(scenario: Scenario) -> tuple[str, ...]:
@@ -95,17 +104,19 @@ def scenario_metrics(scenario: Scenario) -> tuple[str, ...]:
     return tuple(name for name in METRICS if name in used)
 
 
-def load_stats(warehouse: Warehouse, filters: Filters, pre_days: int, metric_names: tuple[str, ...]) -> pl.DataFrame:
+def load_stats(warehouse: Warehouse, filters: Filters, pre_days: int, metric_names: tuple[str, ...],
+               experiment_id: str | None = None) -> pl.DataFrame:
     """Sufficient statistics of `metric_names` per experiment, arm, segment and UTC day of first
-    exposure (one row each; every column but the keys is an additive sum), in one SQL pass."""
-    sql = stats_sql(tuple(metric_names))
-    return warehouse.query(sql, {**filters.params(), "pre_days": pre_days})
+    exposure (one row each; every column but the keys is an additive sum), in one SQL pass; only
+    `experiment_id`'s rows when given (a fraction of the work, for a page showing one)."""
+    sql = stats_sql(tuple(metric_names), experiment_id is not None)
+    return warehouse.query(sql, {**filters.params(), "pre_days": pre_days, "experiment": experiment_id})
 
 
 def load_cumulative(warehouse: Warehouse, filters: Filters, experiment_id: str, metric_name: str,
                     pre_days: int) -> pl.DataFrame:
     """Sufficient statistics of one metric per arm *as of the end of each day* of the experiment."""
-    sql = daily_sql(metric_name)
+    sql = daily_sql(metric_name, filters.segment is not None)
     params = {**filters.params(), "pre_days": pre_days, "experiment": experiment_id}
     return warehouse.query(sql, params)
 

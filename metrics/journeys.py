@@ -5,8 +5,9 @@ applies: no consent, frequency-capped, global holdout, blocked by another govern
 then — for the eligible ones — served by a fallback (failure), by a personalisation policy
 (the model), or a fixed arm variant (e.g. the control). Exposed, clicked and converted count
 the eligible decisions that were seen, clicked (a click linked by decision_id), and led to a
-purchase linked by decision_id. One SQL pass gives the counts per journey and class; the
-waterfall is their running difference, so its stages always add up.
+purchase linked by decision_id. One SQL pass gives the counts per journey and class (matching
+decisions to exposures and events on a 64-bit hash of the decision id, much cheaper than the
+long string); the waterfall is their running difference, so its stages always add up.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ SERVED = ("fallback", "model", "fixed")
 """The eligible classes: the engine was allowed to personalise these decisions."""
 
 FUNNEL_SQL = f"""WITH d AS (
-    SELECT d.decision_id, d.journey,
+    SELECT hash(d.decision_id) AS did, d.journey,
+        hash(d.decision_id) IN (SELECT hash(x.decision_id) FROM exposures x) AS seen,
         CASE WHEN NOT d.consent THEN 'no_consent'
              WHEN {CAPPED} THEN 'capped'
              WHEN d.arm = 'holdout' THEN 'holdout'
@@ -45,20 +47,19 @@ FUNNEL_SQL = f"""WITH d AS (
     FROM decisions d
     WHERE {Filters.where('d', segment=True, journey=True)}
 ),
-seen AS (SELECT DISTINCT decision_id FROM exposures),
 linked AS (
-    SELECT decision_id,
+    SELECT hash(decision_id) AS did,
            bool_or(event_type IN ({sql_list(CLICK_EVENTS)})) AS clicked,
            bool_or(event_type = 'purchase') AS converted
     FROM events
     WHERE decision_id IS NOT NULL AND event_type IN ({sql_list((*CLICK_EVENTS, 'purchase'))})
-    GROUP BY decision_id
+    GROUP BY did
 )
 SELECT d.journey, d.serving, count(*) AS decisions,
-       count(s.decision_id) AS exposed,
-       count(*) FILTER (WHERE s.decision_id IS NOT NULL AND l.clicked) AS clicked,
-       count(*) FILTER (WHERE s.decision_id IS NOT NULL AND l.converted) AS converted
-FROM d LEFT JOIN seen s USING (decision_id) LEFT JOIN linked l USING (decision_id)
+       count(*) FILTER (WHERE d.seen) AS exposed,
+       count(*) FILTER (WHERE d.seen AND l.clicked) AS clicked,
+       count(*) FILTER (WHERE d.seen AND l.converted) AS converted
+FROM d LEFT JOIN linked l USING (did)
 GROUP BY ALL"""
 
 
@@ -127,10 +128,14 @@ def journey(funnel: pl.DataFrame, scenario: Scenario, journey_id: str) -> Journe
                    scenario.experiment_by_experience.get(experience.id), waterfall, serving)
 
 
+REVENUE_METRIC = "revenue_per_user"
+"""The one metric `revenue_per_exposed_user` reads from `experiments.load_stats`' frame."""
+
+
 def revenue_per_exposed_user(stats_frame: pl.DataFrame, experiment: Experiment) -> pl.DataFrame:
     """Revenue per exposed user of the journey's experiment, per arm and for all arms together
     (`experiments.load_stats`' frame: users exposed to the element, revenue after exposure)."""
-    m = metric("revenue_per_user")
+    m = metric(REVENUE_METRIC)
     rows = arm_rows(stats_frame, experiment)[()]
     arms = {arm.name: arm_stats(rows[arm.name], m, arm.name) for arm in experiment.arms}
     out = [{"arm": name, "users": a.n, "revenue": a.sum, "revenue_per_user": a.sum / a.n if a.n else None}

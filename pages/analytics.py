@@ -27,8 +27,9 @@ def snapshot() -> Snapshot:
 
 
 @st.cache_data(**_CACHE)
-def experiment_stats(filters: Filters, pre_days: int, names: tuple[str, ...], lake: Snapshot) -> pl.DataFrame:
-    return experiments.load_stats(ui.warehouse(), filters, pre_days, names)
+def experiment_stats(filters: Filters, pre_days: int, names: tuple[str, ...], lake: Snapshot,
+                     experiment_id: str | None = None) -> pl.DataFrame:
+    return experiments.load_stats(ui.warehouse(), filters, pre_days, names, experiment_id)
 
 
 @st.cache_data(**_CACHE)
@@ -52,11 +53,18 @@ def journey_funnel(filters: Filters, lake: Snapshot) -> pl.DataFrame:
 
 
 def stats_for(filters: Filters) -> pl.DataFrame:
-    """Every experiment's sufficient statistics for the scenario's metrics (shared by pages; the
-    journey filter picks experiments, not users, so it is not part of the query)."""
+    """Every experiment's sufficient statistics for the scenario's metrics (the journey filter
+    picks experiments, not users, so it is not part of the query)."""
     sc = ui.scenario()
     return experiment_stats(replace(filters, journey=None), sc.business.pre_period_days,
                             experiments.scenario_metrics(sc), snapshot())
+
+
+def revenue_for(filters: Filters, experiment_id: str) -> pl.DataFrame:
+    """One experiment's revenue per exposed user statistics (what the Journeys page shows of it:
+    one experiment and one metric cost a fraction of `stats_for`)."""
+    return experiment_stats(replace(filters, journey=None), ui.scenario().business.pre_period_days,
+                            (journeys.REVENUE_METRIC,), snapshot(), experiment_id)
 
 
 def days_for(filters: Filters, experiment_id: str, metric: str) -> pl.DataFrame:

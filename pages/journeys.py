@@ -58,7 +58,7 @@ def revenue(view: journeys.Journey, filters: Filters) -> None:
     if experiment is None:
         ui.no_data("No experiment runs on this journey's experience, so there is no control to compare with.")
         return
-    frame = analytics.stats_for(filters)
+    frame = analytics.revenue_for(filters, experiment.id)
     per_arm = journeys.revenue_per_exposed_user(frame, experiment)
     if not per_arm.filter(pl.col("arm") == "all arms")["users"].sum():
         ui.no_data(f"No user was exposed to {view.placement} for {ui.describe(filters)}.")

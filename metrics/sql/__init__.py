@@ -1,5 +1,5 @@
 """Helpers for SQL composed from code (never from user text): quoting the catalogue's own
-constants and UTC calendar buckets. (`Warehouse.query` binds exactly the parameters a query uses.)
+constants, UTC calendar buckets and the user key. (`Warehouse.query` binds exactly the parameters a query uses.)
 
 `metrics.sql.per_user` writes the per-user and sufficient-statistics SQL from the KPI catalogue.
 """
@@ -14,11 +14,22 @@ def sql_list(values: Sequence[str]) -> str:
     return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
 
 
+_DAY_US, _HOUR_US = 86_400_000_000, 3_600_000_000
+
+
 def utc_day(expr: str) -> str:
-    """SQL for the UTC calendar day of a TIMESTAMPTZ (independent of the session's time zone)."""
-    return f"CAST(timezone('UTC', {expr}) AS DATE)"
+    """SQL for the UTC calendar day of a TIMESTAMPTZ (independent of the session's time zone):
+    integer arithmetic on the epoch, several times cheaper per row than `timezone()`."""
+    return f"(DATE '1970-01-01' + CAST(epoch_us({expr}) // {_DAY_US} AS INTEGER))"
 
 
 def utc_hour(expr: str) -> str:
-    """SQL for the UTC hour (naive timestamp) of a TIMESTAMPTZ."""
-    return f"date_trunc('hour', timezone('UTC', {expr}))"
+    """SQL for the UTC hour (naive timestamp) of a TIMESTAMPTZ, by epoch arithmetic."""
+    return f"make_timestamp(epoch_us({expr}) // {_HOUR_US} * {_HOUR_US})"
+
+
+def user_key(alias: str) -> str:
+    """SQL for the key that groups and joins rows of `alias` by user: a 64-bit hash of the long
+    string `user_id`, much cheaper to group and join on than the string (two of a million users
+    share a hash with a probability of about 3e-8)."""
+    return f"hash({alias}.user_id)"

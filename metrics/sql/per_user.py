@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from metrics.kpis import MEASURES, Measure, Metric, Source, Window
-from metrics.sql import sql_list, utc_day
+from metrics.sql import sql_list, user_key, utc_day
 from metrics.stats import ArmStats
 
 
@@ -100,47 +100,49 @@ def _select(columns: Mapping[str, str]) -> str:
 def _events(metrics: Sequence[Metric]) -> str:
     """The events the metrics need, as a CTE body (only their event types are read)."""
     types = sorted({t for m in metrics for n in m.measures for t in MEASURES[n].event_types})
-    return (f"SELECT user_id, ts, event_type, placement, revenue, margin, nps_score FROM events "
+    return (f"SELECT {user_key('events')} AS uid, ts, event_type, placement, revenue, margin, nps_score FROM events "
             f"WHERE event_type IN ({sql_list(types or ['-'])})")
 
 
-def per_user_sql(units: str, metrics: Sequence[Metric]) -> str:
+def per_user_sql(units: str, metrics: Sequence[Metric], keys: Sequence[str] = ("uid",)) -> str:
     """SQL returning one row per unit of `units` with the metrics' per-user value columns
     `v_<metric>` (and `d_<metric>` denominators, `x_<metric>` CUPED covariates) and `as_of`.
 
-    `units` is a query with one row per unit and columns `user_id`, `first_ts`, `placement`
-    (the element analysed, NULL when none) and the `unit_columns(metrics, ...)` of its source,
-    plus whatever the caller groups by later. Events count from `first_ts` up to the analysis
-    time (the filter's end, or just after the newest event), and in the `$pre_days` before
-    `first_ts` for CUPED covariates. Parameters: `$f_end`, `$pre_days`.
+    `units` is a query with one row per unit (identified by its columns `keys`) and columns `uid`
+    (the user's `user_key`), `first_ts`, `placement` (the element analysed, NULL when none) and
+    the `unit_columns(metrics, ...)` of its source, plus whatever the caller groups by later.
+    Events (matched on `uid`) count from `first_ts` up to the analysis time (the filter's end, or
+    just after the newest event), and in the `$pre_days` before `first_ts` for CUPED covariates.
+    Parameters: `$f_end`, `$pre_days`.
     """
     post, pre = _event_columns(metrics), _pre_columns(metrics)
     since = "e.ts >= u.first_ts - to_days(CAST($pre_days AS INTEGER))" if pre else "e.ts >= u.first_ts"
-    ctes = [_numbered(units), _AS_OF, f"facts AS (\n    {_events(metrics)}\n)",
+    ctes = [_numbered(units, keys), _AS_OF, f"facts AS (\n    {_events(metrics)}\n)",
             f"outcomes AS (\n    SELECT u.unit_no{_select(post | pre)}\n    {_JOIN} AND {since}\n    GROUP BY ALL\n)"]
     return (f"WITH {(',' + chr(10)).join(ctes)}\n"
             f"SELECT u.* EXCLUDE (unit_no), a.t AS as_of{_values(metrics, 'a.t', _PER_USER)}\n"
             f"FROM units u CROSS JOIN as_of a LEFT JOIN outcomes o USING (unit_no)")
 
 
-def _numbered(units: str) -> str:
-    """The units CTE, each with an integer `unit_no`: joining and partitioning on it is much
-    cheaper than on the long string ids (materialised, so the numbers are stable)."""
-    return f"units AS MATERIALIZED (\nSELECT row_number() OVER () AS unit_no, * FROM (\n{units}\n))"
+def _numbered(units: str, keys: Sequence[str]) -> str:
+    """The units CTE (materialised: computed once), each with an integer `unit_no`, the hash of
+    the columns `keys` identifying it: joining and partitioning on one integer is cheaper than on
+    several columns, and hashing cheaper than numbering the rows."""
+    return f"units AS MATERIALIZED (\nSELECT hash({', '.join(keys)}) AS unit_no, * FROM (\n{units}\n))"
 
 
 _PER_USER = _at({"events": "o", "exposures": "u", "decisions": "u"})
 """Per-user values read events measures from the outcomes, the others from the units."""
-_JOIN = "FROM units u JOIN facts e ON e.user_id = u.user_id AND e.ts < (SELECT t FROM as_of)"
+_JOIN = "FROM units u JOIN facts e ON e.uid = u.uid AND e.ts < (SELECT t FROM as_of)"
 
 
 def cumulative_sql(units: str, m: Metric, group: str, unit_days: str | None = None,
-                   keys: Sequence[str] = ()) -> str:
+                   keys: Sequence[str] = ("uid",)) -> str:
     """SQL of metric `m`'s sufficient statistics per `group` value and UTC day, *as of the end
     of each day*: the units first exposed by then, with their outcomes up to then (`units` as
     for `per_user_sql`, with a `group` column). When `m` has exposure measures, `unit_days`
-    gives them per unit and day: columns `keys` (identifying a unit), `day` and the
-    `unit_columns(...)`.
+    gives them per unit and day: columns `keys` (identifying a unit, as for `per_user_sql`),
+    `day` and the `unit_columns(...)`.
 
     A unit's value only changes on days it has activity, so the sums are built from changes: a
     unit enters on its first day (value 0, plus its covariate), and each active day adds new −
@@ -151,7 +153,7 @@ def cumulative_sql(units: str, m: Metric, group: str, unit_days: str | None = No
     if any(MEASURES[n].source == "decisions" for n in m.measures):
         raise ValueError(f"metric {m.name!r} counts decisions, which have no history to follow day by day")
     pre = _pre_columns([m])
-    ctes = [_numbered(units), _AS_OF, f"facts AS (\n    {_events([m])}\n)",
+    ctes = [_numbered(units, keys), _AS_OF, f"facts AS (\n    {_events([m])}\n)",
             f"pre AS (\n    SELECT u.unit_no{_select(pre)}\n    {_JOIN}\n"
             f"      AND e.ts >= u.first_ts - to_days(CAST($pre_days AS INTEGER)) AND e.ts < u.first_ts\n"
             f"    GROUP BY ALL\n)" if pre else "pre AS (SELECT u.unit_no FROM units u)"]
@@ -173,8 +175,8 @@ def cumulative_sql(units: str, m: Metric, group: str, unit_days: str | None = No
     parts = [f"SELECT u.unit_no, {utc_day('e.ts')} AS day{_select(events)}\n    {_JOIN} AND e.ts >= u.first_ts\n"
              f"    GROUP BY ALL"]
     if exposures:
-        if unit_days is None or not keys:
-            raise ValueError(f"metric {m.name!r} counts exposures: give them per unit and day (unit_days, keys)")
+        if unit_days is None:
+            raise ValueError(f"metric {m.name!r} counts exposures: give them per unit and day (unit_days)")
         matches = " AND ".join(f"x.{k} = u.{k}" for k in keys)
         parts.append(f"SELECT u.unit_no, x.day{''.join(f', x.{c}' for c in exposures)}\n"
                      f"    FROM (\n{unit_days}\n    ) x JOIN units u ON {matches}")

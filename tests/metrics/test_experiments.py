@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
@@ -209,3 +210,20 @@ def test_the_true_lifts_sit_next_to_the_estimates(frame, bundled_scenario, small
 def test_metrics_outside_the_exposed_population_are_refused():
     with pytest.raises(ValueError, match="coverage"):
         ex.stats_sql(("conversion_rate", "coverage"))
+
+
+def test_one_experiments_statistics_are_its_rows_of_all(warehouse, frame, names):
+    only = ex.load_stats(warehouse, Filters(), PRE_DAYS, names, "exp_cart_cross_sell")
+    expected = frame.filter(pl.col("experiment_id") == "exp_cart_cross_sell")
+    assert only.height == expected.height > 0
+    keys = ["arm", "segment", "day"]
+    assert_frame_equal(only.sort(keys), expected.sort(keys))
+
+
+@pytest.mark.parametrize("segment", [None, "returning"])
+def test_the_cumulative_ends_with_the_population_of_the_filter(warehouse, segment):
+    filters = Filters(segment=segment)
+    daily = ex.load_cumulative(warehouse, filters, "exp_home_showcase", "conversion_rate", PRE_DAYS)
+    last = daily.filter(pl.col("day") == daily["day"].max())
+    expected = _per_user_truth(warehouse, "exp_home_showcase", segment=segment)
+    assert last["conversion_rate__n"].sum() == expected.height > 0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from metrics import experiments, journeys
 from metrics.filters import Filters
@@ -110,3 +111,15 @@ def test_revenue_per_exposed_user_is_the_experiment_population(small_lake, bundl
     total = table.filter(pl.col("arm") == "all arms").row(0, named=True)
     assert total["revenue_per_user"] == pytest.approx(arms["revenue"].sum() / arms["users"].sum())
     wh.close()
+
+
+def test_revenue_per_exposed_user_from_one_experiments_statistics(small_lake, bundled_scenario):
+    wh = Warehouse(small_lake)
+    x = bundled_scenario.experiment_by_id["exp_cart_cross_sell"]
+    everything = experiments.load_stats(wh, Filters(), 14, experiments.scenario_metrics(bundled_scenario))
+    only = experiments.load_stats(wh, Filters(), 14, (journeys.REVENUE_METRIC,), x.id)
+    wh.close()
+    assert set(only["experiment_id"]) == {x.id}
+    expected = journeys.revenue_per_exposed_user(everything, x)
+    assert expected["users"].sum() > 0
+    assert_frame_equal(journeys.revenue_per_exposed_user(only, x), expected)

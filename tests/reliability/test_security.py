@@ -244,12 +244,12 @@ def test_sql_injection_shaped_input_is_only_data(client, service):
 # SQL (built from constants at import) needs no entry. What it cannot see: a parameter copied to
 # a local first; the dynamic tests above cover behaviour.
 REVIEWED: dict[tuple[str, str, str], str] = {  # all in metrics/: the service and the pages build no SQL
-    ("metrics/lake.py", "erase_user", "user_id"): "refused unless it is a hexadecimal pseudonymised id",
     ("metrics/warehouse.py", "_refresh_table", "name"): "a table name from metrics.schema.TABLES",
     ("metrics/warehouse.py", "_drop", "name"): "a table name from metrics.schema.TABLES",
     ("metrics/governance.py", "parity", "dimension"): "checked against governance.DIMENSIONS first",
     ("metrics/executive.py", "_trend_sql", "bucket"): "utc_day/utc_hour of a constant column, at import",
     ("metrics/sql/per_user.py", "_numbered", "units"): "SQL composed by experiments/executive from constants",
+    ("metrics/sql/per_user.py", "_numbered", "keys"): "column names fixed by experiments/executive ('uid', ...)",
     ("metrics/sql/per_user.py", "cumulative_sql", "group"): "a column name fixed by its caller ('arm')",
     ("metrics/sql/per_user.py", "cumulative_sql", "unit_days"): "SQL composed by experiments.py from constants",
     ("metrics/sql/per_user.py", "_running", "group"): "cumulative_sql's group, passed on",

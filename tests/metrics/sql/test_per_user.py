@@ -12,7 +12,7 @@ import pytest
 
 from metrics import kpis
 from metrics.filters import Filters
-from metrics.sql import per_user
+from metrics.sql import per_user, user_key
 from metrics.warehouse import used_params
 from metrics.warehouse import Warehouse
 
@@ -20,11 +20,11 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from handmade import T0, decision, event, exposure, purchase, write_lake  # noqa: E402
 
 EXPOSED = [m for m in kpis.METRICS.values() if "exposed" in m.population]
-UNITS = f"""    SELECT f.user_id, 'all' AS grp, min(f.ts) AS first_ts, any_value(f.placement) AS placement
+UNITS = f"""    SELECT {user_key('f')} AS uid, 'all' AS grp, min(f.ts) AS first_ts, any_value(f.placement) AS placement
            {per_user.unit_columns(EXPOSED, 'exposures')}
     FROM exposures f
     WHERE ($f_start IS NULL OR f.ts >= $f_start)
-    GROUP BY f.user_id"""
+    GROUP BY uid"""
 
 
 @pytest.fixture(scope="module")
@@ -160,9 +160,9 @@ def test_decision_measures_count_coverage_and_eligible_traffic(tmp_path):
                           policy="default")]
     wh = Warehouse(write_lake(tmp_path / "lake", [event(1, 2, "page_view")], decisions))
     metrics = [kpis.metric("coverage"), kpis.metric("eligible_share")]
-    units = f"""    SELECT d.user_id, 'all' AS grp, min(d.ts) AS first_ts, NULL AS placement
+    units = f"""    SELECT {user_key('d')} AS uid, 'all' AS grp, min(d.ts) AS first_ts, NULL AS placement
            {per_user.unit_columns(metrics, 'decisions')}
-    FROM decisions d GROUP BY d.user_id"""
+    FROM decisions d GROUP BY uid"""
     row = _stats(wh, metrics, units=units)
     assert _mean(row, "coverage") == pytest.approx(1 / 5)  # only user 2 got a policy's choice
     assert _mean(row, "eligible_share") == pytest.approx(3 / 6)  # user 2 twice (a failure is eligible), user 3
