@@ -53,6 +53,16 @@ def test_every_page_without_data(run_page, empty_lake, tmp_path, which):
     _visit_every_page(at)
 
 
+@pytest.mark.parametrize("damage", ["corrupt", "missing"])
+@pytest.mark.parametrize("page", PAGES)
+def test_a_damaged_lake_is_a_message_on_every_page(run_page, corrupt_lake, missing_file_lake, page, damage):
+    at = run_page(page, corrupt_lake if damage == "corrupt" else missing_file_lake)
+    assert not at.exception, [e.value for e in at.exception]
+    errors = [e.value for e in at.error]
+    assert errors and all("cannot be read" in e for e in errors)
+    assert any("engine unreachable" in m.value for m in at.markdown)  # the header still works
+
+
 def test_a_shared_url_sets_the_sidebar(run_page, small_lake):
     at = run_page(None, small_lake, query={"channel": "app", "journey": "cart",
                                            "dates": ["2026-06-01", "2026-06-12"]})

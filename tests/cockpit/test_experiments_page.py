@@ -76,11 +76,3 @@ def test_an_empty_or_missing_lake(run_page, empty_lake, tmp_path, texts):
         at = run_page(PAGE, lake)
         assert not at.exception and not at.error
         assert "No user exposed in any experiment for no filter" in texts(at)
-
-
-def test_corrupt_and_missing_files(run_page, corrupt_lake, missing_file_lake):
-    for lake in (corrupt_lake, missing_file_lake):
-        at = run_page(PAGE, lake)
-        assert not at.exception, [e.value for e in at.exception]
-        errors = [e.value for e in at.error]
-        assert errors and all("cannot be read" in e for e in errors)

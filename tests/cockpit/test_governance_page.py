@@ -111,12 +111,3 @@ def test_empty_or_missing_lake(run_page, empty_lake, tmp_path, which, texts):
     at = run_page(PAGE, empty_lake if which == "empty" else tmp_path / "no-such-lake")
     assert not at.exception and not at.error
     assert "No decisions or events" in texts(at) and "No erasure has been requested." in texts(at)
-
-
-def test_corrupt_and_missing_files(run_page, corrupt_lake, missing_file_lake):
-    for lake in (corrupt_lake, missing_file_lake):
-        at = run_page(PAGE, lake)
-        assert not at.exception, [e.value for e in at.exception]
-        errors = [e.value for e in at.error]
-        assert errors and all("cannot be read" in e for e in errors)
-        assert any(m.value for m in at.markdown if "engine unreachable" in m.value)  # the header still works
