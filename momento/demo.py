@@ -65,8 +65,20 @@ def _stop(processes: list[tuple[str, subprocess.Popen]]) -> None:
                 process.wait()
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C, `kill` and a closed terminal all stop the demo the same orderly way (a shell that
+    starts the demo in the background may even have set SIGINT to be ignored)."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
+
+
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
-    """Run backfill (if needed), service, simulator and cockpit until Ctrl-C."""
+    """Run backfill (if needed), service, simulator and cockpit until Ctrl-C (or SIGTERM)."""
+    _stop_on_signals()
     settings = replace(
         settings,
         port=args.port or settings.port,

@@ -2,7 +2,8 @@
 
 Starts the real `momento demo` on a temp lake and free ports: it must backfill the empty lake,
 start the service, the simulator and the cockpit, and live decisions must reach the lake;
-then one SIGINT (what Ctrl-C sends) must stop every child and leave a readable lake.
+then one SIGINT (what Ctrl-C sends), or a SIGTERM, must stop every child and leave a readable
+lake.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def port_closed(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_demo_backfills_runs_everything_live_and_stops_cleanly_on_ctrl_c(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_demo_backfills_runs_everything_live_and_stops_cleanly(tmp_path, stop):
     lake = tmp_path / "lake"
     service_port, cockpit_port = free_port(), free_port()
     env = {**os.environ, "MOMENTO_LAKE": str(lake), "MOMENTO_FLUSH_SECONDS": "0.5"}
@@ -66,7 +68,7 @@ def test_demo_backfills_runs_everything_live_and_stops_cleanly_on_ctrl_c(tmp_pat
             lambda: warehouse.scalar("SELECT count(*) FROM decisions WHERE ts >= $t", {"t": started}) > 0,
             60, "live decisions in the lake",
         )
-        demo.send_signal(signal.SIGINT)
+        demo.send_signal(stop)
         output, _ = demo.communicate(timeout=60)
     finally:
         if demo.poll() is None:
