@@ -89,6 +89,30 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
+class _Connection:
+    """One keep-alive HTTP/1.1 connection that reopens itself when the server drops it."""
+
+    def __init__(self, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.port, self.reader, self.writer = port, reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> "_Connection":
+        return cls(port, *await asyncio.open_connection("127.0.0.1", port))
+
+    async def exchange(self, request: bytes) -> int | None:
+        """Send `request`, return the response status; None (and a fresh connection) if it broke."""
+        self.writer.write(request)
+        try:
+            return await _read_response(self.reader)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self.writer.close()
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+            return None
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 async def _open_loop(port: int, requests: list[bytes], rate: float) -> tuple[np.ndarray, int, float]:
     """Send `requests` at `rate`/s on a schedule; return latencies (s, from due time), errors, wall time."""
     queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
@@ -97,22 +121,18 @@ async def _open_loop(port: int, requests: list[bytes], rate: float) -> tuple[np.
 
     async def worker() -> None:
         nonlocal errors
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        connection = await _Connection.open(port)
         try:
             while (item := await queue.get()) is not None:
                 due, request = item
-                writer.write(request)
-                try:
-                    status = await _read_response(reader)
-                except (asyncio.IncompleteReadError, ConnectionError):
+                status = await connection.exchange(request)
+                if status is None:
                     errors += 1
-                    writer.close()
-                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
                     continue
                 latencies.append(time.perf_counter() - due)
                 errors += status != 200
         finally:
-            writer.close()
+            connection.close()
 
     workers = [asyncio.create_task(worker()) for _ in range(CONNECTIONS)]
     await asyncio.sleep(0.2)  # connections open before the clock starts

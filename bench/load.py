@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.decide import _decide_bodies, _open_loop, _read_response, _request  # noqa: E402
+from bench.decide import _Connection, _decide_bodies, _open_loop, _request  # noqa: E402
 from decisioning.server import free_loopback_port, service_command, wait_until_healthy  # noqa: E402
 from metrics.warehouse import Warehouse  # noqa: E402
 from momento.config import load_settings  # noqa: E402
@@ -122,7 +122,7 @@ async def _post_events(port: int, batches: list[tuple[list[str], bytes]], per_se
                        ) -> tuple[np.ndarray, int, float, list[str]]:
     """Post `batches` on one keep-alive connection at `per_second` batches a second (open loop);
     return latencies (s, from due time), errors, wall time and the acknowledged event ids."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    connection = await _Connection.open(port)
     latencies, errors, acked = [], 0, []
     await asyncio.sleep(0.2)  # the decision generator opens its connections first
     start = time.perf_counter()
@@ -131,13 +131,9 @@ async def _post_events(port: int, batches: list[tuple[list[str], bytes]], per_se
             due = start + i / per_second
             if (delay := due - time.perf_counter()) > 0:
                 await asyncio.sleep(delay)
-            writer.write(_request("POST", "/v1/events", port, body))
-            try:
-                status = await _read_response(reader)
-            except (asyncio.IncompleteReadError, ConnectionError):
+            status = await connection.exchange(_request("POST", "/v1/events", port, body))
+            if status is None:
                 errors += 1
-                writer.close()
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 continue
             latencies.append(time.perf_counter() - due)
             if status == 200:
@@ -145,7 +141,7 @@ async def _post_events(port: int, batches: list[tuple[list[str], bytes]], per_se
             else:
                 errors += 1
     finally:
-        writer.close()
+        connection.close()
     return np.array(latencies), errors, time.perf_counter() - start, acked
 
 

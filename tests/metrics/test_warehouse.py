@@ -15,6 +15,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from lake_worker import event_batch  # noqa: E402
 
 
+def events_lake(path: Path, rows: int) -> LakeWriter:
+    """A lake at `path` holding `rows` committed events; its writer, for more."""
+    writer = LakeWriter(path, background=False)
+    writer.append("events", event_batch(0, rows))
+    writer.flush()
+    return writer
+
+
 def test_a_lake_that_does_not_exist_reads_as_empty_tables_with_their_columns(tmp_path):
     warehouse = Warehouse(tmp_path / "nowhere")
     assert warehouse.scalar("SELECT count(*) FROM events") == 0
@@ -24,9 +32,7 @@ def test_a_lake_that_does_not_exist_reads_as_empty_tables_with_their_columns(tmp
 
 
 def test_new_commits_appear_after_refresh_and_unchanged_tables_keep_their_view(tmp_path):
-    writer = LakeWriter(tmp_path, background=False)
-    writer.append("events", event_batch(0, 10))
-    writer.flush()
+    writer = events_lake(tmp_path, 10)
     warehouse = Warehouse(tmp_path, min_refresh_seconds=3600)
     assert warehouse.scalar("SELECT count(*) FROM events") == 10
     writer.append("events", event_batch(10, 5))
@@ -39,9 +45,7 @@ def test_new_commits_appear_after_refresh_and_unchanged_tables_keep_their_view(t
 
 
 def test_parameters_are_bound_not_interpolated(tmp_path):
-    writer = LakeWriter(tmp_path, background=False)
-    writer.append("events", event_batch(0, 10))
-    writer.flush()
+    events_lake(tmp_path, 10)
     warehouse = Warehouse(tmp_path)
     hostile = "x' OR '1'='1"
     assert warehouse.scalar("SELECT count(*) FROM events WHERE user_id = $u", {"u": hostile}) == 0
@@ -49,9 +53,7 @@ def test_parameters_are_bound_not_interpolated(tmp_path):
 
 
 def test_sqlalchemy_connections_see_the_same_views(tmp_path):
-    writer = LakeWriter(tmp_path, background=False)
-    writer.append("events", event_batch(0, 7))
-    writer.flush()
+    events_lake(tmp_path, 7)
     warehouse = Warehouse(tmp_path)
     with warehouse.engine().connect() as connection:
         result = connection.execute(sqlalchemy.text("SELECT count(*) FROM events WHERE revenue = :r"), {"r": 1.0})
@@ -59,9 +61,7 @@ def test_sqlalchemy_connections_see_the_same_views(tmp_path):
 
 
 def test_a_corrupt_parquet_file_is_a_clear_error_not_a_crash(tmp_path):
-    writer = LakeWriter(tmp_path, background=False)
-    writer.append("events", event_batch(0, 10))
-    writer.flush()
+    events_lake(tmp_path, 10)
     warehouse = Warehouse(tmp_path)
     (parquet,) = (tmp_path / "events").glob("*.parquet")
     parquet.write_bytes(b"not a parquet file")
@@ -71,9 +71,7 @@ def test_a_corrupt_parquet_file_is_a_clear_error_not_a_crash(tmp_path):
 
 
 def test_a_missing_parquet_file_is_a_clear_error(tmp_path):
-    writer = LakeWriter(tmp_path, background=False)
-    writer.append("events", event_batch(0, 10))
-    writer.flush()
+    events_lake(tmp_path, 10)
     warehouse = Warehouse(tmp_path)
     for parquet in (tmp_path / "events").glob("*.parquet"):
         parquet.unlink()
@@ -82,9 +80,7 @@ def test_a_missing_parquet_file_is_a_clear_error(tmp_path):
 
 
 def test_a_damaged_delta_log_is_a_clear_error(tmp_path):
-    writer = LakeWriter(tmp_path, background=False)
-    writer.append("events", event_batch(0, 10))
-    writer.flush()
+    events_lake(tmp_path, 10)
     for entry in (tmp_path / "events" / "_delta_log").glob("*.json"):
         entry.write_text("{broken")
     warehouse = Warehouse(tmp_path)
@@ -95,9 +91,7 @@ def test_a_damaged_delta_log_is_a_clear_error(tmp_path):
 
 
 def test_a_lake_opened_with_a_corrupt_file_answers_for_the_other_tables(tmp_path):
-    writer = LakeWriter(tmp_path, background=False)
-    writer.append("events", event_batch(0, 10))
-    writer.flush()
+    events_lake(tmp_path, 10)
     (parquet,) = (tmp_path / "events").glob("*.parquet")
     parquet.write_bytes(b"not a parquet file")
     warehouse = Warehouse(tmp_path)
