@@ -11,6 +11,7 @@ on request. A consent withdrawal is kept apart from the expiring state so it can
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -57,6 +58,7 @@ _SOCIAL = ("facebook.", "instagram.", "tiktok.", "twitter.", "x.com", "pinterest
 _EMAIL = ("mail", "newsletter", "utm_medium=email", "push")
 
 
+@functools.lru_cache(maxsize=4096)  # a site's referrers repeat; the decide path classifies each one
 def referrer_type(referrer: str | None) -> str:
     """The referrer's kind (search, social, email, direct, other) from a kind or a URL."""
     if not referrer:

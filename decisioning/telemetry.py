@@ -7,6 +7,7 @@ Each app gets its own registry, so several services (or tests) in one process ne
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -76,11 +77,18 @@ class Telemetry:
         self.unexpected = Counter("momento_unexpected_errors", "Exceptions caught by the last-resort handler.",
                                   ["endpoint"], registry=r)
         r.register(_WriterCollector(writer, pending_decisions))
+        # (placement, policy, first reason) -> its histogram and counter: looking labelled
+        # children up through `labels()` costs more than the observation on the decide path
+        self._per_decision: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     def record(self, decision: Decision) -> None:
         """Count one decision."""
-        self.decision_seconds.labels(decision.placement).observe(decision.latency_us / 1e6)
-        self.decisions.labels(decision.placement, decision.policy, decision.reasons[0] if decision.reasons else "").inc()
+        key = (decision.placement, decision.policy, decision.reasons[0] if decision.reasons else "")
+        children = self._per_decision.get(key)
+        if children is None:
+            children = self._per_decision[key] = (self.decision_seconds.labels(key[0]), self.decisions.labels(*key))
+        children[0].observe(decision.latency_us / 1e6)
+        children[1].inc()
         if decision.fallback:
             self.fallbacks.labels(decision.fallback_reason).inc()
         if decision.status == "error":

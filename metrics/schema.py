@@ -190,12 +190,13 @@ def to_table(table: str, rows: Sequence[Mapping[str, Any]] | pa.Table | Any) -> 
         return _conform(table, schema, rows)
     if isinstance(rows, Mapping) or not isinstance(rows, Sequence):
         raise BatchError(table, None, "a batch is a list of rows")
+    known = frozenset(schema.names)  # `schema.names` builds a new list on every access
     for index, row in enumerate(rows):
         if not isinstance(row, Mapping):
             raise BatchError(table, None, f"row {index} is not an object")
-        for name in row:
-            if name not in schema.names:
-                raise BatchError(table, str(name), f"unknown field (row {index})")
+        if not row.keys() <= known:
+            name = next(name for name in row if name not in known)
+            raise BatchError(table, str(name), f"unknown field (row {index})")
     arrays = [_column(table, field, [row.get(field.name) for row in rows]) for field in schema]
     return pa.Table.from_arrays(arrays, schema=schema)
 

@@ -60,6 +60,9 @@ def test_every_endpoint_over_http(client, service, scenario):
     openapi = client.get("/openapi.json").json()
     assert {"/v1/decide", "/v1/events", "/v1/exposures", "/v1/identify", "/v1/users/{user_id}",
             "/v1/experiences", "/healthz", "/metrics"} <= set(openapi["paths"])
+    decide = openapi["paths"]["/v1/decide"]["post"]  # served lean, still documented from its models
+    assert decide["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/DecideRequest")
+    assert decide["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/DecideResponse")
 
     several = client.post("/v1/decide", json={
         "anonymous_id": "cookie-1", "session_id": "s1", "placements": ["homepage_showcase", "product_cta"],
