@@ -71,7 +71,7 @@ from decisioning.identity import IdentityMap, anonymous_unit, customer_unit
 from decisioning.scenario import Scenario, load_scenario
 from decisioning.telemetry import Telemetry
 from metrics.lake import LakeWriter, QueueFull, open_table
-from metrics.schema import TABLES, BatchError, to_table
+from metrics.schema import BatchError, to_table
 from momento.codes import Code, sentence
 from momento.config import Settings
 
@@ -205,8 +205,7 @@ class Service:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        for table in TABLES:
-            to_table(table, [])  # Arrow's first conversion imports pandas: not on a request's time
+        to_table("decisions", [])  # Arrow's first conversion imports pandas: not on a request's time
         self._maintenance = threading.Thread(target=self._maintain, name="learner", daemon=True)
         self._maintenance.start()
 

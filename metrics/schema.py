@@ -118,6 +118,8 @@ TABLES: dict[str, pa.Schema] = {
     "identities": IDENTITIES,
     "erasures": ERASURES,
 }
+# Each table's field names as a set (pyarrow's `schema.names` builds a new list on every access).
+_FIELD_NAMES: dict[str, frozenset[str]] = {name: frozenset(schema.names) for name, schema in TABLES.items()}
 
 # Tables that hold a `user_id` column and so are touched by right-to-erasure.
 USER_TABLES: tuple[str, ...] = ("events", "decisions", "exposures", "identities")
@@ -159,12 +161,13 @@ def _column(table: str, field: pa.Field, values: Sequence[Any]) -> pa.Array:
 
 
 def _conform(table: str, schema: pa.Schema, data: pa.Table) -> pa.Table:
-    unknown = [name for name in data.column_names if name not in schema.names]
+    present = data.column_names
+    unknown = [name for name in present if name not in _FIELD_NAMES[table]]
     if unknown:
         raise BatchError(table, unknown[0], "unknown field")
     columns = []
     for field in schema:
-        if field.name not in data.column_names:
+        if field.name not in present:
             if not field.nullable:
                 raise BatchError(table, field.name, "required field is missing or null")
             columns.append(pa.nulls(data.num_rows, field.type))
@@ -190,7 +193,7 @@ def to_table(table: str, rows: Sequence[Mapping[str, Any]] | pa.Table | Any) -> 
         return _conform(table, schema, rows)
     if isinstance(rows, Mapping) or not isinstance(rows, Sequence):
         raise BatchError(table, None, "a batch is a list of rows")
-    known = frozenset(schema.names)  # `schema.names` builds a new list on every access
+    known = _FIELD_NAMES[table]
     for index, row in enumerate(rows):
         if not isinstance(row, Mapping):
             raise BatchError(table, None, f"row {index} is not an object")
