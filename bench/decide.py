@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -163,8 +164,12 @@ def _load(port: int, target: str, rate: float, duration: float, seed: int) -> Ru
     return Run(target, rate, len(latencies) / wall, latencies * 1000, errors)
 
 
-def _in_process(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Wall time (ms) of `Engine.decide` for n decisions: all, and those a policy chose."""
+def _in_process(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Wall time (ms) of `Engine.decide` for n decisions: all, and those a policy chose; then the
+    pause (ms) of one full garbage collection with the state those decisions left behind.
+
+    The heap is frozen before the run, as the service freezes it after start-up, so the times
+    are the decision's own and the collection pause is that of the state decisions build up."""
     scenario = load_scenario(load_settings().scenario)
     engine = Engine(scenario, seed=seed)
     rng = np.random.default_rng(seed)
@@ -176,13 +181,21 @@ def _in_process(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
             consent=bool(rng.random() < 0.9), session_id=f"s{i % 5000}", device="mobile",
             cart_value=float(rng.integers(0, 600)), price_sensitivity=str(rng.choice(["low", "medium", "high"])),
         ))
-    times, policy = np.empty(n), np.zeros(n, dtype=bool)
-    for i, ctx in enumerate(contexts):
+    gc.collect()
+    gc.freeze()
+    try:
+        times, policy = np.empty(n), np.zeros(n, dtype=bool)
+        for i, ctx in enumerate(contexts):
+            started = time.perf_counter()
+            decision = engine.decide(ctx)
+            times[i] = time.perf_counter() - started
+            policy[i] = decision.policy in ("rules", "thompson", "propensity")
         started = time.perf_counter()
-        decision = engine.decide(ctx)
-        times[i] = time.perf_counter() - started
-        policy[i] = decision.policy in ("rules", "thompson", "propensity")
-    return times * 1000, (times * 1000)[policy]
+        gc.collect()
+        pause = time.perf_counter() - started
+    finally:
+        gc.unfreeze()
+    return times * 1000, (times * 1000)[policy], pause * 1000
 
 
 def _cpu_times() -> list[int] | None:
@@ -273,11 +286,14 @@ def main(argv: list[str] | None = None) -> int:
             achieved = np.median([run.achieved for run in level])
             print(_row(label, f"{rate:.0f}", f"{achieved:.0f}", [run.latencies_ms for run in level],
                        str(sum(run.errors for run in level))))
-    all_runs = [all_ms for all_ms, _ in in_process]
-    policy_runs = [policy_ms for _, policy_ms in in_process]
+    all_runs = [all_ms for all_ms, _, _ in in_process]
+    policy_runs = [policy_ms for _, policy_ms, _ in in_process]
     print(_row(f"in-process decide (n={all_runs[0].size})", "-", "-", all_runs, "-"))
     print(_row(f"  of which policy (n={policy_runs[0].size})", "-", "-", policy_runs, "-"))
     print()
+    pauses = [pause for _, _, pause in in_process]
+    print(f"full garbage collection with the state of {args.decisions:,} decisions: median {np.median(pauses):.1f} ms "
+          f"(runs {min(pauses):.1f}-{max(pauses):.1f})")
     for rate in rates:
         ratio = _median_p99(levels[("/v1/decide", rate)]) / _median_p99(levels[("/healthz", rate)])
         print(f"at {rate:.0f} req/s: decide p99 / healthz p99 = {ratio:.2f}")

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.decide import _Connection, _decide_bodies, _open_loop, _request  # noqa: E402
+from bench.decide import _Connection, _cpu_times, _decide_bodies, _open_loop, _request, _steal_share  # noqa: E402
 from decisioning.server import free_loopback_port, service_command, wait_until_healthy  # noqa: E402
 from metrics.warehouse import Warehouse  # noqa: E402
 from momento.config import load_settings  # noqa: E402
@@ -85,6 +85,7 @@ class Report(NamedTuple):
     budget_exceeded: int
     budget_ms: float
     load_average: float
+    steal: float | None  # share of CPU time the hypervisor took during the run
 
     @property
     def errors(self) -> int:
@@ -191,12 +192,13 @@ def run(seconds: float = 60.0, rate: float = 200.0, events_per_s: float = 200.0,
         try:
             wait_until_healthy(url, service)
             asyncio.run(_drive(port, 2.0, min(rate, 100.0), min(events_per_s, 100.0), seed + 1))  # warm-up, not counted
-            since = datetime.now(timezone.utc)
+            since, cpu_before = datetime.now(timezone.utc), _cpu_times()
             simulator = subprocess.Popen([sys.executable, "-c", SIMULATOR, url, str(sessions), str(seconds), str(seed)],
                                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
             decide, events, acked = asyncio.run(_drive(port, seconds, rate, events_per_s, seed))
             out, _ = simulator.communicate(timeout=seconds + 60)
             simulated = json.loads(out.decode().strip().splitlines()[-1])
+            steal = _steal_share(cpu_before, _cpu_times())
         finally:
             if simulator is not None and simulator.poll() is None:
                 simulator.kill()
@@ -209,7 +211,7 @@ def run(seconds: float = 60.0, rate: float = 200.0, events_per_s: float = 200.0,
         found, simulated_found, logged, in_process, over = _look_up(lake, acked, since)
     answered = len(decide.latencies_ms) - decide.errors + simulated["decisions"]
     return Report(seconds, decide, events, simulated, len(acked), found, simulated_found, answered, logged,
-                  in_process, over, settings.decision_budget_ms, os.getloadavg()[0])
+                  in_process, over, settings.decision_budget_ms, os.getloadavg()[0], steal)
 
 
 def _row(s: Stream) -> str:
@@ -222,6 +224,8 @@ def print_report(r: Report) -> None:
     sim = r.simulator
     print(f"load for {r.seconds:.0f} s on loopback, {os.cpu_count()} cores shared with the load generators "
           f"(load average {r.load_average:.1f} at the end); latency in ms, HTTP from the due time")
+    if r.steal is not None:
+        print(f"CPU time taken by the hypervisor (steal) during the run: {r.steal:.1%}")
     print(f"{'stream':<22} {'offered/s':>9} {'achieved/s':>10} {'requests':>9} {'errors':>7} "
           f"{'p50':>8} {'p95':>8} {'p99':>8}")
     print(_row(r.decide))

@@ -41,29 +41,33 @@ def in_holdout(unit: str, population: Population) -> bool:
 
 @dataclass(frozen=True)
 class ArmSplit:
-    """An experiment's arms as cumulative bucket boundaries."""
+    """An experiment's arms as cumulative bucket boundaries of its salt (build it once per
+    experiment where many units are assigned one at a time)."""
 
+    salt: str
     names: tuple[str, ...]
     bounds: tuple[float, ...]
 
     @classmethod
     def of(cls, experiment: Experiment) -> "ArmSplit":
         bounds = tuple(accumulate(arm.share for arm in experiment.arms))
-        return cls(tuple(arm.name for arm in experiment.arms), bounds[:-1] + (1.0,))
+        return cls(experiment.salt, tuple(arm.name for arm in experiment.arms), bounds[:-1] + (1.0,))
 
-    def arm_at(self, position: float) -> str:
-        return self.names[bisect.bisect_right(self.bounds, position)]
+    def arm_of(self, unit: str) -> str:
+        """The arm `unit` is in (callers handle the holdout first)."""
+        return self.names[bisect.bisect_right(self.bounds, bucket(unit, self.salt))]
 
-    def arms_at(self, positions: np.ndarray) -> np.ndarray:
-        index = np.searchsorted(np.asarray(self.bounds), positions, side="right")
+    def arms_of(self, units: Sequence[str]) -> np.ndarray:
+        """`arm_of` for many units at once."""
+        index = np.searchsorted(np.asarray(self.bounds), buckets(units, self.salt), side="right")
         return np.asarray(self.names, dtype=object)[np.minimum(index, len(self.names) - 1)]
 
 
 def assign_arm(unit: str, experiment: Experiment) -> str:
     """The arm of `experiment` that `unit` is in (callers handle the holdout first)."""
-    return ArmSplit.of(experiment).arm_at(bucket(unit, experiment.salt))
+    return ArmSplit.of(experiment).arm_of(unit)
 
 
 def assign_arms(units: Sequence[str], experiment: Experiment) -> np.ndarray:
     """`assign_arm` for many units at once."""
-    return ArmSplit.of(experiment).arms_at(buckets(units, experiment.salt))
+    return ArmSplit.of(experiment).arms_of(units)

@@ -28,12 +28,12 @@ from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from decisioning import governance as gov
-from decisioning.assignment import HOLDOUT, assign_arm, in_holdout
+from decisioning.assignment import HOLDOUT, ArmSplit, in_holdout
 from decisioning.features import FeatureStore, encode, referrer_type
 from decisioning.policies import ModelUnavailable, Policy, choose, make_policy
 from decisioning.scenario import Arm, Experience, Experiment, Placement, Scenario
@@ -115,18 +115,24 @@ class Decision:
         return dict(self.__dict__)
 
 
-@dataclass(frozen=True, slots=True)
-class _Choice:
+class _Choice(NamedTuple):
     """A policy's choice, kept until its outcome is known."""
 
-    policy: tuple[str, str]
+    experience_id: str
+    policy: str
     x: np.ndarray
     chosen: int
 
 
-@dataclass(slots=True)
-class _Memo:
-    """What later requests need to know about a recent decision."""
+_NO_CHOICE = (None,) * len(_Choice._fields)
+
+
+class _Memo(NamedTuple):
+    """What later requests need to know about a recent decision, and the policy's choice
+    awaiting its outcome (None when no policy chose). Kept as one flat plain tuple of strings,
+    numbers and an array, which the cycle collector stops tracking at its first look (a nested
+    tuple can outlive that look tracked), so the window of recent decisions (up to
+    `memo_capacity`) is not scanned by every full collection."""
 
     unit: str
     session_id: str | None
@@ -136,7 +142,13 @@ class _Memo:
     arm: str
     variant: str
     at: float
-    learning: _Choice | None = None
+    experience_id: str | None
+    policy: str | None
+    x: np.ndarray | None
+    chosen: int | None
+
+
+_UNIT, _AT, _CHOICE = (_Memo._fields.index(name) for name in ("unit", "at", "experience_id"))
 
 
 @dataclass
@@ -181,9 +193,13 @@ class Engine:
             for arm in experiment.arms:
                 if arm.policy is not None and (experience.id, arm.policy) not in self.policies:
                     self.policies[(experience.id, arm.policy)] = make_policy(experience, rng, arm.policy)
+        # per experience, the variants a decision may show: row 0 for everyone, row 1 for a
+        # customer who bought today
+        self._eligible = {x.id: gov.eligible_variants(x, [False, True], scenario.governance) for x in scenario.experiences}
         self._warm_up()
         self._arms = {x.id: {arm.name: arm for arm in x.arms} for x in scenario.experiments}
-        self._memos: OrderedDict[str, _Memo] = OrderedDict()
+        self._splits = {x.id: ArmSplit.of(x) for x in scenario.experiments}
+        self._memos: OrderedDict[str, tuple] = OrderedDict()  # decision id -> the fields of a _Memo
         self._memo_lock = threading.Lock()
         self._learning: dict[tuple[str, str], _Learning] = {}
         self._learning_lock = threading.Lock()
@@ -195,8 +211,7 @@ class Engine:
         live decisions do not pay for it (Thompson integrates once per pattern)."""
         x = encode([{}, {}])
         for (experience_id, _), policy in self.policies.items():
-            experience = self.scenario.experience_by_id[experience_id]
-            policy.probabilities(x, gov.eligible_variants(experience, [False, True], self.scenario.governance))
+            policy.probabilities(x, self._eligible[experience_id])
 
     def _new_id(self) -> str:
         """A random 128-bit decision id. Per-thread generators seeded once from the OS: the
@@ -242,14 +257,14 @@ class Engine:
             reasons=[], fallback=False, fallback_reason=None, consent=ctx.consent, latency_us=0, status="ok",
             error_code=None, device=ctx.device, segment=ctx.segment, region=ctx.region,
         )
-        learning = None
+        choice = None
         try:
-            learning = self._decide(decision, ctx, now, placement, experience, experiment, incidents)
+            choice = self._decide(decision, ctx, now, placement, experience, experiment, incidents)
         except Exception:  # the engine's last line of defence: never an error to the client
             log.exception("decision failed for placement %s", placement.id)
             self._fall_back(decision, experience, Code.INTERNAL_ERROR, error=True)
         decision.latency_us = int((time.perf_counter() - started) * 1e6)
-        self._remember(decision, now, learning)
+        self._remember(decision, now, choice)
         self.store.observe_context(
             ctx.unit, ctx.session_id, now, device=ctx.device, referrer=_referrer(ctx.referrer),
             cart_value=ctx.cart_value, category=ctx.category, price_sensitivity=ctx.price_sensitivity,
@@ -262,7 +277,7 @@ class Engine:
             return HOLDOUT
         if experiment is None or experiment.status != "running":
             return INACTIVE
-        return assign_arm(unit, experiment)
+        return self._splits[experiment.id].arm_of(unit)
 
     def _decide(
         self, d: Decision, ctx: Context, now: float, placement: Placement, experience: Experience,
@@ -326,7 +341,7 @@ class Engine:
         try:
             if kind == "propensity" and "model_outage" in incidents:
                 raise ModelUnavailable("propensity model unavailable (injected model_outage)")
-            eligible = gov.eligible_variants(experience, bought_today, self.scenario.governance)
+            eligible = self._eligible[experience.id][int(bought_today)][None, :]
             version = policy.model_version
             probabilities = policy.probabilities(x, eligible)
             index, propensity = choose(probabilities, self._rng())
@@ -345,7 +360,7 @@ class Engine:
         d.variant, d.policy, d.model_version = experience.variants[chosen], kind, version
         d.propensity, d.score = float(propensity[0]), score if np.isfinite(score) else None
         d.reasons.append(_POLICY_CODE[kind])
-        return _Choice((experience.id, kind), x[0], chosen)
+        return _Choice(experience.id, kind, x[0], chosen)
 
     def _features(self, ctx: Context, stored: dict[str, Any], hour: float, incidents: Collection[str]) -> np.ndarray:
         live = {
@@ -367,21 +382,23 @@ class Engine:
 
     # -- memos, outcomes and learning -------------------------------------------------------
 
-    def _remember(self, d: Decision, now: float, learning: _Choice | None) -> None:
-        memo = _Memo(d.user_id, d.session_id, d.placement, d.channel, d.experiment_id, d.arm, d.variant, now, learning)
-        expired: list[_Memo] = []
+    def _remember(self, d: Decision, now: float, choice: _Choice | None) -> None:
+        memo = (d.user_id, d.session_id, d.placement, d.channel, d.experiment_id, d.arm, d.variant, now,
+                *(choice or _NO_CHOICE))
+        expired: list[tuple] = []
         with self._memo_lock:
             self._memos[d.decision_id] = memo
             while self._memos:
                 oldest = next(iter(self._memos.values()))
-                if len(self._memos) <= self.memo_capacity and now - oldest.at <= self.attribution_seconds:
+                if len(self._memos) <= self.memo_capacity and now - oldest[_AT] <= self.attribution_seconds:
                     break
                 expired.append(self._memos.popitem(last=False)[1])
-        self._queue_rewards([(m.learning, 0.0) for m in expired])
+        self._queue_rewards([(m[_CHOICE:], 0.0) for m in expired])
 
     def recall(self, decision_id: str) -> _Memo | None:
         """A recent decision (within its attribution window), to complete exposures and events."""
-        return self._memos.get(decision_id)
+        memo = self._memos.get(decision_id)
+        return None if memo is None else _Memo._make(memo)
 
     def record_outcome(self, decision_id: str, event_type: str) -> bool:
         """An event caused by a decision: a reward for the policy that chose it (once)."""
@@ -389,30 +406,31 @@ class Engine:
             return False
         with self._memo_lock:
             memo = self._memos.get(decision_id)
-            if memo is None or memo.learning is None:
+            if memo is None or memo[_CHOICE] is None:
                 return False
-            learning, memo.learning = memo.learning, None
-        self._queue_rewards([(learning, 1.0)])
+            self._memos[decision_id] = memo[:_CHOICE] + _NO_CHOICE
+        self._queue_rewards([(memo[_CHOICE:], 1.0)])
         return True
 
-    def _queue_rewards(self, outcomes: list[tuple[_Choice | None, float]]) -> None:
+    def _queue_rewards(self, outcomes: list[tuple[tuple, float]]) -> None:
+        """Queue (choice fields of a memo, reward) pairs for `learn`; memos without a choice are skipped."""
         with self._learning_lock:
-            for choice, reward in outcomes:
-                if choice is None:
+            for (experience_id, policy, x, chosen), reward in outcomes:
+                if experience_id is None:
                     continue
-                batch = self._learning.setdefault(choice.policy, _Learning())
-                batch.x.append(choice.x)
-                batch.chosen.append(choice.chosen)
+                batch = self._learning.setdefault((experience_id, policy), _Learning())
+                batch.x.append(x)
+                batch.chosen.append(chosen)
                 batch.reward.append(reward)
 
     def expire(self, now: float | None = None) -> None:
         """Close the attribution window of decisions older than it (reward 0)."""
         now = time.time() if now is None else now
-        expired: list[_Memo] = []
+        expired: list[tuple] = []
         with self._memo_lock:
-            while self._memos and now - next(iter(self._memos.values())).at > self.attribution_seconds:
+            while self._memos and now - next(iter(self._memos.values()))[_AT] > self.attribution_seconds:
                 expired.append(self._memos.popitem(last=False)[1])
-        self._queue_rewards([(m.learning, 0.0) for m in expired])
+        self._queue_rewards([(m[_CHOICE:], 0.0) for m in expired])
 
     def learn(self, now: float | None = None) -> int:
         """Apply the outcomes collected so far to their policies; returns how many."""
@@ -428,7 +446,7 @@ class Engine:
         self.store.erase(unit)
         self.caps.erase(unit)
         with self._memo_lock:
-            for decision_id in [k for k, memo in self._memos.items() if memo.unit == unit]:
+            for decision_id in [k for k, memo in self._memos.items() if memo[_UNIT] == unit]:
                 del self._memos[decision_id]
 
 

@@ -26,7 +26,7 @@ NO_CAP = np.iinfo(np.int64).max
 
 
 def _bools(values: Any) -> np.ndarray:
-    return np.atleast_1d(np.asarray(values, dtype=bool))
+    return np.array(values, dtype=bool, ndmin=1)
 
 
 def _labels(values: Any) -> list[Any]:
@@ -91,10 +91,9 @@ def bought_today_block(experience: Experience, bought_today: Any, governance: Go
 
 def first_block(*blocks: np.ndarray) -> np.ndarray:
     """Per decision, the first non-None code among `blocks` (given in priority order)."""
-    n = max(len(block) for block in blocks)
-    out = np.empty(n, dtype=object)
-    for block in reversed(blocks):
-        out = np.where(np.equal(block, None), out, block)
+    out = blocks[-1]
+    for block in reversed(blocks[:-1]):
+        out = np.where(block.astype(bool), block, out)  # a code is a non-empty string, None is falsy
     return out
 
 

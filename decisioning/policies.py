@@ -63,13 +63,17 @@ def _check(X: np.ndarray, eligible: np.ndarray, k: int) -> None:
 
 
 def choose(probabilities: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Sample one variant per row from `probabilities`; return (index, its probability)."""
+    """Sample one variant per row from `probabilities`; return (index, its probability).
+
+    Inverse-CDF sampling with each draw in (0, row total]: the first column whose running total
+    reaches the draw is the choice. A zero-probability column never is (its running total equals
+    the column's before it), and the last positive column's running total is the row total, so
+    there always is one.
+    """
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    cumulative = np.cumsum(probabilities, axis=1)
-    draws = rng.random(probabilities.shape[0]) * cumulative[:, -1]
-    # Zero-probability columns are skipped by construction; `last` guards the float edge.
-    last = probabilities.shape[1] - 1 - np.argmax(probabilities[:, ::-1] > 0, axis=1)
-    index = np.minimum((cumulative <= draws[:, None]).sum(axis=1), last)
+    cumulative = probabilities.cumsum(axis=1)
+    draws = (1.0 - rng.random((len(probabilities), 1))) * cumulative[:, -1:]
+    index = (cumulative >= draws).argmax(axis=1)
     return index, probabilities[np.arange(len(index)), index]
 
 
@@ -88,38 +92,35 @@ class RulesPolicy:
 
     def __init__(self, experience: Experience) -> None:
         self.variants = list(experience.variants)
-        self.default = self.variants.index(experience.default_variant)
-        self.discounts = np.array([experience.discount.get(v, 0.0) for v in self.variants])
-        self.ladder = np.argsort(self.discounts, kind="stable")  # variant indices by rising discount
-        self.discounted = self.discounts[self.ladder] > 0
-        self.has_discounts = bool(self.discounted.any())
-        others = [i for i in range(len(self.variants)) if i != self.default]
-        self.engaged_variant = others[0] if others else self.default
+        k, default = len(self.variants), self.variants.index(experience.default_variant)
+        discounts = np.array([experience.discount.get(v, 0.0) for v in self.variants])
+        ladder = [int(i) for i in np.argsort(discounts, kind="stable") if discounts[i] > 0]  # rising discount
+        self.has_discounts = bool(ladder)
+        if self.has_discounts:  # per level, the target then the smaller discounts down the ladder
+            targets = [[default]] + [ladder[:level][::-1] for level in range(1, len(ladder) + 1)]
+        else:
+            others = [i for i in range(k) if i != default]
+            targets = [[default], [others[0] if others else default]]
+        # Per rule level, the variants in order of preference (padded with the default): the
+        # level's targets, the default, then every variant; the first eligible one is shown.
+        width = max(len(t) for t in targets)
+        self._preference = np.array([t + [default] * (width - len(t) + 1) + list(range(k)) for t in targets])
+        self._top = len(targets) - 1
 
-    def rule_targets(self, X: np.ndarray) -> np.ndarray:
-        """The variant each row's rule picks before eligibility, (n,) indices."""
+    def levels(self, X: np.ndarray) -> np.ndarray:
+        """Each row's rule level, (n,): the discount step (0 = none, 1 = the smallest, top = the
+        largest) or, without discounts, whether the visitor is engaged (1) or not (0)."""
         if self.has_discounts:
-            steps = self.ladder[self.discounted]
-            level = np.where(X[:, _PRICE] >= 0.75, len(steps), np.where(X[:, _PRICE] >= 0.25, 1, 0))
-            return np.where(level == 0, self.default, steps[np.maximum(level, 1) - 1])
-        engaged = (X[:, _RETURNING] > 0) | (X[:, _PAGES] >= 0.3) | (X[:, _MATCH] > 0)
-        return np.where(engaged, self.engaged_variant, self.default)
+            price = X[:, _PRICE]
+            return np.where(price >= 0.75, self._top, (price >= 0.25).astype(np.int64))
+        return ((X[:, _RETURNING] > 0) | (X[:, _PAGES] >= 0.3) | (X[:, _MATCH] > 0)).astype(np.int64)
 
     def probabilities(self, X: np.ndarray, eligible: np.ndarray) -> np.ndarray:
         _check(X, eligible, len(self.variants))
-        n, k = eligible.shape
-        rows = np.arange(n)
-        chosen = self.rule_targets(X)
-        if self.has_discounts:
-            # an ineligible discount steps down to the largest eligible one below it
-            rank = np.empty(k, dtype=np.int64)
-            rank[self.ladder] = np.arange(k)
-            below = eligible & (self.discounts > 0)[None, :] & (rank[None, :] <= rank[chosen][:, None])
-            stepped = np.argmax(np.where(below, rank[None, :], -1), axis=1)
-            chosen = np.where(eligible[rows, chosen], chosen, np.where(below.any(axis=1), stepped, self.default))
-        chosen = np.where(eligible[rows, chosen], chosen,
-                          np.where(eligible[:, self.default], self.default, np.argmax(eligible, axis=1)))
-        out = np.zeros((n, k))
+        rows = np.arange(len(X))
+        preference = self._preference[self.levels(X)]
+        chosen = preference[rows, eligible[rows[:, None], preference].argmax(axis=1)]
+        out = np.zeros(eligible.shape)
         out[rows, chosen] = 1.0
         return out
 
@@ -156,6 +157,7 @@ class _Posterior:
 
     def __init__(self, alpha: np.ndarray, beta: np.ndarray, generation: int) -> None:
         self.alpha, self.beta, self.generation = alpha, beta, generation
+        self.mean = (alpha / (alpha + beta))[None, :]
         self.table: dict[int, np.ndarray] = {}  # eligibility pattern (bit code) -> probabilities
 
     def probabilities(self, code: int) -> np.ndarray:
@@ -205,8 +207,7 @@ class ThompsonPolicy:
 
     def scores(self, X: np.ndarray) -> np.ndarray:
         """The posterior mean success rate of each variant, (n, k)."""
-        state = self._state
-        return np.broadcast_to(state.alpha / (state.alpha + state.beta), (len(X), self.k)).copy()
+        return self._state.mean.repeat(len(X), axis=0)
 
     def update(self, X: np.ndarray, chosen: np.ndarray, reward: np.ndarray) -> None:
         """Add Bernoulli outcomes (reward > 0 is a success) of the chosen variants."""
@@ -260,13 +261,10 @@ class PropensityPolicy:
 
     def probabilities(self, X: np.ndarray, eligible: np.ndarray) -> np.ndarray:
         _check(X, eligible, self.k)
-        logits = (X @ self._weights.T) / self.temperature
-        logits = np.where(eligible, logits, -np.inf)
-        logits -= logits.max(axis=1, keepdims=True)
-        soft = np.exp(logits)
-        soft /= soft.sum(axis=1, keepdims=True)
+        logits = np.where(eligible, X @ self._weights.T, -np.inf)
+        soft = np.exp((logits - logits.max(axis=1, keepdims=True)) / self.temperature)
         uniform = eligible / eligible.sum(axis=1, keepdims=True)
-        return (1.0 - self.epsilon) * soft + self.epsilon * uniform
+        return soft * ((1.0 - self.epsilon) / soft.sum(axis=1, keepdims=True)) + self.epsilon * uniform
 
     def update(self, X: np.ndarray, chosen: np.ndarray, reward: np.ndarray) -> None:
         """One SGD step on the log loss of each chosen variant's model (reward > 0 = converted)."""

@@ -51,6 +51,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -545,7 +546,7 @@ def create_app(
             decisions = await run_in_threadpool(service.decide, body)  # injected delays must not block the loop
         else:
             decisions = service.decide(body)
-        return JSONResponse({"decisions": [_decision_out(d) for d in decisions]})
+        return Response(to_json({"decisions": [_decision_out(d) for d in decisions]}), media_type="application/json")
 
     app.add_api_route("/v1/decide", decide, methods=["POST"], response_model=DecideResponse, tags=["decisions"])
     _serve_lean(app.routes[-1], DecideRequest)

@@ -200,7 +200,8 @@ def to_table(table: str, rows: Sequence[Mapping[str, Any]] | pa.Table | Any) -> 
         if not row.keys() <= known:
             name = next(name for name in row if name not in known)
             raise BatchError(table, str(name), f"unknown field (row {index})")
-    arrays = [_column(table, field, [row.get(field.name) for row in rows]) for field in schema]
+    # names read once: a pyarrow Field builds its `name` anew on every access, 25 fields x rows times
+    arrays = [_column(table, field, [row.get(name) for row in rows]) for name, field in zip(schema.names, schema)]
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
