@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -83,6 +83,8 @@ RETRY_AFTER_SECONDS = "1"
 DECISION_RESERVE = 0.1
 """Share of the writer queue's bound that only decision rows may fill (events, exposures and
 identities are retried by their clients; an unanswered decision is a broken page)."""
+INLINE_BATCH_ITEMS = 50
+"""The most events or exposures a batch may hold to be stored on the event loop (~3 ms of work)."""
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in (400, 401, 404, 413, 422, 503)
 }
@@ -537,8 +539,17 @@ def create_app(
         return _error(503, "unavailable", "the service could not complete this request; retry shortly", None,
                       {"Retry-After": RETRY_AFTER_SECONDS})
 
-    def authorised(request: Request) -> None:
+    async def authorised(request: Request) -> None:  # async: a sync dependency costs a worker-thread hop
         service.authorise(request)
+
+    async def ingest(handler: Callable[[Any, str | None], Accepted], body: Any, items: int, wait: str | None) -> Accepted:
+        """A small batch is stored on the event loop: a worker thread would hold the interpreter
+        lock for as long while decisions wait for it in 5 ms switches. A large one (~60 us an
+        event), and `?wait=durable` (which waits for the flush), go to a worker thread, so the
+        loop keeps answering decisions meanwhile."""
+        if wait or items > INLINE_BATCH_ITEMS:
+            return await run_in_threadpool(handler, body, wait)
+        return handler(body, wait)
 
     async def decide(body: DecideRequest) -> Response:
         """The action for each placement, under governance; a failure serves the default."""
@@ -552,14 +563,14 @@ def create_app(
     _serve_lean(app.routes[-1], DecideRequest)
 
     @app.post("/v1/events", response_model=Accepted, tags=["ingestion"], dependencies=[Depends(authorised)])
-    def events(body: EventsRequest, wait: Literal["durable"] | None = Query(default=None)) -> Accepted:
+    async def events(body: EventsRequest, wait: Literal["durable"] | None = Query(default=None)) -> Accepted:
         """A batch of behavioural events; `?wait=durable` answers once they are committed."""
-        return service.events(body, wait)
+        return await ingest(service.events, body, len(body.events), wait)
 
     @app.post("/v1/exposures", response_model=Accepted, tags=["ingestion"], dependencies=[Depends(authorised)])
-    def exposures(body: ExposuresRequest, wait: Literal["durable"] | None = Query(default=None)) -> Accepted:
+    async def exposures(body: ExposuresRequest, wait: Literal["durable"] | None = Query(default=None)) -> Accepted:
         """What users actually saw (fields left out come from the decision)."""
-        return service.exposures(body, wait)
+        return await ingest(service.exposures, body, len(body.exposures), wait)
 
     @app.post("/v1/identify", response_model=Accepted, tags=["ingestion"], dependencies=[Depends(authorised)])
     def identify(body: IdentifyRequest) -> Accepted:
