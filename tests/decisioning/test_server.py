@@ -4,7 +4,6 @@ needs a knob the command line does not have (a slow writer, a non-loopback bind)
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 import uuid
@@ -13,25 +12,14 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from decisioning.assignment import assign_arm, in_holdout
 from decisioning.identity import anonymous_unit, customer_unit
 from decisioning.server import create_app, is_loopback
 from metrics.warehouse import Warehouse
 from momento.codes import Code
 from momento.config import load_settings
+from tests.support.service import DEV_KEY, raw_user
 
-KEY = "momento-dev-key"  # the service's default pseudonym key (no MOMENTO_PSEUDONYM_KEY in tests)
 PERSONALISED = ("rules", "thompson", "propensity", "fixed")
-
-
-def _raw_user(scenario, experiment_id: str, arm: str, prefix: str) -> str:
-    """A raw customer id whose unit is outside the holdout and in `arm`."""
-    experiment = scenario.experiment_by_id[experiment_id]
-    for i in itertools.count():
-        raw = f"{prefix}-{i}"
-        unit = customer_unit(raw, KEY)
-        if not in_holdout(unit, scenario.population) and assign_arm(unit, experiment) == arm:
-            return raw
 
 
 def _wait_for(warehouse: Warehouse, sql: str, params: dict, expected: int, timeout: float = 20.0) -> int:
@@ -90,7 +78,7 @@ def test_every_endpoint_over_http(client, service, scenario):
     assert identify.status_code == 200
 
     warehouse = Warehouse(service.lake)
-    customer, anonymous = customer_unit("customer-1", KEY), anonymous_unit("cookie-1", KEY)
+    customer, anonymous = customer_unit("customer-1", DEV_KEY), anonymous_unit("cookie-1", DEV_KEY)
     assert _wait_for(warehouse, "SELECT count(*) FROM exposures WHERE user_id = $u", {"u": anonymous}, 1) == 1
     assert _wait_for(warehouse, "SELECT count(*) FROM identities WHERE user_id = $u", {"u": customer}, 1) == 1
     stored = warehouse.query("SELECT event_type, placement, experiment_id, revenue FROM events WHERE user_id = $u "
@@ -181,8 +169,8 @@ def test_oversize_bodies_and_batches_are_refused_and_the_service_keeps_answering
 
 @pytest.mark.e2e
 def test_no_personalised_decision_without_consent_in_the_warehouse(client, service, scenario):
-    refused = [_raw_user(scenario, "exp_home_showcase", "treatment", f"noconsent-{i}") for i in range(8)]
-    withdrawn = [_raw_user(scenario, "exp_adaptive_cta", "adaptive", f"withdrew-{i}") for i in range(8)]
+    refused = [raw_user(scenario, "exp_home_showcase", "treatment", f"noconsent-{i}") for i in range(8)]
+    withdrawn = [raw_user(scenario, "exp_adaptive_cta", "adaptive", f"withdrew-{i}") for i in range(8)]
     for user in refused:
         for placement in ("homepage_showcase", "product_cta", "cart_cross_sell"):
             client.post("/v1/decide", json={"user_id": user, "placement": placement, "channel": "web", "consent": False})
@@ -194,7 +182,7 @@ def test_no_personalised_decision_without_consent_in_the_warehouse(client, servi
         for placement in ("product_cta", "homepage_showcase"):
             after = _decide(client, user, placement)  # the client still claims consent
             assert after["fallback_reason"] in (Code.NO_CONSENT, None) and after["policy"] == "default"
-    units = [customer_unit(u, KEY) for u in refused + withdrawn]
+    units = [customer_unit(u, DEV_KEY) for u in refused + withdrawn]
     warehouse = Warehouse(service.lake)
     expected = len(refused) * 3 + len(withdrawn) * 3
     sql = "SELECT count(*) FROM decisions WHERE list_contains($units, user_id)"
@@ -209,13 +197,13 @@ def test_no_personalised_decision_without_consent_in_the_warehouse(client, servi
     assert all(variant == defaults[exp] for variant, exp in zip(without["variant"], without["experience_id"]))
     assert set(without["fallback_reason"].drop_nulls()) <= {Code.NO_CONSENT.value}
     personalised = rows.filter(rows["policy"].is_in(PERSONALISED))
-    assert set(personalised["user_id"]) == {customer_unit(u, KEY) for u in withdrawn}  # only before withdrawal
+    assert set(personalised["user_id"]) == {customer_unit(u, DEV_KEY) for u in withdrawn}  # only before withdrawal
     assert personalised["consent"].all()
 
 
 @pytest.mark.e2e
 def test_frequency_cap_holds_under_concurrent_requests(client, service, scenario):
-    user = _raw_user(scenario, "exp_recovery_offer", "treatment", "capped")
+    user = raw_user(scenario, "exp_recovery_offer", "treatment", "capped")
     cap = scenario.caps["push"]
     barrier = threading.Barrier(12)
     answers: list[dict] = []
