@@ -54,6 +54,11 @@ def _spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen:
 
 
 def _stop(processes: list[tuple[str, subprocess.Popen]]) -> None:
+    """Stop the children in order. Further signals are ignored from here on: a second Ctrl-C, or
+    make passing its SIGTERM on to the demo, would otherwise break off the stop half-way and leave
+    the service and simulator running (each child gets 20 s before it is killed)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     for name, process in processes:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)

@@ -2,8 +2,8 @@
 
 Starts the real `momento demo` on a temp lake and free ports: it must backfill the empty lake,
 start the service, the simulator and the cockpit, and live decisions must reach the lake;
-then one SIGINT (what Ctrl-C sends), or a SIGTERM, must stop every child and leave a readable
-lake.
+then one SIGINT (what Ctrl-C sends), a SIGTERM, or a second Ctrl-C while it is stopping must stop
+every child and leave a readable lake.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def port_closed(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+@pytest.mark.parametrize("stop", [(signal.SIGINT,), (signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)],
+                         ids=["ctrl-c", "kill", "ctrl-c-twice"])
 def test_demo_backfills_runs_everything_live_and_stops_cleanly(tmp_path, stop):
     lake = tmp_path / "lake"
     service_port, cockpit_port = free_port(), free_port()
@@ -68,7 +69,9 @@ def test_demo_backfills_runs_everything_live_and_stops_cleanly(tmp_path, stop):
             lambda: warehouse.scalar("SELECT count(*) FROM decisions WHERE ts >= $t", {"t": started}) > 0,
             60, "live decisions in the lake",
         )
-        demo.send_signal(stop)
+        for sig in stop:
+            demo.send_signal(sig)
+            time.sleep(0.5)  # the next one lands while the demo is stopping its children
         output, _ = demo.communicate(timeout=60)
     finally:
         if demo.poll() is None:
