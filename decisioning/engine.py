@@ -383,8 +383,8 @@ class Engine:
     # -- memos, outcomes and learning -------------------------------------------------------
 
     def _remember(self, d: Decision, now: float, choice: _Choice | None) -> None:
-        memo = (d.user_id, d.session_id, d.placement, d.channel, d.experiment_id, d.arm, d.variant, now,
-                *(choice or _NO_CHOICE))
+        memo = tuple(_Memo(d.user_id, d.session_id, d.placement, d.channel, d.experiment_id, d.arm, d.variant, now,
+                           *(choice or _NO_CHOICE)))
         expired: list[tuple] = []
         with self._memo_lock:
             self._memos[d.decision_id] = memo
