@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 
@@ -53,12 +54,14 @@ def _spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, start_new_session=True)
 
 
+_stopping = threading.Event()
+
+
 def _stop(processes: list[tuple[str, subprocess.Popen]]) -> None:
-    """Stop the children in order. Further signals are ignored from here on: a second Ctrl-C, or
-    make passing its SIGTERM on to the demo, would otherwise break off the stop half-way and leave
-    the service and simulator running (each child gets 20 s before it is killed)."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
+    """Stop the children in order. Signals from here on change nothing: a second Ctrl-C, or make
+    passing its SIGTERM on to the demo, would otherwise break off the stop half-way and leave the
+    service and simulator running (each child gets 20 s before it is killed)."""
+    _stopping.set()
     for name, process in processes:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
@@ -72,9 +75,13 @@ def _stop(processes: list[tuple[str, subprocess.Popen]]) -> None:
 
 def _stop_on_signals() -> None:
     """Ctrl-C, `kill` and a closed terminal all stop the demo the same orderly way (a shell that
-    starts the demo in the background may even have set SIGINT to be ignored)."""
+    starts the demo in the background may even have set SIGINT to be ignored). Only the first
+    signal interrupts: it marks the stop as begun before anything else can run."""
 
     def interrupt(signum: int, frame: object) -> None:
+        if _stopping.is_set():
+            return
+        _stopping.set()
         raise KeyboardInterrupt
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

@@ -71,7 +71,7 @@ def test_demo_backfills_runs_everything_live_and_stops_cleanly(tmp_path, stop):
         )
         for sig in stop:
             demo.send_signal(sig)
-            time.sleep(0.5)  # the next one lands while the demo is stopping its children
+            time.sleep(0.05)  # the next one lands as the demo begins to stop (as make passing on a SIGTERM does)
         output, _ = demo.communicate(timeout=60)
     finally:
         if demo.poll() is None:
