@@ -7,10 +7,9 @@ never holds the raw id, and nobody without the key can reverse or recompute it.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 
 def pseudonymise(raw_id: str, key: str) -> str:
     """The stored form of `raw_id`: 32 hexadecimal characters."""
-    return hmac.new(key.encode(), raw_id.encode(), hashlib.sha256).hexdigest()[:32]
+    return hmac.digest(key.encode(), raw_id.encode(), "sha256").hex()[:32]

@@ -148,6 +148,24 @@ def test_bad_input_gets_a_4xx_with_a_reason(client, method, path, body, status, 
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize("path,body", [(path, body) for _, path, body, *_ in BAD_REQUESTS
+                                       if path in ("/v1/events", "/v1/exposures")] + [("/v1/events", b"{not json")])
+def test_ingestion_answers_alike_on_its_lean_and_its_documented_path(client, path, body):
+    """A request with a query string takes FastAPI's own route; one without, the lean one."""
+    headers = {"content-type": "application/json"}
+    lean = client.post(path, content=body, headers=headers)
+    documented = client.post(path, params={"wait": "durable"}, content=body, headers=headers)
+    assert (lean.status_code, lean.json()) == (documented.status_code, documented.json())
+
+
+@pytest.mark.e2e
+def test_an_unknown_wait_is_refused_naming_the_parameter(client):
+    event = {"event_id": "wait-1", "event_type": "click", "user_id": "u", "channel": "web"}
+    response = client.post("/v1/events", params={"wait": "soon"}, json={"events": [event]})
+    assert response.status_code == 422 and response.json()["field"] == "query.wait", response.text
+
+
+@pytest.mark.e2e
 def test_oversize_bodies_and_batches_are_refused_and_the_service_keeps_answering(client):
     huge = b'{"events": [' + b" " * 1_100_000 + b"]}"
     response = client.post("/v1/events", content=huge, headers={"content-type": "application/json"})
