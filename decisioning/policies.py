@@ -46,7 +46,10 @@ class Policy(Protocol):
     name: str
 
     @property
-    def model_version(self) -> str: ...
+    def model_version(self) -> str:
+        """The model, then `.<n>` for a learning policy's n-th online update (`thompson-v1.42`);
+        the cockpit groups a model's updates under it by that suffix."""
+        ...
 
     def probabilities(self, X: np.ndarray, eligible: np.ndarray) -> np.ndarray: ...
 

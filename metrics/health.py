@@ -84,11 +84,17 @@ GROUP BY code ORDER BY decisions DESC, code
 
 _TOTAL_SQL = f"SELECT count(*) FROM decisions d WHERE {_DECISIONS}"
 
+# A learning policy's version is its model then `.<update>` (decisioning.policies.Policy):
+# one row per model, with how many of its updates served and the one serving last.
 _MODELS_SQL = f"""
-SELECT d.policy, coalesce(d.model_version, '(none)') AS model_version, count(*) AS decisions,
-       min(d.ts) AS first_seen, max(d.ts) AS last_seen
-FROM decisions d WHERE {_DECISIONS}
-GROUP BY ALL ORDER BY d.policy, last_seen DESC
+WITH versions AS (
+    SELECT d.policy, d.model_version, count(*) AS decisions, min(d.ts) AS first_seen, max(d.ts) AS last_seen
+    FROM decisions d WHERE {_DECISIONS} GROUP BY ALL
+)
+SELECT policy, coalesce(regexp_replace(model_version, '[.][0-9]+$', ''), '(none)') AS model,
+       arg_max(model_version, last_seen) AS latest_version, count(model_version) AS versions,
+       sum(decisions)::BIGINT AS decisions, min(first_seen) AS first_seen, max(last_seen) AS last_seen
+FROM versions GROUP BY policy, model ORDER BY policy, last_seen DESC
 """
 
 _NEWEST_RECEIVED_SQL = "SELECT max(received_at) FROM events"
@@ -242,7 +248,8 @@ def fallbacks_by_reason(wh: Warehouse, filters: Filters) -> pl.DataFrame:
 
 
 def model_versions(wh: Warehouse, filters: Filters) -> pl.DataFrame:
-    """Model versions in use per policy: decisions, share of the policy's decisions, first/last seen."""
+    """Models in use per policy: the version serving last, how many versions (online updates)
+    served, decisions, share of the policy's decisions, first/last seen."""
     frame = wh.query(_MODELS_SQL, filters.params())
     return frame.with_columns((pl.col("decisions") / pl.col("decisions").sum().over("policy")).alias("share"))
 

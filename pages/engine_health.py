@@ -157,10 +157,12 @@ def breakdowns(f: Filters) -> None:
 
 
 def models(f: Filters) -> None:
-    st.subheader("Model versions in use")
+    st.subheader("Models in use")
     frame = ui.cached(health.model_versions, f)
     ui.table(frame, "model_versions", {
-        "policy": "Policy", "model_version": "Model version",
+        "policy": "Policy", "model": "Model", "latest_version": "Serving last",
+        "versions": st.column_config.NumberColumn("Versions", format="localized",
+                                                  help="online updates of the model that served decisions"),
         "decisions": st.column_config.NumberColumn("Decisions", format="localized"),
         "share": st.column_config.NumberColumn("Share of the policy", format="percent"),
         "first_seen": st.column_config.DatetimeColumn("First seen", format="D MMM HH:mm"),

@@ -52,7 +52,7 @@ def test_key_numbers_equal_metrics(run_page, small_lake, warehouse, metric_value
     charts = at.get("vega_lite_chart")
     assert len(charts) >= 5  # latency, throughput, rates, errors/fallbacks, reliability
     tables = [d.value for d in at.dataframe]
-    versions = next(t for t in tables if "model_version" in t.columns)
+    versions = next(t for t in tables if "latest_version" in t.columns)
     assert versions["decisions"].sum() == s.decisions
 
 

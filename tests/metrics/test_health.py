@@ -35,7 +35,7 @@ def _decisions(rng: np.random.Generator) -> pl.DataFrame:
         "arm": "treatment",
         "variant": "editorial",
         "policy": rng.choice(["thompson", "propensity"], N),
-        "model_version": rng.choice(["m-1", "m-2"], N),
+        "model_version": rng.choice(["m-1", "m-2", "learner-v1.0", "learner-v1.1", "learner-v1.12", None], N),
         "propensity": 0.5,
         "reasons": [["policy_thompson"]] * N,
         "fallback": fallback,
@@ -181,15 +181,20 @@ def test_burn_rates_windows_end_at_newest_decision(lake):
         assert row["burn_rate"] == pytest.approx((1 - good / window.height) / (1 - health.SLO_TARGET))
 
 
-def test_model_versions_shares_sum_to_one_per_policy(lake):
+def test_model_versions_group_a_models_updates_per_policy(lake):
     wh, decisions, _ = lake
     got = health.model_versions(wh, Filters())
     assert got["decisions"].sum() == decisions.height
     sums = got.group_by("policy").agg(pl.col("share").sum())
     assert sums["share"].to_list() == pytest.approx([1.0, 1.0])
-    want = decisions.group_by("policy", "model_version").len()
-    assert {(p, m): n for p, m, n in got.select("policy", "model_version", "decisions").iter_rows()} == {
-        (p, m): n for p, m, n in want.iter_rows()}
+    model = pl.col("model_version").str.replace(r"\.\d+$", "").fill_null("(none)")
+    want = (decisions.sort("ts").group_by("policy", model.alias("model"))
+            .agg(pl.len().alias("decisions"), pl.col("model_version").drop_nulls().n_unique().alias("versions"),
+                 pl.col("model_version").last().alias("latest_version"), pl.col("ts").max().alias("last_seen")))
+    assert set(want["model"]) == {"m-1", "m-2", "learner-v1", "(none)"}
+    assert want.filter(pl.col("model") == "learner-v1")["versions"].to_list() == [3, 3]
+    columns = ["policy", "model", "latest_version", "versions", "decisions", "last_seen"]
+    assert sorted(got.select(columns).rows()) == sorted(want.select(columns).rows())
 
 
 def test_writer_lag_and_throughput_now(lake):
