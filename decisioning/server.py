@@ -53,6 +53,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from decisioning.api_models import (
@@ -69,10 +70,12 @@ from decisioning.api_models import (
 )
 from decisioning.engine import Context, Decision, DecisionLog, Engine, Faults, UnknownPlacement
 from decisioning.identity import IdentityMap, anonymous_unit, customer_unit
+from decisioning.recovery import recover
 from decisioning.scenario import Scenario, load_scenario
 from decisioning.telemetry import Telemetry
 from metrics.lake import LakeWriter, QueueFull, open_table
 from metrics.schema import BatchError, to_table
+from metrics.warehouse import Warehouse
 from momento.codes import Code, sentence
 from momento.config import Settings
 
@@ -211,8 +214,25 @@ class Service:
 
     def start(self) -> None:
         to_table("decisions", [])  # Arrow's first conversion imports pandas: not on a request's time
+        self._recover()
         self._maintenance = threading.Thread(target=self._maintain, name="learner", daemon=True)
         self._maintenance.start()
+
+    def _recover(self) -> None:
+        """Consent withdrawals, today's caps and purchases back from the lake (decisioning.recovery).
+        An unreadable lake is logged and the service starts without them: it still refuses
+        personalisation to whoever the client says has no consent."""
+        try:
+            warehouse = Warehouse(self.writer.root)
+            try:
+                recovered = recover(self.engine, warehouse)
+            finally:
+                warehouse.close()
+        except Exception:
+            log.exception("governance state not recovered from the lake; serving without it")
+            return
+        log.info("recovered from the lake: %d consent withdrawals, %d buyers today, %d capped user-channels",
+                 *recovered)
 
     def _maintain(self) -> None:
         """Apply policy outcomes every second and sweep expired features every minute."""

@@ -1,0 +1,59 @@
+"""A restart forgets nothing governance needs: consent withdrawals, today's frequency caps and
+today's purchases come back from the lake (decisioning.recovery), on the REAL service."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+
+from momento.codes import Code
+from tests.support.service import raw_user
+
+OFFER = {"price_sensitivity": "high", "cart_value": 180.0}
+
+
+def _ago(seconds: float) -> str:
+    return (datetime.now(timezone.utc) - timedelta(seconds=seconds)).isoformat()
+
+
+def _decide(http: httpx.Client, user: str, placement: str, channel: str) -> dict:
+    response = http.post("/v1/decide", json={"user_id": user, "placement": placement, "channel": channel,
+                                             "consent": True, "session_id": "s", **OFFER})
+    assert response.status_code == 200, response.text
+    return response.json()["decisions"][0]
+
+
+def _events(http: httpx.Client, *events: dict) -> None:
+    body = {"events": [{"channel": "web", **event} for event in events]}
+    assert http.post("/v1/events", params={"wait": "durable"}, json=body).json()["durable"] is True
+
+
+@pytest.mark.e2e
+def test_consent_caps_and_purchases_survive_a_restart(launch, tmp_path, scenario):
+    withdrew = raw_user(scenario, "exp_adaptive_cta", "adaptive", "restart-withdrew")
+    gave_back = raw_user(scenario, "exp_adaptive_cta", "adaptive", "restart-gave-back")
+    capped = raw_user(scenario, "exp_recovery_offer", "treatment", "restart-capped")
+    bought = raw_user(scenario, "exp_recovery_offer", "treatment", "restart-bought")
+    untouched = raw_user(scenario, "exp_recovery_offer", "treatment", "restart-untouched")
+
+    first = launch(tmp_path)
+    with httpx.Client(base_url=first.url, timeout=10) as http:
+        _events(http, {"event_id": "w1", "event_type": "consent_change", "consent": False, "user_id": withdrew},
+                {"event_id": "g1", "event_type": "opt_out", "user_id": gave_back, "ts": _ago(2)},
+                {"event_id": "g2", "event_type": "consent_change", "consent": True, "user_id": gave_back, "ts": _ago(1)},
+                {"event_id": "b1", "event_type": "purchase", "revenue": 180.0, "user_id": bought})
+        assert _decide(http, withdrew, "product_cta", "web")["fallback_reason"] == Code.NO_CONSENT
+        assert _decide(http, capped, "cart_recovery_offer", "email")["policy"] == "rules"  # takes today's e-mail cap
+        assert _decide(http, capped, "cart_recovery_offer", "email")["fallback_reason"] == Code.FREQUENCY_CAP
+        assert _decide(http, bought, "cart_recovery_offer", "email")["fallback_reason"] == Code.BOUGHT_TODAY
+    first.stop()
+
+    second = launch(tmp_path)  # the same lake, a new process
+    with httpx.Client(base_url=second.url, timeout=10) as http:
+        assert _decide(http, withdrew, "product_cta", "web")["fallback_reason"] == Code.NO_CONSENT
+        assert _decide(http, gave_back, "product_cta", "web")["policy"] == "propensity"
+        assert _decide(http, capped, "cart_recovery_offer", "email")["fallback_reason"] == Code.FREQUENCY_CAP
+        assert _decide(http, bought, "cart_recovery_offer", "email")["fallback_reason"] == Code.BOUGHT_TODAY
+        assert _decide(http, untouched, "cart_recovery_offer", "email")["policy"] == "rules"
