@@ -507,7 +507,11 @@ def _serve_lean(route: APIRoute, body_model: type[BaseModel], guard: Callable[[R
         if guard is not None:
             guard(request)
         try:
-            body = body_model.model_validate_json(await request.body())
+            raw = await request.body()
+        except ClientDisconnect:
+            return  # the client left, or the body limit has answered 413 already
+        try:
+            body = body_model.model_validate_json(raw)
         except ValidationError as exc:
             raise RequestValidationError(exc.errors()) from None
         response = await endpoint(body)

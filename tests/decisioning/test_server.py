@@ -17,7 +17,7 @@ from decisioning.server import create_app, is_loopback
 from metrics.warehouse import Warehouse
 from momento.codes import Code
 from momento.config import load_settings
-from tests.support.service import DEV_KEY, raw_user
+from tests.support.service import DEV_KEY, metric, raw_user
 
 PERSONALISED = ("rules", "thompson", "propensity", "fixed")
 
@@ -179,6 +179,8 @@ def test_oversize_bodies_and_batches_are_refused_and_the_service_keeps_answering
 
     streamed = client.post("/v1/events", content=chunks(), headers={"content-type": "application/json"})
     assert streamed.status_code == 413 and streamed.json()["field"] == "body"
+    # the refused stream ends the request quietly: nothing reaches the last-resort handler
+    assert metric(client.get("/metrics").text, "momento_unexpected_errors_total", {"path": "/v1/events"}) == 0
     batch = [{"event_id": f"b{i}", "event_type": "page_view", "user_id": "u", "channel": "web"} for i in range(1_001)]
     too_many = client.post("/v1/events", json={"events": batch})
     assert too_many.status_code == 413 and too_many.json()["field"] == "events" and "1000" in too_many.json()["reason"]
