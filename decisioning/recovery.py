@@ -1,15 +1,15 @@
 """The governance state a restart would forget, read back from the lake at start-up.
 
-Between decisions the service keeps consent withdrawals, today's frequency-cap counts and
-today's purchases in memory. Without this, a restart (a deploy, a crash) would, until each user
-acted again, personalise someone who had withdrawn consent, send a capped channel past its cap
-and offer a discount to a customer who bought today. Each is replayed through the same code the
-live path runs (`FeatureStore.observe_event`, `FrequencyCaps.try_take`) from what the lake
-committed before the restart: the newest consent event of every user ever, and today's
-purchases and cap-taking decisions.
+Between decisions the service keeps identity links, consent withdrawals, today's frequency-cap
+counts and today's purchases in memory. Without this, a restart (a deploy, a crash) would, until
+each user acted again, personalise someone who had withdrawn consent, send a capped channel past
+its cap, offer a discount to a customer who bought today, and treat a signed-in visitor's cookie
+as a stranger (with caps of its own). Each is replayed through the same code the live path runs
+(`IdentityMap.link`, `FeatureStore.observe_event`, `FrequencyCaps.try_take`) from what the lake
+committed before the restart: the newest links (as many as the map keeps), the newest consent
+event of every user ever, and today's purchases and cap-taking decisions.
 
-Left as they were: identity links (an anonymous id decides under its own unit until it is
-identified again) and the policies' learning (they relearn from their priors).
+Left as it was: the policies' learning (they relearn from their priors).
 """
 
 from __future__ import annotations
@@ -20,8 +20,18 @@ from typing import NamedTuple
 
 from decisioning import governance as gov
 from decisioning.engine import Engine
+from decisioning.identity import IdentityMap
 from metrics.warehouse import Warehouse
 from momento.codes import Code
+
+# Each anonymous id's newest link, the newest `$keep` of them, oldest first (so the map keeps
+# them in the order it would have).
+_LINKS_SQL = """
+SELECT anonymous_id, user_id FROM (
+    SELECT anonymous_id, arg_max(user_id, ts) AS user_id, max(ts) AS ts FROM identities
+    GROUP BY anonymous_id ORDER BY ts DESC LIMIT $keep
+) ORDER BY ts
+"""
 
 # A withdrawal is an opt-out or a consent change to false; the newest consent event decides,
 # and of two at the same instant the withdrawal (the lake keeps no order within an instant).
@@ -52,16 +62,23 @@ _TODAY_WITHIN_SECONDS = 25 * 3600  # today's local midnight is less than this lo
 
 
 class Recovered(NamedTuple):
-    """How much was read back: users with consent withdrawn, today's buyers, capped user-channels."""
+    """How much was read back: identity links, users with consent withdrawn, today's buyers,
+    capped user-channels."""
 
+    links: int
     withdrawn: int
     bought_today: int
     capped: int
 
 
-def recover(engine: Engine, warehouse: Warehouse, now: float | None = None) -> Recovered:
-    """Replay into `engine` the consent, purchases and cap counts the lake holds (see above)."""
+def recover(engine: Engine, identities: IdentityMap, warehouse: Warehouse, now: float | None = None) -> Recovered:
+    """Replay into `identities` the links, and into `engine` the consent, purchases and cap
+    counts, that the lake holds (see above)."""
     now = time.time() if now is None else now
+    links = warehouse.query(_LINKS_SQL, {"keep": identities.capacity})
+    for anonymous, customer in links.iter_rows():
+        identities.link(anonymous, customer)
+
     today = engine.day_of(now)
     since = datetime.fromtimestamp(now - _TODAY_WITHIN_SECONDS, tz=timezone.utc)
     store = engine.store
@@ -86,4 +103,4 @@ def recover(engine: Engine, warehouse: Warehouse, now: float | None = None) -> R
                 for _ in range(n):
                     engine.caps.try_take(unit, channel, today)
                 users.add((unit, channel))
-    return Recovered(withdrawn.height, bought, len(users))
+    return Recovered(links.height, withdrawn.height, bought, len(users))

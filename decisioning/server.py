@@ -219,20 +219,20 @@ class Service:
         self._maintenance.start()
 
     def _recover(self) -> None:
-        """Consent withdrawals, today's caps and purchases back from the lake (decisioning.recovery).
-        An unreadable lake is logged and the service starts without them: it still refuses
-        personalisation to whoever the client says has no consent."""
+        """Identity links, consent withdrawals, today's caps and purchases back from the lake
+        (decisioning.recovery). An unreadable lake is logged and the service starts without
+        them: it still refuses personalisation to whoever the client says has no consent."""
         try:
             warehouse = Warehouse(self.writer.root)
             try:
-                recovered = recover(self.engine, warehouse)
+                recovered = recover(self.engine, self.identities, warehouse)
             finally:
                 warehouse.close()
         except Exception:
             log.exception("governance state not recovered from the lake; serving without it")
             return
-        log.info("recovered from the lake: %d consent withdrawals, %d buyers today, %d capped user-channels",
-                 *recovered)
+        log.info("recovered from the lake: %d identity links, %d consent withdrawals, %d buyers today, "
+                 "%d capped user-channels", *recovered)
 
     def _maintain(self) -> None:
         """Apply policy outcomes every second and sweep expired features every minute."""

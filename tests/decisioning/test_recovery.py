@@ -1,5 +1,6 @@
-"""A restart forgets nothing governance needs: consent withdrawals, today's frequency caps and
-today's purchases come back from the lake (decisioning.recovery), on the REAL service."""
+"""A restart forgets nothing governance needs: identity links, consent withdrawals, today's
+frequency caps and today's purchases come back from the lake (decisioning.recovery), on the
+REAL service."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ def _ago(seconds: float) -> str:
     return (datetime.now(timezone.utc) - timedelta(seconds=seconds)).isoformat()
 
 
-def _decide(http: httpx.Client, user: str, placement: str, channel: str) -> dict:
-    response = http.post("/v1/decide", json={"user_id": user, "placement": placement, "channel": channel,
+def _decide(http: httpx.Client, user: str | None, placement: str, channel: str, **ids) -> dict:
+    who = {"user_id": user} if user is not None else ids
+    response = http.post("/v1/decide", json={**who, "placement": placement, "channel": channel,
                                              "consent": True, "session_id": "s", **OFFER})
     assert response.status_code == 200, response.text
     return response.json()["decisions"][0]
@@ -31,7 +33,7 @@ def _events(http: httpx.Client, *events: dict) -> None:
 
 
 @pytest.mark.e2e
-def test_consent_caps_and_purchases_survive_a_restart(launch, tmp_path, scenario):
+def test_links_consent_caps_and_purchases_survive_a_restart(launch, tmp_path, scenario):
     withdrew = raw_user(scenario, "exp_adaptive_cta", "adaptive", "restart-withdrew")
     gave_back = raw_user(scenario, "exp_adaptive_cta", "adaptive", "restart-gave-back")
     capped = raw_user(scenario, "exp_recovery_offer", "treatment", "restart-capped")
@@ -48,6 +50,9 @@ def test_consent_caps_and_purchases_survive_a_restart(launch, tmp_path, scenario
         assert _decide(http, capped, "cart_recovery_offer", "email")["policy"] == "rules"  # takes today's e-mail cap
         assert _decide(http, capped, "cart_recovery_offer", "email")["fallback_reason"] == Code.FREQUENCY_CAP
         assert _decide(http, bought, "cart_recovery_offer", "email")["fallback_reason"] == Code.BOUGHT_TODAY
+        assert http.post("/v1/identify", json={"anonymous_id": "restart-cookie", "user_id": capped}).status_code == 200
+        assert _decide(http, None, "cart_recovery_offer", "email", anonymous_id="restart-cookie")[
+            "fallback_reason"] == Code.FREQUENCY_CAP  # the cookie is the capped customer now
     first.stop()
 
     second = launch(tmp_path)  # the same lake, a new process
@@ -55,5 +60,7 @@ def test_consent_caps_and_purchases_survive_a_restart(launch, tmp_path, scenario
         assert _decide(http, withdrew, "product_cta", "web")["fallback_reason"] == Code.NO_CONSENT
         assert _decide(http, gave_back, "product_cta", "web")["policy"] == "propensity"
         assert _decide(http, capped, "cart_recovery_offer", "email")["fallback_reason"] == Code.FREQUENCY_CAP
+        assert _decide(http, None, "cart_recovery_offer", "email", anonymous_id="restart-cookie")[
+            "fallback_reason"] == Code.FREQUENCY_CAP
         assert _decide(http, bought, "cart_recovery_offer", "email")["fallback_reason"] == Code.BOUGHT_TODAY
         assert _decide(http, untouched, "cart_recovery_offer", "email")["policy"] == "rules"
