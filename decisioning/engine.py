@@ -46,6 +46,9 @@ INCIDENTS = ("latency_spike", "model_outage", "error_burst")
 INACTIVE = "none"  # the arm logged when the experience's experiment is not running
 REWARD_EVENTS = frozenset({"click", "add_to_cart", "purchase", "email_click", "push_open"})
 _POLICY_CODE = {"rules": Code.POLICY_RULES, "thompson": Code.POLICY_THOMPSON, "propensity": Code.POLICY_PROPENSITY}
+FALLBACKS_AFTER_CAPS = (Code.MODEL_UNAVAILABLE, Code.MODEL_ERROR, Code.BUDGET_EXCEEDED)
+"""The fallbacks a policy's choice ends in after governance has taken a frequency cap for it
+(`_choose`). A feature-store error can come before the cap or after, so it is not listed."""
 
 
 class UnknownPlacement(LookupError):

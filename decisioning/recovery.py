@@ -19,10 +19,9 @@ from datetime import datetime, timezone
 from typing import NamedTuple
 
 from decisioning import governance as gov
-from decisioning.engine import Engine
+from decisioning.engine import FALLBACKS_AFTER_CAPS, Engine
 from decisioning.identity import IdentityMap
 from metrics.warehouse import Warehouse
-from momento.codes import Code
 
 # Each anonymous id's newest link, the newest `$keep` of them, oldest first (so the map keeps
 # them in the order it would have).
@@ -49,7 +48,7 @@ WHERE event_type = 'purchase' AND ts >= $since GROUP BY user_id
 """
 
 # A decision took a cap when it passed governance: it was personalised (fixed arm or policy),
-# or its policy then failed and the default was served. Counted per quarter hour (every time
+# or its policy then failed and the default was served (engine.FALLBACKS_AFTER_CAPS). Counted per quarter hour (every time
 # zone's offset is a multiple of 15 minutes), the local day is found in Python.
 _CAPS_SQL = """
 SELECT user_id, channel, epoch_us(ts) // 900000000 * 900 AS quarter, count(*) AS n FROM decisions
@@ -57,7 +56,7 @@ WHERE ts >= $since AND list_contains($capped, channel)
   AND (policy <> 'default' OR list_contains($after_caps, fallback_reason))
 GROUP BY ALL
 """
-_AFTER_CAPS = [Code.MODEL_UNAVAILABLE.value, Code.MODEL_ERROR.value, Code.BUDGET_EXCEEDED.value]
+_AFTER_CAPS = [code.value for code in FALLBACKS_AFTER_CAPS]
 _TODAY_WITHIN_SECONDS = 25 * 3600  # today's local midnight is less than this long ago anywhere
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from momento.codes import Code
-from tests.support.service import raw_user
+from tests.support.service import decide, raw_user
 
 OFFER = {"price_sensitivity": "high", "cart_value": 180.0}
 
@@ -18,13 +18,6 @@ OFFER = {"price_sensitivity": "high", "cart_value": 180.0}
 def _ago(seconds: float) -> str:
     return (datetime.now(timezone.utc) - timedelta(seconds=seconds)).isoformat()
 
-
-def _decide(http: httpx.Client, user: str | None, placement: str, channel: str, **ids) -> dict:
-    who = {"user_id": user} if user is not None else ids
-    response = http.post("/v1/decide", json={**who, "placement": placement, "channel": channel,
-                                             "consent": True, "session_id": "s", **OFFER})
-    assert response.status_code == 200, response.text
-    return response.json()["decisions"][0]
 
 
 def _events(http: httpx.Client, *events: dict) -> None:
@@ -46,21 +39,21 @@ def test_links_consent_caps_and_purchases_survive_a_restart(launch, tmp_path, sc
                 {"event_id": "g1", "event_type": "opt_out", "user_id": gave_back, "ts": _ago(2)},
                 {"event_id": "g2", "event_type": "consent_change", "consent": True, "user_id": gave_back, "ts": _ago(1)},
                 {"event_id": "b1", "event_type": "purchase", "revenue": 180.0, "user_id": bought})
-        assert _decide(http, withdrew, "product_cta", "web")["fallback_reason"] == Code.NO_CONSENT
-        assert _decide(http, capped, "cart_recovery_offer", "email")["policy"] == "rules"  # takes today's e-mail cap
-        assert _decide(http, capped, "cart_recovery_offer", "email")["fallback_reason"] == Code.FREQUENCY_CAP
-        assert _decide(http, bought, "cart_recovery_offer", "email")["fallback_reason"] == Code.BOUGHT_TODAY
+        assert decide(http, withdrew, "product_cta", "web", **OFFER)["fallback_reason"] == Code.NO_CONSENT
+        assert decide(http, capped, "cart_recovery_offer", "email", **OFFER)["policy"] == "rules"  # takes today's e-mail cap
+        assert decide(http, capped, "cart_recovery_offer", "email", **OFFER)["fallback_reason"] == Code.FREQUENCY_CAP
+        assert decide(http, bought, "cart_recovery_offer", "email", **OFFER)["fallback_reason"] == Code.BOUGHT_TODAY
         assert http.post("/v1/identify", json={"anonymous_id": "restart-cookie", "user_id": capped}).status_code == 200
-        assert _decide(http, None, "cart_recovery_offer", "email", anonymous_id="restart-cookie")[
+        assert decide(http, None, "cart_recovery_offer", "email", **OFFER, anonymous_id="restart-cookie")[
             "fallback_reason"] == Code.FREQUENCY_CAP  # the cookie is the capped customer now
     first.stop()
 
     second = launch(tmp_path)  # the same lake, a new process
     with httpx.Client(base_url=second.url, timeout=10) as http:
-        assert _decide(http, withdrew, "product_cta", "web")["fallback_reason"] == Code.NO_CONSENT
-        assert _decide(http, gave_back, "product_cta", "web")["policy"] == "propensity"
-        assert _decide(http, capped, "cart_recovery_offer", "email")["fallback_reason"] == Code.FREQUENCY_CAP
-        assert _decide(http, None, "cart_recovery_offer", "email", anonymous_id="restart-cookie")[
+        assert decide(http, withdrew, "product_cta", "web", **OFFER)["fallback_reason"] == Code.NO_CONSENT
+        assert decide(http, gave_back, "product_cta", "web", **OFFER)["policy"] == "propensity"
+        assert decide(http, capped, "cart_recovery_offer", "email", **OFFER)["fallback_reason"] == Code.FREQUENCY_CAP
+        assert decide(http, None, "cart_recovery_offer", "email", **OFFER, anonymous_id="restart-cookie")[
             "fallback_reason"] == Code.FREQUENCY_CAP
-        assert _decide(http, bought, "cart_recovery_offer", "email")["fallback_reason"] == Code.BOUGHT_TODAY
-        assert _decide(http, untouched, "cart_recovery_offer", "email")["policy"] == "rules"
+        assert decide(http, bought, "cart_recovery_offer", "email", **OFFER)["fallback_reason"] == Code.BOUGHT_TODAY
+        assert decide(http, untouched, "cart_recovery_offer", "email", **OFFER)["policy"] == "rules"

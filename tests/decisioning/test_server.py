@@ -17,7 +17,7 @@ from decisioning.server import create_app, is_loopback
 from metrics.warehouse import Warehouse
 from momento.codes import Code
 from momento.config import load_settings
-from tests.support.service import DEV_KEY, metric, raw_user
+from tests.support.service import DEV_KEY, decide, metric, raw_user
 
 PERSONALISED = ("rules", "thompson", "propensity", "fixed")
 
@@ -31,12 +31,6 @@ def _wait_for(warehouse: Warehouse, sql: str, params: dict, expected: int, timeo
             return got
         time.sleep(0.2)
 
-
-def _decide(client: httpx.Client, user: str, placement: str, channel: str = "web", **extra) -> dict:
-    response = client.post("/v1/decide", json={"user_id": user, "placement": placement, "channel": channel,
-                                               "consent": True, "session_id": "s", **extra})
-    assert response.status_code == 200, response.text
-    return response.json()["decisions"][0]
 
 
 # -- end to end: the real service ------------------------------------------------------------
@@ -195,12 +189,12 @@ def test_no_personalised_decision_without_consent_in_the_warehouse(client, servi
         for placement in ("homepage_showcase", "product_cta", "cart_cross_sell"):
             client.post("/v1/decide", json={"user_id": user, "placement": placement, "channel": "web", "consent": False})
     for user in withdrawn:
-        assert _decide(client, user, "product_cta")["policy"] == "propensity"  # personalised while consenting
+        assert decide(client, user, "product_cta")["policy"] == "propensity"  # personalised while consenting
         opt = client.post("/v1/events", json={"events": [{"event_id": f"{user}-c", "event_type": "consent_change",
                                                           "user_id": user, "channel": "web", "consent": False}]})
         assert opt.status_code == 200
         for placement in ("product_cta", "homepage_showcase"):
-            after = _decide(client, user, placement)  # the client still claims consent
+            after = decide(client, user, placement)  # the client still claims consent
             assert after["fallback_reason"] in (Code.NO_CONSENT, None) and after["policy"] == "default"
     units = [customer_unit(u, DEV_KEY) for u in refused + withdrawn]
     warehouse = Warehouse(service.lake)
@@ -233,7 +227,7 @@ def test_frequency_cap_holds_under_concurrent_requests(client, service, scenario
         with httpx.Client(base_url=service.url, timeout=30) as own:
             barrier.wait()
             for _ in range(4):
-                decision = _decide(own, user, "cart_recovery_offer", "push", price_sensitivity="high")
+                decision = decide(own, user, "cart_recovery_offer", "push", price_sensitivity="high")
                 with lock:
                     answers.append(decision)
 
@@ -252,7 +246,7 @@ def test_frequency_cap_holds_under_concurrent_requests(client, service, scenario
 def test_sigterm_flushes_every_decision_to_the_lake(launch, tmp_path):
     running = launch(tmp_path, env={"MOMENTO_FLUSH_SECONDS": "3600"})  # only shutdown can flush
     with httpx.Client(base_url=running.url, timeout=30) as http:
-        ids = [_decide(http, f"flush-{i}", "homepage_showcase")["decision_id"] for i in range(25)]
+        ids = [decide(http, f"flush-{i}", "homepage_showcase")["decision_id"] for i in range(25)]
     assert running.stop() == 0
     warehouse = Warehouse(running.lake)
     stored = warehouse.query("SELECT decision_id FROM decisions")["decision_id"].to_list()

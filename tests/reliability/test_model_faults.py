@@ -20,18 +20,14 @@ from decisioning.server import create_app
 from momento.codes import Code
 from metrics.warehouse import Warehouse
 from momento.config import load_settings
-from tests.support.service import metric, raw_user, wait_for_count
+from tests.support.service import decide, metric, raw_user, wait_for_count
 
 ADAPTIVE = ("exp_adaptive_cta", "adaptive", "product_cta")  # the propensity model chooses
 SHOWCASE = ("exp_home_showcase", "treatment", "homepage_showcase")  # Thompson sampling chooses
 
 
-def _decide(http: httpx.Client | TestClient, user: str, placement: str, **extra) -> dict:
-    response = http.post("/v1/decide", json={"user_id": user, "placement": placement, "channel": "web",
-                                             "consent": True, "session_id": f"s-{user}", **extra})
-    assert response.status_code == 200, response.text  # no error ever reaches the client
-    (decision,) = response.json()["decisions"]
-    return decision
+def _decide(http: httpx.Client, user: str, placement: str, **extra) -> dict:
+    return decide(http, user, placement, session_id=f"s-{user}", **extra)  # a session per user
 
 
 def _assert_safe_default(decision: dict, scenario, code: Code) -> None:

@@ -38,7 +38,9 @@ from metrics.schema import TABLES
 from metrics.warehouse import Warehouse
 from momento.codes import Code
 from momento.config import PROJECT_ROOT, load_settings
-from tests.support.service import DEV_KEY, RunningService, host_address, raw_user, start_service, wait_for_count
+from tests.support.service import (
+    DEV_KEY, RunningService, decide, host_address, raw_user, start_service, wait_for_count,
+)
 
 TOKEN = "reliability-token-4f9a"
 KEY = "deployment-secret-key-7c2e"
@@ -330,12 +332,6 @@ def test_no_sql_text_is_built_from_caller_values():
 # -- consent and erasure ----------------------------------------------------------------------
 
 
-def _decide(client: httpx.Client, user: str, placement: str, channel: str = "web", **extra) -> dict:
-    response = client.post("/v1/decide", json={"user_id": user, "placement": placement, "channel": channel,
-                                               "consent": True, **extra})
-    assert response.status_code == 200, response.text
-    return response.json()["decisions"][0]
-
 
 def _post(client: httpx.Client, *events: dict) -> None:
     response = client.post("/v1/events", json={"events": list(events)})  # a plain acknowledgement: no waiting
@@ -348,14 +344,14 @@ def test_consent_withdrawal_stops_personalisation_on_the_next_decision(client, s
     decided = []
     for user, event in ((withdraws, {"event_type": "consent_change", "consent": False}),
                         (opts_out, {"event_type": "opt_out"})):
-        before = _decide(client, user, "product_cta")
+        before = decide(client, user, "product_cta")
         assert before["policy"] == "propensity" and before["consent"] is True
         _post(client, {**_event(f"{user}-withdraw", user), **event})
-        after = _decide(client, user, "product_cta")  # the client still says consent: true
+        after = decide(client, user, "product_cta")  # the client still says consent: true
         assert after["policy"] == "default" and after["fallback_reason"] == Code.NO_CONSENT and after["consent"] is False
         decided += [before, after]
     _post(client, {**_event(f"{withdraws}-again", withdraws), "event_type": "consent_change", "consent": True})
-    assert _decide(client, withdraws, "product_cta")["policy"] == "propensity"  # consent given back: live again
+    assert decide(client, withdraws, "product_cta")["policy"] == "propensity"  # consent given back: live again
     ids = [d["decision_id"] for d in decided]
     assert wait_for_count(service.lake, "SELECT count(*) FROM decisions WHERE list_contains($ids, decision_id)",
                           {"ids": ids}, expected=len(ids)) == len(ids)
@@ -376,13 +372,13 @@ def test_erasure_forgets_the_user_in_the_lake_and_the_feature_store(client, serv
     offer = {"price_sensitivity": "high", "cart_value": 180.0}
     _post(client, {"event_id": f"{user}-anon-view", "event_type": "page_view", "anonymous_id": cookie, "channel": "web"})
     assert client.post("/v1/identify", json={"anonymous_id": cookie, "user_id": user}).status_code == 200
-    first = _decide(client, user, "cart_recovery_offer", "email", **offer)
+    first = decide(client, user, "cart_recovery_offer", "email", **offer)
     assert first["policy"] == "rules" and first["variant"] == "discount_15"  # personalised: takes today's e-mail cap
-    assert _decide(client, user, "cart_recovery_offer", "email", **offer)["fallback_reason"] == Code.FREQUENCY_CAP
+    assert decide(client, user, "cart_recovery_offer", "email", **offer)["fallback_reason"] == Code.FREQUENCY_CAP
     _post(client, {**_event(f"{user}-order", user), "event_type": "purchase", "revenue": 180.0},
           _event(f"{bystander}-view", bystander))
-    assert _decide(client, user, "cart_recovery_offer", "email", **offer)["fallback_reason"] == Code.BOUGHT_TODAY
-    assert _decide(client, bystander, "cart_recovery_offer", "email", **offer)["policy"] == "rules"
+    assert decide(client, user, "cart_recovery_offer", "email", **offer)["fallback_reason"] == Code.BOUGHT_TODAY
+    assert decide(client, bystander, "cart_recovery_offer", "email", **offer)["policy"] == "rules"
 
     erased = client.delete(f"/v1/users/{user}", params={"requested_by": "reliability-test"})
     assert erased.status_code == 200, erased.text
@@ -401,7 +397,7 @@ def test_erasure_forgets_the_user_in_the_lake_and_the_feature_store(client, serv
     assert not [f for f in _files_containing(service.lake, unit) if "_delta_log" not in f]  # no data file holds it
 
     # The live store: the next decision knows nothing of the purchase or of today's cap.
-    again = _decide(client, user, "cart_recovery_offer", "email", **offer)
+    again = decide(client, user, "cart_recovery_offer", "email", **offer)
     assert again["policy"] == "rules" and again["variant"] == "discount_15" and not again["fallback"]
 
 

@@ -1,6 +1,6 @@
 """Helpers for tests that drive the REAL service: start it (the decisioning suite's
-`start_service`, reused), read its Prometheus counters, wait for rows to reach the lake, and
-find a raw customer id that lands in a given experiment arm or a non-loopback address of this
+`start_service`, reused), ask it for a decision, read its Prometheus counters, wait for rows to
+reach the lake, and find a raw customer id that lands in a given experiment arm or a non-loopback address of this
 machine.
 
 A plain module (not a conftest) so that any test directory can import it with
@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from decisioning.assignment import assign_arm, in_holdout
@@ -24,10 +25,21 @@ from decisioning.scenario import Scenario
 from metrics.warehouse import Warehouse
 from tests.decisioning.conftest import RunningService, start_service
 
-__all__ = ["RunningService", "start_service", "metric", "wait_for_count", "raw_user", "host_address", "DEV_KEY"]
+__all__ = ["RunningService", "start_service", "decide", "metric", "wait_for_count", "raw_user", "host_address", "DEV_KEY"]
 
 DEV_KEY = "momento-dev-key"
 """The service's pseudonym key when `MOMENTO_PSEUDONYM_KEY` is not set (as in these tests)."""
+
+
+def decide(client: httpx.Client, user: str | None, placement: str, channel: str = "web", **extra) -> dict:
+    """The one decision for `placement` (200 asserted): a consenting visitor in session "s",
+    `user` as the customer id (None: identified by what `extra` holds, e.g. `anonymous_id`)."""
+    who = {"user_id": user} if user is not None else {}
+    response = client.post("/v1/decide", json={**who, "placement": placement, "channel": channel, "consent": True,
+                                               "session_id": "s", **extra})
+    assert response.status_code == 200, response.text  # no error ever reaches the client
+    (decision,) = response.json()["decisions"]
+    return decision
 
 
 def metric(text: str, name: str, labels: Mapping[str, str] | None = None) -> float:
