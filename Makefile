@@ -4,13 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench chromium clean
+.PHONY: demo test test-fast lint bench chromium clean
 
 demo: $(STAMP)
 	$(BIN)/momento demo
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium lint
 	$(BIN)/python -m pytest
+
+# The package graph's contracts (pyproject.toml, [tool.importlinter]): a wrong arrow fails.
+lint: $(STAMP)
+	$(BIN)/lint-imports
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not e2e and not slow"

@@ -45,7 +45,7 @@ def _size(text: str) -> int:
 
 def _one(users: int, seed: int) -> dict:
     """One backfill in this process (a fresh temp lake); what it wrote and how fast."""
-    from decisioning.scenario import load_scenario
+    from momento.scenario import load_scenario
     from decisioning.simulator.backfill import backfill
 
     scenario = load_scenario(ROOT / "data" / "scenario.toml")

@@ -42,9 +42,9 @@ if str(ROOT) not in sys.path:
 
 from decisioning.engine import Context, Engine  # noqa: E402
 from decisioning.identity import customer_unit  # noqa: E402
-from decisioning.scenario import load_scenario  # noqa: E402
-from decisioning.server import free_loopback_port, service_command, wait_until_healthy  # noqa: E402
-from momento.config import load_settings  # noqa: E402
+from momento.scenario import load_scenario  # noqa: E402
+from cli.processes import free_loopback_port, service_command, wait_until_healthy  # noqa: E402
+from momento.settings import load_settings  # noqa: E402
 
 CONNECTIONS = 64
 TARGET_HTTP_P99_MS = 10.0  # at 500 req/s

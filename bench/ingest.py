@@ -24,8 +24,8 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from metrics.lake import LakeWriter  # noqa: E402
-from metrics.schema import EVENTS, to_table  # noqa: E402
+from momento.lake.writer import LakeWriter  # noqa: E402
+from momento.lake.schema import EVENTS, to_table  # noqa: E402
 
 EVENT_TYPES = np.array(["page_view", "click", "add_to_cart", "purchase"])
 

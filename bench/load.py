@@ -45,9 +45,9 @@ if str(ROOT) not in sys.path:
 from bench.decide import (  # noqa: E402
     _Connection, _cpu_times, _decide_bodies, _open_loop, _request, _steal_share, run_generator,
 )
-from decisioning.server import free_loopback_port, service_command, wait_until_healthy  # noqa: E402
-from metrics.warehouse import Warehouse  # noqa: E402
-from momento.config import load_settings  # noqa: E402
+from cli.processes import free_loopback_port, service_command, wait_until_healthy  # noqa: E402
+from momento.lake.warehouse import Warehouse  # noqa: E402
+from momento.settings import load_settings  # noqa: E402
 
 EVENTS_PER_BATCH = 20
 HEALTHZ_RATE = 50.0  # the floor: what a request that does nothing gets from the machine meanwhile
@@ -57,9 +57,9 @@ LOOKUP_SECONDS = 30.0
 # The simulator in its own process, reporting what the service acknowledged as JSON.
 SIMULATOR = """
 import dataclasses, json, sys
-from decisioning.scenario import load_scenario
+from momento.scenario import load_scenario
 from decisioning.simulator.live import simulate
-from momento.config import load_settings
+from momento.settings import load_settings
 url, rate, seconds, seed = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 stats = simulate(url, load_scenario(load_settings().scenario), rate=rate, duration=seconds, seed=seed)
 print(json.dumps({k: v for k, v in dataclasses.asdict(stats).items() if k != "started"}))

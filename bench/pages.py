@@ -33,10 +33,10 @@ import streamlit as st  # noqa: E402
 import streamlit.logger  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from decisioning.scenario import load_scenario  # noqa: E402
+from momento.scenario import load_scenario  # noqa: E402
 from decisioning.simulator.backfill import backfill  # noqa: E402
-from metrics.warehouse import Warehouse  # noqa: E402
-from momento.config import PROJECT_ROOT, load_settings  # noqa: E402
+from momento.lake.warehouse import Warehouse  # noqa: E402
+from momento.settings import PROJECT_ROOT, load_settings  # noqa: E402
 
 PAGES = ("executive", "journeys", "experiments", "engine_health", "governance")
 DAYS = 28

@@ -17,7 +17,7 @@ from itertools import accumulate
 
 import numpy as np
 
-from decisioning.scenario import Experiment, Population
+from momento.scenario import Experiment, Population
 
 HOLDOUT = "holdout"
 _SCALE = float(2**64)

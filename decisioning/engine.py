@@ -32,12 +32,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from decisioning import governance as gov
+from decisioning import guards as gov
 from decisioning.assignment import HOLDOUT, ArmSplit, in_holdout
 from decisioning.features import FeatureStore, encode, referrer_type
 from decisioning.policies import ModelUnavailable, Policy, choose, make_policy
-from decisioning.scenario import Arm, Experience, Experiment, Placement, Scenario
-from metrics.lake import LakeWriter, QueueFull
+from momento.scenario import Arm, Experience, Experiment, Placement, Scenario
+from momento.lake.writer import LakeWriter, QueueFull
 from momento.codes import Code
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ import numpy as np
 from scipy import special
 
 from decisioning.features import FEATURE_NAMES
-from decisioning.scenario import Experience
+from momento.scenario import Experience
 
 _PRICE = FEATURE_NAMES.index("price_sensitivity")
 _PAGES = FEATURE_NAMES.index("pages_viewed")

@@ -18,10 +18,10 @@ import time
 from datetime import datetime, timezone
 from typing import NamedTuple
 
-from decisioning import governance as gov
+from decisioning import guards as gov
 from decisioning.engine import FALLBACKS_AFTER_CAPS, Engine
 from decisioning.identity import IdentityMap
-from metrics.warehouse import Warehouse
+from momento.lake.warehouse import Warehouse
 
 # Each anonymous id's newest link, the newest `$keep` of them, oldest first (so the map keeps
 # them in the order it would have).

@@ -31,7 +31,6 @@ import logging
 import re
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -41,7 +40,6 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 import uvicorn
@@ -71,13 +69,13 @@ from decisioning.api_models import (
 from decisioning.engine import Context, Decision, DecisionLog, Engine, Faults, UnknownPlacement
 from decisioning.identity import IdentityMap, anonymous_unit, customer_unit
 from decisioning.recovery import recover
-from decisioning.scenario import Scenario, load_scenario
+from momento.scenario import Scenario, load_scenario
 from decisioning.telemetry import Telemetry
-from metrics.lake import LakeWriter, QueueFull, open_table
-from metrics.schema import BatchError, to_table
-from metrics.warehouse import Warehouse
+from momento.lake.writer import LakeWriter, QueueFull, open_table
+from momento.lake.schema import BatchError, to_table
+from momento.lake.warehouse import Warehouse
 from momento.codes import Code, sentence
-from momento.config import Settings
+from momento.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -364,7 +362,7 @@ class Service:
         if self.writer.wait_committed(seq, self.writer.flush_seconds + 1.0):
             return True
         # An append whose rows were all duplicates gets a number no timed flush ever marks
-        # committed (metrics.lake); an explicit flush marks it.
+        # committed (momento.lake.writer); an explicit flush marks it.
         self.writer.flush()
         return self.writer.wait_committed(seq, DURABLE_WAIT_SECONDS)
 
@@ -642,33 +640,6 @@ def create_app(
         return Response(body, media_type=content_type)
 
     return app
-
-
-def free_loopback_port() -> int:
-    """A loopback port nobody listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def service_command(host: str, port: int) -> list[str]:
-    """The command line that runs this service as its own process (demo, tests, benchmarks)."""
-    return [sys.executable, "-m", "momento.cli", "serve", "--host", host, "--port", str(port)]
-
-
-def wait_until_healthy(url: str, process: subprocess.Popen | None = None, timeout: float = 60.0) -> None:
-    """Block until `url`/healthz answers 200; RuntimeError if `process` exits or time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"the service exited with code {process.returncode} before answering")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"the service at {url} did not answer /healthz within {timeout:.0f} s")
 
 
 def serve(settings: Settings, host: str, port: int) -> int:

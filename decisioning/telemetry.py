@@ -14,7 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from decisioning.engine import Decision
-from metrics.lake import LakeWriter
+from momento.lake.writer import LakeWriter
 
 # Decision latency: 50 us .. 50 ms, dense around the 10 ms budget.
 _LATENCY_BUCKETS = (5e-5, 1e-4, 2e-4, 3e-4, 5e-4, 7.5e-4, 1e-3, 2e-3, 5e-3, 7.5e-3, 1e-2, 1.5e-2, 2.5e-2, 5e-2)

@@ -19,10 +19,10 @@ import polars as pl
 
 from metrics import stats
 from metrics.filters import Filters
-from metrics.kpis import MEASURES, metric
+from momento.kpis import MEASURES, metric
 from metrics.sql import user_key, utc_day, utc_hour
 from metrics.sql.per_user import arm_stats, per_user_sql, stats_columns, unit_columns, value_of
-from metrics.warehouse import Warehouse
+from momento.lake.warehouse import Warehouse
 
 HEADLINE = tuple(metric(name) for name in ("arpu", "margin_per_user", "conversion_rate", "aov", "nps", "coverage"))
 GROUPS = ("exposed", "holdout")

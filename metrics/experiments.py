@@ -19,13 +19,13 @@ from typing import Any, Literal
 
 import polars as pl
 
-from decisioning.scenario import Experiment, Scenario
+from momento.scenario import Experiment, Scenario
 from metrics import stats
 from metrics.filters import Filters
-from metrics.kpis import METRICS, Metric, metric
+from momento.kpis import METRICS, Metric, metric
 from metrics.sql import user_key, utc_day
 from metrics.sql.per_user import arm_stats, cumulative_sql, per_user_sql, stats_columns, unit_columns, value_of
-from metrics.warehouse import Warehouse
+from momento.lake.warehouse import Warehouse
 
 Role = Literal["primary", "secondary", "guardrail"]
 Verdict = Literal["better", "worse", "no difference yet", "not enough data"]
@@ -352,7 +352,7 @@ _TRUTH_SCHEMA = {"metric": pl.String, "variant": pl.String, "truth": pl.Float64}
 
 def true_lifts(truth: Mapping[str, Any] | None, experiment_id: str) -> pl.DataFrame:
     """The relative effects the simulator really applied to `experiment_id` (its ground-truth
-    document, `decisioning.simulator.truth.load`), one row per metric × variant; empty when
+    document, `momento.lake.ground_truth.load`), one row per metric × variant; empty when
     there is no ground truth (a lake fed by live traffic only)."""
     metrics = ((truth or {}).get("experiments", {}).get(experiment_id) or {}).get("metrics", {})
     rows = [{"metric": name, "variant": variant, "truth": effect.get("relative")}

@@ -16,7 +16,7 @@ import polars as pl
 from prometheus_client.parser import text_string_to_metric_families
 
 from metrics.filters import Filters
-from metrics.warehouse import Warehouse
+from momento.lake.warehouse import Warehouse
 from momento.codes import FAILURES, sentence
 
 SLO_TARGET = 0.99

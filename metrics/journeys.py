@@ -16,13 +16,13 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from decisioning.scenario import Experiment, Scenario
+from momento.scenario import Experiment, Scenario
 from metrics.filters import Filters
 from metrics.experiments import arm_rows
-from metrics.kpis import CAPPED, CLICK_EVENTS, ELIGIBLE, FALLBACK, PERSONALISED, metric
-from metrics.sql import sql_list
+from momento.kpis import CAPPED, CLICK_EVENTS, ELIGIBLE, FALLBACK, PERSONALISED, metric
+from momento.sql import sql_list
 from metrics.sql.per_user import arm_stats
-from metrics.warehouse import Warehouse
+from momento.lake.warehouse import Warehouse
 
 SERVING = ("no_consent", "capped", "holdout", "blocked", "fallback", "model", "fixed")
 """Serving classes, in the order governance decides them."""

@@ -23,7 +23,7 @@ from scipy import stats as sps
 
 from metrics import stats
 from metrics.filters import Filters
-from metrics.warehouse import Warehouse
+from momento.lake.warehouse import Warehouse
 
 OUTCOMES: dict[str, tuple[str, ...]] = {
     "conversion": ("purchase",),

@@ -7,11 +7,11 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from decisioning.scenario import Experiment
-from decisioning.simulator import truth
+from momento.scenario import Experiment
+from momento.lake import ground_truth as truth
 from metrics import experiments
 from metrics.filters import Filters
-from metrics.kpis import METRICS
+from momento.kpis import METRICS
 from pages import analytics, ui
 
 MONEY = "R$ %.2f"

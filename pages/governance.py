@@ -6,7 +6,7 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
-from metrics import governance as gov
+from metrics import compliance as gov
 from metrics.filters import Filters
 from momento.codes import Code, sentence
 from pages import ui

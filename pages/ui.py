@@ -20,11 +20,11 @@ import polars as pl
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from decisioning.scenario import Scenario, ScenarioError, load_scenario
+from momento.scenario import Scenario, ScenarioError, load_scenario
 from metrics import health
 from metrics.filters import Filters
-from metrics.warehouse import Warehouse, WarehouseError
-from momento.config import Settings, load_settings
+from momento.lake.warehouse import Warehouse, WarehouseError
+from momento.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from decisioning.scenario import Scenario, load_scenario
-from decisioning.simulator import truth
+from momento.scenario import Scenario, load_scenario
+from momento.lake import ground_truth as truth
 from decisioning.simulator.backfill import backfill
-from momento.config import PROJECT_ROOT
+from momento.settings import PROJECT_ROOT
 
 SMALL_LAKE_USERS = 2_500
 SMALL_LAKE_DAYS = 28

@@ -2,7 +2,7 @@
 
 `simulation.Simulation` plays the days hour by hour with the service's own decision flow;
 `rows.assemble` turns the result into the lake's rows, which are validated by
-`metrics.schema.to_table` and appended to the Delta tables in large batches (a commit per
+`momento.lake.schema.to_table` and appended to the Delta tables in large batches (a commit per
 table, events in chunks); the ground truth is written next to the lake (`truth.py`). A
 progress bar shows the hours simulated and the rows written.
 
@@ -23,13 +23,14 @@ import polars as pl
 from deltalake import write_deltalake
 from tqdm import tqdm
 
-from decisioning.scenario import Scenario, load_scenario
+from momento.scenario import Scenario, load_scenario
 from decisioning.simulator import rows as rows_mod
 from decisioning.simulator import truth as truth_mod
+from momento.lake import ground_truth
 from decisioning.simulator.simulation import Simulation
-from metrics.lake import table_path
-from metrics.schema import TABLES, to_table
-from momento.config import Settings
+from momento.lake.writer import table_path
+from momento.lake.schema import TABLES, to_table
+from momento.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def backfill(lake: Path, scenario: Scenario, days: int, users: int | None = None
              incidents: bool = True) -> BackfillResult:
     """Simulate `days` days of `users` customers ending at `end` (default now) into `lake`.
 
-    Also writes the ground truth to `truth.truth_path(lake)`. `incidents=False` leaves out the
+    Also writes the ground truth to `momento.lake.ground_truth.truth_path(lake)`. `incidents=False` leaves out the
     scenario's incident schedule (clean data for checking estimates against truth).
     """
     if days < 1:
@@ -111,7 +112,7 @@ def backfill(lake: Path, scenario: Scenario, days: int, users: int | None = None
     clock.lap("simulate")
     written = write_tables(Path(lake), rows_mod.assemble(sim), progress)
     clock.lap("write")
-    path = truth_mod.write(Path(lake), truth_mod.ground_truth(sim))
+    path = ground_truth.write(Path(lake), truth_mod.ground_truth(sim))
     clock.lap("truth")
     return BackfillResult(Path(lake), path, datetime.fromtimestamp(sim.start_us / 1e6, timezone.utc), end,
                           sim.population.size, sim.sessions, written, sum(clock.laps.values()), clock.laps)

@@ -2,7 +2,7 @@
 
 The backfill's path. Same steps in the same order as the engine, with the same building
 blocks: an injected error, the holdout, the experiment arm (a control arm serves the default
-at once), governance from `decisioning.governance` (consent, channel, stock, bought-today,
+at once), governance from `decisioning.guards` (consent, channel, stock, bought-today,
 then the frequency cap, taken only by a decision that passed the rest), a fixed arm's
 variant, or the arm's policy from `decisioning.policies` (model outage, budget), sampled with
 `choose` so the logged propensity is the probability the choice was made with.
@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from decisioning import governance as gov
+from decisioning import guards as gov
 from decisioning.features import FEATURE_NAMES
 from decisioning.policies import Policy, choose
-from decisioning.scenario import Experience, Experiment, Governance, Placement
+from momento.scenario import Experience, Experiment, Governance, Placement
 from momento.codes import Code
 
 POLICY_REASON = {"rules": Code.POLICY_RULES, "thompson": Code.POLICY_THOMPSON, "propensity": Code.POLICY_PROPENSITY}

@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 
 from decisioning.identity import customer_unit
-from decisioning.scenario import Behaviour, Experience, Scenario
+from momento.scenario import Behaviour, Experience, Scenario
 
 SEEN_RATE = 0.9
 """Share of web/app decisions whose placement actually reaches the screen (an exposure)."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from decisioning.scenario import Incident, Scenario
+from momento.scenario import Incident, Scenario
 
 NAMES = ("latency_spike", "model_outage", "error_burst", "ingestion_stall", "srm_bug")
 ERROR_BURST_SHARE = 0.3

@@ -39,10 +39,10 @@ import httpx
 import numpy as np
 import polars as pl
 
-from decisioning.scenario import Scenario, ScenarioError, load_scenario
+from momento.scenario import Scenario, ScenarioError, load_scenario
 from decisioning.simulator import behaviour as bh
 from decisioning.simulator import incidents as inc
-from momento.config import Settings
+from momento.settings import Settings
 
 SERVICE_INCIDENTS = ("latency_spike", "model_outage", "error_burst")
 DEFAULT_SPEED = 60.0

@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from decisioning.simulator import behaviour as bh
+from decisioning.simulator.frames import series
 
 if TYPE_CHECKING:
     from decisioning.simulator.simulation import Simulation
@@ -31,13 +32,6 @@ RECOVERY_CLICK_DELAY_US = 30 * _S
 UTC = pl.Datetime("us", "UTC")
 CHUNK_ROWS = 2_000_000
 """Events are assembled and written this many at a time (one Delta commit each)."""
-
-
-def series(name: str, values: np.ndarray) -> pl.Series:
-    """A polars column from a numpy array (object arrays of str/None become String columns)."""
-    if values.dtype == object:
-        return pl.Series(name, values.tolist(), dtype=pl.String)
-    return pl.Series(name, values)
 
 
 def _ids(prefix: str, numbers: pl.Expr) -> pl.Expr:

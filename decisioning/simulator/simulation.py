@@ -27,11 +27,11 @@ from decisioning.assignment import assign_arms, buckets
 from decisioning.features import encode_columns
 from decisioning.identity import anonymous_unit
 from decisioning.policies import make_policy
-from decisioning.scenario import Scenario
+from momento.scenario import Scenario
 from decisioning.simulator import behaviour as bh
 from decisioning.simulator import incidents as inc
 from decisioning.simulator.batch import ExperienceDecider, Requests, Served
-from decisioning.simulator.rows import series
+from decisioning.simulator.frames import series
 from momento.codes import Code
 
 HOUR_US = 3_600_000_000

@@ -1,7 +1,7 @@
 """Ground truth of a backfill: the true effect of every experiment, as `metrics/` measures it.
 
 For each experiment the population is the users with a logged exposure (holdout excluded) and
-outcomes count from the user's first exposure to the end of the backfill, as `metrics.kpis`
+outcomes count from the user's first exposure to the end of the backfill, as `momento.kpis`
 counts them. For every such user and every arm, the model's *expected* outcomes are computed
 exactly from the probabilities the simulation drew with: each cart's chance of an order (in
 the session, or recovered by a message after it was abandoned), its expected revenue and net
@@ -13,20 +13,18 @@ population of (outcome under the arm) minus (outcome under control), and its rel
 It conditions on everything the arm cannot change: sessions, pages, carts, what was seen,
 message opens, returns, consent and governance state, the other experiments' choices. For the
 recovery experiment the sessions' own orders cannot depend on it and are taken as realised.
-Metrics as in `metrics.kpis`: conversion_rate (share of users with an order), revenue_per_user
+Metrics as in `momento.kpis`: conversion_rate (share of users with an order), revenue_per_user
 (order revenue), margin_per_user (order margin net of discounts, minus returned orders'
 margin), aov and ctr (ratios of expected sums). With the `srm_bug` incident the measured
 population is itself biased: the truth is then over the users that were measured.
 
 Also: the incremental revenue and margin of personalisation over serving every default, for
-the non-holdout users the engine reached. Saved as JSON in `<lake>/_ground_truth.json`.
+the non-holdout users the engine reached. Stored with the lake by `momento.lake.ground_truth`.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,30 +33,11 @@ from decisioning.simulator import behaviour as bh
 from decisioning.simulator.rows import RECOVERY_ORDER_DELAY_US
 
 if TYPE_CHECKING:
-    from decisioning.scenario import Experience
+    from momento.scenario import Experience
     from decisioning.simulator.simulation import Ledger, Simulation
 
-FILE_NAME = "_ground_truth.json"
 RECOVERY = "cart_recovery_offer"
 _NEVER = np.iinfo(np.int64).max
-
-
-def truth_path(lake: Path) -> Path:
-    """Where the ground truth of the lake at `lake` is stored."""
-    return Path(lake) / FILE_NAME
-
-
-def write(lake: Path, truth: dict[str, Any]) -> Path:
-    path = truth_path(lake)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(truth, indent=2, sort_keys=True), encoding="utf-8")
-    return path
-
-
-def load(lake: Path) -> dict[str, Any] | None:
-    """The ground truth stored with the lake, or None (e.g. a lake fed only by live traffic)."""
-    path = truth_path(lake)
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def _iso(us: int) -> str:
@@ -132,7 +111,7 @@ class _Experiment:
         if self.here.empty:
             return {"users": 0}
         units, first = self.population()
-        n, arms = units.size, self.here.n_arms
+        n = units.size
         if n == 0:
             return {"users": 0}
         member = np.full(len(sim.unit_ids), -1, dtype=np.int64)

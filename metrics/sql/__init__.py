@@ -1,17 +1,10 @@
-"""Helpers for SQL composed from code (never from user text): quoting the catalogue's own
-constants, UTC calendar buckets and the user key. (`Warehouse.query` binds exactly the parameters a query uses.)
+"""Helpers for SQL composed from code (never from user text): UTC calendar
+buckets and the user key (quoting the catalogue's constants is `momento.sql.sql_list`). (`Warehouse.query` binds exactly the parameters a query uses.)
 
 `metrics.sql.per_user` writes the per-user and sufficient-statistics SQL from the KPI catalogue.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
-
-
-def sql_list(values: Sequence[str]) -> str:
-    """A SQL list of string literals, for the catalogue's own constants (never user text)."""
-    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
 
 
 _DAY_US, _HOUR_US = 86_400_000_000, 3_600_000_000

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
-from metrics.kpis import MEASURES, Measure, Metric, Source, Window
-from metrics.sql import sql_list, user_key, utc_day
+from momento.kpis import MEASURES, Measure, Metric, Source, Window
+from metrics.sql import user_key, utc_day
+from momento.sql import sql_list
 from metrics.stats import ArmStats
 
 

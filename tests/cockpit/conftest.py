@@ -11,8 +11,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from decisioning.server import free_loopback_port
-from momento.config import PROJECT_ROOT
+from cli.processes import free_loopback_port
+from momento.settings import PROJECT_ROOT
 
 RunPage = Callable[..., AppTest]
 

@@ -12,8 +12,8 @@ import pytest
 
 from metrics import health
 from metrics.filters import Filters
-from metrics.warehouse import Warehouse
-from momento.config import load_settings
+from momento.lake.warehouse import Warehouse
+from momento.settings import load_settings
 
 PAGES = ["pages/executive.py", "pages/journeys.py", "pages/experiments.py", "pages/engine_health.py",
          "pages/governance.py"]

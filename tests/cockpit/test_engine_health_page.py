@@ -14,9 +14,9 @@ import pytest
 from metrics import health
 from metrics import model_quality as mq
 from metrics.filters import Filters
-from decisioning.server import free_loopback_port, wait_until_healthy
-from metrics.warehouse import Warehouse
-from momento.config import PROJECT_ROOT, load_settings
+from cli.processes import free_loopback_port, wait_until_healthy
+from momento.lake.warehouse import Warehouse
+from momento.settings import PROJECT_ROOT, load_settings
 
 PAGE = "pages/engine_health.py"
 BUDGET_MS = load_settings({}).decision_budget_ms
@@ -109,7 +109,7 @@ def stalled_service(tmp_path, monkeypatch):
     port = free_loopback_port()
     env = {**os.environ, "MOMENTO_LAKE": str(tmp_path / "lake"), "MOMENTO_FLUSH_DELAY_SECONDS": "8",
            "MOMENTO_QUEUE_LIMIT": "50", "MOMENTO_FLUSH_SECONDS": "0.2"}
-    process = subprocess.Popen([sys.executable, "-m", "momento.cli", "serve", "--port", str(port)], env=env,
+    process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port)], env=env,
                                cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from metrics import executive
 from metrics.filters import Filters
-from metrics.warehouse import Warehouse
+from momento.lake.warehouse import Warehouse
 
 PAGE = "pages/executive.py"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from metrics import governance as gov
+from metrics import compliance as gov
 from metrics.filters import Filters
-from metrics.lake import LakeWriter
-from metrics.warehouse import Warehouse
+from momento.lake.writer import LakeWriter
+from momento.lake.warehouse import Warehouse
 
 PAGE = "pages/governance.py"
 

@@ -7,7 +7,7 @@ import pytest
 
 from metrics import experiments, journeys
 from metrics.filters import Filters
-from metrics.warehouse import Warehouse
+from momento.lake.warehouse import Warehouse
 
 PAGE = "pages/journeys.py"
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from decisioning.scenario import Scenario, load_scenario
-from decisioning.server import free_loopback_port, service_command, wait_until_healthy
-from momento.config import PROJECT_ROOT
+from momento.scenario import Scenario, load_scenario
+from cli.processes import free_loopback_port, service_command, wait_until_healthy
+from momento.settings import PROJECT_ROOT
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,8 @@ from scipy import stats
 from decisioning.assignment import HOLDOUT, assign_arm, in_holdout
 from decisioning.engine import Context, DecisionLog, Engine, Faults, UnknownPlacement
 from decisioning.identity import customer_unit
-from metrics.lake import LakeWriter, QueueFull
-from metrics.schema import to_table
+from momento.lake.writer import LakeWriter, QueueFull
+from momento.lake.schema import to_table
 from momento.codes import Code
 
 KEY = "test-key"

@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 
 from decisioning.identity import anonymous_unit, customer_unit
 from decisioning.server import create_app, is_loopback
-from metrics.warehouse import Warehouse
+from momento.lake.warehouse import Warehouse
 from momento.codes import Code
-from momento.config import load_settings
+from momento.settings import load_settings
 from tests.support.service import DEV_KEY, decide, metric, raw_user
 
 PERSONALISED = ("rules", "thompson", "propensity", "fixed")

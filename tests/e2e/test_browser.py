@@ -23,10 +23,10 @@ import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from decisioning.scenario import load_scenario
-from decisioning.server import free_loopback_port
+from momento.scenario import load_scenario
+from cli.processes import free_loopback_port
 from decisioning.simulator.backfill import backfill
-from momento.config import PROJECT_ROOT
+from momento.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -86,9 +86,9 @@ def system(tmp_path_factory) -> Iterator[dict[str, str]]:
             stack.callback(_stop, process)  # stopped in reverse order of starting, before its log closes
             return process
 
-        service = start("service", [sys.executable, "-m", "momento.cli", "serve", "--port", str(service_port)])
+        service = start("service", [sys.executable, "-m", "cli.main", "serve", "--port", str(service_port)])
         _wait_for(f"{service_url}/healthz", service, f"the service (log: {logs / 'service.log'})")
-        start("simulator", [sys.executable, "-m", "momento.cli", "simulate", "--url", service_url, "--rate", "5"])
+        start("simulator", [sys.executable, "-m", "cli.main", "simulate", "--url", service_url, "--rate", "5"])
         cockpit = start("cockpit", [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port",
                                     str(cockpit_port), "--server.address", "127.0.0.1", "--server.headless", "true",
                                     "--browser.gatherUsageStats", "false"])

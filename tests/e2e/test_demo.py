@@ -19,8 +19,8 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
-from metrics.warehouse import Warehouse
-from momento.config import PROJECT_ROOT
+from momento.lake.warehouse import Warehouse
+from momento.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -56,7 +56,7 @@ def test_demo_backfills_runs_everything_live_and_stops_cleanly(tmp_path, stop):
     env = {**os.environ, "MOMENTO_LAKE": str(lake), "MOMENTO_FLUSH_SECONDS": "0.5"}
     started = datetime.now(timezone.utc)
     demo = subprocess.Popen(
-        [sys.executable, "-m", "momento.cli", "demo", "--days", "3", "--users", "800", "--rate", "4",
+        [sys.executable, "-m", "cli.main", "demo", "--days", "3", "--users", "800", "--rate", "4",
          "--port", str(service_port), "--cockpit-port", str(cockpit_port)],
         cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from metrics.lake import LakeWriter
+from momento.lake.writer import LakeWriter
 
 T0 = datetime(2026, 6, 1, 12, tzinfo=timezone.utc)
 """Hour 0 of every hand-made lake (a Monday, midday UTC)."""

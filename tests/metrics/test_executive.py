@@ -12,7 +12,7 @@ import pytest
 
 from metrics import executive, stats
 from metrics.filters import Filters
-from metrics.warehouse import Warehouse
+from momento.lake.warehouse import Warehouse
 
 sys.path.insert(0, str(Path(__file__).parent))
 from handmade import T0, decision, event, purchase, write_lake  # noqa: E402

@@ -18,9 +18,9 @@ from statsmodels.stats.multitest import multipletests
 from metrics import experiments as ex
 from metrics import stats
 from metrics.filters import Filters
-from metrics.kpis import METRICS
+from momento.kpis import METRICS
 from metrics.sql.per_user import arm_stats
-from metrics.warehouse import Warehouse
+from momento.lake.warehouse import Warehouse
 
 sys.path.insert(0, str(Path(__file__).parent))
 from handmade import T0, decision, exposure, purchase, write_lake  # noqa: E402

@@ -11,8 +11,8 @@ import pytest
 
 from metrics import health
 from metrics.filters import Filters
-from metrics.lake import LakeWriter
-from metrics.warehouse import Warehouse
+from momento.lake.writer import LakeWriter
+from momento.lake.warehouse import Warehouse
 
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=timezone.utc)
 BUDGET_MS = 10.0

@@ -12,8 +12,8 @@ from polars.testing import assert_frame_equal
 
 from metrics import experiments, journeys
 from metrics.filters import Filters
-from metrics.kpis import GOVERNANCE_BLOCKS
-from metrics.warehouse import Warehouse
+from momento.kpis import GOVERNANCE_BLOCKS
+from momento.lake.warehouse import Warehouse
 
 sys.path.insert(0, str(Path(__file__).parent))
 from handmade import decision, event, exposure, purchase, write_lake  # noqa: E402

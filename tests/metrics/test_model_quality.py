@@ -12,8 +12,8 @@ import pytest
 
 from metrics import model_quality as mq
 from metrics.filters import Filters
-from metrics.lake import LakeWriter
-from metrics.warehouse import Warehouse
+from momento.lake.writer import LakeWriter
+from momento.lake.warehouse import Warehouse
 
 T0 = datetime(2026, 6, 1, 8, 0, tzinfo=timezone.utc)
 N = 4_000

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from momento.config import PROJECT_ROOT
+from momento.settings import PROJECT_ROOT
 
 if str(PROJECT_ROOT) not in sys.path:  # `tests.*` modules are imported from the project root
     sys.path.insert(0, str(PROJECT_ROOT))

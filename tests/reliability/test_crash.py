@@ -21,7 +21,7 @@ import time
 import httpx
 import pytest
 
-from metrics.warehouse import Warehouse
+from momento.lake.warehouse import Warehouse
 from tests.support.service import metric
 
 LOAD_SECONDS = 3.0

@@ -16,7 +16,7 @@ import importlib.util
 
 import pytest
 
-from momento.config import PROJECT_ROOT
+from momento.settings import PROJECT_ROOT
 
 SECONDS = 6.0
 

@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 
 from decisioning.server import create_app
 from momento.codes import Code
-from metrics.warehouse import Warehouse
-from momento.config import load_settings
+from momento.lake.warehouse import Warehouse
+from momento.settings import load_settings
 from tests.support.service import decide, metric, raw_user, wait_for_count
 
 ADAPTIVE = ("exp_adaptive_cta", "adaptive", "product_cta")  # the propensity model chooses

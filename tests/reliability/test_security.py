@@ -30,14 +30,14 @@ import httpx
 import pytest
 
 from decisioning.identity import anonymous_unit, customer_unit
-from decisioning.server import free_loopback_port, wait_until_healthy
-from metrics import governance, health
+from cli.processes import free_loopback_port, wait_until_healthy
+from metrics import compliance, health
 from metrics.filters import Filters
-from metrics.lake import LakeWriter
-from metrics.schema import TABLES
-from metrics.warehouse import Warehouse
+from momento.lake.writer import LakeWriter
+from momento.lake.schema import TABLES
+from momento.lake.warehouse import Warehouse
 from momento.codes import Code
-from momento.config import PROJECT_ROOT, load_settings
+from momento.settings import PROJECT_ROOT, load_settings
 from tests.support.service import (
     DEV_KEY, RunningService, decide, host_address, raw_user, start_service, wait_for_count,
 )
@@ -90,7 +90,7 @@ def test_binds_to_loopback_by_default(tmp_path):
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MOMENTO_")}, "MOMENTO_LAKE": str(tmp_path / "lake")}
     log = tmp_path / "service.log"
     with log.open("wb") as sink:  # `momento serve` with no --host and no MOMENTO_HOST
-        process = subprocess.Popen([sys.executable, "-m", "momento.cli", "serve", "--port", str(port)],
+        process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
                                    cwd=PROJECT_ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
     running = RunningService(process, f"http://127.0.0.1:{port}", tmp_path / "lake", log)
     try:
@@ -219,10 +219,10 @@ def test_sql_injection_shaped_input_is_only_data(client, service):
         assert health.summary(warehouse, Filters(channel=text), 10.0).decisions == 0
         assert health.summary(warehouse, Filters(segment=text, journey=text), 10.0).decisions == 0
         assert health.errors_by_code(warehouse, Filters(channel=text)).is_empty()
-        assert governance.audit(warehouse, Filters(), governance.AuditQuery(user_id=text)).is_empty()
-        found = governance.audit(warehouse, Filters(), governance.AuditQuery(user_id=customer_unit(text, DEV_KEY)))
+        assert compliance.audit(warehouse, Filters(), compliance.AuditQuery(user_id=text)).is_empty()
+        found = compliance.audit(warehouse, Filters(), compliance.AuditQuery(user_id=customer_unit(text, DEV_KEY)))
         assert found.height == 1 and found["user_id"].to_list() == [customer_unit(text, DEV_KEY)]
-        assert governance.audit(warehouse, Filters(), governance.AuditQuery(reason=text, decision_id=text)).is_empty()
+        assert compliance.audit(warehouse, Filters(), compliance.AuditQuery(reason=text, decision_id=text)).is_empty()
     warehouse.refresh(force=True)
     assert warehouse.scalar("SELECT count(*) FROM decisions") >= decisions_before  # nothing was dropped or deleted
     warehouse.close()
@@ -245,10 +245,10 @@ def test_sql_injection_shaped_input_is_only_data(client, service):
 # catalogue...) or is listed here with the reason it can never carry a caller's text. Module-level
 # SQL (built from constants at import) needs no entry. What it cannot see: a parameter copied to
 # a local first; the dynamic tests above cover behaviour.
-REVIEWED: dict[tuple[str, str, str], str] = {  # all in metrics/: the service and the pages build no SQL
-    ("metrics/warehouse.py", "_refresh_table", "name"): "a table name from metrics.schema.TABLES",
-    ("metrics/warehouse.py", "_drop", "name"): "a table name from metrics.schema.TABLES",
-    ("metrics/governance.py", "parity", "dimension"): "checked against governance.DIMENSIONS first",
+REVIEWED: dict[tuple[str, str, str], str] = {  # all in metrics/ and momento/lake/: the service and the pages build no SQL
+    ("momento/lake/warehouse.py", "_refresh_table", "name"): "a table name from momento.lake.schema.TABLES",
+    ("momento/lake/warehouse.py", "_drop", "name"): "a table name from momento.lake.schema.TABLES",
+    ("metrics/compliance.py", "parity", "dimension"): "checked against compliance.DIMENSIONS first",
     ("metrics/executive.py", "_trend_sql", "bucket"): "utc_day/utc_hour of a constant column, at import",
     ("metrics/sql/per_user.py", "_numbered", "units"): "SQL composed by experiments/executive from constants",
     ("metrics/sql/per_user.py", "_numbered", "keys"): "column names fixed by experiments/executive ('uid', ...)",
@@ -318,7 +318,7 @@ def search(wh, text, table, flag: bool, n: int):
 
 
 def test_no_sql_text_is_built_from_caller_values():
-    sources = [p for package in ("momento", "metrics", "decisioning", "pages", "bench")
+    sources = [p for package in ("momento", "metrics", "decisioning", "pages", "bench", "cli")
                for p in (PROJECT_ROOT / package).rglob("*.py")] + [PROJECT_ROOT / "app.py"]
     found = [hit for path in sources
              for hit in _caller_values_in_sql(path.read_text(), path.relative_to(PROJECT_ROOT).as_posix())]
@@ -391,7 +391,7 @@ def test_erasure_forgets_the_user_in_the_lake_and_the_feature_store(client, serv
                                 {"u": unit, "a": cookie_unit}) == 0, table
     assert warehouse.scalar("SELECT count(*) FROM events WHERE anonymous_id = $a", {"a": cookie_unit}) == 0
     assert warehouse.scalar("SELECT count(*) FROM events WHERE event_id = $e", {"e": f"{bystander}-view"}) == 1
-    logged = governance.erasures(warehouse)
+    logged = compliance.erasures(warehouse)
     assert hashlib.sha256(unit.encode()).hexdigest() in logged["subject_hash"].to_list()
     warehouse.close()
     assert not [f for f in _files_containing(service.lake, unit) if "_delta_log" not in f]  # no data file holds it

@@ -21,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from decisioning.assignment import assign_arm, in_holdout
 from decisioning.identity import customer_unit
-from decisioning.scenario import Scenario
-from metrics.warehouse import Warehouse
+from momento.scenario import Scenario
+from momento.lake.warehouse import Warehouse
 from tests.decisioning.conftest import RunningService, start_service
 
 __all__ = ["RunningService", "start_service", "decide", "metric", "wait_for_count", "raw_user", "host_address", "DEV_KEY"]

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from scipy import stats
 
-from decisioning.scenario import Scenario
+from momento.scenario import Scenario
 from decisioning.simulator import backfill as bf
 from decisioning.simulator import behaviour as bh
-from metrics.warehouse import Warehouse
-from momento.config import PROJECT_ROOT, Settings
+from momento.lake.warehouse import Warehouse
+from momento.settings import PROJECT_ROOT, Settings
 
 P_MIN = 0.001
 
@@ -221,7 +221,7 @@ def test_the_same_seed_gives_the_same_history(tmp_path: Path, bundled_scenario: 
 def test_momento_backfill_fills_the_lake(tmp_path: Path) -> None:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MOMENTO_")}
     environment["MOMENTO_LAKE"] = str(tmp_path / "lake")
-    done = subprocess.run([sys.executable, "-m", "momento.cli", "backfill", "--days", "2", "--users", "300"],
+    done = subprocess.run([sys.executable, "-m", "cli.main", "backfill", "--days", "2", "--users", "300"],
                           cwd=PROJECT_ROOT, env=environment, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "events" in done.stdout and "ground truth" in done.stdout

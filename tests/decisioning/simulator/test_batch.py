@@ -7,12 +7,12 @@ import time
 import numpy as np
 import pytest
 
-from decisioning import governance as gov
+from decisioning import guards as gov
 from decisioning.assignment import assign_arm, in_holdout
 from decisioning.engine import Context, Engine
 from decisioning.features import FEATURE_NAMES
 from decisioning.policies import make_policy
-from decisioning.scenario import Scenario
+from momento.scenario import Scenario
 from decisioning.simulator.batch import ExperienceDecider, Requests
 from momento.codes import Code
 

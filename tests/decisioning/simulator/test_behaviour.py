@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from decisioning.scenario import Scenario
+from momento.scenario import Scenario
 from decisioning.simulator import behaviour as bh
-from momento.config import Settings
+from momento.settings import Settings
 
 P_MIN = 0.001  # a fixed seed; a real mismatch gives p-values far below this
 

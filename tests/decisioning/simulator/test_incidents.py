@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from decisioning.scenario import Scenario
+from momento.scenario import Scenario
 from decisioning.simulator import incidents as inc
 
 HOUR = 3_600_000_000

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from decisioning.scenario import Scenario
-from decisioning.server import free_loopback_port, service_command, wait_until_healthy
+from momento.scenario import Scenario
+from cli.processes import free_loopback_port, service_command, wait_until_healthy
 from decisioning.simulator.live import LiveStats, run_live, simulate
-from metrics.warehouse import Warehouse
-from momento.config import PROJECT_ROOT, Settings
+from momento.lake.warehouse import Warehouse
+from momento.settings import PROJECT_ROOT, Settings
 
 
 def _environment(lake: Path) -> dict[str, str]:
@@ -49,7 +49,7 @@ def _counts(lake: Path) -> dict[str, int]:
 def test_momento_simulate_fills_the_warehouse_within_seconds(tmp_path: Path, launch) -> None:
     service = launch(tmp_path)
     run = subprocess.run(
-        [sys.executable, "-m", "momento.cli", "simulate", "--url", service.url, "--rate", "20", "--duration", "4",
+        [sys.executable, "-m", "cli.main", "simulate", "--url", service.url, "--rate", "20", "--duration", "4",
          "--seed", "1", "--incident", "model_outage", "--incident", "ingestion_stall"],
         cwd=PROJECT_ROOT, env=_environment(service.lake), capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr

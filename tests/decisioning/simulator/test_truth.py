@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
-from decisioning.scenario import Scenario
-from decisioning.simulator import truth
+from momento.scenario import Scenario
+from momento.lake import ground_truth
 from decisioning.simulator.backfill import backfill
 from metrics import experiments as ex
 from metrics.filters import Filters
-from metrics.kpis import METRICS
+from momento.kpis import METRICS
 from metrics.sql.per_user import arm_stats
 from metrics.stats import ArmStats
-from metrics.warehouse import Warehouse
+from momento.lake.warehouse import Warehouse
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,7 @@ def _analysed(lake: Path, scenario: Scenario) -> tuple[dict[str, ex.ExperimentRe
         frame = ex.load_stats(w, Filters(), scenario.business.pre_period_days, ex.scenario_metrics(scenario))
     finally:
         w.close()
-    return {x.id: ex.analyse(frame, x) for x in scenario.experiments}, truth.load(lake), frame
+    return {x.id: ex.analyse(frame, x) for x in scenario.experiments}, ground_truth.load(lake), frame
 
 
 @pytest.fixture(scope="module")

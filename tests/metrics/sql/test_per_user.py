@@ -10,11 +10,11 @@ import duckdb
 import numpy as np
 import pytest
 
-from metrics import kpis
+from momento import kpis
 from metrics.filters import Filters
 from metrics.sql import per_user, user_key
-from metrics.warehouse import used_params
-from metrics.warehouse import Warehouse
+from momento.lake.warehouse import used_params
+from momento.lake.warehouse import Warehouse
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from handmade import T0, decision, event, exposure, purchase, write_lake  # noqa: E402

@@ -17,7 +17,7 @@ import polars as pl
 from scipy import stats as sps
 
 from metrics.filters import Filters
-from metrics.warehouse import Warehouse
+from momento.lake.warehouse import Warehouse
 from momento.codes import sentence
 
 DIMENSIONS = ("segment", "device", "region")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 
-from metrics.lake import LakeWriter
-from metrics.warehouse import Warehouse, WarehouseError
+from momento.lake.writer import LakeWriter
+from momento.lake.warehouse import Warehouse, WarehouseError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from lake_worker import event_batch  # noqa: E402

@@ -18,11 +18,9 @@ import threading
 import time
 from dataclasses import replace
 
-import httpx
-
-from momento.cli import cockpit_command
-from momento.config import PROJECT_ROOT, Settings
-from metrics.warehouse import Warehouse
+from cli.processes import cockpit_command, wait_until_healthy
+from momento.settings import PROJECT_ROOT, Settings
+from momento.lake.warehouse import Warehouse
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -33,18 +31,6 @@ def _port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _wait_healthy(url: str, process: subprocess.Popen, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    return False
 
 
 def _spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -103,7 +89,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             return 2
 
     if not Warehouse(settings.lake).scalar("SELECT count(*) FROM events"):
-        from decisioning.scenario import load_scenario
+        from momento.scenario import load_scenario
         from decisioning.simulator.backfill import backfill
 
         print(f"momento demo: the lake at {settings.lake} is empty; backfilling {args.days} days of history…", flush=True)
@@ -111,13 +97,15 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
                  pseudonym_key=settings.pseudonym_key)
 
     env = {**os.environ, "MOMENTO_LAKE": str(settings.lake), "MOMENTO_SERVICE_URL": url}
-    python = [sys.executable, "-m", "momento.cli"]
+    python = [sys.executable, "-m", "cli.main"]
     children: list[tuple[str, subprocess.Popen]] = []
     try:
         service = _spawn([*python, "serve", "--host", settings.host, "--port", str(settings.port)], env)
         children.append(("service", service))
-        if not _wait_healthy(url, service, timeout=60):
-            print("momento demo: the service did not become healthy; see its log above", file=sys.stderr)
+        try:
+            wait_until_healthy(url, service, timeout=60)
+        except RuntimeError as exc:
+            print(f"momento demo: {exc}; see its log above", file=sys.stderr)
             return 1
         simulator = _spawn([*python, "simulate", "--url", url, "--rate", str(args.rate)], env)
         children.insert(0, ("simulator", simulator))

@@ -1,8 +1,8 @@
 """A separate process that writes to or reads from a lake, for the lake's concurrency tests.
 
-    python tests/metrics/lake_worker.py write LAKE BATCHES ROWS [COMPACT_EVERY_S]
+    python tests/momento/lake/lake_worker.py write LAKE BATCHES ROWS [COMPACT_EVERY_S]
         appends BATCHES batches of ROWS events, printing "committed <total>" after each commit.
-    python tests/metrics/lake_worker.py read LAKE SECONDS
+    python tests/momento/lake/lake_worker.py read LAKE SECONDS
         queries the event count in a loop, printing "count <n>" or "error <message>".
 """
 
@@ -13,13 +13,13 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
 import pyarrow as pa  # noqa: E402
 
-from metrics.lake import LakeWriter  # noqa: E402
-from metrics.warehouse import Warehouse  # noqa: E402
+from momento.lake.writer import LakeWriter  # noqa: E402
+from momento.lake.warehouse import Warehouse  # noqa: E402
 
 
 def event_batch(start: int, rows: int) -> pa.Table:

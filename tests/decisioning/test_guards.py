@@ -6,7 +6,7 @@ import threading
 from datetime import datetime, timezone
 
 
-from decisioning.governance import (
+from decisioning.guards import (
     FrequencyCaps,
     bought_today_block,
     cap_block,

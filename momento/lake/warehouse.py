@@ -22,8 +22,8 @@ import sqlalchemy
 from deltalake import DeltaTable
 from duckdb_engine import ConnectionWrapper
 
-from metrics.lake import table_path
-from metrics.schema import TABLES, empty_table
+from momento.lake.writer import table_path
+from momento.lake.schema import TABLES, empty_table
 
 _DUCKDB_CONFIG = {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
 

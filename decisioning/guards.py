@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from decisioning.scenario import Experience, Governance, Placement
+from momento.scenario import Experience, Governance, Placement
 from momento.codes import Code
 
 NO_CAP = np.iinfo(np.int64).max

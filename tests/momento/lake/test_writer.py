@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from metrics.lake import LakeWriter, QueueFull, RecentKeys
-from metrics.schema import BatchError
-from metrics.warehouse import Warehouse
+from momento.lake.writer import LakeWriter, QueueFull, RecentKeys
+from momento.lake.schema import BatchError
+from momento.lake.warehouse import Warehouse
 
 WORKER = Path(__file__).with_name("lake_worker.py")
 sys.path.insert(0, str(WORKER.parent))

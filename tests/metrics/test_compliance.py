@@ -11,10 +11,10 @@ import polars as pl
 import pytest
 from scipy import stats as sps
 
-from metrics import governance as gov
+from metrics import compliance as gov
 from metrics.filters import Filters
-from metrics.lake import LakeWriter
-from metrics.warehouse import Warehouse
+from momento.lake.writer import LakeWriter
+from momento.lake.warehouse import Warehouse
 
 T0 = datetime(2026, 6, 10, 0, 0, tzinfo=timezone.utc)
 N = 4_000

@@ -6,9 +6,9 @@ import argparse
 import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
-from momento.config import PROJECT_ROOT, SettingsError, load_settings
+from cli.processes import cockpit_command
+from momento.settings import PROJECT_ROOT, SettingsError, load_settings
 
 BENCH_DIR = PROJECT_ROOT / "bench"
 
@@ -49,15 +49,6 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("name", nargs="?", default=None, help="one benchmark (file name without .py)")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the benchmark")
     return parser
-
-
-def cockpit_command(port: int) -> list[str]:
-    """The command line that serves the cockpit on `port`."""
-    return [
-        sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"),
-        "--server.port", str(port), "--server.headless", "true",
-        "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-    ]
 
 
 def _run_bench(name: str | None, args: list[str]) -> int:
@@ -109,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "cockpit":
         return subprocess.call(cockpit_command(args.port or settings.cockpit_port), cwd=PROJECT_ROOT)
     if args.command == "demo":
-        from momento.demo import run_demo
+        from cli.demo import run_demo
 
         return run_demo(settings, args)
     raise AssertionError(args.command)

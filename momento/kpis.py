@@ -19,7 +19,7 @@ from typing import Literal
 
 import polars as pl
 
-from metrics.sql import sql_list
+from momento.sql import sql_list
 from momento.codes import Code
 
 MetricType = Literal["proportion", "mean", "ratio"]
@@ -229,7 +229,7 @@ def catalogue() -> pl.DataFrame:
     rows = [dict(name=m.name, label=m.label, unit=m.unit, type=m.type,
                  definition=" / ".join(MEASURES[name].label for name in m.measures),
                  higher_is_better=m.higher_is_better, window=m.window.key, cuped=m.cuped,
-                 implemented_in="metrics.kpis", description=m.description) for m in METRICS.values()]
+                 implemented_in="momento.kpis", description=m.description) for m in METRICS.values()]
     rows += [dict(name=o.name, label=o.label, unit=o.unit, type="operational", definition="",
                   higher_is_better=o.higher_is_better, window="", cuped=False, implemented_in=o.implemented_in,
                   description=o.description) for o in OPERATIONAL.values()]

@@ -6,7 +6,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from metrics.schema import TABLES, BatchError, empty_table, to_table
+from momento.lake.schema import TABLES, BatchError, empty_table, to_table
 
 NOW = datetime(2026, 6, 10, 12, tzinfo=timezone.utc)
 

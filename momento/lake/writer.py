@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 
-from metrics.schema import PRIMARY_KEYS, TABLES, USER_TABLES, BatchError, schema_of, to_table
+from momento.lake.schema import PRIMARY_KEYS, TABLES, USER_TABLES, BatchError, schema_of, to_table
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from metrics import kpis
+from momento import kpis
 
 
 def test_catalogue_covers_the_business_metrics_with_their_types_and_directions():
