@@ -28,7 +28,7 @@ from decisioning.simulator import rows as rows_mod
 from decisioning.simulator import truth as truth_mod
 from momento.lake import ground_truth
 from decisioning.simulator.simulation import Simulation
-from momento.lake.writer import table_path
+from momento.lake.writer import LoadClock, ensure_table, stamp_loaded
 from momento.lake.schema import TABLES, to_table
 from momento.settings import Settings
 
@@ -54,20 +54,21 @@ class BackfillResult:
         return self.rows.get("events", 0)
 
 
-def write_tables(lake: Path, tables: dict[str, Iterator[pl.DataFrame]], progress: bool) -> dict[str, int]:
+def write_tables(lake: Path, frames: dict[str, Iterator[pl.DataFrame]], progress: bool) -> dict[str, int]:
     """Validate each frame with the lake's schema (`to_table`) and append it to its Delta table,
     one commit per frame, on a writer thread so the next frame is assembled meanwhile (both
     Arrow's casts and the Delta writer release the GIL). Every table exists afterwards."""
     written = {name: 0 for name in TABLES}
+    tables = {name: ensure_table(lake, name) for name in TABLES}
+    clock = LoadClock(lake)
     with tqdm(desc="writing lake", unit="row", unit_scale=True, disable=not progress, file=sys.stderr,
               leave=False) as bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-write") as pool:
         pending: Future | None = None
 
         def append(name: str, frame: pl.DataFrame | None) -> None:
             data = to_table(name, frame.to_arrow(compat_level=pl.CompatLevel.newest()) if frame is not None else [])
-            path = table_path(lake, name)
-            path.mkdir(parents=True, exist_ok=True)
-            write_deltalake(str(path), data, mode="append")
+            data = stamp_loaded(data, clock.next())
+            write_deltalake(tables[name], data, mode="append")
             written[name] += data.num_rows
             bar.update(data.num_rows)
 
@@ -79,7 +80,7 @@ def write_tables(lake: Path, tables: dict[str, Iterator[pl.DataFrame]], progress
 
         for name in TABLES:
             empty = True
-            for frame in tables.get(name, ()):
+            for frame in frames.get(name, ()):
                 submit(name, frame)
                 empty = False
             if empty:  # the table still exists, so readers see its columns

@@ -14,6 +14,13 @@ import pyarrow as pa
 
 UTC_TS = pa.timestamp("us", tz="UTC")
 
+LOADED_AT = "loaded_at"
+"""When a row was committed to the lake: set by the writer at commit, strictly increasing from
+one commit of a table to the next (one writer per lake). Readers that follow the lake (the rollup
+job, the cockpit's live tail) take the rows loaded after a watermark by it, whatever their event
+time, so late events, compaction and erasure never make them miss or re-read a row. Null in rows
+written before the column existed."""
+
 
 def _f(name: str, type_: pa.DataType, required: bool = False) -> pa.Field:
     return pa.field(name, type_, nullable=not required)
@@ -44,6 +51,7 @@ EVENTS = pa.schema(
         _f("segment", pa.string()),
         _f("region", pa.string()),
         _f("properties", pa.string()),
+        _f(LOADED_AT, UTC_TS),
     ]
 )
 
@@ -74,6 +82,7 @@ DECISIONS = pa.schema(
         _f("device", pa.string()),
         _f("segment", pa.string()),
         _f("region", pa.string()),
+        _f(LOADED_AT, UTC_TS),
     ]
 )
 
@@ -89,6 +98,7 @@ EXPOSURES = pa.schema(
         _f("arm", pa.string()),
         _f("variant", pa.string(), True),
         _f("channel", pa.string(), True),
+        _f(LOADED_AT, UTC_TS),
     ]
 )
 
@@ -97,6 +107,7 @@ IDENTITIES = pa.schema(
         _f("anonymous_id", pa.string(), True),
         _f("user_id", pa.string(), True),
         _f("ts", UTC_TS, True),
+        _f(LOADED_AT, UTC_TS),
     ]
 )
 
@@ -108,6 +119,7 @@ ERASURES = pa.schema(
         _f("rows_deleted", pa.int64(), True),
         _f("tables", pa.list_(pa.string()), True),
         _f("requested_by", pa.string()),
+        _f(LOADED_AT, UTC_TS),
     ]
 )
 

@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import polars as pl
 import sqlalchemy
 from deltalake import DeltaTable
 from duckdb_engine import ConnectionWrapper
 
-from momento.lake.writer import table_path
 from momento.lake.schema import TABLES, empty_table
+from momento.lake.rollups import ROLLUP_RUNS, rollup_tables
+from momento.lake.writer import table_path
 
 _DUCKDB_CONFIG = {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
 
@@ -51,6 +53,7 @@ class Warehouse:
         # Tables whose Delta log cannot be read: queries touching them raise WarehouseError.
         self.errors: dict[str, str] = {}
         self._tables: dict[str, DeltaTable] = {}
+        self._paths: dict[str, Path] = {}
         self._refreshed_at = 0.0
         self._lock = threading.Lock()
         self._engine: sqlalchemy.Engine | None = None
@@ -66,20 +69,30 @@ class Warehouse:
         with self._lock:
             if not force and time.monotonic() - self._refreshed_at < self.min_refresh_seconds:
                 return dict(self._versions)
+            # Order matters to readers that follow the lake: the rollups' run log first, then the
+            # rollups it vouches for, then the raw tables, so every row a committed run folded is
+            # visible and the raw rows loaded after its watermark are too.
+            rollups = rollup_tables(self.lake)
+            for name in sorted(rollups, key=lambda n: n != ROLLUP_RUNS):
+                self._refresh_table(name, rollups[name], None)
+            for name in set(self._paths) - set(rollups) - set(TABLES):
+                self._forget(name)
             for name in TABLES:
-                self._refresh_table(name)
+                self._refresh_table(name, table_path(self.lake, name), empty_table(name))
             self._refreshed_at = time.monotonic()
             return dict(self._versions)
 
-    def _refresh_table(self, name: str) -> None:
+    def _refresh_table(self, name: str, path: Path, empty: pa.Table | None) -> None:
+        """Point view `name` at the Delta table at `path`; `empty` answers while it has no files
+        (None: no view at all, for derived tables readers check with `has`)."""
+        self._paths[name] = path
         table = self._tables.get(name)
         try:
             if table is None:
-                path = str(table_path(self.lake, name))
-                if not DeltaTable.is_deltatable(path):
-                    self._show_empty(name)
+                if not DeltaTable.is_deltatable(str(path)):
+                    self._show_empty(name, empty)
                     return
-                table = self._tables[name] = DeltaTable(path)
+                table = self._tables[name] = DeltaTable(str(path))
             else:
                 table.update_incremental()
             version = table.version()
@@ -88,36 +101,50 @@ class Warehouse:
             files = table.file_uris()
         except Exception as exc:  # deltalake raises several types for a damaged log
             self._tables.pop(name, None)
-            self._show_empty(name)
+            self._show_empty(name, empty)
             self.errors[name] = f"table {name!r} in {self.lake} cannot be read: {exc}"
             return
         if not files:
-            self._show_empty(name)
+            self._show_empty(name, empty)
             return
         cursor = self._con.cursor()
         if self._kinds.get(name) != "VIEW":
             self._drop(cursor, name)
         # DDL cannot take bound parameters; the paths come from the Delta log, not from a user.
+        # By name: files written before a column was added read it as null.
         listed = ", ".join("'" + path.replace("'", "''") + "'" for path in files)
         try:
-            cursor.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet([{listed}])")
-        except duckdb.Error as exc:  # binding the view reads the first file's footer
-            self._show_empty(name)
+            cursor.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet([{listed}], union_by_name = true)")
+        except duckdb.Error as exc:  # binding the view reads the files' footers
+            self._show_empty(name, empty)
             self.errors[name] = f"table {name!r} in {self.lake} cannot be read: unreadable file: {exc}"
             return
         self._kinds[name] = "VIEW"
         self._versions[name] = version
         self.errors.pop(name, None)
 
-    def _show_empty(self, name: str) -> None:
+    def _show_empty(self, name: str, empty: pa.Table | None) -> None:
         self._versions[name] = None
         self.errors.pop(name, None)
+        if empty is None:
+            self._drop(self._con.cursor(), name)
+            return
         if self._kinds.get(name) == "TABLE":
             return
         cursor = self._con.cursor()
         self._drop(cursor, name)
-        cursor.from_arrow(empty_table(name)).create(name)
+        cursor.from_arrow(empty).create(name)
         self._kinds[name] = "TABLE"
+
+    def _forget(self, name: str) -> None:
+        """A derived table that is gone (its directory removed): no view, no error."""
+        self._drop(self._con.cursor(), name)
+        for registry in (self._paths, self._tables, self._versions, self.errors):
+            registry.pop(name, None)
+
+    def has(self, name: str) -> bool:
+        """Whether a view answers for `name` (derived tables exist only once written)."""
+        return name in self._kinds
 
     def _drop(self, cursor: duckdb.DuckDBPyConnection, name: str) -> None:
         """Drop the view, or the empty stand-in table, that currently answers for `name`."""

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 
-from momento.lake.schema import PRIMARY_KEYS, TABLES, USER_TABLES, BatchError, schema_of, to_table
+from momento.lake.schema import LOADED_AT, PRIMARY_KEYS, TABLES, USER_TABLES, BatchError, schema_of, to_table
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +51,71 @@ def open_table(root: Path, table: str) -> DeltaTable | None:
     return DeltaTable(str(path)) if DeltaTable.is_deltatable(str(path)) else None
 
 
-def _ensure_table(root: Path, table: str) -> DeltaTable:
-    existing = open_table(root, table)
-    if existing is not None:
-        return existing
-    path = table_path(root, table)
-    path.mkdir(parents=True, exist_ok=True)
+_STATS_COLUMNS = ("ts", "received_at", LOADED_AT)
+
+
+def ensure_table(root: Path, table: str) -> DeltaTable:
+    """The Delta table, created when missing and brought up to the code's schema when it is older
+    (columns added since are appended as nullable: old rows read them as null)."""
+    schema = schema_of(table)
     # Per-file statistics live in the Delta log, which erasure cannot rewrite: keep them only
     # for the time columns (what pruning needs), never for ids a person could be found by.
-    times = [name for name in ("ts", "received_at") if name in schema_of(table).names]
-    return DeltaTable.create(
-        str(path), schema_of(table), mode="ignore", name=table,
-        configuration={"delta.dataSkippingStatsColumns": ",".join(times)},
-    )
+    stats = ",".join(name for name in _STATS_COLUMNS if name in schema.names)
+    existing = open_table(root, table)
+    if existing is None:
+        path = table_path(root, table)
+        path.mkdir(parents=True, exist_ok=True)
+        return DeltaTable.create(str(path), schema, mode="ignore", name=table,
+                                 configuration={"delta.dataSkippingStatsColumns": stats})
+    present = set(pa.schema(existing.schema().to_arrow()).names)
+    missing = [field for field in schema if field.name not in present]
+    if missing:
+        existing.alter.add_columns([_delta_field(field) for field in missing])
+        existing.alter.set_table_properties({"delta.dataSkippingStatsColumns": stats}, raise_if_not_exists=False)
+    return existing
+
+
+def _delta_field(field: pa.Field) -> Any:
+    """A nullable Delta field for an Arrow one (deltalake converts types through a schema)."""
+    from deltalake import Schema
+
+    return Schema.from_arrow(pa.schema([field.with_nullable(True)])).fields[0]
+
+
+class LoadClock:
+    """The `loaded_at` of each commit: the wall clock, but strictly after the previous commit's
+    (and after the newest already in the lake), so a watermark on it never skips a commit."""
+
+    def __init__(self, root: Path) -> None:
+        self._last = _newest_loaded(root)
+
+    def next(self) -> datetime:
+        now = datetime.now(timezone.utc)
+        self._last = now if self._last is None or now > self._last else self._last + timedelta(microseconds=1)
+        return self._last
+
+
+def _newest_loaded(root: Path) -> datetime | None:
+    newest: datetime | None = None
+    for name in TABLES:
+        table = open_table(root, name)
+        if table is None or LOADED_AT not in pa.schema(table.schema().to_arrow()).names:
+            continue
+        actions = pa.table(table.get_add_actions(flatten=True))
+        column = f"max.{LOADED_AT}"
+        if column in actions.column_names:
+            value = pc.max(actions.column(column)).as_py()
+        else:  # written before the column had statistics
+            value = pc.max(table.to_pyarrow_dataset().to_table(columns=[LOADED_AT]).column(LOADED_AT)).as_py()
+        if value is not None and (newest is None or value > newest):
+            newest = value
+    return newest
+
+
+def stamp_loaded(data: pa.Table, at: datetime) -> pa.Table:
+    """`data` with `loaded_at` set to `at` on every row (one commit, one load time)."""
+    index = data.schema.get_field_index(LOADED_AT)
+    return data.set_column(index, data.schema.field(index), pa.array([at] * data.num_rows, data.schema.field(index).type))
 
 
 class RecentKeys:
@@ -150,7 +202,8 @@ class LakeWriter:
         self._committed = threading.Condition()
         self._closed = False
         self.root.mkdir(parents=True, exist_ok=True)
-        self._tables = {name: _ensure_table(self.root, name) for name in TABLES}
+        self._tables = {name: ensure_table(self.root, name) for name in TABLES}
+        self._clock = LoadClock(self.root)
         self._recent = {name: RecentKeys(dedupe_capacity) for name in PRIMARY_KEYS}
         self._seed_recent_keys(dedupe_capacity)
         self._thread: threading.Thread | None = None
@@ -227,7 +280,7 @@ class LakeWriter:
             written = 0
             try:
                 for name, parts in buffers.items():
-                    data = pa.concat_tables(parts)
+                    data = stamp_loaded(pa.concat_tables(parts), self._clock.next())
                     write_deltalake(self._tables[name], data, mode="append")
                     written += data.num_rows
                     buffers[name] = []
