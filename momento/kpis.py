@@ -1,11 +1,12 @@
 """The KPI catalogue: every business metric the cockpit shows, defined once, as data.
 
 The analysis unit is the user. A metric is built from *measures*: additive per-user sums over
-the user's events counted in a window after the user's first exposure (or first decision) and,
-for CUPED, in the pre-period before it; over the exposures of the element analysed; or over
-the user's decisions (coverage, eligibility). From this catalogue `metrics.sql.per_user` writes
-the SQL that turns raw rows into per-user values and then into the sufficient statistics the
-statistics engine takes, so every panel counts a metric the same way.
+the user's events counted from the user's first exposure (or first decision) on, or in a window
+of calendar days after it, and, for CUPED, over the whole UTC days of the pre-period before the
+day of the first exposure; over the exposures of the element analysed; or over the user's
+decisions (coverage, eligibility). From this catalogue `metrics.rollup.definitions` writes the
+SQL that turns raw rows into per-user facts and those into the sufficient statistics the
+statistics engine takes, so every panel counts a metric the same way, from rollups or from raw.
 
 Operational metrics (latency, error and fallback rates, events/s, model quality) are computed
 by `metrics.health` and `metrics.model_quality`; `OPERATIONAL` lists them with a pointer so the
@@ -68,6 +69,8 @@ class Measure:
     value: str = "1"
     where: str = "TRUE"
     source: Source = "events"
+    element: bool = False
+    """Counted on the element analysed only (an event whose `placement` is the unit's)."""
 
     def predicate(self) -> str:
         if self.source != "events":
@@ -85,7 +88,7 @@ MEASURES: dict[str, Measure] = {
         "margin net of discounts and returns (BRL)", ("purchase", "return"),
         "CASE WHEN e.event_type = 'purchase' THEN coalesce(e.margin, 0) ELSE -abs(coalesce(e.margin, 0)) END"),
     "returns": Measure("returns", ("return",)),
-    "clicks": Measure("clicks on the element", CLICK_EVENTS, where="e.placement = u.placement"),
+    "clicks": Measure("clicks on the element", CLICK_EVENTS, element=True),
     "exposures": Measure("exposures of the element", source="exposures"),
     "nps_points": Measure(
         "NPS points (+100 promoter, −100 detractor)", ("nps_response",),
@@ -101,17 +104,20 @@ MEASURES: dict[str, Measure] = {
 
 @dataclass(frozen=True)
 class Window:
-    """Where outcomes count, in hours after the user's first exposure (end None: up to now).
+    """Where outcomes count, in UTC calendar days after the day of the user's first exposure:
+    days first + `start_day` up to (not including) first + `end_day` (end None: up to now; start
+    0 counts from the first exposure itself, not from the start of its day).
 
-    A metric with an end is *mature* for a user only once that much time has passed; before,
-    the user's value is missing (not zero), so young users do not drag the metric down."""
+    A metric with an end is *mature* for a user only once the as-of time is past the start of
+    day first + `end_day`; before, the user's value is missing (not zero), so young users do not
+    drag the metric down. Whole days keep every number a sum of per-day parts (rollups)."""
 
-    start_hours: int = 0
-    end_hours: int | None = None
+    start_day: int = 0
+    end_day: int | None = None
 
     @property
     def key(self) -> str:
-        return f"w{self.start_hours}_{self.end_hours if self.end_hours is not None else 'end'}"
+        return f"d{self.start_day}_{self.end_day if self.end_day is not None else 'end'}"
 
 
 Population = Literal["exposed", "reached"]
@@ -144,7 +150,7 @@ class Metric:
         for measure in (self.numerator, self.denominator):
             if measure is not None and measure not in MEASURES:
                 raise ValueError(f"metric {self.name!r}: unknown measure {measure!r}")
-        if self.window.end_hours is not None and any(MEASURES[n].source != "events" for n in self.measures):
+        if self.window.end_day is not None and any(MEASURES[n].source != "events" for n in self.measures):
             raise ValueError(f"metric {self.name!r}: only event measures can have a window end")
         if (self.type == "ratio") != (self.denominator is not None):
             raise ValueError(f"metric {self.name!r}: ratio metrics, and only they, have a denominator")
@@ -156,7 +162,7 @@ class Metric:
         return (self.numerator,) if self.denominator is None else (self.numerator, self.denominator)
 
 
-_WEEK = Window(24, 7 * 24)
+_WEEK = Window(1, 8)
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("conversion_rate", "Conversion rate", "share", "proportion", "orders", cuped=True,
@@ -174,8 +180,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("return_rate", "Return rate", "share", "ratio", "returns", "orders", higher_is_better=False,
            description="Returns per order placed after the first exposure."),
     Metric("retention_7d", "7-day retention", "share", "proportion", "visits", window=_WEEK,
-           description="Share of users who came back (a page view) between 1 and 7 days after their first "
-                       "exposure; users exposed less than 7 days ago are not counted yet."),
+           description="Share of users who came back (a page view) on one of the 7 calendar days (UTC) after "
+                       "the day of their first exposure; counted once those 7 days are over."),
     Metric("opt_out_rate", "Opt-out rate", "share", "proportion", "opt_outs", higher_is_better=False,
            description="Share of users who opted out of messages after their first exposure."),
     Metric("nps", "NPS", "score", "ratio", "nps_points", "nps_responses",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -25,6 +26,9 @@ ROLLUPS_DIR = "rollups"
 ROLLUP_PREFIX = "rollup_"
 ROLLUP_RUNS = "rollup_runs"
 """The run log: a rollup row is visible to readers only once its run is logged here."""
+TABLE_VERSIONS = "table_versions"
+"""The run log's column holding, as JSON, the Delta version of every rollup table the run left:
+readers pin the rollups at the newest run's versions, a snapshot consistent across tables."""
 
 
 class RollupLocked(RuntimeError):
@@ -45,6 +49,16 @@ def rollup_tables(root: Path) -> dict[str, Path]:
         return {}
     return {path.name: path for path in sorted(folder.iterdir())
             if path.name.startswith(ROLLUP_PREFIX) and (path / "_delta_log").is_dir()}
+
+
+def parse_versions(text: str) -> dict[str, int]:
+    """The run log's `table_versions` JSON as {table: version}."""
+    return {str(k): int(v) for k, v in json.loads(text).items()}
+
+
+def dump_versions(versions: dict[str, int]) -> str:
+    """{table: version} as the run log's `table_versions` JSON."""
+    return json.dumps(dict(sorted(versions.items())))
 
 
 def conform(name: str, data: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -80,14 +94,6 @@ class RollupStore:
         if self.table(name) is None:
             DeltaTable.create(str(path), schema, mode="ignore", name=name)
         write_deltalake(str(path), data, mode=mode)  # type: ignore[arg-type]
-
-    def delete(self, name: str, predicate: str) -> int:
-        """Delete the rows matching `predicate` (SQL over the table's columns, built by the job
-        from its own constants and hex digests); returns how many."""
-        table = self.table(name)
-        if table is None:
-            return 0
-        return int(table.delete(predicate).get("num_deleted_rows", 0))
 
     def maintain(self, retention_hours: float) -> None:
         """Merge small files and vacuum what no snapshot younger than the retention reads."""

@@ -24,7 +24,7 @@ from deltalake import DeltaTable
 from duckdb_engine import ConnectionWrapper
 
 from momento.lake.schema import TABLES, empty_table
-from momento.lake.rollups import ROLLUP_RUNS, rollup_tables
+from momento.lake.rollups import ROLLUP_RUNS, TABLE_VERSIONS, parse_versions, rollup_tables
 from momento.lake.writer import table_path
 
 _DUCKDB_CONFIG = {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
@@ -70,21 +70,26 @@ class Warehouse:
             if not force and time.monotonic() - self._refreshed_at < self.min_refresh_seconds:
                 return dict(self._versions)
             # Order matters to readers that follow the lake: the rollups' run log first, then the
-            # rollups it vouches for, then the raw tables, so every row a committed run folded is
-            # visible and the raw rows loaded after its watermark are too.
+            # rollups at the versions its newest run left (one snapshot across them), then the
+            # raw tables, so the raw rows loaded after that run's watermark are all visible.
             rollups = rollup_tables(self.lake)
-            for name in sorted(rollups, key=lambda n: n != ROLLUP_RUNS):
-                self._refresh_table(name, rollups[name], None)
-            for name in set(self._paths) - set(rollups) - set(TABLES):
+            if ROLLUP_RUNS in rollups:
+                self._refresh_table(ROLLUP_RUNS, rollups[ROLLUP_RUNS], None)
+            pins = self._pins()
+            shown = {name: path for name, path in rollups.items() if name in pins}
+            for name, path in shown.items():
+                self._refresh_table(name, path, None, pins[name])
+            for name in set(self._paths) - set(shown) - {ROLLUP_RUNS} - set(TABLES):
                 self._forget(name)
             for name in TABLES:
                 self._refresh_table(name, table_path(self.lake, name), empty_table(name))
             self._refreshed_at = time.monotonic()
             return dict(self._versions)
 
-    def _refresh_table(self, name: str, path: Path, empty: pa.Table | None) -> None:
-        """Point view `name` at the Delta table at `path`; `empty` answers while it has no files
-        (None: no view at all, for derived tables readers check with `has`)."""
+    def _refresh_table(self, name: str, path: Path, empty: pa.Table | None, pin: int | None = None) -> None:
+        """Point view `name` at the Delta table at `path` (at version `pin`, else the newest);
+        `empty` answers while it has no files (None: no view at all, for derived tables, which
+        readers check with `has`)."""
         self._paths[name] = path
         table = self._tables.get(name)
         try:
@@ -92,7 +97,10 @@ class Warehouse:
                 if not DeltaTable.is_deltatable(str(path)):
                     self._show_empty(name, empty)
                     return
-                table = self._tables[name] = DeltaTable(str(path))
+                table = self._tables[name] = DeltaTable(str(path), version=pin)
+            elif pin is not None:
+                if pin != table.version():
+                    table.load_as_version(pin)
             else:
                 table.update_incremental()
             version = table.version()
@@ -122,6 +130,20 @@ class Warehouse:
         self._kinds[name] = "VIEW"
         self._versions[name] = version
         self.errors.pop(name, None)
+
+    def _pins(self) -> dict[str, int]:
+        """The rollup tables' versions the newest logged run left (read through this snapshot's
+        run log, so the watermark readers see and the rollups they read always match)."""
+        if self._kinds.get(ROLLUP_RUNS) != "VIEW":
+            return {}
+        cursor = self._con.cursor()
+        try:
+            row = cursor.sql(f"SELECT {TABLE_VERSIONS} FROM {ROLLUP_RUNS} ORDER BY run_id DESC LIMIT 1").fetchall()
+        except duckdb.Error:
+            return {}
+        finally:
+            cursor.close()
+        return parse_versions(row[0][0]) if row else {}
 
     def _show_empty(self, name: str, empty: pa.Table | None) -> None:
         self._versions[name] = None

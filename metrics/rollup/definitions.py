@@ -1,0 +1,396 @@
+"""The rollups' definitions: every SQL text that turns raw rows into per-user facts and facts
+into the sufficient statistics pages read, written once from the KPI catalogue.
+
+Three kinds of SQL, each a constant text over fixed relation names (the inputs are bound by
+the caller as views; user values are always bound parameters):
+
+- *facts* (`facts_sql`): raw rows `in_events`, `in_exposures`, `in_decisions` -> rows of the
+  state tables (`STATE`): a user's events per hour, a unit's first exposure or decision, ...;
+- *partials* (`partials_sql`): the one irregular fact — the events of a unit's first hour from
+  its first exposure (or decision) on, read from raw rows for the units it is asked about;
+- *contributions* (`contributions_sql`): state tables -> rows of an aggregate table (`AGGREGATES`),
+  increments of every metric's sums per bucket and *change day*, so that the statistics of the
+  units that entered between days S and E, as of day E, are the sum of the rows with cohort_day
+  in [S, E] and change_day <= E.
+
+Units and definitions (see docs/architecture.md, "Rollups"):
+- an experiment's unit is a user with an exposure in it (holdout excluded): arm, element and
+  channel of the first exposure (ties by exposure id), segment of the user's first decision;
+- the executive view's unit is a user the engine reached, per scope (all journeys, or one):
+  group (holdout or exposed), channel and segment of the first decision;
+- outcomes count from the first exposure (or decision) on; windowed metrics over whole UTC days
+  after its day; the CUPED covariate over the `pre_days` whole UTC days before its day.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable, Sequence
+
+import pyarrow as pa
+
+from metrics.rollup.state import Additive, Aggregate, Column, Pick, StateTable, key, summed
+from momento.kpis import ELIGIBLE, MEASURES, METRICS, PERSONALISED, Metric
+from momento.lake.schema import UTC_TS
+from momento.sql import sql_list
+
+HOUR_US = 3_600_000_000
+DAY_US = 24 * HOUR_US
+ALL_JOURNEYS = "*"
+"""The scope of the executive view over every journey (the others are journey ids)."""
+
+USER_MEASURES = tuple(n for n, m in MEASURES.items() if m.source == "events" and not m.element)
+ELEMENT_MEASURES = tuple(n for n, m in MEASURES.items() if m.source == "events" and m.element)
+EXPOSURE_MEASURES = tuple(n for n, m in MEASURES.items() if m.source == "exposures")
+DECISION_MEASURES = tuple(n for n, m in MEASURES.items() if m.source == "decisions")
+
+EXPOSED_METRICS = tuple(m for m in METRICS.values() if "exposed" in m.population)
+REACHED_METRICS = tuple(m for m in METRICS.values() if "reached" in m.population)
+
+_STR, _BIG, _INT = pa.string(), pa.int64(), pa.int32()
+
+
+def col(measure: str) -> str:
+    """The state column holding measure `measure`."""
+    return f"m_{measure}"
+
+
+def hour_of(ts: str) -> str:
+    """SQL: the UTC hour (hours since the epoch) of a timestamp."""
+    return f"(epoch_us({ts}) // {HOUR_US})"
+
+
+def day_of(ts: str) -> str:
+    """SQL: the UTC day (days since the epoch) of a timestamp."""
+    return f"CAST(epoch_us({ts}) // {DAY_US} AS INTEGER)"
+
+
+# ---------------------------------------------------------------------------------------------
+# State tables
+
+_SPAN = (Column("first_ts", UTC_TS, "min"), Column("last_ts", UTC_TS, "max"))
+
+USER_HOURS = Additive("user_hours", (key("user_id", _STR), key("hour", _BIG)),
+                      summed([col(m) for m in USER_MEASURES]) + _SPAN)
+PLACEMENT_HOURS = Additive("placement_hours", (key("user_id", _STR), key("placement", _STR), key("hour", _BIG)),
+                           summed([col(m) for m in ELEMENT_MEASURES]) + _SPAN)
+EXPOSURE_FIRSTS = Pick("exposure_firsts", (key("experiment_id", _STR), key("user_id", _STR)),
+                       (Column("first_ts", UTC_TS), Column("first_id", _STR), Column("arm", _STR),
+                        Column("placement", _STR), Column("channel", _STR)),
+                       (("first_ts", False), ("first_id", False)))
+EXPOSURE_HOURS = Additive("exposure_hours", (key("experiment_id", _STR), key("user_id", _STR), key("hour", _BIG)),
+                          summed([col(m) for m in EXPOSURE_MEASURES]))
+DECISION_FIRSTS = Pick("decision_firsts", (key("scope", _STR), key("user_id", _STR)),
+                       (Column("first_ts", UTC_TS), Column("first_id", _STR), Column("arm", _STR),
+                        Column("channel", _STR), Column("segment", _STR)),
+                       (("first_ts", False), ("first_id", False)))
+DECISION_HOURS = Additive("decision_hours", (key("scope", _STR), key("user_id", _STR), key("hour", _BIG)),
+                          summed([col(m) for m in DECISION_MEASURES]))
+PARTIALS = Pick("partials", (key("family", _STR), key("unit", _STR), key("user_id", _STR)),
+                (Column("first_ts", UTC_TS), *(Column(col(m), pa.float64()) for m in (*USER_MEASURES, *ELEMENT_MEASURES))),
+                (("run_id", True),))
+"""The first hour of each unit from its first exposure or decision on (`family`: exposed, whose
+`unit` is the experiment, or reached, whose `unit` is the scope); recomputed whole, newest wins."""
+
+FACTS: tuple[StateTable, ...] = (USER_HOURS, PLACEMENT_HOURS, EXPOSURE_FIRSTS, EXPOSURE_HOURS, DECISION_FIRSTS,
+                                 DECISION_HOURS)
+"""State tables made from raw rows alone (additive, or first-by-time)."""
+STATE: tuple[StateTable, ...] = (*FACTS, PARTIALS)
+
+
+def _sum(measure: str) -> str:
+    m = MEASURES[measure]
+    total = "count(*)" if m.value == "1" else f"sum({m.value})"
+    where = m.predicate() if m.source == "events" else m.where
+    return f"CAST(coalesce({total} FILTER (WHERE {where}), 0) AS DOUBLE) AS {col(measure)}" if where != "TRUE" \
+        else f"CAST(coalesce({total}, 0) AS DOUBLE) AS {col(measure)}"
+
+
+def _types(measures: Sequence[str]) -> str:
+    return sql_list(sorted({t for n in measures for t in MEASURES[n].event_types}) or ["-"])
+
+
+_EXPOSED = "f.experiment_id IS NOT NULL AND f.arm IS NOT NULL AND f.arm <> 'holdout'"
+_SCOPED = (f"(SELECT '{ALL_JOURNEYS}' AS scope, d.* FROM in_decisions d "
+           f"UNION ALL SELECT d.journey AS scope, d.* FROM in_decisions d) d")
+
+
+@functools.cache
+def facts_sql(table: str) -> str:
+    """SQL: the raw input rows (`in_events`, `in_exposures`, `in_decisions`) as rows of state
+    table `table`, merged within the batch (one row per key)."""
+    user_measures = ", ".join(_sum(m) for m in USER_MEASURES)
+    element_measures = ", ".join(_sum(m) for m in ELEMENT_MEASURES)
+    span = "min(e.ts) AS first_ts, max(e.ts) AS last_ts"
+    sql = {
+        "user_hours": f"SELECT e.user_id, {hour_of('e.ts')} AS hour, {user_measures}, {span} FROM in_events e "
+                      f"WHERE e.event_type IN ({_types(USER_MEASURES)}) GROUP BY e.user_id, hour",
+        "placement_hours": f"SELECT e.user_id, e.placement, {hour_of('e.ts')} AS hour, {element_measures}, {span} "
+                           f"FROM in_events e WHERE e.event_type IN ({_types(ELEMENT_MEASURES)}) "
+                           f"AND e.placement IS NOT NULL GROUP BY e.user_id, e.placement, hour",
+        "exposure_firsts": EXPOSURE_FIRSTS.merged_sql(
+            f"(SELECT f.experiment_id, f.user_id, f.ts AS first_ts, f.exposure_id AS first_id, f.arm, f.placement, "
+            f"f.channel FROM in_exposures f WHERE {_EXPOSED})"),
+        "exposure_hours": f"SELECT f.experiment_id, f.user_id, {hour_of('f.ts')} AS hour, "
+                          f"{', '.join(_sum(m) for m in EXPOSURE_MEASURES)} FROM in_exposures f WHERE {_EXPOSED} "
+                          f"GROUP BY f.experiment_id, f.user_id, hour",
+        "decision_firsts": DECISION_FIRSTS.merged_sql(
+            f"(SELECT d.scope, d.user_id, d.ts AS first_ts, d.decision_id AS first_id, d.arm, d.channel, d.segment "
+            f"FROM {_SCOPED})"),
+        "decision_hours": f"SELECT d.scope, d.user_id, {hour_of('d.ts')} AS hour, "
+                          f"{', '.join(_sum(m) for m in DECISION_MEASURES)} FROM {_SCOPED} "
+                          f"GROUP BY d.scope, d.user_id, hour",
+    }
+    return sql[table]
+
+
+@functools.cache
+def partials_sql(events: str) -> str:
+    """SQL: for each row of `anchors` (family, unit, user_id, first_ts, placement), the measures of
+    its user's events in `events` from `first_ts` to the end of that hour. `$lo`/`$hi` bound the
+    events' time (so only the files of those hours are read) and `$upper` their load time (only
+    rows a watermark covers)."""
+    sums = [_sum(m) for m in USER_MEASURES]
+    sums += [f"CAST(count(*) FILTER (WHERE {MEASURES[m].predicate()} AND e.placement = a.placement) AS DOUBLE) "
+             f"AS {col(m)}" for m in ELEMENT_MEASURES]
+    return f"""SELECT a.family, a.unit, a.user_id, a.first_ts, {', '.join(sums)}
+FROM anchors a LEFT JOIN (
+    SELECT * FROM {events}
+    WHERE ts >= $lo AND ts < $hi AND (loaded_at IS NULL OR loaded_at <= $upper)
+      AND event_type IN ({_types((*USER_MEASURES, *ELEMENT_MEASURES))})
+) e ON e.user_id = a.user_id AND e.ts >= a.first_ts
+   AND e.ts < make_timestamptz(({hour_of('a.first_ts')} + 1) * {HOUR_US})
+GROUP BY a.family, a.unit, a.user_id, a.first_ts"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Aggregates: metric increments per bucket and change day
+
+
+def stat_fields(m: Metric) -> tuple[str, ...]:
+    """The sufficient statistics of `m` (as `metrics.stats.ArmStats` names them)."""
+    if m.type == "ratio":
+        return ("n", "sum", "sum_squares", "denominator_sum", "denominator_sum_squares", "sum_product")
+    if m.cuped:
+        return ("n", "sum", "sum_squares", "pre_sum", "pre_sum_squares", "sum_product")
+    return ("n", "sum", "sum_squares")
+
+
+def stat_columns(metrics: Sequence[Metric]) -> tuple[Column, ...]:
+    return tuple(Column(f"{m.name}__{f}", _BIG if f == "n" else pa.float64(), "sum")
+                 for m in metrics for f in stat_fields(m))
+
+
+EXPERIMENT_STATS = Aggregate(
+    "experiment_stats",
+    (key("experiment_id", _STR), key("arm", _STR), key("segment", _STR), key("channel", _STR),
+     key("cohort_day", _INT), key("change_day", _INT)),
+    (Column("exposed__users", _BIG, "sum"), *stat_columns(EXPOSED_METRICS)))
+EXECUTIVE_STATS = Aggregate(
+    "executive_stats",
+    (key("scope", _STR), key("grp", _STR), key("segment", _STR), key("channel", _STR),
+     key("cohort_day", _INT), key("change_day", _INT)),
+    (Column("users", _BIG, "sum"), *stat_columns(REACHED_METRICS)))
+EXECUTIVE_REVENUE = Aggregate(
+    "executive_revenue",
+    (key("scope", _STR), key("grp", _STR), key("segment", _STR), key("channel", _STR),
+     key("cohort_day", _INT), key("hour", _BIG)),
+    (Column("revenue", pa.float64(), "sum"),))
+AGGREGATES: tuple[Aggregate, ...] = (EXPERIMENT_STATS, EXECUTIVE_STATS, EXECUTIVE_REVENUE)
+
+
+def _value(m: Metric, measure: str, running: str) -> str:
+    """A unit's value of `m` from the running sum of `measure` (NULL-safe)."""
+    raw = f"coalesce({running}, 0)"
+    return f"CASE WHEN {raw} > 0 THEN 1.0 ELSE 0.0 END" if m.type == "proportion" else raw
+
+
+@functools.cache
+def _family_sql(family: str, pre_days: int) -> dict[str, str]:
+    """The contributions SQL of the exposed or reached family: its stats and (reached) revenue."""
+    exposed = family == "exposed"
+    metrics = EXPOSED_METRICS if exposed else REACHED_METRICS
+    unit = ("experiment_id",) if exposed else ("scope",)
+    ukey = ", ".join((*unit, "user_id"))
+    dims = ("arm", "segment", "channel") if exposed else ("grp", "segment", "channel")
+    measures = tuple(dict.fromkeys(n for m in metrics for n in m.measures))
+    zero = {n: "0.0" for n in measures}
+    if exposed:
+        units = f"""SELECT x.experiment_id, x.user_id, x.first_ts, x.arm, x.placement, x.channel,
+           coalesce(s.segment, 'unknown') AS segment, {day_of('x.first_ts')} AS cohort_day,
+           {hour_of('x.first_ts')} AS first_hour
+    FROM exposure_firsts x LEFT JOIN decision_firsts s ON s.scope = '{ALL_JOURNEYS}' AND s.user_id = x.user_id"""
+    else:
+        units = f"""SELECT r.scope, r.user_id, r.first_ts, CAST(NULL AS VARCHAR) AS placement, r.channel,
+           CASE WHEN r.arm = 'holdout' THEN 'holdout' ELSE 'exposed' END AS grp,
+           coalesce(r.segment, 'unknown') AS segment, {day_of('r.first_ts')} AS cohort_day,
+           {hour_of('r.first_ts')} AS first_hour
+    FROM decision_firsts r"""
+
+    def part(source: str, values: dict[str, str], join: str, day: str) -> str:
+        columns = ", ".join(f"{values.get(n, '0.0')} AS {col(n)}" for n in measures)
+        return f"SELECT {', '.join(f'u.{k}' for k in (*unit, 'user_id'))}, {day} AS day, {columns}\n    FROM {source} {join}"
+
+    parts = [part("units u", zero, "", "u.cohort_day")]  # the entry day exists for every unit
+    user_m = {n: f"h.{col(n)}" for n in measures if n in USER_MEASURES}
+    if user_m:
+        parts.append(part("units u", user_m, "JOIN user_hours h ON h.user_id = u.user_id AND h.hour > u.first_hour",
+                          "CAST(h.hour // 24 AS INTEGER)"))
+    element_m = {n: f"p.{col(n)}" for n in measures if n in ELEMENT_MEASURES}
+    if element_m:
+        parts.append(part("units u", element_m, "JOIN placement_hours p ON p.user_id = u.user_id "
+                          "AND p.placement = u.placement AND p.hour > u.first_hour", "CAST(p.hour // 24 AS INTEGER)"))
+    exposure_m = {n: f"x.{col(n)}" for n in measures if n in EXPOSURE_MEASURES}
+    if exposure_m:
+        parts.append(part("units u", exposure_m, "JOIN exposure_hours x ON x.experiment_id = u.experiment_id "
+                          "AND x.user_id = u.user_id", "CAST(x.hour // 24 AS INTEGER)"))
+    decision_m = {n: f"h.{col(n)}" for n in measures if n in DECISION_MEASURES}
+    if decision_m:
+        parts.append(part("units u", decision_m, "JOIN decision_hours h ON h.scope = u.scope AND h.user_id = u.user_id",
+                          "CAST(h.hour // 24 AS INTEGER)"))
+    partial_m = {n: f"p.{col(n)}" for n in measures if n in USER_MEASURES or n in ELEMENT_MEASURES}
+    if partial_m:
+        parts.append(part("units u", partial_m, f"JOIN partials p ON p.family = '{family}' AND p.unit = u.{unit[0]} "
+                          "AND p.user_id = u.user_id AND p.first_ts = u.first_ts", "u.cohort_day"))
+
+    daily = ", ".join(f"sum({col(n)}) AS {col(n)}" for n in measures)
+    running_cols = []
+    for m in metrics:
+        start = m.window.start_day
+        for n in m.measures:
+            masked = col(n) if not start else f"CASE WHEN day >= cohort_day + {start} THEN {col(n)} ELSE 0.0 END"
+            running_cols.append(f"sum({masked}) OVER w AS c_{m.name}__{n}")
+    cuped = [m for m in metrics if m.cuped]
+    pre = ", ".join(f"sum(h.{col(m.numerator)}) AS x_{m.name}" for m in cuped)
+
+    increments, windowed = [], []
+    for m in metrics:
+        v = _value(m, m.numerator, f"c_{m.name}__{m.numerator}")
+        d = _value(m, m.denominator, f"c_{m.name}__{m.denominator}") if m.denominator else None
+        x = _value(m, m.numerator, f"p.x_{m.name}") if m.cuped else None
+        if m.window.end_day is not None:
+            windowed.append(m)
+            continue
+        stats = {"n": "CASE WHEN c.day = c.cohort_day THEN 1 ELSE 0 END",
+                 "sum": f"c.v_{m.name} - c.v0_{m.name}",
+                 "sum_squares": f"c.v_{m.name} * c.v_{m.name} - c.v0_{m.name} * c.v0_{m.name}"}
+        if d is not None:
+            stats |= {"denominator_sum": f"c.d_{m.name} - c.d0_{m.name}",
+                      "denominator_sum_squares": f"c.d_{m.name} * c.d_{m.name} - c.d0_{m.name} * c.d0_{m.name}",
+                      "sum_product": f"c.v_{m.name} * c.d_{m.name} - c.v0_{m.name} * c.d0_{m.name}"}
+        if x is not None:
+            entry = "CASE WHEN c.day = c.cohort_day THEN 1.0 ELSE 0.0 END"
+            stats |= {"pre_sum": f"{entry} * {x}", "pre_sum_squares": f"{entry} * {x} * {x}",
+                      "sum_product": f"(c.v_{m.name} - c.v0_{m.name}) * {x}"}
+        increments.append((m, stats, v, d))
+
+    values = []
+    for m, _, v, d in increments:
+        values.append(f"{v} AS v_{m.name}")
+        if d is not None:
+            values.append(f"{d} AS d_{m.name}")
+    lagged = []
+    for m, _, _, d in increments:
+        lagged.append(f"coalesce(lag(v_{m.name}) OVER w, 0.0) AS v0_{m.name}")
+        if d is not None:
+            lagged.append(f"coalesce(lag(d_{m.name}) OVER w, 0.0) AS d0_{m.name}")
+    population = "exposed__users" if exposed else "users"
+    select = [f"sum(CASE WHEN c.day = c.cohort_day THEN 1 ELSE 0 END) AS {population}"]
+    for m in metrics:
+        for f in stat_fields(m):
+            found = next((stats[f] for mm, stats, _, _ in increments if mm is m), None)
+            total = f"sum({found})" if found is not None else "0"
+            select.append(f"CAST({total} AS {'BIGINT' if f == 'n' else 'DOUBLE'}) AS {m.name}__{f}")
+    window = f"WINDOW w AS (PARTITION BY {ukey} ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+    lag_window = f"WINDOW w AS (PARTITION BY {ukey} ORDER BY day)"
+    bucket = ", ".join(f"c.{k}" for k in (*unit, *dims, "cohort_day"))
+    ctes = [
+        f"units AS (\n    {units}\n)",
+        "parts AS (\n    " + "\n    UNION ALL\n    ".join(parts) + "\n)",
+        f"daily AS (\n    SELECT p.*, u.cohort_day FROM (SELECT {ukey}, day, {daily} FROM parts GROUP BY {ukey}, day) p "
+        f"JOIN units u USING ({ukey})\n)",
+        f"running AS (\n    SELECT {ukey}, day, cohort_day, {', '.join(running_cols)} FROM daily {window}\n)",
+        f"valued AS (\n    SELECT {ukey}, day, cohort_day{''.join(', ' + v for v in values)} FROM running\n)",
+        f"changes AS (\n    SELECT u.*, v.day{''.join(', v.' + c.split(' AS ')[1] for c in values)}"
+        f"{''.join(', ' + c for c in lagged)}\n    FROM valued v JOIN units u USING ({ukey}) {lag_window}\n)",
+    ]
+    if cuped:
+        ctes.append(f"pre AS (\n    SELECT u.{unit[0]}, u.user_id, {pre}\n    FROM units u JOIN user_hours h "
+                    f"ON h.user_id = u.user_id AND h.hour >= (u.cohort_day - {pre_days}) * 24 "
+                    f"AND h.hour < u.cohort_day * 24\n    GROUP BY u.{unit[0]}, u.user_id\n)")
+    else:
+        ctes.append(f"pre AS (SELECT {ukey} FROM units)")
+    stats_select = (f"SELECT {bucket}, c.day AS change_day,\n    " + ",\n    ".join(select)
+                    + f"\nFROM changes c LEFT JOIN pre p USING ({ukey})\nGROUP BY {bucket}, c.day")
+    blocks = [stats_select]
+    for m in windowed:
+        w = m.window
+        in_window = f"day >= cohort_day + {w.start_day} AND day < cohort_day + {w.end_day}"
+        sums = ", ".join(f"sum(CASE WHEN {in_window} THEN {col(n)} ELSE 0.0 END) AS w_{n}" for n in m.measures)
+        v = _value(m, m.numerator, f"s.w_{m.numerator}")
+        fields = {"n": "1", "sum": v, "sum_squares": f"{v} * {v}"}
+        if m.denominator:
+            dv = _value(m, m.denominator, f"s.w_{m.denominator}")
+            fields |= {"denominator_sum": dv, "denominator_sum_squares": f"{dv} * {dv}", "sum_product": f"{v} * {dv}"}
+        if m.cuped:
+            x = _value(m, m.numerator, f"p.x_{m.name}")
+            fields |= {"pre_sum": x, "pre_sum_squares": f"{x} * {x}", "sum_product": f"{v} * {x}"}
+        columns = [f"CAST(0 AS BIGINT) AS {population}"]
+        for other in metrics:
+            for f in stat_fields(other):
+                expr = f"sum({fields[f]})" if other is m else "0"
+                columns.append(f"CAST({expr} AS {'BIGINT' if f == 'n' else 'DOUBLE'}) AS {other.name}__{f}")
+        blocks.append(
+            f"SELECT {bucket}, c.cohort_day + {w.end_day} AS change_day,\n    " + ",\n    ".join(columns)
+            + f"\nFROM units c JOIN (SELECT {ukey}, {sums} FROM daily GROUP BY {ukey}) s USING ({ukey}) "
+            f"LEFT JOIN pre p USING ({ukey})\nGROUP BY {bucket}, c.cohort_day + {w.end_day}")
+    out = {("experiment_stats" if exposed else "executive_stats"):
+           "WITH " + ",\n".join(ctes) + "\n" + "\nUNION ALL\n".join(blocks)}
+    if not exposed:
+        revenue = col("revenue")
+        revenue = col("revenue")
+        bucket_r = "u.scope, u.grp, u.segment, u.channel, u.cohort_day"
+        out["executive_revenue"] = f"""WITH units AS (
+    {units}
+)
+SELECT {bucket_r}, h.hour, sum(h.{revenue}) AS revenue
+FROM units u JOIN user_hours h ON h.user_id = u.user_id AND h.hour > u.first_hour
+WHERE h.{revenue} <> 0
+GROUP BY {bucket_r}, h.hour
+UNION ALL
+SELECT {bucket_r}, u.first_hour AS hour, sum(p.{revenue}) AS revenue
+FROM units u JOIN partials p ON p.family = 'reached' AND p.unit = u.scope AND p.user_id = u.user_id
+   AND p.first_ts = u.first_ts
+WHERE p.{revenue} <> 0
+GROUP BY {bucket_r}, u.first_hour"""
+    return out
+
+
+def contributions_sql(aggregate: str, pre_days: int, state: str = "") -> str:
+    """SQL: the rows of aggregate table `aggregate` that the units in the state tables contribute;
+    the state is read from the relations named `<state><table>` (e.g. `cur_user_hours`)."""
+    family = "exposed" if aggregate == "experiment_stats" else "reached"
+    body = _family_sql(family, pre_days)[aggregate]
+    if not state:
+        return body
+    aliases = ",\n".join(f"{t.name} AS (SELECT * FROM {state}{t.name})" for t in STATE)
+    return f"WITH {aliases},\n{body.removeprefix('WITH ')}"
+
+
+def definitions_hash(pre_days: int) -> str:
+    """A digest of every rollup SQL text: rollups written under other definitions are rebuilt."""
+    texts = [facts_sql(t.name) for t in FACTS] + [partials_sql("events")]
+    texts += [contributions_sql(a.name, pre_days) for a in AGGREGATES] + list(ANCHOR_SQL.values())
+    return hashlib.sha256("\n;\n".join(texts).encode()).hexdigest()[:16]
+
+
+ANCHOR_SQL: dict[str, str] = {
+    "exposed": "SELECT 'exposed' AS family, experiment_id AS unit, user_id, first_ts, placement FROM exposure_firsts",
+    "reached": "SELECT 'reached' AS family, scope AS unit, user_id, first_ts, CAST(NULL AS VARCHAR) AS placement "
+               "FROM decision_firsts",
+}
+"""The units whose first hour needs a partial: (family, unit, user_id, first_ts, placement)."""
+
+TABLE_NAMES: Callable[[str], str] = "rollup_{}".format
+"""The lake's name of a state or aggregate table."""

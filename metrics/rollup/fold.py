@@ -1,0 +1,153 @@
+"""Folding raw rows into the rollups: one procedure for the job, the cockpit's tail and a rebuild.
+
+`fold` takes a batch of raw rows (the relations `in_events`, `in_exposures`, `in_decisions`) and
+the users to forget, and works out, for the users the batch touches:
+- their state before (`old_*`: the committed rows of the state tables, merged) and after
+  (`cur_*`: before plus the batch's facts, the first hour of every unit whose start moved read
+  from raw rows, the forgotten users left out);
+- the increments of every aggregate: contributions after minus contributions before.
+
+The job appends the batch's facts and the increments under a new run; the cockpit adds the
+increments of the rows loaded after the last run to what the runs committed; a rebuild folds
+every raw row with no state before. So the same definitions (`metrics.rollup.definitions`)
+give the same numbers on every path.
+
+Everything runs on one DuckDB cursor (temporary tables are private to it), so concurrent
+folds of several cockpit sessions never see each other's tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import duckdb
+import pyarrow as pa
+
+from metrics.rollup import definitions as defs
+from metrics.rollup.state import COMMITTED, RUN_ID, Aggregate, StateTable, schema
+from momento.lake.warehouse import used_params
+
+_FAR_PAST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_FAR_FUTURE = datetime(9999, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Raw rows to fold: a SELECT each (over the warehouse's views, with bound parameters in
+    `params`), the users to forget (erased), and the load time no raw read may pass."""
+
+    events: str
+    exposures: str
+    decisions: str
+    params: dict[str, object]
+    upper: datetime
+    erased: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Folded:
+    """What a fold produced: rows to append to each state table, and the increments of each
+    aggregate table (both without `run_id`)."""
+
+    state: dict[str, pa.Table]
+    increments: dict[str, pa.Table]
+    touched_users: int
+
+
+def _columns(table: StateTable | Aggregate) -> list[str]:
+    return [c.name for c in (*table.keys, *table.values)]
+
+
+def _empty(cursor: duckdb.DuckDBPyConnection, name: str, table: StateTable) -> None:
+    empty = pa.schema([f for f in schema(table) if f.name != RUN_ID]).empty_table()
+    cursor.register("empty_state", empty)
+    cursor.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM empty_state")
+    cursor.unregister("empty_state")
+
+
+def fold(cursor: duckdb.DuckDBPyConnection, batch: Batch, pre_days: int, *, prior: bool,
+         existing: frozenset[str]) -> Folded:
+    """Fold `batch` into the rollups' state (see the module docstring). `prior`: read the
+    committed state of the touched users (False for a rebuild: nothing came before);
+    `existing`: the rollup tables present in the lake (views `rollup_<name>`)."""
+    for name, sql in (("in_events", batch.events), ("in_exposures", batch.exposures),
+                      ("in_decisions", batch.decisions)):
+        cursor.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}", used_params(sql, batch.params))
+    for table in defs.FACTS:
+        cursor.execute(f"CREATE OR REPLACE TEMP TABLE batch_{table.name} AS {defs.facts_sql(table.name)}")
+    cursor.register("erased_list", pa.table({"user_id": pa.array(batch.erased, pa.string())}))
+    cursor.execute("CREATE OR REPLACE TEMP TABLE erased AS SELECT DISTINCT user_id FROM erased_list")
+    cursor.unregister("erased_list")
+    touched = " UNION ".join(f"SELECT user_id FROM batch_{t.name}" for t in defs.FACTS)
+    cursor.execute(f"CREATE OR REPLACE TEMP TABLE touched AS {touched} UNION SELECT user_id FROM erased")
+
+    for table in defs.STATE:
+        rollup = defs.TABLE_NAMES(table.name)
+        if prior and rollup in existing:
+            rows = f"(SELECT * FROM {rollup} WHERE {COMMITTED} AND user_id IN (SELECT user_id FROM touched))"
+            cursor.execute(f"CREATE OR REPLACE TEMP TABLE old_{table.name} AS {table.merged_sql(rows)}")
+        else:
+            _empty(cursor, f"old_{table.name}", table)
+    for table in defs.FACTS:
+        columns = ", ".join(_columns(table))
+        union = (f"(SELECT {columns} FROM old_{table.name} UNION ALL SELECT {columns} FROM batch_{table.name}) "
+                 "WHERE user_id NOT IN (SELECT user_id FROM erased)")
+        cursor.execute(f"CREATE OR REPLACE TEMP TABLE cur_{table.name} AS {table.merged_sql('(SELECT * FROM ' + union + ')')}")
+    _partials(cursor, batch)
+
+    increments = {}
+    for aggregate in defs.AGGREGATES:
+        keys = [c.name for c in aggregate.keys]
+        values = [c.name for c in aggregate.values]
+        after = defs.contributions_sql(aggregate.name, pre_days, "cur_")
+        if prior:
+            before = defs.contributions_sql(aggregate.name, pre_days, "old_")
+            negated = ", ".join([*keys, *(f"-{v} AS {v}" for v in values)])
+            rows = f"SELECT * FROM ({after}) UNION ALL SELECT {negated} FROM ({before})"
+        else:
+            rows = after
+        total = ", ".join(f"sum({v}) AS {v}" for v in values)
+        nonzero = " OR ".join(f"{v} <> 0" for v in values)
+        sql = (f"SELECT * FROM (SELECT {', '.join(keys)}, {total} FROM ({rows}) GROUP BY {', '.join(keys)}) "
+               f"WHERE {nonzero}")
+        increments[aggregate.name] = cursor.sql(sql).arrow().read_all()
+
+    state = {table.name: cursor.sql(f"SELECT * FROM {_appended(table)}").arrow().read_all() for table in defs.STATE}
+    users = cursor.sql("SELECT count(*) FROM touched").fetchall()[0][0]
+    return Folded(state, increments, int(users))
+
+
+def _appended(table: StateTable) -> str:
+    """The rows of `table` a run appends: the batch's facts (the forgotten users' left out), or,
+    for partials, every touched unit's recomputed first hour."""
+    if table is defs.PARTIALS:
+        return "cur_partials"
+    return f"batch_{table.name} WHERE user_id NOT IN (SELECT user_id FROM erased)"
+
+
+def _partials(cursor: duckdb.DuckDBPyConnection, batch: Batch) -> None:
+    """`cur_partials`: units whose first exposure (decision) is unchanged keep their first hour
+    plus the batch's events in it; units that are new or start earlier read theirs from raw."""
+    anchors = " UNION ALL ".join(sql.replace("FROM ", "FROM cur_") for sql in defs.ANCHOR_SQL.values())
+    cursor.execute(f"CREATE OR REPLACE TEMP TABLE cur_anchors AS {anchors}")
+    cursor.execute("""CREATE OR REPLACE TEMP TABLE anchors AS
+        SELECT a.* FROM cur_anchors a JOIN old_partials p
+          ON p.family = a.family AND p.unit = a.unit AND p.user_id = a.user_id AND p.first_ts = a.first_ts""")
+    measures = [defs.col(m) for m in (*defs.USER_MEASURES, *defs.ELEMENT_MEASURES)]
+    columns = ", ".join(["family", "unit", "user_id", "first_ts", *measures])
+    open_ended = {"lo": _FAR_PAST, "hi": _FAR_FUTURE, "upper": batch.upper}
+    added = ", ".join(f"p.{c} + n.{c} AS {c}" for c in measures)
+    cursor.execute(f"""CREATE OR REPLACE TEMP TABLE kept_partials AS
+        SELECT p.family, p.unit, p.user_id, p.first_ts, {added}
+        FROM old_partials p JOIN ({defs.partials_sql('in_events')}) n
+          USING (family, unit, user_id, first_ts)""", open_ended)
+    cursor.execute("""CREATE OR REPLACE TEMP TABLE anchors AS
+        SELECT a.* FROM cur_anchors a ANTI JOIN kept_partials k USING (family, unit, user_id, first_ts)""")
+    span = cursor.sql("SELECT min(first_ts), max(first_ts) FROM anchors").fetchall()[0]
+    lo, hi = (span[0], span[1] + timedelta(hours=1)) if span[0] is not None else (_FAR_PAST, _FAR_PAST)
+    cursor.execute(f"""CREATE OR REPLACE TEMP TABLE cur_partials AS
+        SELECT {columns} FROM kept_partials
+        UNION ALL
+        SELECT {columns} FROM ({defs.partials_sql('events')})""", {"lo": lo, "hi": hi, "upper": batch.upper})
+

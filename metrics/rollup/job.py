@@ -1,0 +1,270 @@
+"""The rollup job: `momento rollup` (catch up once) and `momento rollup --follow`.
+
+A run reads the raw rows loaded since the last run's watermark (`loaded_at` per raw table),
+folds them (`metrics.rollup.fold`), appends the new facts and the aggregates' increments to
+the rollup tables under a fresh run id, and then logs the run with its new watermark in
+`rollup_runs`: that last commit is what makes the run's rows visible (readers keep only rows
+of logged runs). A crash before it leaves the rows invisible and the watermark where it was;
+the next run folds the same rows again under another id, so nothing is counted twice.
+
+A run rebuilds everything from raw instead when there is no run yet or the definitions (the
+SQL from the catalogue, the pre-period) changed. Erasures logged since the watermark are
+folded as users to forget; their state rows are then deleted, the rollups merged and the
+files that held them vacuumed at once, as the raw tables are.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from metrics.rollup import definitions as defs
+from metrics.rollup.fold import Batch, Folded, fold
+from metrics.rollup.state import COMMITTED, RUN_ID, RUNS_SCHEMA, WATERMARKED, schema
+from momento.lake.rollups import ROLLUP_RUNS, TABLE_VERSIONS, RollupStore, dump_versions
+from momento.lake.warehouse import Warehouse, used_params
+
+log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class Run:
+    """A logged run: its id, kind, definitions and the watermark it left."""
+
+    run_id: int
+    kind: str
+    definitions: str
+    loaded_to: dict[str, datetime | None]
+    finished_at: datetime
+    events_max_ts: datetime | None
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What one run did."""
+
+    run_id: int
+    kind: str
+    rows_folded: int
+    users: int
+    seconds: float
+
+
+def latest_run(wh: Warehouse) -> Run | None:
+    """The last logged run (None: the lake has no rollups yet)."""
+    if not wh.has(ROLLUP_RUNS):
+        return None
+    frame = wh.query(f"SELECT * FROM {ROLLUP_RUNS} ORDER BY {RUN_ID} DESC LIMIT 1")
+    if not frame.height:
+        return None
+    row = frame.row(0, named=True)
+    return Run(row[RUN_ID], row["kind"], row["definitions"],
+               {t: row[f"{t}_loaded_to"] for t in WATERMARKED}, row["finished_at"], row["events_max_ts"])
+
+
+def _tail(table: str) -> str:
+    return f"SELECT * FROM {table} WHERE loaded_at > ${table}_w AND loaded_at <= ${table}_u"
+
+
+class RollupJob:
+    """Keeps the rollups of one lake up to date (see the module docstring)."""
+
+    def __init__(self, lake: Path, pre_days: int) -> None:
+        self.lake = Path(lake)
+        self.pre_days = pre_days
+        self.definitions = defs.definitions_hash(pre_days)
+        self.store = RollupStore(self.lake)
+
+    def run_once(self) -> RunReport:
+        """Catch up with the lake now (a rebuild when needed); one run."""
+        with self.store.lock():
+            return self._run()
+
+    def _run(self) -> RunReport:
+        started = time.perf_counter()
+        started_at = datetime.now(timezone.utc)
+        wh = Warehouse(self.lake, min_refresh_seconds=0.0)
+        try:
+            last = latest_run(wh)
+            upper = self._uppers(wh)
+            if last is None or last.definitions != self.definitions:
+                self.store.drop_all()
+                wh.refresh(force=True)
+                kind, batch = "rebuild", self._batch_all(upper)
+            else:
+                kind, batch = "fold", self._batch_since(wh, last, upper)
+            if kind == "fold" and not _has_rows(wh, batch):
+                return RunReport(last.run_id if last else 0, "idle", 0, 0, time.perf_counter() - started)
+            run_id = self._next_run_id(last)
+            existing = frozenset(wh.versions)
+            cursor = wh.cursor()
+            try:
+                folded = fold(cursor, batch, self.pre_days, prior=kind == "fold", existing=existing)
+                rows = cursor.sql("SELECT (SELECT count(*) FROM in_events) + (SELECT count(*) FROM in_exposures) "
+                                  "+ (SELECT count(*) FROM in_decisions)").fetchall()[0][0]
+            finally:
+                cursor.close()
+            self._append(folded, run_id)
+            kind = "erase" if batch.erased else kind
+            self._log(run_id, kind, started_at, upper, int(rows), self._newest_event(wh, last, kind, upper))
+            if batch.erased:
+                self._forget(batch.erased)
+            return RunReport(run_id, kind, int(rows), folded.touched_users, time.perf_counter() - started)
+        finally:
+            wh.close()
+
+    # -- inputs ---------------------------------------------------------------------------------
+
+    def _uppers(self, wh: Warehouse) -> dict[str, datetime | None]:
+        """The newest load time of each raw table in this snapshot: the new watermark."""
+        return {t: wh.scalar(f"SELECT max(loaded_at) FROM {t}") for t in WATERMARKED}
+
+    def _batch_all(self, upper: dict[str, datetime | None]) -> Batch:
+        params: dict[str, object] = {}
+        parts = {}
+        for table in ("events", "exposures", "decisions"):
+            params[f"{table}_u"] = upper[table]
+            parts[table] = f"SELECT * FROM {table} WHERE loaded_at IS NULL OR loaded_at <= ${table}_u"
+        return Batch(parts["events"], parts["exposures"], parts["decisions"], params,
+                     upper["events"] or datetime.now(timezone.utc))
+
+    def _batch_since(self, wh: Warehouse, last: Run, upper: dict[str, datetime | None]) -> Batch:
+        params: dict[str, object] = {}
+        for table in WATERMARKED:
+            params[f"{table}_w"] = last.loaded_to[table] or datetime(1970, 1, 1, tzinfo=timezone.utc)
+            params[f"{table}_u"] = upper[table] or params[f"{table}_w"]
+        erased = self._erased(wh, params)
+        return Batch(_tail("events"), _tail("exposures"), _tail("decisions"), params,
+                     upper["events"] or datetime.now(timezone.utc), erased)
+
+    def _erased(self, wh: Warehouse, params: dict[str, Any]) -> tuple[str, ...]:
+        """The users in the rollups whose erasure was logged since the watermark."""
+        subjects = wh.query(_tail("erasures").replace("SELECT *", "SELECT DISTINCT subject_hash"),
+                            {k: v for k, v in params.items() if k.startswith("erasures_")})
+        if not subjects.height:
+            return ()
+        found: set[str] = set()
+        for table in (defs.USER_HOURS, defs.EXPOSURE_FIRSTS, defs.DECISION_FIRSTS):
+            name = defs.TABLE_NAMES(table.name)
+            if wh.has(name):
+                frame = wh.query(f"SELECT DISTINCT user_id FROM {name} WHERE {COMMITTED} "
+                                 f"AND list_contains($subjects, sha256(user_id))",
+                                 {"subjects": subjects["subject_hash"].to_list()})
+                found.update(frame["user_id"].to_list())
+        return tuple(sorted(found))
+
+    # -- outputs --------------------------------------------------------------------------------
+
+    def _next_run_id(self, last: Run | None) -> int:
+        """A run id never used before, larger than every logged one (a crashed run's rows can
+        never be mistaken for a later run's)."""
+        now = time.time_ns() // 1000
+        return max(now, (last.run_id + 1) if last else 0)
+
+    def _append(self, folded: Folded, run_id: int) -> None:
+        tables = [(t, folded.state[t.name]) for t in defs.STATE] + [(a, folded.increments[a.name]) for a in defs.AGGREGATES]
+        for table, rows in tables:
+            if rows.num_rows or self.store.table(defs.TABLE_NAMES(table.name)) is None:
+                stamped = rows.append_column(RUN_ID, pa.array([run_id] * rows.num_rows, pa.int64()))
+                self.store.append(defs.TABLE_NAMES(table.name), stamped, schema(table))
+
+    def _newest_event(self, wh: Warehouse, last: Run | None, kind: str,
+                      upper: dict[str, datetime | None]) -> datetime | None:
+        """The newest event time folded so far (the as-of of every analysis)."""
+        if kind == "rebuild" or last is None:
+            return wh.scalar("SELECT max(ts) FROM events WHERE loaded_at IS NULL OR loaded_at <= $u",
+                             {"u": upper["events"]})
+        tail = wh.scalar("SELECT max(ts) FROM events WHERE loaded_at > $w AND loaded_at <= $u",
+                         {"w": last.loaded_to["events"], "u": upper["events"]})
+        known = [t for t in (last.events_max_ts, tail) if t is not None]
+        return max(known) if known else None
+
+    def _log(self, run_id: int, kind: str, started_at: datetime, upper: dict[str, datetime | None], rows: int,
+             newest: datetime | None) -> None:
+        versions = {}
+        for table in (*defs.STATE, *defs.AGGREGATES):
+            delta = self.store.table(defs.TABLE_NAMES(table.name))
+            if delta is not None:
+                versions[defs.TABLE_NAMES(table.name)] = delta.version()
+        record = {RUN_ID: run_id, "kind": kind, "definitions": self.definitions, "started_at": started_at,
+                  "finished_at": datetime.now(timezone.utc), "rows_folded": rows, "events_max_ts": newest,
+                  TABLE_VERSIONS: dump_versions(versions), **{f"{t}_loaded_to": upper[t] for t in WATERMARKED}}
+        self.store.append(ROLLUP_RUNS, pa.Table.from_pylist([record], RUNS_SCHEMA), RUNS_SCHEMA)
+
+    def _forget(self, users: tuple[str, ...]) -> None:
+        """Erasure, after the run that retracted the users' contributions: rewrite every rollup
+        table without their state rows (merged, so no stored row of an aggregate was computed
+        with them) and vacuum at once the files that held them."""
+        self.compact(forget=users)
+        self.store.maintain(retention_hours=0)
+
+    def compact(self, forget: tuple[str, ...] = ()) -> None:
+        """Replace every rollup table by its merged committed rows (one row per key, state sorted
+        by user), under a run of its own; rows of runs that never committed are dropped, and the
+        run log keeps only what the merged rows still refer to. State rows of the users in
+        `forget` are left out."""
+        started_at = datetime.now(timezone.utc)
+        wh = Warehouse(self.lake, min_refresh_seconds=0.0)
+        try:
+            last = latest_run(wh)
+            if last is None:
+                return
+            run_id = self._next_run_id(last)
+            for table in (*defs.STATE, *defs.AGGREGATES):
+                name = defs.TABLE_NAMES(table.name)
+                if not wh.has(name):
+                    continue
+                rows_of = f"(SELECT * FROM {name} WHERE {COMMITTED}"
+                rows_of += " AND NOT list_contains($forget, user_id))" if table in defs.STATE else ")"
+                merged = table.merged_sql(rows_of)
+                names = [c.name for c in table.keys]
+                order = ", ".join(sorted(names, key=lambda n: n != "user_id"))
+                cursor = wh.cursor()
+                try:
+                    sql = f"SELECT *, CAST({run_id} AS BIGINT) AS {RUN_ID} FROM ({merged}) ORDER BY {order}"
+                    rows = cursor.sql(sql, params=used_params(sql, {"forget": list(forget)})).arrow().read_all()
+                finally:
+                    cursor.close()
+                self.store.replace(name, rows, schema(table))
+            self._log(run_id, "compact", started_at, last.loaded_to, 0, last.events_max_ts)
+            runs = self.store.table(ROLLUP_RUNS)
+            assert runs is not None  # it holds the row just logged
+            kept = runs.to_pyarrow_dataset().to_table(filter=pc.field(RUN_ID) >= run_id)
+            self.store.replace(ROLLUP_RUNS, kept, RUNS_SCHEMA)
+        finally:
+            wh.close()
+
+    def follow(self, interval: float, stop: threading.Event, compact_every: float = 300.0) -> None:
+        """Run every `interval` seconds until `stop` is set; merge small files now and then."""
+        next_compaction = time.monotonic() + compact_every
+        while not stop.is_set():
+            try:
+                with self.store.lock():
+                    report = self._run()
+                    if report.kind != "idle":
+                        log.info("rollup run %s (%s): %d rows, %d users in %.2f s", report.run_id, report.kind,
+                                 report.rows_folded, report.users, report.seconds)
+                    if time.monotonic() >= next_compaction:
+                        next_compaction = time.monotonic() + compact_every
+                        self.compact()
+                        self.store.maintain(retention_hours=1)
+            except Exception:
+                log.exception("rollup run failed; retried in %.0f s", interval)
+            stop.wait(interval)
+
+
+def _has_rows(wh: Warehouse, batch: Batch) -> bool:
+    if batch.erased:
+        return True
+    for sql in (batch.events, batch.exposures, batch.decisions):
+        probe = f"SELECT EXISTS ({sql})"
+        if wh.scalar(probe, batch.params):
+            return True
+    return False

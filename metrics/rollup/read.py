@@ -1,0 +1,139 @@
+"""What the cockpit reads: every aggregate as the rollups hold it plus the live tail, or from raw.
+
+`aggregates(wh, pre_days)` returns, per aggregate table, its rows merged over the committed runs
+plus the increments of the raw rows loaded after the newest run's watermark (the *tail*, folded
+on the spot by the same procedure the job runs), so numbers are exact and live while a refresh
+costs the new rows, not the history. When the rollups cannot serve — none yet, built under other
+definitions, an erasure logged since the watermark, or a tail too long to fold quickly (the job is
+behind or stopped) — every aggregate is folded from raw instead, and `Source` says so and why.
+
+Results are cached per snapshot (the warehouse's table versions), so the panels of a page, and
+several sessions, fold the same tail once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Literal
+
+import polars as pl
+
+from metrics.rollup import definitions as defs
+from metrics.rollup.fold import Batch, fold
+from metrics.rollup.job import Run, latest_run
+from metrics.rollup.state import COMMITTED, WATERMARKED
+from momento.lake.warehouse import Warehouse
+
+MAX_TAIL_ROWS = 250_000
+"""A tail longer than this is not folded on a page refresh: the page reads raw and says so."""
+
+Mode = Literal["rollups", "raw"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a page's numbers came from."""
+
+    mode: Mode
+    reason: str
+    """Why raw (empty when the rollups served)."""
+    watermark: datetime | None
+    """When the newest run's rows were loaded (rollups only)."""
+    tail_rows: int
+    as_of: datetime
+    """The analysis time: just after the newest event (outcomes count before it)."""
+
+    @property
+    def as_of_day(self) -> int:
+        """The UTC day (days since the epoch) of the newest instant the as-of covers."""
+        return (self.as_of - timedelta(microseconds=1) - datetime(1970, 1, 1, tzinfo=timezone.utc)).days
+
+
+@dataclass(frozen=True)
+class Aggregates:
+    """Every aggregate's rows (keys and summed statistics), and where they came from."""
+
+    frames: dict[str, pl.DataFrame]
+    source: Source
+
+    def __getitem__(self, name: str) -> pl.DataFrame:
+        return self.frames[name]
+
+
+_TAIL = "SELECT * FROM {table} WHERE loaded_at > ${table}_w"
+_ALL = "SELECT * FROM {table}"
+_cache: OrderedDict[tuple, Aggregates] = OrderedDict()
+_cache_lock = threading.Lock()
+_CACHED = 8
+
+
+def aggregates(wh: Warehouse, pre_days: int, max_tail_rows: int = MAX_TAIL_ROWS) -> Aggregates:
+    """The aggregates now (see the module docstring), cached per snapshot."""
+    versions = wh.refresh()
+    key = (id(wh), pre_days, max_tail_rows, tuple(sorted(versions.items())))
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    result = _compute(wh, pre_days, max_tail_rows)
+    with _cache_lock:
+        _cache[key] = result
+        while len(_cache) > _CACHED:
+            _cache.popitem(last=False)
+    return result
+
+
+def _compute(wh: Warehouse, pre_days: int, max_tail_rows: int) -> Aggregates:
+    last = latest_run(wh)
+    reason = _unusable(wh, last, pre_days)
+    params: dict[str, object] = {}
+    tail_rows = 0
+    if not reason and last is not None:
+        params = {f"{t}_w": last.loaded_to[t] or datetime(1970, 1, 1, tzinfo=timezone.utc) for t in WATERMARKED}
+        tail_rows = sum(int(wh.scalar(f"SELECT count(*) FROM ({_TAIL.format(table=t)})", params) or 0)
+                        for t in ("events", "exposures", "decisions"))
+        if tail_rows > max_tail_rows:
+            reason = f"the rollups are behind by {tail_rows:,} rows (is `momento rollup --follow` running?)"
+    template = _ALL if reason else _TAIL
+    batch = Batch(*(template.format(table=t) for t in ("events", "exposures", "decisions")), params,
+                  upper=datetime(9999, 1, 1, tzinfo=timezone.utc))
+    cursor = wh.cursor()
+    try:
+        folded = fold(cursor, batch, pre_days, prior=not reason, existing=frozenset(wh.versions))
+        newest = cursor.sql("SELECT max(ts) FROM in_events").fetchall()[0][0]
+    finally:
+        cursor.close()
+    frames = {}
+    for aggregate in defs.AGGREGATES:
+        increments = pl.from_arrow(folded.increments[aggregate.name])
+        assert isinstance(increments, pl.DataFrame)
+        name = defs.TABLE_NAMES(aggregate.name)
+        if reason or not wh.has(name):
+            frames[aggregate.name] = increments
+            continue
+        committed = wh.query(aggregate.merged_sql(f"(SELECT * FROM {name} WHERE {COMMITTED})"))
+        both = pl.concat([committed, increments.select(committed.columns).cast(committed.schema)])
+        keys = [c.name for c in aggregate.keys]
+        frames[aggregate.name] = both.group_by(keys).agg(pl.exclude(keys).sum())
+    folded_newest = None if reason or last is None else last.events_max_ts
+    known = [t for t in (newest, folded_newest) if t is not None]
+    as_of = max(known) + timedelta(microseconds=1) if known else datetime.now(timezone.utc)
+    source = Source("raw" if reason else "rollups", reason, None if reason or last is None else last.finished_at,
+                    tail_rows, as_of)
+    return Aggregates(frames, source)
+
+
+def _unusable(wh: Warehouse, last: Run | None, pre_days: int) -> str:
+    """Why the rollups cannot serve now ("" when they can)."""
+    if last is None:
+        return "no rollups yet (run `momento rollup`, or `momento demo` which keeps them up to date)"
+    if last.definitions != defs.definitions_hash(pre_days):
+        return "the rollups were built under other metric definitions and are being rebuilt"
+    pending = wh.scalar("SELECT count(*) FROM erasures WHERE loaded_at > $w",
+                        {"w": last.loaded_to["erasures"] or datetime(1970, 1, 1, tzinfo=timezone.utc)})
+    if pending:
+        return "an erasure is being applied to the rollups"
+    return ""
