@@ -212,17 +212,18 @@ def _family_sql(family: str, pre_days: int) -> dict[str, str]:
     exposed = family == "exposed"
     metrics = EXPOSED_METRICS if exposed else REACHED_METRICS
     unit = ("experiment_id",) if exposed else ("scope",)
-    ukey = ", ".join((*unit, "user_id"))
+    ukey = ", ".join(("side", *unit, "user_id"))
     dims = ("arm", "segment", "channel") if exposed else ("grp", "segment", "channel")
     measures = tuple(dict.fromkeys(n for m in metrics for n in m.measures))
     zero = {n: "0.0" for n in measures}
     if exposed:
-        units = f"""SELECT x.experiment_id, x.user_id, x.first_ts, x.arm, x.placement, x.channel,
+        units = f"""SELECT x.side, x.experiment_id, x.user_id, x.first_ts, x.arm, x.placement, x.channel,
            coalesce(s.segment, 'unknown') AS segment, {day_of('x.first_ts')} AS cohort_day,
            {hour_of('x.first_ts')} AS first_hour
-    FROM exposure_firsts x LEFT JOIN decision_firsts s ON s.scope = '{ALL_JOURNEYS}' AND s.user_id = x.user_id"""
+    FROM exposure_firsts x
+    LEFT JOIN decision_firsts s ON s.side = x.side AND s.scope = '{ALL_JOURNEYS}' AND s.user_id = x.user_id"""
     else:
-        units = f"""SELECT r.scope, r.user_id, r.first_ts, CAST(NULL AS VARCHAR) AS placement, r.channel,
+        units = f"""SELECT r.side, r.scope, r.user_id, r.first_ts, CAST(NULL AS VARCHAR) AS placement, r.channel,
            CASE WHEN r.arm = 'holdout' THEN 'holdout' ELSE 'exposed' END AS grp,
            coalesce(r.segment, 'unknown') AS segment, {day_of('r.first_ts')} AS cohort_day,
            {hour_of('r.first_ts')} AS first_hour
@@ -230,28 +231,28 @@ def _family_sql(family: str, pre_days: int) -> dict[str, str]:
 
     def part(source: str, values: dict[str, str], join: str, day: str) -> str:
         columns = ", ".join(f"{values.get(n, '0.0')} AS {col(n)}" for n in measures)
-        return f"SELECT {', '.join(f'u.{k}' for k in (*unit, 'user_id'))}, {day} AS day, {columns}\n    FROM {source} {join}"
+        return f"SELECT {', '.join(f'u.{k}' for k in ('side', *unit, 'user_id'))}, {day} AS day, {columns}\n    FROM {source} {join}"
 
     parts = [part("units u", zero, "", "u.cohort_day")]  # the entry day exists for every unit
     user_m = {n: f"h.{col(n)}" for n in measures if n in USER_MEASURES}
     if user_m:
-        parts.append(part("units u", user_m, "JOIN user_hours h ON h.user_id = u.user_id AND h.hour > u.first_hour",
+        parts.append(part("units u", user_m, "JOIN user_hours h ON h.side = u.side AND h.user_id = u.user_id AND h.hour > u.first_hour",
                           "CAST(h.hour // 24 AS INTEGER)"))
     element_m = {n: f"p.{col(n)}" for n in measures if n in ELEMENT_MEASURES}
     if element_m:
-        parts.append(part("units u", element_m, "JOIN placement_hours p ON p.user_id = u.user_id "
+        parts.append(part("units u", element_m, "JOIN placement_hours p ON p.side = u.side AND p.user_id = u.user_id "
                           "AND p.placement = u.placement AND p.hour > u.first_hour", "CAST(p.hour // 24 AS INTEGER)"))
     exposure_m = {n: f"x.{col(n)}" for n in measures if n in EXPOSURE_MEASURES}
     if exposure_m:
-        parts.append(part("units u", exposure_m, "JOIN exposure_hours x ON x.experiment_id = u.experiment_id "
+        parts.append(part("units u", exposure_m, "JOIN exposure_hours x ON x.side = u.side AND x.experiment_id = u.experiment_id "
                           "AND x.user_id = u.user_id", "CAST(x.hour // 24 AS INTEGER)"))
     decision_m = {n: f"h.{col(n)}" for n in measures if n in DECISION_MEASURES}
     if decision_m:
-        parts.append(part("units u", decision_m, "JOIN decision_hours h ON h.scope = u.scope AND h.user_id = u.user_id",
+        parts.append(part("units u", decision_m, "JOIN decision_hours h ON h.side = u.side AND h.scope = u.scope AND h.user_id = u.user_id",
                           "CAST(h.hour // 24 AS INTEGER)"))
     partial_m = {n: f"p.{col(n)}" for n in measures if n in USER_MEASURES or n in ELEMENT_MEASURES}
     if partial_m:
-        parts.append(part("units u", partial_m, f"JOIN partials p ON p.family = '{family}' AND p.unit = u.{unit[0]} "
+        parts.append(part("units u", partial_m, f"JOIN partials p ON p.side = u.side AND p.family = '{family}' AND p.unit = u.{unit[0]} "
                           "AND p.user_id = u.user_id AND p.first_ts = u.first_ts", "u.cohort_day"))
 
     daily = ", ".join(f"sum({col(n)}) AS {col(n)}" for n in measures)
@@ -296,11 +297,11 @@ def _family_sql(family: str, pre_days: int) -> dict[str, str]:
         if d is not None:
             lagged.append(f"coalesce(lag(d_{m.name}) OVER w, 0.0) AS d0_{m.name}")
     population = "exposed__users" if exposed else "users"
-    select = [f"sum(CASE WHEN c.day = c.cohort_day THEN 1 ELSE 0 END) AS {population}"]
+    select = [f"sum(c.side * CASE WHEN c.day = c.cohort_day THEN 1 ELSE 0 END) AS {population}"]
     for m in metrics:
         for f in stat_fields(m):
             found = next((stats[f] for mm, stats, _, _ in increments if mm is m), None)
-            total = f"sum({found})" if found is not None else "0"
+            total = f"sum(c.side * ({found}))" if found is not None else "0"
             select.append(f"CAST({total} AS {'BIGINT' if f == 'n' else 'DOUBLE'}) AS {m.name}__{f}")
     window = f"WINDOW w AS (PARTITION BY {ukey} ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
     lag_window = f"WINDOW w AS (PARTITION BY {ukey} ORDER BY day)"
@@ -316,9 +317,9 @@ def _family_sql(family: str, pre_days: int) -> dict[str, str]:
         f"{''.join(', ' + c for c in lagged)}\n    FROM valued v JOIN units u USING ({ukey}) {lag_window}\n)",
     ]
     if cuped:
-        ctes.append(f"pre AS (\n    SELECT u.{unit[0]}, u.user_id, {pre}\n    FROM units u JOIN user_hours h "
-                    f"ON h.user_id = u.user_id AND h.hour >= (u.cohort_day - {pre_days}) * 24 "
-                    f"AND h.hour < u.cohort_day * 24\n    GROUP BY u.{unit[0]}, u.user_id\n)")
+        ctes.append(f"pre AS (\n    SELECT u.side, u.{unit[0]}, u.user_id, {pre}\n    FROM units u JOIN user_hours h "
+                    f"ON h.side = u.side AND h.user_id = u.user_id AND h.hour >= (u.cohort_day - {pre_days}) * 24 "
+                    f"AND h.hour < u.cohort_day * 24\n    GROUP BY u.side, u.{unit[0]}, u.user_id\n)")
     else:
         ctes.append(f"pre AS (SELECT {ukey} FROM units)")
     stats_select = (f"SELECT {bucket}, c.day AS change_day,\n    " + ",\n    ".join(select)
@@ -339,7 +340,7 @@ def _family_sql(family: str, pre_days: int) -> dict[str, str]:
         columns = [f"CAST(0 AS BIGINT) AS {population}"]
         for other in metrics:
             for f in stat_fields(other):
-                expr = f"sum({fields[f]})" if other is m else "0"
+                expr = f"sum(c.side * ({fields[f]}))" if other is m else "0"
                 columns.append(f"CAST({expr} AS {'BIGINT' if f == 'n' else 'DOUBLE'}) AS {other.name}__{f}")
         blocks.append(
             f"SELECT {bucket}, c.cohort_day + {w.end_day} AS change_day,\n    " + ",\n    ".join(columns)
@@ -354,13 +355,13 @@ def _family_sql(family: str, pre_days: int) -> dict[str, str]:
         out["executive_revenue"] = f"""WITH units AS (
     {units}
 )
-SELECT {bucket_r}, h.hour, sum(h.{revenue}) AS revenue
-FROM units u JOIN user_hours h ON h.user_id = u.user_id AND h.hour > u.first_hour
+SELECT {bucket_r}, h.hour, sum(u.side * h.{revenue}) AS revenue
+FROM units u JOIN user_hours h ON h.side = u.side AND h.user_id = u.user_id AND h.hour > u.first_hour
 WHERE h.{revenue} <> 0
 GROUP BY {bucket_r}, h.hour
 UNION ALL
-SELECT {bucket_r}, u.first_hour AS hour, sum(p.{revenue}) AS revenue
-FROM units u JOIN partials p ON p.family = 'reached' AND p.unit = u.scope AND p.user_id = u.user_id
+SELECT {bucket_r}, u.first_hour AS hour, sum(u.side * p.{revenue}) AS revenue
+FROM units u JOIN partials p ON p.side = u.side AND p.family = 'reached' AND p.unit = u.scope AND p.user_id = u.user_id
    AND p.first_ts = u.first_ts
 WHERE p.{revenue} <> 0
 GROUP BY {bucket_r}, u.first_hour"""
@@ -368,8 +369,10 @@ GROUP BY {bucket_r}, u.first_hour"""
 
 
 def contributions_sql(aggregate: str, pre_days: int, state: str = "") -> str:
-    """SQL: the rows of aggregate table `aggregate` that the units in the state tables contribute;
-    the state is read from the relations named `<state><table>` (e.g. `cur_user_hours`)."""
+    """SQL: the rows of aggregate table `aggregate` that the units in the state tables contribute,
+    read from the relations named `<state><table>` (e.g. `cur_user_hours`). Every state row
+    carries a `side` (+1, or -1 for the state before a fold): contributions are counted with
+    their side's sign, so one evaluation over both states gives a fold's increments."""
     family = "exposed" if aggregate == "experiment_stats" else "reached"
     body = _family_sql(family, pre_days)[aggregate]
     if not state:

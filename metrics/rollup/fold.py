@@ -67,10 +67,11 @@ def _empty(cursor: duckdb.DuckDBPyConnection, name: str, table: StateTable) -> N
 
 
 def fold(cursor: duckdb.DuckDBPyConnection, batch: Batch, pre_days: int, *, prior: bool,
-         existing: frozenset[str]) -> Folded:
+         existing: frozenset[str], keep_state: bool = True) -> Folded:
     """Fold `batch` into the rollups' state (see the module docstring). `prior`: read the
     committed state of the touched users (False for a rebuild: nothing came before);
-    `existing`: the rollup tables present in the lake (views `rollup_<name>`)."""
+    `existing`: the rollup tables present in the lake (views `rollup_<name>`); `keep_state`:
+    return the state rows to append (a reader that only wants the increments says False)."""
     for name, sql in (("in_events", batch.events), ("in_exposures", batch.exposures),
                       ("in_decisions", batch.decisions)):
         cursor.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}", used_params(sql, batch.params))
@@ -96,24 +97,22 @@ def fold(cursor: duckdb.DuckDBPyConnection, batch: Batch, pre_days: int, *, prio
         cursor.execute(f"CREATE OR REPLACE TEMP TABLE cur_{table.name} AS {table.merged_sql('(SELECT * FROM ' + union + ')')}")
     _partials(cursor, batch)
 
+    for table in defs.STATE:
+        before = f" UNION ALL SELECT -1 AS side, * FROM old_{table.name}" if prior else ""
+        cursor.execute(f"CREATE OR REPLACE TEMP TABLE both_{table.name} AS "
+                       f"SELECT 1 AS side, * FROM cur_{table.name}{before}")
     increments = {}
     for aggregate in defs.AGGREGATES:
-        keys = [c.name for c in aggregate.keys]
+        keys = ", ".join(c.name for c in aggregate.keys)
         values = [c.name for c in aggregate.values]
-        after = defs.contributions_sql(aggregate.name, pre_days, "cur_")
-        if prior:
-            before = defs.contributions_sql(aggregate.name, pre_days, "old_")
-            negated = ", ".join([*keys, *(f"-{v} AS {v}" for v in values)])
-            rows = f"SELECT * FROM ({after}) UNION ALL SELECT {negated} FROM ({before})"
-        else:
-            rows = after
         total = ", ".join(f"sum({v}) AS {v}" for v in values)
         nonzero = " OR ".join(f"{v} <> 0" for v in values)
-        sql = (f"SELECT * FROM (SELECT {', '.join(keys)}, {total} FROM ({rows}) GROUP BY {', '.join(keys)}) "
-               f"WHERE {nonzero}")
+        rows = defs.contributions_sql(aggregate.name, pre_days, "both_")
+        sql = f"SELECT * FROM (SELECT {keys}, {total} FROM ({rows}) GROUP BY {keys}) WHERE {nonzero}"
         increments[aggregate.name] = cursor.sql(sql).arrow().read_all()
 
-    state = {table.name: cursor.sql(f"SELECT * FROM {_appended(table)}").arrow().read_all() for table in defs.STATE}
+    state = {table.name: cursor.sql(f"SELECT * FROM {_appended(table)}").arrow().read_all()
+             for table in defs.STATE} if keep_state else {}
     users = cursor.sql("SELECT count(*) FROM touched").fetchall()[0][0]
     return Folded(state, increments, int(users))
 

@@ -20,11 +20,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Literal
 
 import polars as pl
+import pyarrow as pa
 
 from metrics.rollup import definitions as defs
 from metrics.rollup.fold import Batch, fold
 from metrics.rollup.job import Run, latest_run
-from metrics.rollup.state import COMMITTED, WATERMARKED
+from metrics.rollup.state import COMMITTED, RUN_ID, WATERMARKED, schema
 from momento.lake.warehouse import Warehouse
 
 MAX_TAIL_ROWS = 250_000
@@ -93,37 +94,49 @@ def _compute(wh: Warehouse, pre_days: int, max_tail_rows: int) -> Aggregates:
     tail_rows = 0
     if not reason and last is not None:
         params = {f"{t}_w": last.loaded_to[t] or datetime(1970, 1, 1, tzinfo=timezone.utc) for t in WATERMARKED}
-        tail_rows = sum(int(wh.scalar(f"SELECT count(*) FROM ({_TAIL.format(table=t)})", params) or 0)
-                        for t in ("events", "exposures", "decisions"))
+        counts = " + ".join(f"(SELECT count(*) FROM ({_TAIL.format(table=t)}))" for t in ("events", "exposures",
+                                                                                             "decisions"))
+        tail_rows = int(wh.scalar(f"SELECT {counts}", params) or 0)
         if tail_rows > max_tail_rows:
             reason = f"the rollups are behind by {tail_rows:,} rows (is `momento rollup --follow` running?)"
-    template = _ALL if reason else _TAIL
-    batch = Batch(*(template.format(table=t) for t in ("events", "exposures", "decisions")), params,
-                  upper=datetime(9999, 1, 1, tzinfo=timezone.utc))
-    cursor = wh.cursor()
-    try:
-        folded = fold(cursor, batch, pre_days, prior=not reason, existing=frozenset(wh.versions))
-        newest = cursor.sql("SELECT max(ts) FROM in_events").fetchall()[0][0]
-    finally:
-        cursor.close()
+    increments: dict[str, pl.DataFrame] = {}
+    newest = None
+    if reason or tail_rows:
+        template = _ALL if reason else _TAIL
+        batch = Batch(*(template.format(table=t) for t in ("events", "exposures", "decisions")), params,
+                      upper=datetime(9999, 1, 1, tzinfo=timezone.utc))
+        cursor = wh.cursor()
+        try:
+            folded = fold(cursor, batch, pre_days, prior=not reason, existing=frozenset(wh.versions),
+                          keep_state=False)
+            newest = cursor.sql("SELECT max(ts) FROM in_events").fetchall()[0][0]
+        finally:
+            cursor.close()
+        increments = {name: _frame(table) for name, table in folded.increments.items()}
     frames = {}
     for aggregate in defs.AGGREGATES:
-        increments = pl.from_arrow(folded.increments[aggregate.name])
-        assert isinstance(increments, pl.DataFrame)
         name = defs.TABLE_NAMES(aggregate.name)
-        if reason or not wh.has(name):
-            frames[aggregate.name] = increments
-            continue
-        committed = wh.query(aggregate.merged_sql(f"(SELECT * FROM {name} WHERE {COMMITTED})"))
-        both = pl.concat([committed, increments.select(committed.columns).cast(committed.schema)])
+        parts = [] if reason or not wh.has(name) else \
+            [wh.query(aggregate.merged_sql(f"(SELECT * FROM {name} WHERE {COMMITTED})"))]
+        if aggregate.name in increments:
+            parts.append(increments[aggregate.name])
+        if not parts:
+            parts.append(_frame(schema(aggregate).empty_table().drop_columns([RUN_ID])))
         keys = [c.name for c in aggregate.keys]
-        frames[aggregate.name] = both.group_by(keys).agg(pl.exclude(keys).sum())
+        both = pl.concat([p.cast(parts[0].schema) for p in parts])
+        frames[aggregate.name] = both if len(parts) == 1 else both.group_by(keys).agg(pl.exclude(keys).sum())
     folded_newest = None if reason or last is None else last.events_max_ts
     known = [t for t in (newest, folded_newest) if t is not None]
     as_of = max(known) + timedelta(microseconds=1) if known else datetime.now(timezone.utc)
     source = Source("raw" if reason else "rollups", reason, None if reason or last is None else last.finished_at,
                     tail_rows, as_of)
     return Aggregates(frames, source)
+
+
+def _frame(table: pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
 
 
 def _unusable(wh: Warehouse, last: Run | None, pre_days: int) -> str:
