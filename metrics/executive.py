@@ -1,11 +1,11 @@
 """The executive view: what personalisation is worth, measured against the global holdout.
 
-The population is every user the engine reached in the period (at least one decision);
-outcomes count from the user's first decision. Users in the global holdout never get a
-personalised answer, so (revenue per reached user outside the holdout − per holdout user) ×
-users outside the holdout is the revenue personalisation added, with an interval from the
-statistics engine (CUPED with the pre-period as covariate). One SQL pass gives the sufficient
-statistics per group, a second the trend per day or hour.
+The population is every user the engine reached (a first decision in the period, in the
+journey picked or in any); outcomes count from that first decision. Users in the global holdout
+never get a personalised answer, so (revenue per reached user outside the holdout − per holdout
+user) × users outside the holdout is the revenue personalisation added, with an interval from
+the statistics engine (CUPED with the pre-period as covariate). The sufficient statistics per
+group and the revenue per hour come from the rollups (`metrics.rollup`).
 """
 
 from __future__ import annotations
@@ -19,55 +19,63 @@ import polars as pl
 
 from metrics import stats
 from metrics.filters import Filters
-from momento.kpis import MEASURES, metric
-from metrics.sql import user_key, utc_day, utc_hour
-from metrics.sql.per_user import arm_stats, per_user_sql, stats_columns, unit_columns, value_of
+from metrics.arm_stats import arm_stats, stat_names, value_of
+from metrics.rollup.definitions import ALL_JOURNEYS, HOUR_US
+from metrics.rollup.read import EPOCH, Aggregates, Period, aggregates, period
+from momento.kpis import metric
 from momento.lake.warehouse import Warehouse
 
 HEADLINE = tuple(metric(name) for name in ("arpu", "margin_per_user", "conversion_rate", "aov", "nps", "coverage"))
 GROUPS = ("exposed", "holdout")
 Grain = Literal["day", "hour"]
-
-_UNITS = f"""    SELECT {user_key('d')} AS uid, min(d.ts) AS first_ts, CAST(NULL AS VARCHAR) AS placement,
-           CASE WHEN bool_or(d.arm = 'holdout') THEN 'holdout' ELSE 'exposed' END AS grp
-           {unit_columns(HEADLINE, "decisions")}
-    FROM decisions d
-    WHERE {Filters.where('d', segment=True, journey=True)}
-    GROUP BY uid"""
-
-SUMMARY_SQL = f"""SELECT grp, count(*) AS users, min(first_ts) AS first_ts, max(as_of) AS as_of{stats_columns(HEADLINE)}
-FROM (
-{per_user_sql(_UNITS, HEADLINE)}
-)
-GROUP BY grp"""
-
-_REVENUE = MEASURES["revenue"]
+_COLUMNS = ["users", *(c for m in HEADLINE for c in stat_names(m))]
 
 
-def _trend_sql(bucket: str) -> str:
-    return f"""WITH units AS (
-{_UNITS}
-)
-SELECT u.grp, {bucket} AS bucket, CAST(sum({_REVENUE.value}) AS DOUBLE) AS revenue
-FROM units u JOIN events e ON {user_key('e')} = u.uid AND e.ts >= u.first_ts
-WHERE {_REVENUE.predicate()} AND ($f_end IS NULL OR e.ts < $f_end)
-GROUP BY ALL
-ORDER BY bucket"""
+def _scoped(frame: pl.DataFrame, filters: Filters, window: Period, time_key: str) -> pl.DataFrame:
+    """Rows of the users reached in the filter's journey (all journeys: scope '*') whose first
+    decision there fell in the period, on its channel and segment; `time_key` up to its end."""
+    keep = (pl.col("scope") == (filters.journey or ALL_JOURNEYS)) & (pl.col("cohort_day") <= window.last)
+    if window.first is not None:
+        keep &= pl.col("cohort_day") >= window.first
+    for column, value in (("channel", filters.channel), ("segment", filters.segment)):
+        if value is not None:
+            keep &= pl.col(column) == value
+    if time_key == "change_day":
+        keep &= pl.col("change_day") <= window.last
+    else:
+        keep &= pl.col("hour") * HOUR_US < int((window.as_of - EPOCH).total_seconds() * 1_000_000)
+    return frame.filter(keep)
 
 
-TREND_SQL: dict[Grain, str] = {"day": _trend_sql(utc_day("e.ts")), "hour": _trend_sql(utc_hour("e.ts"))}
+def summary_frame(aggregates: Aggregates, filters: Filters) -> pl.DataFrame:
+    """Sufficient statistics of the headline metrics for the exposed and the holdout group, with
+    `users`, `first_ts` (midnight of the first day a unit entered) and `as_of`."""
+    window = period(filters.start_ts, filters.end_ts, aggregates.source)
+    rows = _scoped(aggregates["executive_stats"], filters, window, "change_day")
+    return (rows.group_by("grp").agg(pl.col(_COLUMNS).sum(), pl.col("cohort_day").min().alias("first_day"))
+            .with_columns(pl.col("first_day").cast(pl.Date).cast(pl.Datetime("us", "UTC")).alias("first_ts"),
+                          pl.lit(window.as_of).alias("as_of"))
+            .select("grp", "users", "first_ts", "as_of", *_COLUMNS[1:]).sort("grp"))
 
 
 def load_summary(warehouse: Warehouse, filters: Filters, pre_days: int) -> pl.DataFrame:
-    """Sufficient statistics of the headline metrics for the exposed and the holdout group."""
-    params = {**filters.params(), "pre_days": pre_days}
-    return warehouse.query(SUMMARY_SQL, params)
+    """`summary_frame` of the lake now (rollups plus the live tail, or raw)."""
+    return summary_frame(aggregates(warehouse, pre_days), filters)
 
 
-def load_trend(warehouse: Warehouse, filters: Filters, grain: Grain = "day") -> pl.DataFrame:
-    """Revenue per group and day (or hour) from each user's first decision."""
-    sql = TREND_SQL[grain]
-    return warehouse.query(sql, filters.params())
+def trend_frame(aggregates: Aggregates, filters: Filters, grain: Grain = "day") -> pl.DataFrame:
+    """Revenue per group and UTC day (or hour) from each reached user's first decision on."""
+    window = period(filters.start_ts, filters.end_ts, aggregates.source)
+    rows = _scoped(aggregates["executive_revenue"], filters, window, "hour")
+    hours = pl.col("hour") if grain == "hour" else pl.col("hour") // 24 * 24
+    bucket = (hours * HOUR_US).cast(pl.Datetime("us")).alias("bucket")
+    return (rows.group_by("grp", bucket).agg(pl.col("revenue").sum())
+            .select("grp", "bucket", "revenue").sort("bucket", "grp"))
+
+
+def load_trend(warehouse: Warehouse, filters: Filters, pre_days: int, grain: Grain = "day") -> pl.DataFrame:
+    """`trend_frame` of the lake now."""
+    return trend_frame(aggregates(warehouse, pre_days), filters, grain)
 
 
 @dataclass(frozen=True)

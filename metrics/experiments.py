@@ -1,18 +1,17 @@
-"""Experiments from raw rows to a decision.
+"""Experiments from the lake to a decision.
 
-One SQL pass reduces the lake to every metric's sufficient statistics per experiment, arm,
-segment and day of first exposure (the population is the users exposed in the experiment;
-outcomes count after each user's first exposure; the CUPED covariate is the same metric in the
-pre-period). Those sums add up, so per-arm, per-segment and per-day views are sums of the same
-small frame. The statistics engine then gives per-variant lifts with always-valid intervals,
-the sample-ratio check, guardrails with non-inferiority margins, verdicts corrected for
-multiple testing across metrics × variants, and a recommendation with its reason. Cumulative
-lift over time is computed *as of* each day (outcomes up to that day), by a second query.
+The rollups (`metrics.rollup`) hold every metric's sufficient statistics per experiment, arm,
+segment, channel, day of first exposure and change day (the population is the users exposed in
+the experiment; outcomes count from each user's first exposure; the CUPED covariate is the same
+metric over the pre-period's days). Those sums add up, so per-arm, per-segment, per-day and
+as-of-each-day views are sums of the same small frame, whatever the filter. The statistics engine
+then gives per-variant lifts with always-valid intervals, the sample-ratio check, guardrails with
+non-inferiority margins, verdicts corrected for multiple testing across metrics × variants, and a
+recommendation with its reason.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -23,50 +22,14 @@ from momento.scenario import Experiment, Scenario
 from metrics import stats
 from metrics.filters import Filters
 from momento.kpis import METRICS, Metric, metric
-from metrics.sql import user_key, utc_day
-from metrics.sql.per_user import arm_stats, cumulative_sql, per_user_sql, stats_columns, unit_columns, value_of
+from metrics.arm_stats import arm_stats, stat_names, value_of
+from metrics.rollup.read import Aggregates, Period, aggregates, period
 from momento.lake.warehouse import Warehouse
+
+EXPERIMENT_STATS = "experiment_stats"
 
 Role = Literal["primary", "secondary", "guardrail"]
 Verdict = Literal["better", "worse", "no difference yet", "not enough data"]
-
-
-def _exposures(one_experiment: bool) -> str:
-    """The experiments' exposures that count (filtered; the holdout is not in any experiment)."""
-    only = "AND f.experiment_id = $experiment" if one_experiment else ""
-    return f"""FROM exposures f
-        WHERE f.experiment_id IS NOT NULL AND f.arm IS NOT NULL AND f.arm <> 'holdout' {only}
-          AND {Filters.where('f')}"""
-
-
-def _units(metrics: Sequence[Metric], one_experiment: bool, segment: bool = True) -> str:
-    """Exposed users per experiment: arm and time of the first exposure, the element (one per
-    experiment), the exposure measures, and the user's segment (at their first decision; with
-    `segment=False` neither the column nor the segment filter, so no pass over the decisions)."""
-    exposed = f"""        SELECT f.experiment_id, {user_key('f')} AS uid, min(f.ts) AS first_ts,
-               arg_min(f.arm, f.ts) AS arm, any_value(f.placement) AS placement{unit_columns(metrics, 'exposures')}
-        {_exposures(one_experiment)}
-        GROUP BY f.experiment_id, uid"""
-    if not segment:
-        return exposed
-    return f"""    SELECT x.*, coalesce(s.segment, 'unknown') AS segment
-    FROM (
-{exposed}
-    ) x LEFT JOIN (SELECT {user_key('d')} AS uid, arg_min(d.segment, d.ts) AS segment FROM decisions d GROUP BY uid) s
-      USING (uid)
-    WHERE $f_segment IS NULL OR s.segment = $f_segment"""
-
-
-def _unit_days(metrics: Sequence[Metric]) -> str:
-    """One experiment's exposure measures per exposed user and UTC day."""
-    return f"""    SELECT f.experiment_id, {user_key('f')} AS uid,
-           {utc_day('f.ts')} AS day{unit_columns(metrics, 'exposures')}
-        {_exposures(True)}
-        GROUP BY ALL"""
-
-
-_KEYS = ("experiment_id", "uid")
-"""The columns identifying a unit of an experiment's analysis (one exposed user)."""
 
 
 def _exposed(names: Sequence[str]) -> list[Metric]:
@@ -77,48 +40,72 @@ def _exposed(names: Sequence[str]) -> list[Metric]:
     return chosen
 
 
-@functools.lru_cache(maxsize=32)
-def stats_sql(metric_names: tuple[str, ...], one_experiment: bool = False) -> str:
-    """The one-pass SQL of `load_stats` for these metrics (built once per set, from the catalogue);
-    `one_experiment`: only the experiment bound to `$experiment`."""
-    metrics = _exposed(metric_names)
-    day = utc_day("first_ts")
-    return f"""SELECT experiment_id, arm, segment, {day} AS day, count(*) AS exposed__users{stats_columns(metrics)}
-FROM (
-{per_user_sql(_units(metrics, one_experiment), metrics, _KEYS)}
-)
-GROUP BY ALL"""
-
-
-@functools.lru_cache(maxsize=32)
-def daily_sql(metric_name: str, by_segment: bool = False) -> str:
-    """The SQL of `load_cumulative` for one metric; `by_segment` when the filters pick a segment
-    (only then is each user's segment looked up)."""
-    (m,) = _exposed([metric_name])
-    return cumulative_sql(_units([m], True, by_segment), m, "arm", _unit_days([m]), _KEYS)
-
-
 def scenario_metrics(scenario: Scenario) -> tuple[str, ...]:
     """Every metric some experiment of the scenario uses, in catalogue order."""
     used = {name for x in scenario.experiments for name in roles(x)}
     return tuple(name for name in METRICS if name in used)
 
 
-def load_stats(warehouse: Warehouse, filters: Filters, pre_days: int, metric_names: tuple[str, ...],
-               experiment_id: str | None = None) -> pl.DataFrame:
+def _in_view(frame: pl.DataFrame, filters: Filters, window: Period, experiment_id: str | None) -> pl.DataFrame:
+    """The rows of units that entered in the filter's period (channel and segment of their first
+    exposure and decision), as of its end."""
+    keep = (pl.col("change_day") <= window.last) & (pl.col("cohort_day") <= window.last)
+    if window.first is not None:
+        keep &= pl.col("cohort_day") >= window.first
+    for column, value in (("channel", filters.channel), ("segment", filters.segment), ("experiment_id", experiment_id)):
+        if value is not None:
+            keep &= pl.col(column) == value
+    return frame.filter(keep)
+
+
+def _columns(names: Sequence[str]) -> list[str]:
+    return ["exposed__users", *(c for m in _exposed(names) for c in stat_names(m))]
+
+
+def stats_frame(aggregates: Aggregates, filters: Filters, metric_names: Sequence[str],
+                experiment_id: str | None = None) -> pl.DataFrame:
     """Sufficient statistics of `metric_names` per experiment, arm, segment and UTC day of first
-    exposure (one row each; every column but the keys is an additive sum), in one SQL pass; only
-    `experiment_id`'s rows when given (a fraction of the work, for a page showing one)."""
-    sql = stats_sql(tuple(metric_names), experiment_id is not None)
-    return warehouse.query(sql, {**filters.params(), "pre_days": pre_days, "experiment": experiment_id})
+    exposure (`day`), as of the filter's end, from the aggregates (every column but the keys is
+    an additive sum); only `experiment_id`'s rows when given."""
+    columns = _columns(metric_names)
+    window = period(filters.start_ts, filters.end_ts, aggregates.source)
+    rows = _in_view(aggregates[EXPERIMENT_STATS], filters, window, experiment_id)
+    return (rows.group_by("experiment_id", "arm", "segment", "cohort_day").agg(pl.col(columns).sum())
+            .with_columns(pl.col("cohort_day").cast(pl.Date).alias("day")).drop("cohort_day")
+            .select("experiment_id", "arm", "segment", "day", *columns).sort("experiment_id", "arm", "segment", "day"))
+
+
+def load_stats(warehouse: Warehouse, filters: Filters, pre_days: int, metric_names: Sequence[str],
+               experiment_id: str | None = None) -> pl.DataFrame:
+    """`stats_frame` of the lake now (rollups plus the live tail, or raw: `metrics.rollup.read`)."""
+    return stats_frame(aggregates(warehouse, pre_days), filters, metric_names, experiment_id)
+
+
+def cumulative_frame(aggregates: Aggregates, filters: Filters, experiment_id: str, metric_name: str) -> pl.DataFrame:
+    """Sufficient statistics of one metric per arm *as of the end of each day*, from the first
+    day a unit entered to the filter's end: the units that entered by then, their outcomes up to
+    then (a running sum of the increments over change days)."""
+    columns = stat_names(_exposed([metric_name])[0])
+    window = period(filters.start_ts, filters.end_ts, aggregates.source)
+    rows = _in_view(aggregates[EXPERIMENT_STATS], filters, window, experiment_id)
+    schema = {"arm": pl.String, "day": pl.Date} | {c: pl.Int64 if c.endswith("__n") else pl.Float64 for c in columns}
+    if not rows.height:
+        return pl.DataFrame(schema=schema)
+    changes = rows.group_by("arm", "change_day").agg(pl.col(columns).sum())
+    first = int(rows["cohort_day"].min())  # type: ignore[arg-type]
+    grid = (pl.DataFrame({"arm": rows["arm"].unique().sort()})
+            .join(pl.DataFrame({"change_day": pl.int_range(first, window.last + 1, eager=True, dtype=pl.Int32)}),
+                  how="cross"))
+    daily = (grid.join(changes, on=["arm", "change_day"], how="left").fill_null(0).sort("change_day")
+             .with_columns(pl.col(columns).cum_sum().over("arm")))
+    return (daily.with_columns(pl.col("change_day").cast(pl.Date).alias("day"))
+            .select("arm", "day", *columns).cast(schema).sort("day", "arm"))
 
 
 def load_cumulative(warehouse: Warehouse, filters: Filters, experiment_id: str, metric_name: str,
                     pre_days: int) -> pl.DataFrame:
-    """Sufficient statistics of one metric per arm *as of the end of each day* of the experiment."""
-    sql = daily_sql(metric_name, filters.segment is not None)
-    params = {**filters.params(), "pre_days": pre_days, "experiment": experiment_id}
-    return warehouse.query(sql, params)
+    """`cumulative_frame` of the lake now."""
+    return cumulative_frame(aggregates(warehouse, pre_days), filters, experiment_id, metric_name)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from metrics.filters import Filters
 from metrics.experiments import arm_rows
 from momento.kpis import CAPPED, CLICK_EVENTS, ELIGIBLE, FALLBACK, PERSONALISED, metric
 from momento.sql import sql_list
-from metrics.sql.per_user import arm_stats
+from metrics.arm_stats import arm_stats
 from momento.lake.warehouse import Warehouse
 
 SERVING = ("no_consent", "capped", "holdout", "blocked", "fallback", "model", "fixed")

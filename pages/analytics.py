@@ -44,7 +44,7 @@ def executive_summary(filters: Filters, pre_days: int, lake: Snapshot) -> pl.Dat
 
 @st.cache_data(**_CACHE)
 def executive_trend(filters: Filters, grain: executive.Grain, lake: Snapshot) -> pl.DataFrame:
-    return executive.load_trend(ui.warehouse(), filters, grain)
+    return executive.load_trend(ui.warehouse(), filters, ui.scenario().business.pre_period_days, grain)
 
 
 @st.cache_data(**_CACHE)

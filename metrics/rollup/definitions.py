@@ -27,9 +27,11 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import pyarrow as pa
 
+from metrics.arm_stats import stat_fields
 from metrics.rollup.state import Additive, Aggregate, Column, Pick, StateTable, key, summed
 from momento.kpis import ELIGIBLE, MEASURES, METRICS, PERSONALISED, Metric
 from momento.lake.schema import UTC_TS
@@ -146,7 +148,7 @@ def facts_sql(table: str) -> str:
 
 
 @functools.cache
-def partials_sql(events: str) -> str:
+def partials_sql(events: Literal["events", "in_events"]) -> str:
     """SQL: for each row of `anchors` (family, unit, user_id, first_ts, placement), the measures of
     its user's events in `events` from `first_ts` to the end of that hour. `$lo`/`$hi` bound the
     events' time (so only the files of those hours are read) and `$upper` their load time (only
@@ -166,15 +168,6 @@ GROUP BY a.family, a.unit, a.user_id, a.first_ts"""
 
 # ---------------------------------------------------------------------------------------------
 # Aggregates: metric increments per bucket and change day
-
-
-def stat_fields(m: Metric) -> tuple[str, ...]:
-    """The sufficient statistics of `m` (as `metrics.stats.ArmStats` names them)."""
-    if m.type == "ratio":
-        return ("n", "sum", "sum_squares", "denominator_sum", "denominator_sum_squares", "sum_product")
-    if m.cuped:
-        return ("n", "sum", "sum_squares", "pre_sum", "pre_sum_squares", "sum_product")
-    return ("n", "sum", "sum_squares")
 
 
 def stat_columns(metrics: Sequence[Metric]) -> tuple[Column, ...]:
@@ -368,7 +361,7 @@ GROUP BY {bucket_r}, u.first_hour"""
     return out
 
 
-def contributions_sql(aggregate: str, pre_days: int, state: str = "") -> str:
+def contributions_sql(aggregate: str, pre_days: int, state: Literal["", "cur_", "both_"] = "") -> str:
     """SQL: the rows of aggregate table `aggregate` that the units in the state tables contribute,
     read from the relations named `<state><table>` (e.g. `cur_user_hours`). Every state row
     carries a `side` (+1, or -1 for the state before a fold): contributions are counted with

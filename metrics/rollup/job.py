@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from metrics.rollup import definitions as defs
 from metrics.rollup.fold import Batch, Folded, fold
-from metrics.rollup.state import COMMITTED, RUN_ID, RUNS_SCHEMA, WATERMARKED, schema
+from metrics.rollup.state import COMMITTED, RUN_ID, RUNS_SCHEMA, WATERMARKED, RawTable, schema
 from momento.lake.rollups import ROLLUP_RUNS, TABLE_VERSIONS, RollupStore, dump_versions
 from momento.lake.warehouse import Warehouse, used_params
 
@@ -69,7 +69,7 @@ def latest_run(wh: Warehouse) -> Run | None:
                {t: row[f"{t}_loaded_to"] for t in WATERMARKED}, row["finished_at"], row["events_max_ts"])
 
 
-def _tail(table: str) -> str:
+def _tail(table: RawTable) -> str:
     return f"SELECT * FROM {table} WHERE loaded_at > ${table}_w AND loaded_at <= ${table}_u"
 
 

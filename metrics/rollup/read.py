@@ -47,10 +47,31 @@ class Source:
     as_of: datetime
     """The analysis time: just after the newest event (outcomes count before it)."""
 
-    @property
-    def as_of_day(self) -> int:
-        """The UTC day (days since the epoch) of the newest instant the as-of covers."""
-        return (self.as_of - timedelta(microseconds=1) - datetime(1970, 1, 1, tzinfo=timezone.utc)).days
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def day_number(ts: datetime) -> int:
+    """The UTC day of `ts` as days since the epoch (the rollups' day keys)."""
+    return (ts - EPOCH).days
+
+
+@dataclass(frozen=True)
+class Period:
+    """What a filter's dates select: units that entered on days `first`..`last` (None: from the
+    start), their outcomes as of `as_of` (the end of the range, or just after the newest event,
+    whichever comes first), whose UTC day is `last`."""
+
+    first: int | None
+    last: int
+    as_of: datetime
+
+
+def period(start: datetime | None, end: datetime | None, source: Source) -> Period:
+    """The `Period` of a date filter [start, end) (midnights, None: open) over `source`'s data."""
+    as_of = min(end, source.as_of) if end is not None else source.as_of
+    return Period(day_number(start) if start is not None else None, day_number(as_of - timedelta(microseconds=1)),
+                  as_of)
 
 
 @dataclass(frozen=True)
@@ -88,6 +109,7 @@ def aggregates(wh: Warehouse, pre_days: int, max_tail_rows: int = MAX_TAIL_ROWS)
 
 
 def _compute(wh: Warehouse, pre_days: int, max_tail_rows: int) -> Aggregates:
+    wh.require(WATERMARKED)
     last = latest_run(wh)
     reason = _unusable(wh, last, pre_days)
     params: dict[str, object] = {}

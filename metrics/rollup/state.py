@@ -40,7 +40,8 @@ RUNS_SCHEMA = pa.schema([
     pa.field("events_max_ts", UTC_TS),  # the newest event time folded: the analyses' as-of
     pa.field(TABLE_VERSIONS, pa.string(), nullable=False),  # JSON {table: Delta version}: the snapshot
 ])
-WATERMARKED = ("events", "decisions", "exposures", "erasures")
+RawTable = Literal["events", "decisions", "exposures", "erasures"]
+WATERMARKED: tuple[RawTable, ...] = ("events", "decisions", "exposures", "erasures")
 """The raw tables whose rows the rollups fold; `<table>_loaded_to` is each one's watermark."""
 
 COMMITTED = f"{RUN_ID} IN (SELECT {RUN_ID} FROM {ROLLUP_RUNS})"

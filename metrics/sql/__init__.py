@@ -1,7 +1,7 @@
 """Helpers for SQL composed from code (never from user text): UTC calendar
 buckets and the user key (quoting the catalogue's constants is `momento.sql.sql_list`). (`Warehouse.query` binds exactly the parameters a query uses.)
 
-`metrics.sql.per_user` writes the per-user and sufficient-statistics SQL from the KPI catalogue.
+The rollups' SQL, written from the KPI catalogue, is in `metrics.rollup.definitions`.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,9 +36,13 @@ class RollupLocked(RuntimeError):
     """Another rollup job holds this lake."""
 
 
+_NAME = re.compile(rf"^{ROLLUP_PREFIX}[a-z0-9_]+$")
+"""A rollup table's name: also a SQL identifier (a view's name), so nothing else is accepted."""
+
+
 def rollup_path(root: Path, name: str) -> Path:
     """Where the rollup table `name` (`rollup_...`) lives."""
-    if not name.startswith(ROLLUP_PREFIX) or not name.replace("_", "").isalnum():
+    if not _NAME.match(name):
         raise ValueError(f"not a rollup table name: {name!r}")
     return Path(root) / ROLLUPS_DIR / name
 
@@ -48,7 +53,7 @@ def rollup_tables(root: Path) -> dict[str, Path]:
     if not folder.is_dir():
         return {}
     return {path.name: path for path in sorted(folder.iterdir())
-            if path.name.startswith(ROLLUP_PREFIX) and (path / "_delta_log").is_dir()}
+            if _NAME.match(path.name) and (path / "_delta_log").is_dir()}
 
 
 def parse_versions(text: str) -> dict[str, int]:

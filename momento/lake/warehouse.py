@@ -203,6 +203,13 @@ class Warehouse:
         except duckdb.InvalidInputException as exc:
             raise WarehouseError(f"the lake at {self.lake} cannot be read: unreadable file: {exc}") from exc
 
+    def require(self, names: Sequence[str]) -> None:
+        """Raise `WarehouseError` if any of the tables `names` cannot be read (for work that goes
+        through cursors rather than `query`)."""
+        broken = [message for name, message in sorted(self.errors.items()) if name in names]
+        if broken:
+            raise WarehouseError("; ".join(broken))
+
     def _check_readable(self, sql: str) -> None:
         """Refuse a query that reads a table recorded as unreadable (it would see no rows).
 

@@ -51,7 +51,7 @@ def test_handmade_numbers_are_exact(handmade):
     welch = stats.compare(stats.ArmStats("h", 2, 40.0, 10**2 + 30**2),
                           stats.ArmStats("e", 4, 200.0, 100**2 + 50**2 + 50**2), "mean", method="fixed")
     assert summary.revenue.per_user == welch.absolute
-    assert summary.days == pytest.approx(25 / 24, abs=1e-6)  # first decision to the newest event
+    assert summary.days == pytest.approx(37 / 24, abs=1e-6)  # first decision's day (midnight) to the newest event
 
 
 def test_the_summary_equals_an_independent_polars_computation(small_lake):
@@ -80,7 +80,7 @@ def test_the_summary_equals_an_independent_polars_computation(small_lake):
 def test_the_trend_adds_up_to_the_unadjusted_total(small_lake, grain):
     wh = Warehouse(small_lake)
     summary = executive.summarise(executive.load_summary(wh, Filters(), PRE_DAYS))
-    trend = executive.trend(executive.load_trend(wh, Filters(), grain), summary)
+    trend = executive.trend(executive.load_trend(wh, Filters(), PRE_DAYS, grain), summary)
     n_e, n_h = summary.users["exposed"], summary.users["holdout"]
     frame = executive.load_summary(wh, Filters(), PRE_DAYS).sort("grp")
     rev_e, rev_h = frame["arpu__sum"].to_list()
@@ -118,7 +118,7 @@ def test_an_empty_lake_gives_an_empty_summary_not_an_error(tmp_path):
     wh = Warehouse(tmp_path / "none")
     summary = executive.summarise(executive.load_summary(wh, Filters(), PRE_DAYS))
     assert not summary.has_data and summary.revenue.status == "not_enough_data"
-    assert executive.trend(executive.load_trend(wh, Filters()), summary).height == 0
+    assert executive.trend(executive.load_trend(wh, Filters(), PRE_DAYS), summary).height == 0
 
 
 def test_money_is_rounded_to_reais_with_brazilian_grouping():

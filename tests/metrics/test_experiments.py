@@ -19,7 +19,7 @@ from metrics import experiments as ex
 from metrics import stats
 from metrics.filters import Filters
 from momento.kpis import METRICS
-from metrics.sql.per_user import arm_stats
+from metrics.arm_stats import arm_stats
 from momento.lake.warehouse import Warehouse
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -52,7 +52,7 @@ def _per_user_truth(warehouse: Warehouse, experiment_id: str, segment: str | Non
     events = warehouse.query("SELECT user_id, ts, event_type, placement, revenue FROM events")
     as_of = events["ts"].max() + timedelta(microseconds=1)
     units = (exposures.filter((pl.col("experiment_id") == experiment_id) & (pl.col("arm") != "holdout"))
-             .sort("ts").group_by("user_id")
+             .sort("ts", "exposure_id").group_by("user_id")
              .agg(pl.col("arm").first(), pl.col("ts").min().alias("first_ts"), pl.col("placement").first(),
                   pl.len().alias("exposures")))
     if segment is not None:
@@ -61,7 +61,8 @@ def _per_user_truth(warehouse: Warehouse, experiment_id: str, segment: str | Non
         units = units.join(first_segment, on="user_id").filter(pl.col("segment") == segment)
     joined = units.join(events, on="user_id", how="left")
     after = (pl.col("ts") >= pl.col("first_ts")) & (pl.col("ts") < as_of)
-    before = (pl.col("ts") < pl.col("first_ts")) & (pl.col("ts") >= pl.col("first_ts") - timedelta(days=PRE_DAYS))
+    first_day = pl.col("first_ts").dt.truncate("1d")  # the pre-period: whole UTC days before the first exposure's
+    before = (pl.col("ts") < first_day) & (pl.col("ts") >= first_day - timedelta(days=PRE_DAYS))
     purchase_ = pl.col("event_type") == "purchase"
     return joined.group_by("user_id", "arm", "exposures").agg(
         (after & purchase_).sum().alias("orders"),
@@ -207,9 +208,9 @@ def test_the_true_lifts_sit_next_to_the_estimates(frame, bundled_scenario, small
     assert ex.with_truth(results.drop("truth"), ex.true_lifts(None, x.id))["truth"].null_count() == results.height
 
 
-def test_metrics_outside_the_exposed_population_are_refused():
+def test_metrics_outside_the_exposed_population_are_refused(warehouse):
     with pytest.raises(ValueError, match="coverage"):
-        ex.stats_sql(("conversion_rate", "coverage"))
+        ex.load_stats(warehouse, Filters(), PRE_DAYS, ("conversion_rate", "coverage"))
 
 
 def test_one_experiments_statistics_are_its_rows_of_all(warehouse, frame, names):

@@ -16,7 +16,7 @@ def test_catalogue_covers_the_business_metrics_with_their_types_and_directions()
     assert {name: m[name].type for name in expected} == expected
     assert [name for name, metric in m.items() if not metric.higher_is_better] == ["return_rate", "opt_out_rate"]
     assert m["conversion_rate"].cuped and m["revenue_per_user"].cuped and not m["retention_7d"].cuped
-    assert m["retention_7d"].window.end_hours == 7 * 24
+    assert m["retention_7d"].window == kpis.Window(1, 8)  # the 7 calendar days after the first
     assert {o.implemented_in for o in kpis.OPERATIONAL.values()} == {"metrics.health", "metrics.model_quality"}
     table = kpis.catalogue()
     assert table["name"].to_list() == [*m, *kpis.OPERATIONAL]

@@ -246,16 +246,16 @@ def test_sql_injection_shaped_input_is_only_data(client, service):
 # SQL (built from constants at import) needs no entry. What it cannot see: a parameter copied to
 # a local first; the dynamic tests above cover behaviour.
 REVIEWED: dict[tuple[str, str, str], str] = {  # all in metrics/ and momento/lake/: the service and the pages build no SQL
-    ("momento/lake/warehouse.py", "_refresh_table", "name"): "a table name from momento.lake.schema.TABLES",
+    ("momento/lake/warehouse.py", "_refresh_table", "name"): "a table name from TABLES or a rollup directory name "
+                                                             "that rollup_tables checked (rollup_[a-z0-9_]+)",
     ("momento/lake/warehouse.py", "_drop", "name"): "a table name from momento.lake.schema.TABLES",
     ("metrics/compliance.py", "parity", "dimension"): "checked against compliance.DIMENSIONS first",
-    ("metrics/executive.py", "_trend_sql", "bucket"): "utc_day/utc_hour of a constant column, at import",
-    ("metrics/sql/per_user.py", "_numbered", "units"): "SQL composed by experiments/executive from constants",
-    ("metrics/sql/per_user.py", "_numbered", "keys"): "column names fixed by experiments/executive ('uid', ...)",
-    ("metrics/sql/per_user.py", "cumulative_sql", "group"): "a column name fixed by its caller ('arm')",
-    ("metrics/sql/per_user.py", "cumulative_sql", "unit_days"): "SQL composed by experiments.py from constants",
-    ("metrics/sql/per_user.py", "_running", "group"): "cumulative_sql's group, passed on",
-    ("metrics/sql/per_user.py", "_running", "ctes"): "SQL fragments built in cumulative_sql",
+    ("metrics/rollup/state.py", "merged_sql", "rows"): "a relation the rollup code names (a table, or SQL of constants)",
+    ("metrics/rollup/definitions.py", "_sum", "measure"): "a key of the catalogue's MEASURES",
+    ("metrics/rollup/definitions.py", "part", "source"): "'units u', a constant of _family_sql",
+    ("metrics/rollup/definitions.py", "part", "join"): "join clauses written in _family_sql from constants",
+    ("metrics/rollup/definitions.py", "part", "day"): "a day expression written in _family_sql from constants",
+    ("metrics/rollup/fold.py", "_empty", "name"): "old_<state table>, a name from the definitions",
 }
 _SQL_WORDS = re.compile(r"\b(select|delete|insert|update|drop|create|where)\b", re.I)
 _TEXT_TYPES = re.compile(r"\b(str|Any|object)\b")

@@ -22,7 +22,7 @@ from decisioning.simulator.backfill import backfill
 from metrics import experiments as ex
 from metrics.filters import Filters
 from momento.kpis import METRICS
-from metrics.sql.per_user import arm_stats
+from metrics.arm_stats import arm_stats
 from metrics.stats import ArmStats
 from momento.lake.warehouse import Warehouse
 
