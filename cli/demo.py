@@ -1,9 +1,10 @@
 """`momento demo`: the whole system on one machine, live, in one command.
 
 Backfills a history when the lake has no events, then starts the decisioning service, the
-traffic simulator driving it, and the cockpit, as child processes; prints where to look; and
-on Ctrl-C (or when any child dies) stops them all — the simulator first, the service last so
-its writer flushes what it holds.
+rollup job keeping the cockpit's rollups up to date, the traffic simulator driving the service,
+and the cockpit, as child processes; prints where to look; and on Ctrl-C (or when any child
+dies) stops them all — the cockpit and the simulator first, the service last so its writer
+flushes what it holds.
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         except RuntimeError as exc:
             print(f"momento demo: {exc}; see its log above", file=sys.stderr)
             return 1
+        rollup = _spawn([*python, "rollup", "--follow"], env)
+        children.insert(0, ("rollup job", rollup))
         simulator = _spawn([*python, "simulate", "--url", url, "--rate", str(args.rate)], env)
         children.insert(0, ("simulator", simulator))
         cockpit = _spawn(cockpit_command(settings.cockpit_port), env)

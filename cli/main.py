@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_argument("--users", type=int, default=None)
     backfill.add_argument("--seed", type=int, default=7)
 
+    rollup = sub.add_parser("rollup", help="bring the lake's rollups up to date (once, or --follow)")
+    rollup.add_argument("--follow", action="store_true", help="keep up with the lake until stopped")
+    rollup.add_argument("--interval", type=float, default=2.0, help="seconds between runs with --follow")
+
     cockpit = sub.add_parser("cockpit", help="run the Streamlit cockpit")
     cockpit.add_argument("--port", type=int, default=None)
 
@@ -97,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         from decisioning.simulator.backfill import run_backfill
 
         return run_backfill(settings, days=args.days, users=args.users, seed=args.seed)
+    if args.command == "rollup":
+        from cli.rollup import run_rollup
+
+        return run_rollup(settings, follow=args.follow, interval=args.interval)
     if args.command == "cockpit":
         return subprocess.call(cockpit_command(args.port or settings.cockpit_port), cwd=PROJECT_ROOT)
     if args.command == "demo":

@@ -1,0 +1,45 @@
+"""`momento rollup`: bring the lake's rollups up to date, once or continuously (`--follow`).
+
+With `--follow` the job keeps up with the lake every `--interval` seconds until SIGINT or
+SIGTERM, after which it finishes the run under way (its commit is all or nothing anyway) and
+exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+from metrics.rollup.job import RollupJob
+from momento.lake.rollups import RollupLocked
+from momento.scenario import ScenarioError, load_scenario
+from momento.settings import Settings
+
+
+def run_rollup(settings: Settings, follow: bool, interval: float) -> int:
+    """Run the rollup job on `settings.lake`; returns the exit code."""
+    logging.basicConfig(level=logging.INFO if follow else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        pre_days = load_scenario(settings.scenario).business.pre_period_days
+    except ScenarioError as exc:
+        print(f"momento rollup: {exc}", file=sys.stderr)
+        return 2
+    job = RollupJob(settings.lake, pre_days)
+    if not follow:
+        try:
+            report = job.run_once()
+        except RollupLocked as exc:
+            print(f"momento rollup: {exc}", file=sys.stderr)
+            return 1
+        print(f"momento rollup: {report.kind} run {report.run_id}: {report.rows_folded:,} rows, "
+              f"{report.users:,} users in {report.seconds:.2f} s")
+        return 0
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"momento rollup: following {settings.lake} every {interval:g} s", file=sys.stderr, flush=True)
+    job.follow(interval, stop)
+    return 0
