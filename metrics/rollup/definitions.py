@@ -254,14 +254,19 @@ def _family_sql(family: str, pre_days: int) -> dict[str, str]:
         start = m.window.start_day
         for n in m.measures:
             masked = col(n) if not start else f"CASE WHEN day >= cohort_day + {start} THEN {col(n)} ELSE 0.0 END"
-            running_cols.append(f"sum({masked}) OVER w AS c_{m.name}__{n}")
+            running_cols.append(f"sum({masked}) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) "
+                                f"AS c_{m.name}__{n}")
+            running_cols.append(f"coalesce(sum({masked}) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), "
+                                f"0.0) AS b_{m.name}__{n}")
     cuped = [m for m in metrics if m.cuped]
     pre = ", ".join(f"sum(h.{col(m.numerator)}) AS x_{m.name}" for m in cuped)
 
-    increments, windowed = [], []
+    increments, windowed, values = [], [], []
     for m in metrics:
         v = _value(m, m.numerator, f"c_{m.name}__{m.numerator}")
         d = _value(m, m.denominator, f"c_{m.name}__{m.denominator}") if m.denominator else None
+        v0 = _value(m, m.numerator, f"b_{m.name}__{m.numerator}")  # the value the day before
+        d0 = _value(m, m.denominator, f"b_{m.name}__{m.denominator}") if m.denominator else None
         x = _value(m, m.numerator, f"p.x_{m.name}") if m.cuped else None
         if m.window.end_day is not None:
             windowed.append(m)
@@ -278,17 +283,9 @@ def _family_sql(family: str, pre_days: int) -> dict[str, str]:
             stats |= {"pre_sum": f"{entry} * {x}", "pre_sum_squares": f"{entry} * {x} * {x}",
                       "sum_product": f"(c.v_{m.name} - c.v0_{m.name}) * {x}"}
         increments.append((m, stats, v, d))
-
-    values = []
-    for m, _, v, d in increments:
-        values.append(f"{v} AS v_{m.name}")
+        values += [f"{v} AS v_{m.name}", f"{v0} AS v0_{m.name}"]
         if d is not None:
-            values.append(f"{d} AS d_{m.name}")
-    lagged = []
-    for m, _, _, d in increments:
-        lagged.append(f"coalesce(lag(v_{m.name}) OVER w, 0.0) AS v0_{m.name}")
-        if d is not None:
-            lagged.append(f"coalesce(lag(d_{m.name}) OVER w, 0.0) AS d0_{m.name}")
+            values += [f"{d} AS d_{m.name}", f"{d0} AS d0_{m.name}"]
     population = "exposed__users" if exposed else "users"
     select = [f"sum(c.side * CASE WHEN c.day = c.cohort_day THEN 1 ELSE 0 END) AS {population}"]
     for m in metrics:
@@ -296,8 +293,7 @@ def _family_sql(family: str, pre_days: int) -> dict[str, str]:
             found = next((stats[f] for mm, stats, _, _ in increments if mm is m), None)
             total = f"sum(c.side * ({found}))" if found is not None else "0"
             select.append(f"CAST({total} AS {'BIGINT' if f == 'n' else 'DOUBLE'}) AS {m.name}__{f}")
-    window = f"WINDOW w AS (PARTITION BY {ukey} ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
-    lag_window = f"WINDOW w AS (PARTITION BY {ukey} ORDER BY day)"
+    window = f"WINDOW w AS (PARTITION BY {ukey} ORDER BY day)"
     bucket = ", ".join(f"c.{k}" for k in (*unit, *dims, "cohort_day"))
     ctes = [
         f"units AS (\n    {units}\n)",
@@ -306,8 +302,8 @@ def _family_sql(family: str, pre_days: int) -> dict[str, str]:
         f"JOIN units u USING ({ukey})\n)",
         f"running AS (\n    SELECT {ukey}, day, cohort_day, {', '.join(running_cols)} FROM daily {window}\n)",
         f"valued AS (\n    SELECT {ukey}, day, cohort_day{''.join(', ' + v for v in values)} FROM running\n)",
-        f"changes AS (\n    SELECT u.*, v.day{''.join(', v.' + c.split(' AS ')[1] for c in values)}"
-        f"{''.join(', ' + c for c in lagged)}\n    FROM valued v JOIN units u USING ({ukey}) {lag_window}\n)",
+        f"changes AS (\n    SELECT u.*, v.day{''.join(', v.' + c.split(' AS ')[1] for c in values)}\n"
+        f"    FROM valued v JOIN units u USING ({ukey})\n)",
     ]
     if cuped:
         ctes.append(f"pre AS (\n    SELECT u.side, u.{unit[0]}, u.user_id, {pre}\n    FROM units u JOIN user_hours h "

@@ -74,7 +74,11 @@ def fold(cursor: duckdb.DuckDBPyConnection, batch: Batch, pre_days: int, *, prio
     return the state rows to append (a reader that only wants the increments says False)."""
     for name, sql in (("in_events", batch.events), ("in_exposures", batch.exposures),
                       ("in_decisions", batch.decisions)):
-        cursor.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}", used_params(sql, batch.params))
+        # A whole table is a view (each use reads only the columns it needs); a tail, which
+        # takes bound parameters, is copied (a view cannot keep them; the tail is small).
+        bound = used_params(sql, batch.params)
+        kind = "TABLE" if bound else "VIEW"
+        cursor.execute(f"CREATE OR REPLACE TEMP {kind} {name} AS {sql}", bound or None)
     for table in defs.FACTS:
         cursor.execute(f"CREATE OR REPLACE TEMP TABLE batch_{table.name} AS {defs.facts_sql(table.name)}")
     cursor.register("erased_list", pa.table({"user_id": pa.array(batch.erased, pa.string())}))

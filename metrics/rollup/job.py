@@ -127,12 +127,9 @@ class RollupJob:
         return {t: wh.scalar(f"SELECT max(loaded_at) FROM {t}") for t in WATERMARKED}
 
     def _batch_all(self, upper: dict[str, datetime | None]) -> Batch:
-        params: dict[str, object] = {}
-        parts = {}
-        for table in ("events", "exposures", "decisions"):
-            params[f"{table}_u"] = upper[table]
-            parts[table] = f"SELECT * FROM {table} WHERE loaded_at IS NULL OR loaded_at <= ${table}_u"
-        return Batch(parts["events"], parts["exposures"], parts["decisions"], params,
+        """Every row of this snapshot (the warehouse's views are pinned to it, so `upper` is what
+        they hold)."""
+        return Batch("SELECT * FROM events", "SELECT * FROM exposures", "SELECT * FROM decisions", {},
                      upper["events"] or datetime.now(timezone.utc))
 
     def _batch_since(self, wh: Warehouse, last: Run, upper: dict[str, datetime | None]) -> Batch:
