@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from metrics.rollup import definitions as defs
 from metrics.rollup.fold import Batch, Folded, fold
 from metrics.rollup.state import COMMITTED, RUN_ID, RUNS_SCHEMA, WATERMARKED, RawTable, schema
-from momento.lake.rollups import ROLLUP_RUNS, TABLE_VERSIONS, RollupStore, dump_versions
+from momento.lake.rollups import ROLLUP_PREFIX, ROLLUP_RUNS, TABLE_VERSIONS, RollupStore, dump_versions
 from momento.lake.warehouse import Warehouse, used_params
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,10 @@ class RollupJob:
         try:
             last = latest_run(wh)
             upper = self._uppers(wh)
-            if last is None or last.definitions != self.definitions:
+            unreadable = [name for name in wh.errors if name.startswith(ROLLUP_PREFIX)]
+            if unreadable:
+                log.warning("rollup tables %s cannot be read: rebuilding", ", ".join(sorted(unreadable)))
+            if last is None or last.definitions != self.definitions or unreadable:
                 self.store.drop_all()
                 wh.refresh(force=True)
                 kind, batch = "rebuild", self._batch_all(upper)

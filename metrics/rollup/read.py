@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
+import duckdb
 import polars as pl
 import pyarrow as pa
 
@@ -26,7 +27,8 @@ from metrics.rollup import definitions as defs
 from metrics.rollup.fold import Batch, fold
 from metrics.rollup.job import Run, latest_run
 from metrics.rollup.state import COMMITTED, RUN_ID, WATERMARKED, schema
-from momento.lake.warehouse import Warehouse
+from momento.lake.rollups import ROLLUP_PREFIX
+from momento.lake.warehouse import Warehouse, WarehouseError
 
 MAX_TAIL_ROWS = 250_000
 """A tail longer than this is not folded on a page refresh: the page reads raw and says so."""
@@ -112,6 +114,15 @@ def _compute(wh: Warehouse, pre_days: int, max_tail_rows: int) -> Aggregates:
     wh.require(WATERMARKED)
     last = latest_run(wh)
     reason = _unusable(wh, last, pre_days)
+    if not reason:
+        try:
+            return _fold(wh, pre_days, max_tail_rows, last, reason)
+        except (WarehouseError, duckdb.Error) as exc:  # a rollup file damaged past its footer
+            reason = f"the rollups cannot be read ({exc}); the job rebuilds them"
+    return _fold(wh, pre_days, max_tail_rows, last, reason)
+
+
+def _fold(wh: Warehouse, pre_days: int, max_tail_rows: int, last: Run | None, reason: str) -> Aggregates:
     params: dict[str, object] = {}
     tail_rows = 0
     if not reason and last is not None:
@@ -167,6 +178,9 @@ def _unusable(wh: Warehouse, last: Run | None, pre_days: int) -> str:
         return "no rollups yet (run `momento rollup`, or `momento demo` which keeps them up to date)"
     if last.definitions != defs.definitions_hash(pre_days):
         return "the rollups were built under other metric definitions and are being rebuilt"
+    broken = sorted(name for name in wh.errors if name.startswith(ROLLUP_PREFIX))
+    if broken:
+        return f"the rollups cannot be read ({', '.join(broken)}); the job rebuilds them"
     pending = wh.scalar("SELECT count(*) FROM erasures WHERE loaded_at > $w",
                         {"w": last.loaded_to["erasures"] or datetime(1970, 1, 1, tzinfo=timezone.utc)})
     if pending:

@@ -6,19 +6,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import polars as pl
-import pyarrow as pa
 import pytest
 
 from metrics.rollup import definitions as defs
 from metrics.rollup.fold import fold
 from metrics.rollup.job import RollupJob, latest_run
-from metrics.rollup.read import Aggregates, aggregates
 from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter
 
 sys.path.insert(0, str(Path(__file__).parent))
 from random_lake import stream, user  # noqa: E402
+
+from tests.support import rollups  # noqa: E402
 
 PRE_DAYS = 7
 
@@ -30,34 +29,8 @@ def _append(writer: LakeWriter, batch: dict) -> None:
     writer.flush()
 
 
-def assert_same(served: Aggregates, scanned: Aggregates) -> None:
-    """Every aggregate row equal: counts exactly, sums to 1e-9 relative. Rows add up, so a row one
-    side lacks counts as zeros (a retracted bucket may keep a row of rounding residue)."""
-    for aggregate in defs.AGGREGATES:
-        keys = [c.name for c in aggregate.keys]
-        both = served[aggregate.name].join(scanned[aggregate.name], on=keys, how="full", suffix="_raw",
-                                           coalesce=True, nulls_equal=True)
-        assert both.height >= scanned[aggregate.name].height
-        for column in aggregate.values:
-            x, y = both[column.name].fill_null(0), both[f"{column.name}_raw"].fill_null(0)
-            if column.type == pa.int64():
-                assert (x == y).all(), f"{aggregate.name}.{column.name}: counts differ"
-                continue
-            worst = ((x - y).abs() / y.abs().clip(lower_bound=1.0)).max()
-            assert worst is not None and worst <= 1e-9, f"{aggregate.name}.{column.name} differs by {worst}"
-
-
 def check(lake: Path, expect_mode: str = "rollups") -> None:
-    wh = Warehouse(lake, min_refresh_seconds=0.0)
-    try:
-        served = aggregates(wh, PRE_DAYS)
-        assert served.source.mode == expect_mode, served.source.reason
-        scanned = aggregates(wh, PRE_DAYS, max_tail_rows=-1)
-        assert scanned.source.mode == "raw"
-        assert served.source.as_of == scanned.source.as_of
-        assert_same(served, scanned)
-    finally:
-        wh.close()
+    rollups.check(lake, PRE_DAYS, expect_mode)
 
 
 @pytest.mark.parametrize("seed", range(4))
