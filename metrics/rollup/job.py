@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -73,14 +74,29 @@ def _tail(table: RawTable) -> str:
     return f"SELECT * FROM {table} WHERE loaded_at > ${table}_w AND loaded_at <= ${table}_u"
 
 
+Rebuild = Callable[[Warehouse, Batch, int], Folded]
+"""Folds every raw row of a snapshot from nothing: (warehouse pinned to it, the batch, pre-period
+days) -> the state and aggregate rows. DuckDB's by default; another engine may take it."""
+
+
+def rebuild_on_duckdb(wh: Warehouse, batch: Batch, pre_days: int) -> Folded:
+    """A rebuild on the warehouse's own DuckDB."""
+    cursor = wh.cursor()
+    try:
+        return fold(cursor, batch, pre_days, prior=False, existing=frozenset())
+    finally:
+        cursor.close()
+
+
 class RollupJob:
     """Keeps the rollups of one lake up to date (see the module docstring)."""
 
-    def __init__(self, lake: Path, pre_days: int) -> None:
+    def __init__(self, lake: Path, pre_days: int, rebuild: Rebuild = rebuild_on_duckdb) -> None:
         self.lake = Path(lake)
         self.pre_days = pre_days
         self.definitions = defs.definitions_hash(pre_days)
         self.store = RollupStore(self.lake)
+        self.rebuild = rebuild
 
     def run_once(self) -> RunReport:
         """Catch up with the lake now (a rebuild when needed); one run."""
@@ -106,14 +122,17 @@ class RollupJob:
             if kind == "fold" and not _has_rows(wh, batch):
                 return RunReport(last.run_id if last else 0, "idle", 0, 0, time.perf_counter() - started)
             run_id = self._next_run_id(last)
-            existing = frozenset(wh.versions)
-            cursor = wh.cursor()
-            try:
-                folded = fold(cursor, batch, self.pre_days, prior=kind == "fold", existing=existing)
-                rows = cursor.sql("SELECT (SELECT count(*) FROM in_events) + (SELECT count(*) FROM in_exposures) "
-                                  "+ (SELECT count(*) FROM in_decisions)").fetchall()[0][0]
-            finally:
-                cursor.close()
+            if kind == "rebuild":
+                folded = self.rebuild(wh, batch, self.pre_days)
+            else:
+                cursor = wh.cursor()
+                try:
+                    folded = fold(cursor, batch, self.pre_days, prior=True, existing=frozenset(wh.versions))
+                finally:
+                    cursor.close()
+            counts = " + ".join(f"(SELECT count(*) FROM ({sql}))" for sql in (batch.events, batch.exposures,
+                                                                               batch.decisions))
+            rows = wh.scalar(f"SELECT {counts}", batch.params)
             self._append(folded, run_id)
             kind = "erase" if batch.erased else kind
             self._log(run_id, kind, started_at, upper, int(rows), self._newest_event(wh, last, kind, upper))
