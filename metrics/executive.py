@@ -22,6 +22,7 @@ from metrics.filters import Filters
 from momento.kpis import MEASURES, metric
 from metrics.sql import user_key, utc_day, utc_hour
 from metrics.sql.per_user import arm_stats, per_user_sql, stats_columns, unit_columns, value_of
+from momento.formatting import money, number, percent
 from momento.lake.warehouse import Warehouse
 
 HEADLINE = tuple(metric(name) for name in ("arpu", "margin_per_user", "conversion_rate", "aov", "nps", "coverage"))
@@ -151,24 +152,19 @@ def trend(frame: pl.DataFrame, executive: Executive) -> pl.DataFrame:
     return out.with_columns(pl.col("incremental_revenue").cum_sum().alias("cumulative_incremental")).cast(schema)
 
 
-def brl(value: float) -> str:
-    """Money rounded to whole reais, Brazilian grouping: R$ 182.400 (−R$ 1.200 for losses)."""
-    text = f"{abs(value):,.0f}".replace(",", ".")
-    return f"{'−' if value < 0 and round(abs(value)) else ''}R$ {text}"
-
-
 def verdict(executive: Executive, holdout_share: float) -> str:
     """One plain-words sentence on whether personalisation pays, honest about uncertainty."""
     total = executive.revenue.total
     period = f"over the last {_days(executive.days)}"
-    holdout = f"the {holdout_share:.0%} holdout"
+    holdout = f"the {percent(holdout_share, 0)} holdout"
     if not executive.has_data:
         return "No users reached by the engine in this period yet: nothing to measure."
     if executive.revenue.status != "ok" or total.ci_lower is None or total.ci_upper is None:
+        users = executive.users
         return (f"Not enough data {period} to compare with {holdout} yet "
-                f"({executive.users['exposed']:,} exposed and {executive.users['holdout']:,} holdout users).")
-    level = f"{1 - executive.alpha:.0%} CI"
-    estimate = f"{brl(total.estimate)} ({level} {brl(total.ci_lower)} – {brl(total.ci_upper)})"
+                f"({number(users['exposed'])} exposed and {number(users['holdout'])} holdout users).")
+    level = f"{percent(1 - executive.alpha, 0)} CI"
+    estimate = f"{money(total.estimate, 0)} ({level} {money(total.ci_lower, 0)} – {money(total.ci_upper, 0)})"
     if total.ci_lower > 0:
         return f"Personalisation added {estimate} {period} against {holdout}: it pays."
     if total.ci_upper < 0:

@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+# Defined with the other logged names in momento.codes; re-exported: the scenario's vocabulary.
 from momento.codes import Channel as Channel
 from momento.codes import PolicyName as PolicyName
 from momento.kpis import METRICS
@@ -262,12 +263,21 @@ class Scenario(_Model):
         return self
 
     def _contradictions(self) -> Iterator[FieldError]:
-        """Every name that does not resolve and every id used twice, in file order."""
+        """Every id used twice and every name that does not resolve, in file order."""
+        yield from self._ids_used_twice()
+        yield from self._placements_and_experiences()
+        yield from self._experiments()
+        yield from self._effects_and_incidents()
+
+    def _ids_used_twice(self) -> Iterator[FieldError]:
         for field_name, items in (("journeys", self.journeys), ("placements", self.placements),
                                   ("experiences", self.experiences), ("experiments", self.experiments)):
             duplicate = _first_duplicate(item.id for item in items)
             if duplicate is not None:
                 yield FieldError((field_name, duplicate, "id"), f"id {items[duplicate].id!r} is used twice")
+
+    def _placements_and_experiences(self) -> Iterator[FieldError]:
+        """A placement's journey exists; an experience's placement exists and shows only it."""
         journeys = [j.id for j in self.journeys]
         for i, p in enumerate(self.placements):
             if p.journey not in journeys:
@@ -282,6 +292,9 @@ class Scenario(_Model):
                 yield FieldError(("experiences", i, "placement"),
                                  f"placement {e.placement!r} already shows experience {shown[e.placement]!r}")
             shown.setdefault(e.placement, e.id)
+
+    def _experiments(self) -> Iterator[FieldError]:
+        """An experiment's experience exists and has no other experiment; its arms show its variants."""
         experiences = {e.id: e for e in self.experiences}
         tested: dict[str, str] = {}
         for i, x in enumerate(self.experiments):
@@ -291,27 +304,28 @@ class Scenario(_Model):
                                  f"unknown experience {x.experience!r} {_known(experiences)}")
                 continue
             if x.experience in tested:
-                yield FieldError(("experiments", i, "experience"),
-                                 f"experience {x.experience!r} is already tested by experiment {tested[x.experience]!r}")
+                yield FieldError(("experiments", i, "experience"), f"experience {x.experience!r} is already tested "
+                                                                   f"by experiment {tested[x.experience]!r}")
             tested.setdefault(x.experience, x.id)
             for a, arm in enumerate(x.arms):
                 if arm.variant is not None and arm.variant not in experience.variants:
                     yield FieldError(("experiments", i, "arms", a, "variant"),
                                      f"unknown variant {arm.variant!r} of experience {experience.id!r} "
                                      f"{_known(experience.variants)}")
+
+    def _effects_and_incidents(self) -> Iterator[FieldError]:
+        """True effects name variants; an incident names an experiment and one of its arms."""
         variants = [v for e in self.experiences for v in e.variants]
         for name in self.effects:
             if name not in variants:
                 yield FieldError(("effects", name), f"unknown variant {name!r} {_known(variants)}")
         experiments = {x.id: x for x in self.experiments}
         for i, incident in enumerate(self.incidents):
-            if incident.experiment is None:
-                continue
-            experiment = experiments.get(incident.experiment)
-            if experiment is None:
+            experiment = experiments.get(incident.experiment) if incident.experiment is not None else None
+            if incident.experiment is not None and experiment is None:
                 yield FieldError(("incidents", i, "experiment"),
                                  f"unknown experiment {incident.experiment!r} {_known(experiments)}")
-            elif incident.arm is not None and incident.arm not in experiment.shares:
+            elif experiment is not None and incident.arm is not None and incident.arm not in experiment.shares:
                 yield FieldError(("incidents", i, "arm"), f"unknown arm {incident.arm!r} of experiment "
                                                           f"{experiment.id!r} {_known(experiment.shares)}")
 

@@ -79,14 +79,14 @@ def test_the_bundled_scenario_loads():
     ('experience = "adaptive_cta"', 'experience = "recovery_offer"',
      "experiments.3.experience: experience 'recovery_offer' is already tested by experiment 'exp_recovery_offer'"),
     # arms
-    ('{ name = "treatment", share = 0.5, policy = "thompson" }', '{ name = "treatment", share = 0.4, policy = "thompson" }',
+    ('name = "treatment", share = 0.5, policy = "thompson"', 'name = "treatment", share = 0.4, policy = "thompson"',
      "experiments.0.arms: arm shares add up to 0.9000, not 1"),
-    ('{ name = "control", share = 0.5, variant = "editorial" }', '{ name = "baseline", share = 0.5, variant = "editorial" }',
+    ('name = "control", share = 0.5, variant = "editorial"', 'name = "baseline", share = 0.5, variant = "editorial"',
      "experiments.0.arms.0.name: the first arm must be named 'control'"),
     ('{ name = "adaptive", share = 0.33, policy = "propensity" }',
      '{ name = "free_shipping", share = 0.33, policy = "propensity" }',
      "experiments.3.arms.2.name: arm name 'free_shipping' is used twice"),
-    ('{ name = "treatment", share = 0.5, policy = "thompson" }', '{ name = "treatment", share = 0.5, policy = "bandit" }',
+    ('name = "treatment", share = 0.5, policy = "thompson"', 'name = "treatment", share = 0.5, policy = "bandit"',
      "experiments.0.arms.1.policy: Input should be 'rules', 'thompson' or 'propensity'"),
     # the vocabulary the engine logs
     ('channels = ["email", "push"]', 'channels = ["email", "sms"]',
@@ -100,18 +100,21 @@ def test_an_unknown_metric_lists_the_metrics_an_experiment_can_use(tmp_path):
     message = _refused(_edited(tmp_path, 'primary_metric = "conversion_rate"', 'primary_metric = "nope"'))
     listed = message.split("(known: ")[1].rstrip(")").split(", ")
     assert listed == [name for name, m in METRICS.items() if "exposed" in m.population]
-    assert "arpu" not in listed and "coverage" not in listed
+    assert "arpu" not in listed
+    assert "coverage" not in listed
 
 
 def test_an_incident_naming_an_unknown_experiment_or_arm(tmp_path):
     text = BUNDLED.read_text(encoding="utf-8")
-    incident = '\n[[incidents]]\nname = "srm_bug"\ndescription = "x"\nat_day = 1\nhours = 2\nexperiment = "{x}"\narm = "{a}"\n'
+    incident = ('\n[[incidents]]\nname = "srm_bug"\ndescription = "x"\nat_day = 1\nhours = 2\n'
+                'experiment = "{x}"\narm = "{a}"\n')
     path = tmp_path / "scenario.toml"
     path.write_text(text + incident.format(x="exp_nope", a="treatment"), encoding="utf-8")
     assert _refused(path).startswith("incidents.")
     assert ".experiment: unknown experiment 'exp_nope' (known: exp_home_showcase, " in _refused(path)
     path.write_text(text + incident.format(x="exp_home_showcase", a="variant_b"), encoding="utf-8")
-    assert ".arm: unknown arm 'variant_b' of experiment 'exp_home_showcase' (known: control, treatment)" in _refused(path)
+    assert (".arm: unknown arm 'variant_b' of experiment 'exp_home_showcase' (known: control, treatment)"
+            in _refused(path))
 
 
 def test_unreadable_files_name_the_file(tmp_path):
