@@ -22,6 +22,7 @@ from metrics.filters import Filters
 from momento.kpis import MEASURES, metric
 from metrics.sql import user_key, utc_day, utc_hour
 from metrics.sql.per_user import arm_stats, per_user_sql, stats_columns, unit_columns, value_of
+from metrics.sql.query import Query, Statement
 from momento.formatting import money, number, percent
 from momento.lake.warehouse import Warehouse
 
@@ -59,16 +60,40 @@ ORDER BY bucket"""
 TREND_SQL: dict[Grain, str] = {"day": _trend_sql(utc_day("e.ts")), "hour": _trend_sql(utc_hour("e.ts"))}
 
 
+def _summary(filters: Filters, pre_days: int) -> Statement:
+    return Statement(SUMMARY_SQL, {**filters.params(), "pre_days": pre_days})
+
+
+SUMMARY = Query(
+    "executive.summary",
+    "Sufficient statistics of the headline metrics per user reached in the period, for users outside the global "
+    "holdout (exposed) and in it; outcomes from each user's first decision.",
+    _summary, example={"pre_days": 14}, metrics=tuple(m.name for m in HEADLINE),
+    method="Incremental revenue (margin) = (mean revenue (margin) per exposed user − per holdout user) × exposed "
+           "users, each mean CUPED-adjusted with the same metric over the pre-period, with an always-valid 95% "
+           "interval (an asymptotic confidence sequence, valid however often the page is watched). Other "
+           "headline numbers: Σ value / users per group (ratios such as AOV: Σ numerator / Σ denominator).")
+
+
+def _trend(filters: Filters, grain: Grain) -> Statement:
+    return Statement(TREND_SQL[grain], filters.params())
+
+
+TREND = Query(
+    "executive.trend", "Revenue per group (exposed, holdout) and day or hour, from each user's first decision.",
+    _trend, example={"grain": "day"}, metrics=("arpu",),
+    method="Per bucket: (revenue per exposed user − revenue per holdout user) × exposed users, without CUPED; "
+           "the running total of the buckets is the unadjusted incremental revenue.")
+
+
 def load_summary(warehouse: Warehouse, filters: Filters, pre_days: int) -> pl.DataFrame:
     """Sufficient statistics of the headline metrics for the exposed and the holdout group."""
-    params = {**filters.params(), "pre_days": pre_days}
-    return warehouse.query(SUMMARY_SQL, params)
+    return SUMMARY.run(warehouse, filters, pre_days=pre_days)
 
 
 def load_trend(warehouse: Warehouse, filters: Filters, grain: Grain = "day") -> pl.DataFrame:
     """Revenue per group and day (or hour) from each user's first decision."""
-    sql = TREND_SQL[grain]
-    return warehouse.query(sql, filters.params())
+    return TREND.run(warehouse, filters, grain=grain)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from metrics.filters import Filters
 from momento.kpis import METRICS, Metric, metric
 from metrics.sql import user_key, utc_day
 from metrics.sql.per_user import arm_stats, cumulative_sql, per_user_sql, stats_columns, unit_columns, value_of
+from metrics.sql.query import Query, Statement
 from momento.lake.warehouse import Warehouse
 
 Role = Literal["primary", "secondary", "guardrail"]
@@ -104,21 +105,59 @@ def scenario_metrics(scenario: Scenario) -> tuple[str, ...]:
     return tuple(name for name in METRICS if name in used)
 
 
+EXPERIMENT_METRICS = tuple(name for name, m in METRICS.items() if "exposed" in m.population)
+"""The catalogue's metrics an experiment can be judged on (measured on its exposed users)."""
+
+COMPARISON_METHOD = (
+    "Per variant against control: the difference of means (Welch), the relative lift by the delta method "
+    "(ratio metrics such as CTR and AOV by the delta method too), CUPED with the same metric over the pre-period; "
+    "always-valid intervals (an asymptotic confidence sequence, valid under continuous peeking) or fixed-horizon "
+    "ones; p-values adjusted across metrics × variants (Benjamini–Hochberg, or Holm); chance to win by a normal "
+    "approximation; the split checked by a chi-square sample-ratio test; guardrails as non-inferiority with "
+    "their margin.")
+
+
+def _stats(filters: Filters, pre_days: int, metric_names: tuple[str, ...],
+           experiment_id: str | None = None) -> Statement:
+    return Statement(stats_sql(tuple(metric_names), experiment_id is not None),
+                     {**filters.params(), "pre_days": pre_days, "experiment": experiment_id})
+
+
+STATS = Query(
+    "experiments.stats",
+    "Sufficient statistics of each metric per experiment, arm, segment and UTC day of first exposure: the users "
+    "exposed in the experiment, their outcomes after the first exposure and, for CUPED, before it.",
+    _stats, example={"pre_days": 14, "metric_names": EXPERIMENT_METRICS}, metrics=EXPERIMENT_METRICS,
+    method=COMPARISON_METHOD)
+
+
+def _cumulative(filters: Filters, experiment_id: str, metric_name: str, pre_days: int) -> Statement:
+    return Statement(daily_sql(metric_name, filters.segment is not None),
+                     {**filters.params(), "pre_days": pre_days, "experiment": experiment_id})
+
+
+CUMULATIVE = Query(
+    "experiments.cumulative",
+    "One experiment's statistics of one metric per arm as of the end of each day (outcomes up to that day).",
+    _cumulative, example={"experiment_id": "exp_home_showcase", "metric_name": "conversion_rate", "pre_days": 14},
+    metrics=EXPERIMENT_METRICS,
+    method=f"{COMPARISON_METHOD} Computed again as of each day: the sequential interval holds on every day at once, "
+           "so the whole curve can be read.")
+
+
 def load_stats(warehouse: Warehouse, filters: Filters, pre_days: int, metric_names: tuple[str, ...],
                experiment_id: str | None = None) -> pl.DataFrame:
     """Sufficient statistics of `metric_names` per experiment, arm, segment and UTC day of first
     exposure (one row each; every column but the keys is an additive sum), in one SQL pass; only
     `experiment_id`'s rows when given (a fraction of the work, for a page showing one)."""
-    sql = stats_sql(tuple(metric_names), experiment_id is not None)
-    return warehouse.query(sql, {**filters.params(), "pre_days": pre_days, "experiment": experiment_id})
+    return STATS.run(warehouse, filters, pre_days=pre_days, metric_names=metric_names, experiment_id=experiment_id)
 
 
 def load_cumulative(warehouse: Warehouse, filters: Filters, experiment_id: str, metric_name: str,
                     pre_days: int) -> pl.DataFrame:
     """Sufficient statistics of one metric per arm *as of the end of each day* of the experiment."""
-    sql = daily_sql(metric_name, filters.segment is not None)
-    params = {**filters.params(), "pre_days": pre_days, "experiment": experiment_id}
-    return warehouse.query(sql, params)
+    return CUMULATIVE.run(warehouse, filters, experiment_id=experiment_id, metric_name=metric_name,
+                          pre_days=pre_days)
 
 
 # ---------------------------------------------------------------------------------------------
