@@ -37,6 +37,13 @@ def number(value: float | None, digits: int = 0, *, signed: bool = False) -> str
     return _digits(value, digits, signed)
 
 
+def significant(value: float | None, digits: int = 3) -> str:
+    """`digits` significant digits, for p-values and test statistics: 0,0123 or 2,3e-05."""
+    if value is None or math.isnan(value):
+        return MISSING
+    return f"{value:.{digits}g}".replace(".", DECIMAL)
+
+
 def money(value: float | None, digits: int = 2) -> str:
     """R$ 1.234,56; a loss -R$ 1.234,56; `digits=0` rounds to whole reais (R$ 182.400)."""
     if value is None or math.isnan(value):

@@ -104,3 +104,14 @@ def texts() -> Callable[[AppTest], str]:
 def metric_values() -> Callable[[AppTest], dict[str, str]]:
     """`metric_values(at)`: the page's st.metric values by label."""
     return _metrics
+
+
+def _pt_br(text: str) -> str:
+    return text.translate(str.maketrans(",.", ".,"))
+
+
+@pytest.fixture
+def pt_br() -> Callable[[str], str]:
+    """`pt_br("1,234.5%")` -> "1.234,5%": numbers formatted by Python's en-US grouping, written the
+    cockpit's pt-BR way, so tests spell what a page should show independently of the page's code."""
+    return _pt_br

@@ -36,6 +36,10 @@ def test_percent(value, digits, signed, expected):
     assert fmt.percent(value, digits, signed=signed) == expected
 
 
+def test_significant_digits():
+    assert [fmt.significant(v) for v in (0.012345, 2.3456e-05, 12.0, None)] == ["0,0123", "2,35e-05", "12", "—"]
+
+
 def test_dates_and_durations():
     assert fmt.date(date(2026, 6, 1)) == "01/06/2026"
     assert fmt.timestamp(datetime(2026, 6, 12, 23, 5, 9, tzinfo=timezone.utc)) == "12/06/2026 23:05:09"
