@@ -20,6 +20,7 @@ from metrics.filters import Filters
 from metrics.sql import utc_day
 from metrics.sql.query import Query, Statement
 from momento.codes import Channel, sentence
+from momento.formatting import percent, significant
 from momento.kpis import PERSONALISED
 from momento.lake.warehouse import Warehouse
 from momento.sql import sql_list
@@ -238,13 +239,13 @@ class Disparity:
     def verdict(self) -> str:
         if self.disparity is None:
             return "not enough data to test"
+        p, ratio = significant(self.p_value, 2), percent(self.lowest_to_highest, 0)
         if self.disparity:
-            return (f"disparity: rates differ across groups (p = {self.p_value:.2g}) and the lowest is "
-                    f"{self.lowest_to_highest:.0%} of the highest")
+            return f"disparity: rates differ across groups (p = {p}) and the lowest is {ratio} of the highest"
         if self.p_value is not None and self.p_value < DISPARITY_P:
-            return (f"groups differ statistically (p = {self.p_value:.2g}) but within the four-fifths rule "
-                    f"(lowest is {self.lowest_to_highest:.0%} of the highest)")
-        return f"no significant difference across groups (p = {self.p_value:.2g})"
+            return (f"groups differ statistically (p = {p}) but within the four-fifths rule "
+                    f"(lowest is {ratio} of the highest)")
+        return f"no significant difference across groups (p = {p})"
 
 
 def disparity(measure: str, yes: Sequence[int], totals: Sequence[int]) -> Disparity:
@@ -289,7 +290,8 @@ PARITY = Query(
     _parity, example={"dimension": "segment", "offer_variants": ("discount_10", "discount_15"),
                       "offer_placements": ("cart_recovery_offer",)}, metrics=("coverage",),
     method=f"A chi-square test of independence between group and outcome (personalised or not; offered or not); "
-           f"a disparity when p < {DISPARITY_P} and the lowest group's rate is under {FOUR_FIFTHS:.0%} of the "
+           f"a disparity when p < {significant(DISPARITY_P)} and the lowest group's rate is under "
+           f"{percent(FOUR_FIFTHS, 0)} of the "
            "highest's (the four-fifths rule). Cramér's V gives the size of the difference.")
 
 

@@ -132,8 +132,7 @@ def _arguments(scenario: Scenario, budget_ms: float, metric: str) -> Mapping[str
     """The arguments the cockpit passes its queries for this scenario and settings."""
     return {"pre_days": scenario.business.pre_period_days, "metric_names": experiments.scenario_metrics(scenario),
             "metric_name": metric, "budget_ms": budget_ms,
-            "offer_variants": tuple(sorted(v for e in scenario.experiences for v in e.discount)),
-            "offer_placements": tuple(sorted(e.placement for e in scenario.experiences if e.discount))}
+            "offer_variants": scenario.offer_variants, "offer_placements": scenario.offer_placements}
 
 
 def sql_command(settings: Settings, metric: str, out: TextIO, err: TextIO, *, experiment: str | None = None,

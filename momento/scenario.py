@@ -353,6 +353,16 @@ class Scenario(_Model):
     def journey_by_id(self) -> dict[str, Journey]:
         return {j.id: j for j in self.journeys}
 
+    @cached_property
+    def offer_variants(self) -> tuple[str, ...]:
+        """The variants that show a discount, sorted."""
+        return tuple(sorted(v for e in self.experiences for v in e.discount))
+
+    @cached_property
+    def offer_placements(self) -> tuple[str, ...]:
+        """The placements whose experience can show a discount, sorted."""
+        return tuple(sorted(e.placement for e in self.experiences if e.discount))
+
     def effect(self, variant: str) -> Effect:
         """The true effect of `variant` (no effect for a default or unlisted variant)."""
         return self.effects.get(variant, Effect())

@@ -155,6 +155,7 @@ def live(f: Filters) -> None:
             kpis(s)
         how_computed(health.SUMMARY, f, budget_ms=BUDGET_MS)
         how_computed(health.ARRIVALS, Filters(), window_s=WINDOW_S)
+        how_computed(health.NEWEST, Filters())
     if s is None or s.decisions == 0:
         return
     with ui.panel("SLO"):

@@ -58,9 +58,9 @@ def recommendation(report: experiments.ExperimentReport) -> None:
         st.caption(f"Sample-ratio check passed (χ² = {fmt.number(srm.chi2, 2)}, p = {fmt.significant(srm.p_value)}): "
                    "the split matches the configured allocation.")
     else:
-        st.error(f"Sample-ratio mismatch (χ² = {fmt.number(srm.chi2, 1)}, p = {fmt.significant(srm.p_value, 2)}): the "
-                 "users per arm do not match the configured allocation, so no result can be trusted until it is "
-                 "explained.")
+        st.error(f"Sample-ratio mismatch (χ² = {fmt.number(srm.chi2, 1)}, p = {fmt.significant(srm.p_value, 2)}): "
+                 "the users per arm do not match the configured allocation, so no result can be trusted until it "
+                 "is explained.")
 
 
 def arms_table(report: experiments.ExperimentReport) -> None:
@@ -151,8 +151,8 @@ def detail(frame: pl.DataFrame, experiment: Experiment, filters: Filters, opts: 
             "segment": "Segment", "variant": "Variant", "n_control": tables.count("Control users"),
             "n_variant": tables.count("Variant users"), "control_mean": tables.decimal("Control", 4),
             "variant_mean": tables.decimal("Variant", 4), "lift": tables.percent("Lift", signed=True),
-            "lift_lower": tables.percent("Lift low", signed=True), "lift_upper": tables.percent("Lift high", signed=True),
-            "p_value": tables.decimal("p", 4), "note": "Note",
+            "lift_lower": tables.percent("Lift low", signed=True),
+            "lift_upper": tables.percent("Lift high", signed=True), "p_value": tables.decimal("p", 4), "note": "Note",
         })
 
 

@@ -78,8 +78,8 @@ def parity(f: Filters) -> None:
                                      key="parity_dimension") or "segment"
     with ui.panel("Parity"):
         sc = scenario()
-        arguments = {"dimension": dimension, "offer_variants": tuple(sorted(v for e in sc.experiences for v in e.discount)),
-                     "offer_placements": tuple(sorted(e.placement for e in sc.experiences if e.discount))}
+        arguments = {"dimension": dimension, "offer_variants": sc.offer_variants,
+                     "offer_placements": sc.offer_placements}
         p = cached(compliance.parity, f, **arguments)
         if p.groups.is_empty():
             ui.no_data(f"No decisions for {ui.describe(f)}.")
@@ -91,8 +91,8 @@ def parity(f: Filters) -> None:
                                           (right, p.offers, "offer_rate", "Discount-offer share (offer placements)")):
             with column:
                 ui.chart(charts.parity(p.groups, rate, title, dimension))
-                statistic = "" if test.chi2 is None else (
-                    f" (χ² = {fmt.number(test.chi2, 1)}, {test.dof} df, Cramér's V = {fmt.number(test.cramers_v, 3)})")
+                statistic = "" if test.chi2 is None else (f" (χ² = {fmt.number(test.chi2, 1)}, {test.dof} df, "
+                                                          f"Cramér's V = {fmt.number(test.cramers_v, 3)})")
                 (st.error if test.disparity else st.success if test.disparity is False else st.info)(
                     f"{title}: {test.verdict}{statistic}")
         tables.table(p.groups, f"parity_by_{dimension}", {

@@ -13,6 +13,7 @@ from pages import analytics, charts, tables, ui
 from pages.cache import cached, scenario
 from pages.explain import how_computed
 
+
 def overview_table(funnel: pl.DataFrame) -> None:
     tables.table(journeys.overview(funnel, scenario()), "journeys_overview", {
         "journey": None, "name": "Journey", "experience": "Experience",

@@ -6,12 +6,15 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from cli.processes import free_loopback_port
+from metrics.sql.query import Statement
+from momento.lake.warehouse import Warehouse
 from momento.settings import PROJECT_ROOT
 
 RunPage = Callable[..., AppTest]
@@ -50,6 +53,20 @@ def run_page(monkeypatch: pytest.MonkeyPatch, down_url: str) -> Iterator[RunPage
 
     yield run
     _clear_caches()
+
+
+@pytest.fixture
+def statements_run(monkeypatch: pytest.MonkeyPatch) -> list[Statement]:
+    """Every statement the warehouse runs from now on, in order (the real queries still run)."""
+    ran: list[Statement] = []
+    query = Warehouse.query
+
+    def recording(self: Warehouse, sql: str, params: Any = None) -> Any:
+        ran.append(Statement(sql, dict(params or {})))
+        return query(self, sql, params)
+
+    monkeypatch.setattr(Warehouse, "query", recording)
+    return ran
 
 
 def _copy(lake: Path, target: Path) -> Path:
