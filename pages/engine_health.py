@@ -9,6 +9,7 @@ import streamlit as st
 from metrics import health
 from metrics import model_quality as mq
 from metrics.filters import Filters
+from metrics.queries import explain
 from momento import formatting as fmt
 from pages import charts, tables, ui
 from pages.cache import cached, settings
@@ -17,10 +18,9 @@ from pages.explain import how_computed
 ui.header("Engine health", "Live status, latency against the budget, errors and fallbacks, the writer, the models.")
 FILTERS = ui.filters()
 BUDGET_MS = settings().decision_budget_ms
-WINDOW_S = 60.0
-"""The window of "now" for throughput."""
+WINDOW_S = 60.0  # the window of "now" for throughput
+# Model quality: how old a decision must be for its outcome to count, and how many are scored.
 MATURITY_MINUTES, SCORED_LIMIT = 30.0, 200_000
-"""Model quality: how old a decision must be for its outcome to count, and how many are scored."""
 
 
 def _ms(value: float | None) -> str:
@@ -86,7 +86,7 @@ def slo(f: Filters, s: health.Summary) -> None:
             "burn_rate": tables.Column("Burn rate", lambda v: f"{fmt.number(v, 2)}×",
                                        help="1× spends the error budget exactly; 14× over 1 h pages."),
         })
-        how_computed(health.BURN, f, budget_ms=BUDGET_MS)
+        how_computed(explain(health.BURN, f, budget_ms=BUDGET_MS))
 
 
 def over_time(f: Filters, s: health.Summary) -> None:
@@ -95,13 +95,13 @@ def over_time(f: Filters, s: health.Summary) -> None:
     events = cached(health.events_over_time, f, bucket)
     st.subheader("Latency percentiles")
     ui.chart(charts.latency(series, bucket, BUDGET_MS))
-    how_computed(health.OVER_TIME, f, bucket_s=bucket, budget_ms=BUDGET_MS)
+    how_computed(explain(health.OVER_TIME, f, bucket_s=bucket, budget_ms=BUDGET_MS))
 
     left, right = st.columns(2)
     with left:
         st.subheader("Throughput")
         ui.chart(charts.throughput(series, events, bucket))
-        how_computed(health.EVENTS_OVER_TIME, f, bucket_s=bucket)
+        how_computed(explain(health.EVENTS_OVER_TIME, f, bucket_s=bucket))
     with right:
         st.subheader("Errors and fallbacks")
         ui.chart(charts.error_rates(series, bucket))
@@ -126,7 +126,7 @@ def breakdowns(f: Filters) -> None:
             else:
                 ui.chart(charts.breakdown(frame))
                 tables.table(frame, fn.__name__, columns)
-            how_computed(query, f)
+            how_computed(explain(query, f))
 
 
 def models(f: Filters) -> None:
@@ -138,7 +138,7 @@ def models(f: Filters) -> None:
         "decisions": tables.count("Decisions"), "share": tables.percent("Share of the policy"),
         "first_seen": tables.timestamp("First seen"), "last_seen": tables.timestamp("Last seen"),
     })
-    how_computed(health.MODELS, f)
+    how_computed(explain(health.MODELS, f))
 
 
 @st.fragment(run_every=ui.REFRESH_SECONDS)
@@ -153,9 +153,8 @@ def live(f: Filters) -> None:
             ui.no_data(f"No decisions in the lake for {ui.describe(f)}: nothing to measure yet.")
         else:
             kpis(s)
-        how_computed(health.SUMMARY, f, budget_ms=BUDGET_MS)
-        how_computed(health.ARRIVALS, Filters(), window_s=WINDOW_S)
-        how_computed(health.NEWEST, Filters())
+        how_computed(explain(health.SUMMARY, f, budget_ms=BUDGET_MS),
+                     explain(health.ARRIVALS, Filters(), window_s=WINDOW_S), explain(health.NEWEST, Filters()))
     if s is None or s.decisions == 0:
         return
     with ui.panel("SLO"):
@@ -179,7 +178,7 @@ def model_quality(f: Filters) -> None:
         if q.decisions == 0:
             ui.no_data(f"No mature propensity-model decisions for {ui.describe(f)} (decisions count once "
                        "their outcome window of 30 min has passed).")
-            how_computed(mq.SCORES, f, **scores)
+            how_computed(explain(mq.SCORES, f, **scores))
             return
         row = st.columns(4)
         row[0].metric("Scored decisions", fmt.number(q.decisions), help=f"{fmt.number(q.outcomes)} led to a {outcome}")
@@ -193,7 +192,7 @@ def model_quality(f: Filters) -> None:
         left, right = st.columns(2)
         with left:
             ui.chart(charts.reliability(q.calibration))
-            how_computed(mq.SCORES, f, **scores)
+            how_computed(explain(mq.SCORES, f, **scores))
         with right:
             st.subheader("Model-driven vs rule-driven decisions")
             lift = cached(mq.lift_vs_rules, f, outcome=outcome, maturity_minutes=MATURITY_MINUTES)
@@ -209,7 +208,7 @@ def model_quality(f: Filters) -> None:
                     "ci_upper": tables.percent("Lift high", signed=True),
                     "p_value": tables.Column("p-value", fmt.significant), "status": "Status",
                 })
-            how_computed(mq.LIFT, f, outcome=outcome, maturity_minutes=MATURITY_MINUTES)
+            how_computed(explain(mq.LIFT, f, outcome=outcome, maturity_minutes=MATURITY_MINUTES))
 
 
 live(FILTERS)

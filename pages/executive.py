@@ -7,6 +7,7 @@ import polars as pl
 import streamlit as st
 
 from metrics import executive
+from metrics.queries import explain
 from momento import formatting as fmt
 from pages import charts, tables, ui
 from pages.cache import cached, scenario
@@ -90,7 +91,7 @@ def live() -> None:
         else:
             headline(summary)
             groups_table(summary)
-        how_computed(executive.SUMMARY, **arguments)
+        how_computed(explain(executive.SUMMARY, **arguments))
     if summary is None:
         return
     with ui.panel("Trend"):
@@ -99,7 +100,7 @@ def live() -> None:
                          index=0 if summary.days > 3 else 1, format_func=str.capitalize)
         trend = executive.trend(cached(executive.load_trend, filters, grain), summary)
         trend_charts(trend, grain)
-        how_computed(executive.TREND, filters, grain=grain)
+        how_computed(explain(executive.TREND, filters, grain=grain))
 
 
 ui.header("Executive", "What personalisation adds against the global holdout: revenue, margin, "

@@ -11,6 +11,7 @@ import streamlit as st
 
 from metrics import experiments
 from metrics.filters import Filters
+from metrics.queries import explain
 from momento import formatting as fmt
 from momento.kpis import METRICS
 from momento.lake import ground_truth as truth
@@ -129,7 +130,7 @@ def detail(frame: pl.DataFrame, experiment: Experiment, filters: Filters, opts: 
                 f"({'Benjamini–Hochberg' if opts.correction == 'bh' else 'Holm'}).")
     results_table(results, experiment.id)
     ui.chart(charts.lift_intervals(results, "Relative lift per metric"))
-    how_computed(experiments.STATS, metrics=experiments.roles(experiment), **stats)
+    how_computed(explain(experiments.STATS, metrics=experiments.roles(experiment), **stats))
     st.markdown("**Guardrails** (non-inferiority)")
     guardrails(report)
     names = list(experiments.roles(experiment))
@@ -144,7 +145,7 @@ def detail(frame: pl.DataFrame, experiment: Experiment, filters: Filters, opts: 
                                            known.filter(pl.col("metric") == metric_name)))
         else:
             ui.no_data("Not enough users in both arms yet for a cumulative lift.")
-        how_computed(experiments.CUMULATIVE, metrics=(metric_name,), **daily)
+        how_computed(explain(experiments.CUMULATIVE, metrics=(metric_name,), **daily))
     with right:
         by_segment = experiments.segments(frame, experiment, metric_name, opts)
         tables.table(by_segment, f"segments_{experiment.id}", {
@@ -167,7 +168,7 @@ def live() -> None:
         if not frame.height:
             ui.no_data(f"No user exposed in any experiment for {ui.describe(filters)}. Widen the filters, or run "
                        "`momento backfill` / `momento demo` to fill the lake.")
-            how_computed(experiments.STATS, **stats)
+            how_computed(explain(experiments.STATS, **stats))
             return
         experiment_list(frame, filters, opts)
         ids = [x.id for x in experiments.in_view(sc, filters)]

@@ -1,32 +1,28 @@
 """"How this is computed": under a panel, the definition of its metrics from the KPI catalogue, the
 SQL that produced its numbers with the filters bound, and the statistical method.
 
-The SQL is rendered from the same `Query` and arguments the panel ran (`metrics.queries.explain`),
-so it is what ran, with the values written in for reading. `momento sql METRIC` prints the same.
+Each `Explanation` is rendered from the same `Query` and arguments the panel ran
+(`metrics.queries.explain`), so the SQL shown is the SQL that ran, with its values written in for
+reading. `momento sql METRIC` prints the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
 import streamlit as st
 
-from metrics.filters import Filters
-from metrics.queries import explain
-from metrics.sql.query import Query
+from metrics.queries import DOCS, Explanation
 
 TITLE = "How this is computed"
 
 
-def how_computed(query: Query, filters: Filters, metrics: Iterable[str] | None = None, **arguments: Any) -> None:
-    """An expander explaining `query` run with `filters` and `arguments` (as the panel ran it); the
-    definitions of `metrics` (default: every metric the query computes)."""
-    explanation = explain(query, filters, metrics, **arguments)
+def how_computed(*explanations: Explanation) -> None:
+    """One expander explaining the queries a panel ran (`metrics.queries.explain` of each)."""
     with st.expander(TITLE, icon=":material/functions:"):
-        for d in explanation.definitions:
+        definitions = {d.name: d for e in explanations for d in e.definitions}
+        for d in definitions.values():
             st.markdown(f"**{d.label}** (`{d.name}`): {d.description}  \n*{d.formula}*")
-        st.markdown(f"**SQL** — `{query.name}`: {query.description}")
-        st.code(explanation.sql, language="sql")
-        st.markdown(f"**Method** — {explanation.method} The formulas and their references: "
-                    f"[`{explanation.docs}`]({explanation.docs}) in the repository.")
+        for e in explanations:
+            st.markdown(f"**SQL** — `{e.query.name}`: {e.query.description}")
+            st.code(e.sql, language="sql")
+            st.markdown(f"**Method** — {e.method}")
+        st.markdown(f"The formulas and their references: [`{DOCS}`]({DOCS}) in the repository.")

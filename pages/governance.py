@@ -8,6 +8,7 @@ import streamlit as st
 
 from metrics import compliance
 from metrics.filters import Filters
+from metrics.queries import explain
 from momento import formatting as fmt
 from momento.codes import Code, sentence
 from pages import charts, tables, ui
@@ -23,7 +24,7 @@ def consent(f: Filters) -> None:
     c = cached(compliance.consent, f)
     if c.decisions == 0 and c.withdrawn_users == 0 and c.opted_out_users == 0:
         ui.no_data(f"No decisions or events for {ui.describe(f)}.")
-        how_computed(compliance.CONSENT, f)
+        how_computed(explain(compliance.CONSENT, f))
         return
     row = st.columns(4)
     row[0].metric("Consent rate", fmt.percent(c.consent_rate),
@@ -36,7 +37,7 @@ def consent(f: Filters) -> None:
                   help=f"{fmt.number(c.opted_out_users)} of {fmt.number(c.messaged_users)} users reached by e-mail "
                        "or push opted out.")
     row[3].metric("Users reached by messages", fmt.number(c.messaged_users))
-    how_computed(compliance.CONSENT, f)
+    how_computed(explain(compliance.CONSENT, f))
     daily = cached(compliance.consent_daily, f)
     if daily.height:
         left, right = st.columns(2)
@@ -44,7 +45,7 @@ def consent(f: Filters) -> None:
             ui.chart(charts.consent_rate(daily))
         with right:
             ui.chart(charts.withdrawals(daily))
-        how_computed(compliance.CONSENT_DAILY, f)
+        how_computed(explain(compliance.CONSENT_DAILY, f))
 
 
 def saturation(f: Filters) -> None:
@@ -52,7 +53,7 @@ def saturation(f: Filters) -> None:
     dist = cached(compliance.saturation, f)
     if dist.is_empty():
         ui.no_data(f"No exposures for {ui.describe(f)}.")
-        how_computed(compliance.SATURATION, f)
+        how_computed(explain(compliance.SATURATION, f))
         return
     caps = dict(scenario().caps)
     top = compliance.SATURATION_CAP
@@ -65,7 +66,7 @@ def saturation(f: Filters) -> None:
         "cap": tables.count("Daily cap", help="Personalised decisions per user, channel and day."),
         "over_cap": tables.percent("User-days over cap"),
     })
-    how_computed(compliance.SATURATION, f)
+    how_computed(explain(compliance.SATURATION, f))
 
 
 @st.fragment(run_every=ui.SLOW_REFRESH_SECONDS)
@@ -83,7 +84,7 @@ def parity(f: Filters) -> None:
         p = cached(compliance.parity, f, **arguments)
         if p.groups.is_empty():
             ui.no_data(f"No decisions for {ui.describe(f)}.")
-            how_computed(compliance.PARITY, f, **arguments)
+            how_computed(explain(compliance.PARITY, f, **arguments))
             return
         left, right = st.columns(2)
         for column, test, rate, title in ((left, p.personalisation, "personalised_rate",
@@ -101,7 +102,7 @@ def parity(f: Filters) -> None:
             "offer_eligible": tables.count("On offer placements"), "offered": tables.count("Offered a discount"),
             "offer_rate": tables.percent("Offer share"),
         })
-        how_computed(compliance.PARITY, f, **arguments)
+        how_computed(explain(compliance.PARITY, f, **arguments))
 
 
 @st.fragment(run_every=ui.REFRESH_SECONDS)
@@ -138,7 +139,7 @@ def audit(f: Filters) -> None:
                          "reasons", "fallback", "fallback_reason", "status", "error_code", "consent", "channel",
                          "segment", "device", "region", "journey", "experiment_id", "model_version", "propensity",
                          "latency_us"])
-    how_computed(compliance.AUDIT, f, search=search)
+    how_computed(explain(compliance.AUDIT, f, search=search))
 
 
 def erasures() -> None:
@@ -152,7 +153,7 @@ def erasures() -> None:
             "subject_hash": "Subject (SHA-256 of the pseudonymised id)", "rows_deleted": tables.count("Rows deleted"),
             "tables": st.column_config.ListColumn("Tables"), "requested_by": "Requested by",
         })
-    how_computed(compliance.ERASURES, Filters())
+    how_computed(explain(compliance.ERASURES, Filters()))
 
 
 live(FILTERS)

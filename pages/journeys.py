@@ -8,6 +8,7 @@ import streamlit as st
 
 from metrics import experiments, journeys
 from metrics.filters import Filters
+from metrics.queries import explain
 from momento.kpis import METRICS
 from pages import analytics, charts, tables, ui
 from pages.cache import cached, scenario
@@ -52,7 +53,7 @@ def revenue(view: journeys.Journey, filters: Filters) -> None:
             "arm": "Arm", "users": tables.count("Exposed users"), "revenue": tables.money("Revenue"),
             "revenue_per_user": tables.money("Revenue / user"),
         })
-        how_computed(experiments.STATS, **arguments)
+        how_computed(explain(experiments.STATS, **arguments))
     with right:
         primary = experiment.primary_metric
         daily = analytics.days(filters, experiment.id, primary)
@@ -62,7 +63,7 @@ def revenue(view: journeys.Journey, filters: Filters) -> None:
         else:
             title = f"Uplift vs control over time: {METRICS[primary].label} (cumulative)"
             ui.chart(charts.lift_over_time(lift, title))
-        how_computed(experiments.CUMULATIVE, metrics=(primary,), **daily)
+        how_computed(explain(experiments.CUMULATIVE, metrics=(primary,), **daily))
 
 
 @st.fragment(run_every=ui.REFRESH_SECONDS)
@@ -74,7 +75,7 @@ def live() -> None:
         if not funnel.height:
             ui.no_data(f"No decisions for {ui.describe(filters)}. Widen the filters, or run "
                        "`momento backfill` / `momento demo` to fill the lake.")
-            how_computed(journeys.FUNNEL, filters)
+            how_computed(explain(journeys.FUNNEL, filters))
             return
         st.subheader("Eligible traffic per experience")
         overview_table(funnel)
@@ -90,7 +91,7 @@ def live() -> None:
             view = None
         else:
             waterfall(view)
-        how_computed(journeys.FUNNEL, filters)
+        how_computed(explain(journeys.FUNNEL, filters))
     if view is not None:
         with ui.panel("Revenue and uplift"):
             revenue(view, filters)

@@ -23,6 +23,10 @@ from momento import formatting as fmt
 
 Width = Literal["small", "medium", "large"]
 
+STYLED_CELLS = 20_000
+"""A Styler costs about 25 µs a cell to build, so a bigger table (the audit trail's larger searches)
+gets the same pt-BR text as string columns instead: read the same, but sort as text."""
+
 
 @dataclass(frozen=True)
 class Column:
@@ -95,8 +99,11 @@ def table(frame: pl.DataFrame, name: str, columns: Mapping[str, Spec] | None = N
         shown = spec.text if isinstance(spec, Column) and spec.text is not None else _default(dtype)
         if shown is not None:
             texts[column] = shown
-    styled = frame.to_pandas().style.format(texts, na_rep=fmt.MISSING)
-    st.dataframe(styled, hide_index=True, column_config=config, **kwargs)
+    if frame.height * frame.width <= STYLED_CELLS:
+        shown: Any = frame.to_pandas().style.format(texts, na_rep=fmt.MISSING)
+    else:
+        shown = frame.with_columns(pl.col(c).map_elements(text, return_dtype=pl.String) for c, text in texts.items())
+    st.dataframe(shown, hide_index=True, column_config=config, placeholder=fmt.MISSING, **kwargs)
     st.download_button("Download CSV", csv(frame), file_name=f"{name}.csv", mime="text/csv", key=f"csv_{name}",
                        icon=":material/download:")
 

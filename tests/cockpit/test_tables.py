@@ -52,6 +52,21 @@ def test_cells_read_pt_br_and_keep_their_numbers():
     assert [b.label for b in at.get("download_button")] == ["Download CSV"]
 
 
+def _big_table() -> None:
+    import polars as pl
+
+    from pages import tables
+
+    tables.table(pl.DataFrame({"users": list(range(1_000, 1_001 + tables.STYLED_CELLS))}), "big",
+                 {"users": tables.count("Users")})
+
+
+def test_a_table_too_big_to_style_reads_the_same():
+    at = AppTest.from_function(_big_table, default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.dataframe[0].value["users"].tolist()[:2] == ["1.000", "1.001"]
+
+
 def test_the_csv_holds_the_values():
     frame = pl.DataFrame({"revenue": [1234.5, -2.0], "ts": [datetime(2026, 6, 12, tzinfo=timezone.utc)] * 2,
                           "reasons": [["no_consent", "holdout"], []]})
