@@ -1,6 +1,7 @@
-"""Governance from the lake: consent and opt-outs, frequency saturation, personalisation and
-offer parity across segments (with a chi-square test for disparity), the decisions' audit
-trail and the erasure log.
+"""Compliance, measured from the lake (the Governance page's numbers; the service's own guards
+are `decisioning.guards`): consent and opt-outs, frequency saturation, personalisation and offer
+parity across segments (with a chi-square test for disparity), the decisions' audit trail and the
+erasure log.
 
 The audit search takes what a person typed (a decision id, a pseudonymised user id, a reason
 code) only as bound parameters; a parity dimension is an identifier and is accepted only from

@@ -31,8 +31,8 @@ def pt_br(spec: alt.TopLevelMixin) -> alt.TopLevelMixin:
 def time_axis(field: str = "bucket", title: str = "Time (UTC)", bucket_s: int | None = None) -> alt.X:
     """A readable time x-axis; with `bucket_s`, labels show days for hourly-or-coarser buckets
     and hours and minutes below that."""
-    fmt = {} if bucket_s is None else {"format": DAY if bucket_s >= 3600 else MINUTE}
-    return alt.X(f"{field}:T", title=title, axis=alt.Axis(labelAngle=0, labelOverlap=True, **fmt))
+    labels = alt.Undefined if bucket_s is None else DAY if bucket_s >= 3600 else MINUTE
+    return alt.X(f"{field}:T", title=title, axis=alt.Axis(labelAngle=0, labelOverlap=True, format=labels))
 
 
 def _day_axis(field: str = "day") -> alt.X:

@@ -96,9 +96,9 @@ def table(frame: pl.DataFrame, name: str, columns: Mapping[str, Spec] | None = N
             config[column] = st.column_config.Column(spec.label, help=spec.help, width=spec.width)
         else:
             config[column] = spec
-        shown = spec.text if isinstance(spec, Column) and spec.text is not None else _default(dtype)
-        if shown is not None:
-            texts[column] = shown
+        reads = spec.text if isinstance(spec, Column) and spec.text is not None else _default(dtype)
+        if reads is not None:
+            texts[column] = reads
     if frame.height * frame.width <= STYLED_CELLS:
         shown: Any = frame.to_pandas().style.format(texts, na_rep=fmt.MISSING)
     else:
