@@ -36,7 +36,8 @@ def time_axis(field: str = "bucket", title: str = "Time (UTC)", bucket_s: int | 
 
 
 def _day_axis(field: str = "day") -> alt.X:
-    return alt.X(f"{field}:T", title="Day (UTC)", axis=alt.Axis(format=DAY, labelAngle=0))
+    """An axis of days: one tick a day at most, so a short period does not repeat a day's label."""
+    return alt.X(f"{field}:T", title="Day (UTC)", axis=alt.Axis(format=DAY, labelAngle=0, tickCount="day"))
 
 
 # -- analytics ------------------------------------------------------------------------------
@@ -238,7 +239,7 @@ def withdrawals(daily: pl.DataFrame) -> alt.Chart:
     counts = daily.unpivot(index="day", on=["withdrawals", "opt_outs"], variable_name="event", value_name="count")
     return alt.Chart(counts).mark_bar().encode(
         _day_axis(),
-        alt.Y("count:Q", title="Events", axis=alt.Axis(tickMinStep=1)), alt.Color("event:N", title=None),
+        alt.Y("count:Q", title="Events", axis=alt.Axis(tickMinStep=1, format=",d")), alt.Color("event:N", title=None),
         xOffset="event:N",
         tooltip=[alt.Tooltip("day:T", format=DATE), "event:N", alt.Tooltip("count:Q", format=",")],
     ).properties(height=220, title="Consent withdrawals and opt-outs by day")
