@@ -89,16 +89,14 @@ def display(statement: Statement) -> str:
 @functools.lru_cache(maxsize=256)
 def _display(sql: str, params: tuple[tuple[str, Any], ...]) -> str:
     values = dict(params)
-
-    def bind(node: exp.Expr) -> exp.Expr:
-        if (isinstance(node, exp.Is) and isinstance(node.expression, exp.Null)
-                and isinstance(node.this, exp.Placeholder) and node.this.name in values):
-            return exp.Boolean(this=values[node.this.name] is None)
-        if isinstance(node, exp.Placeholder) and node.name in values:
-            return _literal(values[node.name])
-        return node
-
-    tree = sqlglot.parse_one(sql, read=DIALECT).transform(bind)
+    tree = sqlglot.parse_one(sql, read=DIALECT)
+    for test in list(tree.find_all(exp.Is)):
+        if (isinstance(test.expression, exp.Null) and isinstance(test.this, exp.Placeholder)
+                and test.this.name in values):
+            test.replace(exp.Boolean(this=values[test.this.name] is None))
+    for placeholder in list(tree.find_all(exp.Placeholder)):
+        if placeholder.name in values:
+            placeholder.replace(_literal(values[placeholder.name]))
     return _fold(tree).sql(dialect=DIALECT, pretty=True)
 
 
@@ -124,24 +122,17 @@ def _literal(value: Any) -> exp.Expr:
 
 
 def _fold(tree: exp.Expr) -> exp.Expr:
-    """Fold TRUE/FALSE left by binding: `TRUE OR x` -> TRUE, `FALSE OR x` -> x, `TRUE AND x` -> x,
-    `(TRUE)` -> TRUE, until nothing changes; then drop the parentheses left around a single
-    condition of an AND/OR, and a query's `WHERE TRUE`. Only what binding made constant goes."""
-
-    def step(node: exp.Expr) -> exp.Expr:
-        if isinstance(node, exp.Paren) and isinstance(node.this, exp.Boolean):
-            return node.this
-        if isinstance(node, exp.Or | exp.And):
-            absorbing = isinstance(node, exp.Or)
-            for side, other in ((node.this, node.expression), (node.expression, node.this)):
-                if isinstance(side, exp.Boolean):
-                    return side if side.this is absorbing else other
-        return node
-
-    before = None
-    while before != tree.sql(dialect=DIALECT):
-        before = tree.sql(dialect=DIALECT)
-        tree = tree.transform(step)
+    """Fold the TRUE/FALSE left by binding: `TRUE OR x` -> TRUE, `FALSE OR x` -> x, `TRUE AND x` -> x,
+    `(TRUE)` -> TRUE, children before their parents (one pass); then drop the parentheses left
+    around a single condition of an AND/OR, and a query's `WHERE TRUE`. Only connectives with a
+    constant side are touched."""
+    for node in reversed(list(tree.dfs())):
+        folded = _folded(node)
+        if folded is not node:
+            if node is tree:
+                tree = folded
+            else:
+                node.replace(folded)
     for paren in list(tree.find_all(exp.Paren)):
         if isinstance(paren.this, exp.Predicate) and isinstance(paren.parent, exp.And | exp.Or | exp.Where):
             paren.replace(paren.this)
@@ -149,3 +140,15 @@ def _fold(tree: exp.Expr) -> exp.Expr:
         if isinstance(where.this, exp.Boolean) and where.this.this and isinstance(where.parent, exp.Select):
             where.pop()
     return tree
+
+
+def _folded(node: exp.Expr) -> exp.Expr:
+    """`node` with a constant side folded away (itself when there is none)."""
+    if isinstance(node, exp.Paren) and isinstance(node.this, exp.Boolean):
+        return node.this
+    if isinstance(node, exp.Or | exp.And):
+        absorbing = isinstance(node, exp.Or)
+        for side, other in ((node.this, node.expression), (node.expression, node.this)):
+            if isinstance(side, exp.Boolean):
+                return side if side.this is absorbing else other
+    return node
