@@ -49,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("analyze", help="the statistics engine over aggregated numbers (JSON in, JSON out)")
 
+    sql = sub.add_parser("sql", help="how the cockpit computes a metric: its definition, its SQL, the method")
+    sql.add_argument("metric", help="a metric of the KPI catalogue (momento/kpis.py), e.g. arpu or latency_p50_p95_p99")
+    sql.add_argument("--experiment", default=None, help="that experiment's statistics of the metric alone")
+    sql.add_argument("--page", default=None, help="the cockpit page whose panel to show (default: the first that "
+                                                  "shows the metric): executive, journeys, experiments, "
+                                                  "engine_health, governance")
+
     bench = sub.add_parser("bench", help="run the benchmarks in bench/ and print their tables")
     bench.add_argument("name", nargs="?", default=None, help="one benchmark (file name without .py)")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the benchmark")
@@ -86,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         return analyze(sys.stdin, sys.stdout)
     if args.command == "bench":
         return _run_bench(args.name, args.args)
+    if args.command == "sql":
+        from metrics.queries import sql_command
+
+        return sql_command(settings, args.metric, sys.stdout, sys.stderr, experiment=args.experiment, page=args.page)
     if args.command == "serve":
         from decisioning.server import serve
 

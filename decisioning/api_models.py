@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Channel = Literal["web", "app", "email", "push"]
+from momento.codes import Channel
+
 EventType = Literal[
     "page_view", "click", "add_to_cart", "purchase", "return", "email_open", "email_click",
     "push_open", "nps_response", "consent_change", "opt_out",

@@ -38,14 +38,13 @@ from decisioning.features import FeatureStore, encode, referrer_type
 from decisioning.policies import ModelUnavailable, Policy, choose, make_policy
 from momento.scenario import Arm, Experience, Experiment, Placement, Scenario
 from momento.lake.writer import LakeWriter, QueueFull
-from momento.codes import Code
+from momento.codes import POLICY_CODES, Code
 
 log = logging.getLogger(__name__)
 
 INCIDENTS = ("latency_spike", "model_outage", "error_burst")
 INACTIVE = "none"  # the arm logged when the experience's experiment is not running
 REWARD_EVENTS = frozenset({"click", "add_to_cart", "purchase", "email_click", "push_open"})
-_POLICY_CODE = {"rules": Code.POLICY_RULES, "thompson": Code.POLICY_THOMPSON, "propensity": Code.POLICY_PROPENSITY}
 FALLBACKS_AFTER_CAPS = (Code.MODEL_UNAVAILABLE, Code.MODEL_ERROR, Code.BUDGET_EXCEEDED)
 """The fallbacks a policy's choice ends in after governance has taken a frequency cap for it
 (`_choose`). A feature-store error can come before the cap or after, so it is not listed."""
@@ -362,7 +361,7 @@ class Engine:
         chosen = int(index[0])
         d.variant, d.policy, d.model_version = experience.variants[chosen], kind, version
         d.propensity, d.score = float(propensity[0]), score if np.isfinite(score) else None
-        d.reasons.append(_POLICY_CODE[kind])
+        d.reasons.append(POLICY_CODES[kind])
         return _Choice(experience.id, kind, x[0], chosen)
 
     def _features(self, ctx: Context, stored: dict[str, Any], hour: float, incidents: Collection[str]) -> np.ndarray:

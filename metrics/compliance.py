@@ -1,6 +1,7 @@
-"""Governance from the lake: consent and opt-outs, frequency saturation, personalisation and
-offer parity across segments (with a chi-square test for disparity), the decisions' audit
-trail and the erasure log.
+"""Compliance, measured from the lake (the Governance page's numbers; the service's own guards
+are `decisioning.guards`): consent and opt-outs, frequency saturation, personalisation and offer
+parity across segments (with a chi-square test for disparity), the decisions' audit trail and the
+erasure log.
 
 The audit search takes what a person typed (a decision id, a pseudonymised user id, a reason
 code) only as bound parameters; a parity dimension is an identifier and is accepted only from
@@ -17,13 +18,19 @@ import polars as pl
 from scipy import stats as sps
 
 from metrics.filters import Filters
+from metrics.sql import utc_day
+from metrics.sql.query import Query, Statement
+from momento.codes import Channel, sentence
+from momento.formatting import percent, significant
+from momento.kpis import PERSONALISED
 from momento.lake.warehouse import Warehouse
-from momento.codes import sentence
+from momento.sql import sql_list
 
 DIMENSIONS = ("segment", "device", "region")
 """Attributes of a decision that parity is checked across."""
 
-PERSONALISING_POLICIES = ("rules", "thompson", "propensity")
+MESSAGE_CHANNELS: tuple[Channel, ...] = ("email", "push")
+"""Channels that send the visitor a message (opt-outs are counted over the users they reached)."""
 DISPARITY_P = 0.01
 """A difference between groups counts as a disparity when the chi-square p-value is below this
 and the lowest group's rate is under FOUR_FIFTHS of the highest's (the four-fifths rule)."""
@@ -34,8 +41,6 @@ SATURATION_CAP = 20
 _DECISIONS = Filters.where("d", channel=True, segment=True, journey=True)
 _EVENTS = Filters.where("e", channel=True, segment=True)
 _EXPOSURES = Filters.where("x", channel=True)
-# Days by integer arithmetic on microseconds: UTC days without the (slow) ICU time-zone cast.
-_DAY = "(DATE '1970-01-01' + CAST(epoch_us({alias}.ts) // 86400000000 AS INTEGER))"
 
 # Segment and journey live on the decision behind an exposure. The semi-join costs a pass over
 # `decisions`, so it is only in the SQL when one of them is set; the other text still names
@@ -62,16 +67,16 @@ SELECT
   (SELECT count(DISTINCT e.user_id) FROM events e
     WHERE {_EVENTS} AND e.event_type = 'consent_change' AND e.consent = false) AS withdrawn_users,
   (SELECT count(DISTINCT x.user_id) FROM exposures x
-    WHERE {{exposures}} AND x.channel IN ('email', 'push')) AS messaged_users,
+    WHERE {{exposures}} AND x.channel IN ({sql_list(MESSAGE_CHANNELS)})) AS messaged_users,
   (SELECT count(DISTINCT e.user_id) FROM events e WHERE {_EVENTS} AND e.event_type = 'opt_out') AS opted_out_users
 """
 
 _CONSENT_DAILY_SQL = f"""
 WITH dd AS (
-  SELECT {_DAY.format(alias="d")} AS day, count(*) AS decisions, count(*) FILTER (WHERE d.consent) AS consented
+  SELECT {utc_day("d.ts")} AS day, count(*) AS decisions, count(*) FILTER (WHERE d.consent) AS consented
   FROM decisions d WHERE {_DECISIONS} GROUP BY day
 ), ee AS (
-  SELECT {_DAY.format(alias="e")} AS day,
+  SELECT {utc_day("e.ts")} AS day,
          count(*) FILTER (WHERE e.event_type = 'consent_change' AND e.consent = false) AS withdrawals,
          count(*) FILTER (WHERE e.event_type = 'opt_out') AS opt_outs
   FROM events e WHERE {_EVENTS} AND e.event_type IN ('consent_change', 'opt_out') GROUP BY day
@@ -83,11 +88,11 @@ FROM dd FULL OUTER JOIN ee USING (day) ORDER BY day
 
 # A user-day is keyed by one 64-bit hash of (user, UTC day): grouping on it is twice as fast
 # as on the 32-character id and a day, with a negligible chance of two user-days colliding.
-_SATURATION_SQL = """
+_SATURATION_SQL = f"""
 WITH per AS (
   SELECT x.channel, count(*) AS n
-  FROM exposures x WHERE {exposures}
-  GROUP BY x.channel, hash(x.user_id, epoch_us(x.ts) // 86400000000)
+  FROM exposures x WHERE {{exposures}}
+  GROUP BY x.channel, hash(x.user_id, {utc_day("x.ts")})
 )
 SELECT channel, n AS exposures, count(*) AS user_days FROM per GROUP BY ALL ORDER BY channel, exposures
 """
@@ -95,8 +100,7 @@ SELECT channel, n AS exposures, count(*) AS user_days FROM per GROUP BY ALL ORDE
 _PARITY_SQL = f"""
 SELECT {{dimension}} AS grp,
        count(*) AS decisions,
-       count(*) FILTER (WHERE d.arm <> 'holdout' AND NOT d.fallback
-                         AND list_contains($personalising, d.policy)) AS personalised,
+       count(*) FILTER (WHERE {PERSONALISED}) AS personalised,
        count(*) FILTER (WHERE list_contains($offer_placements, d.placement)) AS offer_eligible,
        count(*) FILTER (WHERE list_contains($offer_placements, d.placement)
                          AND list_contains($offer_variants, d.variant)) AS offered
@@ -155,22 +159,44 @@ class Consent:
         return _rate(self.opted_out_users, self.messaged_users)
 
 
+CONSENT = Query(
+    "compliance.consent",
+    "Decisions and those for a consenting visitor; users decided for, who withdrew consent, reached by e-mail or "
+    "push, and who opted out.",
+    lambda filters: Statement(_exposure_sql(_CONSENT_SQL, filters), filters.params()),
+    method="Consent rate = consented decisions / decisions; withdrawals = users who withdrew / users decided for; "
+           "opt-out rate = users who opted out / users reached by a message.")
+
+
 def consent(wh: Warehouse, filters: Filters) -> Consent:
     """Consent rate of decisions, consent withdrawals and opt-outs among messaged users."""
-    return Consent(*wh.query(_exposure_sql(_CONSENT_SQL, filters), filters.params()).row(0))
+    return Consent(*CONSENT.run(wh, filters).row(0))
+
+
+CONSENT_DAILY = Query(
+    "compliance.consent_daily", "Per UTC day: decisions, consented decisions, consent withdrawals and opt-outs.",
+    lambda filters: Statement(_CONSENT_DAILY_SQL, filters.params()),
+    method="Consent rate per day = consented decisions / decisions that day.")
 
 
 def consent_daily(wh: Warehouse, filters: Filters) -> pl.DataFrame:
     """Per UTC day: decisions, consent rate, consent withdrawals and opt-outs."""
-    frame = wh.query(_CONSENT_DAILY_SQL, filters.params())
+    frame = CONSENT_DAILY.run(wh, filters)
     return frame.with_columns(
         pl.when(pl.col("decisions") > 0).then(pl.col("consented") / pl.col("decisions")).alias("consent_rate")
     )
 
 
+SATURATION = Query(
+    "compliance.saturation", "How many user-days saw each number of exposures, per channel.",
+    lambda filters: Statement(_exposure_sql(_SATURATION_SQL, filters), filters.params()),
+    method="Mean, median, 95th percentile and maximum of exposures per user-day, weighted by user-days; over cap = "
+           "user-days above the channel's daily frequency cap / user-days.")
+
+
 def saturation(wh: Warehouse, filters: Filters) -> pl.DataFrame:
     """Distribution of exposures per user per day, by channel: (channel, exposures, user_days)."""
-    return wh.query(_exposure_sql(_SATURATION_SQL, filters), filters.params())
+    return SATURATION.run(wh, filters)
 
 
 def saturation_summary(distribution: pl.DataFrame, caps: Mapping[str, int]) -> pl.DataFrame:
@@ -214,13 +240,13 @@ class Disparity:
     def verdict(self) -> str:
         if self.disparity is None:
             return "not enough data to test"
+        p, ratio = significant(self.p_value, 2), percent(self.lowest_to_highest, 0)
         if self.disparity:
-            return (f"disparity: rates differ across groups (p = {self.p_value:.2g}) and the lowest is "
-                    f"{self.lowest_to_highest:.0%} of the highest")
+            return f"disparity: rates differ across groups (p = {p}) and the lowest is {ratio} of the highest"
         if self.p_value is not None and self.p_value < DISPARITY_P:
-            return (f"groups differ statistically (p = {self.p_value:.2g}) but within the four-fifths rule "
-                    f"(lowest is {self.lowest_to_highest:.0%} of the highest)")
-        return f"no significant difference across groups (p = {self.p_value:.2g})"
+            return (f"groups differ statistically (p = {p}) but within the four-fifths rule "
+                    f"(lowest is {ratio} of the highest)")
+        return f"no significant difference across groups (p = {p})"
 
 
 def disparity(measure: str, yes: Sequence[int], totals: Sequence[int]) -> Disparity:
@@ -249,20 +275,38 @@ class Parity:
     offers: Disparity
 
 
+def _parity(filters: Filters, dimension: str, offer_variants: Sequence[str],
+            offer_placements: Sequence[str]) -> Statement:
+    if dimension not in DIMENSIONS:
+        raise ValueError(f"parity dimension must be one of {DIMENSIONS}, got {dimension!r}")
+    return Statement(_PARITY_SQL.format(dimension=f"coalesce(d.{dimension}, 'unknown')"),
+                     {**filters.params(), "offer_variants": list(offer_variants),
+                      "offer_placements": list(offer_placements)})
+
+
+PARITY = Query(
+    "compliance.parity",
+    "Per group of a dimension (segment, device, region): decisions, personalised decisions, decisions on a "
+    "placement that can show an offer and those that showed one.",
+    _parity, example={"dimension": "segment", "offer_variants": ("discount_10", "discount_15"),
+                      "offer_placements": ("cart_recovery_offer",)}, metrics=("coverage",),
+    method=f"A chi-square test of independence between group and outcome (personalised or not; offered or not); "
+           f"a disparity when p < {significant(DISPARITY_P)} and the lowest group's rate is under "
+           f"{percent(FOUR_FIFTHS, 0)} of the "
+           "highest's (the four-fifths rule). Cramér's V gives the size of the difference.")
+
+
 def parity(
     wh: Warehouse, filters: Filters, dimension: str, offer_variants: Sequence[str], offer_placements: Sequence[str]
 ) -> Parity:
     """Per group of `dimension`, what the engine chose to show: the share of decisions that were
-    personalised (a personalising policy chose, not holdout, not a fallback) and, on placements
+    personalised (`momento.kpis.PERSONALISED`: a policy chose, no fallback, no error) and, on placements
     that can show an offer, the share that showed one; each with a chi-square test for disparity.
 
     Measured on decisions, the engine's own choices: whether a chosen experience is then seen
     depends on the visitor (and joining exposures costs seconds at 10M events)."""
-    if dimension not in DIMENSIONS:
-        raise ValueError(f"parity dimension must be one of {DIMENSIONS}, got {dimension!r}")
-    params = {**filters.params(), "personalising": list(PERSONALISING_POLICIES),
-              "offer_variants": list(offer_variants), "offer_placements": list(offer_placements)}
-    frame = wh.query(_PARITY_SQL.format(dimension=f"coalesce(d.{dimension}, 'unknown')"), params)
+    frame = PARITY.run(wh, filters, dimension=dimension, offer_variants=offer_variants,
+                       offer_placements=offer_placements)
     frame = frame.with_columns(
         (pl.col("personalised") / pl.col("decisions")).alias("personalised_rate"),
         pl.when(pl.col("offer_eligible") > 0).then(pl.col("offered") / pl.col("offer_eligible")).alias("offer_rate"),
@@ -290,16 +334,26 @@ class AuditQuery:
         return {**clean, "limit": max(1, min(int(self.limit), 10_000))}
 
 
+AUDIT = Query(
+    "compliance.audit", "The newest decisions matching a decision id prefix, a user id prefix and a reason code.",
+    lambda filters, search: Statement(_AUDIT_SQL, {**filters.params(), **search.params()}),
+    example={"search": AuditQuery()}, method="Rows as logged; each reason code is explained in words.")
+
+
 def audit(wh: Warehouse, filters: Filters, query: AuditQuery) -> pl.DataFrame:
     """The newest decisions matching `query` (ids match by prefix, the reason exactly against
     reasons, fallback reason or error code), each with its reasons explained in words."""
-    frame = wh.query(_AUDIT_SQL, {**filters.params(), **query.params()})
+    frame = AUDIT.run(wh, filters, search=query)
     return frame.with_columns(
         pl.col("reasons").map_elements(lambda codes: " ".join(sentence(c) for c in codes),
                                        return_dtype=pl.String).alias("explanation")
     )
 
 
+ERASURES = Query("compliance.erasures", "The erasure log, newest first.",
+                 lambda filters: Statement(_ERASURES_SQL, {}), method="Rows as logged (subjects only as hashes).")
+
+
 def erasures(wh: Warehouse) -> pl.DataFrame:
     """The erasure log, newest first (subjects only as hashes)."""
-    return wh.query(_ERASURES_SQL)
+    return ERASURES.run(wh, Filters())

@@ -20,8 +20,10 @@ import polars as pl
 from metrics import stats
 from metrics.filters import Filters
 from metrics.arm_stats import arm_stats, stat_names, value_of
-from metrics.rollup.definitions import ALL_JOURNEYS, HOUR_US
-from metrics.rollup.read import EPOCH, Aggregates, Period, aggregates, period
+from metrics.rollup.definitions import ALL_JOURNEYS
+from metrics.rollup.read import EXAMPLE_AS_OF, Aggregates, aggregates, period_params, run_on
+from metrics.sql.query import Query, Statement
+from momento.formatting import money, number, percent
 from momento.kpis import metric
 from momento.lake.warehouse import Warehouse
 
@@ -30,52 +32,76 @@ GROUPS = ("exposed", "holdout")
 Grain = Literal["day", "hour"]
 _COLUMNS = ["users", *(c for m in HEADLINE for c in stat_names(m))]
 
+_IN_VIEW = f"""scope = coalesce($f_journey, '{ALL_JOURNEYS}')
+  AND ($f_channel IS NULL OR channel = $f_channel) AND ($f_segment IS NULL OR segment = $f_segment)
+  AND ($first_day IS NULL OR cohort_day >= $first_day) AND cohort_day <= $last_day"""
+"""The users reached in the filter's journey (scope '*': any) whose first decision there fell in
+the period, on the channel and in the segment of that decision."""
 
-def _scoped(frame: pl.DataFrame, filters: Filters, window: Period, time_key: str) -> pl.DataFrame:
-    """Rows of the users reached in the filter's journey (all journeys: scope '*') whose first
-    decision there fell in the period, on its channel and segment; `time_key` up to its end."""
-    keep = (pl.col("scope") == (filters.journey or ALL_JOURNEYS)) & (pl.col("cohort_day") <= window.last)
-    if window.first is not None:
-        keep &= pl.col("cohort_day") >= window.first
-    for column, value in (("channel", filters.channel), ("segment", filters.segment)):
-        if value is not None:
-            keep &= pl.col(column) == value
-    if time_key == "change_day":
-        keep &= pl.col("change_day") <= window.last
-    else:
-        keep &= pl.col("hour") * HOUR_US < int((window.as_of - EPOCH).total_seconds() * 1_000_000)
-    return frame.filter(keep)
+_SUMS = ",\n       ".join(f"sum({c}) AS {c}" for c in _COLUMNS)
+SUMMARY_SQL = f"""SELECT grp, {_SUMS},
+       make_timestamptz(min(cohort_day) * 86400000000) AS first_ts, $as_of AS as_of
+FROM executive_stats
+WHERE {_IN_VIEW} AND change_day <= $last_day
+GROUP BY grp
+ORDER BY grp"""
+
+_BUCKETS = {"day": "make_timestamp(hour // 24 * 24 * 3600000000)", "hour": "make_timestamp(hour * 3600000000)"}
+TREND_SQL: dict[Grain, str] = {grain: f"""SELECT grp, {bucket} AS bucket, sum(revenue) AS revenue
+FROM executive_revenue
+WHERE {_IN_VIEW} AND hour <= $last_hour
+GROUP BY grp, bucket
+ORDER BY bucket, grp""" for grain, bucket in _BUCKETS.items()}
 
 
-def summary_frame(aggregates: Aggregates, filters: Filters) -> pl.DataFrame:
-    """Sufficient statistics of the headline metrics for the exposed and the holdout group, with
-    `users`, `first_ts` (midnight of the first day a unit entered) and `as_of`."""
-    window = period(filters.start_ts, filters.end_ts, aggregates.source)
-    rows = _scoped(aggregates["executive_stats"], filters, window, "change_day")
-    return (rows.group_by("grp").agg(pl.col(_COLUMNS).sum(), pl.col("cohort_day").min().alias("first_day"))
-            .with_columns(pl.col("first_day").cast(pl.Date).cast(pl.Datetime("us", "UTC")).alias("first_ts"),
-                          pl.lit(window.as_of).alias("as_of"))
-            .select("grp", "users", "first_ts", "as_of", *_COLUMNS[1:]).sort("grp"))
+def _summary(filters: Filters, pre_days: int, as_of: datetime) -> Statement:
+    return Statement(SUMMARY_SQL, {**filters.params(), **period_params(filters, as_of), "as_of": as_of})
+
+
+SUMMARY = Query(
+    "executive.summary",
+    "Sufficient statistics of the headline metrics of the users first reached in the period, for users outside "
+    "the global holdout (exposed) and in it, outcomes from each user's first decision: read from the rollups "
+    "(executive_stats: increments by day of first decision and day of change).",
+    _summary, example={"pre_days": 14, "as_of": EXAMPLE_AS_OF}, metrics=tuple(m.name for m in HEADLINE),
+    method="Incremental revenue (margin) = (mean revenue (margin) per exposed user − per holdout user) × exposed "
+           "users, each mean CUPED-adjusted with the same metric over the pre-period, with an always-valid 95% "
+           "interval (an asymptotic confidence sequence, valid however often the page is watched). Other "
+           "headline numbers: Σ value / users per group (ratios such as AOV: Σ numerator / Σ denominator).",
+    over="aggregates")
+
+
+def _trend(filters: Filters, pre_days: int, as_of: datetime, grain: Grain) -> Statement:
+    return Statement(TREND_SQL[grain], {**filters.params(), **period_params(filters, as_of)})
+
+
+TREND = Query(
+    "executive.trend", "Revenue per group (exposed, holdout) and day or hour, from each user's first decision, "
+    "read from the rollups (executive_revenue: revenue by day of first decision and hour).",
+    _trend, example={"pre_days": 14, "as_of": EXAMPLE_AS_OF, "grain": "day"}, metrics=("arpu",),
+    method="Per bucket: (revenue per exposed user − revenue per holdout user) × exposed users, without CUPED; "
+           "the running total of the buckets is the unadjusted incremental revenue.", over="aggregates")
 
 
 def load_summary(warehouse: Warehouse, filters: Filters, pre_days: int) -> pl.DataFrame:
-    """`summary_frame` of the lake now (rollups plus the live tail, or raw)."""
-    return summary_frame(aggregates(warehouse, pre_days), filters)
+    """Sufficient statistics of the headline metrics for the exposed and the holdout group, from
+    the rollups plus the live tail (or raw: `metrics.rollup.read`)."""
+    return summary_frame(aggregates(warehouse, pre_days), filters, pre_days)
 
 
-def trend_frame(aggregates: Aggregates, filters: Filters, grain: Grain = "day") -> pl.DataFrame:
-    """Revenue per group and UTC day (or hour) from each reached user's first decision on."""
-    window = period(filters.start_ts, filters.end_ts, aggregates.source)
-    rows = _scoped(aggregates["executive_revenue"], filters, window, "hour")
-    hours = pl.col("hour") if grain == "hour" else pl.col("hour") // 24 * 24
-    bucket = (hours * HOUR_US).cast(pl.Datetime("us")).alias("bucket")
-    return (rows.group_by("grp", bucket).agg(pl.col("revenue").sum())
-            .select("grp", "bucket", "revenue").sort("bucket", "grp"))
+def summary_frame(aggregates: Aggregates, filters: Filters, pre_days: int) -> pl.DataFrame:
+    """`SUMMARY` over `aggregates`."""
+    return run_on(aggregates, SUMMARY.statement(filters, pre_days=pre_days, as_of=aggregates.source.as_of))
 
 
 def load_trend(warehouse: Warehouse, filters: Filters, pre_days: int, grain: Grain = "day") -> pl.DataFrame:
-    """`trend_frame` of the lake now."""
-    return trend_frame(aggregates(warehouse, pre_days), filters, grain)
+    """Revenue per group and UTC day (or hour) from each reached user's first decision on."""
+    return trend_frame(aggregates(warehouse, pre_days), filters, pre_days, grain)
+
+
+def trend_frame(aggregates: Aggregates, filters: Filters, pre_days: int, grain: Grain = "day") -> pl.DataFrame:
+    """`TREND` over `aggregates`."""
+    return run_on(aggregates, TREND.statement(filters, pre_days=pre_days, as_of=aggregates.source.as_of, grain=grain))
 
 
 @dataclass(frozen=True)
@@ -159,24 +185,19 @@ def trend(frame: pl.DataFrame, executive: Executive) -> pl.DataFrame:
     return out.with_columns(pl.col("incremental_revenue").cum_sum().alias("cumulative_incremental")).cast(schema)
 
 
-def brl(value: float) -> str:
-    """Money rounded to whole reais, Brazilian grouping: R$ 182.400 (−R$ 1.200 for losses)."""
-    text = f"{abs(value):,.0f}".replace(",", ".")
-    return f"{'−' if value < 0 and round(abs(value)) else ''}R$ {text}"
-
-
 def verdict(executive: Executive, holdout_share: float) -> str:
     """One plain-words sentence on whether personalisation pays, honest about uncertainty."""
     total = executive.revenue.total
     period = f"over the last {_days(executive.days)}"
-    holdout = f"the {holdout_share:.0%} holdout"
+    holdout = f"the {percent(holdout_share, 0)} holdout"
     if not executive.has_data:
         return "No users reached by the engine in this period yet: nothing to measure."
     if executive.revenue.status != "ok" or total.ci_lower is None or total.ci_upper is None:
+        users = executive.users
         return (f"Not enough data {period} to compare with {holdout} yet "
-                f"({executive.users['exposed']:,} exposed and {executive.users['holdout']:,} holdout users).")
-    level = f"{1 - executive.alpha:.0%} CI"
-    estimate = f"{brl(total.estimate)} ({level} {brl(total.ci_lower)} – {brl(total.ci_upper)})"
+                f"({number(users['exposed'])} exposed and {number(users['holdout'])} holdout users).")
+    level = f"{percent(1 - executive.alpha, 0)} CI"
+    estimate = f"{money(total.estimate, 0)} ({level} {money(total.ci_lower, 0)} – {money(total.ci_upper, 0)})"
     if total.ci_lower > 0:
         return f"Personalisation added {estimate} {period} against {holdout}: it pays."
     if total.ci_upper < 0:

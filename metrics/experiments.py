@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 import polars as pl
@@ -23,7 +24,8 @@ from metrics import stats
 from metrics.filters import Filters
 from momento.kpis import METRICS, Metric, metric
 from metrics.arm_stats import arm_stats, stat_names, value_of
-from metrics.rollup.read import Aggregates, Period, aggregates, period
+from metrics.rollup.read import EXAMPLE_AS_OF, Aggregates, aggregates, period_params, run_on
+from metrics.sql.query import Query, Statement
 from momento.lake.warehouse import Warehouse
 
 EXPERIMENT_STATS = "experiment_stats"
@@ -46,66 +48,120 @@ def scenario_metrics(scenario: Scenario) -> tuple[str, ...]:
     return tuple(name for name in METRICS if name in used)
 
 
-def _in_view(frame: pl.DataFrame, filters: Filters, window: Period, experiment_id: str | None) -> pl.DataFrame:
-    """The rows of units that entered in the filter's period (channel and segment of their first
-    exposure and decision), as of its end."""
-    keep = (pl.col("change_day") <= window.last) & (pl.col("cohort_day") <= window.last)
-    if window.first is not None:
-        keep &= pl.col("cohort_day") >= window.first
-    for column, value in (("channel", filters.channel), ("segment", filters.segment), ("experiment_id", experiment_id)):
-        if value is not None:
-            keep &= pl.col(column) == value
-    return frame.filter(keep)
+EXPERIMENT_METRICS = tuple(name for name, m in METRICS.items() if "exposed" in m.population)
+"""The catalogue's metrics an experiment can be judged on (measured on its exposed users)."""
+
+COMPARISON_METHOD = (
+    "Per variant against control: the difference of means (Welch), the relative lift by the delta method "
+    "(ratio metrics such as CTR and AOV by the delta method too), CUPED with the same metric over the pre-period; "
+    "always-valid intervals (an asymptotic confidence sequence, valid under continuous peeking) or fixed-horizon "
+    "ones; p-values adjusted across metrics × variants (Benjamini–Hochberg, or Holm); chance to win by a normal "
+    "approximation; the split checked by a chi-square sample-ratio test; guardrails as non-inferiority with "
+    "their margin.")
+
+_IN_VIEW = """($experiment IS NULL OR experiment_id = $experiment)
+  AND ($f_channel IS NULL OR channel = $f_channel) AND ($f_segment IS NULL OR segment = $f_segment)
+  AND ($first_day IS NULL OR cohort_day >= $first_day) AND cohort_day <= $last_day AND change_day <= $last_day"""
+"""The units that entered in the filter's period (on the channel and in the segment of their first
+exposure and decision), as of its end: the rows of `experiment_stats` to add up."""
 
 
 def _columns(names: Sequence[str]) -> list[str]:
     return ["exposed__users", *(c for m in _exposed(names) for c in stat_names(m))]
 
 
-def stats_frame(aggregates: Aggregates, filters: Filters, metric_names: Sequence[str],
+def stats_sql(metric_names: tuple[str, ...]) -> str:
+    """SQL over the rollups' `experiment_stats`: `metric_names`' statistics per experiment, arm,
+    segment and UTC day of first exposure, as of the filter's end."""
+    sums = ",\n       ".join(f"sum({c}) AS {c}" for c in _columns(metric_names))
+    return f"""SELECT experiment_id, arm, segment, DATE '1970-01-01' + cohort_day AS day,
+       {sums}
+FROM experiment_stats
+WHERE {_IN_VIEW}
+GROUP BY experiment_id, arm, segment, cohort_day
+ORDER BY experiment_id, arm, segment, day"""
+
+
+def cumulative_sql(metric_name: str) -> str:
+    """SQL over the rollups' `experiment_stats`: one metric's statistics per arm as of the end of
+    each day, from the first day a unit entered to the filter's end (the increments of each change
+    day, added up day after day)."""
+    columns = stat_names(_exposed([metric_name])[0])
+    sums = ", ".join(f"sum({c}) AS {c}" for c in columns)
+    running = ",\n       ".join(f"CAST(sum(coalesce(c.{c}, 0)) OVER (PARTITION BY a.arm ORDER BY d.day) AS "
+                                 f"{'BIGINT' if c.endswith('__n') else 'DOUBLE'}) AS {c}" for c in columns)
+    return f"""WITH changes AS (
+    SELECT arm, change_day, {sums}
+    FROM experiment_stats WHERE {_IN_VIEW}
+    GROUP BY arm, change_day
+),
+days AS (
+    SELECT range AS day FROM range((SELECT min(cohort_day) FROM experiment_stats WHERE {_IN_VIEW}), $last_day + 1)
+)
+SELECT a.arm, DATE '1970-01-01' + CAST(d.day AS INTEGER) AS day,
+       {running}
+FROM (SELECT DISTINCT arm FROM changes) a CROSS JOIN days d
+LEFT JOIN changes c ON c.arm = a.arm AND c.change_day = d.day
+ORDER BY day, a.arm"""
+
+
+def _stats(filters: Filters, pre_days: int, metric_names: tuple[str, ...], as_of: datetime,
+           experiment_id: str | None = None) -> Statement:
+    return Statement(stats_sql(tuple(metric_names)),
+                     {**filters.params(), **period_params(filters, as_of), "experiment": experiment_id})
+
+
+STATS = Query(
+    "experiments.stats",
+    "Sufficient statistics of each metric per experiment, arm, segment and UTC day of first exposure, read from "
+    "the rollups (experiment_stats: the increments of the users exposed in each experiment, by day of first "
+    "exposure and day of change): the units that entered in the period, as of its end.",
+    _stats, example={"pre_days": 14, "metric_names": EXPERIMENT_METRICS, "as_of": EXAMPLE_AS_OF},
+    metrics=EXPERIMENT_METRICS, method=COMPARISON_METHOD, over="aggregates")
+
+
+def _cumulative(filters: Filters, experiment_id: str, metric_name: str, pre_days: int, as_of: datetime) -> Statement:
+    return Statement(cumulative_sql(metric_name),
+                     {**filters.params(), **period_params(filters, as_of), "experiment": experiment_id})
+
+
+CUMULATIVE = Query(
+    "experiments.cumulative",
+    "One experiment's statistics of one metric per arm as of the end of each day (outcomes up to that day), "
+    "read from the rollups' experiment_stats.",
+    _cumulative, example={"experiment_id": "exp_home_showcase", "metric_name": "conversion_rate", "pre_days": 14,
+                          "as_of": EXAMPLE_AS_OF},
+    metrics=EXPERIMENT_METRICS,
+    method=f"{COMPARISON_METHOD} Computed again as of each day: the sequential interval holds on every day at once, "
+           "so the whole curve can be read.", over="aggregates")
+
+
+def stats_frame(aggregates: Aggregates, filters: Filters, pre_days: int, metric_names: Sequence[str],
                 experiment_id: str | None = None) -> pl.DataFrame:
-    """Sufficient statistics of `metric_names` per experiment, arm, segment and UTC day of first
-    exposure (`day`), as of the filter's end, from the aggregates (every column but the keys is
-    an additive sum); only `experiment_id`'s rows when given."""
-    columns = _columns(metric_names)
-    window = period(filters.start_ts, filters.end_ts, aggregates.source)
-    rows = _in_view(aggregates[EXPERIMENT_STATS], filters, window, experiment_id)
-    return (rows.group_by("experiment_id", "arm", "segment", "cohort_day").agg(pl.col(columns).sum())
-            .with_columns(pl.col("cohort_day").cast(pl.Date).alias("day")).drop("cohort_day")
-            .select("experiment_id", "arm", "segment", "day", *columns).sort("experiment_id", "arm", "segment", "day"))
+    """`STATS` over `aggregates`."""
+    return run_on(aggregates, STATS.statement(filters, pre_days=pre_days, metric_names=tuple(metric_names),
+                                              as_of=aggregates.source.as_of, experiment_id=experiment_id))
 
 
 def load_stats(warehouse: Warehouse, filters: Filters, pre_days: int, metric_names: Sequence[str],
                experiment_id: str | None = None) -> pl.DataFrame:
-    """`stats_frame` of the lake now (rollups plus the live tail, or raw: `metrics.rollup.read`)."""
-    return stats_frame(aggregates(warehouse, pre_days), filters, metric_names, experiment_id)
+    """Sufficient statistics of `metric_names` per experiment, arm, segment and UTC day of first
+    exposure (one row each; every column but the keys is an additive sum), from the rollups plus
+    the live tail (or raw: `metrics.rollup.read`); only `experiment_id`'s rows when given."""
+    return stats_frame(aggregates(warehouse, pre_days), filters, pre_days, metric_names, experiment_id)
 
 
-def cumulative_frame(aggregates: Aggregates, filters: Filters, experiment_id: str, metric_name: str) -> pl.DataFrame:
-    """Sufficient statistics of one metric per arm *as of the end of each day*, from the first
-    day a unit entered to the filter's end: the units that entered by then, their outcomes up to
-    then (a running sum of the increments over change days)."""
-    columns = stat_names(_exposed([metric_name])[0])
-    window = period(filters.start_ts, filters.end_ts, aggregates.source)
-    rows = _in_view(aggregates[EXPERIMENT_STATS], filters, window, experiment_id)
-    schema = {"arm": pl.String, "day": pl.Date} | {c: pl.Int64 if c.endswith("__n") else pl.Float64 for c in columns}
-    if not rows.height:
-        return pl.DataFrame(schema=schema)
-    changes = rows.group_by("arm", "change_day").agg(pl.col(columns).sum())
-    first = int(rows["cohort_day"].min())  # type: ignore[arg-type]
-    grid = (pl.DataFrame({"arm": rows["arm"].unique().sort()})
-            .join(pl.DataFrame({"change_day": pl.int_range(first, window.last + 1, eager=True, dtype=pl.Int32)}),
-                  how="cross"))
-    daily = (grid.join(changes, on=["arm", "change_day"], how="left").fill_null(0).sort("change_day")
-             .with_columns(pl.col(columns).cum_sum().over("arm")))
-    return (daily.with_columns(pl.col("change_day").cast(pl.Date).alias("day"))
-            .select("arm", "day", *columns).cast(schema).sort("day", "arm"))
+def cumulative_frame(aggregates: Aggregates, filters: Filters, experiment_id: str, metric_name: str,
+                     pre_days: int) -> pl.DataFrame:
+    """`CUMULATIVE` over `aggregates`."""
+    return run_on(aggregates, CUMULATIVE.statement(filters, experiment_id=experiment_id, metric_name=metric_name,
+                                                   pre_days=pre_days, as_of=aggregates.source.as_of))
 
 
 def load_cumulative(warehouse: Warehouse, filters: Filters, experiment_id: str, metric_name: str,
                     pre_days: int) -> pl.DataFrame:
-    """`cumulative_frame` of the lake now."""
-    return cumulative_frame(aggregates(warehouse, pre_days), filters, experiment_id, metric_name)
+    """Sufficient statistics of one metric per arm *as of the end of each day* of the experiment."""
+    return cumulative_frame(aggregates(warehouse, pre_days), filters, experiment_id, metric_name, pre_days)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,12 +10,13 @@ Streamlit here, so tests check these functions against an independent computatio
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import polars as pl
 from prometheus_client.parser import text_string_to_metric_families
 
 from metrics.filters import Filters
+from metrics.sql.query import Query, Statement
 from momento.lake.warehouse import Warehouse
 from momento.codes import FAILURES, sentence
 
@@ -27,6 +28,7 @@ SLO_WINDOWS: dict[str, int] = {"1 h": 3_600, "6 h": 21_600, "24 h": 86_400}
 
 BUCKETS = (10, 60, 300, 900, 3_600, 21_600, 86_400)
 MAX_POINTS = 400
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 _DECISIONS = Filters.where("d", channel=True, segment=True, journey=True)
 _EVENTS = Filters.where("e", channel=True, segment=True)
@@ -77,12 +79,11 @@ _BREAKDOWNS = {
 }
 
 _BREAKDOWN_SQL = """
-SELECT coalesce({column}, 'unknown') AS code, count(*) AS decisions
+SELECT coalesce({column}, 'unknown') AS code, count(*) AS decisions,
+       (SELECT count(*) FROM decisions d WHERE {where}) AS total
 FROM decisions d WHERE {where} AND {condition}
 GROUP BY code ORDER BY decisions DESC, code
 """
-
-_TOTAL_SQL = f"SELECT count(*) FROM decisions d WHERE {_DECISIONS}"
 
 # A learning policy's version is its model then `.<update>` (decisioning.policies.Policy):
 # one row per model, with how many of its updates served and the one serving last.
@@ -99,10 +100,22 @@ FROM versions GROUP BY policy, model ORDER BY policy, last_seen DESC
 
 _NEWEST_RECEIVED_SQL = "SELECT max(received_at) FROM events"
 
-_THROUGHPUT_SQL = """
-SELECT (SELECT count(*) FROM decisions WHERE ts > $since AND ts <= $now) AS decisions,
-       (SELECT count(*) FROM events WHERE received_at > $since AND received_at <= $now) AS events
+# The newest `$window_s` of each stream up to `$until` (NULL: up to its newest row, so the
+# result depends on the lake's snapshot only and the cockpit can cache it until the lake moves).
+_ARRIVALS_SQL = """
+SELECT 'decisions' AS stream, ts AS at FROM decisions
+WHERE ts > coalesce($until, (SELECT max(ts) FROM decisions)) - to_seconds($window_s)
+  AND ($until IS NULL OR ts <= $until)
+UNION ALL
+SELECT 'events' AS stream, received_at AS at FROM events
+WHERE received_at > coalesce($until, (SELECT max(received_at) FROM events)) - to_seconds($window_s)
+  AND ($until IS NULL OR received_at <= $until)
 """
+
+_LATENCY_METHOD = ("Percentiles by linear interpolation between the two nearest decisions (DuckDB's quantile_cont) "
+                   "of the in-process decision time; rates are counts over all filtered decisions.")
+_SLO_METHOD = ("Attainment = decisions within the budget / decisions; burn rate = (1 − attainment) / (1 − target): "
+               "1× spends the error budget exactly over the window (multi-window burn rates as in the SRE workbook).")
 
 
 def _ms(microseconds: float | None) -> float | None:
@@ -154,9 +167,19 @@ class Summary:
         return None if burn is None else 1.0 - burn
 
 
+def _summary_statement(filters: Filters, budget_ms: float) -> Statement:
+    return Statement(_SUMMARY_SQL, {**filters.params(), "budget_us": budget_ms * 1000.0})
+
+
+SUMMARY = Query(
+    "health.summary", "Decisions, latency percentiles, errors, fallbacks and decisions within the budget.",
+    _summary_statement, example={"budget_ms": 10.0},
+    metrics=("latency_p50_p95_p99", "error_rate", "fallback_rate"), method=f"{_LATENCY_METHOD} {_SLO_METHOD}")
+
+
 def summary(wh: Warehouse, filters: Filters, budget_ms: float, slo_target: float = SLO_TARGET) -> Summary:
     """Decisions, latency percentiles, error/fallback counts and SLO attainment."""
-    row = wh.query(_SUMMARY_SQL, {**filters.params(), "budget_us": budget_ms * 1000.0}).row(0, named=True)
+    row = SUMMARY.run(wh, filters, budget_ms=budget_ms).row(0, named=True)
     q = row["q"] or [None, None, None]
     return Summary(
         decisions=row["decisions"], first_ts=row["first_ts"], last_ts=row["last_ts"],
@@ -174,11 +197,22 @@ def bucket_seconds(first: datetime | None, last: datetime | None) -> int:
     return next((b for b in BUCKETS if span / b <= MAX_POINTS), BUCKETS[-1])
 
 
+def _over_time_statement(filters: Filters, bucket_s: int, budget_ms: float) -> Statement:
+    return Statement(_OVER_TIME_SQL, {**filters.params(), "bucket_s": bucket_s, "budget_us": budget_ms * 1000.0})
+
+
+OVER_TIME = Query(
+    "health.latency_over_time", "Per time bucket: decisions, latency percentiles, errors, fallbacks, within budget.",
+    _over_time_statement, example={"bucket_s": 3_600, "budget_ms": 10.0},
+    metrics=("latency_p50_p95_p99", "error_rate", "fallback_rate"),
+    method=f"{_LATENCY_METHOD} Buckets are whole multiples of the bucket length since the epoch (UTC).")
+
+
 def latency_over_time(
     wh: Warehouse, filters: Filters, bucket_s: int, budget_ms: float, slo_target: float = SLO_TARGET
 ) -> pl.DataFrame:
     """Per time bucket: decisions, p50/p95/p99 latency (ms), error and fallback rates, SLO burn."""
-    frame = wh.query(_OVER_TIME_SQL, {**filters.params(), "bucket_s": bucket_s, "budget_us": budget_ms * 1000.0})
+    frame = OVER_TIME.run(wh, filters, bucket_s=bucket_s, budget_ms=budget_ms)
     if frame.is_empty():
         return frame.drop("q").with_columns(
             pl.lit(None, pl.Float64).alias(name)
@@ -194,11 +228,31 @@ def latency_over_time(
     ).drop("q")
 
 
+def _events_over_time_statement(filters: Filters, bucket_s: int) -> Statement:
+    return Statement(_EVENTS_OVER_TIME_SQL, {**filters.params(), "bucket_s": bucket_s})
+
+
+EVENTS_OVER_TIME = Query(
+    "health.events_over_time", "Events per time bucket (by event time).", _events_over_time_statement,
+    example={"bucket_s": 3_600}, metrics=("events_per_second",),
+    method="Events per second = events in the bucket / the bucket's length; events have no journey, so the "
+           "journey filter does not apply.")
+
+
 def events_over_time(wh: Warehouse, filters: Filters, bucket_s: int) -> pl.DataFrame:
     """Events per time bucket (by event time) and the mean events per second in it. Events have
     no journey (most are not caused by a decision), so the journey filter does not apply."""
-    frame = wh.query(_EVENTS_OVER_TIME_SQL, {**filters.params(), "bucket_s": bucket_s})
+    frame = EVENTS_OVER_TIME.run(wh, filters, bucket_s=bucket_s)
     return frame.with_columns((pl.col("events") / float(bucket_s)).alias("events_per_s"))
+
+
+def _burn_statement(filters: Filters, budget_ms: float) -> Statement:
+    return Statement(_BURN_SQL, {**filters.params(), "budget_us": budget_ms * 1000.0})
+
+
+BURN = Query(
+    "health.burn_rates", "Decisions and decisions within the budget over the last 1 h, 6 h and 24 h of decisions.",
+    _burn_statement, example={"budget_ms": 10.0}, method=_SLO_METHOD)
 
 
 def burn_rates(
@@ -208,7 +262,7 @@ def burn_rates(
 
     Read as in the SRE workbook: a burn of 14 over 1 h, or 6 over 6 h, spends a month's error
     budget in days and deserves a page; below 1 the budget lasts."""
-    row = wh.query(_BURN_SQL, {**filters.params(), "budget_us": budget_ms * 1000.0}).row(0)
+    row = BURN.run(wh, filters, budget_ms=budget_ms).row(0)
     windows = list(SLO_WINDOWS)
     totals, goods = row[0::2], row[1::2]
     return pl.DataFrame(
@@ -224,39 +278,63 @@ def burn_rates(
     )
 
 
-def _breakdown(wh: Warehouse, filters: Filters, kind: str) -> pl.DataFrame:
+def _breakdown_query(name: str, kind: str, description: str, metric: str) -> Query:
     column, condition = _BREAKDOWNS[kind]
-    params = filters.params()
-    counts = wh.query(_BREAKDOWN_SQL.format(column=column, condition=condition, where=_DECISIONS), params)
-    total = wh.scalar(_TOTAL_SQL, params) or 0
+    sql = _BREAKDOWN_SQL.format(column=column, condition=condition, where=_DECISIONS)
+    return Query(name, description, lambda filters: Statement(sql, filters.params()), metrics=(metric,),
+                 method="Share = the code's decisions / all filtered decisions.")
+
+
+ERRORS = _breakdown_query("health.errors_by_code", "error",
+                          "Decisions that errored, by error code, and all filtered decisions.", "error_rate")
+FALLBACKS = _breakdown_query("health.fallbacks_by_reason", "fallback",
+                             "Decisions served the default, by reason, and all filtered decisions.", "fallback_rate")
+
+
+def _breakdown(wh: Warehouse, filters: Filters, query: Query) -> pl.DataFrame:
+    counts = query.run(wh, filters)
     return counts.with_columns(
-        (pl.col("decisions") / total if total else pl.lit(None, pl.Float64)).alias("rate"),
+        (pl.col("decisions") / pl.col("total")).alias("rate"),
         pl.col("code").map_elements(sentence, return_dtype=pl.String).alias("meaning"),
         pl.col("code").is_in([str(c) for c in FAILURES]).alias("failure"),
-    )
+    ).drop("total")
 
 
 def errors_by_code(wh: Warehouse, filters: Filters) -> pl.DataFrame:
     """Decisions that errored, by error code: count, rate over all filtered decisions, meaning."""
-    return _breakdown(wh, filters, "error")
+    return _breakdown(wh, filters, ERRORS)
 
 
 def fallbacks_by_reason(wh: Warehouse, filters: Filters) -> pl.DataFrame:
     """Decisions that fell back to the default, by reason; `failure` marks engine faults as
     opposed to deliberate governance (consent, caps)."""
-    return _breakdown(wh, filters, "fallback")
+    return _breakdown(wh, filters, FALLBACKS)
+
+
+MODELS = Query(
+    "health.model_versions", "Per policy and model: the version serving last, versions served, decisions, "
+    "first and last seen.", lambda filters: Statement(_MODELS_SQL, filters.params()),
+    method="A learning policy's version is its model then `.<update>`: versions = online updates that served; "
+           "share = the model's decisions / its policy's decisions.")
 
 
 def model_versions(wh: Warehouse, filters: Filters) -> pl.DataFrame:
     """Models in use per policy: the version serving last, how many versions (online updates)
     served, decisions, share of the policy's decisions, first/last seen."""
-    frame = wh.query(_MODELS_SQL, filters.params())
+    frame = MODELS.run(wh, filters)
     return frame.with_columns((pl.col("decisions") / pl.col("decisions").sum().over("policy")).alias("share"))
+
+
+NEWEST = Query(
+    "health.newest_received", "When the newest event reached the lake.",
+    lambda filters: Statement(_NEWEST_RECEIVED_SQL, {}),
+    method="Writer lag = now − the newest arrival; the freshness badge reads it (live under 30 s).")
 
 
 def newest_received(wh: Warehouse) -> datetime | None:
     """When the newest event reached the lake (None: no events yet)."""
-    return wh.scalar(_NEWEST_RECEIVED_SQL)
+    frame = NEWEST.run(wh, Filters())
+    return frame.item(0, 0) if frame.height else None
 
 
 def writer_lag(newest: datetime | None, now: datetime | None = None) -> float | None:
@@ -275,12 +353,35 @@ class Throughput:
     window_s: float
 
 
+def _arrivals_statement(filters: Filters, window_s: float, until: datetime | None = None) -> Statement:
+    return Statement(_ARRIVALS_SQL, {"window_s": window_s, "until": until})
+
+
+ARRIVALS = Query(
+    "health.arrivals", "When each decision (by decision time) and event (by arrival) of the newest window was made.",
+    _arrivals_statement, example={"window_s": 60.0}, metrics=("events_per_second",),
+    method="Per second now = the rows of the last window before now / the window's length.")
+
+
+def arrivals(wh: Warehouse, window_s: float = 60.0, until: datetime | None = None) -> pl.DataFrame:
+    """The times of the decisions and events in the `window_s` before `until` (None: before each
+    stream's newest row, an answer that changes only when the lake does): stream, at."""
+    return ARRIVALS.run(wh, Filters(), window_s=window_s, until=until)
+
+
+def throughput_at(recent: pl.DataFrame, now: datetime, window_s: float = 60.0) -> Throughput:
+    """Decisions and events per second over the `window_s` before `now`, from `arrivals`' rows."""
+    end = (now - _EPOCH) // timedelta(microseconds=1)
+    start = end - round(window_s * 1_000_000)
+    at = pl.col("at").dt.epoch("us")
+    counts = dict(recent.filter((at > start) & (at <= end)).group_by("stream").len().iter_rows())
+    return Throughput(counts.get("decisions", 0) / window_s, counts.get("events", 0) / window_s, window_s)
+
+
 def throughput_now(wh: Warehouse, window_s: float = 60.0, now: datetime | None = None) -> Throughput:
     """Live throughput: decisions (by decision time) and events (by arrival) in the last window."""
     now = now or datetime.now(timezone.utc)
-    since = datetime.fromtimestamp(now.timestamp() - window_s, timezone.utc)
-    decisions, events = wh.query(_THROUGHPUT_SQL, {"since": since, "now": now}).row(0)
-    return Throughput(decisions / window_s, events / window_s, window_s)
+    return throughput_at(arrivals(wh, window_s, until=now), now, window_s)
 
 
 # -- the service's live counters ----------------------------------------------------------

@@ -22,6 +22,7 @@ from metrics.experiments import arm_rows
 from momento.kpis import CAPPED, CLICK_EVENTS, ELIGIBLE, FALLBACK, PERSONALISED, metric
 from momento.sql import sql_list
 from metrics.arm_stats import arm_stats
+from metrics.sql.query import Query, Statement
 from momento.lake.warehouse import Warehouse
 
 SERVING = ("no_consent", "capped", "holdout", "blocked", "fallback", "model", "fixed")
@@ -63,9 +64,18 @@ FROM d LEFT JOIN linked l USING (did)
 GROUP BY ALL"""
 
 
+FUNNEL = Query(
+    "journeys.funnel",
+    "Decisions per journey and serving class (no consent, capped, holdout, blocked, fallback, personalised, fixed), "
+    "with how many were exposed, clicked and led to a purchase.",
+    lambda filters: Statement(FUNNEL_SQL, filters.params()), metrics=("eligible_share",),
+    method="Counts. Each waterfall stage is the sum of the serving classes it keeps, so the stages add up; "
+           "shares are over the journey's traffic, CTR = clicked / exposed decisions.")
+
+
 def load_funnel(warehouse: Warehouse, filters: Filters) -> pl.DataFrame:
     """Decisions, exposed, clicked and converted per journey and serving class."""
-    return warehouse.query(FUNNEL_SQL, filters.params())
+    return FUNNEL.run(warehouse, filters)
 
 
 @dataclass(frozen=True)

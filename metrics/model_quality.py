@@ -16,6 +16,7 @@ Decisions younger than `maturity_minutes` are left out: their outcomes have not 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -23,6 +24,7 @@ from scipy import stats as sps
 
 from metrics import stats
 from metrics.filters import Filters
+from metrics.sql.query import Query, Statement
 from momento.lake.warehouse import Warehouse
 
 OUTCOMES: dict[str, tuple[str, ...]] = {
@@ -71,17 +73,30 @@ GROUP BY ALL ORDER BY m.placement, driver
 """
 
 
-def _params(filters: Filters, outcome: str, maturity_minutes: float) -> dict:
+def _params(filters: Filters, outcome: str, maturity_minutes: float) -> dict[str, Any]:
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown outcome {outcome!r} (known: {', '.join(OUTCOMES)})")
     return {**filters.params(), "event_types": list(OUTCOMES[outcome]), "maturity_minutes": maturity_minutes}
+
+
+def _scores(filters: Filters, outcome: str, maturity_minutes: float, limit: int) -> Statement:
+    return Statement(_SCORES_SQL, {**_params(filters, outcome, maturity_minutes), "limit": limit})
+
+
+SCORES = Query(
+    "model_quality.scores",
+    "The newest mature propensity-model decisions: placement, the model's score, and whether the outcome followed.",
+    _scores, example={"outcome": "conversion", "maturity_minutes": 30.0, "limit": 200_000},
+    metrics=("model_auc", "model_calibration"),
+    method="AUC as the Mann–Whitney U statistic of the positives' scores over the negatives' (scipy); reliability "
+           "over score deciles with Wilson 95% intervals; Brier score against the base rate's.")
 
 
 def scored_decisions(
     wh: Warehouse, filters: Filters, outcome: str = "conversion", maturity_minutes: float = 30.0, limit: int = 200_000
 ) -> pl.DataFrame:
     """The newest `limit` model decisions: placement, score, and whether the outcome followed."""
-    return wh.query(_SCORES_SQL, {**_params(filters, outcome, maturity_minutes), "limit": limit})
+    return SCORES.run(wh, filters, outcome=outcome, maturity_minutes=maturity_minutes, limit=limit)
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
@@ -176,13 +191,23 @@ def quality(
     return Quality(outcome, frame.height, int(labels.sum()), auc(scores, labels), calibration(scores, labels, bins))
 
 
+LIFT = Query(
+    "model_quality.lift_vs_rules",
+    "Per placement the model serves: mature decisions driven by the model and by static rules, and how many led to "
+    "the outcome.",
+    lambda filters, outcome, maturity_minutes: Statement(_LIFT_SQL, _params(filters, outcome, maturity_minutes)),
+    example={"outcome": "conversion", "maturity_minutes": 30.0}, metrics=("model_vs_rules_lift",),
+    method="Outcome rate per decision of each side; the model's relative lift over the rules by the delta method "
+           "with an always-valid 95% interval.")
+
+
 def lift_vs_rules(
     wh: Warehouse, filters: Filters, outcome: str = "conversion", maturity_minutes: float = 30.0, alpha: float = 0.05
 ) -> pl.DataFrame:
     """Per placement the model serves: outcome rate per decision of model-driven decisions and of
     rule-driven (static: rules, fixed arm, default) decisions, and the model's relative lift with
     its (sequential) interval. Both sides exclude the holdout, fallbacks and errors."""
-    counts = wh.query(_LIFT_SQL, _params(filters, outcome, maturity_minutes))
+    counts = LIFT.run(wh, filters, outcome=outcome, maturity_minutes=maturity_minutes)
     rows = []
     for placement in counts["placement"].unique(maintain_order=True).to_list():
         sides = {r["driver"]: r for r in counts.filter(pl.col("placement") == placement).iter_rows(named=True)}

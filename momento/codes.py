@@ -1,13 +1,24 @@
-"""Every reason, fallback and error code the engine logs, with the sentence people read.
+"""Every reason, fallback and error code the engine logs, with the sentence people read; and
+the other names it logs from a fixed vocabulary: the personalisation policies and the channels.
 
 The service writes the codes into `decisions.reasons`, `fallback_reason` and `error_code`; the
 cockpit turns them back into sentences. One enumeration, so a code can never be logged that
-the cockpit cannot explain.
+the cockpit cannot explain; one spelling of each policy and channel name, which the scenario,
+the engine, the simulator, the KPI catalogue and the cockpit all import from here.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal, get_args
+
+PolicyName = Literal["rules", "thompson", "propensity"]
+"""The policies that choose a variant per request (an experience's or an arm's `policy`)."""
+Channel = Literal["web", "app", "email", "push"]
+"""Where a placement is shown."""
+
+POLICY_NAMES: tuple[PolicyName, ...] = get_args(PolicyName)
+CHANNELS: tuple[Channel, ...] = get_args(Channel)
 
 
 class Code(StrEnum):
@@ -53,6 +64,9 @@ SENTENCES: dict[Code, str] = {
     Code.FEATURE_STORE_ERROR: "Live features could not be read: safe default served.",
     Code.INTERNAL_ERROR: "An unexpected error: safe default served.",
 }
+
+POLICY_CODES: dict[PolicyName, Code] = {name: Code(f"policy_{name}") for name in POLICY_NAMES}
+"""The reason code a decision carries when policy `name` chose its variant."""
 
 # Codes that mean the engine failed, as opposed to a deliberate default.
 FAILURES: frozenset[Code] = frozenset(

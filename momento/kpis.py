@@ -20,8 +20,8 @@ from typing import Literal
 
 import polars as pl
 
+from momento.codes import POLICY_NAMES, Code
 from momento.sql import sql_list
-from momento.codes import Code
 
 MetricType = Literal["proportion", "mean", "ratio"]
 Unit = Literal["share", "money", "money_per_order", "score"]
@@ -36,15 +36,14 @@ GOVERNANCE_BLOCKS: tuple[Code, ...] = (
 )
 """Fallback reasons that mean governance, not a failure, kept the decision from personalising."""
 
-POLICIES = ("rules", "thompson", "propensity")
-"""Policies that choose per user: a decision they made is a personalised one."""
-
 CAPPED = f"coalesce(d.fallback_reason, '') = '{Code.FREQUENCY_CAP.value}'"
 BLOCKED = f"(d.fallback AND coalesce(d.fallback_reason, '') IN ({sql_list(GOVERNANCE_BLOCKS)}))"
 ELIGIBLE = f"(d.arm <> 'holdout' AND d.consent AND NOT {BLOCKED})"
 """A decision the engine was allowed to personalise: not holdout, consented, no governance block."""
-PERSONALISED = f"(d.status = 'ok' AND NOT d.fallback AND d.policy IN ({sql_list(POLICIES)}))"
-"""A decision a personalisation policy actually chose (no fallback, no error)."""
+PERSONALISED = f"(d.status = 'ok' AND NOT d.fallback AND d.policy IN ({sql_list(POLICY_NAMES)}))"
+"""A decision a personalisation policy actually chose (no fallback, no error): the one definition
+of "personalised" every panel counts (coverage, the journeys' waterfall, governance parity). The
+global holdout never reaches a policy, so its decisions are never personalised."""
 FALLBACK = "(d.fallback OR d.status <> 'ok')"
 """A decision that served the default because of a fallback or an error."""
 

@@ -3,24 +3,49 @@
 The service, the simulator and the cockpit all read the business from here: placements,
 experiences, experiments and their arms, governance limits, the population and the true
 effects the simulator applies. A scenario that contradicts itself (an arm share that does not
-add up, a variant with no experience) is refused on load with the path of the bad field.
+add up, a variant with no experience, a metric the KPI catalogue does not have, a placement or
+experience no one defined) is refused on load with the path of the bad field, e.g.
+`experiments.1.guardrails.0.metric: unknown metric 'margin_per_usr' (known: ...)`.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable, Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-PolicyName = Literal["rules", "thompson", "propensity"]
-Channel = Literal["web", "app", "email", "push"]
+# Defined with the other logged names in momento.codes; re-exported: the scenario's vocabulary.
+from momento.codes import Channel as Channel
+from momento.codes import PolicyName as PolicyName
+from momento.kpis import METRICS
+
+Loc = tuple[str | int, ...]
 
 
 class ScenarioError(ValueError):
     """The scenario file cannot be used; the message names the file and field."""
+
+
+class FieldError(ValueError):
+    """A contradiction found by a model's validator, with the path of the bad field below that
+    model (`load_scenario` puts the model's own path in front)."""
+
+    def __init__(self, loc: Loc, message: str) -> None:
+        super().__init__(f"{_path(loc)}: {message}")
+        self.loc = loc
+        self.message = message
+
+
+def _path(loc: Iterable[str | int]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _known(names: Iterable[str]) -> str:
+    return f"(known: {', '.join(names)})"
 
 
 class _Model(BaseModel):
@@ -128,10 +153,10 @@ class Experience(_Model):
     @model_validator(mode="after")
     def _default_is_a_variant(self) -> "Experience":
         if self.default_variant not in self.variants:
-            raise ValueError(f"default_variant {self.default_variant!r} is not among variants")
-        unknown = set(self.discount) - set(self.variants)
-        if unknown:
-            raise ValueError(f"discount names unknown variants {sorted(unknown)}")
+            raise FieldError(("default_variant",), f"{self.default_variant!r} is not among variants")
+        for name in self.discount:
+            if name not in self.variants:
+                raise FieldError(("discount", name), f"unknown variant {name!r} {_known(self.variants)}")
         return self
 
 
@@ -148,8 +173,24 @@ class Arm(_Model):
         return self
 
 
+def _experiment_metric(name: str) -> str:
+    """`name` if an experiment can use it: in the KPI catalogue (`momento.kpis`) and measured on
+    the users exposed to an experiment's element."""
+    usable = [n for n, m in METRICS.items() if "exposed" in m.population]
+    if name not in METRICS:
+        raise ValueError(f"unknown metric {name!r} {_known(usable)}")
+    if name not in usable:
+        raise ValueError(f"metric {name!r} is not measured on an experiment's exposed users "
+                         f"(it is measured on: {', '.join(METRICS[name].population)}); experiments can use "
+                         f"{', '.join(usable)}")
+    return name
+
+
+ExperimentMetric = Annotated[str, AfterValidator(_experiment_metric)]
+
+
 class Guardrail(_Model):
-    metric: str
+    metric: ExperimentMetric
     margin: float = Field(gt=0, lt=1)
 
 
@@ -159,8 +200,8 @@ class Experiment(_Model):
     salt: str
     status: Literal["draft", "running", "paused", "stopped"]
     hypothesis: str
-    primary_metric: str
-    secondary_metrics: list[str] = Field(default_factory=list)
+    primary_metric: ExperimentMetric
+    secondary_metrics: list[ExperimentMetric] = Field(default_factory=list)
     guardrails: list[Guardrail] = Field(default_factory=list)
     arms: list[Arm] = Field(min_length=2)
 
@@ -168,11 +209,12 @@ class Experiment(_Model):
     def _arms_add_up(self) -> "Experiment":
         total = sum(arm.share for arm in self.arms)
         if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"arm shares add up to {total:.4f}, not 1")
+            raise FieldError(("arms",), f"arm shares add up to {total:.4f}, not 1")
         if self.arms[0].name != "control":
-            raise ValueError("the first arm must be named 'control'")
-        if len({arm.name for arm in self.arms}) != len(self.arms):
-            raise ValueError("arm names must be unique")
+            raise FieldError(("arms", 0, "name"), "the first arm must be named 'control'")
+        duplicate = _first_duplicate(arm.name for arm in self.arms)
+        if duplicate is not None:
+            raise FieldError(("arms", duplicate, "name"), f"arm name {self.arms[duplicate].name!r} is used twice")
         return self
 
     @property
@@ -215,30 +257,77 @@ class Scenario(_Model):
 
     @model_validator(mode="after")
     def _references_resolve(self) -> "Scenario":
-        journeys = {j.id for j in self.journeys}
-        placements = {p.id: p for p in self.placements}
-        experiences = {e.id: e for e in self.experiences}
-        for p in self.placements:
+        problem = next(self._contradictions(), None)
+        if problem is not None:
+            raise problem
+        return self
+
+    def _contradictions(self) -> Iterator[FieldError]:
+        """Every id used twice and every name that does not resolve, in file order."""
+        yield from self._ids_used_twice()
+        yield from self._placements_and_experiences()
+        yield from self._experiments()
+        yield from self._effects_and_incidents()
+
+    def _ids_used_twice(self) -> Iterator[FieldError]:
+        for field_name, items in (("journeys", self.journeys), ("placements", self.placements),
+                                  ("experiences", self.experiences), ("experiments", self.experiments)):
+            duplicate = _first_duplicate(item.id for item in items)
+            if duplicate is not None:
+                yield FieldError((field_name, duplicate, "id"), f"id {items[duplicate].id!r} is used twice")
+
+    def _placements_and_experiences(self) -> Iterator[FieldError]:
+        """A placement's journey exists; an experience's placement exists and shows only it."""
+        journeys = [j.id for j in self.journeys]
+        for i, p in enumerate(self.placements):
             if p.journey not in journeys:
-                raise ValueError(f"placement {p.id!r} names unknown journey {p.journey!r}")
-        for e in self.experiences:
+                yield FieldError(("placements", i, "journey"), f"unknown journey {p.journey!r} {_known(journeys)}")
+        placements = [p.id for p in self.placements]
+        shown: dict[str, str] = {}
+        for i, e in enumerate(self.experiences):
             if e.placement not in placements:
-                raise ValueError(f"experience {e.id!r} names unknown placement {e.placement!r}")
-        for x in self.experiments:
+                yield FieldError(("experiences", i, "placement"),
+                                 f"unknown placement {e.placement!r} {_known(placements)}")
+            elif e.placement in shown:
+                yield FieldError(("experiences", i, "placement"),
+                                 f"placement {e.placement!r} already shows experience {shown[e.placement]!r}")
+            shown.setdefault(e.placement, e.id)
+
+    def _experiments(self) -> Iterator[FieldError]:
+        """An experiment's experience exists and has no other experiment; its arms show its variants."""
+        experiences = {e.id: e for e in self.experiences}
+        tested: dict[str, str] = {}
+        for i, x in enumerate(self.experiments):
             experience = experiences.get(x.experience)
             if experience is None:
-                raise ValueError(f"experiment {x.id!r} names unknown experience {x.experience!r}")
-            for arm in x.arms:
+                yield FieldError(("experiments", i, "experience"),
+                                 f"unknown experience {x.experience!r} {_known(experiences)}")
+                continue
+            if x.experience in tested:
+                yield FieldError(("experiments", i, "experience"), f"experience {x.experience!r} is already tested "
+                                                                   f"by experiment {tested[x.experience]!r}")
+            tested.setdefault(x.experience, x.id)
+            for a, arm in enumerate(x.arms):
                 if arm.variant is not None and arm.variant not in experience.variants:
-                    raise ValueError(f"experiment {x.id!r} arm {arm.name!r} shows unknown variant {arm.variant!r}")
-        variants = {v for e in self.experiences for v in e.variants}
-        unknown = set(self.effects) - variants
-        if unknown:
-            raise ValueError(f"effects name unknown variants {sorted(unknown)}")
-        for incident in self.incidents:
-            if incident.experiment is not None and incident.experiment not in {x.id for x in self.experiments}:
-                raise ValueError(f"incident {incident.name!r} names unknown experiment {incident.experiment!r}")
-        return self
+                    yield FieldError(("experiments", i, "arms", a, "variant"),
+                                     f"unknown variant {arm.variant!r} of experience {experience.id!r} "
+                                     f"{_known(experience.variants)}")
+
+    def _effects_and_incidents(self) -> Iterator[FieldError]:
+        """True effects name variants; an incident names an experiment and one of its arms."""
+        variants = [v for e in self.experiences for v in e.variants]
+        for name in self.effects:
+            if name not in variants:
+                yield FieldError(("effects", name), f"unknown variant {name!r} {_known(variants)}")
+        experiments = {x.id: x for x in self.experiments}
+        for i, incident in enumerate(self.incidents):
+            experiment = experiments.get(incident.experiment) if incident.experiment is not None else None
+            if incident.experiment is not None and experiment is None:
+                yield FieldError(("incidents", i, "experiment"),
+                                 f"unknown experiment {incident.experiment!r} {_known(experiments)}")
+            elif experiment is not None and incident.arm is not None and incident.arm not in experiment.shares:
+                yield FieldError(("incidents", i, "arm"), f"unknown arm {incident.arm!r} of experiment "
+                                                          f"{experiment.id!r} {_known(experiment.shares)}")
 
     @cached_property
     def placement_by_id(self) -> dict[str, Placement]:
@@ -264,9 +353,29 @@ class Scenario(_Model):
     def journey_by_id(self) -> dict[str, Journey]:
         return {j.id: j for j in self.journeys}
 
+    @cached_property
+    def offer_variants(self) -> tuple[str, ...]:
+        """The variants that show a discount, sorted."""
+        return tuple(sorted(v for e in self.experiences for v in e.discount))
+
+    @cached_property
+    def offer_placements(self) -> tuple[str, ...]:
+        """The placements whose experience can show a discount, sorted."""
+        return tuple(sorted(e.placement for e in self.experiences if e.discount))
+
     def effect(self, variant: str) -> Effect:
         """The true effect of `variant` (no effect for a default or unlisted variant)."""
         return self.effects.get(variant, Effect())
+
+
+def _first_duplicate(names: Iterable[str]) -> int | None:
+    """The position of the first name seen before, or None."""
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            return i
+        seen.add(name)
+    return None
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -280,6 +389,17 @@ def load_scenario(path: Path) -> Scenario:
     try:
         return Scenario.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise ScenarioError(f"{path}: {where}: {first['msg']}") from None
+        raise ScenarioError(f"{path}: {_first_error(exc)}") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    """"path.of.the.field: what is wrong" for the first error pydantic found."""
+    first = exc.errors()[0]
+    loc: Loc = tuple(first["loc"])
+    message = first["msg"]
+    error = first.get("ctx", {}).get("error")
+    if isinstance(error, FieldError):
+        loc, message = loc + error.loc, error.message
+    elif isinstance(error, ValueError):
+        message = str(error)  # without pydantic's "Value error, " in front
+    return f"{_path(loc) or '(top level)'}: {message}"

@@ -3,19 +3,20 @@ a few numbers and a trend. Numbers come from `metrics.executive`; this page only
 
 from __future__ import annotations
 
-import altair as alt
 import polars as pl
 import streamlit as st
 
 from metrics import executive
-from pages import analytics, ui
-
-MONEY = "R$ %.2f"
+from metrics.queries import explain
+from momento import formatting as fmt
+from pages import analytics, charts, tables, ui
+from pages.cache import scenario
+from pages.explain import how_computed
 
 
 def headline(ex: executive.Executive) -> None:
     """The verdict and the key numbers."""
-    sentence = executive.verdict(ex, ui.scenario().population.holdout_share)
+    sentence = executive.verdict(ex, scenario().population.holdout_share)
     total = ex.revenue.total
     if total.ci_lower is not None and total.ci_lower > 0:
         st.success(sentence, icon=":material/trending_up:")
@@ -24,34 +25,34 @@ def headline(ex: executive.Executive) -> None:
     else:
         st.info(sentence, icon=":material/balance:")
     means = ex.means
-    level = f"{1 - ex.alpha:.0%}"
+    level = fmt.percent(1 - ex.alpha, 0)
     cols = st.columns(4)
     for col, label, value in ((cols[0], "Incremental revenue", ex.revenue), (cols[1], "Incremental margin", ex.margin)):
-        col.metric(label, ui.money(value.total.estimate),
-                   help=f"{level} interval (always valid): {ui.money(value.total.ci_lower)} – "
-                        f"{ui.money(value.total.ci_upper)}; {ui.money(value.per_user.estimate)} per exposed user.")
+        col.metric(label, fmt.money(value.total.estimate),
+                   help=f"{level} interval (always valid): {fmt.money(value.total.ci_lower)} – "
+                        f"{fmt.money(value.total.ci_upper)}; {fmt.money(value.per_user.estimate)} per exposed user.")
     arpu = means["arpu"]
-    cols[2].metric("ARPU exposed", ui.money(arpu["exposed"]),
-                   delta=_delta(arpu["exposed"], arpu["holdout"]), help=f"Holdout: {ui.money(arpu['holdout'])}")
-    cols[3].metric("Coverage", ui.percent(means["coverage"]["all"]),
+    cols[2].metric("ARPU exposed", fmt.money(arpu["exposed"]),
+                   delta=_delta(arpu["exposed"], arpu["holdout"]), help=f"Holdout: {fmt.money(arpu['holdout'])}")
+    cols[3].metric("Coverage", fmt.percent(means["coverage"]["all"]),
                    help="Share of users reached who got at least one personalised decision.")
     cols = st.columns(4)
     conversion = means["conversion_rate"]
-    cols[0].metric("Conversion exposed", ui.percent(conversion["exposed"], 2),
+    cols[0].metric("Conversion exposed", fmt.percent(conversion["exposed"], 2),
                    delta=_delta(conversion["exposed"], conversion["holdout"]),
-                   help=f"Holdout: {ui.percent(conversion['holdout'], 2)}")
-    cols[1].metric("Average order value", ui.money(means["aov"]["all"]),
-                   help=f"Exposed {ui.money(means['aov']['exposed'])}, holdout {ui.money(means['aov']['holdout'])}")
-    nps = means["nps"]["all"]
-    cols[2].metric("NPS", "—" if nps is None else f"{nps:.0f}", help="Promoters minus detractors, −100..100.")
-    cols[3].metric("Users reached", f"{sum(ex.users.values()):,}",
-                   help=f"{ex.users['exposed']:,} exposed, {ex.users['holdout']:,} in the global holdout")
+                   help=f"Holdout: {fmt.percent(conversion['holdout'], 2)}")
+    cols[1].metric("Average order value", fmt.money(means["aov"]["all"]),
+                   help=f"Exposed {fmt.money(means['aov']['exposed'])}, holdout {fmt.money(means['aov']['holdout'])}")
+    cols[2].metric("NPS", fmt.number(means["nps"]["all"]), help="Promoters minus detractors, −100..100.")
+    cols[3].metric("Users reached", fmt.number(sum(ex.users.values())),
+                   help=f"{fmt.number(ex.users['exposed'])} exposed, {fmt.number(ex.users['holdout'])} in the "
+                        "global holdout")
 
 
 def _delta(exposed: float | None, holdout: float | None) -> str | None:
     if exposed is None or not holdout:
         return None
-    return f"{exposed / holdout - 1:+.1%} vs holdout"
+    return f"{fmt.percent(exposed / holdout - 1, signed=True)} vs holdout"
 
 
 def groups_table(ex: executive.Executive) -> None:
@@ -59,14 +60,10 @@ def groups_table(ex: executive.Executive) -> None:
     rows = [{"group": g, "users": ex.users.get(g, sum(ex.users.values())),
              **{name: values[g] for name, values in ex.means.items()}} for g in ("exposed", "holdout", "all")]
     frame = pl.DataFrame(rows, schema_overrides={name: pl.Float64 for name in ex.means})
-    ui.table(frame, "executive_groups", column_config={
-        "group": "Group", "users": st.column_config.NumberColumn("Users", format="%d"),
-        "arpu": st.column_config.NumberColumn("ARPU", format=MONEY),
-        "margin_per_user": st.column_config.NumberColumn("Margin / user", format=MONEY),
-        "conversion_rate": st.column_config.NumberColumn("Conversion", format="percent"),
-        "aov": st.column_config.NumberColumn("AOV", format=MONEY),
-        "nps": st.column_config.NumberColumn("NPS", format="%.1f"),
-        "coverage": st.column_config.NumberColumn("Coverage", format="percent"),
+    tables.table(frame, "executive_groups", {
+        "group": "Group", "users": tables.count("Users"), "arpu": tables.money("ARPU"),
+        "margin_per_user": tables.money("Margin / user"), "conversion_rate": tables.percent("Conversion", 2),
+        "aov": tables.money("AOV"), "nps": tables.decimal("NPS", 1), "coverage": tables.percent("Coverage"),
     })
 
 
@@ -75,26 +72,8 @@ def trend_charts(frame: pl.DataFrame, grain: str) -> None:
     if not frame.height:
         ui.no_data("No revenue in this period yet, so no trend to draw.")
         return
-    axis = ui.time_axis("bucket", f"{grain.capitalize()} (UTC)")
-    money_axis = alt.Axis(format=",.0f")
-    tooltip = [alt.Tooltip("bucket:T", title=grain.capitalize(), format="%Y-%m-%d %H:%M"),
-               alt.Tooltip("incremental_revenue:Q", title="Added (R$)", format=",.0f"),
-               alt.Tooltip("cumulative_incremental:Q", title="Running total (R$)", format=",.0f")]
-    bars = alt.Chart(frame).mark_bar(opacity=0.6).encode(
-        x=axis, y=alt.Y("incremental_revenue:Q", title="Revenue added (R$)", axis=money_axis), tooltip=tooltip)
-    line = alt.Chart(frame).mark_line(point=alt.OverlayMarkDef(color="#e4572e"), color="#e4572e").encode(
-        x=axis, y=alt.Y("cumulative_incremental:Q", title="Running total (R$)", axis=money_axis), tooltip=tooltip)
-    ui.chart(alt.layer(bars, line).resolve_scale(y="independent").properties(
-        title="Revenue added by personalisation vs the holdout", height=280))
-    per_user = frame.unpivot(index="bucket", on=["revenue_per_exposed", "revenue_per_holdout"],
-                             variable_name="group", value_name="revenue_per_user").with_columns(
-        pl.col("group").replace({"revenue_per_exposed": "Exposed", "revenue_per_holdout": "Holdout"}))
-    ui.chart(alt.Chart(per_user).mark_line(point=True).encode(
-        x=axis, y=alt.Y("revenue_per_user:Q", title="Revenue per user (R$)", axis=alt.Axis(format=",.2f")),
-        color=alt.Color("group:N", title="Group"),
-        tooltip=[alt.Tooltip("bucket:T", title=grain.capitalize(), format="%Y-%m-%d %H:%M"), "group:N",
-                 alt.Tooltip("revenue_per_user:Q", title="Revenue per user (R$)", format=",.2f")],
-    ).properties(title="Revenue per user, exposed vs holdout", height=240))
+    ui.chart(charts.incremental_revenue(frame, grain))
+    ui.chart(charts.revenue_per_user(frame, grain))
 
 
 @st.fragment(run_every=ui.REFRESH_SECONDS)
@@ -103,8 +82,9 @@ def live() -> None:
     filters = ui.filters()
     summary = None
     with ui.panel("Incremental value"):
-        frame = analytics.executive_summary(filters, ui.scenario().business.pre_period_days, analytics.snapshot())
-        summary = executive.summarise(frame)
+        arguments = analytics.summary(filters)
+        summary = executive.summarise(analytics.run(executive.SUMMARY, **arguments))
+        analytics.source_note()
         if not summary.has_data:
             ui.no_data(f"No users reached by the engine for {ui.describe(filters)}. "
                        "Widen the filters, or run `momento backfill` / `momento demo` to fill the lake.")
@@ -112,14 +92,16 @@ def live() -> None:
         else:
             headline(summary)
             groups_table(summary)
+        how_computed(explain(executive.SUMMARY, **arguments), *analytics.source())
     if summary is None:
         return
     with ui.panel("Trend"):
         st.subheader("Trend")
         grain = st.radio("Granularity", ["day", "hour"], horizontal=True, key="executive_grain",
                          index=0 if summary.days > 3 else 1, format_func=str.capitalize)
-        trend = executive.trend(analytics.executive_trend(filters, grain, analytics.snapshot()), summary)
+        trend = executive.trend(analytics.run(executive.TREND, **analytics.trend(filters, grain)), summary)
         trend_charts(trend, grain)
+        how_computed(explain(executive.TREND, **analytics.trend(filters, grain)), *analytics.source())
 
 
 ui.header("Executive", "What personalisation adds against the global holdout: revenue, margin, "

@@ -1,15 +1,19 @@
-"""Governance: consent, frequency, fairness across segments, the audit trail and erasures."""
+"""Governance: consent, frequency, fairness across segments, the audit trail and erasures.
+Numbers come from `metrics.compliance`."""
 
 from __future__ import annotations
 
-import altair as alt
 import polars as pl
 import streamlit as st
 
-from metrics import compliance as gov
+from metrics import compliance
 from metrics.filters import Filters
+from metrics.queries import explain
+from momento import formatting as fmt
 from momento.codes import Code, sentence
-from pages import ui
+from pages import charts, tables, ui
+from pages.cache import cached, scenario
+from pages.explain import how_computed
 
 ui.header("Governance", "Consent and opt-outs, frequency saturation, parity across segments, the audit trail.")
 FILTERS = ui.filters()
@@ -17,99 +21,88 @@ FILTERS = ui.filters()
 
 def consent(f: Filters) -> None:
     st.subheader("Consent and opt-outs")
-    c = ui.cached(gov.consent, f)
+    c = cached(compliance.consent, f)
     if c.decisions == 0 and c.withdrawn_users == 0 and c.opted_out_users == 0:
         ui.no_data(f"No decisions or events for {ui.describe(f)}.")
+        how_computed(explain(compliance.CONSENT, f))
         return
     row = st.columns(4)
-    row[0].metric("Consent rate", ui.percent(c.consent_rate), help=f"{c.consented:,} of {c.decisions:,} decisions "
-                  "were for a visitor who consented to personalisation.")
-    row[1].metric("Consent withdrawals", ui.percent(c.withdrawal_rate, 2),
-                  help=f"{c.withdrawn_users:,} users withdrew consent; the engine decided for {c.decided_users:,} users.")
-    row[2].metric("Opt-out rate", ui.percent(c.opt_out_rate, 2),
-                  help=f"{c.opted_out_users:,} of {c.messaged_users:,} users reached by e-mail or push opted out.")
-    row[3].metric("Users reached by messages", ui.number(c.messaged_users))
-    daily = ui.cached(gov.consent_daily, f)
+    row[0].metric("Consent rate", fmt.percent(c.consent_rate),
+                  help=f"{fmt.number(c.consented)} of {fmt.number(c.decisions)} decisions were for a visitor who "
+                       "consented to personalisation.")
+    row[1].metric("Consent withdrawals", fmt.percent(c.withdrawal_rate, 2),
+                  help=f"{fmt.number(c.withdrawn_users)} users withdrew consent; the engine decided for "
+                       f"{fmt.number(c.decided_users)} users.")
+    row[2].metric("Opt-out rate", fmt.percent(c.opt_out_rate, 2),
+                  help=f"{fmt.number(c.opted_out_users)} of {fmt.number(c.messaged_users)} users reached by e-mail "
+                       "or push opted out.")
+    row[3].metric("Users reached by messages", fmt.number(c.messaged_users))
+    how_computed(explain(compliance.CONSENT, f))
+    daily = cached(compliance.consent_daily, f)
     if daily.height:
-        rate = alt.Chart(daily).mark_line(point=True).encode(
-            alt.X("day:T", title="Day (UTC)", axis=alt.Axis(format="%d %b", labelAngle=0)),
-            alt.Y("consent_rate:Q", title="Consent rate", axis=alt.Axis(format="%"), scale=alt.Scale(zero=False)),
-            tooltip=[alt.Tooltip("day:T", format="%d %b %Y"), alt.Tooltip("consent_rate:Q", format=".1%"),
-                     alt.Tooltip("decisions:Q", format=",")])
-        counts = daily.unpivot(index="day", on=["withdrawals", "opt_outs"], variable_name="event", value_name="count")
-        bars = alt.Chart(counts).mark_bar().encode(
-            alt.X("day:T", title="Day (UTC)", axis=alt.Axis(format="%d %b", labelAngle=0)),
-            alt.Y("count:Q", title="Events", axis=alt.Axis(tickMinStep=1)), alt.Color("event:N", title=None),
-            xOffset="event:N",
-            tooltip=[alt.Tooltip("day:T", format="%d %b %Y"), "event:N", alt.Tooltip("count:Q", format=",")])
         left, right = st.columns(2)
         with left:
-            ui.chart(rate.properties(height=220, title="Consent rate of decisions by day"))
+            ui.chart(charts.consent_rate(daily))
         with right:
-            ui.chart(bars.properties(height=220, title="Consent withdrawals and opt-outs by day"))
+            ui.chart(charts.withdrawals(daily))
+        how_computed(explain(compliance.CONSENT_DAILY, f))
 
 
 def saturation(f: Filters) -> None:
     st.subheader("Frequency saturation")
-    dist = ui.cached(gov.saturation, f)
+    dist = cached(compliance.saturation, f)
     if dist.is_empty():
         ui.no_data(f"No exposures for {ui.describe(f)}.")
+        how_computed(explain(compliance.SATURATION, f))
         return
-    caps = dict(ui.scenario().caps)
-    shown = dist.with_columns(pl.col("exposures").clip(upper_bound=gov.SATURATION_CAP)).group_by(
+    caps = dict(scenario().caps)
+    top = compliance.SATURATION_CAP
+    shown = dist.with_columns(pl.col("exposures").clip(upper_bound=top)).group_by(
         "channel", "exposures").agg(pl.col("user_days").sum())
-    ui.chart(alt.Chart(shown).mark_bar().encode(
-        alt.X("exposures:O", title=f"Exposures per user per day ({gov.SATURATION_CAP} means {gov.SATURATION_CAP} or more)",
-              axis=alt.Axis(labelAngle=0)),
-        alt.Y("user_days:Q", title="User-days (log scale)", scale=alt.Scale(type="symlog")),
-        alt.Color("channel:N", title="Channel"), alt.XOffset("channel:N"),
-        tooltip=["channel:N", alt.Tooltip("exposures:O", title="Exposures per day"),
-                 alt.Tooltip("user_days:Q", title="User-days", format=",")],
-    ).properties(height=240))
-    ui.table(gov.saturation_summary(dist, caps), "frequency_saturation", {
-        "channel": "Channel", "user_days": st.column_config.NumberColumn("User-days", format="localized"),
-        "mean": st.column_config.NumberColumn("Mean", format="%.2f"),
-        "median": st.column_config.NumberColumn("Median", format="%.0f"),
-        "p95": st.column_config.NumberColumn("p95", format="%.0f"),
-        "max": st.column_config.NumberColumn("Max"),
-        "cap": st.column_config.NumberColumn("Daily cap", help="Personalised decisions per user, channel and day."),
-        "over_cap": st.column_config.NumberColumn("User-days over cap", format="percent"),
+    ui.chart(charts.saturation(shown, top))
+    tables.table(compliance.saturation_summary(dist, caps), "frequency_saturation", {
+        "channel": "Channel", "user_days": tables.count("User-days"), "mean": tables.decimal("Mean", 2),
+        "median": tables.count("Median"), "p95": tables.count("p95"), "max": tables.count("Max"),
+        "cap": tables.count("Daily cap", help="Personalised decisions per user, channel and day."),
+        "over_cap": tables.percent("User-days over cap"),
     })
+    how_computed(explain(compliance.SATURATION, f))
 
 
+@st.fragment(run_every=ui.SLOW_REFRESH_SECONDS)
 def parity(f: Filters) -> None:
+    """What the engine chose for each group (heavier: refreshed slowly)."""
     st.subheader("Personalisation and offer parity")
     st.caption("What the engine chose for each group. A disparity is flagged when a chi-square test finds the "
                "groups differ (p < 0.01) and the lowest group's rate is under four fifths of the highest's.")
-    dimension = st.segmented_control("Across", gov.DIMENSIONS, default="segment", key="parity_dimension") or "segment"
-    sc = ui.scenario()
-    offers = tuple(sorted(v for e in sc.experiences for v in e.discount))
-    offer_placements = tuple(sorted(e.placement for e in sc.experiences if e.discount))
-    p = ui.cached(gov.parity, f, dimension, offers, offer_placements, slow=True)
-    if p.groups.is_empty():
-        ui.no_data(f"No decisions for {ui.describe(f)}.")
-        return
-    left, right = st.columns(2)
-    for column, test, rate, title in ((left, p.personalisation, "personalised_rate", "Personalised share of decisions"),
-                                      (right, p.offers, "offer_rate", "Discount-offer share (offer placements)")):
-        with column:
-            bars = alt.Chart(p.groups).mark_bar().encode(
-                alt.X(f"{rate}:Q", title=title, axis=alt.Axis(format="%")),
-                alt.Y("grp:N", title=dimension.replace("_", " ").capitalize()),
-                tooltip=[alt.Tooltip("grp:N", title=dimension), alt.Tooltip(f"{rate}:Q", format=".1%"),
-                         alt.Tooltip("decisions:Q", format=",")])
-            ui.chart(bars.properties(height=alt.Step(28)))
-            (st.error if test.disparity else st.success if test.disparity is False else st.info)(
-                f"{title}: {test.verdict}"
-                + ("" if test.chi2 is None else f" (χ² = {test.chi2:,.1f}, {test.dof} df, Cramér's V = {test.cramers_v:.3f})"))
-    ui.table(p.groups, f"parity_by_{dimension}", {
-        "grp": dimension.capitalize(), "decisions": st.column_config.NumberColumn("Decisions", format="localized"),
-        "personalised": st.column_config.NumberColumn("Personalised", format="localized"),
-        "personalised_rate": st.column_config.NumberColumn("Personalised share", format="percent"),
-        "offer_eligible": st.column_config.NumberColumn("On offer placements", format="localized"),
-        "offered": st.column_config.NumberColumn("Offered a discount", format="localized"),
-        "offer_rate": st.column_config.NumberColumn("Offer share", format="percent"),
-    })
+    dimension = st.segmented_control("Across", compliance.DIMENSIONS, default="segment",
+                                     key="parity_dimension") or "segment"
+    with ui.panel("Parity"):
+        sc = scenario()
+        arguments = {"dimension": dimension, "offer_variants": sc.offer_variants,
+                     "offer_placements": sc.offer_placements}
+        p = cached(compliance.parity, f, **arguments)
+        if p.groups.is_empty():
+            ui.no_data(f"No decisions for {ui.describe(f)}.")
+            how_computed(explain(compliance.PARITY, f, **arguments))
+            return
+        left, right = st.columns(2)
+        for column, test, rate, title in ((left, p.personalisation, "personalised_rate",
+                                           "Personalised share of decisions"),
+                                          (right, p.offers, "offer_rate", "Discount-offer share (offer placements)")):
+            with column:
+                ui.chart(charts.parity(p.groups, rate, title, dimension))
+                statistic = "" if test.chi2 is None else (f" (χ² = {fmt.number(test.chi2, 1)}, {test.dof} df, "
+                                                          f"Cramér's V = {fmt.number(test.cramers_v, 3)})")
+                (st.error if test.disparity else st.success if test.disparity is False else st.info)(
+                    f"{title}: {test.verdict}{statistic}")
+        tables.table(p.groups, f"parity_by_{dimension}", {
+            "grp": dimension.capitalize(), "decisions": tables.count("Decisions"),
+            "personalised": tables.count("Personalised"), "personalised_rate": tables.percent("Personalised share"),
+            "offer_eligible": tables.count("On offer placements"), "offered": tables.count("Offered a discount"),
+            "offer_rate": tables.percent("Offer share"),
+        })
+        how_computed(explain(compliance.PARITY, f, **arguments))
 
 
 @st.fragment(run_every=ui.REFRESH_SECONDS)
@@ -119,8 +112,6 @@ def live(f: Filters) -> None:
         consent(f)
     with ui.panel("Frequency saturation"):
         saturation(f)
-    with ui.panel("Parity"):
-        parity(f)
 
 
 def audit(f: Filters) -> None:
@@ -134,40 +125,39 @@ def audit(f: Filters) -> None:
                              placeholder="Any reason", format_func=lambda code: f"{code} — {sentence(code)}")
         limit = d.number_input("Rows", min_value=1, max_value=10_000, value=200, step=100, key="audit_limit")
         st.form_submit_button("Search", icon=":material/search:")
-    query = gov.AuditQuery(decision_id=decision_id, user_id=user_id, reason=reason, limit=int(limit))
-    found = ui.cached(gov.audit, f, query)
+    search = compliance.AuditQuery(decision_id=decision_id, user_id=user_id, reason=reason, limit=int(limit))
+    found = cached(compliance.audit, f, search)
     if found.is_empty():
         ui.no_data(f"No decision matches this search for {ui.describe(f)}.")
-        return
-    st.caption(f"{found.height:,} newest matching decisions")
-    ui.table(found, "audit_trail", {
-        "ts": st.column_config.DatetimeColumn("Time (UTC)", format="D MMM YYYY HH:mm:ss"),
-        "decision_id": "Decision", "user_id": "User (pseudonymised)",
-        "propensity": st.column_config.NumberColumn("Propensity", format="%.3f"),
-        "latency_us": st.column_config.NumberColumn("Latency (µs)", format="localized"),
-        "reasons": st.column_config.ListColumn("Reason codes"),
-        "explanation": st.column_config.TextColumn("Why", width="large"),
-    }, column_order=["ts", "decision_id", "user_id", "placement", "arm", "variant", "policy", "explanation",
-                     "reasons", "fallback", "fallback_reason", "status", "error_code", "consent", "channel",
-                     "segment", "device", "region", "journey", "experiment_id", "model_version", "propensity",
-                     "latency_us"])
+    else:
+        st.caption(f"{fmt.number(found.height)} newest matching decisions")
+        tables.table(found, "audit_trail", {
+            "ts": tables.timestamp("Time (UTC)"), "decision_id": "Decision", "user_id": "User (pseudonymised)",
+            "propensity": tables.decimal("Propensity", 3), "latency_us": tables.count("Latency (µs)"),
+            "reasons": st.column_config.ListColumn("Reason codes"), "explanation": tables.text("Why"),
+        }, column_order=["ts", "decision_id", "user_id", "placement", "arm", "variant", "policy", "explanation",
+                         "reasons", "fallback", "fallback_reason", "status", "error_code", "consent", "channel",
+                         "segment", "device", "region", "journey", "experiment_id", "model_version", "propensity",
+                         "latency_us"])
+    how_computed(explain(compliance.AUDIT, f, search=search))
 
 
 def erasures() -> None:
     st.subheader("Erasure log")
-    log = ui.cached(gov.erasures)
+    log = cached(compliance.erasures)
     if log.is_empty():
         ui.no_data("No erasure has been requested.")
-        return
-    ui.table(log, "erasure_log", {
-        "ts": st.column_config.DatetimeColumn("Time (UTC)", format="D MMM YYYY HH:mm:ss"),
-        "erasure_id": "Erasure", "subject_hash": "Subject (SHA-256 of the pseudonymised id)",
-        "rows_deleted": st.column_config.NumberColumn("Rows deleted", format="localized"),
-        "tables": st.column_config.ListColumn("Tables"), "requested_by": "Requested by",
-    })
+    else:
+        tables.table(log, "erasure_log", {
+            "ts": tables.timestamp("Time (UTC)"), "erasure_id": "Erasure",
+            "subject_hash": "Subject (SHA-256 of the pseudonymised id)", "rows_deleted": tables.count("Rows deleted"),
+            "tables": st.column_config.ListColumn("Tables"), "requested_by": "Requested by",
+        })
+    how_computed(explain(compliance.ERASURES, Filters()))
 
 
 live(FILTERS)
+parity(FILTERS)
 with ui.panel("Audit trail"):
     audit(FILTERS)
 with ui.panel("Erasure log"):

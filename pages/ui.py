@@ -1,85 +1,42 @@
-"""What every cockpit page shares: the warehouse, the scenario, the global filters (kept in
-the URL so a view can be shared), the header with freshness and engine status, cached
-computations, error states, tables with CSV download and number formats. Pages stay thin:
-numbers come from `metrics/`, drawing from Altair.
+"""What every cockpit page shares: the global filters (kept in the URL so a view can be
+shared), the header with freshness and engine status, error and empty states, and drawing a
+chart. Pages stay thin: numbers come from `metrics/` through the one cache (`pages.cache`),
+charts from `pages.charts`, tables from `pages.tables`, text from `momento.formatting`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from datetime import date, datetime, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 import altair as alt
 import duckdb
 import httpx
-import polars as pl
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
 
-from momento.scenario import Scenario, ScenarioError, load_scenario
 from metrics import health
 from metrics.filters import Filters
-from momento.lake.warehouse import Warehouse, WarehouseError
-from momento.settings import Settings, load_settings
+from momento import formatting as fmt
+from momento.codes import CHANNELS
+from momento.lake.warehouse import WarehouseError
+from momento.scenario import ScenarioError
+from pages import charts
+from pages.cache import cached, scenario, settings, warehouse
+from pages.navigation import through_app
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 REFRESH_SECONDS = 5
-"""How often live panels re-run (their cached queries expire just before)."""
-CACHE_SECONDS = 4
+"""How often live panels re-run (a query runs again only when the lake has changed)."""
 SLOW_REFRESH_SECONDS = 30
 """How often heavy panels (model quality, parity) re-run."""
 
-CHANNELS = ("web", "app", "email", "push")
 SEGMENTS = ("new", "returning")
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
 """The date picker's bounds (Streamlit's default is ten years either side of today)."""
-
-
-@st.cache_resource
-def settings() -> Settings:
-    return load_settings()
-
-
-@st.cache_resource
-def warehouse() -> Warehouse:
-    """One read-only warehouse per cockpit process; it refreshes its snapshot itself."""
-    return Warehouse(settings().lake)
-
-
-@st.cache_resource
-def scenario() -> Scenario:
-    return load_scenario(settings().scenario)
-
-
-def cached(fn: Callable[..., T], *args: Any, slow: bool = False, **kwargs: Any) -> T:
-    """`fn(warehouse(), *args, **kwargs)`, cached per distinct arguments for a few seconds (or,
-    with `slow`, for SLOW_REFRESH_SECONDS: heavy panels).
-
-    `fn` is a module-level function of `metrics/`; its arguments must be hashable values
-    (Filters, strings, numbers, tuples). Errors are not cached: the next run tries again."""
-    call = _cached_slow if slow else _cached
-    return call(fn.__module__, fn.__qualname__, args, tuple(sorted(kwargs.items())))
-
-
-def _call(module: str, name: str, args: tuple, kwargs: tuple) -> Any:
-    fn = getattr(importlib.import_module(module), name)
-    return fn(warehouse(), *args, **dict(kwargs))
-
-
-@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=512)
-def _cached(module: str, name: str, args: tuple, kwargs: tuple) -> Any:
-    return _call(module, name, args, kwargs)
-
-
-@st.cache_data(ttl=SLOW_REFRESH_SECONDS - 1, show_spinner=False, max_entries=256)
-def _cached_slow(module: str, name: str, args: tuple, kwargs: tuple) -> Any:
-    return _call(module, name, args, kwargs)
 
 
 # -- the engine ---------------------------------------------------------------------------
@@ -136,7 +93,7 @@ def sidebar_filters() -> Filters:
 
 def filters() -> Filters:
     """The global filters of this run (the sidebar's values)."""
-    _through_app()
+    through_app()
     state = st.session_state
     start, end = _date_range(state.get("dates"))
     return Filters(start=start, end=end, channel=state.get("channel"), segment=state.get("segment"),
@@ -154,7 +111,7 @@ def describe(f: Filters) -> str:
     """The active filters in words, for empty-state messages."""
     parts = []
     if f.start and f.end:
-        parts.append(f"{f.start:%d %b %Y} – {f.end:%d %b %Y}")
+        parts.append(f"{fmt.date(f.start)} – {fmt.date(f.end)}")
     parts += [f"{name} = {value}" for name, value in
               (("channel", f.channel), ("segment", f.segment), ("journey", f.journey)) if value]
     return ", ".join(parts) or "no filter"
@@ -163,22 +120,10 @@ def describe(f: Filters) -> str:
 # -- header -------------------------------------------------------------------------------
 
 
-def _through_app() -> None:
-    """Make sure this page runs inside app.py's navigation.
-
-    A fresh Streamlit server whose app has a `pages/` folder serves its first deep link (say
-    /governance?channel=web) the legacy multipage way: the page file alone, without app.py's
-    layout, navigation and filters, until some run calls st.navigation. A page run that way
-    switches the server to st.navigation and reruns, so app.py draws the requested page."""
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
 def header(title: str, caption: str) -> None:
     """Page title, the active filters, a freshness badge (age of the newest event) and the
     engine's live status."""
-    _through_app()
+    through_app()
     st.title(title)
     st.caption(f"{caption} · Showing: {describe(filters())}")
     _status_row()
@@ -220,22 +165,11 @@ def _freshness() -> None:
         return
     seconds = (datetime.now(timezone.utc) - newest).total_seconds()
     color, label = ("green", "Live") if seconds < 30 else ("orange", "Delayed") if seconds < 600 else ("red", "Stale")
-    st.markdown(f":{color}-badge[:material/schedule: {label}] Newest event **{age(seconds)}** ago",
-                help=f"{newest:%Y-%m-%d %H:%M:%S} UTC. Live under 30 s, delayed under 10 min, stale after.")
+    st.markdown(f":{color}-badge[:material/schedule: {label}] Newest event **{fmt.duration(seconds)}** ago",
+                help=f"{fmt.timestamp(newest)} UTC. Live under 30 s, delayed under 10 min, stale after.")
 
 
-def age(seconds: float) -> str:
-    """A duration in the largest sensible unit (42 s, 7 min, 3.5 h, 2.0 days)."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
-# -- panels, tables, charts ---------------------------------------------------------------
+# -- panels and charts ---------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -258,40 +192,7 @@ def no_data(message: str) -> None:
     st.info(message)
 
 
-def table(frame: pl.DataFrame, name: str, column_config: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-    """A formatted table with a CSV download of exactly what it shows."""
-    st.dataframe(frame, hide_index=True, column_config=dict(column_config or {}), **kwargs)
-    csv_frame = frame.with_columns(pl.col(c).cast(pl.List(pl.String)).list.join(" ")
-                                   for c, t in frame.schema.items() if isinstance(t, pl.List))
-    st.download_button("Download CSV", csv_frame.write_csv(), file_name=f"{name}.csv", mime="text/csv",
-                       key=f"csv_{name}", icon=":material/download:")
-
-
 def chart(spec: alt.TopLevelMixin) -> None:
-    """An Altair chart across the container's width, themed for light and dark."""
-    st.altair_chart(spec, width="stretch")
-
-
-def time_axis(field: str = "bucket", title: str = "Time (UTC)", bucket_s: int | None = None) -> alt.X:
-    """A readable time x-axis; with `bucket_s`, labels show days for hourly-or-coarser buckets
-    and hours and minutes below that."""
-    fmt = {} if bucket_s is None else {"format": "%d %b" if bucket_s >= 3600 else "%d %b %H:%M"}
-    return alt.X(f"{field}:T", title=title, axis=alt.Axis(labelAngle=0, labelOverlap=True, **fmt))
-
-
-def money(value: float | None, currency: str = "BRL") -> str:
-    """R$ 1.234,56-style money for display (Brazilian Portuguese grouping)."""
-    if value is None:
-        return "—"
-    text = f"{abs(value):,.2f}".replace(",", "_").replace(".", ",").replace("_", ".")
-    symbol = "R$" if currency == "BRL" else currency
-    return f"{'-' if value < 0 else ''}{symbol} {text}"
-
-
-def percent(value: float | None, digits: int = 1) -> str:
-    return "—" if value is None else f"{value * 100:.{digits}f}%"
-
-
-def number(value: float | None, digits: int = 0) -> str:
-    """Grouped thousands (1,234) for counts and rates."""
-    return "—" if value is None else f"{value:,.{digits}f}"
+    """An Altair chart (`pages.charts`) across the container's width, themed for light and dark,
+    its numbers written the pt-BR way."""
+    st.altair_chart(charts.pt_br(spec), width="stretch")

@@ -22,9 +22,7 @@ from decisioning import guards as gov
 from decisioning.features import FEATURE_NAMES
 from decisioning.policies import Policy, choose
 from momento.scenario import Experience, Experiment, Governance, Placement
-from momento.codes import Code
-
-POLICY_REASON = {"rules": Code.POLICY_RULES, "thompson": Code.POLICY_THOMPSON, "propensity": Code.POLICY_PROPENSITY}
+from momento.codes import POLICY_CODES, Code
 
 
 @dataclass(frozen=True)
@@ -114,7 +112,7 @@ class ExperienceDecider:
             slow = open_rows & ~down & r.spike
             asked = open_rows & ~down & ~slow
             reasons[down, a], reasons[slow, a] = Code.MODEL_UNAVAILABLE, Code.BUDGET_EXCEEDED
-            reasons[asked, a] = POLICY_REASON[policy.name]
+            reasons[asked, a] = POLICY_CODES[policy.name]
             kinds[asked, a] = policy.name
             versions[asked, a] = policy.model_version
             if asked.any():
@@ -127,7 +125,7 @@ class ExperienceDecider:
         variant, propensity = choose(served, rng)
         reason = np.where(r.error, Code.INTERNAL_ERROR, np.where(r.holdout, Code.HOLDOUT, reasons[rows, arm]))
         kind = np.where(r.holdout | r.error, "default", kinds[rows, arm])
-        learned = np.isin(kind, list(POLICY_REASON))
+        learned = np.isin(kind, list(POLICY_CODES))
         personal = ~r.error & ~r.holdout & np.array([a.variant != self.experience.default_variant for a in arms])[arm]
         return Served(
             variant=variant,

@@ -32,11 +32,12 @@ from decisioning.simulator import behaviour as bh
 from decisioning.simulator import incidents as inc
 from decisioning.simulator.batch import ExperienceDecider, Requests, Served
 from decisioning.simulator.frames import series
+from momento.codes import CHANNELS as CHANNEL_NAMES
 from momento.codes import Code
 
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
-CHANNELS = np.array(["web", "app", "email", "push"], dtype=object)
+CHANNELS = np.array(CHANNEL_NAMES, dtype=object)
 STATIC = ("homepage_showcase", "product_cta", "cart_cross_sell")
 """Placements decided inside a session: on the homepage, the first product page, the cart."""
 RECOVERY = "cart_recovery_offer"

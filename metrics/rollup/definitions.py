@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from metrics.arm_stats import stat_fields
 from metrics.rollup.state import Additive, Aggregate, Column, Pick, StateTable, key, summed
-from momento.kpis import ELIGIBLE, MEASURES, METRICS, PERSONALISED, Metric
+from momento.kpis import MEASURES, METRICS, Metric
 from momento.lake.schema import UTC_TS
 from momento.sql import sql_list
 

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -58,11 +59,17 @@ class RunReport:
     seconds: float
 
 
+LATEST_RUN = f"SELECT * FROM {ROLLUP_RUNS} ORDER BY {RUN_ID} DESC LIMIT 1"
+"""The run log's newest row: the watermark and the rollups' snapshot readers start from."""
+
+
 def latest_run(wh: Warehouse) -> Run | None:
     """The last logged run (None: the lake has no rollups yet)."""
-    if not wh.has(ROLLUP_RUNS):
-        return None
-    frame = wh.query(f"SELECT * FROM {ROLLUP_RUNS} ORDER BY {RUN_ID} DESC LIMIT 1")
+    return run_of(wh.query(LATEST_RUN)) if wh.has(ROLLUP_RUNS) else None
+
+
+def run_of(frame: pl.DataFrame) -> Run | None:
+    """The run in `LATEST_RUN`'s result (None for no row)."""
     if not frame.height:
         return None
     row = frame.row(0, named=True)

@@ -7,14 +7,12 @@ costs the new rows, not the history. When the rollups cannot serve — none yet,
 definitions, an erasure logged since the watermark, or a tail too long to fold quickly (the job is
 behind or stopped) — every aggregate is folded from raw instead, and `Source` says so and why.
 
-Results are cached per snapshot (the warehouse's table versions), so the panels of a page, and
-several sessions, fold the same tail once.
+The cockpit keeps the result per snapshot of the lake (pages/cache.py), so the panels of a page,
+and several sessions, fold the same tail once.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Literal
@@ -25,10 +23,12 @@ import pyarrow as pa
 
 from metrics.rollup import definitions as defs
 from metrics.rollup.fold import Batch, fold
-from metrics.rollup.job import Run, latest_run
-from metrics.rollup.state import COMMITTED, RUN_ID, WATERMARKED, schema
-from momento.lake.rollups import ROLLUP_PREFIX
-from momento.lake.warehouse import Warehouse, WarehouseError
+from metrics.rollup.job import LATEST_RUN, Run, run_of
+from metrics.rollup.state import COMMITTED, RUN_ID, WATERMARKED, Aggregate, schema
+from momento.lake.rollups import ROLLUP_PREFIX, ROLLUP_RUNS
+from metrics.filters import Filters
+from metrics.sql.query import Query, Statement
+from momento.lake.warehouse import Warehouse, WarehouseError, used_params
 
 MAX_TAIL_ROWS = 250_000
 """A tail longer than this is not folded on a page refresh: the page reads raw and says so."""
@@ -51,6 +51,8 @@ class Source:
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EXAMPLE_AS_OF = datetime(2026, 6, 13, 2, tzinfo=timezone.utc)
+"""The as-of the golden files and `momento sql` render the aggregate queries with."""
 
 
 def day_number(ts: datetime) -> int:
@@ -58,22 +60,27 @@ def day_number(ts: datetime) -> int:
     return (ts - EPOCH).days
 
 
-@dataclass(frozen=True)
-class Period:
-    """What a filter's dates select: units that entered on days `first`..`last` (None: from the
-    start), their outcomes as of `as_of` (the end of the range, or just after the newest event,
-    whichever comes first), whose UTC day is `last`."""
+def period_params(filters: Filters, as_of: datetime) -> dict[str, object]:
+    """What a filter's dates select from the aggregates: the units that entered on days
+    `$first_day` (None: from the start) to `$last_day`, as of the end of the range or just after the
+    newest event (`as_of`), whichever comes first. `$last_day` and `$last_hour` are the UTC day and
+    hour of the last instant counted, so rows changed up to them count."""
+    until = min(filters.end_ts, as_of) if filters.end_ts is not None else as_of
+    last = until - timedelta(microseconds=1) - EPOCH
+    return {"first_day": day_number(filters.start_ts) if filters.start_ts is not None else None,
+            "last_day": last.days, "last_hour": last.days * 24 + last.seconds // 3600}
 
-    first: int | None
-    last: int
-    as_of: datetime
 
-
-def period(start: datetime | None, end: datetime | None, source: Source) -> Period:
-    """The `Period` of a date filter [start, end) (midnights, None: open) over `source`'s data."""
-    as_of = min(end, source.as_of) if end is not None else source.as_of
-    return Period(day_number(start) if start is not None else None, day_number(as_of - timedelta(microseconds=1)),
-                  as_of)
+def run_on(aggregates: "Aggregates", statement: Statement) -> pl.DataFrame:
+    """Run `statement` (SQL over the aggregates, each under its name) on an in-memory DuckDB."""
+    con = duckdb.connect(config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"})
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        for name, frame in aggregates.frames.items():
+            con.register(name, frame)
+        return con.sql(statement.sql, params=used_params(statement.sql, statement.params)).pl()
+    finally:
+        con.close()
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,8 @@ class Aggregates:
 
     frames: dict[str, pl.DataFrame]
     source: Source
+    reads: tuple[tuple[Query, dict[str, object]], ...] = ()
+    """What was read from the warehouse to assemble them, each as (query, its arguments)."""
 
     def __getitem__(self, name: str) -> pl.DataFrame:
         return self.frames[name]
@@ -89,47 +98,76 @@ class Aggregates:
 
 _TAIL = "SELECT * FROM {table} WHERE loaded_at > ${table}_w"
 _ALL = "SELECT * FROM {table}"
-_cache: OrderedDict[tuple, Aggregates] = OrderedDict()
-_cache_lock = threading.Lock()
-_CACHED = 8
+TAIL_ROWS = "SELECT " + " + ".join(f"(SELECT count(*) FROM ({_TAIL.format(table=t)}))"
+                                   for t in ("events", "exposures", "decisions")) + " AS tail_rows"
+"""How many raw rows were loaded after the newest run's watermark (the tail to fold)."""
+PENDING_ERASURES = "SELECT count(*) AS pending FROM erasures WHERE loaded_at > $erasures_w"
+
+_SOURCE_METHOD = ("The rollup job keeps these sums up to date from a watermark (the newest load time it has "
+                  "folded); the raw rows loaded after it are folded on the spot by the same definitions and added, "
+                  "so the numbers are exact and live. Without usable rollups every raw row is folded instead.")
+_EXAMPLE_WATERMARKS = {f"{t}_w": EXAMPLE_AS_OF for t in WATERMARKED}
+
+LATEST = Query("rollups.latest_run", "The rollup job's newest logged run: its watermark per raw table and the "
+               "versions of the rollup tables it left.", lambda filters: Statement(LATEST_RUN, {}),
+               method=_SOURCE_METHOD)
+TAIL = Query("rollups.tail_rows", "How many raw rows were loaded after the newest run's watermark (the live tail).",
+             lambda filters, **watermarks: Statement(TAIL_ROWS, watermarks), example=_EXAMPLE_WATERMARKS,
+             method=_SOURCE_METHOD)
+PENDING = Query("rollups.pending_erasures", "Erasures logged after the newest run (the rollups still hold those "
+                "users: the numbers come from raw rows until the job has removed them).",
+                lambda filters, **watermarks: Statement(PENDING_ERASURES, watermarks), example=_EXAMPLE_WATERMARKS,
+                method=_SOURCE_METHOD)
 
 
+def _merged_query(aggregate: Aggregate) -> Query:
+    name = defs.TABLE_NAMES(aggregate.name)
+    sql = aggregate.merged_sql(f"(SELECT * FROM {name} WHERE {COMMITTED})")
+    return Query(f"rollups.{aggregate.name}", f"The rollups' {aggregate.name}: the rows of every logged run, added "
+                 "up per bucket.", lambda filters: Statement(sql, {}), method=_SOURCE_METHOD)
+
+
+MERGED: dict[str, Query] = {a.name: _merged_query(a) for a in defs.AGGREGATES}
+READS: tuple[Query, ...] = (LATEST, TAIL, PENDING, *MERGED.values())
+"""What `aggregates` may read from the warehouse (listed for "How this is computed" and the goldens)."""
 def aggregates(wh: Warehouse, pre_days: int, max_tail_rows: int = MAX_TAIL_ROWS) -> Aggregates:
-    """The aggregates now (see the module docstring), cached per snapshot."""
-    versions = wh.refresh()
-    key = (id(wh), pre_days, max_tail_rows, tuple(sorted(versions.items())))
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
-    result = _compute(wh, pre_days, max_tail_rows)
-    with _cache_lock:
-        _cache[key] = result
-        while len(_cache) > _CACHED:
-            _cache.popitem(last=False)
-    return result
-
-
-def _compute(wh: Warehouse, pre_days: int, max_tail_rows: int) -> Aggregates:
+    """Every aggregate now: the rollups plus the live tail, or every raw row folded (see the module
+    docstring). Callers that read often keep the result per snapshot (the cockpit's cache)."""
     wh.require(WATERMARKED)
-    last = latest_run(wh)
-    reason = _unusable(wh, last, pre_days)
+    reads = _Reads(wh)
+    last = run_of(reads.query(LATEST)) if wh.has(ROLLUP_RUNS) else None
+    reason = _unusable(reads, last, pre_days)
     if not reason:
         try:
-            return _fold(wh, pre_days, max_tail_rows, last, reason)
+            return _fold(reads, pre_days, max_tail_rows, last, reason)
         except (WarehouseError, duckdb.Error) as exc:  # a rollup file damaged past its footer
             reason = f"the rollups cannot be read ({exc}); the job rebuilds them"
-    return _fold(wh, pre_days, max_tail_rows, last, reason)
+    return _fold(reads, pre_days, max_tail_rows, last, reason)
 
 
-def _fold(wh: Warehouse, pre_days: int, max_tail_rows: int, last: Run | None, reason: str) -> Aggregates:
+class _Reads:
+    """The warehouse, remembering every query read through it (shown under the panels)."""
+
+    def __init__(self, wh: Warehouse) -> None:
+        self.wh = wh
+        self.done: list[tuple[Query, dict[str, object]]] = []
+
+    def query(self, query: Query, **arguments: object) -> pl.DataFrame:
+        self.done.append((query, arguments))
+        return query.run(self.wh, Filters(), **arguments)
+
+    def scalar(self, query: Query, **arguments: object) -> object:
+        frame = self.query(query, **arguments)
+        return frame.item(0, 0) if frame.height else None
+
+
+def _fold(reads: _Reads, pre_days: int, max_tail_rows: int, last: Run | None, reason: str) -> Aggregates:
+    wh = reads.wh
     params: dict[str, object] = {}
     tail_rows = 0
     if not reason and last is not None:
-        params = {f"{t}_w": last.loaded_to[t] or datetime(1970, 1, 1, tzinfo=timezone.utc) for t in WATERMARKED}
-        counts = " + ".join(f"(SELECT count(*) FROM ({_TAIL.format(table=t)}))" for t in ("events", "exposures",
-                                                                                             "decisions"))
-        tail_rows = int(wh.scalar(f"SELECT {counts}", params) or 0)
+        params = {f"{t}_w": last.loaded_to[t] or EPOCH for t in WATERMARKED}
+        tail_rows = int(reads.scalar(TAIL, **params) or 0)  # type: ignore[call-overload]
         if tail_rows > max_tail_rows:
             reason = f"the rollups are behind by {tail_rows:,} rows (is `momento rollup --follow` running?)"
     increments: dict[str, pl.DataFrame] = {}
@@ -150,7 +188,7 @@ def _fold(wh: Warehouse, pre_days: int, max_tail_rows: int, last: Run | None, re
     for aggregate in defs.AGGREGATES:
         name = defs.TABLE_NAMES(aggregate.name)
         parts = [] if reason or not wh.has(name) else \
-            [wh.query(aggregate.merged_sql(f"(SELECT * FROM {name} WHERE {COMMITTED})"))]
+            [reads.query(MERGED[aggregate.name])]
         if aggregate.name in increments:
             parts.append(increments[aggregate.name])
         if not parts:
@@ -163,7 +201,7 @@ def _fold(wh: Warehouse, pre_days: int, max_tail_rows: int, last: Run | None, re
     as_of = max(known) + timedelta(microseconds=1) if known else datetime.now(timezone.utc)
     source = Source("raw" if reason else "rollups", reason, None if reason or last is None else last.finished_at,
                     tail_rows, as_of)
-    return Aggregates(frames, source)
+    return Aggregates(frames, source, tuple(reads.done))
 
 
 def _frame(table: pa.Table) -> pl.DataFrame:
@@ -172,17 +210,16 @@ def _frame(table: pa.Table) -> pl.DataFrame:
     return frame
 
 
-def _unusable(wh: Warehouse, last: Run | None, pre_days: int) -> str:
+def _unusable(reads: _Reads, last: Run | None, pre_days: int) -> str:
     """Why the rollups cannot serve now ("" when they can)."""
     if last is None:
         return "no rollups yet (run `momento rollup`, or `momento demo` which keeps them up to date)"
     if last.definitions != defs.definitions_hash(pre_days):
         return "the rollups were built under other metric definitions and are being rebuilt"
-    broken = sorted(name for name in wh.errors if name.startswith(ROLLUP_PREFIX))
+    broken = sorted(name for name in reads.wh.errors if name.startswith(ROLLUP_PREFIX))
     if broken:
         return f"the rollups cannot be read ({', '.join(broken)}); the job rebuilds them"
-    pending = wh.scalar("SELECT count(*) FROM erasures WHERE loaded_at > $w",
-                        {"w": last.loaded_to["erasures"] or datetime(1970, 1, 1, tzinfo=timezone.utc)})
+    pending = reads.scalar(PENDING, erasures_w=last.loaded_to["erasures"] or EPOCH)
     if pending:
         return "an erasure is being applied to the rollups"
     return ""

@@ -6,12 +6,18 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from metrics.rollup.job import RollupJob
+from momento.scenario import load_scenario
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from cli.processes import free_loopback_port
+from metrics.sql.query import Statement
+from momento.lake.warehouse import Warehouse
 from momento.settings import PROJECT_ROOT
 
 RunPage = Callable[..., AppTest]
@@ -50,6 +56,28 @@ def run_page(monkeypatch: pytest.MonkeyPatch, down_url: str) -> Iterator[RunPage
 
     yield run
     _clear_caches()
+
+
+@pytest.fixture
+def statements_run(monkeypatch: pytest.MonkeyPatch) -> list[Statement]:
+    """Every statement the warehouse runs from now on, in order (the real queries still run)."""
+    ran: list[Statement] = []
+    query = Warehouse.query
+
+    def recording(self: Warehouse, sql: str, params: Any = None) -> Any:
+        ran.append(Statement(sql, dict(params or {})))
+        return query(self, sql, params)
+
+    monkeypatch.setattr(Warehouse, "query", recording)
+    return ran
+
+
+@pytest.fixture(scope="session")
+def rolled_up_lake(small_lake: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the small lake whose rollups are up to date (read-only, like `small_lake`)."""
+    lake = _copy(small_lake, tmp_path_factory.mktemp("rolled-up") / "lake")
+    RollupJob(lake, load_scenario(PROJECT_ROOT / "data" / "scenario.toml").business.pre_period_days).run_once()
+    return lake
 
 
 def _copy(lake: Path, target: Path) -> Path:
@@ -104,3 +132,14 @@ def texts() -> Callable[[AppTest], str]:
 def metric_values() -> Callable[[AppTest], dict[str, str]]:
     """`metric_values(at)`: the page's st.metric values by label."""
     return _metrics
+
+
+def _pt_br(text: str) -> str:
+    return text.translate(str.maketrans(",.", ".,"))
+
+
+@pytest.fixture
+def pt_br() -> Callable[[str], str]:
+    """`pt_br("1,234.5%")` -> "1.234,5%": numbers formatted by Python's en-US grouping, written the
+    cockpit's pt-BR way, so tests spell what a page should show independently of the page's code."""
+    return _pt_br

@@ -70,10 +70,10 @@ def test_a_shared_url_sets_the_sidebar(run_page, small_lake):
     assert at.selectbox(key="channel").value == "app"
     assert at.selectbox(key="journey").value == "cart"
     assert at.date_input(key="dates").value == (date(2026, 6, 1), date(2026, 6, 12))
-    assert _filters_caption(at).endswith("Showing: 01 Jun 2026 – 12 Jun 2026, channel = app, journey = cart")
+    assert _filters_caption(at).endswith("Showing: 01/06/2026 – 12/06/2026, channel = app, journey = cart")
 
 
-def test_sidebar_choices_reach_every_page(run_page, small_lake, metric_values):
+def test_sidebar_choices_reach_every_page(run_page, small_lake, metric_values, pt_br):
     at = run_page(None, small_lake)
     assert _filters_caption(at).endswith("Showing: no filter")
     at.selectbox(key="segment").select("returning")
@@ -91,7 +91,7 @@ def test_sidebar_choices_reach_every_page(run_page, small_lake, metric_values):
     finally:
         wh.close()
     at.switch_page(HEALTH).run()
-    assert metric_values(at)["Decisions"] == f"{expected:,}"
+    assert metric_values(at)["Decisions"] == pt_br(f"{expected:,}")
     at.selectbox(key="journey").select(None).run()
     assert _filters_caption(at).endswith("Showing: segment = returning")
 

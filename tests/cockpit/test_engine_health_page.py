@@ -33,22 +33,22 @@ def _no_traceback(at) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
-def test_key_numbers_equal_metrics(run_page, small_lake, warehouse, metric_values):
+def test_key_numbers_equal_metrics(run_page, small_lake, warehouse, metric_values, pt_br):
     at = run_page(PAGE, small_lake)
     _no_traceback(at)
     assert not at.error, [e.value for e in at.error]
     shown = metric_values(at)
     s = health.summary(warehouse, Filters(), BUDGET_MS)
     assert s.decisions > 0
-    assert shown["Decisions"] == f"{s.decisions:,}"
-    assert shown["Latency p50"] == f"{s.p50_ms:.2f} ms"
-    assert shown["Latency p99"] == f"{s.p99_ms:.2f} ms"
-    assert shown["Error rate"] == f"{s.error_rate * 100:.2f}%"
-    assert shown["Fallback rate"] == f"{s.fallback_rate * 100:.2f}%"
-    assert shown["Within budget"] == f"{s.attainment * 100:.2f}%"
+    assert shown["Decisions"] == pt_br(f"{s.decisions:,}")
+    assert shown["Latency p50"] == pt_br(f"{s.p50_ms:,.2f} ms")
+    assert shown["Latency p99"] == pt_br(f"{s.p99_ms:,.2f} ms")
+    assert shown["Error rate"] == pt_br(f"{s.error_rate * 100:.2f}%")
+    assert shown["Fallback rate"] == pt_br(f"{s.fallback_rate * 100:.2f}%")
+    assert shown["Within budget"] == pt_br(f"{s.attainment * 100:.2f}%")
     q = mq.quality(warehouse, Filters())
-    assert shown["Scored decisions"] == f"{q.decisions:,}"
-    assert shown["AUC"] == f"{q.auc:.3f}"
+    assert shown["Scored decisions"] == pt_br(f"{q.decisions:,}")
+    assert shown["AUC"] == pt_br(f"{q.auc:.3f}")
     charts = at.get("vega_lite_chart")
     assert len(charts) >= 5  # latency, throughput, rates, errors/fallbacks, reliability
     tables = [d.value for d in at.dataframe]
@@ -56,12 +56,12 @@ def test_key_numbers_equal_metrics(run_page, small_lake, warehouse, metric_value
     assert versions["decisions"].sum() == s.decisions
 
 
-def test_filters_from_the_url(run_page, small_lake, warehouse, metric_values):
+def test_filters_from_the_url(run_page, small_lake, warehouse, metric_values, pt_br):
     at = run_page(PAGE, small_lake, query={"channel": "app", "segment": "returning"})
     _no_traceback(at)
     s = health.summary(warehouse, Filters(channel="app", segment="returning"), BUDGET_MS)
     assert 0 < s.decisions < health.summary(warehouse, Filters(), BUDGET_MS).decisions
-    assert metric_values(at)["Decisions"] == f"{s.decisions:,}"
+    assert metric_values(at)["Decisions"] == pt_br(f"{s.decisions:,}")
 
 
 def test_service_down_is_a_status_not_an_error(run_page, small_lake, metric_values, texts):
@@ -74,7 +74,7 @@ def test_service_down_is_a_status_not_an_error(run_page, small_lake, metric_valu
 def test_a_filter_with_no_data(run_page, small_lake, texts):
     at = run_page(PAGE, small_lake, query={"dates": ["2001-01-01", "2001-01-02"]})
     _no_traceback(at)
-    assert "No decisions in the lake for 01 Jan 2001 – 02 Jan 2001" in texts(at)
+    assert "No decisions in the lake for 01/01/2001 – 02/01/2001" in texts(at)
     assert "No mature propensity-model decisions" in texts(at)
 
 
@@ -132,5 +132,5 @@ def test_backpressure_from_a_stalled_writer(run_page, small_lake, stalled_servic
     assert not at.exception
     shown = metric_values(at)
     assert shown["API status"] == "up"
-    assert 20 <= int(shown["Writer queue"].split()[0].replace(",", "")) <= 50
-    assert int(shown["Refused: queue full"].replace(",", "")) == refused
+    assert 20 <= int(shown["Writer queue"].split()[0].replace(".", "")) <= 50
+    assert int(shown["Refused: queue full"].replace(".", "")) == refused

@@ -16,7 +16,7 @@ def brl(value: float) -> str:
     return f"{'-' if value < 0 else ''}R$ {text}"
 
 
-def test_key_numbers_and_verdict_equal_metrics(run_page, small_lake, bundled_scenario, metric_values, texts):
+def test_key_numbers_and_verdict_equal_metrics(run_page, small_lake, bundled_scenario, metric_values, texts, pt_br):
     at = run_page(PAGE, small_lake)
     assert not at.exception and not at.error, [e.value for e in (*at.exception, *at.error)]
     wh = Warehouse(small_lake)
@@ -26,9 +26,9 @@ def test_key_numbers_and_verdict_equal_metrics(run_page, small_lake, bundled_sce
     assert shown["Incremental revenue"] == brl(summary.revenue.total.estimate)
     assert shown["Incremental margin"] == brl(summary.margin.total.estimate)
     assert shown["ARPU exposed"] == brl(summary.means["arpu"]["exposed"])
-    assert shown["Conversion exposed"] == f"{summary.means['conversion_rate']['exposed'] * 100:.2f}%"
-    assert shown["Coverage"] == f"{summary.means['coverage']['all'] * 100:.1f}%"
-    assert shown["Users reached"] == f"{sum(summary.users.values()):,}"
+    assert shown["Conversion exposed"] == pt_br(f"{summary.means['conversion_rate']['exposed'] * 100:.2f}%")
+    assert shown["Coverage"] == pt_br(f"{summary.means['coverage']['all'] * 100:.1f}%")
+    assert shown["Users reached"] == pt_br(f"{sum(summary.users.values()):,}")
     assert executive.verdict(summary, bundled_scenario.population.holdout_share) in texts(at)
     groups = at.dataframe[0].value
     assert groups["users"].tolist() == [summary.users["exposed"], summary.users["holdout"], sum(summary.users.values())]
@@ -38,7 +38,7 @@ def test_key_numbers_and_verdict_equal_metrics(run_page, small_lake, bundled_sce
 def test_a_filter_with_no_data(run_page, small_lake, texts):
     at = run_page(PAGE, small_lake, query={"dates": ["2001-01-01", "2001-01-31"]})
     assert not at.exception and not at.error
-    assert "No users reached by the engine for 01 Jan 2001 – 31 Jan 2001" in texts(at)
+    assert "No users reached by the engine for 01/01/2001 – 31/01/2001" in texts(at)
     assert not at.get("vega_lite_chart")
 
 

@@ -68,7 +68,7 @@ def test_picking_an_experiment_and_turning_cuped_off(run_page, small_lake, bundl
 def test_a_filter_with_no_data(run_page, small_lake, texts):
     at = run_page(PAGE, small_lake, query={"dates": ["2001-01-01", "2001-01-31"]})
     assert not at.exception and not at.error
-    assert "No user exposed in any experiment for 01 Jan 2001 – 31 Jan 2001" in texts(at)
+    assert "No user exposed in any experiment for 01/01/2001 – 31/01/2001" in texts(at)
 
 
 def test_an_empty_or_missing_lake(run_page, empty_lake, tmp_path, texts):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from metrics import compliance as gov
+from metrics import compliance
 from metrics.filters import Filters
 from momento.lake.writer import LakeWriter
 from momento.lake.warehouse import Warehouse
@@ -30,22 +30,22 @@ def _table(at, column: str):
     return next(d.value for d in at.dataframe if column in d.value.columns)
 
 
-def test_key_numbers_equal_metrics(run_page, small_lake, warehouse, metric_values, texts):
+def test_key_numbers_equal_metrics(run_page, small_lake, warehouse, metric_values, texts, pt_br):
     at = run_page(PAGE, small_lake)
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     shown = metric_values(at)
-    c = gov.consent(warehouse, Filters())
+    c = compliance.consent(warehouse, Filters())
     assert c.decisions > 0
-    assert shown["Consent rate"] == f"{c.consent_rate * 100:.1f}%"
-    assert shown["Consent withdrawals"] == f"{c.withdrawal_rate * 100:.2f}%"
-    assert shown["Users reached by messages"] == f"{c.messaged_users:,}"
+    assert shown["Consent rate"] == pt_br(f"{c.consent_rate * 100:.1f}%")
+    assert shown["Consent withdrawals"] == pt_br(f"{c.withdrawal_rate * 100:.2f}%")
+    assert shown["Users reached by messages"] == pt_br(f"{c.messaged_users:,}")
     parity = _table(at, "personalised_rate")
-    want = gov.parity(warehouse, Filters(), "segment", ("discount_10", "discount_15"), ("cart_recovery_offer",))
+    want = compliance.parity(warehouse, Filters(), "segment", ("discount_10", "discount_15"), ("cart_recovery_offer",))
     assert parity.sort_values("grp")["decisions"].tolist() == want.groups.sort("grp")["decisions"].to_list()
     assert want.personalisation.verdict in texts(at)
     saturation = _table(at, "over_cap")
-    assert saturation["user_days"].sum() == gov.saturation(warehouse, Filters())["user_days"].sum()
+    assert saturation["user_days"].sum() == compliance.saturation(warehouse, Filters())["user_days"].sum()
     assert len(at.get("vega_lite_chart")) >= 4  # consent rate, withdrawals, saturation, parity x2
     audit = _table(at, "explanation")
     assert len(audit) == min(200, c.decisions)
@@ -56,7 +56,7 @@ def test_parity_across_another_dimension(run_page, small_lake, warehouse, texts)
     at = run_page(PAGE, small_lake)
     at.get("button_group")[0].set_value("region").run()
     assert not at.exception
-    want = gov.parity(warehouse, Filters(), "region", ("discount_10", "discount_15"), ("cart_recovery_offer",))
+    want = compliance.parity(warehouse, Filters(), "region", ("discount_10", "discount_15"), ("cart_recovery_offer",))
     shown = _table(at, "personalised_rate")
     assert sorted(shown["grp"]) == sorted(want.groups["grp"].to_list())
     assert want.offers.verdict in texts(at)
@@ -70,7 +70,7 @@ def test_audit_search_by_user_and_reason(run_page, small_lake, warehouse):
     at.button[0].click().run()
     assert not at.exception
     found = _table(at, "explanation")
-    want = gov.audit(warehouse, Filters(), gov.AuditQuery(user_id=user, reason="no_consent"))
+    want = compliance.audit(warehouse, Filters(), compliance.AuditQuery(user_id=user, reason="no_consent"))
     assert found["decision_id"].tolist() == want["decision_id"].to_list()
     assert set(found["user_id"]) <= {user}
 
@@ -102,7 +102,7 @@ def test_a_filter_with_no_data(run_page, small_lake, texts):
     at = run_page(PAGE, small_lake, query={"dates": ["2001-01-01", "2001-01-31"]})
     assert not at.exception and not at.error
     shown = texts(at)
-    assert "No decisions or events for 01 Jan 2001 – 31 Jan 2001" in shown
+    assert "No decisions or events for 01/01/2001 – 31/01/2001" in shown
     assert "No exposures for" in shown and "No decision matches this search" in shown
 
 

@@ -56,7 +56,7 @@ def test_switching_journey_shows_its_funnel(run_page, small_lake, bundled_scenar
 def test_a_filter_with_no_data(run_page, small_lake, texts):
     at = run_page(PAGE, small_lake, query={"dates": ["2001-01-01", "2001-01-31"]})
     assert not at.exception and not at.error
-    assert "No decisions for 01 Jan 2001 – 31 Jan 2001" in texts(at)
+    assert "No decisions for 01/01/2001 – 31/01/2001" in texts(at)
 
 
 def test_an_empty_or_missing_lake(run_page, empty_lake, tmp_path, texts):

@@ -1,4 +1,4 @@
-"""metrics/governance.py against polars/scipy over hand-made rows with a planted disparity."""
+"""metrics/compliance.py against polars/scipy over hand-made rows with a planted disparity."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from scipy import stats as sps
 
 from metrics import compliance as gov
 from metrics.filters import Filters
+from momento.codes import POLICY_NAMES
 from momento.lake.writer import LakeWriter
 from momento.lake.warehouse import Warehouse
 
@@ -145,8 +146,8 @@ def test_parity_finds_the_planted_offer_disparity(lake):
     assert region.offers.chi2 == pytest.approx(chi2) and region.offers.p_value == pytest.approx(p)
     assert region.offers.dof == dof == 2
     assert region.offers.disparity is True and "disparity" in region.offers.verdict
-    personalised = seen.filter((pl.col("arm") != "holdout") & ~pl.col("fallback")
-                               & pl.col("policy").is_in(gov.PERSONALISING_POLICIES))
+    personalised = seen.filter((pl.col("status") == "ok") & ~pl.col("fallback")
+                               & pl.col("policy").is_in(POLICY_NAMES))
     assert got["personalised"].sum() == personalised.height
     assert got["decisions"].sum() == seen.height
 

@@ -249,7 +249,7 @@ REVIEWED: dict[tuple[str, str, str], str] = {  # all in metrics/ and momento/lak
     ("momento/lake/warehouse.py", "_refresh_table", "name"): "a table name from TABLES or a rollup directory name "
                                                              "that rollup_tables checked (rollup_[a-z0-9_]+)",
     ("momento/lake/warehouse.py", "_drop", "name"): "a table name from momento.lake.schema.TABLES",
-    ("metrics/compliance.py", "parity", "dimension"): "checked against compliance.DIMENSIONS first",
+    ("metrics/compliance.py", "_parity", "dimension"): "checked against compliance.DIMENSIONS first",
     ("metrics/rollup/state.py", "merged_sql", "rows"): "a relation the rollup code names (a table, or SQL of constants)",
     ("metrics/rollup/definitions.py", "_sum", "measure"): "a key of the catalogue's MEASURES",
     ("metrics/rollup/definitions.py", "part", "source"): "'units u', a constant of _family_sql",
@@ -259,7 +259,7 @@ REVIEWED: dict[tuple[str, str, str], str] = {  # all in metrics/ and momento/lak
 }
 _SQL_WORDS = re.compile(r"\b(select|delete|insert|update|drop|create|where)\b", re.I)
 _TEXT_TYPES = re.compile(r"\b(str|Any|object)\b")
-_SQL_CALLS = {"execute", "executemany", "query", "scalar", "sql", "delete"}
+_SQL_CALLS = {"execute", "executemany", "query", "scalar", "sql", "delete", "Statement"}
 
 
 def _template(node: ast.AST) -> tuple[str, list[ast.expr]] | None:
@@ -280,9 +280,10 @@ def _template(node: ast.AST) -> tuple[str, list[ast.expr]] | None:
 
 def _sql_templates(function: ast.AST) -> Iterator[tuple[ast.AST, list[ast.expr]]]:
     """Each string built in place that is SQL: it reads like SQL, or it is the SQL argument of
-    execute/query/scalar/sql/delete (then whatever it says)."""
+    execute/query/scalar/sql/delete or of a `Statement` (then whatever it says)."""
     arguments = {id(node.args[0]) for node in ast.walk(function) if isinstance(node, ast.Call) and node.args
-                 and isinstance(node.func, ast.Attribute) and node.func.attr in _SQL_CALLS}
+                 and (node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None))
+                 in _SQL_CALLS}
     for node in ast.walk(function):
         built = _template(node)
         if built is not None and (id(node) in arguments or _SQL_WORDS.search(built[0])):
@@ -311,10 +312,11 @@ def search(wh, text, table, flag: bool, n: int):
     wh.execute("DELETE FROM events WHERE id = " + table)
     sql = "SELECT count(*) FROM {t}".format(t=table)
     wh.query(f"SELECT * FROM t WHERE {flag} LIMIT {n}")
+    Statement(TEMPLATE.format(t=table), {})
     return wh.query("SELECT * FROM decisions WHERE user_id = $u", {"u": text})
 """
     found = sorted(key for key, _ in _caller_values_in_sql(source, "x.py"))
-    assert found == [("x.py", "search", "table"), ("x.py", "search", "table"), ("x.py", "search", "text")]
+    assert found == [("x.py", "search", "table")] * 3 + [("x.py", "search", "text")]
 
 
 def test_no_sql_text_is_built_from_caller_values():

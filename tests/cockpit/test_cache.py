@@ -1,0 +1,51 @@
+"""pages/cache.py: the cockpit's one cache. A quiet lake is never queried twice however often the
+pages redraw; a new version of the lake is read on the next redraw."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+from metrics import health
+from metrics.filters import Filters
+from momento.lake.warehouse import Warehouse
+from momento.lake.writer import LakeWriter
+from momento.settings import load_settings
+
+PAGES = ["pages/executive.py", "pages/journeys.py", "pages/experiments.py", "pages/engine_health.py",
+         "pages/governance.py"]
+HEALTH = "pages/engine_health.py"
+BUDGET_MS = load_settings({}).decision_budget_ms
+
+
+def test_a_quiet_lake_is_never_queried_twice(run_page, small_lake, statements_run):
+    at = run_page(None, small_lake)
+    assert statements_run, "the first page read nothing from the lake"
+    for page in PAGES:
+        at.switch_page(page).run()  # the rollups' aggregates of this snapshot are shared with the pages before
+        assert not at.exception, page
+        statements_run.clear()
+        at.run()  # a redraw, as the live fragments do every few seconds
+        assert not at.exception, page
+        assert statements_run == [], f"{page} queried the unchanged lake again"
+
+
+def test_a_new_version_is_read_on_the_next_redraw(run_page, small_lake, tmp_path, statements_run, metric_values,
+                                                 pt_br):
+    lake = tmp_path / "lake"
+    shutil.copytree(small_lake, lake)
+    at = run_page(HEALTH, lake)
+    wh = Warehouse(lake)
+    before = health.summary(wh, Filters(), BUDGET_MS).decisions
+    user = wh.scalar("SELECT user_id FROM decisions GROUP BY user_id ORDER BY count(*) DESC LIMIT 1")
+    assert metric_values(at)["Decisions"] == pt_br(f"{before:,}")
+    with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
+        writer.erase_user(user, requested_by="test")
+    after = health.summary(Warehouse(lake), Filters(), BUDGET_MS).decisions
+    assert after < before
+    time.sleep(1.1)  # the warehouse re-reads the Delta log at most once a second
+    statements_run.clear()
+    at.run()
+    assert statements_run, "the new version was not read"
+    assert metric_values(at)["Decisions"] == pt_br(f"{after:,}")
+    wh.close()
