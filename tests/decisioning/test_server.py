@@ -4,9 +4,12 @@ needs a knob the command line does not have (a slow writer, a non-loopback bind)
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,6 +23,8 @@ from momento.settings import load_settings
 from tests.support.service import DEV_KEY, decide, metric, raw_user
 
 PERSONALISED = ("rules", "thompson", "propensity", "fixed")
+OPENAPI = Path(__file__).with_name("openapi.json")
+"""The service's OpenAPI document as published; `MOMENTO_UPDATE_OPENAPI=1` rewrites it."""
 
 
 def _wait_for(warehouse: Warehouse, sql: str, params: dict, expected: int, timeout: float = 20.0) -> int:
@@ -261,6 +266,15 @@ def test_refuses_to_listen_off_loopback_without_a_token(launch, tmp_path):
 
 
 # -- in process: knobs the command line does not expose ---------------------------------------
+
+
+def test_the_openapi_document_is_the_published_one(tmp_path):
+    """Every path, schema, description and their order, as served: clients are generated from it."""
+    with TestClient(create_app(load_settings({"MOMENTO_LAKE": str(tmp_path / "lake")}))) as http:
+        served = json.dumps(http.get("/openapi.json").json(), indent=2) + "\n"
+    if os.environ.get("MOMENTO_UPDATE_OPENAPI") == "1":
+        OPENAPI.write_text(served)
+    assert served == OPENAPI.read_text()
 
 
 def test_writes_need_the_bearer_token_off_loopback(tmp_path):
