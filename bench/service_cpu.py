@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import tempfile
@@ -32,7 +31,7 @@ if str(ROOT) not in sys.path:
 
 from bench.decide import _decide_bodies  # noqa: E402
 from bench.load import _event_batches  # noqa: E402
-from decisioning.server import create_app  # noqa: E402
+from decisioning.http import create_app  # noqa: E402
 from momento.settings import load_settings  # noqa: E402
 
 DOCUMENTED = b"via=documented"

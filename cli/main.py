@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         return _run_bench(args.name, args.args)
     if args.command == "serve":
-        from decisioning.server import serve
+        from decisioning.runner import serve
 
         return serve(settings, host=args.host or settings.host, port=args.port or settings.port)
     if args.command == "simulate":
