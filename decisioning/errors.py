@@ -1,4 +1,5 @@
-"""What the service refuses to do, and why: the errors `decisioning.service` raises.
+"""What the service refuses to do, and why: the errors `decisioning.service` and
+`decisioning.access` raise.
 
 They know nothing of HTTP. Each says why in a sentence for a person, names the field concerned
 when there is one, and says when a retry may succeed; `decisioning.http` maps each kind to a
@@ -19,27 +20,39 @@ class ServiceError(Exception):
         self.reason, self.field = reason, field
 
 
-class InvalidInput(ServiceError):
+class InvalidInputError(ServiceError):
     """A value the service cannot use, found past the request schema's own checks."""
 
 
-class NoSuchPlacement(ServiceError):
+class UnknownPlacementError(ServiceError):
     """The request names a placement the scenario does not have."""
 
 
-class BatchTooLarge(ServiceError):
+class BatchTooLargeError(ServiceError):
     """A batch holds more items than one request may."""
 
 
-class BodyTooLarge(ServiceError):
+class BodyTooLargeError(ServiceError):
     """A request body is longer than the service reads."""
 
 
-class Unauthorised(ServiceError):
+class UnauthorisedError(ServiceError):
     """The request needs a credential it does not carry, or carries a wrong one."""
 
 
-class Backpressure(ServiceError):
+class BackpressureError(ServiceError):
     """The lake writer's queue is full: the service takes no more work for a moment."""
 
     retry_after = 1.0
+
+
+class ForbiddenError(ServiceError):
+    """The caller is known, but may not do this (a site key asking to write, a drill off loopback)."""
+
+
+class RateLimitedError(ServiceError):
+    """The client sent more requests than its rate limit allows."""
+
+    def __init__(self, reason: str, retry_after: float) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after

@@ -10,7 +10,7 @@ import gc
 import logging
 import math
 import re
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
@@ -23,7 +23,7 @@ from pydantic_core import to_json
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from decisioning.access import Access
+from decisioning.access import Access, Caller, Role
 from decisioning.api_models import (
     Accepted,
     DecideRequest,
@@ -38,13 +38,15 @@ from decisioning.api_models import (
 )
 from decisioning.engine import Decision, Faults
 from decisioning.errors import (
-    Backpressure,
-    BatchTooLarge,
-    BodyTooLarge,
-    InvalidInput,
-    NoSuchPlacement,
+    BackpressureError,
+    BatchTooLargeError,
+    BodyTooLargeError,
+    ForbiddenError,
+    InvalidInputError,
+    UnknownPlacementError,
+    RateLimitedError,
     ServiceError,
-    Unauthorised,
+    UnauthorisedError,
 )
 from decisioning.lean_route import LeanRoute
 from decisioning.service import Service
@@ -68,12 +70,17 @@ Guarantees:
   first (once the queue is fuller than `1 - DECISION_RESERVE` of its bound), so decisions keep
   flowing while a slow writer pushes back on bulk writes;
 - bodies over `max_body_bytes` get 413, batches over `max_batch_events` get 413;
-- bound off loopback, the service refuses to start without `MOMENTO_API_TOKEN`, and the
-  writes (events, exposures, identify, erasure) then need `Authorization: Bearer <token>`.
+- every `/v1/` request counts against its client's rate limit (the server key, else the
+  address): past it, 429 with `Retry-After` (counted in `/metrics`);
+- bound off loopback, the service refuses to start without `MOMENTO_API_TOKEN` (the server
+  key), `MOMENTO_SITE_KEY` and its own `MOMENTO_PSEUDONYM_KEY`; decisions then need
+  `Authorization: Bearer <site key>` (or the server key), and the writes (events, exposures,
+  identify, erasure) `Authorization: Bearer <server key>` (a site key there gets 403).
 
 Fault injection (incident drills): the decide request's `incidents` list (`latency_spike`,
 `model_outage`, `error_burst`; see `decisioning.engine`), or `incidents=` on `create_app` for
-every request. A slow writer is `flush_delay_seconds=` on `create_app` (or `MOMENTO_FLUSH_DELAY_SECONDS`);
+every request; off loopback, only with `MOMENTO_ALLOW_DRILLS=1` and the server key (else 403).
+A slow writer is `flush_delay_seconds=` on `create_app` (or `MOMENTO_FLUSH_DELAY_SECONDS`);
 `MOMENTO_INCIDENTS=a,b` switches incidents on for every request.
 """
 """The OpenAPI document's description of the service."""
@@ -83,15 +90,17 @@ INLINE_BATCH_ITEMS = 50
 WaitFor = Annotated[Literal["durable"] | None, Query()]
 """An ingestion request's `?wait=`: `durable` answers once the rows are committed to the lake."""
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody} for status in (400, 401, 404, 413, 422, 503)
+    status: {"model": ErrorBody} for status in (400, 401, 403, 404, 413, 422, 429, 503)
 }
 _REFUSALS: dict[type[ServiceError], tuple[int, str]] = {
-    InvalidInput: (422, "invalid_request"),
-    NoSuchPlacement: (422, "unknown_placement"),
-    BatchTooLarge: (413, "batch_too_large"),
-    BodyTooLarge: (413, "body_too_large"),
-    Unauthorised: (401, "unauthorized"),
-    Backpressure: (503, "backpressure"),
+    InvalidInputError: (422, "invalid_request"),
+    UnknownPlacementError: (422, "unknown_placement"),
+    BatchTooLargeError: (413, "batch_too_large"),
+    BodyTooLargeError: (413, "body_too_large"),
+    UnauthorisedError: (401, "unauthorized"),
+    ForbiddenError: (403, "forbidden"),
+    RateLimitedError: (429, "rate_limited"),
+    BackpressureError: (503, "backpressure"),
 }
 """Each kind of refusal's status code and error name (the `error` of the body)."""
 
@@ -112,7 +121,7 @@ def refusal(exc: ServiceError) -> JSONResponse:
     headers = {}
     if exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
-    if isinstance(exc, Unauthorised):
+    if isinstance(exc, UnauthorisedError):
         headers["WWW-Authenticate"] = "Bearer"
     return _error(status, error, exc.reason, exc.field, headers or None)
 
@@ -153,7 +162,7 @@ class _BodyLimit:
         await self.app(scope, counted, guarded)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await refusal(BodyTooLarge(f"the body may hold at most {self.limit} bytes", "body"))(scope, receive, send)
+        await refusal(BodyTooLargeError(f"the body may hold at most {self.limit} bytes", "body"))(scope, receive, send)
 
 
 _FIELD_PREFIX = re.compile(r"^(?:Value error, )?(\w+): (.*)$", re.S)
@@ -191,6 +200,20 @@ def _decision_out(d: Decision) -> dict[str, Any]:
     return out
 
 
+def _authorization(scope: Scope) -> str | None:
+    """The request's `Authorization` header, read without building a headers object."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _address(scope: Scope) -> str:
+    """The client's address (behind a trusted proxy, uvicorn has put the forwarded one there)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
 def _json(model: BaseModel) -> Response:
     return Response(model.model_dump_json(), media_type="application/json")
 
@@ -216,9 +239,9 @@ def create_app(
     models) out of the garbage collector's reach: a full collection of that heap pauses serving
     for 100-180 ms (measured), and the frozen objects are never scanned again (for a process
     that serves only this app: `decisioning.runner`)."""
+    access = Access(settings, host or settings.host)  # first: a service off loopback without its secrets stops here
     service = Service(settings, writer, scenario, faults=faults, incidents=incidents,
                       flush_delay_seconds=flush_delay_seconds, seed=seed, attribution_seconds=attribution_seconds)
-    access = Access(settings, host or settings.host)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -261,8 +284,18 @@ def create_app(
         return _error(503, "unavailable", "the service could not complete this request; retry shortly", None,
                       {"Retry-After": RETRY_AFTER_SECONDS})
 
-    async def writer_only(request: Request) -> None:  # async: a sync dependency costs a worker-thread hop
-        access.check_writer(request.headers.get("authorization"))
+    def guard(needs: Role, endpoint: str) -> Callable[[Request], Awaitable[Caller]]:
+        """The check before `endpoint`: the caller's credential gives it `needs`, and its client
+        is within its rate limit (a refusal counted per endpoint)."""
+
+        async def admitted(request: Request) -> Caller:  # async: a sync dependency costs a worker-thread hop
+            try:
+                return access.admit(_authorization(request.scope), _address(request.scope), needs)
+            except RateLimitedError:
+                service.telemetry.rate_limited.labels(endpoint).inc()
+                raise
+
+        return admitted
 
     async def ingest(handler: Callable[[Any, str | None], Accepted], body: Any, items: int, wait: str | None) -> Accepted:
         """A small batch is stored on the event loop: a worker thread would hold the interpreter
@@ -273,19 +306,22 @@ def create_app(
             return await run_in_threadpool(handler, body, wait)
         return handler(body, wait)
 
-    async def decide(body: DecideRequest) -> Response:
+    async def decide(body: DecideRequest, caller: Caller = Depends(guard(Role.SITE, "decide"))) -> Response:
         """The action for each placement, under governance; a failure serves the default."""
+        access.check_drills(caller, body.incidents)
         if service.incidents or body.incidents:
             decisions = await run_in_threadpool(service.decide, body)  # injected delays must not block the loop
         else:
             decisions = service.decide(body)
         return Response(to_json({"decisions": [_decision_out(d) for d in decisions]}), media_type="application/json")
 
-    async def events(body: EventsRequest, wait: WaitFor = None, _: None = Depends(writer_only)) -> Response:
+    async def events(body: EventsRequest, wait: WaitFor = None,
+                     _: Caller = Depends(guard(Role.SERVER, "events"))) -> Response:
         """A batch of behavioural events; `?wait=durable` answers once they are committed."""
         return _json(await ingest(service.events, body, len(body.events), wait))
 
-    async def exposures(body: ExposuresRequest, wait: WaitFor = None, _: None = Depends(writer_only)) -> Response:
+    async def exposures(body: ExposuresRequest, wait: WaitFor = None,
+                        _: Caller = Depends(guard(Role.SERVER, "exposures"))) -> Response:
         """What users actually saw (fields left out come from the decision)."""
         return _json(await ingest(service.exposures, body, len(body.exposures), wait))
 
@@ -295,17 +331,19 @@ def create_app(
         app.router.add_api_route(path, endpoint, methods=["POST"], response_model=response_model, tags=[tag],
                                  route_class_override=LeanRoute)
 
-    @app.post("/v1/identify", response_model=Accepted, tags=["ingestion"], dependencies=[Depends(writer_only)])
+    @app.post("/v1/identify", response_model=Accepted, tags=["ingestion"],
+              dependencies=[Depends(guard(Role.SERVER, "identify"))])
     def identify(body: IdentifyRequest) -> Accepted:
         """Link an anonymous id to a customer id (one profile from now on)."""
         return service.identify(body)
 
-    @app.delete("/v1/users/{user_id}", response_model=Erased, tags=["privacy"], dependencies=[Depends(writer_only)])
+    @app.delete("/v1/users/{user_id}", response_model=Erased, tags=["privacy"],
+                dependencies=[Depends(guard(Role.SERVER, "erase"))])
     def erase(user_id: str, requested_by: str | None = Query(default=None, max_length=128)) -> Erased:
         """Right to erasure: live features, caps, links and every lake row of the customer."""
         return service.erase(user_id, requested_by)
 
-    @app.get("/v1/experiences", tags=["catalogue"])
+    @app.get("/v1/experiences", tags=["catalogue"], dependencies=[Depends(guard(Role.ANONYMOUS, "experiences"))])
     def experiences() -> dict[str, Any]:
         """The catalogue: experiences, their experiments' status, allocation and eligible share."""
         return service.experiences()

@@ -20,19 +20,21 @@ from types import FrameType
 
 import uvicorn
 
-from decisioning.access import is_loopback
+from decisioning.access import InsecureSettingsError
 from decisioning.http import create_app
 from momento.settings import Settings
 
 
 def serve(settings: Settings, host: str, port: int) -> int:
-    """Run the service until SIGINT/SIGTERM; the writer is flushed on the way out."""
+    """Run the service until SIGINT/SIGTERM; the writer is flushed on the way out. Exit code 2,
+    with what is missing, for a service off loopback without its secrets."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not is_loopback(host) and not settings.api_token:
-        print(f"momento serve: refusing to listen on {host} without MOMENTO_API_TOKEN "
-              "(writes off loopback must be authenticated)", file=sys.stderr)
+    try:
+        app = create_app(settings, host=host, freeze_heap=True)
+    except InsecureSettingsError as exc:
+        problems = "".join(f"\n  - {problem}" for problem in exc.problems)
+        print(f"momento serve: refusing to listen on {host}:{problems}", file=sys.stderr)
         return 2
-    app = create_app(settings, host=host, freeze_heap=True)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)

@@ -4,7 +4,7 @@ customer, describe the catalogue and report health. Everything the endpoints sha
 
 Nothing here knows HTTP: a request the service will not carry out raises a `decisioning.errors`
 error (`decisioning.http` turns it into a status and a body). Writes are refused with
-`Backpressure` before the writer's queue is full: ingestion first (once the queue is fuller
+`BackpressureError` before the writer's queue is full: ingestion first (once the queue is fuller
 than `1 - DECISION_RESERVE` of its bound), so decisions keep flowing while a slow writer pushes
 back on bulk writes.
 """
@@ -33,7 +33,7 @@ from decisioning.api_models import (
     IdentifyRequest,
 )
 from decisioning.engine import Context, Decision, DecisionLog, Engine, Faults, UnknownPlacement
-from decisioning.errors import Backpressure, BatchTooLarge, InvalidInput, NoSuchPlacement
+from decisioning.errors import BackpressureError, BatchTooLargeError, InvalidInputError, UnknownPlacementError
 from decisioning.identity import IdentityMap, anonymous_unit, customer_unit
 from decisioning.recovery import recover
 from decisioning.telemetry import Telemetry
@@ -135,10 +135,10 @@ class Service:
         customer = customer_unit(user_id, key) if user_id is not None else None
         return self.identities.unit(customer, anonymous), anonymous
 
-    def backpressure(self, endpoint: str) -> Backpressure:
+    def backpressure(self, endpoint: str) -> BackpressureError:
         """The refusal for a full writer queue (counted)."""
         self.telemetry.backpressure.labels(endpoint).inc()
-        return Backpressure("the lake writer's queue is full; retry shortly")
+        return BackpressureError("the lake writer's queue is full; retry shortly")
 
     def room_for(self, rows: int, endpoint: str) -> None:
         reserve = 0 if endpoint == "decide" else int(self.writer.queue_limit * DECISION_RESERVE)
@@ -152,12 +152,12 @@ class Service:
         except QueueFull:
             raise self.backpressure(endpoint) from None
         except BatchError as exc:
-            raise InvalidInput(str(exc), exc.field) from None
+            raise InvalidInputError(str(exc), exc.field) from None
 
     def check_batch(self, n: int, field: str) -> None:
         limit = self.settings.max_batch_events
         if n > limit:
-            raise BatchTooLarge(f"{field} holds {n} items; the limit is {limit} per request", field)
+            raise BatchTooLargeError(f"{field} holds {n} items; the limit is {limit} per request", field)
 
     # -- endpoints ---------------------------------------------------------------------------
 
@@ -168,7 +168,7 @@ class Service:
                 self.engine.resolve(placement)
             except UnknownPlacement as exc:
                 field = "placement" if body.placement is not None else f"placements.{index}"
-                raise NoSuchPlacement(str(exc), field) from None
+                raise UnknownPlacementError(str(exc), field) from None
         self.room_for(len(placements), "decide")
         unit, _ = self.unit(body.user_id, body.anonymous_id)
         incidents = self.incidents.union(body.incidents)
@@ -240,7 +240,7 @@ class Service:
             elif memo is not None:
                 unit = memo.unit
             else:
-                raise InvalidInput("user_id or anonymous_id is required for a decision this service does not remember",
+                raise InvalidInputError("user_id or anonymous_id is required for a decision this service does not remember",
                                    f"exposures.{index}.user_id")
             row = {
                 "exposure_id": exposure.exposure_id or exposure.decision_id, "decision_id": exposure.decision_id,
@@ -251,7 +251,7 @@ class Service:
                 row[name] = getattr(exposure, name) or (getattr(memo, name) if memo else None)
             missing = [name for name in ("placement", "variant", "channel") if row[name] is None]
             if missing:
-                raise InvalidInput(f"unknown decision_id: send {', '.join(missing)} with it",
+                raise InvalidInputError(f"unknown decision_id: send {', '.join(missing)} with it",
                                    f"exposures.{index}.{missing[0]}")
             rows.append(row)
         seq = self.append("exposures", rows, "exposures")
@@ -270,7 +270,7 @@ class Service:
 
     def erase(self, raw_user_id: str, requested_by: str | None) -> Erased:
         if not raw_user_id.strip() or len(raw_user_id) > 128:
-            raise InvalidInput("user_id must be 1-128 characters", "user_id")
+            raise InvalidInputError("user_id must be 1-128 characters", "user_id")
         customer = customer_unit(raw_user_id, self.settings.pseudonym_key)
         units = [customer, *self.identities.forget(customer), *self._linked_in_lake(customer)]
         for unit in dict.fromkeys(units):

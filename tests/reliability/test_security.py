@@ -1,7 +1,10 @@
-"""Security and privacy, on the REAL service (subprocesses):
+"""Security and privacy, on the REAL service (subprocesses) and the REAL cockpit:
 
-- it binds to loopback unless told otherwise; bound elsewhere, every write (events, exposures,
-  identify, erasure) needs the bearer token and is refused without it;
+- it binds to loopback unless told otherwise; bound elsewhere, every state-changing route needs
+  a credential: decide the site key (or the server key), every write (events, exposures,
+  identify, erasure) the server key, and a refused request stores nothing;
+- off loopback, fault injection needs MOMENTO_ALLOW_DRILLS=1 and the server key;
+- every client has a rate limit, answered with 429 + Retry-After and counted;
 - request size and batch length are bounded;
 - ids are stored only as keyed hashes (HMAC with the deployment's key): the raw id is in no
   table and no file of the lake;
@@ -10,7 +13,8 @@
   finds no caller value spliced into SQL text outside a reviewed allow-list;
 - a consent withdrawal (or opt-out) stops personalisation on the very next decision;
 - erasure removes the user from the lake (checked by query and by reading the files) and from
-  the live feature store and caps (the next decision has no memory of them).
+  the live feature store and caps (the next decision has no memory of them);
+- the audit trail returns at most 10,000 rows however many are asked for (its CSV is what it shows).
 """
 
 from __future__ import annotations
@@ -39,11 +43,14 @@ from momento.lake.warehouse import Warehouse
 from momento.codes import Code
 from momento.settings import PROJECT_ROOT, load_settings
 from tests.support.service import (
-    DEV_KEY, RunningService, decide, host_address, raw_user, start_service, wait_for_count,
+    DEV_KEY, RunningService, decide, host_address, metric, raw_user, start_service, wait_for_count,
 )
 
 TOKEN = "reliability-token-4f9a"
+SITE_KEY = "reliability-site-key-91d0"
 KEY = "deployment-secret-key-7c2e"
+SECRETS = {"MOMENTO_API_TOKEN": TOKEN, "MOMENTO_SITE_KEY": SITE_KEY, "MOMENTO_PSEUDONYM_KEY": KEY}
+SERVER_HEADERS, SITE_HEADERS = {"Authorization": f"Bearer {TOKEN}"}, {"Authorization": f"Bearer {SITE_KEY}"}
 MAX_BODY = 20_000
 MAX_BATCH = 10
 PERSONALISED = ("rules", "thompson", "propensity", "fixed")
@@ -65,16 +72,19 @@ def _files_containing(lake: Path, needle: str) -> list[str]:
 # -- bound off loopback: the token, the limits, the keyed hash --------------------------------
 
 
+def _outside(running: RunningService) -> str:
+    """The URL that reaches `running` through this machine's non-loopback address if it has one."""
+    return f"http://{host_address() or '127.0.0.1'}:{running.url.rsplit(':', 1)[1]}"
+
+
 @pytest.fixture(scope="module")
 def exposed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningService, str]]:
-    """The service bound to every interface with a token, its own pseudonym key and small
-    limits; with the URL to reach it through this machine's non-loopback address if it has one."""
+    """The service bound to every interface with its secrets and small limits; with the URL to
+    reach it through this machine's non-loopback address if it has one."""
     running = start_service(tmp_path_factory.mktemp("exposed"), host="0.0.0.0", env={
-        "MOMENTO_API_TOKEN": TOKEN, "MOMENTO_PSEUDONYM_KEY": KEY,
-        "MOMENTO_MAX_BODY_BYTES": str(MAX_BODY), "MOMENTO_MAX_BATCH_EVENTS": str(MAX_BATCH)})
-    port = running.url.rsplit(":", 1)[1]
+        **SECRETS, "MOMENTO_MAX_BODY_BYTES": str(MAX_BODY), "MOMENTO_MAX_BATCH_EVENTS": str(MAX_BATCH)})
     try:
-        yield running, f"http://{host_address() or '127.0.0.1'}:{port}"
+        yield running, _outside(running)
     finally:
         running.stop()
 
@@ -105,38 +115,81 @@ def test_binds_to_loopback_by_default(tmp_path):
 
 
 @pytest.mark.e2e
-def test_off_loopback_every_write_needs_the_token(exposed):
+def test_off_loopback_every_state_changing_route_needs_its_credential(exposed):
     running, url = exposed
-    good = {"Authorization": f"Bearer {TOKEN}"}
     with httpx.Client(base_url=url, timeout=30) as http:
-        decide = http.post("/v1/decide", json={"user_id": "sec-user", "placement": "homepage_showcase", "channel": "web"})
-        assert decide.status_code == 200  # reads need no token
-        decision_id = decide.json()["decisions"][0]["decision_id"]
+        decide = {"user_id": "sec-decider", "placement": "homepage_showcase", "channel": "web"}
+        decided = http.post("/v1/decide", json=decide, headers=SITE_HEADERS)
+        assert decided.status_code == 200  # the site key may ask for decisions...
+        assert http.post("/v1/decide", json=decide, headers=SERVER_HEADERS).status_code == 200  # ...and the server key
+        decision_id = decided.json()["decisions"][0]["decision_id"]
         writes = [
             ("POST", "/v1/events", {"events": [_event("refused-1")]}),
             ("POST", "/v1/exposures", {"exposures": [{"decision_id": decision_id}]}),
             ("POST", "/v1/identify", {"anonymous_id": "sec-cookie", "user_id": "sec-user"}),
             ("DELETE", "/v1/users/sec-user", None),
         ]
-        for method, path, body in writes:
+        for method, path, body in [("POST", "/v1/decide", decide), *writes]:
             for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
                 refused = http.request(method, path, json=body, headers=headers)
                 assert refused.status_code == 401, (path, headers, refused.text)
                 assert refused.headers["www-authenticate"] == "Bearer" and refused.json()["error"] == "unauthorized"
-        stored = http.post("/v1/events", json={"events": [_event("allowed-1")]}, headers=good,
+        for method, path, body in writes:  # the site key may sit in a web page: it writes nothing
+            refused = http.request(method, path, json=body, headers=SITE_HEADERS)
+            assert refused.status_code == 403 and refused.json()["field"] == "Authorization", (path, refused.text)
+        stored = http.post("/v1/events", json={"events": [_event("allowed-1")]}, headers=SERVER_HEADERS,
                            params={"wait": "durable"})
         assert stored.status_code == 200 and stored.json()["durable"] is True
         for method, path, body in writes[1:]:
-            assert http.request(method, path, json=body, headers=good).status_code == 200, path
+            assert http.request(method, path, json=body, headers=SERVER_HEADERS).status_code == 200, path
+        assert http.get("/v1/experiences").status_code == 200  # the catalogue changes nothing: no credential
     ids = Warehouse(running.lake).query("SELECT event_id FROM events")["event_id"].to_list()
     assert "refused-1" not in ids  # a refused write left nothing behind
+    assert wait_for_count(running.lake, "SELECT count(*) FROM decisions WHERE user_id = $u",
+                          {"u": customer_unit("sec-decider", KEY)}, expected=2) == 2  # only the two admitted
+
+
+@pytest.mark.e2e
+def test_off_loopback_drills_need_the_switch_and_the_server_key(exposed, launch, tmp_path, scenario):
+    user = raw_user(scenario, "exp_adaptive_cta", "adaptive", "drill", key=KEY)  # the propensity model decides
+    drill = {"user_id": user, "placement": "product_cta", "channel": "web", "consent": True,
+             "incidents": ["model_outage"]}
+    _, url = exposed  # drills not switched on
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for headers in (SERVER_HEADERS, SITE_HEADERS):
+            refused = http.post("/v1/decide", json=drill, headers=headers)
+            assert refused.status_code == 403 and refused.json()["field"] == "incidents", refused.text
+            assert "MOMENTO_ALLOW_DRILLS" in refused.json()["reason"]
+    drills = launch(tmp_path, host="0.0.0.0", env={**SECRETS, "MOMENTO_ALLOW_DRILLS": "1"})
+    with httpx.Client(base_url=_outside(drills), timeout=30) as http:
+        site = http.post("/v1/decide", json=drill, headers=SITE_HEADERS)
+        assert site.status_code == 403 and "server key" in site.json()["reason"]
+        (served,) = http.post("/v1/decide", json=drill, headers=SERVER_HEADERS).json()["decisions"]
+        assert served["fallback_reason"] == Code.MODEL_UNAVAILABLE  # the drill ran
+        assert http.post("/v1/decide", json={**drill, "incidents": []}, headers=SITE_HEADERS).status_code == 200
+
+
+@pytest.mark.e2e
+def test_a_client_past_its_rate_limit_gets_429_with_retry_after(launch, tmp_path):
+    running = launch(tmp_path, host="0.0.0.0", env={**SECRETS, "MOMENTO_RATE_LIMIT_PER_SECOND": "1",
+                                                     "MOMENTO_RATE_LIMIT_BURST": "5"})
+    decide = {"user_id": "busy-user", "placement": "product_cta", "channel": "web"}
+    with httpx.Client(base_url=_outside(running), timeout=30) as http:
+        answers = [http.post("/v1/decide", json=decide, headers=SITE_HEADERS) for _ in range(12)]
+        statuses = [a.status_code for a in answers]
+        assert statuses[:5] == [200] * 5 and 429 in statuses and set(statuses) <= {200, 429}
+        limited = next(a for a in answers if a.status_code == 429)
+        assert limited.json()["error"] == "rate_limited" and int(limited.headers["retry-after"]) >= 1
+        assert http.post("/v1/events", json={"events": [_event("busy-1")]}, headers=SERVER_HEADERS).status_code == 200
+        assert http.get("/healthz").status_code == 200  # operations are never limited
+        text = http.get("/metrics").text
+    assert metric(text, "momento_rate_limited_requests_total", {"endpoint": "decide"}) == statuses.count(429)
 
 
 @pytest.mark.e2e
 def test_request_size_and_batch_length_are_bounded(exposed):
     _, url = exposed
-    good = {"Authorization": f"Bearer {TOKEN}"}
-    with httpx.Client(base_url=url, timeout=30, headers=good) as http:
+    with httpx.Client(base_url=url, timeout=30, headers=SERVER_HEADERS) as http:
         padded = _event("big-1", properties={"pad": "x" * 4000})
         oversize = http.post("/v1/events", json={"events": [padded] * 6})  # about 24 kB > 20 kB
         assert oversize.status_code == 413 and oversize.json()["error"] == "body_too_large"
@@ -157,7 +210,7 @@ def test_request_size_and_batch_length_are_bounded(exposed):
 def test_ids_are_stored_only_as_keyed_hashes(exposed):
     running, url = exposed
     customer, cookie = "maria.silva+vip@example.com.br", "cookie-raw-0f3e9d"
-    with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+    with httpx.Client(base_url=url, timeout=30, headers=SERVER_HEADERS) as http:
         anonymous = http.post("/v1/decide", json={"anonymous_id": cookie, "session_id": "sec-s1", "channel": "web",
                                                   "placement": "homepage_showcase", "consent": True})
         assert http.post("/v1/identify", json={"anonymous_id": cookie, "user_id": customer}).status_code == 200
@@ -236,6 +289,19 @@ def test_sql_injection_shaped_input_is_only_data(client, service):
     assert warehouse.scalar("SELECT count(*) FROM events WHERE event_id = 'inj-bystander'") == 1
     assert warehouse.scalar("SELECT count(*) FROM events WHERE list_contains($u, user_id)", {"u": units}) == 0
     warehouse.close()
+
+
+def test_the_audit_trail_returns_at_most_ten_thousand_rows(small_lake):
+    """The cockpit's audit search (and its CSV, which is exactly what it shows) cannot be asked
+    for the whole decision log: the row count is bound as a parameter, capped at 10,000."""
+    warehouse = Warehouse(small_lake)
+    try:
+        assert warehouse.scalar("SELECT count(*) FROM decisions") > 10_000
+        for asked in (10_001, 10**9):
+            assert compliance.audit(warehouse, Filters(), compliance.AuditQuery(limit=asked)).height == 10_000
+        assert compliance.audit(warehouse, Filters(), compliance.AuditQuery(limit=0)).height == 1
+    finally:
+        warehouse.close()
 
 
 # The static check: SQL text is composed only from constants and reviewed values. Every f-string
