@@ -7,6 +7,7 @@ numbers come from `metrics/`, drawing from Altair.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import importlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -24,7 +25,7 @@ from momento.scenario import Scenario, ScenarioError, load_scenario
 from metrics import health
 from metrics.filters import Filters
 from momento.lake.warehouse import Warehouse, WarehouseError
-from momento.settings import Settings, load_settings
+from momento.settings import Settings, is_loopback, load_settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -295,3 +296,33 @@ def percent(value: float | None, digits: int = 1) -> str:
 def number(value: float | None, digits: int = 0) -> str:
     """Grouped thousands (1,234) for counts and rates."""
     return "—" if value is None else f"{value:,.{digits}f}"
+
+
+# -- the login gate (off loopback) ----------------------------------------------------------
+
+PROXY_USER_HEADER = "X-Forwarded-User"
+PROXY_SECRET_HEADER = "X-Momento-Proxy-Secret"
+
+
+def require_login() -> None:
+    """Off loopback, show nothing to a viewer the reverse proxy did not sign in: app.py calls
+    this before any page renders. The proxy (oauth2-proxy, nginx auth_request, a company SSO)
+    authenticates the viewer and sends, with every request, the user name in `X-Forwarded-User`
+    and `MOMENTO_COCKPIT_PROXY_SECRET` in `X-Momento-Proxy-Secret`; it must drop both headers
+    from what the viewer sends. Without the secret a header naming a user proves nothing, so a
+    cockpit reached around the proxy stays closed. The cockpit counts as off loopback when
+    `MOMENTO_COCKPIT_HOST`, or the address Streamlit was told to bind, is not a loopback address."""
+    config = settings()
+    bound = st.get_option("server.address")
+    if is_loopback(config.cockpit_host) and (not bound or is_loopback(str(bound))):
+        return
+    headers = st.context.headers
+    user = (headers.get(PROXY_USER_HEADER) or "").strip()
+    given = (headers.get(PROXY_SECRET_HEADER) or "").encode()
+    secret = (config.cockpit_proxy_secret or "").encode()
+    if secret and user and hmac.compare_digest(given, secret):
+        st.sidebar.caption(f"Signed in as {user}")
+        return
+    st.title("Momento")
+    st.error("Sign in through your company's single sign-on to open this cockpit.", icon=":material/lock:")
+    st.stop()

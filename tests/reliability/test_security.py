@@ -14,7 +14,9 @@
 - a consent withdrawal (or opt-out) stops personalisation on the very next decision;
 - erasure removes the user from the lake (checked by query and by reading the files) and from
   the live feature store and caps (the next decision has no memory of them);
-- the audit trail returns at most 10,000 rows however many are asked for (its CSV is what it shows).
+- the audit trail returns at most 10,000 rows however many are asked for (its CSV is what it shows);
+- the cockpit binds to loopback by default; off loopback it renders nothing for a viewer its
+  reverse proxy did not sign in (user header plus the shared secret), in AppTest and in a browser.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,9 +35,12 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+import streamlit as st
+from playwright.sync_api import expect, sync_playwright
+from streamlit.testing.v1 import AppTest
 
 from decisioning.identity import anonymous_unit, customer_unit
-from cli.processes import free_loopback_port, wait_until_healthy
+from cli.processes import cockpit_command, free_loopback_port, wait_until_healthy
 from metrics import compliance, health
 from metrics.filters import Filters
 from momento.lake.writer import LakeWriter
@@ -42,6 +48,7 @@ from momento.lake.schema import TABLES
 from momento.lake.warehouse import Warehouse
 from momento.codes import Code
 from momento.settings import PROJECT_ROOT, load_settings
+from pages.ui import PROXY_SECRET_HEADER, PROXY_USER_HEADER
 from tests.support.service import (
     DEV_KEY, RunningService, decide, host_address, metric, raw_user, start_service, wait_for_count,
 )
@@ -476,3 +483,101 @@ def test_erasure_leaves_the_pseudonymised_id_in_no_file_of_the_lake(tmp_path):
         writer.flush()
         assert writer.erase_user(unit)["events"] == 1
     assert not _files_containing(lake, unit)
+
+
+# -- the cockpit's login gate -----------------------------------------------------------------
+
+PROXY_SECRET = "proxy-secret-5b1e"
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _cockpit_app(monkeypatch: pytest.MonkeyPatch, lake: Path, **env: str) -> AppTest:
+    """A finished AppTest run of the whole cockpit on `lake` with these settings (caches emptied:
+    they would carry another test's settings)."""
+    monkeypatch.setenv("MOMENTO_LAKE", str(lake))
+    monkeypatch.setenv("MOMENTO_SERVICE_URL", f"http://127.0.0.1:{free_loopback_port()}")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    try:
+        return AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=90).run()
+    finally:
+        st.cache_data.clear()
+        st.cache_resource.clear()
+
+
+def test_the_cockpit_binds_to_loopback_by_default():
+    command = cockpit_command(load_settings({}).cockpit_host, 8501)
+    assert command[command.index("--server.address") + 1] == "127.0.0.1"
+    assert 'address = "127.0.0.1"' in (PROJECT_ROOT / ".streamlit" / "config.toml").read_text()  # `streamlit run`
+
+
+@pytest.mark.parametrize("secret", [PROXY_SECRET, ""], ids=["secret-set", "no-secret"])
+def test_off_loopback_the_cockpit_renders_nothing_without_a_login(monkeypatch, small_lake, secret):
+    at = _cockpit_app(monkeypatch, small_lake, MOMENTO_COCKPIT_HOST="0.0.0.0", MOMENTO_COCKPIT_PROXY_SECRET=secret)
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Sign in" in at.error[0].value
+    assert [t.value for t in at.title] == ["Momento"]  # no page ran: no panel, no number
+    assert not at.sidebar.selectbox and not at.metric and not at.get("vega_lite_chart")
+
+
+def test_on_loopback_the_cockpit_needs_no_login(monkeypatch, small_lake):
+    at = _cockpit_app(monkeypatch, small_lake)
+    assert not at.exception and not at.error
+    assert at.title[0].value.startswith("Executive")
+
+
+@pytest.fixture(scope="module")
+def exposed_cockpit(small_lake: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`momento cockpit` bound to every interface with the proxy secret; its URL through this
+    machine's own address when it has one."""
+    port = free_loopback_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MOMENTO_")}, "MOMENTO_LAKE": str(small_lake),
+           "MOMENTO_COCKPIT_HOST": "0.0.0.0", "MOMENTO_COCKPIT_PROXY_SECRET": PROXY_SECRET,
+           "MOMENTO_SERVICE_URL": f"http://127.0.0.1:{free_loopback_port()}"}
+    log = tmp_path_factory.mktemp("cockpit") / "cockpit.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen([sys.executable, "-m", "cli.main", "cockpit", "--port", str(port)],
+                                   cwd=PROJECT_ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    url = f"http://{host_address() or '127.0.0.1'}:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("headers", "signed_in"), [
+    ({}, False),
+    ({PROXY_USER_HEADER: "ana@retailer.example"}, False),  # a user header anyone could send
+    ({PROXY_USER_HEADER: "ana@retailer.example", PROXY_SECRET_HEADER: "guess"}, False),
+    ({PROXY_USER_HEADER: "ana@retailer.example", PROXY_SECRET_HEADER: PROXY_SECRET}, True),  # the proxy's
+], ids=["no-headers", "user-only", "wrong-secret", "signed-in"])
+def test_off_loopback_the_cockpit_opens_only_for_the_proxys_user_over_http(exposed_cockpit, headers, signed_in):
+    assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: `make chromium` installs Debian's"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            tab = browser.new_context(extra_http_headers=headers).new_page()
+            tab.goto(exposed_cockpit)
+            if signed_in:
+                expect(tab.get_by_text("Signed in as ana@retailer.example")).to_be_visible(timeout=60_000)
+                expect(tab.locator("h1").filter(has_text="Executive")).to_be_visible(timeout=60_000)
+            else:
+                expect(tab.get_by_text("Sign in through your company")).to_be_visible(timeout=60_000)
+                assert tab.locator('[data-testid="stMetric"]').count() == 0
+                assert tab.locator("h1").filter(has_text="Executive").count() == 0
+        finally:
+            browser.close()
