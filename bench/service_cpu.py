@@ -34,6 +34,9 @@ from bench.load import _event_batches  # noqa: E402
 from decisioning.http import create_app  # noqa: E402
 from momento.settings import load_settings  # noqa: E402
 
+UNLIMITED = 1e9
+"""The rate limit here: checked on every request as in service, never reached by a loop that
+sends as fast as it can."""
 DOCUMENTED = b"via=documented"
 """A query parameter no route reads: the lean routes hand a request with a query string to FastAPI."""
 
@@ -79,7 +82,8 @@ async def _time(app: Any, method: str, path: str, query: bytes, bodies: list[byt
 
 async def _run(requests: int, repeats: int, seed: int) -> dict[str, list[np.ndarray]]:
     with tempfile.TemporaryDirectory(prefix="momento-bench-cpu-") as workdir:
-        app = create_app(load_settings({"MOMENTO_LAKE": str(Path(workdir) / "lake")}))
+        app = create_app(load_settings({"MOMENTO_LAKE": str(Path(workdir) / "lake"),
+                                        "MOMENTO_RATE_LIMIT_PER_SECOND": str(UNLIMITED)}))
         async with app.router.lifespan_context(app):
             decide = _decide_bodies(requests, seed)
             batches = requests // 10
