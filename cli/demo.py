@@ -124,7 +124,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         cockpit = _spawn(cockpit_command(settings.cockpit_host, settings.cockpit_port), env)
         children.insert(0, ("cockpit", cockpit))
         print(
-            f"\nMomento is running.\n  cockpit:  http://127.0.0.1:{settings.cockpit_port}\n"
+            f"\nMomento is running.\n  cockpit:  http://{settings.cockpit_host}:{settings.cockpit_port}\n"
             f"  service:  {url}  (API docs {url}/docs, metrics {url}/metrics)\n"
             f"  lake:     {settings.lake}\nPress Ctrl-C to stop everything.\n",
             flush=True,

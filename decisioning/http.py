@@ -234,11 +234,12 @@ def create_app(
     freeze_heap: bool = False,
 ) -> FastAPI:
     """The service as an ASGI app. Without `writer` it opens its own on `settings.lake` and
-    closes it at shutdown; `host` (default `settings.host`) decides whether writes need the
-    bearer token. `freeze_heap`: once started, move everything alive (modules, the scenario, the
-    models) out of the garbage collector's reach: a full collection of that heap pauses serving
-    for 100-180 ms (measured), and the frozen objects are never scanned again (for a process
-    that serves only this app: `decisioning.runner`)."""
+    closes it at shutdown; `host` (default `settings.host`) decides which credentials requests
+    need (`decisioning.access`; off loopback without the service's secrets: InsecureSettingsError).
+    `freeze_heap`: once started, move everything alive (modules, the scenario, the models) out
+    of the garbage collector's reach: a full collection of that heap pauses serving for
+    100-180 ms (measured), and the frozen objects are never scanned again (for a process that
+    serves only this app: `decisioning.runner`)."""
     access = Access(settings, host or settings.host)  # first: a service off loopback without its secrets stops here
     service = Service(settings, writer, scenario, faults=faults, incidents=incidents,
                       flush_delay_seconds=flush_delay_seconds, seed=seed, attribution_seconds=attribution_seconds)
