@@ -2,12 +2,14 @@
 
 A synthetic log shaped like Momento's: K actions (`--actions`, default 5), the 17 features of
 `decisioning.features.FEATURE_NAMES`, a softmax logging policy with 10% uniform exploration,
-the full logging distribution logged, conversion-like rewards. Ten candidates: uniform, each
-action alone, a greedy and a softer policy on a different score, the logging policy itself, up
-to ten. Each stage is timed `--repeats` times and the table shows medians; the target is on
+the full logging distribution logged, conversion-like rewards. Ten candidates: uniform, a
+greedy, a softmax and an epsilon-greedy policy on another score, the logging policy itself and
+each action alone (cut at ten). Each stage is timed `--repeats` times and the table shows medians; the target is on
 the total: validating the log, fitting the cross-fitted outcome model once, validating the
 candidates, evaluating each (IPS, SNIPS, DM, DR and the diagnostics) and comparing each with
-the logging policy (DR). A percentile bootstrap of one comparison is timed apart, an option.
+the logging policy (DR). Timed apart: comparing the candidates with one of them, and the
+percentile bootstrap (an option) of one evaluation. The load average is printed: on a busy
+machine numpy's BLAS threads wait for a CPU and the fit's times grow several-fold.
 
     python bench/ope.py [--decisions 1000000] [--actions 5] [--repeats 3] [--bootstrap 200]
 """
@@ -15,6 +17,7 @@ the logging policy (DR). A percentile bootstrap of one comparison is timed apart
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -37,7 +40,8 @@ CANDIDATES = 10
 
 def _softmax(scores: np.ndarray) -> np.ndarray:
     e = np.exp(scores - scores.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    probabilities: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return probabilities
 
 
 def make_log(n: int, k: int, seed: int) -> tuple[dict[str, Any], list[tuple[str, np.ndarray]]]:
@@ -54,9 +58,9 @@ def make_log(n: int, k: int, seed: int) -> tuple[dict[str, Any], list[tuple[str,
                    time=np.sort(rng.integers(0, 28 * 86_400, n)), context=x, logging=logging, policy="the rules")
     other = x @ rng.normal(0, 0.5, (d, k))
     candidates = [("uniform", np.full((n, k), 1.0 / k)), ("greedy", np.eye(k)[other.argmax(axis=1)]),
-                  ("soft", _softmax(other)), ("logging", logging)]
+                  ("soft", _softmax(other)), ("epsilon-greedy", 0.8 * np.eye(k)[other.argmax(axis=1)] + 0.2 / k),
+                  ("logging", logging)]
     candidates += [(f"always {j}", np.eye(k)[np.full(n, j)]) for j in range(k)]
-    candidates.append(("epsilon-greedy", 0.8 * np.eye(k)[other.argmax(axis=1)] + 0.2 / k))
     return columns, candidates[:CANDIDATES]
 
 
@@ -91,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.append((f"evaluate {len(raw)}: 4 estimators, diagnostics, vs logging", seconds))
     total = sum(s for _, s in rows)
     print(f"{args.decisions:,} decisions, {args.actions} actions, {len(FEATURE_NAMES)} features, "
-          f"median of {r} runs\n")
+          f"median of {r} runs; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     print(f"{'stage':<48} {'median ms':>10}")
     for stage, s in rows:
         print(f"{stage:<48} {s * 1e3:>10.0f}")

@@ -282,7 +282,7 @@ def _diagnostics(log: BanditLog, probabilities: FloatArray, weight: FloatArray, 
         known = ~np.isnan(log.logging[:, 0])  # NaN rows are NaN throughout and never below the floor
         share = float(known.mean())
         if share > 0:
-            unsupported = float(np.einsum("ij,ij->i", probabilities, log.logging < floor).sum() / known.sum())
+            unsupported = float(probabilities[log.logging < floor].sum() / known.sum())
     return Diagnostics(
         n=log.n,
         effective_sample_size=total**2 / squares if squares > 0 else 0.0,

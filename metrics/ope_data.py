@@ -102,7 +102,8 @@ class BanditLog:
     be 0). `logging`, when given, is the logging policy's full (n, K) distribution, a row of NaN
     where it was not logged; its entry for the chosen action must equal `propensity`. `policy`
     names the logging policy in sentences ("the rules"). Array-likes (lists, polars Series) are
-    accepted and stored as read-only numpy arrays.
+    accepted and stored as read-only numpy arrays: views of the caller's arrays where no
+    conversion is needed (no copy of 1M rows), so do not change those afterwards.
     """
 
     actions: tuple[str, ...]
