@@ -92,7 +92,7 @@ def _time_key(values: Any) -> NDArray[Any]:
     return array
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: equal by identity, as ndarray == would not give a bool
 class BanditLog:
     """Logged decisions of one logging policy over K actions, validated on construction.
 
@@ -172,7 +172,7 @@ class BanditLog:
         return len(self.actions)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Candidate:
     """A policy to evaluate: its (n, K) action probabilities at each logged decision's context.
 

@@ -36,7 +36,7 @@ DEFAULT_RIDGE = 1.0
 """Penalty on standardised features: negligible against thousands of rows, decisive for a dozen."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class OutcomeModel:
     """Cross-fitted predictions for one log: `predictions[i, a]` is q̂(x_i, a).
 

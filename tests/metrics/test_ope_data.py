@@ -27,6 +27,7 @@ def test_a_valid_log_is_stored_as_read_only_arrays():
     assert log.chosen.tolist() == [0, 5, 7]  # flat index i·K + a_i
     with pytest.raises(ValueError):
         log.reward[0] = 2.0
+    assert log == log and log != BanditLog(**columns()) and len({log, log}) == 1  # by identity: arrays inside
     source = np.array([1.0, 0.0, 3.5])
     BanditLog(**columns(reward=source))
     source[0] = 9.0  # the caller's array stays writable
