@@ -9,6 +9,7 @@ import streamlit as st
 from pages import ui
 
 st.set_page_config(layout="wide", page_title="Momento", page_icon=":material/bolt:")
+ui.require_login()  # off loopback: nothing renders for a viewer the reverse proxy did not sign in
 
 PAGES = {
     "Business": [

@@ -2,9 +2,9 @@
 
 Backfills a history when the lake has no events, then starts the decisioning service, the
 rollup job keeping the cockpit's rollups up to date, the traffic simulator driving the service,
-and the cockpit, as child processes; prints where to look; and on Ctrl-C (or when any child
-dies) stops them all — the cockpit and the simulator first, the service last so its writer
-flushes what it holds.
+and the cockpit, as child processes, all keying user ids with the lake's own pseudonym key
+(`cli.lake_secrets`); prints where to look; and on Ctrl-C (or when any child dies) stops them
+all — the cockpit and the simulator first, the service last so its writer flushes what it holds.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import threading
 import time
 from dataclasses import replace
 
-from cli.processes import cockpit_command, wait_until_healthy
+from cli.lake_secrets import demo_pseudonym_key
+from cli.processes import cockpit_command, cockpit_refusal, wait_until_healthy
 from momento.settings import PROJECT_ROOT, Settings
 from momento.lake.warehouse import Warehouse
 
@@ -84,12 +85,21 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         cockpit_port=args.cockpit_port or settings.cockpit_port,
     )
     url = f"http://{settings.host}:{settings.port}"
+    refusal = cockpit_refusal(settings)
+    if refusal:
+        print(f"momento demo: {refusal}", file=sys.stderr)
+        return 2
     for name, port in (("service", settings.port), ("cockpit", settings.cockpit_port)):
         if not _port_free(settings.host, port):
             print(f"momento demo: port {port} for the {name} is taken; pass --{'port' if name == 'service' else 'cockpit-port'} N", file=sys.stderr)
             return 2
 
-    if not Warehouse(settings.lake).scalar("SELECT count(*) FROM events"):
+    has_history = bool(Warehouse(settings.lake).scalar("SELECT count(*) FROM events"))
+    key, note = demo_pseudonym_key(settings.lake, settings.pseudonym_key, has_history)
+    if note:
+        print(f"momento demo: {note}", file=sys.stderr)
+    settings = replace(settings, pseudonym_key=key)
+    if not has_history:
         from momento.scenario import load_scenario
         from decisioning.simulator.backfill import backfill
 
@@ -97,7 +107,8 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         backfill(settings.lake, load_scenario(settings.scenario), days=args.days, users=args.users, seed=7,
                  pseudonym_key=settings.pseudonym_key)
 
-    env = {**os.environ, "MOMENTO_LAKE": str(settings.lake), "MOMENTO_SERVICE_URL": url}
+    env = {**os.environ, "MOMENTO_LAKE": str(settings.lake), "MOMENTO_SERVICE_URL": url,
+           "MOMENTO_PSEUDONYM_KEY": settings.pseudonym_key}
     python = [sys.executable, "-m", "cli.main"]
     children: list[tuple[str, subprocess.Popen]] = []
     try:
@@ -112,10 +123,10 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         children.insert(0, ("rollup job", rollup))
         simulator = _spawn([*python, "simulate", "--url", url, "--rate", str(args.rate)], env)
         children.insert(0, ("simulator", simulator))
-        cockpit = _spawn(cockpit_command(settings.cockpit_port), env)
+        cockpit = _spawn(cockpit_command(settings.cockpit_host, settings.cockpit_port), env)
         children.insert(0, ("cockpit", cockpit))
         print(
-            f"\nMomento is running.\n  cockpit:  http://127.0.0.1:{settings.cockpit_port}\n"
+            f"\nMomento is running.\n  cockpit:  http://{settings.cockpit_host}:{settings.cockpit_port}\n"
             f"  service:  {url}  (API docs {url}/docs, metrics {url}/metrics)\n"
             f"  lake:     {settings.lake}\nPress Ctrl-C to stop everything.\n",
             flush=True,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import subprocess
+import signal
 import sys
+from types import FrameType
 
-from cli.processes import cockpit_command
+from cli.processes import become, cockpit_command, cockpit_refusal
 from momento.settings import PROJECT_ROOT, SettingsError, load_settings
 
 BENCH_DIR = PROJECT_ROOT / "bench"
@@ -79,8 +80,15 @@ def _run_bench(name: str | None, args: list[str]) -> int:
     return status
 
 
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """A plain `kill` ends a command that does not handle it itself (backfill, bench, analyze) as
+    an exit does, so its `finally` blocks run and stop what it started (a benchmark's service)."""
+    sys.exit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one program; returns the exit code."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
@@ -98,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return sql_command(settings, args.metric, sys.stdout, sys.stderr, experiment=args.experiment, page=args.page)
     if args.command == "serve":
-        from decisioning.server import serve
+        from decisioning.runner import serve
 
         return serve(settings, host=args.host or settings.host, port=args.port or settings.port)
     if args.command == "simulate":
@@ -117,7 +125,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_rollup(settings, follow=args.follow, interval=args.interval)
     if args.command == "cockpit":
-        return subprocess.call(cockpit_command(args.port or settings.cockpit_port), cwd=PROJECT_ROOT)
+        refusal = cockpit_refusal(settings)
+        if refusal:
+            print(f"momento cockpit: {refusal}", file=sys.stderr)
+            return 2
+        become(cockpit_command(settings.cockpit_host, args.port or settings.cockpit_port))
     if args.command == "demo":
         from cli.demo import run_demo
 

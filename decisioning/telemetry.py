@@ -74,6 +74,9 @@ class Telemetry:
                                     ["endpoint"], registry=r)
         self.rejections = Counter("momento_rejected_requests", "Requests refused with a 4xx, by status and error.",
                                   ["status", "error"], registry=r)
+        self.rate_limited = Counter("momento_rate_limited_requests",
+                                    "Requests refused with 429 because their client passed its rate limit.",
+                                    ["endpoint"], registry=r)
         self.unexpected = Counter("momento_unexpected_errors", "Exceptions caught by the last-resort handler.",
                                   ["endpoint"], registry=r)
         r.register(_WriterCollector(writer, pending_decisions))

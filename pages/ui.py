@@ -7,6 +7,7 @@ charts from `pages.charts`, tables from `pages.tables`, text from `momento.forma
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 from collections.abc import Iterator
 from datetime import date, datetime, timezone
@@ -23,6 +24,7 @@ from momento import formatting as fmt
 from momento.codes import CHANNELS
 from momento.lake.warehouse import WarehouseError
 from momento.scenario import ScenarioError
+from momento.settings import is_loopback
 from pages import charts
 from pages.cache import cached, scenario, settings, warehouse
 from pages.navigation import through_app
@@ -196,3 +198,33 @@ def chart(spec: alt.TopLevelMixin) -> None:
     """An Altair chart (`pages.charts`) across the container's width, themed for light and dark,
     its numbers written the pt-BR way."""
     st.altair_chart(charts.pt_br(spec), width="stretch")
+
+
+# -- the login gate (off loopback) ----------------------------------------------------------
+
+PROXY_USER_HEADER = "X-Forwarded-User"
+PROXY_SECRET_HEADER = "X-Momento-Proxy-Secret"
+
+
+def require_login() -> None:
+    """Off loopback, show nothing to a viewer the reverse proxy did not sign in: app.py calls
+    this before any page renders. The proxy (oauth2-proxy, nginx auth_request, a company SSO)
+    authenticates the viewer and sends, with every request, the user name in `X-Forwarded-User`
+    and `MOMENTO_COCKPIT_PROXY_SECRET` in `X-Momento-Proxy-Secret`; it must drop both headers
+    from what the viewer sends. Without the secret a header naming a user proves nothing, so a
+    cockpit reached around the proxy stays closed. The cockpit counts as off loopback when
+    `MOMENTO_COCKPIT_HOST`, or the address Streamlit was told to bind, is not a loopback address."""
+    config = settings()
+    bound = st.get_option("server.address")
+    if is_loopback(config.cockpit_host) and (not bound or is_loopback(str(bound))):
+        return
+    headers = st.context.headers
+    user = (headers.get(PROXY_USER_HEADER) or "").strip()
+    given = (headers.get(PROXY_SECRET_HEADER) or "").encode()
+    secret = (config.cockpit_proxy_secret or "").encode()
+    if secret and user and hmac.compare_digest(given, secret):
+        st.sidebar.caption(f"Signed in as {user}")
+        return
+    st.title("Momento")
+    st.error("Sign in through your company's single sign-on to open this cockpit.", icon=":material/lock:")
+    st.stop()

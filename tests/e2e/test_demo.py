@@ -3,7 +3,9 @@
 Starts the real `momento demo` on a temp lake and free ports: it must backfill the empty lake,
 start the service, the simulator and the cockpit, and live decisions must reach the lake;
 then one SIGINT (what Ctrl-C sends), a SIGTERM, or a second Ctrl-C while it is stopping must stop
-every child and leave a readable lake.
+every child (no process of theirs left, the ports free) and leave a readable lake. The demo keys
+user ids with a random key of the lake's own, kept owner-only in the lake, and hands it to every
+child: the live simulator's customers are the backfilled ones.
 """
 
 from __future__ import annotations
@@ -11,16 +13,22 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import httpx
 import pytest
 
+from cli.lake_secrets import key_path
+from decisioning.identity import customer_unit
+from decisioning.simulator.behaviour import raw_user_id
+from momento.scenario import load_scenario
 from momento.lake.warehouse import Warehouse
-from momento.settings import PROJECT_ROOT
+from momento.settings import DEV_PSEUDONYM_KEY, PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -43,6 +51,34 @@ def wait_for(condition, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def sessions_of_children(pid: int) -> set[int]:
+    """The sessions of `pid`'s child processes (the demo starts each child in its own)."""
+    sessions = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            stat_line = (entry / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        fields = stat_line[stat_line.rindex(")") + 2:].split()  # after "pid (comm) "
+        if int(fields[1]) == pid:
+            sessions.add(int(fields[3]))
+    return sessions
+
+
+def alive_in(sessions: set[int]) -> list[int]:
+    """Processes still alive (not zombies) in any of `sessions`."""
+    alive = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat_line = (entry / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        fields = stat_line[stat_line.rindex(")") + 2:].split()
+        if int(fields[3]) in sessions and fields[0] != "Z":
+            alive.append(int(entry.name))
+    return alive
+
+
 def port_closed(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) != 0
@@ -53,7 +89,8 @@ def port_closed(port: int) -> bool:
 def test_demo_backfills_runs_everything_live_and_stops_cleanly(tmp_path, stop):
     lake = tmp_path / "lake"
     service_port, cockpit_port = free_port(), free_port()
-    env = {**os.environ, "MOMENTO_LAKE": str(lake), "MOMENTO_FLUSH_SECONDS": "0.5"}
+    inherited = {key: value for key, value in os.environ.items() if key != "MOMENTO_PSEUDONYM_KEY"}
+    env = {**inherited, "MOMENTO_LAKE": str(lake), "MOMENTO_FLUSH_SECONDS": "0.5"}
     started = datetime.now(timezone.utc)
     demo = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "demo", "--days", "3", "--users", "800", "--rate", "4",
@@ -69,6 +106,8 @@ def test_demo_backfills_runs_everything_live_and_stops_cleanly(tmp_path, stop):
             lambda: warehouse.scalar("SELECT count(*) FROM decisions WHERE ts >= $t", {"t": started}) > 0,
             60, "live decisions in the lake",
         )
+        children = sessions_of_children(demo.pid)
+        assert len(children) == 3, children  # service, simulator, cockpit
         for sig in stop:
             demo.send_signal(sig)
             time.sleep(0.05)  # the next one lands as the demo begins to stop (as make passing on a SIGTERM does)
@@ -80,6 +119,17 @@ def test_demo_backfills_runs_everything_live_and_stops_cleanly(tmp_path, stop):
     assert demo.returncode == 0, output
     assert f"http://127.0.0.1:{cockpit_port}" in output
     assert port_closed(service_port) and port_closed(cockpit_port), "a child outlived the demo"
+    assert not alive_in(children), "a child outlived the demo"
     assert "Traceback" not in output, output
-    live = Warehouse(lake).scalar("SELECT count(*) FROM decisions WHERE ts >= $t", {"t": started})
-    assert live > 0
+    warehouse = Warehouse(lake)
+    assert warehouse.scalar("SELECT count(*) FROM decisions WHERE ts >= $t", {"t": started}) > 0
+
+    key = key_path(lake).read_text().strip()
+    assert stat.S_IMODE(key_path(lake).stat().st_mode) == 0o600
+    assert stat.S_IMODE(key_path(lake).parent.stat().st_mode) == 0o700
+    backfilled = set(warehouse.query("SELECT DISTINCT user_id FROM events WHERE ts < $t", {"t": started})["user_id"])
+    assert {customer_unit(raw_user_id(i), key) for i in range(800)} & backfilled  # keyed with the lake's key
+    assert not {customer_unit(raw_user_id(i), DEV_PSEUDONYM_KEY) for i in range(800)} & backfilled
+    customers = load_scenario(PROJECT_ROOT / "data" / "scenario.toml").population.users
+    live = set(warehouse.query("SELECT DISTINCT user_id FROM decisions WHERE ts >= $t", {"t": started})["user_id"])
+    assert {customer_unit(raw_user_id(i), key) for i in range(customers)} & live  # the simulator has the key too

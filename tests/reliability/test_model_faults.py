@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from decisioning.server import create_app
+from decisioning.http import create_app
 from momento.codes import Code
 from momento.lake.warehouse import Warehouse
 from momento.settings import load_settings

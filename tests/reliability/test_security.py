@@ -1,7 +1,10 @@
-"""Security and privacy, on the REAL service (subprocesses):
+"""Security and privacy, on the REAL service (subprocesses) and the REAL cockpit:
 
-- it binds to loopback unless told otherwise; bound elsewhere, every write (events, exposures,
-  identify, erasure) needs the bearer token and is refused without it;
+- it binds to loopback unless told otherwise; bound elsewhere, every state-changing route needs
+  a credential: decide the site key (or the server key), every write (events, exposures,
+  identify, erasure) the server key, and a refused request stores nothing;
+- off loopback, fault injection needs MOMENTO_ALLOW_DRILLS=1 and the server key;
+- every client has a rate limit, answered with 429 + Retry-After and counted;
 - request size and batch length are bounded;
 - ids are stored only as keyed hashes (HMAC with the deployment's key): the raw id is in no
   table and no file of the lake;
@@ -10,7 +13,10 @@
   finds no caller value spliced into SQL text outside a reviewed allow-list;
 - a consent withdrawal (or opt-out) stops personalisation on the very next decision;
 - erasure removes the user from the lake (checked by query and by reading the files) and from
-  the live feature store and caps (the next decision has no memory of them).
+  the live feature store and caps (the next decision has no memory of them);
+- the audit trail returns at most 10,000 rows however many are asked for (its CSV is what it shows);
+- the cockpit binds to loopback by default; off loopback it renders nothing for a viewer its
+  reverse proxy did not sign in (user header plus the shared secret), in AppTest and in a browser.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,9 +35,12 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+import streamlit as st
+from playwright.sync_api import expect, sync_playwright
+from streamlit.testing.v1 import AppTest
 
 from decisioning.identity import anonymous_unit, customer_unit
-from cli.processes import free_loopback_port, wait_until_healthy
+from cli.processes import cockpit_command, free_loopback_port, wait_until_healthy
 from metrics import compliance, health
 from metrics.filters import Filters
 from momento.lake.writer import LakeWriter
@@ -38,12 +48,16 @@ from momento.lake.schema import TABLES
 from momento.lake.warehouse import Warehouse
 from momento.codes import Code
 from momento.settings import PROJECT_ROOT, load_settings
+from pages.ui import PROXY_SECRET_HEADER, PROXY_USER_HEADER
 from tests.support.service import (
-    DEV_KEY, RunningService, decide, host_address, raw_user, start_service, wait_for_count,
+    DEV_KEY, RunningService, decide, host_address, metric, raw_user, start_service, wait_for_count,
 )
 
 TOKEN = "reliability-token-4f9a"
+SITE_KEY = "reliability-site-key-91d0"
 KEY = "deployment-secret-key-7c2e"
+SECRETS = {"MOMENTO_API_TOKEN": TOKEN, "MOMENTO_SITE_KEY": SITE_KEY, "MOMENTO_PSEUDONYM_KEY": KEY}
+SERVER_HEADERS, SITE_HEADERS = {"Authorization": f"Bearer {TOKEN}"}, {"Authorization": f"Bearer {SITE_KEY}"}
 MAX_BODY = 20_000
 MAX_BATCH = 10
 PERSONALISED = ("rules", "thompson", "propensity", "fixed")
@@ -65,16 +79,19 @@ def _files_containing(lake: Path, needle: str) -> list[str]:
 # -- bound off loopback: the token, the limits, the keyed hash --------------------------------
 
 
+def _outside(running: RunningService) -> str:
+    """The URL that reaches `running` through this machine's non-loopback address if it has one."""
+    return f"http://{host_address() or '127.0.0.1'}:{running.url.rsplit(':', 1)[1]}"
+
+
 @pytest.fixture(scope="module")
 def exposed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningService, str]]:
-    """The service bound to every interface with a token, its own pseudonym key and small
-    limits; with the URL to reach it through this machine's non-loopback address if it has one."""
+    """The service bound to every interface with its secrets and small limits; with the URL to
+    reach it through this machine's non-loopback address if it has one."""
     running = start_service(tmp_path_factory.mktemp("exposed"), host="0.0.0.0", env={
-        "MOMENTO_API_TOKEN": TOKEN, "MOMENTO_PSEUDONYM_KEY": KEY,
-        "MOMENTO_MAX_BODY_BYTES": str(MAX_BODY), "MOMENTO_MAX_BATCH_EVENTS": str(MAX_BATCH)})
-    port = running.url.rsplit(":", 1)[1]
+        **SECRETS, "MOMENTO_MAX_BODY_BYTES": str(MAX_BODY), "MOMENTO_MAX_BATCH_EVENTS": str(MAX_BATCH)})
     try:
-        yield running, f"http://{host_address() or '127.0.0.1'}:{port}"
+        yield running, _outside(running)
     finally:
         running.stop()
 
@@ -105,38 +122,81 @@ def test_binds_to_loopback_by_default(tmp_path):
 
 
 @pytest.mark.e2e
-def test_off_loopback_every_write_needs_the_token(exposed):
+def test_off_loopback_every_state_changing_route_needs_its_credential(exposed):
     running, url = exposed
-    good = {"Authorization": f"Bearer {TOKEN}"}
     with httpx.Client(base_url=url, timeout=30) as http:
-        decide = http.post("/v1/decide", json={"user_id": "sec-user", "placement": "homepage_showcase", "channel": "web"})
-        assert decide.status_code == 200  # reads need no token
-        decision_id = decide.json()["decisions"][0]["decision_id"]
+        decide = {"user_id": "sec-decider", "placement": "homepage_showcase", "channel": "web"}
+        decided = http.post("/v1/decide", json=decide, headers=SITE_HEADERS)
+        assert decided.status_code == 200  # the site key may ask for decisions...
+        assert http.post("/v1/decide", json=decide, headers=SERVER_HEADERS).status_code == 200  # ...and the server key
+        decision_id = decided.json()["decisions"][0]["decision_id"]
         writes = [
             ("POST", "/v1/events", {"events": [_event("refused-1")]}),
             ("POST", "/v1/exposures", {"exposures": [{"decision_id": decision_id}]}),
             ("POST", "/v1/identify", {"anonymous_id": "sec-cookie", "user_id": "sec-user"}),
             ("DELETE", "/v1/users/sec-user", None),
         ]
-        for method, path, body in writes:
+        for method, path, body in [("POST", "/v1/decide", decide), *writes]:
             for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
                 refused = http.request(method, path, json=body, headers=headers)
                 assert refused.status_code == 401, (path, headers, refused.text)
                 assert refused.headers["www-authenticate"] == "Bearer" and refused.json()["error"] == "unauthorized"
-        stored = http.post("/v1/events", json={"events": [_event("allowed-1")]}, headers=good,
+        for method, path, body in writes:  # the site key may sit in a web page: it writes nothing
+            refused = http.request(method, path, json=body, headers=SITE_HEADERS)
+            assert refused.status_code == 403 and refused.json()["field"] == "Authorization", (path, refused.text)
+        stored = http.post("/v1/events", json={"events": [_event("allowed-1")]}, headers=SERVER_HEADERS,
                            params={"wait": "durable"})
         assert stored.status_code == 200 and stored.json()["durable"] is True
         for method, path, body in writes[1:]:
-            assert http.request(method, path, json=body, headers=good).status_code == 200, path
+            assert http.request(method, path, json=body, headers=SERVER_HEADERS).status_code == 200, path
+        assert http.get("/v1/experiences").status_code == 200  # the catalogue changes nothing: no credential
     ids = Warehouse(running.lake).query("SELECT event_id FROM events")["event_id"].to_list()
     assert "refused-1" not in ids  # a refused write left nothing behind
+    assert wait_for_count(running.lake, "SELECT count(*) FROM decisions WHERE user_id = $u",
+                          {"u": customer_unit("sec-decider", KEY)}, expected=2) == 2  # only the two admitted
+
+
+@pytest.mark.e2e
+def test_off_loopback_drills_need_the_switch_and_the_server_key(exposed, launch, tmp_path, scenario):
+    user = raw_user(scenario, "exp_adaptive_cta", "adaptive", "drill", key=KEY)  # the propensity model decides
+    drill = {"user_id": user, "placement": "product_cta", "channel": "web", "consent": True,
+             "incidents": ["model_outage"]}
+    _, url = exposed  # drills not switched on
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for headers in (SERVER_HEADERS, SITE_HEADERS):
+            refused = http.post("/v1/decide", json=drill, headers=headers)
+            assert refused.status_code == 403 and refused.json()["field"] == "incidents", refused.text
+            assert "MOMENTO_ALLOW_DRILLS" in refused.json()["reason"]
+    drills = launch(tmp_path, host="0.0.0.0", env={**SECRETS, "MOMENTO_ALLOW_DRILLS": "1"})
+    with httpx.Client(base_url=_outside(drills), timeout=30) as http:
+        site = http.post("/v1/decide", json=drill, headers=SITE_HEADERS)
+        assert site.status_code == 403 and "server key" in site.json()["reason"]
+        (served,) = http.post("/v1/decide", json=drill, headers=SERVER_HEADERS).json()["decisions"]
+        assert served["fallback_reason"] == Code.MODEL_UNAVAILABLE  # the drill ran
+        assert http.post("/v1/decide", json={**drill, "incidents": []}, headers=SITE_HEADERS).status_code == 200
+
+
+@pytest.mark.e2e
+def test_a_client_past_its_rate_limit_gets_429_with_retry_after(launch, tmp_path):
+    running = launch(tmp_path, host="0.0.0.0", env={**SECRETS, "MOMENTO_RATE_LIMIT_PER_SECOND": "1",
+                                                     "MOMENTO_RATE_LIMIT_BURST": "5"})
+    decide = {"user_id": "busy-user", "placement": "product_cta", "channel": "web"}
+    with httpx.Client(base_url=_outside(running), timeout=30) as http:
+        answers = [http.post("/v1/decide", json=decide, headers=SITE_HEADERS) for _ in range(12)]
+        statuses = [a.status_code for a in answers]
+        assert statuses[:5] == [200] * 5 and 429 in statuses and set(statuses) <= {200, 429}
+        limited = next(a for a in answers if a.status_code == 429)
+        assert limited.json()["error"] == "rate_limited" and int(limited.headers["retry-after"]) >= 1
+        assert http.post("/v1/events", json={"events": [_event("busy-1")]}, headers=SERVER_HEADERS).status_code == 200
+        assert http.get("/healthz").status_code == 200  # operations are never limited
+        text = http.get("/metrics").text
+    assert metric(text, "momento_rate_limited_requests_total", {"endpoint": "decide"}) == statuses.count(429)
 
 
 @pytest.mark.e2e
 def test_request_size_and_batch_length_are_bounded(exposed):
     _, url = exposed
-    good = {"Authorization": f"Bearer {TOKEN}"}
-    with httpx.Client(base_url=url, timeout=30, headers=good) as http:
+    with httpx.Client(base_url=url, timeout=30, headers=SERVER_HEADERS) as http:
         padded = _event("big-1", properties={"pad": "x" * 4000})
         oversize = http.post("/v1/events", json={"events": [padded] * 6})  # about 24 kB > 20 kB
         assert oversize.status_code == 413 and oversize.json()["error"] == "body_too_large"
@@ -157,7 +217,7 @@ def test_request_size_and_batch_length_are_bounded(exposed):
 def test_ids_are_stored_only_as_keyed_hashes(exposed):
     running, url = exposed
     customer, cookie = "maria.silva+vip@example.com.br", "cookie-raw-0f3e9d"
-    with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+    with httpx.Client(base_url=url, timeout=30, headers=SERVER_HEADERS) as http:
         anonymous = http.post("/v1/decide", json={"anonymous_id": cookie, "session_id": "sec-s1", "channel": "web",
                                                   "placement": "homepage_showcase", "consent": True})
         assert http.post("/v1/identify", json={"anonymous_id": cookie, "user_id": customer}).status_code == 200
@@ -236,6 +296,19 @@ def test_sql_injection_shaped_input_is_only_data(client, service):
     assert warehouse.scalar("SELECT count(*) FROM events WHERE event_id = 'inj-bystander'") == 1
     assert warehouse.scalar("SELECT count(*) FROM events WHERE list_contains($u, user_id)", {"u": units}) == 0
     warehouse.close()
+
+
+def test_the_audit_trail_returns_at_most_ten_thousand_rows(small_lake):
+    """The cockpit's audit search (and its CSV, which is exactly what it shows) cannot be asked
+    for the whole decision log: the row count is bound as a parameter, capped at 10,000."""
+    warehouse = Warehouse(small_lake)
+    try:
+        assert warehouse.scalar("SELECT count(*) FROM decisions") > 10_000
+        for asked in (10_001, 10**9):
+            assert compliance.audit(warehouse, Filters(), compliance.AuditQuery(limit=asked)).height == 10_000
+        assert compliance.audit(warehouse, Filters(), compliance.AuditQuery(limit=0)).height == 1
+    finally:
+        warehouse.close()
 
 
 # The static check: SQL text is composed only from constants and reviewed values. Every f-string
@@ -412,3 +485,101 @@ def test_erasure_leaves_the_pseudonymised_id_in_no_file_of_the_lake(tmp_path):
         writer.flush()
         assert writer.erase_user(unit)["events"] == 1
     assert not _files_containing(lake, unit)
+
+
+# -- the cockpit's login gate -----------------------------------------------------------------
+
+PROXY_SECRET = "proxy-secret-5b1e"
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _cockpit_app(monkeypatch: pytest.MonkeyPatch, lake: Path, **env: str) -> AppTest:
+    """A finished AppTest run of the whole cockpit on `lake` with these settings (caches emptied:
+    they would carry another test's settings)."""
+    monkeypatch.setenv("MOMENTO_LAKE", str(lake))
+    monkeypatch.setenv("MOMENTO_SERVICE_URL", f"http://127.0.0.1:{free_loopback_port()}")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    try:
+        return AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=90).run()
+    finally:
+        st.cache_data.clear()
+        st.cache_resource.clear()
+
+
+def test_the_cockpit_binds_to_loopback_by_default():
+    command = cockpit_command(load_settings({}).cockpit_host, 8501)
+    assert command[command.index("--server.address") + 1] == "127.0.0.1"
+    assert 'address = "127.0.0.1"' in (PROJECT_ROOT / ".streamlit" / "config.toml").read_text()  # `streamlit run`
+
+
+@pytest.mark.parametrize("secret", [PROXY_SECRET, ""], ids=["secret-set", "no-secret"])
+def test_off_loopback_the_cockpit_renders_nothing_without_a_login(monkeypatch, small_lake, secret):
+    at = _cockpit_app(monkeypatch, small_lake, MOMENTO_COCKPIT_HOST="0.0.0.0", MOMENTO_COCKPIT_PROXY_SECRET=secret)
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Sign in" in at.error[0].value
+    assert [t.value for t in at.title] == ["Momento"]  # no page ran: no panel, no number
+    assert not at.sidebar.selectbox and not at.metric and not at.get("vega_lite_chart")
+
+
+def test_on_loopback_the_cockpit_needs_no_login(monkeypatch, small_lake):
+    at = _cockpit_app(monkeypatch, small_lake)
+    assert not at.exception and not at.error
+    assert at.title[0].value.startswith("Executive")
+
+
+@pytest.fixture(scope="module")
+def exposed_cockpit(small_lake: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`momento cockpit` bound to every interface with the proxy secret; its URL through this
+    machine's own address when it has one."""
+    port = free_loopback_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MOMENTO_")}, "MOMENTO_LAKE": str(small_lake),
+           "MOMENTO_COCKPIT_HOST": "0.0.0.0", "MOMENTO_COCKPIT_PROXY_SECRET": PROXY_SECRET,
+           "MOMENTO_SERVICE_URL": f"http://127.0.0.1:{free_loopback_port()}"}
+    log = tmp_path_factory.mktemp("cockpit") / "cockpit.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen([sys.executable, "-m", "cli.main", "cockpit", "--port", str(port)],
+                                   cwd=PROJECT_ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    url = f"http://{host_address() or '127.0.0.1'}:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("headers", "signed_in"), [
+    ({}, False),
+    ({PROXY_USER_HEADER: "ana@retailer.example"}, False),  # a user header anyone could send
+    ({PROXY_USER_HEADER: "ana@retailer.example", PROXY_SECRET_HEADER: "guess"}, False),
+    ({PROXY_USER_HEADER: "ana@retailer.example", PROXY_SECRET_HEADER: PROXY_SECRET}, True),  # the proxy's
+], ids=["no-headers", "user-only", "wrong-secret", "signed-in"])
+def test_off_loopback_the_cockpit_opens_only_for_the_proxys_user_over_http(exposed_cockpit, headers, signed_in):
+    assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: `make chromium` installs Debian's"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            tab = browser.new_context(extra_http_headers=headers).new_page()
+            tab.goto(exposed_cockpit)
+            if signed_in:
+                expect(tab.get_by_text("Signed in as ana@retailer.example")).to_be_visible(timeout=60_000)
+                expect(tab.locator("h1").filter(has_text="Executive")).to_be_visible(timeout=60_000)
+            else:
+                expect(tab.get_by_text("Sign in through your company")).to_be_visible(timeout=60_000)
+                assert tab.locator('[data-testid="stMetric"]').count() == 0
+                assert tab.locator("h1").filter(has_text="Executive").count() == 0
+        finally:
+            browser.close()

@@ -1,25 +1,31 @@
-"""The service over HTTP. End-to-end tests start the REAL service (`momento serve`) as a
-subprocess on a free loopback port with a temporary lake; a few in-process tests cover what
-needs a knob the command line does not have (a slow writer, a non-loopback bind)."""
+"""The service over HTTP (`decisioning.http` around `decisioning.service`). End-to-end tests
+start the REAL service (`momento serve`) as a subprocess on a free loopback port with a
+temporary lake; a few in-process tests cover what needs a knob the command line does not have
+(a slow writer, a non-loopback bind)."""
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from decisioning.identity import anonymous_unit, customer_unit
-from decisioning.server import create_app, is_loopback
+from decisioning.http import create_app
 from momento.lake.warehouse import Warehouse
 from momento.codes import Code
 from momento.settings import load_settings
 from tests.support.service import DEV_KEY, decide, metric, raw_user
 
 PERSONALISED = ("rules", "thompson", "propensity", "fixed")
+OPENAPI = Path(__file__).with_name("openapi.json")
+"""The service's OpenAPI document as published; `MOMENTO_UPDATE_OPENAPI=1` rewrites it."""
 
 
 def _wait_for(warehouse: Warehouse, sql: str, params: dict, expected: int, timeout: float = 20.0) -> int:
@@ -242,40 +248,62 @@ def test_frequency_cap_holds_under_concurrent_requests(client, service, scenario
     assert sum(a["fallback_reason"] == Code.FREQUENCY_CAP for a in answers) == 48 - cap
 
 
-@pytest.mark.e2e
-def test_sigterm_flushes_every_decision_to_the_lake(launch, tmp_path):
-    running = launch(tmp_path, env={"MOMENTO_FLUSH_SECONDS": "3600"})  # only shutdown can flush
-    with httpx.Client(base_url=running.url, timeout=30) as http:
-        ids = [decide(http, f"flush-{i}", "homepage_showcase")["decision_id"] for i in range(25)]
-    assert running.stop() == 0
-    warehouse = Warehouse(running.lake)
-    stored = warehouse.query("SELECT decision_id FROM decisions")["decision_id"].to_list()
-    assert sorted(stored) == sorted(ids)
-
-
-@pytest.mark.e2e
-def test_refuses_to_listen_off_loopback_without_a_token(launch, tmp_path):
-    running = launch(tmp_path, host="0.0.0.0", wait=False)
-    assert running.process.wait(timeout=60) == 2
-    assert "MOMENTO_API_TOKEN" in running.log.read_text()
-
-
 # -- in process: knobs the command line does not expose ---------------------------------------
 
 
-def test_writes_need_the_bearer_token_off_loopback(tmp_path):
-    settings = load_settings({"MOMENTO_LAKE": str(tmp_path / "lake"), "MOMENTO_API_TOKEN": "s3cret"})
-    event = {"events": [{"event_id": "t1", "event_type": "page_view", "user_id": "u", "channel": "web"}]}
+def test_the_openapi_document_is_the_published_one(tmp_path):
+    """Every path, schema, description and their order, as served: clients are generated from it."""
+    with TestClient(create_app(load_settings({"MOMENTO_LAKE": str(tmp_path / "lake")}))) as http:
+        served = json.dumps(http.get("/openapi.json").json(), indent=2) + "\n"
+    if os.environ.get("MOMENTO_UPDATE_OPENAPI") == "1":
+        OPENAPI.write_text(served)
+    assert served == OPENAPI.read_text()
+
+
+EXPOSED = {"MOMENTO_API_TOKEN": "s3cret", "MOMENTO_SITE_KEY": "site-key", "MOMENTO_PSEUDONYM_KEY": "deployment-key"}
+SERVER_KEY, SITE_KEY = {"Authorization": "Bearer s3cret"}, {"Authorization": "Bearer site-key"}
+EVENT = {"events": [{"event_id": "t1", "event_type": "page_view", "user_id": "u", "channel": "web"}]}
+DECIDE = {"user_id": "u", "placement": "product_cta", "channel": "web"}
+
+
+def test_off_loopback_refusals_are_answered_with_their_status_and_headers(tmp_path):
+    settings = load_settings({"MOMENTO_LAKE": str(tmp_path / "lake"), **EXPOSED})
     with TestClient(create_app(settings, host="0.0.0.0")) as http:
-        refused = http.post("/v1/events", json=event)
+        refused = http.post("/v1/events", json=EVENT)
         assert refused.status_code == 401 and refused.json()["field"] == "Authorization"
-        assert http.post("/v1/events", json=event, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert refused.headers["www-authenticate"] == "Bearer" and refused.json()["error"] == "unauthorized"
+        assert http.post("/v1/events", json=EVENT, headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert http.delete("/v1/users/u").status_code == 401
         assert http.post("/v1/identify", json={"anonymous_id": "a", "user_id": "u"}).status_code == 401
-        assert http.post("/v1/events", json=event, headers={"Authorization": "Bearer s3cret"}).status_code == 200
-        decide = http.post("/v1/decide", json={"user_id": "u", "placement": "product_cta", "channel": "web"})
-        assert decide.status_code == 200  # reading a decision needs no token
-    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and not is_loopback("0.0.0.0")
+        assert http.post("/v1/decide", json=DECIDE).status_code == 401
+        site_write = http.post("/v1/events", json=EVENT, headers=SITE_KEY)
+        assert site_write.status_code == 403 and site_write.json()["error"] == "forbidden"
+        assert "www-authenticate" not in site_write.headers
+        assert http.post("/v1/events", json=EVENT, headers=SERVER_KEY).status_code == 200
+        assert http.post("/v1/decide", json=DECIDE, headers=SITE_KEY).status_code == 200
+        drill = http.post("/v1/decide", json={**DECIDE, "incidents": ["model_outage"]}, headers=SERVER_KEY)
+        assert drill.status_code == 403 and drill.json()["field"] == "incidents"
+        assert http.get("/v1/experiences").status_code == 200  # the catalogue needs no credential
+        text = http.get("/metrics").text
+    assert metric(text, "momento_rejected_requests_total", {"status": "401", "error": "unauthorized"}) == 5
+    assert metric(text, "momento_rejected_requests_total", {"status": "403", "error": "forbidden"}) == 2
+
+
+def test_past_its_rate_limit_a_client_gets_429_with_retry_after_counted(tmp_path):
+    settings = load_settings({"MOMENTO_LAKE": str(tmp_path / "lake"), "MOMENTO_RATE_LIMIT_PER_SECOND": "0.5",
+                              "MOMENTO_RATE_LIMIT_BURST": "3", **EXPOSED})
+    with TestClient(create_app(settings, host="0.0.0.0")) as http:
+        assert [http.post("/v1/decide", json=DECIDE, headers=SITE_KEY).status_code for _ in range(3)] == [200] * 3
+        limited = http.post("/v1/decide", json=DECIDE, headers=SITE_KEY)
+        assert limited.status_code == 429 and limited.json()["error"] == "rate_limited"
+        assert limited.headers["retry-after"] == "2"  # a token every 2 s
+        assert http.post("/v1/events", json=EVENT, headers=SITE_KEY).status_code == 429  # one client, every route
+        assert http.post("/v1/events", json=EVENT, headers=SERVER_KEY).status_code == 200  # the back end's own bucket
+        assert http.get("/healthz").status_code == 200  # operations are not limited
+        text = http.get("/metrics").text
+    assert metric(text, "momento_rate_limited_requests_total", {"endpoint": "decide"}) == 1
+    assert metric(text, "momento_rate_limited_requests_total", {"endpoint": "events"}) == 1
+    assert metric(text, "momento_rejected_requests_total", {"status": "429"}) == 2
 
 
 def test_a_full_writer_queue_answers_503_with_retry_after_and_loses_nothing(tmp_path):
