@@ -1,8 +1,8 @@
 """`momento rollup`: bring the lake's rollups up to date, once or continuously (`--follow`).
 
 With `--follow` the job keeps up with the lake every `--interval` seconds until SIGINT or
-SIGTERM, after which it finishes the run under way (its commit is all or nothing anyway) and
-exits 0.
+SIGTERM, and then exits 0 at once: a run it abandons half-way leaves nothing visible (its rows
+count only once it is logged), and the next run folds the same rows again.
 """
 
 from __future__ import annotations
@@ -37,9 +37,11 @@ def run_rollup(settings: Settings, follow: bool, interval: float) -> int:
         print(f"momento rollup: {report.kind} run {report.run_id}: {report.rows_folded:,} rows, "
               f"{report.users:,} users in {report.seconds:.2f} s")
         return 0
-    stop = threading.Event()
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, leave)
     print(f"momento rollup: following {settings.lake} every {interval:g} s", file=sys.stderr, flush=True)
-    job.follow(interval, stop)
+    job.follow(interval, threading.Event())
     return 0

@@ -10,6 +10,7 @@ child: the live simulator's customers are the backfilled ones.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -107,14 +108,18 @@ def test_demo_backfills_runs_everything_live_and_stops_cleanly(tmp_path, stop):
             60, "live decisions in the lake",
         )
         children = sessions_of_children(demo.pid)
-        assert len(children) == 3, children  # service, simulator, cockpit
+        assert len(children) == 4, children  # service, rollup job, simulator, cockpit
         for sig in stop:
             demo.send_signal(sig)
             time.sleep(0.05)  # the next one lands as the demo begins to stop (as make passing on a SIGTERM does)
         output, _ = demo.communicate(timeout=60)
     finally:
-        if demo.poll() is None:
+        if demo.poll() is None:  # a failed check: take the children down too, or they hold the pipe open
+            children = sessions_of_children(demo.pid)
             demo.kill()
+            for session in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(session, signal.SIGKILL)
             demo.communicate()
     assert demo.returncode == 0, output
     assert f"http://127.0.0.1:{cockpit_port}" in output
