@@ -13,7 +13,8 @@ and several sessions, fold the same tail once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
@@ -72,15 +73,13 @@ def period_params(filters: Filters, as_of: datetime) -> dict[str, object]:
 
 
 def run_on(aggregates: "Aggregates", statement: Statement) -> pl.DataFrame:
-    """Run `statement` (SQL over the aggregates, each under its name) on an in-memory DuckDB."""
-    con = duckdb.connect(config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"})
+    """Run `statement` (SQL over the aggregates, each a table of its name) on the aggregates' own
+    in-memory DuckDB (a cursor of its own, so panels of several sessions may run at once)."""
+    cursor = aggregates.database().cursor()
     try:
-        con.execute("SET TimeZone = 'UTC'")
-        for name, frame in aggregates.frames.items():
-            con.register(name, frame)
-        return con.sql(statement.sql, params=used_params(statement.sql, statement.params)).pl()
+        return cursor.sql(statement.sql, params=used_params(statement.sql, statement.params)).pl()
     finally:
-        con.close()
+        cursor.close()
 
 
 @dataclass(frozen=True)
@@ -91,9 +90,26 @@ class Aggregates:
     source: Source
     reads: tuple[tuple[Query, dict[str, object]], ...] = ()
     """What was read from the warehouse to assemble them, each as (query, its arguments)."""
+    _database: list[duckdb.DuckDBPyConnection] = field(default_factory=list, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __getitem__(self, name: str) -> pl.DataFrame:
         return self.frames[name]
+
+    def database(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB holding every aggregate as a table of its name (made once: the
+        panels of a page, and of every session sharing these aggregates, query the same one)."""
+        with self._lock:
+            if not self._database:
+                con = duckdb.connect(config={"autoinstall_known_extensions": "false",
+                                             "autoload_known_extensions": "false"})
+                con.execute("SET TimeZone = 'UTC'")
+                for name, frame in self.frames.items():
+                    con.register("frame", frame)
+                    con.execute(f"CREATE TABLE {name} AS SELECT * FROM frame")
+                    con.unregister("frame")
+                self._database.append(con)
+            return self._database[0]
 
 
 _TAIL = "SELECT * FROM {table} WHERE loaded_at > ${table}_w"
