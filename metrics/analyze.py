@@ -46,7 +46,7 @@ class AnalyzeInput(_Strict):
     control: str | None = None
     variants: list[VariantInput] = Field(min_length=2)
     sequential_tuning_n: float = Field(default=stats.DEFAULT_TUNING_N, gt=0)
-    correction: stats.Correction = "holm"
+    correction: stats.Correction = stats.DEFAULT_CORRECTION
 
 
 class InputError(Exception):
@@ -88,7 +88,7 @@ def analyze(text: str) -> dict[str, Any]:
         field = f"variants.{names.index(exc.arm)}.{exc.field}" if exc.arm in names else exc.field
         raise InputError(field, str(exc)) from exc
     adjusted = stats.adjust_pvalues([c.absolute.p_value for c in comparisons], request.correction)
-    recommendation = stats.recommend(comparisons, (), srm, request.correction)
+    recommendation = stats.recommend(comparisons, adjusted, (), srm)
     return {
         "metric_type": request.metric_type,
         "method": request.method,
