@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any, Literal, get_args
 
@@ -90,13 +90,15 @@ class ArmStats:
     expected_share: float | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.n, bool) or not isinstance(self.n, Integral):
+        if type(self.n) is not int and (isinstance(self.n, bool) or not isinstance(self.n, Integral)):
             raise InvalidStats("n", f"arm {self.name!r}: n must be an integer, got {self.n!r}", self.name)
         if self.n < 0:
             raise InvalidStats("n", f"arm {self.name!r}: n must be >= 0, got {self.n}", self.name)
         for name in _COLUMNS[1:] + ("expected_share",):
             value = getattr(self, name)
             if value is None and name not in ("sum", "sum_squares"):
+                continue
+            if type(value) is float and math.isfinite(value):  # the common case, without the ABC check
                 continue
             if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
                 raise InvalidStats(name, f"arm {self.name!r}: {name} must be a finite number, got {value!r}", self.name)
@@ -106,7 +108,7 @@ class ArmStats:
     @property
     def has_covariate(self) -> bool:
         """Whether CUPED can use this arm (all three covariate sums are present)."""
-        return all(getattr(self, f) is not None for f in _COVARIATE)
+        return self.pre_sum is not None and self.pre_sum_squares is not None and self.sum_product is not None
 
 
 @dataclass(frozen=True)
@@ -144,14 +146,14 @@ class Cuped:
     variance_reduction: float | None
 
 
-class _JsonMixin:
+class JsonMixin:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict: non-finite numbers become None, so json.dumps(allow_nan=False) works."""
-        return _json_safe(asdict(self))  # type: ignore[call-overload]
+        return _json_safe(self)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
-class Comparison(_JsonMixin):
+class Comparison(JsonMixin):
     """One variant against the control on one metric.
 
     `control_mean` and `variant_mean` are the arms' observed means (Σ/n, or Σ/Σ for a ratio);
@@ -185,7 +187,7 @@ class Comparison(_JsonMixin):
 
 
 @dataclass(frozen=True)
-class SrmResult(_JsonMixin):
+class SrmResult(JsonMixin):
     """Chi-square goodness of fit of the observed split to the configured allocation."""
 
     chi2: float
@@ -196,7 +198,7 @@ class SrmResult(_JsonMixin):
 
 
 @dataclass(frozen=True)
-class GuardrailResult(_JsonMixin):
+class GuardrailResult(JsonMixin):
     """Non-inferiority verdict for one guardrail metric on one variant.
 
     Judged on the absolute scale: the tolerated harm is `margin_absolute` = margin × |control
@@ -217,7 +219,7 @@ class GuardrailResult(_JsonMixin):
 
 
 @dataclass(frozen=True)
-class Recommendation(_JsonMixin):
+class Recommendation(JsonMixin):
     """What to do with the experiment, in plain words."""
 
     action: Action
@@ -225,7 +227,7 @@ class Recommendation(_JsonMixin):
 
 
 @dataclass(frozen=True)
-class IncrementalValue(_JsonMixin):
+class IncrementalValue(JsonMixin):
     """Value created for the exposed population versus the global holdout."""
 
     status: Status
@@ -236,7 +238,7 @@ class IncrementalValue(_JsonMixin):
 
 
 @dataclass(frozen=True)
-class LiftPoint(_JsonMixin):
+class LiftPoint(JsonMixin):
     """Cumulative relative lift up to one point in time."""
 
     label: str
@@ -247,7 +249,7 @@ class LiftPoint(_JsonMixin):
 
 
 @dataclass(frozen=True)
-class SegmentEffect(_JsonMixin):
+class SegmentEffect(JsonMixin):
     """One segment's comparison, with its Benjamini–Hochberg-adjusted p-value and the interval at
     the FCR-adjusted level; `flagged` when that adjusted interval excludes zero."""
 
@@ -260,7 +262,7 @@ class SegmentEffect(_JsonMixin):
 
 
 @dataclass(frozen=True)
-class SegmentAnalysis(_JsonMixin):
+class SegmentAnalysis(JsonMixin):
     """Segment effects adjusted for how many were looked at (see `segment_effects`)."""
 
     looked_at: int
@@ -710,12 +712,12 @@ def srm_check(
     Shares come from `expected_shares`, else from every arm's `expected_share`, else equal; they
     are normalised. Fewer than two arms, or no units yet, leave nothing to test (ok, p None).
     """
-    shares = np.asarray(_shares(arms, expected_shares), dtype=float)
-    counts = np.array([a.n for a in arms], dtype=float)
-    if len(arms) < 2 or counts.sum() == 0:
+    shares = _shares(arms, expected_shares)
+    total = sum(a.n for a in arms)
+    if len(arms) < 2 or total == 0:
         return SrmResult(chi2=0.0, p_value=None, df=max(len(arms) - 1, 0), ok=True, threshold=threshold)
-    expected = counts.sum() * shares / shares.sum()
-    chi2 = float(np.sum((counts - expected) ** 2 / expected))
+    expected = [total * share / math.fsum(shares) for share in shares]
+    chi2 = math.fsum((a.n - e) ** 2 / e for a, e in zip(arms, expected))
     p = _chi2_sf(chi2, len(arms) - 1)
     return SrmResult(chi2=chi2, p_value=p, df=len(arms) - 1, ok=p >= threshold, threshold=threshold)
 
@@ -746,22 +748,18 @@ def adjust_pvalues(p_values: Sequence[float | None], method: Correction = DEFAUL
     """
     if method not in get_args(Correction):
         raise InvalidStats("method", f"must be one of {get_args(Correction)}, got {method!r}")
-    present = [i for i, p in enumerate(p_values) if p is not None and not math.isnan(p)]
     out = list(p_values)
-    if not present:
-        return out
-    p = np.array([p_values[i] for i in present], dtype=float)
-    m = len(p)
-    order = np.argsort(p, kind="stable")
-    if method == "bh":
-        ranked = p[order] * m / np.arange(1, m + 1)
-        adjusted = np.minimum.accumulate(ranked[::-1])[::-1]
-    else:
-        adjusted = np.maximum.accumulate(p[order] * (m - np.arange(m)))
-    result = np.empty(m)
-    result[order] = np.minimum(adjusted, 1.0)
-    for i, value in zip(present, result.tolist()):
-        out[i] = value
+    order = sorted((i for i, p in enumerate(p_values) if p is not None and not math.isnan(p)),
+                   key=lambda i: p_values[i])  # type: ignore[arg-type,return-value]
+    m, running = len(order), 1.0 if method == "bh" else 0.0
+    if method == "bh":  # step-up: from the largest p down, p·m/rank, never above the next one
+        for rank in range(m, 0, -1):
+            running = min(running, p_values[order[rank - 1]] * m / rank)  # type: ignore[operator]
+            out[order[rank - 1]] = running
+    else:  # step-down: from the smallest p up, p·(m − rank + 1), never below the previous one
+        for rank, i in enumerate(order, start=1):
+            running = max(running, p_values[i] * (m - rank + 1))  # type: ignore[operator]
+            out[i] = min(running, 1.0)
     return out
 
 
@@ -956,11 +954,20 @@ def _floats(a: np.ndarray) -> list[float | None]:
 
 
 def _json_safe(value: Any) -> Any:
+    """Dataclasses (read field by field, without asdict's deep copies), dicts and sequences as
+    plain JSON values; the common cases first, since `momento analyze --jsonl` runs this per line."""
+    kind = type(value)
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if value is None or kind is str or kind is int or kind is bool:
+        return value
+    if hasattr(kind, "__dataclass_fields__"):
+        return {k: _json_safe(v) for k, v in vars(value).items()}
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
-    if isinstance(value, (float, np.floating)):
+    if isinstance(value, np.floating):
         return _num(value)
     if isinstance(value, np.integer):
         return int(value)

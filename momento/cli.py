@@ -43,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     cockpit = sub.add_parser("cockpit", help="run the Streamlit cockpit")
     cockpit.add_argument("--port", type=int, default=None)
 
-    sub.add_parser("analyze", help="the statistics engine over aggregated numbers (JSON in, JSON out)")
+    analyze = sub.add_parser("analyze", help="the statistics engine over aggregated numbers (JSON in, JSON out)")
+    analyze.add_argument("--jsonl", action="store_true",
+                         help="one request per line in, one answer per line out (exit 2 if any line was invalid)")
 
     bench = sub.add_parser("bench", help="run the benchmarks in bench/ and print their tables")
     bench.add_argument("name", nargs="?", default=None, help="one benchmark (file name without .py)")
@@ -86,9 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"momento: {exc}", file=sys.stderr)
         return 2
     if args.command == "analyze":
-        from metrics.analyze import main as analyze
+        from metrics.analyze import main as analyze, main_jsonl
 
-        return analyze(sys.stdin, sys.stdout)
+        return main_jsonl(sys.stdin.buffer, sys.stdout) if args.jsonl else analyze(sys.stdin, sys.stdout)
     if args.command == "bench":
         return _run_bench(args.name, args.args)
     if args.command == "serve":
