@@ -20,10 +20,11 @@ loads scipy (Student's t).
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, TextIO
+from typing import Any, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -99,7 +100,7 @@ def main(stdin: TextIO, stdout: TextIO) -> int:
     return EXIT_OK
 
 
-def main_jsonl(stdin: BinaryIO, stdout: TextIO) -> int:
+def main_jsonl(stdin: io.BufferedIOBase, stdout: TextIO) -> int:
     """Answer one request per input line, one line each, in order; exit 2 if any line was invalid."""
     invalid = False
     for batch in _line_batches(stdin):
@@ -241,7 +242,7 @@ def _decode(raw: bytes) -> str | InputError:
         return InputError(None, f"the line is not valid UTF-8 text: {exc.reason}")
 
 
-def _line_batches(stream: BinaryIO) -> Iterator[list[tuple[int, bytes]]]:
+def _line_batches(stream: io.BufferedIOBase) -> Iterator[list[tuple[int, bytes]]]:
     """Numbered lines, a batch per read: every complete line in the bytes available at once."""
     pending, number = b"", 0
     while data := stream.read1(_CHUNK):

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from metrics import stats
 
@@ -131,8 +131,8 @@ def plan(comparison: stats.Comparison, days_elapsed: float, power: float = DEFAU
         raise stats.InvalidStats("target_effect", f"must be a finite number > 0, got {target_effect!r}")
     _check(1.0, power)
     units = comparison.n_control + comparison.n_variant
-    base = dict(alpha=comparison.alpha, power=power, units=units, target_effect=target_effect,
-                effect_scale=effect_scale)
+    base: dict[str, Any] = {"alpha": comparison.alpha, "power": power, "units": units,
+                            "target_effect": target_effect, "effect_scale": effect_scale}
     se, mean = comparison.absolute.se, comparison.control_mean
     if comparison.status != "ok" or se is None or mean is None:
         return Plan(status="not_enough_data", reason=comparison.reason, units_per_day=None, target_absolute=None,

@@ -602,9 +602,10 @@ def _evaluate(
     _raise_overflow(pairs, c, v, absolute, metric_type)
     rows = zip(pairs, c.shortage.tolist(), v.shortage.tolist(), _floats(se_abs), absolute.rows(), relative.rows(),
                relative_defined.tolist(), *map(_floats, (c.mean, v.mean, chance, loss, theta, reduction)))
-    common = dict(metric_type=metric_type, method=method, alpha=alpha,
-                  p_value_kind="always_valid" if method == "sequential" else "fixed_horizon",
-                  sequential_tuning_n=float(tuning_n) if method == "sequential" else None)
+    common: dict[str, Any] = {
+        "metric_type": metric_type, "method": method, "alpha": alpha,
+        "p_value_kind": "always_valid" if method == "sequential" else "fixed_horizon",
+        "sequential_tuning_n": float(tuning_n) if method == "sequential" else None}
     comparisons = [_comparison(*row, **common) for row in rows]
     return _Batch(comparisons, total_n, df, absolute, relative, relative_defined)
 
@@ -678,8 +679,8 @@ def _comparison(
 ) -> Comparison:
     """Assemble one row of a batch: not_enough_data with the first reason found, else the full result."""
     control, variant = pair
-    base = dict(control=control.name, variant=variant.name, n_control=int(control.n), n_variant=int(variant.n),
-                **common)
+    base: dict[str, Any] = dict(control=control.name, variant=variant.name, n_control=int(control.n),
+                                n_variant=int(variant.n), **common)
     for arm, code in ((control, shortage_c), (variant, shortage_v)):
         if code:
             return Comparison(status="not_enough_data", reason=f"arm {arm.name!r} {_SHORTAGES[code](arm)}", **base)
@@ -778,7 +779,7 @@ def non_inferiority(
     if not margin >= 0:
         raise InvalidStats("margin", f"must be >= 0, got {margin!r}")
     diff = comparison.absolute
-    base = dict(name=name, variant=comparison.variant, margin=margin)
+    base: dict[str, Any] = {"name": name, "variant": comparison.variant, "margin": margin}
     if comparison.status != "ok" or diff.ci_lower is None or diff.ci_upper is None or comparison.control_mean is None:
         why = comparison.reason or "difference unavailable"
         return GuardrailResult(verdict="inconclusive", passed=False, bound=None, reason=f"not enough data: {why}",
@@ -932,7 +933,7 @@ def segment_effects(
     for (label, _, _), comp, p, est, rel, rel_ok in zip(cells, batch.comparisons, adjusted, wide, wide_relative,
                                                         batch.relative_defined.tolist()):
         ok = comp.status == "ok" and est.ci_lower is not None and est.ci_upper is not None
-        flagged = ok and (est.ci_lower > 0 or est.ci_upper < 0)  # type: ignore[operator]
+        flagged = ok and (est.ci_lower > 0 or est.ci_upper < 0)
         effects.append(SegmentEffect(label, comp, p, est if ok else Estimate(),
                                      rel if ok and rel_ok else Estimate(), bool(flagged)))
     return SegmentAnalysis(looked_at, sum(e.flagged for e in effects), alpha, level, effects)
@@ -949,8 +950,8 @@ def _num(x: Any) -> float | None:
 
 
 def _floats(a: np.ndarray) -> list[float | None]:
-    """`_num` over an array, vectorised."""
-    return np.where(np.isfinite(a), a, None).tolist()  # type: ignore[no-any-return]
+    """`_num` over an array."""
+    return [x if math.isfinite(x) else None for x in a.tolist()]
 
 
 def _json_safe(value: Any) -> Any:

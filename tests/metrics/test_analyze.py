@@ -306,5 +306,5 @@ def test_the_cli_converses_line_by_line_and_imports_only_what_the_request_needs(
     assert proc.returncode == 0 and "Traceback" not in err
     assert json.loads(out) == []
     fixed = subprocess.run([sys.executable, "-c", report], cwd=REPO, input=json.dumps(PROPORTIONS) + "\n",
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=60, check=True)
     assert json.loads(fixed.stdout.splitlines()[-1]) == ["scipy"]

@@ -3,6 +3,7 @@ simulation through the real engine for both methods, and the plan from a compari
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -44,7 +45,7 @@ def test_sequential_units_solve_the_mde_equation_and_mde_falls_with_units():
     units = power.units_to_detect(variance, 0.15)
     assert power.detectable_effect(variance, units) == pytest.approx(0.15, rel=1e-9)
     mdes = [power.detectable_effect(variance, t) for t in np.geomspace(10, 1e9, 80)]
-    assert all(later < earlier for earlier, later in zip(mdes, mdes[1:]))
+    assert all(later < earlier for earlier, later in itertools.pairwise(mdes))
     assert units > power.units_to_detect(variance, 0.15, method="fixed")
 
 
@@ -126,11 +127,11 @@ def test_a_plan_says_why_it_has_no_numbers():
 
 
 @pytest.mark.parametrize("changes, field", [
-    (dict(days_elapsed=0.0), "days_elapsed"), (dict(days_elapsed=float("nan")), "days_elapsed"),
-    (dict(power=1.0), "power"), (dict(target_effect=-0.1), "target_effect"),
+    ({"days_elapsed": 0.0}, "days_elapsed"), ({"days_elapsed": float("nan")}, "days_elapsed"),
+    ({"power": 1.0}, "power"), ({"target_effect": -0.1}, "target_effect"),
 ])
 def test_invalid_plans_name_the_field(changes, field):
-    arguments = dict(days_elapsed=3.0, power=0.8, target_effect=0.05) | changes
+    arguments = {"days_elapsed": 3.0, "power": 0.8, "target_effect": 0.05} | changes
     with pytest.raises(stats.InvalidStats) as err:
         power.plan(observed(500), **arguments)
     assert err.value.field == field

@@ -433,7 +433,8 @@ def test_invalid_numbers_raise_naming_the_field(make, field):
 
 def ratio_arm(name: str, n: int = 10, **changes) -> ArmStats:
     """A possible ratio arm (10 units; 3 ordered 1, 1 and 2 times for 10, 20 and 50), changed by `changes`."""
-    fields = dict(sum=80.0, sum_squares=3_000.0, denominator_sum=4.0, denominator_sum_squares=6.0, sum_product=130.0)
+    fields = {"sum": 80.0, "sum_squares": 3_000.0, "denominator_sum": 4.0, "denominator_sum_squares": 6.0,
+              "sum_product": 130.0}
     return ArmStats(name, n, **(fields | changes))
 
 
