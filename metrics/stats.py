@@ -392,7 +392,8 @@ _SHORTAGES: dict[int, Callable[[ArmStats], str]] = {
     2: lambda a: "has denominator_sum 0, so its ratio is undefined",
     3: lambda a: (f"has {a.sum:g} event(s) and {a.n - a.sum:g} non-event(s); at least {MIN_EVENTS} of each per arm "
                   "are needed before a normal-approximation interval means anything"),
-    4: lambda a: "has no variation (every unit has the same value), so its uncertainty cannot be estimated yet",
+    4: lambda a: ("has no variation (every unit has the same value, or for a ratio the same ratio), so its "
+                  "uncertainty cannot be estimated yet"),
 }
 """Why an arm cannot be compared yet: data that is possible but too little (codes ordered most basic first)."""
 
@@ -447,7 +448,8 @@ def _arms(arms: Sequence[ArmStats], metric_type: MetricType) -> _Arms:
         (np.abs(ss - s) > _TOLERANCE * np.maximum(s, 1.0), "sum_squares",
          "a proportion's sum_squares must equal its sum (x² = x for 0/1 values)"),
     ] if metric_type == "proportion" else []
-    impossible.append((_negative(m2, ss), "sum_squares", "sum_squares is below sum²/n, which no real data can produce"))
+    impossible.append((_negative(m2, ss), "sum_squares",
+                       "sum_squares is below sum²/n, which no real data can produce"))
     mean, var, spread, scale = s / n, np.maximum(m2, 0.0) / (n - 1), m2, ss
     if metric_type == "ratio":
         d, dd = col["denominator_sum"], col["denominator_sum_squares"]
@@ -619,8 +621,8 @@ def _raise_overflow(pairs: Sequence[tuple[ArmStats, ArmStats]], c: _Arms, v: _Ar
         return
     i = int(np.argmax(broken))
     control, variant = pairs[i]
-    arm = control if not (np.isfinite(c.mean[i]) and np.isfinite(c.var[i])) or c.var[i] / c.n[i] >= v.var[i] / v.n[i] \
-        else variant
+    control_broken = not (np.isfinite(c.mean[i]) and np.isfinite(c.var[i]))
+    arm = control if control_broken or c.var[i] / c.n[i] >= v.var[i] / v.n[i] else variant
     field = "denominator_sum" if metric_type == "ratio" else "sum_squares"
     what = "its ratio sum/denominator_sum" if metric_type == "ratio" else "its variance"
     raise InvalidStats(field, f"arm {arm.name!r}: {what} is beyond floating-point range "

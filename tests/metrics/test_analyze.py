@@ -294,7 +294,8 @@ def test_the_cli_converses_line_by_line_and_imports_only_what_the_request_needs(
     report = ("import json, runpy, sys\nsys.argv = ['momento', 'analyze', '--jsonl']\n"
               "try:\n    runpy.run_module('momento.cli', run_name='__main__')\n"
               "finally:\n"
-              "    print(json.dumps(sorted(m for m in ('scipy', 'statsmodels', 'pandas', 'polars') if m in sys.modules)))\n")
+              "    heavy = ('scipy', 'statsmodels', 'pandas', 'polars')\n"
+              "    print(json.dumps(sorted(m for m in heavy if m in sys.modules)))\n")
     proc = subprocess.Popen([sys.executable, "-c", report], cwd=REPO, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
     sequential = dict(PROPORTIONS, method="sequential")
