@@ -198,9 +198,11 @@ def cli_table(starts: int, lines: int, in_process_lines: int, seed: int, baselin
     for root in roots.values():
         cold_start(root)  # writes the bytecode caches; not counted
     starts_of: dict[str, list[Timing]] = {name: [] for name in roots}
+    floor: list[Timing] = []
     for _ in range(starts):
         for name, root in roots.items():  # interleaved: both see the same load
             starts_of[name].append(cold_start(root))
+        floor.append(_run(ROOT, ["-c", "import numpy, pydantic"], "")[0])
     requests = proportion_requests(lines, seed)
     cold = {name: Timing(statistics.median(t.wall for t in ts), statistics.median(t.cpu for t in ts))
             for name, ts in starts_of.items()}
@@ -218,6 +220,9 @@ def cli_table(starts: int, lines: int, in_process_lines: int, seed: int, baselin
         ("cold start, wall range s", {n: f"{min(t.wall for t in ts):.3f}-{max(t.wall for t in ts):.3f}"
                                       for n, ts in starts_of.items()}),
         ("cold start, median CPU s", {n: f"{v.cpu:.3f}" for n, v in cold.items()}),
+        ("  floor: python -c 'import numpy, pydantic', wall / CPU s",
+         {n: f"{statistics.median(t.wall for t in floor):.3f} / {statistics.median(t.cpu for t in floor):.3f}"
+          for n in roots}),
         (f"--jsonl, {lines:,} requests: analyses per wall s (>= 5,000)", {n: rate(n, 0) for n in roots}),
         (f"--jsonl, {lines:,} requests: analyses per CPU s", {n: rate(n, 1) for n in roots}),
         (f"analyze() in process, {in_process_lines:,} requests: analyses/s",
