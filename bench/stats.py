@@ -202,7 +202,7 @@ def cli_table(starts: int, lines: int, in_process_lines: int, seed: int, baselin
     for _ in range(starts):
         for name, root in roots.items():  # interleaved: both see the same load
             starts_of[name].append(cold_start(root))
-        floor.append(_run(ROOT, ["-c", "import numpy, pydantic"], "")[0])
+        floor.append(_run(ROOT, ["-c", "import numpy, pydantic_core"], "")[0])
     requests = proportion_requests(lines, seed)
     cold = {name: Timing(statistics.median(t.wall for t in ts), statistics.median(t.cpu for t in ts))
             for name, ts in starts_of.items()}
@@ -220,7 +220,7 @@ def cli_table(starts: int, lines: int, in_process_lines: int, seed: int, baselin
         ("cold start, wall range s", {n: f"{min(t.wall for t in ts):.3f}-{max(t.wall for t in ts):.3f}"
                                       for n, ts in starts_of.items()}),
         ("cold start, median CPU s", {n: f"{v.cpu:.3f}" for n, v in cold.items()}),
-        ("  floor: python -c 'import numpy, pydantic', wall / CPU s",
+        ("  floor: python -c 'import numpy, pydantic_core', wall / CPU s",
          {n: f"{statistics.median(t.wall for t in floor):.3f} / {statistics.median(t.cpu for t in floor):.3f}"
           for n in roots}),
         (f"--jsonl, {lines:,} requests: analyses per wall s (>= 5,000)", {n: rate(n, 0) for n in roots}),
