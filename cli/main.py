@@ -48,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     cockpit = sub.add_parser("cockpit", help="run the Streamlit cockpit")
     cockpit.add_argument("--port", type=int, default=None)
 
-    sub.add_parser("analyze", help="the statistics engine over aggregated numbers (JSON in, JSON out)")
+    analyze = sub.add_parser("analyze", help="the statistics engine over aggregated numbers (JSON in, JSON out)")
+    analyze.add_argument("--jsonl", action="store_true",
+                         help="one request per line in, one answer per line out (exit 2 if any line was invalid)")
 
     sql = sub.add_parser("sql", help="how the cockpit computes a metric: its definition, its SQL, the method")
     sql.add_argument("metric", help="a metric of the KPI catalogue (momento/kpis.py), e.g. arpu or latency_p50_p95_p99")
@@ -96,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"momento: {exc}", file=sys.stderr)
         return 2
     if args.command == "analyze":
-        from metrics.analyze import main as analyze
+        from metrics.analyze import main as analyze, main_jsonl
 
-        return analyze(sys.stdin, sys.stdout)
+        return main_jsonl(sys.stdin.buffer, sys.stdout) if args.jsonl else analyze(sys.stdin, sys.stdout)
     if args.command == "bench":
         return _run_bench(args.name, args.args)
     if args.command == "sql":

@@ -273,8 +273,9 @@ def analyse(frame: pl.DataFrame, experiment: Experiment, options: Options = Opti
     guardrails = [stats.non_inferiority(comparisons[(g.metric, v)], g.margin, METRICS[g.metric].higher_is_better,
                                         g.metric) for g in experiment.guardrails for v in variants]
     primary = METRICS[experiment.primary_metric]
-    recommendation = stats.recommend([comparisons[(primary.name, v)] for v in variants], guardrails, srm,
-                                     options.correction, primary.higher_is_better)
+    recommendation = stats.recommend([comparisons[(primary.name, v)] for v in variants],
+                                     [adjusted[(primary.name, v)] for v in variants], guardrails, srm,
+                                     primary.higher_is_better)
     total = sum(users.values())
     arms_table = pl.DataFrame([
         {"arm": a.name, "users": users[a.name], "share": users[a.name] / total if total else None,

@@ -17,6 +17,7 @@ from statsmodels.stats.proportion import confint_proportions_2indep
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
 from metrics.stats import (
+    MIN_EVENTS,
     ArmStats,
     Comparison,
     Estimate,
@@ -27,10 +28,12 @@ from metrics.stats import (
     adjust_pvalues,
     compare,
     compare_many,
+    critical_value,
     cumulative,
     incremental_value,
     non_inferiority,
     recommend,
+    segment_effects,
     srm_check,
 )
 
@@ -179,6 +182,28 @@ def test_adjust_pvalues_matches_multipletests_and_passes_gaps_through(method, re
         else:
             assert got == pytest.approx(next(expected))
     assert adjust_pvalues([], method) == []
+    if method == "bh":
+        assert [p for p in adjusted if p is not None and not math.isnan(p)] == pytest.approx(
+            sps.false_discovery_control(present, method="bh"))
+
+
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=40), st.sampled_from(["bh", "holm"]))
+def test_adjust_pvalues_matches_multipletests_on_any_family(p_values, method):
+    reference = multipletests(p_values, method={"bh": "fdr_bh", "holm": "holm"}[method])[1]
+    assert adjust_pvalues(p_values, method) == pytest.approx(reference.tolist(), abs=1e-12)
+
+
+@pytest.mark.parametrize("arms", [2, 3, 4, 5, 6, 9, 14, 31])
+def test_srm_p_value_matches_scipy_for_any_number_of_arms(arms):
+    """The closed-form chi-square tail (no scipy at run time) against scipy, from a perfect split
+    to an extreme mismatch, for odd and even degrees of freedom."""
+    rng = np.random.default_rng(arms)
+    for tilt in (0.0, 0.001, 0.01, 0.05, 0.3):
+        counts = np.round(10_000 * (1 + tilt * rng.standard_normal(arms))).astype(int)
+        ref = sps.chisquare(counts)
+        result = srm_check([ArmStats(f"a{i}", int(n), 0.0, 0.0) for i, n in enumerate(counts)])
+        assert result.chi2 == pytest.approx(ref.statistic, rel=1e-12, abs=1e-12)
+        assert result.p_value == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-300)
 
 
 def test_bayesian_summaries_match_the_normal_posterior():
@@ -323,37 +348,59 @@ def test_cuped_narrows_intervals_without_bias():
 
 
 DEGENERATE = {
-    "control empty": (ArmStats("control", 0, 0.0, 0.0), ArmStats("b", 100, 10.0, 10.0), "proportion"),
-    "one unit": (ArmStats("control", 100, 10.0, 10.0), ArmStats("b", 1, 1.0, 1.0), "proportion"),
-    "zero variance": (ArmStats("control", 50, 100.0, 200.0), ArmStats("b", 60, 120.0, 240.0), "mean"),
-    "no conversions": (ArmStats("control", 500, 0.0, 0.0), ArmStats("b", 500, 0.0, 0.0), "proportion"),
-    "sum_squares too small": (ArmStats("control", 10, 100.0, 50.0), ArmStats("b", 10, 5.0, 30.0), "mean"),
-    "conversions exceed n": (ArmStats("control", 10, 12.0, 12.0), ArmStats("b", 10, 5.0, 5.0), "proportion"),
+    "control empty": (ArmStats("control", 0, 0.0, 0.0), ArmStats("b", 100, 10.0, 10.0), "proportion", "0 unit"),
+    "one unit": (ArmStats("control", 100, 50.0, 50.0), ArmStats("b", 1, 1.0, 1.0), "proportion", "1 unit"),
+    "zero variance": (ArmStats("control", 50, 100.0, 200.0), ArmStats("b", 60, 120.0, 240.0), "mean", "no variation"),
+    "one flat arm": (ArmStats("control", 50, 0.0, 0.0), ArmStats("b", 60, 12.0, 30.0), "mean", "no variation"),
+    "no conversions": (ArmStats("control", 500, 0.0, 0.0), ArmStats("b", 500, 0.0, 0.0), "proportion", "0 event(s)"),
+    "few conversions": (ArmStats("control", 5_000, 40.0, 40.0), ArmStats("b", 5_000, 3.0, 3.0), "proportion",
+                        "3 event(s)"),
+    "few non-conversions": (ArmStats("control", 100, 95.0, 95.0), ArmStats("b", 100, 50.0, 50.0), "proportion",
+                            "5 non-event(s)"),
     "zero denominator": (ArmStats("control", 10, 0.0, 0.0, denominator_sum=0.0, denominator_sum_squares=0.0,
                                   sum_product=0.0),
                          ArmStats("b", 10, 5.0, 9.0, denominator_sum=3.0, denominator_sum_squares=3.0,
-                                  sum_product=5.0), "ratio"),
-    "cross sum impossible": (ArmStats("control", 10, 5.0, 5.0, pre_sum=5.0, pre_sum_squares=5.0, sum_product=50.0),
-                             ArmStats("b", 10, 5.0, 5.0, pre_sum=5.0, pre_sum_squares=5.0, sum_product=3.0),
-                             "proportion"),
+                                  sum_product=5.0), "ratio", "denominator_sum 0"),
 }
 
 
 @pytest.mark.parametrize("case", DEGENERATE)
 @pytest.mark.parametrize("method", ["fixed", "sequential"])
-def test_degenerate_input_is_not_enough_data_with_clean_json(case, method):
-    control, variant, metric_type = DEGENERATE[case]
+def test_degenerate_input_is_not_enough_data_with_a_true_reason(case, method):
+    """Possible but too little data (regression, issue 14 defect 3: each case says what is short)."""
+    control, variant, metric_type, words = DEGENERATE[case]
     result = compare(control, variant, metric_type, method=method)
     assert result.status == "not_enough_data"
-    assert result.reason
+    assert words in result.reason and "impossible" not in result.reason
     out = json_roundtrip(result)
     assert out["absolute"]["estimate"] is None and out["chance_to_win"] is None
 
 
+@pytest.mark.parametrize("events", [MIN_EVENTS - 1, MIN_EVENTS])
+def test_rare_events_are_not_enough_data_below_the_stated_minimum(events):
+    """Regression (issue 14 defect 5): a handful of events gave "-100% [-100%, -100%]" and a
+    passed guardrail; below MIN_EVENTS conversions in an arm there is no interval at all."""
+    control, variant = ArmStats("control", 20_000, 60.0, 60.0), ArmStats("b", 20_000, float(events), float(events))
+    result = compare(control, variant, "proportion")
+    assert (result.status == "ok") == (events >= MIN_EVENTS)
+    if result.status == "ok":
+        assert result.relative.ci_lower < result.relative.ci_upper
+    else:
+        assert f"at least {MIN_EVENTS}" in result.reason and result.relative == Estimate()
+
+
+def test_a_guardrail_never_passes_on_rare_events():
+    """The demo's opt-out guardrail: no opt-out in the variant, a few in control."""
+    none_yet = compare(ArmStats("control", 4_000, 4.0, 4.0), ArmStats("b", 4_000, 0.0, 0.0), "proportion")
+    verdict = non_inferiority(none_yet, 0.25, higher_is_better=False, name="opt_out_rate")
+    assert verdict.verdict == "inconclusive" and not verdict.passed
+    assert "not enough data" in verdict.reason and verdict.bound is None
+
+
 def test_zero_control_mean_keeps_absolute_and_drops_relative():
-    result = compare(ArmStats("control", 100, 0.0, 0.0), ArmStats("b", 100, 7.0, 7.0), "proportion")
-    assert result.status == "ok" and "relative" in result.reason
-    assert result.absolute.estimate == pytest.approx(0.07)
+    result = compare(ArmStats("control", 100, 0.0, 100.0), ArmStats("b", 100, 70.0, 180.0), "mean")
+    assert result.status == "ok" and "not clearly away from zero" in result.reason
+    assert result.absolute.estimate == pytest.approx(0.7)
     assert result.relative == Estimate()
     assert json_roundtrip(result)["relative"]["ci_lower"] is None
 
@@ -384,6 +431,144 @@ def test_invalid_numbers_raise_naming_the_field(make, field):
     assert err.value.field == field and field in str(err.value)
 
 
+def ratio_arm(name: str, n: int = 10, **changes) -> ArmStats:
+    """A possible ratio arm (10 units; 3 ordered 1, 1 and 2 times for 10, 20 and 50), changed by `changes`."""
+    fields = {"sum": 80.0, "sum_squares": 3_000.0, "denominator_sum": 4.0, "denominator_sum_squares": 6.0,
+              "sum_product": 130.0}
+    return ArmStats(name, n, **(fields | changes))
+
+
+IMPOSSIBLE = {  # regression (issue 14 defect 3): each used to be "not enough data", blaming the wrong field
+    "sum_squares below sum²/n": (ArmStats("control", 10, 100.0, 50.0), ArmStats("b", 10, 5.0, 30.0), "mean",
+                                 "sum_squares", "control"),
+    "conversions above n": (ArmStats("control", 10, 8.0, 8.0), ArmStats("b", 10, 12.0, 12.0), "proportion",
+                            "sum", "b"),
+    "negative conversions": (ArmStats("control", 10, -1.0, -1.0), ArmStats("b", 10, 2.0, 2.0), "proportion",
+                             "sum", "control"),
+    "fractional conversions": (ArmStats("control", 10, 2.5, 2.5), ArmStats("b", 10, 2.0, 2.0), "proportion",
+                               "sum", "control"),
+    "proportion sum_squares != sum": (ArmStats("control", 10, 2.0, 3.0), ArmStats("b", 10, 2.0, 2.0), "proportion",
+                                      "sum_squares", "control"),
+    "ratio denominator_sum_squares below its sum²/n": (ratio_arm("control"), ratio_arm("b", denominator_sum_squares=0.5),
+                                                       "ratio", "denominator_sum_squares", "b"),
+    "ratio cross sum impossible": (ratio_arm("control", sum_product=500.0), ratio_arm("b"), "ratio", "sum_product",
+                                   "control"),
+    "covariate pre_sum_squares below its sum²/n": (
+        ArmStats("control", 10, 5.0, 5.0, pre_sum=5.0, pre_sum_squares=1.0, sum_product=3.0),
+        ArmStats("b", 10, 5.0, 5.0, pre_sum=5.0, pre_sum_squares=5.0, sum_product=3.0), "mean", "pre_sum_squares",
+        "control"),
+    "covariate cross sum impossible": (
+        ArmStats("control", 10, 5.0, 5.0, pre_sum=5.0, pre_sum_squares=5.0, sum_product=50.0),
+        ArmStats("b", 10, 5.0, 5.0, pre_sum=5.0, pre_sum_squares=5.0, sum_product=3.0), "mean", "sum_product",
+        "control"),
+    "ratio beyond floating-point range": (ratio_arm("control", denominator_sum=1e-300, denominator_sum_squares=1e-300,
+                                                    sum_product=1e-299), ratio_arm("b"), "ratio", "denominator_sum",
+                                          "control"),
+}
+
+
+@pytest.mark.parametrize("case", IMPOSSIBLE)
+def test_impossible_numbers_are_input_errors_naming_the_exact_field(case):
+    control, variant, metric_type, field, arm_name = IMPOSSIBLE[case]
+    with pytest.raises(InvalidStats) as err:
+        compare(control, variant, metric_type)
+    assert (err.value.field, err.value.arm) == (field, arm_name)
+    assert f"arm {arm_name!r}" in str(err.value) and "control mean" not in str(err.value)
+
+
+# --- sign-safe relative lift --------------------------------------------------------------------
+
+
+def test_relative_lift_divides_by_the_absolute_control_mean():
+    """Regression (issue 14 defect 1): control −5 and variant −6 is a drop of 20%, not a rise."""
+    worse = compare(ArmStats("control", 1_000, -5_000.0, 1_000 * (25.0 + 4.0)),
+                    ArmStats("b", 1_000, -6_000.0, 1_000 * (36.0 + 4.0)), "mean", method="fixed")
+    assert worse.absolute.estimate == pytest.approx(-1.0)
+    assert worse.relative.estimate == pytest.approx(-0.2)
+    assert worse.relative.ci_upper < 0 and worse.absolute.ci_upper < 0
+    better = compare(ArmStats("control", 1_000, -5_000.0, 1_000 * (25.0 + 4.0)),
+                     ArmStats("b", 1_000, -4_000.0, 1_000 * (16.0 + 4.0)), "mean")
+    assert better.relative.estimate == pytest.approx(0.2) and better.relative.ci_lower > 0
+
+
+@given(st.floats(0.5, 50.0), st.floats(-0.5, 0.5), st.floats(0.1, 20.0), st.integers(30, 5_000),
+       st.sampled_from(["fixed", "sequential"]))
+@settings(max_examples=60, deadline=None)
+def test_mirroring_the_metric_mirrors_the_relative_lift(mean, lift, sd, n, method):
+    """Negating every value negates the control mean: the relative lift and its interval flip sign
+    exactly, with the same standard error (the delta method with |control mean|)."""
+    def arms(sign: float) -> tuple[ArmStats, ArmStats]:
+        v = mean * (1 + lift)
+        return (ArmStats("control", n, sign * n * mean, n * (sd**2 + mean**2)),
+                ArmStats("b", n, sign * n * v, n * (sd**2 + v**2)))
+
+    up, down = compare(*arms(1.0), "mean", method=method), compare(*arms(-1.0), "mean", method=method)
+    assert up.status == down.status
+    if up.relative.estimate is None:
+        assert down.relative.estimate is None
+        return
+    assert down.relative.estimate == pytest.approx(-up.relative.estimate, rel=1e-9, abs=1e-12)
+    assert down.relative.se == pytest.approx(up.relative.se, rel=1e-9)
+    assert (down.relative.ci_lower, down.relative.ci_upper) == pytest.approx(
+        (-up.relative.ci_upper, -up.relative.ci_lower), rel=1e-9, abs=1e-12)
+
+
+def test_relative_intervals_cover_the_truth_for_a_negative_metric():
+    rng = np.random.default_rng(13)
+    reps, n, mu_c, mu_v = 2_000, 400, -10.0, -9.2  # a loss that shrinks: +8% on |control|
+    c = -rng.gamma(4.0, -mu_c / 4.0, (reps, n))
+    v = -rng.gamma(4.0, -mu_v / 4.0, (reps, n))
+    results = compare_many(list(zip(arms_from_rows("control", c), arms_from_rows("b", v))), "mean", method="fixed")
+    assert np.mean(column(results, "relative", "estimate")) == pytest.approx(0.08, abs=0.005)
+    assert 0.93 <= covers(results, "relative", (mu_v - mu_c) / abs(mu_c)) <= 0.97
+
+
+def test_cuped_relative_lift_divides_by_the_observed_control_mean_and_covers():
+    """With CUPED the relative lift is the adjusted difference over the *observed* control mean;
+    its delta-method standard error (θ held fixed) matches the spread over repeated experiments."""
+    rng = np.random.default_rng(31)
+    reps, n, rho, mu, effect = 2_000, 500, 0.7, 10.0, 0.5
+    pairs = []
+    for name, shift in (("control", 0.0), ("b", effect)):
+        x = rng.normal(0, 1, (reps, n))
+        y = mu + shift + 3.0 * (rho * x + math.sqrt(1 - rho**2) * rng.normal(0, 1, (reps, n)))
+        pairs.append(arms_from_rows(name, y, x))
+    results = compare_many(list(zip(*pairs)), "mean", method="fixed")
+    one = results[0]
+    assert one.control_mean == pytest.approx(pairs[0][0].sum / n)
+    assert one.relative.estimate == pytest.approx(one.absolute.estimate / abs(one.control_mean))
+    estimates = column(results, "relative", "estimate")
+    assert np.mean(column(results, "relative", "se")) == pytest.approx(estimates.std(), rel=0.05)
+    assert 0.93 <= covers(results, "relative", effect / mu) <= 0.97
+
+
+def test_a_near_zero_control_mean_never_makes_a_headline():
+    """Regression (issue 14 defect 1): a control mean of 1e-12 once produced "+499999999999900%"."""
+    control = ArmStats("control", 1_000, 1e-9, 1_000.0)  # mean 1e-12, sd 1
+    variant = ArmStats("b", 1_000, 500.0, 1_250.0)
+    result = compare(control, variant, "mean")
+    assert result.status == "ok" and result.control_mean == pytest.approx(1e-12)
+    assert result.relative == Estimate() and "not clearly away from zero" in result.reason
+    rec = recommend([result], [result.absolute.p_value])
+    assert rec.action == "ship" and "absolute difference +0.5" in rec.reason and "%" not in rec.reason
+
+
+def test_relative_lift_needs_the_control_mean_clear_of_zero_at_the_comparisons_own_level():
+    """Fieller's condition: the relative lift exists exactly when the control mean's own interval,
+    with the comparison's multiplier, excludes 0."""
+    for mean in np.linspace(0.05, 0.4, 15):
+        control = ArmStats("control", 400, 400 * mean, 400 * (1.0 + mean**2))  # sd 1, se 0.05
+        result = compare(control, ArmStats("b", 400, 80.0, 420.0), "mean", method="fixed")
+        half = critical_value(800, 0.05, "fixed", df=result_df(control, ArmStats("b", 400, 80.0, 420.0))) * 0.05
+        assert (result.relative.estimate is not None) == (mean > half * math.sqrt(400 / 399))
+
+
+def result_df(control: ArmStats, variant: ArmStats) -> float:
+    """Welch–Satterthwaite degrees of freedom of two arms' summaries (the textbook form)."""
+    a, b = ((x.sum_squares - x.sum**2 / x.n) / (x.n - 1) / x.n for x in (control, variant))
+    return (a + b) ** 2 / (a**2 / (control.n - 1) + b**2 / (variant.n - 1))
+
+
 # --- guardrails, incremental value, cumulative lift, recommendation ---------------------------
 
 
@@ -392,26 +577,43 @@ def base_comparison(variant: str = "b", **changes) -> Comparison:
     return dataclasses.replace(base, **changes)
 
 
-def with_relative(lo: float, hi: float) -> Comparison:
-    return base_comparison(relative=Estimate((lo + hi) / 2, lo, hi, 0.5, (hi - lo) / 4))
+def with_absolute(lo: float, hi: float, control_mean: float = 10.0) -> Comparison:
+    return base_comparison(control_mean=control_mean, absolute=Estimate((lo + hi) / 2, lo, hi, 0.5, (hi - lo) / 4))
 
 
 @pytest.mark.parametrize(
     "lo, hi, higher_is_better, verdict",
     [
-        (-0.01, 0.03, True, "passed"),
-        (-0.05, 0.03, True, "inconclusive"),
-        (-0.09, -0.03, True, "failed"),
-        (-0.03, 0.01, False, "passed"),
-        (-0.03, 0.05, False, "inconclusive"),
-        (0.03, 0.09, False, "failed"),
+        (-0.1, 0.3, True, "passed"),
+        (-0.5, 0.3, True, "inconclusive"),
+        (-0.9, -0.3, True, "failed"),
+        (-0.3, 0.1, False, "passed"),
+        (-0.3, 0.5, False, "inconclusive"),
+        (0.3, 0.9, False, "failed"),
     ],
 )
-def test_non_inferiority_reads_the_bad_side_bound(lo, hi, higher_is_better, verdict):
-    result = non_inferiority(with_relative(lo, hi), 0.02, higher_is_better, name="latency")
+@pytest.mark.parametrize("control_mean", [10.0, -10.0])
+def test_non_inferiority_reads_the_bad_side_bound_on_the_absolute_scale(lo, hi, higher_is_better, verdict,
+                                                                          control_mean):
+    """Margin 2% of |control mean| 10 tolerates 0.2 units of harm, whatever the metric's sign."""
+    result = non_inferiority(with_absolute(lo, hi, control_mean), 0.02, higher_is_better, name="latency")
     assert result.verdict == verdict and result.passed == (verdict == "passed")
-    assert result.bound == (lo if higher_is_better else hi)
+    bad = lo if higher_is_better else hi
+    assert result.bound_absolute == bad and result.margin_absolute == pytest.approx(0.2)
+    assert result.bound == pytest.approx(bad / 10.0)
     json_roundtrip(result)
+
+
+def test_a_guardrail_with_a_negative_control_mean_fails_on_real_harm():
+    """Regression (issue 14 defect 1): margin per user −5 → −6, absolute −1.0 [−1.28, −0.72], used to
+    read as +20% and pass the 5% non-inferiority guardrail."""
+    rng = np.random.default_rng(14)
+    control, variant = rng.normal(-5.0, 3.0, 800), rng.normal(-6.0, 3.0, 800)
+    comparison = compare(arm("control", control), arm("b", variant), "mean", method="fixed")
+    assert comparison.absolute.ci_upper < 0 and comparison.relative.ci_upper < 0
+    result = non_inferiority(comparison, 0.05, higher_is_better=True, name="margin_per_user")
+    assert result.verdict == "failed" and not result.passed
+    assert result.margin_absolute == pytest.approx(0.05 * abs(control.mean()))
 
 
 def test_non_inferiority_without_data_is_inconclusive():
@@ -464,18 +666,115 @@ def guardrail(verdict: str, variant: str = "b") -> GuardrailResult:
         ([significant("b", 0.02, 0.001)], [guardrail("inconclusive")], True, "keep_running"),
         ([significant("b", -0.02, 0.001)], [], True, "stop"),
         ([significant("b", 0.02, 0.3)], [], True, "keep_running"),
-        ([significant("b", 0.02, 0.03), significant("c", 0.02, 0.03)], [], True, "keep_running"),  # Holm: 0.06
         ([significant("b", 0.02, 0.03), significant("c", 0.02, 0.001)], [], True, "ship"),
     ],
 )
 def test_recommend(comparisons, guardrails, srm_ok, action):
     srm = SrmResult(40.0 if not srm_ok else 0.1, 1e-9 if not srm_ok else 0.75, 1, srm_ok, 0.001)
-    result = recommend(comparisons, guardrails, srm)
+    result = recommend(comparisons, [c.absolute.p_value for c in comparisons], guardrails, srm)
     assert result.action == action and result.reason
     json_roundtrip(result)
 
 
+def test_recommend_reads_the_familys_adjusted_p_values_and_adjusts_nothing_again():
+    """Regression (issue 14 defect 2): the recommendation re-adjusted the primary metric across
+    variants (Holm) while the table adjusted across metrics × variants (BH)."""
+    comparisons = [significant("b", 0.02, 0.03), significant("c", 0.02, 0.04)]
+    assert recommend(comparisons, [0.03, 0.04]).action == "ship"  # taken as already adjusted
+    assert recommend(comparisons, [0.06, 0.08]).action == "keep_running"
+    rec = recommend(comparisons, [0.049, 0.06])
+    assert rec.action == "ship" and "adjusted p = 0.049" in rec.reason
+    with pytest.raises(InvalidStats, match="adjusted_p_values"):
+        recommend(comparisons, [0.01])
+
+
 def test_recommend_ships_the_best_winner_and_reads_lower_is_better():
     comparisons = [significant("b", 0.02, 0.001), significant("c", 0.05, 0.001)]
-    assert "'c'" in recommend(comparisons).reason
-    assert recommend(comparisons, higher_is_better=False).action == "stop"
+    adjusted = [0.002, 0.002]
+    assert "'c'" in recommend(comparisons, adjusted).reason
+    assert recommend(comparisons, adjusted, higher_is_better=False).action == "stop"
+
+
+# --- sequential p-values ----------------------------------------------------------------------
+
+
+def test_p_values_say_which_kind_they_are():
+    """Regression (issue 14 defect 6): an always-valid p-value of 1 beside a 96% chance to win read
+    as nonsense; the result now says which kind of p-value it carries, and missing ones are None."""
+    c, v = ArmStats("control", 3_000, 300.0, 300.0), ArmStats("b", 3_000, 333.0, 333.0)
+    sequential, fixed = compare(c, v, "proportion"), compare(c, v, "proportion", method="fixed")
+    assert (sequential.p_value_kind, fixed.p_value_kind) == ("always_valid", "fixed_horizon")
+    assert (sequential.sequential_tuning_n, fixed.sequential_tuning_n) == (5_000.0, None)
+    assert sequential.absolute.p_value == 1.0 and sequential.chance_to_win > 0.9  # both true at once
+    assert fixed.absolute.p_value < 0.2  # the fixed-horizon p-value of the same data is far lower
+    short = json_roundtrip(compare(c, ArmStats("b", 1, 0.0, 0.0), "proportion"))
+    assert short["absolute"]["p_value"] is None and short["p_value_kind"] == "always_valid"
+
+
+def test_critical_value_is_the_boundary_the_comparisons_use():
+    c, v = ArmStats("control", 3_000, 300.0, 300.0), ArmStats("b", 2_500, 300.0, 300.0)
+    for method in ("sequential", "fixed"):
+        result = compare(c, v, "proportion", method=method, sequential_tuning_n=2_000)
+        half = (result.absolute.ci_upper - result.absolute.ci_lower) / 2 / result.absolute.se
+        df = result_df(c, v) if method == "fixed" else math.inf
+        assert critical_value(5_500, 0.05, method, 2_000, df) == pytest.approx(half, rel=1e-9)
+
+
+# --- segments ---------------------------------------------------------------------------------
+
+
+def segment_cells(rng: np.random.Generator, effects: list[float], n: int = 4_000) -> list[tuple[str, ArmStats, ArmStats]]:
+    cells = []
+    for i, effect in enumerate(effects):
+        c, v = rng.binomial(n, 0.10), rng.binomial(n, 0.10 * (1 + effect))
+        cells.append((f"segment {i}", ArmStats("control", n, float(c), float(c)), ArmStats("b", n, float(v), float(v))))
+    return cells
+
+
+@pytest.mark.parametrize("method", ["fixed", "sequential"])
+def test_segment_effects_adjust_across_segments_and_flag_only_what_bh_selects(method):
+    rng = np.random.default_rng(60)
+    cells = segment_cells(rng, [0.0] * 8 + [0.35, 0.5])
+    cells.append(("tiny", ArmStats("control", 30, 2.0, 2.0), ArmStats("b", 30, 3.0, 3.0)))  # not enough data
+    result = segment_effects(cells, "proportion", method=method)
+    raw = [e.comparison.absolute.p_value for e in result.effects]
+    present = [p for p in raw if p is not None]
+    expected = multipletests(present, method="fdr_bh")[1]
+    assert result.looked_at == len(present) == 10
+    assert [e.adjusted_p_value for e in result.effects if e.adjusted_p_value is not None] == pytest.approx(expected)
+    selected = int(np.sum(expected <= 0.05))
+    assert result.flagged == selected == sum(e.flagged for e in result.effects) >= 1
+    assert result.adjusted_alpha == pytest.approx(0.05 * max(selected, 1) / 10)
+    for e in result.effects:
+        if e.adjusted_p_value is None:
+            assert not e.flagged and e.adjusted == Estimate()
+            continue
+        assert e.flagged == (e.adjusted_p_value <= 0.05) == (e.adjusted.ci_lower > 0 or e.adjusted.ci_upper < 0)
+        unadjusted = e.comparison.absolute
+        assert e.adjusted.ci_lower <= unadjusted.ci_lower and unadjusted.ci_upper <= e.adjusted.ci_upper
+    json.dumps(result.to_dict(), allow_nan=False)
+
+
+def test_segment_intervals_at_the_fcr_level_are_the_fixed_intervals_at_that_level():
+    rng = np.random.default_rng(61)
+    cells = segment_cells(rng, [0.0, 0.0, 0.0, 0.6])
+    result = segment_effects(cells, "proportion", method="fixed")
+    for (_, c, v), effect in zip(cells, result.effects):
+        at_level = compare(c, v, "proportion", alpha=result.adjusted_alpha, method="fixed")
+        assert (effect.adjusted.ci_lower, effect.adjusted.ci_upper) == pytest.approx(
+            (at_level.absolute.ci_lower, at_level.absolute.ci_upper), rel=1e-12)
+        assert (effect.adjusted_relative.ci_lower, effect.adjusted_relative.ci_upper) == pytest.approx(
+            (at_level.relative.ci_lower, at_level.relative.ci_upper), rel=1e-12)
+
+
+def test_segment_fishing_in_a_a_tests_rarely_flags_anything():
+    """20 segments of an A/A test: unadjusted 95% intervals flag a "segment effect" in most
+    experiments; BH with FCR-adjusted intervals in about alpha of them."""
+    rng = np.random.default_rng(62)
+    reps, adjusted_any, naive_any = 300, 0, 0
+    for _ in range(reps):
+        result = segment_effects(segment_cells(rng, [0.0] * 20, n=2_000), "proportion", method="fixed")
+        adjusted_any += result.flagged > 0
+        naive_any += any(e.comparison.absolute.p_value <= 0.05 for e in result.effects)
+    assert naive_any / reps > 0.5
+    assert adjusted_any / reps <= 0.09
