@@ -5,7 +5,7 @@ engine must do thousands per second. Each case compares 1,000 synthetic cells (`
 batched through `compare_many` and one at a time through `compare`, repeated `--repeats` times;
 the table shows the median and how many times slower than the fastest case it is.
 
-CLI: the cold start of `python -m momento.cli analyze` on the README's two-arm proportion
+CLI: the cold start of `momento analyze` on the README's two-arm proportion
 request (median of `--starts` processes, target < 0.4 s), the `--jsonl` throughput on
 `--lines` two-arm proportion requests in one process (target >= 5,000 analyses/s), and
 `metrics.analyze.analyze` called in process, request by request, on `--in-process` of them. With `--baseline PATH` (a
@@ -162,9 +162,14 @@ def _run(root: Path, args: list[str], text: str) -> tuple[Timing, subprocess.Com
     return Timing(wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime), done
 
 
+def _cli(root: Path) -> list[str]:
+    """How `momento` is run from the checkout at `root` (cli/main.py; momento/cli.py before)."""
+    return ["-m", "cli.main" if (root / "cli" / "main.py").is_file() else "momento.cli"]
+
+
 def cold_start(root: Path) -> Timing:
-    """One `python -m momento.cli analyze` process on the README request."""
-    timing, done = _run(root, ["-m", "momento.cli", "analyze"], json.dumps(README_REQUEST))
+    """One `momento analyze` process on the README request."""
+    timing, done = _run(root, [*_cli(root), "analyze"], json.dumps(README_REQUEST))
     if done.returncode != 0 or "comparisons" not in done.stdout:
         raise RuntimeError(f"momento analyze failed in {root}: {done.stderr.strip()[-400:]}")
     return timing
@@ -173,7 +178,7 @@ def cold_start(root: Path) -> Timing:
 def jsonl_rate(root: Path, requests: list[str]) -> Timing | None:
     """Analyses per wall-clock and per CPU second through `analyze --jsonl` (start-up included);
     None for a checkout without --jsonl."""
-    timing, done = _run(root, ["-m", "momento.cli", "analyze", "--jsonl"], "\n".join(requests) + "\n")
+    timing, done = _run(root, [*_cli(root), "analyze", "--jsonl"], "\n".join(requests) + "\n")
     if done.returncode == 2 and "--jsonl" in done.stderr:
         return None
     answers = done.stdout.splitlines()

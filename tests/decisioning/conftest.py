@@ -45,7 +45,7 @@ class RunningService:
 
 def start_service(workdir: Path, *, env: dict[str, str] | None = None, host: str = "127.0.0.1",
                   wait: bool = True) -> RunningService:
-    """Start the real service (`python -m momento.cli serve`) and wait until /healthz answers."""
+    """Start the real service (`python -m cli.main serve`) and wait until /healthz answers."""
     lake, log = workdir / "lake", workdir / "service.log"
     port = free_loopback_port()
     inherited = {key: value for key, value in os.environ.items() if not key.startswith("MOMENTO_")}

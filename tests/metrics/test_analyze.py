@@ -292,7 +292,7 @@ def test_the_cli_converses_line_by_line_and_imports_only_what_the_request_needs(
     read), and a sequential request never loads scipy or statsmodels (cold start); a fixed one
     loads scipy for Student's t."""
     report = ("import json, runpy, sys\nsys.argv = ['momento', 'analyze', '--jsonl']\n"
-              "try:\n    runpy.run_module('momento.cli', run_name='__main__')\n"
+              "try:\n    runpy.run_module('cli.main', run_name='__main__')\n"
               "finally:\n"
               "    heavy = ('scipy', 'statsmodels', 'pandas', 'polars')\n"
               "    print(json.dumps(sorted(m for m in heavy if m in sys.modules)))\n")
