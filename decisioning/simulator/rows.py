@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from decisioning.simulator import behaviour as bh
+from decisioning.simulator.batch import arm_labels
 from decisioning.simulator.frames import series
 
 if TYPE_CHECKING:
@@ -77,15 +78,14 @@ class _Assembler:
                 continue
             experience = s.experience_by_placement[placement]
             experiment = s.experiment_by_experience[experience.id]
-            arm_names = pl.Series([arm.name for arm in experiment.arms])
+            arms = arm_labels(experiment, frame.get_column("holdout").to_numpy(), frame.get_column("arm").to_numpy())
             out[placement] = frame.with_columns(
                 _ids(self._decision_id(placement), pl.int_range(0, pl.len())).alias("decision_id"),
                 pl.lit(placement).alias("placement"),
                 pl.lit(s.placement_by_id[placement].journey).alias("journey"),
                 pl.lit(experience.id).alias("experience_id"),
                 pl.lit(experiment.id).alias("experiment_id"),
-                pl.when(pl.col("holdout")).then(pl.lit("holdout"))
-                .otherwise(arm_names.gather(frame.get_column("arm"))).alias("arm_name"),
+                series("arm_name", arms),
                 pl.Series(list(experience.variants)).gather(frame.get_column("variant")).alias("variant_name"),
             )
         return out

@@ -30,7 +30,7 @@ from decisioning.policies import make_policy
 from momento.scenario import Scenario
 from decisioning.simulator import behaviour as bh
 from decisioning.simulator import incidents as inc
-from decisioning.simulator.batch import ExperienceDecider, Requests, Served
+from decisioning.simulator.batch import ExperienceDecider, Requests, Served, arm_labels
 from decisioning.simulator.frames import series
 from momento.codes import Code
 
@@ -324,7 +324,7 @@ class Simulation:
         placement was seen, unless the `srm_bug` loses it on the client."""
         part = self.ledgers[placement].parts[-1]
         experiment = self.deciders[placement].experiment
-        arm = np.where(part["holdout"], "holdout", np.array([a.name for a in experiment.arms], dtype=object)[part["arm"]])
+        arm = arm_labels(experiment, part["holdout"], part["arm"])
         lost = inc.srm_drops(self.windows, self.s, np.full(len(seen), experiment.id, dtype=object), arm, exposure_ts,
                              self.rng.random(len(seen)))
         part.update(seen=seen, exposed=seen & part["logged"] & ~lost, exposure_ts=exposure_ts, **columns)
