@@ -67,7 +67,7 @@ def write_tables(lake: Path, tables: dict[str, Iterator[pl.DataFrame]], progress
             data = to_table(name, frame.to_arrow(compat_level=pl.CompatLevel.newest()) if frame is not None else [])
             path = table_path(lake, name)
             path.mkdir(parents=True, exist_ok=True)
-            write_deltalake(str(path), data, mode="append")
+            write_deltalake(str(path), data, mode="append", schema_mode="merge")  # a lake from before a new column
             written[name] += data.num_rows
             bar.update(data.num_rows)
 

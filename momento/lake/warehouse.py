@@ -3,6 +3,9 @@
 Each table of the lake becomes a DuckDB view over the Parquet files of its current Delta
 snapshot. `refresh()` re-reads only the Delta log and re-creates a view only when its table
 has a new version, so it is cheap to call before every query. A reader never writes.
+A column added to a table's schema after some of its files were written (Delta's schema
+evolution) reads as null in those files' rows, and as a null column of its type in a lake
+written before it existed: every view has the columns of `momento.lake.schema.TABLES`.
 Queries go through `query()` (polars out, named parameters bound — unused ones dropped —
 never text-built) or through SQLAlchemy connections from `engine()` that see the same views.
 """
@@ -18,6 +21,8 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import sqlalchemy
 from deltalake import DeltaTable
 from duckdb_engine import ConnectionWrapper
@@ -32,6 +37,13 @@ def used_params(sql: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """The named parameters `sql` refers to. DuckDB refuses unused ones, and dropping them here
     lets every query take `Filters.params()` whole; a misspelt name still fails, as unbound."""
     return {key: value for key, value in params.items() if re.search(rf"\${re.escape(key)}\b", sql)}
+
+
+def _read(files: list[str]) -> str:
+    """`read_parquet` of `files`. DDL cannot take bound parameters; the paths come from the
+    Delta log, not from a user."""
+    listed = ", ".join("'" + path.replace("'", "''") + "'" for path in files)
+    return f"read_parquet([{listed}])"
 
 
 class WarehouseError(RuntimeError):
@@ -51,6 +63,8 @@ class Warehouse:
         # Tables whose Delta log cannot be read: queries touching them raise WarehouseError.
         self.errors: dict[str, str] = {}
         self._tables: dict[str, DeltaTable] = {}
+        self._file_columns: dict[str, dict[str, frozenset[str]]] = {}  # table -> its files' columns (a file never changes)
+        self._types: dict[str, dict[str, str]] = {}  # table -> column -> DuckDB type
         self._refreshed_at = 0.0
         self._lock = threading.Lock()
         self._engine: sqlalchemy.Engine | None = None
@@ -97,17 +111,48 @@ class Warehouse:
         cursor = self._con.cursor()
         if self._kinds.get(name) != "VIEW":
             self._drop(cursor, name)
-        # DDL cannot take bound parameters; the paths come from the Delta log, not from a user.
-        listed = ", ".join("'" + path.replace("'", "''") + "'" for path in files)
         try:
-            cursor.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet([{listed}])")
-        except duckdb.Error as exc:  # binding the view reads the first file's footer
+            try:
+                select = self._select(name, files)
+            except FileNotFoundError:  # vacuumed since the listing (an erasure): read the snapshot after it
+                table.update_incremental()
+                version, files = table.version(), table.file_uris()
+                select = self._select(name, files)
+            cursor.execute(f"CREATE OR REPLACE VIEW {name} AS {select}")
+        except (duckdb.Error, pa.ArrowException, OSError) as exc:  # files' footers are read here
             self._show_empty(name)
             self.errors[name] = f"table {name!r} in {self.lake} cannot be read: unreadable file: {exc}"
             return
         self._kinds[name] = "VIEW"
         self._versions[name] = version
         self.errors.pop(name, None)
+
+    def _select(self, name: str, files: list[str]) -> str:
+        """The view's query over `files`. Files with every column of the table are read as they
+        are; files written before a column existed are read per set of columns they hold, the
+        missing ones as typed nulls, and the groups put together in the table's column order."""
+        known = self._file_columns.get(name, {})
+        columns_of = self._file_columns[name] = {path: known.get(path) or frozenset(pq.read_schema(path).names)
+                                                 for path in files}
+        groups: dict[frozenset[str], list[str]] = {}
+        for path in files:
+            groups.setdefault(columns_of[path], []).append(path)
+        names = TABLES[name].names
+        if len(groups) == 1 and set(names) <= next(iter(groups)):
+            return f"SELECT * FROM {_read(files)}"
+        types = self._duckdb_types(name)
+        return " UNION ALL ".join(
+            "SELECT " + ", ".join(f'"{c}"' if c in columns else f'CAST(NULL AS {types[c]}) AS "{c}"' for c in names)
+            + f" FROM {_read(paths)}"
+            for columns, paths in groups.items()
+        )
+
+    def _duckdb_types(self, name: str) -> dict[str, str]:
+        """Each column's DuckDB type, as DuckDB reads the table's Arrow schema."""
+        if name not in self._types:
+            relation = self._con.cursor().from_arrow(empty_table(name))
+            self._types[name] = {column: str(type_) for column, type_ in zip(relation.columns, relation.types, strict=True)}
+        return self._types[name]
 
     def _show_empty(self, name: str) -> None:
         self._versions[name] = None

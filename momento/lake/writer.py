@@ -228,7 +228,8 @@ class LakeWriter:
             try:
                 for name, parts in buffers.items():
                     data = pa.concat_tables(parts)
-                    write_deltalake(self._tables[name], data, mode="append")
+                    # "merge": a table created before a column was added to its schema gains it
+                    write_deltalake(self._tables[name], data, mode="append", schema_mode="merge")
                     written += data.num_rows
                     buffers[name] = []
             except Exception:
