@@ -85,7 +85,13 @@ class Context:
 
 @dataclass
 class Decision:
-    """The answer and its `decisions` row (`row()`)."""
+    """The answer and its `decisions` row (`row()`).
+
+    `action_probabilities` is the distribution over the experience's variants the variant was
+    drawn from, as `{"variant", "p"}` entries in the experience's order: the policy's
+    probabilities, or the point mass on what was served when no policy chose. `context` holds
+    the features the policy was given (in `flow.CONTEXT_VERSION` order), None when no policy
+    chose (`momento.lake.schema.DECISIONS` says more)."""
 
     decision_id: str
     ts: datetime
@@ -112,6 +118,9 @@ class Decision:
     device: str | None
     segment: str | None
     region: str | None
+    action_probabilities: list[dict[str, Any]]
+    context: list[float] | None = None
+    context_version: str | None = None
 
     def row(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -157,6 +166,11 @@ class _Request:
         self.started = 0.0
         self.x: np.ndarray = np.empty(0)
         self.answer: _Answer | None = None
+
+
+def _point_mass(variants: list[str], served: str) -> list[dict[str, Any]]:
+    """The action distribution of a decision no policy drew: probability 1 on what was served."""
+    return [{"variant": v, "p": 1.0 if v == served else 0.0} for v in variants]
 
 
 class _Memo(NamedTuple):
@@ -289,6 +303,7 @@ class Engine:
             variant=experience.default_variant, policy="default", model_version=None, propensity=1.0, score=None,
             reasons=[], fallback=False, fallback_reason=None, consent=ctx.consent, latency_us=0, status="ok",
             error_code=None, device=ctx.device, segment=ctx.segment, region=ctx.region,
+            action_probabilities=_point_mass(experience.variants, experience.default_variant),
         )
         choice = None
         try:
@@ -325,6 +340,7 @@ class Engine:
         if step.serves is Serves.FIXED:
             assert q.arm.variant is not None  # the fixed step holds for an arm with a variant
             d.variant, d.policy = q.arm.variant, "fixed"
+            d.action_probabilities = _point_mass(experience.variants, d.variant)
             d.reasons.append(step.code)
         elif step.fallback:
             self._fall_back(d, experience, step.code, error=step.serves is Serves.ERROR)
@@ -339,6 +355,8 @@ class Engine:
         variants = q.experience.variants
         d.variant, d.policy, d.model_version = variants[answer.chosen], kind, answer.model_version
         d.propensity, d.score = answer.propensity, answer.score if np.isfinite(answer.score) else None
+        d.action_probabilities = [{"variant": v, "p": p} for v, p in zip(variants, answer.probabilities.tolist())]
+        d.context, d.context_version = q.x[0].tolist(), flow.CONTEXT_VERSION
         d.reasons.append(flow.POLICY_CODES[kind])
         return _Choice(q.experience.id, kind, q.x[0], answer.chosen)
 
@@ -436,6 +454,8 @@ class Engine:
 
     def _fall_back(self, d: Decision, experience: Experience, code: Code, error: bool = False) -> None:
         d.variant, d.policy, d.model_version, d.propensity, d.score = experience.default_variant, "default", None, 1.0, None
+        d.action_probabilities = _point_mass(experience.variants, d.variant)
+        d.context = d.context_version = None
         d.reasons.append(code)
         d.fallback, d.fallback_reason = True, code
         if error:

@@ -16,12 +16,13 @@ both paths fails when the engine or the decider is built; that both paths then d
 is tested on random requests (tests/decisioning/simulator/test_batch.py).
 
 Also here, because both paths log them: the policy -> reason code map, the fallback codes,
-the arm logged when an experiment is not running, and which policy an injected model outage
-takes down.
+the arm logged when an experiment is not running, which policy an injected model outage takes
+down, and the name of the feature set a decision's logged context is in.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -29,6 +30,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from decisioning.features import FEATURE_NAMES
 from momento.codes import Code
 from momento.scenario import Arm, Experience, Experiment, PolicyName
 
@@ -103,6 +105,12 @@ INACTIVE = "none"
 OUTAGE_TARGET: PolicyName = "propensity"
 """The policy an injected `model_outage` takes down: the one with a trained model to lose (rules
 and Thompson sampling keep answering)."""
+
+CONTEXT_VERSION = "features-{}-{}".format(
+    len(FEATURE_NAMES), hashlib.blake2b(",".join(FEATURE_NAMES).encode(), digest_size=4).hexdigest())
+"""The name of the feature set a logged `context` is in: its values are the policy's features in
+`decisioning.features.FEATURE_NAMES` order. Derived from the names, so it changes whenever they
+or their order do."""
 
 
 def running(experiment: Experiment) -> bool:

@@ -89,6 +89,9 @@ def _both(scenario: Scenario, placement: str, seed: int) -> Both:
         answers.append(engine.decide(ctx, incidents))
     taken = np.array([engine.caps.used(u, c, day) for u, c in zip(units, channel, strict=True)]) - used
 
+    # the features the engine's policy saw (the batch's own come from the simulation, not
+    # under test here); a request the engine stopped earlier has the bias alone
+    seen = np.array([a.context or np.eye(len(FEATURE_NAMES))[0] for a in answers])
     decider = _decider(scenario, placement, engine)
     experiment = decider.experiment
     arm_index = {arm.name: a for a, arm in enumerate(experiment.arms)}
@@ -96,16 +99,16 @@ def _both(scenario: Scenario, placement: str, seed: int) -> Both:
         holdout=np.array([in_holdout(u, scenario.population) for u in units]),
         arm=np.array([arm_index[assign_arm(u, experiment)] for u in units]),
         consent=consent, channel=channel, cap_used=used, in_stock=in_stock, bought_today=bought,
-        features=lambda rows: np.tile(np.eye(len(FEATURE_NAMES))[0], (rows.sum(), 1)),
-        error=error, spike=spike, outage=outage,
+        features=lambda rows: seen[rows], error=error, spike=spike, outage=outage,
     )
     return Both(scenario, engine, answers, requests, decider.decide(requests, rng), used, taken)
 
 
 def test_the_engine_and_the_batch_decide_every_request_alike(bundled_scenario: Scenario) -> None:
-    """Request by request: the same arm, reason, fallback, status, policy, cap taken, and (where
-    nothing was drawn) variant; over the placements and a paused experiment, every step of the
-    flow the simulated service can reach is reached."""
+    """Request by request: the same arm, reason, fallback, status, policy, cap taken, logged
+    action distribution, context or none, and (where nothing was drawn) variant; over the
+    placements and a paused experiment, every step of the flow the simulated service can reach
+    is reached."""
     cases = [(bundled_scenario, placement, seed) for seed, placement in enumerate(PLACEMENTS)]
     cases.append((_paused(bundled_scenario, "exp_home_showcase"), "homepage_showcase", 9))
     reached: set[str] = set()
@@ -121,8 +124,12 @@ def test_the_engine_and_the_batch_decide_every_request_alike(bundled_scenario: S
             assert (answer.fallback, answer.policy, answer.status) == (
                 s.fallback[i], s.policy[i], "error" if s.error[i] else "ok"), where
             assert both.taken[i] == s.takes_cap[i], where
+            logged = [entry["p"] for entry in answer.action_probabilities]
+            assert logged == pytest.approx(s.dist[i].tolist(), abs=1e-12), where
+            assert (answer.context is not None) == s.learned[i], where
             if answer.policy in ("default", "fixed"):
                 assert answer.variant == scenario.experience_by_placement[placement].variants[s.variant[i]], where
+        assert (s.propensity == s.dist[np.arange(N), s.variant]).all()
         reached |= set(s.reason)
     every = {step.code for step in flow.STEPS if step.code} | set(flow.POLICY_CODES.values())
     assert reached == every - NOT_SIMULATED
