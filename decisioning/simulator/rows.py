@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from decisioning.flow import CONTEXT_VERSION
 from decisioning.simulator import behaviour as bh
 from decisioning.simulator.batch import arm_labels
 from decisioning.simulator.frames import series
@@ -92,7 +93,8 @@ class _Assembler:
 
     def decisions(self, ledgers: dict[str, pl.DataFrame]) -> pl.DataFrame:
         frames = []
-        for frame in ledgers.values():
+        for placement, frame in ledgers.items():
+            variants = self.sim.s.experience_by_placement[placement].variants
             logged = frame.filter(pl.col("logged") & (pl.col("ts") <= self.sim.end_us))
             who = self._who(logged.get_column("session")).select("user_id", "session_id", "device", "segment", "region")
             frames.append(pl.concat([logged, who], how="horizontal").select(
@@ -104,6 +106,10 @@ class _Assembler:
                 pl.when(pl.col("status_error")).then(pl.lit("error")).otherwise(pl.lit("ok")).alias("status"),
                 pl.when(pl.col("status_error")).then(pl.col("reason")).alias("error_code"),
                 "device", "segment", "region",
+                pl.concat_list([pl.struct(pl.lit(v).alias("variant"), pl.col("dist").arr.get(i).alias("p"))
+                                for i, v in enumerate(variants)]).alias("action_probabilities"),
+                pl.when(pl.col("learned")).then(pl.col("context").arr.to_list()).alias("context"),
+                pl.when(pl.col("learned")).then(pl.lit(CONTEXT_VERSION)).alias("context_version"),
             ))
         return pl.concat(frames).sort("ts")
 

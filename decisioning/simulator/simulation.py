@@ -316,6 +316,7 @@ class Simulation:
             "policy": served.policy.astype(object), "model_version": served.model_version.astype(object),
             "score": served.score.astype(np.float64), "reason": served.reason.astype(str).astype(object),
             "fallback": served.fallback, "status_error": served.error, "latency_us": latency, "consent": consent,
+            "dist": served.dist, "learned": served.learned, "context": served.X.astype(np.float32),
         }, served.dists)
         return served, requests
 
