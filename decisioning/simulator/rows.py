@@ -9,7 +9,6 @@ the `ingestion_stall` incident delays `received_at`.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -40,12 +39,17 @@ def _ids(prefix: str, numbers: pl.Expr) -> pl.Expr:
     return pl.concat_str([pl.lit(prefix), numbers.cast(pl.String)])
 
 
+def decision_prefix(sim: Simulation, placement: str) -> str:
+    """The start of the decision ids of a placement's ledger: a ledger row's id is this and its
+    row number (`truth.decision_rewards` names decisions by them too)."""
+    return f"d-{sim.run_id}-{list(sim.ledgers).index(placement)}-"
+
+
 class _Assembler:
     def __init__(self, sim: Simulation) -> None:
         self.sim, self.plan = sim, sim.plan
-        self.run = uuid.uuid4().hex[:10]
+        self.run = sim.run_id
         self.rng = np.random.default_rng([sim.seed, 99])
-        self.numbers = {placement: number for number, placement in enumerate(sim.ledgers)}
         pop = sim.population
         person = sim.unit_person[self.plan["unit"]]
         n = len(self.plan["ts"])
@@ -65,7 +69,7 @@ class _Assembler:
         return self.who.select(pl.all().gather(sessions))
 
     def _decision_id(self, placement: str) -> str:
-        return f"d-{self.run}-{self.numbers[placement]}-"
+        return decision_prefix(self.sim, placement)
 
     # -- decisions and exposures --------------------------------------------------------------
 
@@ -150,7 +154,8 @@ class _Assembler:
         has = credited[:, 0] >= 0
         placements = np.array(list(sim.ledgers), dtype=object)
         decision_id = np.full(bought.size, None, dtype=object)
-        decision_id[has] = [f"d-{self.run}-{p}-{row}" for p, row in credited[has]]
+        prefixes = [decision_prefix(sim, p) for p in placements]
+        decision_id[has] = [f"{prefixes[p]}{row}" for p, row in credited[has]]
         placement = np.where(has, placements[np.maximum(credited[:, 0], 0)], None)
         experiment = np.array([sim.deciders[p].experiment.id if p else None for p in placement], dtype=object)
         orders = pl.DataFrame([

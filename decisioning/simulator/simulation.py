@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -95,6 +96,7 @@ class Simulation:
                  with_incidents: bool = True) -> None:
         self.s, self.b = scenario, scenario.behaviour
         self.days, self.seed, self.key = days, seed, key
+        self.run_id = uuid.uuid4().hex[:10]  # in every id the run writes: two runs into one lake never collide
         self.rng = np.random.default_rng(seed)
         self.end_us = end_us
         self.start_us = end_us - days * DAY_US
