@@ -21,8 +21,6 @@ from typing import Any
 
 import duckdb
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 import sqlalchemy
 from deltalake import DeltaTable
 from duckdb_engine import ConnectionWrapper
@@ -63,7 +61,7 @@ class Warehouse:
         # Tables whose Delta log cannot be read: queries touching them raise WarehouseError.
         self.errors: dict[str, str] = {}
         self._tables: dict[str, DeltaTable] = {}
-        self._file_columns: dict[str, dict[str, frozenset[str]]] = {}  # table -> its files' columns (a file never changes)
+        self._file_columns: dict[str, dict[str, frozenset[str]]] = {}  # table -> file -> columns (a file never changes)
         self._types: dict[str, dict[str, str]] = {}  # table -> column -> DuckDB type
         self._refreshed_at = 0.0
         self._lock = threading.Lock()
@@ -113,13 +111,13 @@ class Warehouse:
             self._drop(cursor, name)
         try:
             try:
-                select = self._select(name, files)
-            except FileNotFoundError:  # vacuumed since the listing (an erasure): read the snapshot after it
+                select = self._select(cursor, name, files)
+            except duckdb.IOException:  # a file vacuumed since the listing (erasure): read the snapshot after it
                 table.update_incremental()
                 version, files = table.version(), table.file_uris()
-                select = self._select(name, files)
+                select = self._select(cursor, name, files)
             cursor.execute(f"CREATE OR REPLACE VIEW {name} AS {select}")
-        except (duckdb.Error, pa.ArrowException, OSError) as exc:  # files' footers are read here
+        except duckdb.Error as exc:  # files' footers are read here
             self._show_empty(name)
             self.errors[name] = f"table {name!r} in {self.lake} cannot be read: unreadable file: {exc}"
             return
@@ -127,16 +125,18 @@ class Warehouse:
         self._versions[name] = version
         self.errors.pop(name, None)
 
-    def _select(self, name: str, files: list[str]) -> str:
+    def _select(self, cursor: duckdb.DuckDBPyConnection, name: str, files: list[str]) -> str:
         """The view's query over `files`. Files with every column of the table are read as they
         are; files written before a column existed are read per set of columns they hold, the
-        missing ones as typed nulls, and the groups put together in the table's column order."""
-        known = self._file_columns.get(name, {})
-        columns_of = self._file_columns[name] = {path: known.get(path) or frozenset(pq.read_schema(path).names)
-                                                 for path in files}
+        missing ones as typed nulls, and the groups put together in the table's column order.
+        A file's columns are read once (its footer), when it first appears."""
+        known, columns_of = self._file_columns.get(name, {}), {}
         groups: dict[frozenset[str], list[str]] = {}
         for path in files:
-            groups.setdefault(columns_of[path], []).append(path)
+            columns = columns_of[path] = known.get(path) or frozenset(
+                row[0] for row in cursor.execute(f"DESCRIBE SELECT * FROM {_read([path])}").fetchall())
+            groups.setdefault(columns, []).append(path)
+        self._file_columns[name] = columns_of
         names = TABLES[name].names
         if len(groups) == 1 and set(names) <= next(iter(groups)):
             return f"SELECT * FROM {_read(files)}"
@@ -151,7 +151,7 @@ class Warehouse:
         """Each column's DuckDB type, as DuckDB reads the table's Arrow schema."""
         if name not in self._types:
             relation = self._con.cursor().from_arrow(empty_table(name))
-            self._types[name] = {column: str(type_) for column, type_ in zip(relation.columns, relation.types, strict=True)}
+            self._types[name] = dict(zip(relation.columns, map(str, relation.types), strict=True))
         return self._types[name]
 
     def _show_empty(self, name: str) -> None:
