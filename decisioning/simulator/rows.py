@@ -39,6 +39,15 @@ def _ids(prefix: str, numbers: pl.Expr) -> pl.Expr:
     return pl.concat_str([pl.lit(prefix), numbers.cast(pl.String)])
 
 
+def _action_probabilities(variants: list[str], dist: np.ndarray) -> pl.Series:
+    """Each row of `dist` (n, variants) as the lake stores a distribution: a list of
+    {variant, p} in the experience's order (built flat, then cut into rows: polars' concat_list
+    of structs took 10 s for 400k rows, this 0.1 s)."""
+    n, k = dist.shape
+    flat = pl.DataFrame({"variant": pl.Series(variants).gather(np.tile(np.arange(k), n)), "p": dist.ravel()})
+    return flat.select(pl.struct("variant", "p")).to_series().reshape((n, k)).arr.to_list().alias("action_probabilities")
+
+
 def decision_prefix(sim: Simulation, placement: str) -> str:
     """The start of the decision ids of a placement's ledger: a ledger row's id is this and its
     row number (`truth.decision_rewards` names decisions by them too)."""
@@ -100,6 +109,7 @@ class _Assembler:
         for placement, frame in ledgers.items():
             variants = self.sim.s.experience_by_placement[placement].variants
             logged = frame.filter(pl.col("logged") & (pl.col("ts") <= self.sim.end_us))
+            logged = logged.with_columns(_action_probabilities(variants, logged.get_column("dist").to_numpy()))
             who = self._who(logged.get_column("session")).select("user_id", "session_id", "device", "segment", "region")
             frames.append(pl.concat([logged, who], how="horizontal").select(
                 "decision_id", pl.col("ts").cast(UTC), "user_id", "session_id", "journey", "placement", "channel",
@@ -110,8 +120,7 @@ class _Assembler:
                 pl.when(pl.col("status_error")).then(pl.lit("error")).otherwise(pl.lit("ok")).alias("status"),
                 pl.when(pl.col("status_error")).then(pl.col("reason")).alias("error_code"),
                 "device", "segment", "region",
-                pl.concat_list([pl.struct(pl.lit(v).alias("variant"), pl.col("dist").arr.get(i).alias("p"))
-                                for i, v in enumerate(variants)]).alias("action_probabilities"),
+                "action_probabilities",
                 pl.when(pl.col("learned")).then(pl.col("context").arr.to_list()).alias("context"),
                 pl.when(pl.col("learned")).then(pl.lit(CONTEXT_VERSION)).alias("context_version"),
             ))
