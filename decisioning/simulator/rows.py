@@ -45,7 +45,8 @@ def _action_probabilities(variants: list[str], dist: np.ndarray) -> pl.Series:
     of structs took 10 s for 400k rows, this 0.1 s)."""
     n, k = dist.shape
     flat = pl.DataFrame({"variant": pl.Series(variants).gather(np.tile(np.arange(k), n)), "p": dist.ravel()})
-    return flat.select(pl.struct("variant", "p")).to_series().reshape((n, k)).arr.to_list().alias("action_probabilities")
+    rows = flat.select(pl.struct("variant", "p")).to_series().reshape((n, k))
+    return rows.arr.to_list().alias("action_probabilities")
 
 
 def decision_prefix(sim: Simulation, placement: str) -> str:

@@ -123,7 +123,8 @@ def _decisions(start: int, rows: int, evaluated: bool) -> list[dict]:
     for i in range(start, start + rows):
         row = dict(decision_id=f"d{i}", ts=now, user_id=f"{i:032x}", journey="browse", placement="homepage_showcase",
                    channel="web", experience_id="home_showcase", arm="treatment", variant="b", policy="thompson",
-                   propensity=0.75, reasons=["policy_thompson"], fallback=False, consent=True, latency_us=90, status="ok")
+                   propensity=0.75, reasons=["policy_thompson"], fallback=False, consent=True, latency_us=90,
+                   status="ok")
         if evaluated:
             row |= dict(action_probabilities=[{"variant": "a", "p": 0.25}, {"variant": "b", "p": 0.75}],
                         context=[1.0, 0.5], context_version="features-2-test")
