@@ -59,8 +59,7 @@ class Served:
     error: np.ndarray  # bool: status `error`
     takes_cap: np.ndarray  # bool: counted against the frequency cap
     learned: np.ndarray  # bool: chosen by a policy (its outcome updates that policy)
-    dist: np.ndarray  # (n, k): the distribution the variant was drawn from (its row of `dists`)
-    dists: np.ndarray  # (n, arms, k)
+    dists: np.ndarray  # (n, arms, k); under the request's own arm, the distribution its variant was drawn from
     X: np.ndarray  # (n, d): the features of the rows a policy was asked about (zeros elsewhere)
 
 
@@ -130,8 +129,7 @@ class ExperienceDecider:
 
         assigned = r.arm
         stop = stops[rows, assigned]
-        dist = dists[rows, assigned]
-        variant, propensity = choose(dist, rng)
+        variant, propensity = choose(dists[rows, assigned], rng)
         serves = flow.SERVES[stop]
         learned = serves == Serves.POLICY
         kinds = np.array([a.policy or "fixed" for a in arms], dtype=object)[assigned]
@@ -147,7 +145,6 @@ class ExperienceDecider:
             error=serves == Serves.ERROR,
             takes_cap=stop > flow.CAP_STEP,
             learned=learned,
-            dist=dist,
             dists=dists,
             X=X,
         )

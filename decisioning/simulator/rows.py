@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from decisioning.flow import CONTEXT_VERSION
 from decisioning.simulator import behaviour as bh
@@ -47,6 +48,14 @@ def _action_probabilities(variants: list[str], dist: np.ndarray) -> pl.Series:
     flat = pl.DataFrame({"variant": pl.Series(variants).gather(np.tile(np.arange(k), n)), "p": dist.ravel()})
     rows = flat.select(pl.struct("variant", "p")).to_series().reshape((n, k))
     return rows.arr.to_list().alias("action_probabilities")
+
+
+def _contexts(learned: np.ndarray, values: np.ndarray) -> pl.Series:
+    """Per decision, the features its policy was given: the rows of `values` in turn for the
+    decisions a policy chose (`learned`), null for the others."""
+    offsets = np.concatenate([[0], np.cumsum(learned * values.shape[1])]).astype(np.int32)
+    lists = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.ravel()), mask=pa.array(~learned))
+    return pl.Series("context", lists)
 
 
 def decision_prefix(sim: Simulation, placement: str) -> str:
@@ -108,9 +117,14 @@ class _Assembler:
     def decisions(self, ledgers: dict[str, pl.DataFrame]) -> pl.DataFrame:
         frames = []
         for placement, frame in ledgers.items():
+            ledger, experiment = self.sim.ledgers[placement], self.sim.deciders[placement].experiment
             variants = self.sim.s.experience_by_placement[placement].variants
-            logged = frame.filter(pl.col("logged") & (pl.col("ts") <= self.sim.end_us))
-            logged = logged.with_columns(_action_probabilities(variants, logged.get_column("dist").to_numpy()))
+            keep = (frame.get_column("logged") & (frame.get_column("ts") <= self.sim.end_us)).to_numpy()
+            arm, learned = frame.get_column("arm").to_numpy(), frame.get_column("learned").to_numpy()
+            drawn = ledger.dists(len(experiment.arms), len(variants))[np.arange(frame.height), arm]  # its own arm's
+            contexts = ledger.contexts()[np.cumsum(learned)[keep & learned] - 1]
+            logged = frame.filter(pl.Series(keep)).with_columns(
+                _action_probabilities(variants, drawn[keep]), _contexts(learned[keep], contexts))
             who = self._who(logged.get_column("session")).select("user_id", "session_id", "device", "segment", "region")
             frames.append(pl.concat([logged, who], how="horizontal").select(
                 "decision_id", pl.col("ts").cast(UTC), "user_id", "session_id", "journey", "placement", "channel",
@@ -122,7 +136,7 @@ class _Assembler:
                 pl.when(pl.col("status_error")).then(pl.col("reason")).alias("error_code"),
                 "device", "segment", "region",
                 "action_probabilities",
-                pl.when(pl.col("learned")).then(pl.col("context").arr.to_list()).alias("context"),
+                "context",
                 pl.when(pl.col("learned")).then(pl.lit(CONTEXT_VERSION)).alias("context_version"),
             ))
         return pl.concat(frames).sort("ts")

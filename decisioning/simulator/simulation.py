@@ -25,7 +25,7 @@ import polars as pl
 from tqdm import tqdm
 
 from decisioning.assignment import assign_arms, buckets
-from decisioning.features import encode_columns
+from decisioning.features import FEATURE_NAMES, encode_columns
 from decisioning.identity import anonymous_unit
 from decisioning.policies import make_policy
 from momento.scenario import Scenario
@@ -49,14 +49,18 @@ EXPOSURE_DELAY_US = 500_000
 @dataclass
 class Ledger:
     """Per-decision results of the block loop for one placement (`frame()` once done), with
-    each decision's variant distribution under every arm (`dists`, for the ground truth)."""
+    each decision's variant distribution under every arm (`dists`, for the ground truth; under
+    its own arm, the distribution it was drawn from), and the features of the decisions a
+    policy chose (`contexts`, one row per decision whose `learned` is true, in order)."""
 
     parts: list[dict[str, np.ndarray]] = field(default_factory=list)
     dist_parts: list[np.ndarray] = field(default_factory=list)
+    context_parts: list[np.ndarray] = field(default_factory=list)
 
-    def add(self, columns: dict[str, np.ndarray], dists: np.ndarray) -> None:
+    def add(self, columns: dict[str, np.ndarray], dists: np.ndarray, contexts: np.ndarray) -> None:
         self.parts.append(columns)
         self.dist_parts.append(dists)
+        self.context_parts.append(contexts)
 
     @property
     def size(self) -> int:
@@ -72,6 +76,9 @@ class Ledger:
 
     def dists(self, arms: int, k: int) -> np.ndarray:
         return np.concatenate(self.dist_parts) if self.dist_parts else np.zeros((0, arms, k))
+
+    def contexts(self) -> np.ndarray:
+        return np.concatenate(self.context_parts) if self.context_parts else np.zeros((0, len(FEATURE_NAMES)))
 
 
 def _local_offsets_us(start_us: int, hours: int, tz: str) -> np.ndarray:
@@ -318,8 +325,8 @@ class Simulation:
             "policy": served.policy.astype(object), "model_version": served.model_version.astype(object),
             "score": served.score.astype(np.float64), "reason": served.reason.astype(str).astype(object),
             "fallback": served.fallback, "status_error": served.error, "latency_us": latency, "consent": consent,
-            "dist": served.dist, "learned": served.learned, "context": served.X.astype(np.float32),
-        }, served.dists)
+            "learned": served.learned,
+        }, served.dists, served.X[served.learned].astype(np.float32))
         return served, requests
 
     def _outcomes(self, placement: str, seen: np.ndarray, exposure_ts: np.ndarray, **columns: np.ndarray) -> None:

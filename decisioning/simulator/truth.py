@@ -70,6 +70,19 @@ def _onehot(k: int, index: int) -> np.ndarray:
     return np.eye(k)[index]
 
 
+class _Columns(dict[str, np.ndarray]):
+    """A ledger's columns, each put together when first read (a ledger holds more than the
+    truth reads)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        super().__init__()
+        self.ledger = ledger
+
+    def __missing__(self, name: str) -> np.ndarray:
+        column = self[name] = self.ledger.column(name)
+        return column
+
+
 class _Placement:
     """One placement's ledger as arrays, and where each session's decision is in it."""
 
@@ -80,14 +93,14 @@ class _Placement:
         ledger: Ledger = sim.ledgers[placement]
         self.k, self.n_arms = len(self.experience.variants), len(self.experiment.arms)
         self.default = self.experience.variants.index(self.experience.default_variant)
-        self.col = {name: ledger.column(name) for name in ledger.parts[0]} if ledger.parts else {}
+        self.col = _Columns(ledger)
         self.dists = ledger.dists(self.n_arms, self.k)
         self.n_sessions = len(sim.plan["ts"])
         self.sim = sim
 
     @property
     def empty(self) -> bool:
-        return not self.col
+        return not self.col.ledger.parts
 
     def rows_of(self, sessions: np.ndarray, logged_only: bool) -> np.ndarray:
         """Each session's row here (-1: none); a session has at most one per placement."""

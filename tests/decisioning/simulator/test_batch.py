@@ -117,6 +117,7 @@ def test_the_engine_and_the_batch_decide_every_request_alike(bundled_scenario: S
         s, r = both.served, both.requests
         arms = arm_labels(scenario.experiment_by_experience[scenario.experience_by_placement[placement].id],
                           r.holdout, r.arm)
+        drawn = s.dists[np.arange(N), r.arm]  # under each request's own arm
         for i, answer in enumerate(both.answers):
             where = (placement, i, answer.reasons, s.reason[i])
             assert answer.arm == arms[i], where
@@ -125,11 +126,11 @@ def test_the_engine_and_the_batch_decide_every_request_alike(bundled_scenario: S
                 s.fallback[i], s.policy[i], "error" if s.error[i] else "ok"), where
             assert both.taken[i] == s.takes_cap[i], where
             logged = [entry["p"] for entry in answer.action_probabilities]
-            assert logged == pytest.approx(s.dist[i].tolist(), abs=1e-12), where
+            assert logged == pytest.approx(drawn[i].tolist(), abs=1e-12), where
             assert (answer.context is not None) == s.learned[i], where
             if answer.policy in ("default", "fixed"):
                 assert answer.variant == scenario.experience_by_placement[placement].variants[s.variant[i]], where
-        assert (s.propensity == s.dist[np.arange(N), s.variant]).all()
+        assert (s.propensity == drawn[np.arange(N), s.variant]).all()
         reached |= set(s.reason)
     every = {step.code for step in flow.STEPS if step.code} | set(flow.POLICY_CODES.values())
     assert reached == every - NOT_SIMULATED
