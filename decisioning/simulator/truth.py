@@ -363,6 +363,8 @@ def ground_truth(sim: Simulation) -> dict[str, Any]:
 
 Reward = Literal["click", "conversion", "revenue"]
 REWARDS: tuple[Reward, ...] = ("click", "conversion", "revenue")
+SUM_TOLERANCE = 1e-6
+"""How far from 1 a candidate's probabilities for a decision may sum (rounding, not a mistake)."""
 
 
 @dataclass(frozen=True)
@@ -424,7 +426,7 @@ def policy_value(rewards: DecisionRewards, probabilities: np.ndarray) -> float:
         raise ValueError(f"probabilities must be (decisions, variants) = ({n}, {k}), got {p.shape}")
     if n == 0:
         raise ValueError("probabilities: no logged decisions to average over")
-    bad = ~np.isfinite(p).all(axis=1) | (p < 0).any(axis=1) | (np.abs(p.sum(axis=1) - 1.0) > 1e-6)
+    bad = ~np.isfinite(p).all(axis=1) | (p < 0).any(axis=1) | (np.abs(p.sum(axis=1) - 1.0) > SUM_TOLERANCE)
     if bad.any():
         row = int(np.argmax(bad))
         raise ValueError(f"probabilities: row {row} ({rewards.decision_id[row]}) is not a distribution: {p[row]}")
