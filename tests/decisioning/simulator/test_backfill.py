@@ -14,13 +14,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
-from scipy import stats
-
 from deltalake import DeltaTable, write_deltalake
+from scipy import stats
 
 from decisioning.features import FEATURE_NAMES
 from decisioning.flow import CONTEXT_VERSION
+from decisioning.policies import RulesPolicy
 from momento.lake.schema import TABLES
 from momento.lake.writer import table_path
 from momento.scenario import Scenario
@@ -214,6 +215,20 @@ def test_every_decision_logs_its_action_distribution_and_a_policys_its_context(w
     assert order.height == len(bundled_scenario.experiences)  # one order per experience: the experience's own
     for experience_id, variants in order.iter_rows():
         assert variants == bundled_scenario.experience_by_id[experience_id].variants
+
+
+def test_the_logged_context_is_what_the_policy_chose_from(warehouse: Warehouse, bundled_scenario: Scenario) -> None:
+    """The business rules are a fixed function of the features: fed each rules decision's logged
+    context, they give back its logged distribution (so each row carries its own features)."""
+    logged = warehouse.query("SELECT experience_id, context, [a.p FOR a IN action_probabilities] AS p "
+                             "FROM decisions WHERE policy = 'rules'")
+    assert logged.height > 50
+    for (experience_id,), rows in logged.group_by("experience_id"):
+        rules = RulesPolicy(bundled_scenario.experience_by_id[experience_id])
+        X = np.array(rows.get_column("context").to_list())
+        recomputed = rules.probabilities(X, np.ones((len(X), len(rules.variants)), dtype=bool))
+        assert np.array_equal(recomputed, np.array(rows.get_column("p").to_list()))
+        assert len(np.unique(recomputed.argmax(axis=1))) > 1  # the rules chose more than one variant
 
 
 def test_a_backfill_into_a_lake_from_before_the_evaluation_columns_adds_to_it(tmp_path: Path,

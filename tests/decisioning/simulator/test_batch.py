@@ -59,7 +59,6 @@ class Both:
     answers: list[Decision]
     requests: Requests
     served: Served
-    used: np.ndarray
     taken: np.ndarray  # the cap the engine took for each request
 
 
@@ -101,7 +100,7 @@ def _both(scenario: Scenario, placement: str, seed: int) -> Both:
         consent=consent, channel=channel, cap_used=used, in_stock=in_stock, bought_today=bought,
         features=lambda rows: seen[rows], error=error, spike=spike, outage=outage,
     )
-    return Both(scenario, engine, answers, requests, decider.decide(requests, rng), used, taken)
+    return Both(scenario, engine, answers, requests, decider.decide(requests, rng), taken)
 
 
 def test_the_engine_and_the_batch_decide_every_request_alike(bundled_scenario: Scenario) -> None:
