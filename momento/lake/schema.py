@@ -88,10 +88,12 @@ DECISIONS = pa.schema(
   variant has p = 0. When a policy chose (`policy` is the policy's name) it is the policy's
   probabilities; a fixed arm, the holdout, a control arm, a paused experiment and every fallback
   log the point mass on what was served (p = 1 there, 0 elsewhere).
-- `context`: the features the policy was given, after pseudonymisation and minimisation (no ids,
-  only the encoded features policies read), in the order `context_version` names
-  (`decisioning.flow.CONTEXT_VERSION`: the names of `decisioning.features.FEATURE_NAMES`);
-  both null when no policy chose.
+- `context`: the features the policy was given (32-bit floats), after pseudonymisation and
+  minimisation: no ids, only the encoded features the service's policies read (Thompson sampling
+  reads none of them, but a contextual candidate judged on its traffic needs them), in the
+  order `context_version` names (`decisioning.flow.CONTEXT_VERSION`, derived from
+  `decisioning.features.FEATURE_NAMES`); both null when no policy chose (a policy whose answer
+  came after the decision budget did not choose).
 
 Rows written before these three columns existed read back with them null (the warehouse's
 views and Delta's schema evolution both allow it)."""
