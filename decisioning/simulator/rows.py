@@ -9,7 +9,7 @@ the `ingestion_stall` incident delays `received_at`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -286,14 +286,8 @@ def assemble(sim: Simulation) -> dict[str, Iterator[pl.DataFrame]]:
     assembler = _Assembler(sim)
     ledgers = assembler.ledgers()
     return {
-        "decisions": _when_asked(lambda: assembler.decisions(ledgers)),
-        "exposures": _when_asked(lambda: assembler.exposures(ledgers)),
-        "identities": _when_asked(assembler.identities),
+        "decisions": iter([assembler.decisions(ledgers)]),
+        "exposures": iter([assembler.exposures(ledgers)]),
+        "identities": iter([assembler.identities()]),
         "events": assembler.events(ledgers),
     }
-
-
-def _when_asked(build: Callable[[], pl.DataFrame]) -> Iterator[pl.DataFrame]:
-    """One frame, built when the writer comes to it (not held while the tables before it are
-    written: the decisions, with their distributions and contexts, are the second largest)."""
-    yield build()
