@@ -1,5 +1,6 @@
-"""The decision flow, pure of HTTP: placement -> experience -> experiment -> holdout -> arm ->
-governance -> policy -> budget, every step with a reason code; and the online learning loop.
+"""The service's decisions, pure of HTTP: the decision flow (`decisioning.flow`: holdout ->
+experiment arm -> governance -> frequency cap -> fixed variant -> policy -> budget, every step
+with a reason code) one request at a time; and the online learning loop.
 
 `Engine.decide` never raises for a known placement: a model error, a slow feature step or an
 injected fault serves the experience's default with the reason (`MODEL_ERROR`,
@@ -28,13 +29,15 @@ from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
+from decisioning import flow
 from decisioning import guards as gov
 from decisioning.assignment import HOLDOUT, ArmSplit, in_holdout
 from decisioning.features import FeatureStore, encode, referrer_type
+from decisioning.flow import INACTIVE, Serves
 from decisioning.policies import ModelUnavailable, Policy, choose, make_policy
 from momento.scenario import Arm, Experience, Experiment, Placement, Scenario
 from momento.lake.writer import LakeWriter, QueueFull
@@ -43,11 +46,8 @@ from momento.codes import POLICY_CODES, Code
 log = logging.getLogger(__name__)
 
 INCIDENTS = ("latency_spike", "model_outage", "error_burst")
-INACTIVE = "none"  # the arm logged when the experience's experiment is not running
 REWARD_EVENTS = frozenset({"click", "add_to_cart", "purchase", "email_click", "push_open"})
-FALLBACKS_AFTER_CAPS = (Code.MODEL_UNAVAILABLE, Code.MODEL_ERROR, Code.BUDGET_EXCEEDED)
-"""The fallbacks a policy's choice ends in after governance has taken a frequency cap for it
-(`_choose`). A feature-store error can come before the cap or after, so it is not listed."""
+FALLBACKS_AFTER_CAPS = flow.FALLBACKS_AFTER_CAPS  # read by recovery
 
 
 class UnknownPlacement(LookupError):
@@ -85,7 +85,13 @@ class Context:
 
 @dataclass
 class Decision:
-    """The answer and its `decisions` row (`row()`)."""
+    """The answer and its `decisions` row (`row()`).
+
+    `action_probabilities` is the distribution over the experience's variants the variant was
+    drawn from, as `{"variant", "p"}` entries in the experience's order: the policy's
+    probabilities, or the point mass on what was served when no policy chose. `context` holds
+    the features the policy was given (in `flow.CONTEXT_VERSION` order), None when no policy
+    chose (`momento.lake.schema.DECISIONS` says more)."""
 
     decision_id: str
     ts: datetime
@@ -112,6 +118,9 @@ class Decision:
     device: str | None
     segment: str | None
     region: str | None
+    action_probabilities: list[dict[str, Any]]
+    context: list[float] | None = None
+    context_version: str | None = None
 
     def row(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -127,6 +136,41 @@ class _Choice(NamedTuple):
 
 
 _NO_CHOICE = (None,) * len(_Choice._fields)
+
+
+class _Answer(NamedTuple):
+    """A policy's answer: its probabilities over the variants and the variant drawn from them."""
+
+    probabilities: np.ndarray
+    chosen: int
+    propensity: float
+    score: float
+    model_version: str
+
+
+class _Request:
+    """One decision on its way down the flow: its input, and what the steps passed so far found
+    out (the stored features, whether the visitor bought today, the policy's features and
+    answer), for the steps after them."""
+
+    __slots__ = ("answer", "arm", "bought_today", "ctx", "d", "experience", "incidents", "now", "placement", "started",
+                 "stored", "x")
+
+    def __init__(self, d: Decision, ctx: Context, now: float, placement: Placement, experience: Experience,
+                 arm: Arm | None, incidents: Collection[str]) -> None:
+        self.d, self.ctx, self.now, self.placement, self.experience = d, ctx, now, placement, experience
+        self.arm = cast(Arm, arm)  # None only in a decision that stops before a step reads the arm
+        self.incidents = incidents
+        self.stored: dict[str, Any] = {}
+        self.bought_today = False
+        self.started = 0.0
+        self.x: np.ndarray = np.empty(0)
+        self.answer: _Answer | None = None
+
+
+def _point_mass(variants: list[str], served: str) -> list[dict[str, Any]]:
+    """The action distribution of a decision no policy drew: probability 1 on what was served."""
+    return [{"variant": v, "p": 1.0 if v == served else 0.0} for v in variants]
 
 
 class _Memo(NamedTuple):
@@ -201,6 +245,7 @@ class Engine:
         self._warm_up()
         self._arms = {x.id: {arm.name: arm for arm in x.arms} for x in scenario.experiments}
         self._splits = {x.id: ArmSplit.of(x) for x in scenario.experiments}
+        self._tests = flow.bind({s.name: getattr(self, f"_{s.name}") for s in flow.STEPS[:flow.POLICY_STEP]})
         self._memos: OrderedDict[str, tuple] = OrderedDict()  # decision id -> the fields of a _Memo
         self._memo_lock = threading.Lock()
         self._learning: dict[tuple[str, str], _Learning] = {}
@@ -258,6 +303,7 @@ class Engine:
             variant=experience.default_variant, policy="default", model_version=None, propensity=1.0, score=None,
             reasons=[], fallback=False, fallback_reason=None, consent=ctx.consent, latency_us=0, status="ok",
             error_code=None, device=ctx.device, segment=ctx.segment, region=ctx.region,
+            action_probabilities=_point_mass(experience.variants, experience.default_variant),
         )
         choice = None
         try:
@@ -277,7 +323,7 @@ class Engine:
         """The unit's arm, fixed before anything can fail, so even an error is logged in it."""
         if in_holdout(unit, self.scenario.population):
             return HOLDOUT
-        if experiment is None or experiment.status != "running":
+        if experiment is None or not flow.running(experiment):
             return INACTIVE
         return self._splits[experiment.id].arm_of(unit)
 
@@ -286,83 +332,114 @@ class Engine:
         experiment: Experiment | None, incidents: Collection[str],
     ) -> _Choice | None:
         d.consent = ctx.consent and not self.store.consent_withdrawn(ctx.unit)
+        arm = None if experiment is None or d.arm in (HOLDOUT, INACTIVE) else self._arms[experiment.id][d.arm]
+        q = _Request(d, ctx, now, placement, experience, arm, incidents)
+        step = flow.STEPS[flow.first_step(self._tests, q)]
+        if step.code is None:  # the policy step
+            return self._serve_policy(q)
+        if step.serves is Serves.FIXED:
+            assert q.arm.variant is not None  # the fixed step holds for an arm with a variant
+            d.variant, d.policy = q.arm.variant, "fixed"
+            d.action_probabilities = _point_mass(experience.variants, d.variant)
+            d.reasons.append(step.code)
+        elif step.fallback:
+            self._fall_back(d, experience, step.code, error=step.serves is Serves.ERROR)
+        else:
+            d.reasons.append(step.code)
+        return None
+
+    def _serve_policy(self, q: _Request) -> _Choice:
+        d, answer, kind = q.d, q.answer, q.arm.policy
+        assert answer is not None  # a decision reaches the policy step with the policy's answer
+        assert kind is not None
+        variants = q.experience.variants
+        d.variant, d.policy, d.model_version = variants[answer.chosen], kind, answer.model_version
+        d.propensity, d.score = answer.propensity, answer.score if np.isfinite(answer.score) else None
+        d.action_probabilities = [{"variant": v, "p": p} for v, p in zip(variants, answer.probabilities.tolist())]
+        d.context, d.context_version = q.x[0].tolist(), flow.CONTEXT_VERSION
+        d.reasons.append(POLICY_CODES[kind])
+        return _Choice(q.experience.id, kind, q.x[0], answer.chosen)
+
+    # The flow's tests (`flow.STEPS`), asked in order of a decision until one holds.
+
+    def _store_failed(self, q: _Request) -> bool:
         try:
-            stored = self.store.row(ctx.unit, ctx.session_id, now)
+            q.stored = self.store.row(q.ctx.unit, q.ctx.session_id, q.now)
         except Exception:
             log.exception("feature store read failed")
-            self._fall_back(d, experience, Code.FEATURE_STORE_ERROR)
-            return None
-        if d.segment is None:
-            d.segment = "returning" if stored.get("returning") else "new"
-        if "error_burst" in incidents and self._rng().random() < self.faults.error_share:
-            self._fall_back(d, experience, Code.INTERNAL_ERROR, error=True)
-            return None
-        if d.arm == HOLDOUT:
-            d.reasons.append(Code.HOLDOUT)
-            return None
-        if d.arm == INACTIVE:
-            d.reasons.append(Code.EXPERIENCE_INACTIVE)
-            return None
-        arm: Arm = self._arms[experiment.id][d.arm]
-        if arm.variant == experience.default_variant:
-            d.reasons.append(Code.CONTROL_ARM)
-            return None
-        day, hour = gov.local_clock(now, self.tz)
-        bought_today = self.store.bought_today(ctx.unit, now)
-        checks = [
-            gov.consent_block(d.consent),
-            gov.channel_block(placement, ctx.channel),
-            gov.stock_block(True if ctx.in_stock is None else ctx.in_stock, self.scenario.governance),
-        ]
-        if bought_today:
-            checks.append(gov.bought_today_block(experience, bought_today, self.scenario.governance))
-        blocked = gov.first_block(*checks)[0]
-        if blocked is None and not self.caps.try_take(ctx.unit, ctx.channel, day):
-            blocked = Code.FREQUENCY_CAP
-        if blocked is not None:
-            self._fall_back(d, experience, blocked)
-            return None
-        if arm.variant is not None:
-            d.variant, d.policy = arm.variant, "fixed"
-            d.reasons.append(Code.FIXED_ARM)
-            return None
-        return self._choose(d, ctx, stored, hour, experience, arm.policy, bought_today, incidents)
+            return True
+        if q.d.segment is None:
+            q.d.segment = "returning" if q.stored.get("returning") else "new"
+        return False
 
-    def _choose(
-        self, d: Decision, ctx: Context, stored: dict[str, Any], hour: float, experience: Experience,
-        kind: str, bought_today: bool, incidents: Collection[str],
-    ) -> _Choice | None:
-        started = time.perf_counter()
+    def _error(self, q: _Request) -> bool:
+        return "error_burst" in q.incidents and self._rng().random() < self.faults.error_share
+
+    def _holdout(self, q: _Request) -> bool:
+        return q.d.arm == HOLDOUT
+
+    def _inactive(self, q: _Request) -> bool:
+        return q.d.arm == INACTIVE
+
+    def _control(self, q: _Request) -> bool:
+        return flow.is_control(q.arm, q.experience)
+
+    def _no_consent(self, q: _Request) -> bool:
+        return gov.consent_block(q.d.consent)[0] is not None
+
+    def _channel_not_served(self, q: _Request) -> bool:
+        return gov.channel_block(q.placement, q.ctx.channel)[0] is not None
+
+    def _out_of_stock(self, q: _Request) -> bool:
+        in_stock = True if q.ctx.in_stock is None else q.ctx.in_stock
+        return gov.stock_block(in_stock, self.scenario.governance)[0] is not None
+
+    def _bought_today(self, q: _Request) -> bool:
+        q.bought_today = self.store.bought_today(q.ctx.unit, q.now)
+        return q.bought_today and gov.bought_today_block(q.experience, True, self.scenario.governance)[0] is not None
+
+    def _capped(self, q: _Request) -> bool:
+        return not self.caps.try_take(q.ctx.unit, q.ctx.channel, self.day_of(q.now))
+
+    def _fixed(self, q: _Request) -> bool:
+        return q.arm.variant is not None
+
+    def _features_failed(self, q: _Request) -> bool:
+        q.started = time.perf_counter()
         try:
-            x = self._features(ctx, stored, hour, incidents)
+            q.x = self._features(q.ctx, q.stored, gov.local_clock(q.now, self.tz)[1], q.incidents)
         except Exception:
             log.exception("feature step failed")
-            self._fall_back(d, experience, Code.FEATURE_STORE_ERROR)
-            return None
-        policy = self.policies[(experience.id, kind)]
+            return True
+        return False
+
+    def _model_unavailable(self, q: _Request) -> bool:
+        """Asks the policy (the model step's two tests share the one call); a failure other
+        than an unavailable model leaves no answer, for `_model_failed`."""
+        kind = q.arm.policy
+        assert kind is not None  # an arm without a fixed variant has a policy
+        if kind == flow.OUTAGE_TARGET and "model_outage" in q.incidents:
+            return True
+        policy = self.policies[(q.experience.id, kind)]
         try:
-            if kind == "propensity" and "model_outage" in incidents:
-                raise ModelUnavailable("propensity model unavailable (injected model_outage)")
-            eligible = self._eligible[experience.id][int(bought_today)][None, :]
+            eligible = self._eligible[q.experience.id][int(q.bought_today)][None, :]
             version = policy.model_version
-            probabilities = policy.probabilities(x, eligible)
+            probabilities = policy.probabilities(q.x, eligible)
             index, propensity = choose(probabilities, self._rng())
-            score = float(policy.scores(x)[0, int(index[0])])
+            chosen = int(index[0])
+            q.answer = _Answer(probabilities[0], chosen, float(propensity[0]),
+                               float(policy.scores(q.x)[0, chosen]), version)
         except ModelUnavailable:
-            self._fall_back(d, experience, Code.MODEL_UNAVAILABLE)
-            return None
+            return True
         except Exception:
             log.exception("policy %s failed", kind)
-            self._fall_back(d, experience, Code.MODEL_ERROR)
-            return None
-        if time.perf_counter() - started > self.budget_s:
-            self._fall_back(d, experience, Code.BUDGET_EXCEEDED)
-            return None
-        chosen = int(index[0])
-        d.variant, d.policy, d.model_version = experience.variants[chosen], kind, version
-        d.propensity, d.score = float(propensity[0]), score if np.isfinite(score) else None
-        d.reasons.append(POLICY_CODES[kind])
-        return _Choice(experience.id, kind, x[0], chosen)
+        return False
+
+    def _model_failed(self, q: _Request) -> bool:
+        return q.answer is None
+
+    def _over_budget(self, q: _Request) -> bool:
+        return time.perf_counter() - q.started > self.budget_s
 
     def _features(self, ctx: Context, stored: dict[str, Any], hour: float, incidents: Collection[str]) -> np.ndarray:
         live = {
@@ -377,6 +454,8 @@ class Engine:
 
     def _fall_back(self, d: Decision, experience: Experience, code: Code, error: bool = False) -> None:
         d.variant, d.policy, d.model_version, d.propensity, d.score = experience.default_variant, "default", None, 1.0, None
+        d.action_probabilities = _point_mass(experience.variants, d.variant)
+        d.context = d.context_version = None
         d.reasons.append(code)
         d.fallback, d.fallback_reason = True, code
         if error:

@@ -1,14 +1,15 @@
-"""The service's decision flow (`decisioning.engine.Engine._decide`) on a whole batch at once.
+"""The decision flow (`decisioning.flow`) on a whole batch of requests at once: the backfill's path.
 
-The backfill's path. Same steps in the same order as the engine, with the same building
-blocks: an injected error, the holdout, the experiment arm (a control arm serves the default
-at once), governance from `decisioning.guards` (consent, channel, stock, bought-today,
-then the frequency cap, taken only by a decision that passed the rest), a fixed arm's
-variant, or the arm's policy from `decisioning.policies` (model outage, budget), sampled with
-`choose` so the logged propensity is the probability the choice was made with.
+The same steps in the same order as the service's engine, with the same building blocks:
+governance from `decisioning.guards`, policies from `decisioning.policies` sampled with
+`choose`, so the logged propensity is the probability the choice was made with. What the
+simulated service cannot suffer is never true here (a feature store or a model that raises):
+its failures are the incidents a request carries (an error burst, a latency spike that makes a
+policy miss its budget, a model outage).
 
-Besides what was served, each row carries the distribution over variants it would have been
-served under every arm of its experiment (`dists`); the ground truth averages outcomes over it.
+Besides what was served, each request carries the distribution over variants it would have
+been served under every arm of its experiment (`dists`); the ground truth averages outcomes
+over it.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from decisioning import flow
 from decisioning import guards as gov
+from decisioning.assignment import HOLDOUT
 from decisioning.features import FEATURE_NAMES
+from decisioning.flow import INACTIVE, Serves
 from decisioning.policies import Policy, choose
+from momento.codes import POLICY_CODES
 from momento.scenario import Experience, Experiment, Governance, Placement
-from momento.codes import POLICY_CODES, Code
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ class Served:
     error: np.ndarray  # bool: status `error`
     takes_cap: np.ndarray  # bool: counted against the frequency cap
     learned: np.ndarray  # bool: chosen by a policy (its outcome updates that policy)
-    dists: np.ndarray  # (n, arms, k)
+    dists: np.ndarray  # (n, arms, k); under the request's own arm, the distribution its variant was drawn from
     X: np.ndarray  # (n, d): the features of the rows a policy was asked about (zeros elsewhere)
 
 
@@ -74,75 +78,86 @@ class ExperienceDecider:
     def decide(self, r: Requests, rng: np.random.Generator) -> Served:
         n, arms = len(r.holdout), self.experiment.arms
         rows = np.arange(n)
-        gate = gov.first_block(  # governance, before the cap
-            gov.consent_block(r.consent),
-            gov.channel_block(self.placement, r.channel),
-            gov.stock_block(r.in_stock, self.governance),
-            np.where(r.bought_today, gov.bought_today_block(self.experience, r.bought_today, self.governance), None),
-        )
-        capped = np.equal(gate, None) & (r.cap_used >= gov.cap_limits(self.caps, r.channel))
-        blocked = np.where(capped, Code.FREQUENCY_CAP, gate)
-        eligible = gov.eligible_variants(self.experience, r.bought_today, self.governance)
-        open_rows = ~r.error & ~r.holdout & np.equal(blocked, None)
-        # features only where a policy will be asked (every arm's, for the counterfactuals)
+        never = np.zeros(n, dtype=bool)
         X = np.zeros((n, len(FEATURE_NAMES)))
-        wanted = open_rows & ~r.spike & any(arm.policy is not None for arm in arms)
-        if wanted.any():
-            X[wanted] = r.features(wanted)
+        built = np.zeros(n, dtype=bool)
 
+        def features(still: np.ndarray) -> np.ndarray:
+            """Build the features of the rows that reach the policy (once, whichever arm's)."""
+            todo = still & ~built
+            if todo.any():
+                X[todo] = r.features(todo)
+                built[todo] = True
+            return never
+
+        shared = {  # the tests no arm changes, answered once for the batch
+            "store_failed": never,
+            "error": r.error,
+            "holdout": r.holdout,
+            "inactive": np.full(n, not flow.running(self.experiment)),
+            "no_consent": _blocked(gov.consent_block(r.consent)),
+            "channel_not_served": _blocked(gov.channel_block(self.placement, r.channel)),
+            "out_of_stock": _blocked(gov.stock_block(r.in_stock, self.governance)),
+            "bought_today": _blocked(gov.bought_today_block(self.experience, r.bought_today, self.governance)),
+            "capped": _blocked(gov.cap_block(r.cap_used, gov.cap_limits(self.caps, r.channel))),
+            "model_failed": never,
+            "over_budget": r.spike,
+        }
+        eligible = gov.eligible_variants(self.experience, r.bought_today, self.governance)
+        stops = np.empty((n, len(arms)), dtype=np.int64)
         dists = np.zeros((n, len(arms), self.k))
         dists[:, :, self.default] = 1.0
-        reasons = np.empty((n, len(arms)), dtype=object)
-        kinds = np.full((n, len(arms)), "default", dtype=object)
         versions = np.full((n, len(arms)), None, dtype=object)
         scores = np.full((n, len(arms), self.k), np.nan)
         for a, arm in enumerate(arms):
-            if arm.variant == self.experience.default_variant:
-                reasons[:, a] = Code.CONTROL_ARM
-                continue
-            reasons[:, a] = np.where(r.error, Code.INTERNAL_ERROR, blocked)
+            stops[:, a] = flow.first_steps(flow.bind({
+                **shared,
+                "control": np.full(n, flow.is_control(arm, self.experience)),
+                "fixed": np.full(n, arm.variant is not None),
+                "features_failed": features,
+                "model_unavailable": r.outage & (arm.policy == flow.OUTAGE_TARGET),
+            }), n)
             if arm.variant is not None:
-                v = self.experience.variants.index(arm.variant)
-                dists[open_rows, a] = np.eye(self.k)[v]
-                kinds[open_rows, a] = "fixed"
-                reasons[open_rows, a] = Code.FIXED_ARM
+                fixed = flow.SERVES[stops[:, a]] == Serves.FIXED
+                dists[fixed, a] = np.eye(self.k)[self.experience.variants.index(arm.variant)]
                 continue
-            policy = self.policies[arm.name]
-            down = open_rows & r.outage & (policy.name == "propensity")
-            slow = open_rows & ~down & r.spike
-            asked = open_rows & ~down & ~slow
-            reasons[down, a], reasons[slow, a] = Code.MODEL_UNAVAILABLE, Code.BUDGET_EXCEEDED
-            reasons[asked, a] = POLICY_CODES[policy.name]
-            kinds[asked, a] = policy.name
-            versions[asked, a] = policy.model_version
+            asked = stops[:, a] == flow.POLICY_STEP
             if asked.any():
+                policy = self.policies[arm.name]
+                versions[asked, a] = policy.model_version
                 dists[asked, a] = policy.probabilities(X[asked], eligible[asked])
                 scores[asked, a] = policy.scores(X[asked])
 
-        arm = r.arm
-        served = dists[rows, arm].copy()
-        served[r.holdout] = np.eye(self.k)[self.default]
-        variant, propensity = choose(served, rng)
-        reason = np.where(r.error, Code.INTERNAL_ERROR, np.where(r.holdout, Code.HOLDOUT, reasons[rows, arm]))
-        kind = np.where(r.holdout | r.error, "default", kinds[rows, arm])
-        learned = np.isin(kind, list(POLICY_CODES))
-        personal = ~r.error & ~r.holdout & np.array([a.variant != self.experience.default_variant for a in arms])[arm]
+        assigned = r.arm
+        stop = stops[rows, assigned]
+        variant, propensity = choose(dists[rows, assigned], rng)
+        serves = flow.SERVES[stop]
+        learned = serves == Serves.POLICY
+        kinds = np.array([a.policy or "fixed" for a in arms], dtype=object)[assigned]
+        codes = np.array([POLICY_CODES[a.policy] if a.policy else None for a in arms], dtype=object)[assigned]
         return Served(
             variant=variant,
             propensity=propensity,
-            policy=kind,
-            model_version=np.where(learned, versions[rows, arm], None),
-            score=np.where(learned, scores[rows, arm, variant], np.nan),  # the policy's score of its choice
-            reason=reason,
-            fallback=np.isin(reason, list(FALLBACKS)),
-            error=r.error,
-            takes_cap=personal & np.equal(blocked, None),
+            policy=np.where(learned | (serves == Serves.FIXED), kinds, "default").astype(object),
+            model_version=versions[rows, assigned],  # None unless a policy chose
+            score=scores[rows, assigned, variant],  # the policy's score of its choice; NaN unless a policy chose
+            reason=np.where(learned, codes, flow.CODES[stop]),
+            fallback=flow.FALLBACK_STEPS[stop],
+            error=serves == Serves.ERROR,
+            takes_cap=stop > flow.CAP_STEP,
             learned=learned,
             dists=dists,
             X=X,
         )
 
 
-FALLBACKS = frozenset({Code.NO_CONSENT, Code.CHANNEL_NOT_SERVED, Code.FREQUENCY_CAP, Code.OUT_OF_STOCK,
-                       Code.BOUGHT_TODAY, Code.INTERNAL_ERROR, Code.BUDGET_EXCEEDED, Code.MODEL_UNAVAILABLE})
-"""Reasons that mean the default was forced (logged with fallback = true)."""
+def _blocked(codes: np.ndarray) -> np.ndarray:
+    """Where a guard's codes block (a code is a non-empty string, None is falsy)."""
+    return codes.astype(bool)
+
+
+def arm_labels(experiment: Experiment, holdout: np.ndarray, arm: np.ndarray) -> np.ndarray:
+    """The arm each decision logs, as the engine names it: the holdout, `flow.INACTIVE` while
+    the experiment is not running, or the arm's name (`arm` indexes the experiment's arms)."""
+    names = np.array([a.name for a in experiment.arms], dtype=object)[arm]
+    return np.where(holdout, HOLDOUT, names if flow.running(experiment) else INACTIVE).astype(object)

@@ -9,14 +9,16 @@ the `ingestion_stall` incident delays `received_at`.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
+from decisioning.flow import CONTEXT_VERSION
 from decisioning.simulator import behaviour as bh
+from decisioning.simulator.batch import arm_labels
 from decisioning.simulator.frames import series
 
 if TYPE_CHECKING:
@@ -38,12 +40,35 @@ def _ids(prefix: str, numbers: pl.Expr) -> pl.Expr:
     return pl.concat_str([pl.lit(prefix), numbers.cast(pl.String)])
 
 
+def _action_probabilities(variants: list[str], dist: np.ndarray) -> pl.Series:
+    """Each row of `dist` (n, variants) as the lake stores a distribution: a list of
+    {variant, p} in the experience's order (built flat, then cut into rows: polars' concat_list
+    of structs took 10 s for 400k rows, this 0.1 s)."""
+    n, k = dist.shape
+    flat = pl.DataFrame({"variant": pl.Series(variants).gather(np.tile(np.arange(k), n)), "p": dist.ravel()})
+    rows = flat.select(pl.struct("variant", "p")).to_series().reshape((n, k))
+    return rows.arr.to_list().alias("action_probabilities")
+
+
+def _contexts(learned: np.ndarray, values: np.ndarray) -> pl.Series:
+    """Per decision, the features its policy was given: the rows of `values` in turn for the
+    decisions a policy chose (`learned`), null for the others."""
+    offsets = np.concatenate([[0], np.cumsum(learned * values.shape[1])]).astype(np.int32)
+    lists = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.ravel()), mask=pa.array(~learned))
+    return pl.Series("context", lists)
+
+
+def decision_prefix(sim: Simulation, placement: str) -> str:
+    """The start of the decision ids of a placement's ledger: a ledger row's id is this and its
+    row number (`truth.decision_rewards` names decisions by them too)."""
+    return f"d-{sim.run_id}-{list(sim.ledgers).index(placement)}-"
+
+
 class _Assembler:
     def __init__(self, sim: Simulation) -> None:
         self.sim, self.plan = sim, sim.plan
-        self.run = uuid.uuid4().hex[:10]
+        self.run = sim.run_id
         self.rng = np.random.default_rng([sim.seed, 99])
-        self.numbers = {placement: number for number, placement in enumerate(sim.ledgers)}
         pop = sim.population
         person = sim.unit_person[self.plan["unit"]]
         n = len(self.plan["ts"])
@@ -63,7 +88,7 @@ class _Assembler:
         return self.who.select(pl.all().gather(sessions))
 
     def _decision_id(self, placement: str) -> str:
-        return f"d-{self.run}-{self.numbers[placement]}-"
+        return decision_prefix(self.sim, placement)
 
     # -- decisions and exposures --------------------------------------------------------------
 
@@ -77,23 +102,29 @@ class _Assembler:
                 continue
             experience = s.experience_by_placement[placement]
             experiment = s.experiment_by_experience[experience.id]
-            arm_names = pl.Series([arm.name for arm in experiment.arms])
+            arms = arm_labels(experiment, frame.get_column("holdout").to_numpy(), frame.get_column("arm").to_numpy())
             out[placement] = frame.with_columns(
                 _ids(self._decision_id(placement), pl.int_range(0, pl.len())).alias("decision_id"),
                 pl.lit(placement).alias("placement"),
                 pl.lit(s.placement_by_id[placement].journey).alias("journey"),
                 pl.lit(experience.id).alias("experience_id"),
                 pl.lit(experiment.id).alias("experiment_id"),
-                pl.when(pl.col("holdout")).then(pl.lit("holdout"))
-                .otherwise(arm_names.gather(frame.get_column("arm"))).alias("arm_name"),
+                series("arm_name", arms),
                 pl.Series(list(experience.variants)).gather(frame.get_column("variant")).alias("variant_name"),
             )
         return out
 
     def decisions(self, ledgers: dict[str, pl.DataFrame]) -> pl.DataFrame:
         frames = []
-        for frame in ledgers.values():
-            logged = frame.filter(pl.col("logged") & (pl.col("ts") <= self.sim.end_us))
+        for placement, frame in ledgers.items():
+            ledger, experiment = self.sim.ledgers[placement], self.sim.deciders[placement].experiment
+            variants = self.sim.s.experience_by_placement[placement].variants
+            keep = (frame.get_column("logged") & (frame.get_column("ts") <= self.sim.end_us)).to_numpy()
+            arm, learned = frame.get_column("arm").to_numpy(), frame.get_column("learned").to_numpy()
+            drawn = ledger.dists(len(experiment.arms), len(variants))[np.arange(frame.height), arm]  # its own arm's
+            contexts = ledger.contexts()[np.cumsum(learned)[keep & learned] - 1]
+            logged = frame.filter(pl.Series(keep)).with_columns(
+                _action_probabilities(variants, drawn[keep]), _contexts(learned[keep], contexts))
             who = self._who(logged.get_column("session")).select("user_id", "session_id", "device", "segment", "region")
             frames.append(pl.concat([logged, who], how="horizontal").select(
                 "decision_id", pl.col("ts").cast(UTC), "user_id", "session_id", "journey", "placement", "channel",
@@ -104,6 +135,9 @@ class _Assembler:
                 pl.when(pl.col("status_error")).then(pl.lit("error")).otherwise(pl.lit("ok")).alias("status"),
                 pl.when(pl.col("status_error")).then(pl.col("reason")).alias("error_code"),
                 "device", "segment", "region",
+                "action_probabilities",
+                "context",
+                pl.when(pl.col("learned")).then(pl.lit(CONTEXT_VERSION)).alias("context_version"),
             ))
         return pl.concat(frames).sort("ts")
 
@@ -144,7 +178,8 @@ class _Assembler:
         has = credited[:, 0] >= 0
         placements = np.array(list(sim.ledgers), dtype=object)
         decision_id = np.full(bought.size, None, dtype=object)
-        decision_id[has] = [f"d-{self.run}-{p}-{row}" for p, row in credited[has]]
+        prefixes = [decision_prefix(sim, p) for p in placements]
+        decision_id[has] = [f"{prefixes[p]}{row}" for p, row in credited[has]]
         placement = np.where(has, placements[np.maximum(credited[:, 0], 0)], None)
         experiment = np.array([sim.deciders[p].experiment.id if p else None for p in placement], dtype=object)
         orders = pl.DataFrame([

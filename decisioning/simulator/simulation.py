@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,13 +25,13 @@ import polars as pl
 from tqdm import tqdm
 
 from decisioning.assignment import assign_arms, buckets
-from decisioning.features import encode_columns
+from decisioning.features import FEATURE_NAMES, encode_columns
 from decisioning.identity import anonymous_unit
 from decisioning.policies import make_policy
 from momento.scenario import Scenario
 from decisioning.simulator import behaviour as bh
 from decisioning.simulator import incidents as inc
-from decisioning.simulator.batch import ExperienceDecider, Requests, Served
+from decisioning.simulator.batch import ExperienceDecider, Requests, Served, arm_labels
 from decisioning.simulator.frames import series
 from momento.codes import CHANNELS as CHANNEL_NAMES
 from momento.codes import Code
@@ -49,14 +50,18 @@ EXPOSURE_DELAY_US = 500_000
 @dataclass
 class Ledger:
     """Per-decision results of the block loop for one placement (`frame()` once done), with
-    each decision's variant distribution under every arm (`dists`, for the ground truth)."""
+    each decision's variant distribution under every arm (`dists`, for the ground truth; under
+    its own arm, the distribution it was drawn from), and the features of the decisions a
+    policy chose (`contexts`, one row per decision whose `learned` is true, in order)."""
 
     parts: list[dict[str, np.ndarray]] = field(default_factory=list)
     dist_parts: list[np.ndarray] = field(default_factory=list)
+    context_parts: list[np.ndarray] = field(default_factory=list)
 
-    def add(self, columns: dict[str, np.ndarray], dists: np.ndarray) -> None:
+    def add(self, columns: dict[str, np.ndarray], dists: np.ndarray, contexts: np.ndarray) -> None:
         self.parts.append(columns)
         self.dist_parts.append(dists)
+        self.context_parts.append(contexts)
 
     @property
     def size(self) -> int:
@@ -72,6 +77,9 @@ class Ledger:
 
     def dists(self, arms: int, k: int) -> np.ndarray:
         return np.concatenate(self.dist_parts) if self.dist_parts else np.zeros((0, arms, k))
+
+    def contexts(self) -> np.ndarray:
+        return np.concatenate(self.context_parts) if self.context_parts else np.zeros((0, len(FEATURE_NAMES)))
 
 
 def _local_offsets_us(start_us: int, hours: int, tz: str) -> np.ndarray:
@@ -96,6 +104,7 @@ class Simulation:
                  with_incidents: bool = True) -> None:
         self.s, self.b = scenario, scenario.behaviour
         self.days, self.seed, self.key = days, seed, key
+        self.run_id = uuid.uuid4().hex[:10]  # in every id the run writes: two runs into one lake never collide
         self.rng = np.random.default_rng(seed)
         self.end_us = end_us
         self.start_us = end_us - days * DAY_US
@@ -317,7 +326,8 @@ class Simulation:
             "policy": served.policy.astype(object), "model_version": served.model_version.astype(object),
             "score": served.score.astype(np.float64), "reason": served.reason.astype(str).astype(object),
             "fallback": served.fallback, "status_error": served.error, "latency_us": latency, "consent": consent,
-        }, served.dists)
+            "learned": served.learned,
+        }, served.dists, served.X[served.learned].astype(np.float32))
         return served, requests
 
     def _outcomes(self, placement: str, seen: np.ndarray, exposure_ts: np.ndarray, **columns: np.ndarray) -> None:
@@ -325,7 +335,7 @@ class Simulation:
         placement was seen, unless the `srm_bug` loses it on the client."""
         part = self.ledgers[placement].parts[-1]
         experiment = self.deciders[placement].experiment
-        arm = np.where(part["holdout"], "holdout", np.array([a.name for a in experiment.arms], dtype=object)[part["arm"]])
+        arm = arm_labels(experiment, part["holdout"], part["arm"])
         lost = inc.srm_drops(self.windows, self.s, np.full(len(seen), experiment.id, dtype=object), arm, exposure_ts,
                              self.rng.random(len(seen)))
         part.update(seen=seen, exposed=seen & part["logged"] & ~lost, exposure_ts=exposure_ts, **columns)

@@ -20,17 +20,34 @@ population is itself biased: the truth is then over the users that were measured
 
 Also: the incremental revenue and margin of personalisation over serving every default, for
 the non-holdout users the engine reached. Stored with the lake by `momento.lake.ground_truth`.
+
+For off-policy evaluation, per logged decision (`decision_rewards`): the expected reward had it
+served each of the experience's variants, all else as it happened. A decision's reward is what
+the lake credits to it by `decision_id`: a click (`momento.kpis.CLICK_EVENTS`), an order
+(conversion, 0 or 1) or the order's revenue, counted when it happens by the backfill's end
+(and, given a window, within that many seconds of the decision). A placement in a session is
+clicked if seen, and is credited with the session's order if it was the last placement seen (the
+order's chance then depends on every variant seen, the others held as served); a recovery
+message is clicked and recovers an order only if opened. The TRUE value of a candidate policy
+(`policy_value`) is the expected reward under its action distribution, averaged over the logged
+decisions: mean over i of sum over k of pi(k | i) * E[reward_i | variant k].
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from decisioning.simulator import behaviour as bh
-from decisioning.simulator.rows import RECOVERY_ORDER_DELAY_US
+from decisioning.simulator.rows import (
+    CLICK_DELAY_US,
+    RECOVERY_CLICK_DELAY_US,
+    RECOVERY_ORDER_DELAY_US,
+    decision_prefix,
+)
 
 if TYPE_CHECKING:
     from momento.scenario import Experience
@@ -53,6 +70,19 @@ def _onehot(k: int, index: int) -> np.ndarray:
     return np.eye(k)[index]
 
 
+class _Columns(dict[str, np.ndarray]):
+    """A ledger's columns, each put together when first read (a ledger holds more than the
+    truth reads)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        super().__init__()
+        self.ledger = ledger
+
+    def __missing__(self, name: str) -> np.ndarray:
+        column = self[name] = self.ledger.column(name)
+        return column
+
+
 class _Placement:
     """One placement's ledger as arrays, and where each session's decision is in it."""
 
@@ -63,14 +93,14 @@ class _Placement:
         ledger: Ledger = sim.ledgers[placement]
         self.k, self.n_arms = len(self.experience.variants), len(self.experiment.arms)
         self.default = self.experience.variants.index(self.experience.default_variant)
-        self.col = {name: ledger.column(name) for name in ledger.parts[0]} if ledger.parts else {}
+        self.col = _Columns(ledger)
         self.dists = ledger.dists(self.n_arms, self.k)
         self.n_sessions = len(sim.plan["ts"])
         self.sim = sim
 
     @property
     def empty(self) -> bool:
-        return not self.col
+        return not self.col.ledger.parts
 
     def rows_of(self, sessions: np.ndarray, logged_only: bool) -> np.ndarray:
         """Each session's row here (-1: none); a session has at most one per placement."""
@@ -329,3 +359,75 @@ def ground_truth(sim: Simulation) -> dict[str, Any]:
         "experiments": experiments,
         "incremental": _incremental(sim),
     }
+
+
+Reward = Literal["click", "conversion", "revenue"]
+REWARDS: tuple[Reward, ...] = ("click", "conversion", "revenue")
+SUM_TOLERANCE = 1e-6
+"""How far from 1 a candidate's probabilities for a decision may sum (rounding, not a mistake)."""
+
+
+@dataclass(frozen=True)
+class DecisionRewards:
+    """An experience's logged decisions (those in the lake), with each one's expected reward had
+    it served each variant (see the module docstring)."""
+
+    decision_id: np.ndarray  # (n,) the decisions' ids in the lake
+    variants: tuple[str, ...]  # the experience's variants: the columns of `expected`
+    expected: np.ndarray  # (n, k)
+
+
+def decision_rewards(sim: Simulation, placement: str, reward: Reward,
+                     window_seconds: float | None = None) -> DecisionRewards:
+    """Per logged decision of `placement`: the expected `reward` under each variant, counting what
+    happens by the backfill's end and, given `window_seconds`, within that long of the decision."""
+    if reward not in REWARDS:
+        raise ValueError(f"reward must be one of {', '.join(REWARDS)}, got {reward!r}")
+    here = _Placement(sim, placement)
+    k = here.k
+    if here.empty:
+        return DecisionRewards(np.zeros(0, dtype=object), tuple(here.experience.variants), np.zeros((0, k)))
+    c, b, plan = here.col, sim.b, sim.plan
+    rows = np.flatnonzero(c["logged"] & (c["ts"] <= sim.end_us))
+    ts, sessions, seen = c["ts"][rows], c["session"][rows], c["seen"][rows]
+    m = here.multipliers(rows)  # (n, k, 3)
+    horizon = np.full(rows.size, sim.end_us, dtype=np.int64)
+    if window_seconds is not None:
+        horizon = np.minimum(horizon, ts + int(window_seconds * 1e6))
+    if placement == RECOVERY:  # a message is clicked, and recovers the cart, only if opened
+        at = c["exposure_ts"][rows]
+        clicked = seen & (at + RECOVERY_CLICK_DELAY_US <= horizon)
+        ordered = seen & (at + RECOVERY_ORDER_DELAY_US <= horizon)
+        click, order = bh.recovery_click_probability(b, m), bh.recovery_purchase_probability(m[:, :, 1])
+        value = bh.order_value_mean(b, m[:, :, 2])
+    else:  # a placement is clicked if seen; the session's order is credited to the last one seen
+        number = list(sim.ledgers).index(placement)
+        credited = (sim.credited[sessions, 0] == number) & (sim.credited[sessions, 1] == rows)
+        others = sim.multiplier[sessions] / m[np.arange(rows.size), c["variant"][rows]]  # the other placements' effects
+        order_ts = plan["ts"][sessions] + plan["end_us"][sessions] + plan["checkout_us"][sessions]
+        clicked = seen & (ts + CLICK_DELAY_US <= horizon)
+        ordered = credited & plan["cart"][sessions] & (order_ts <= horizon)
+        click = bh.click_probability(b, m[:, :, 0])
+        order = bh.purchase_given_cart(b, plan["base"][sessions][:, None], others[:, None, 1] * m[:, :, 1])
+        value = bh.order_value_mean(b, others[:, None, 2] * m[:, :, 2])
+    expected = {"click": clicked[:, None] * click, "conversion": ordered[:, None] * order,
+                "revenue": ordered[:, None] * order * value}[reward]
+    ids = np.array([f"{decision_prefix(sim, placement)}{row}" for row in rows], dtype=object)
+    return DecisionRewards(ids, tuple(here.experience.variants), np.asarray(expected, dtype=np.float64))
+
+
+def policy_value(rewards: DecisionRewards, probabilities: np.ndarray) -> float:
+    """The true value of a candidate policy given as its action probabilities over the variants
+    for each logged decision, (n, k) in the order of `rewards`: the mean over the decisions of
+    the expected reward under the candidate's distribution."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    n, k = rewards.expected.shape
+    if p.shape != (n, k):
+        raise ValueError(f"probabilities must be (decisions, variants) = ({n}, {k}), got {p.shape}")
+    if n == 0:
+        raise ValueError("probabilities: no logged decisions to average over")
+    bad = ~np.isfinite(p).all(axis=1) | (p < 0).any(axis=1) | (np.abs(p.sum(axis=1) - 1.0) > SUM_TOLERANCE)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ValueError(f"probabilities: row {row} ({rewards.decision_id[row]}) is not a distribution: {p[row]}")
+    return float(np.einsum("nk,nk->n", p, rewards.expected).mean())

@@ -82,9 +82,30 @@ DECISIONS = pa.schema(
         _f("device", pa.string()),
         _f("segment", pa.string()),
         _f("region", pa.string()),
+        _f("action_probabilities", pa.list_(pa.struct([("variant", pa.string()), ("p", pa.float64())]))),
+        _f("context", pa.list_(pa.float32())),
+        _f("context_version", pa.string()),
         _f(LOADED_AT, UTC_TS),
     ]
 )
+"""One row per decision, by the service and the backfill alike. For off-policy evaluation:
+
+- `propensity`: the probability the served variant was chosen with; it equals that variant's
+  `p` in `action_probabilities`.
+- `action_probabilities`: the distribution over all the experience's variants (in the
+  experience's order) the served variant was drawn from; the `p`s sum to 1 and an ineligible
+  variant has p = 0. When a policy chose (`policy` is the policy's name) it is the policy's
+  probabilities; a fixed arm, the holdout, a control arm, a paused experiment and every fallback
+  log the point mass on what was served (p = 1 there, 0 elsewhere).
+- `context`: the features the policy was given (32-bit floats), after pseudonymisation and
+  minimisation: no ids, only the encoded features the service's policies read (Thompson sampling
+  reads none of them, but a contextual candidate judged on its traffic needs them), in the
+  order `context_version` names (`decisioning.flow.CONTEXT_VERSION`, derived from
+  `decisioning.features.FEATURE_NAMES`); both null when no policy chose (a policy whose answer
+  came after the decision budget did not choose).
+
+Rows written before these three columns existed read back with them null (the warehouse's
+views and Delta's schema evolution both allow it)."""
 
 EXPOSURES = pa.schema(
     [

@@ -1,8 +1,12 @@
 """The one door to the warehouse for readers: an in-process DuckDB over the lake's snapshot.
 
 Each table of the lake becomes a DuckDB view over the Parquet files of its current Delta
-snapshot. `refresh()` re-reads only the Delta log and re-creates a view only when its table
-has a new version, so it is cheap to call before every query. A reader never writes.
+snapshot; the rollup tables (`momento.lake.rollups`) too, pinned at the versions the newest
+logged rollup run left. `refresh()` re-reads only the Delta logs and re-creates a view only when
+its table has a new version, so it is cheap to call before every query. A reader never writes.
+A column added to a table's schema after some of its files were written (Delta's schema
+evolution) reads as null in those files' rows, and as a null column of its type in a lake
+written before it existed: every view has the columns of `momento.lake.schema.TABLES`.
 Queries go through `query()` (polars out, named parameters bound — unused ones dropped —
 never text-built) or through SQLAlchemy connections from `engine()` that see the same views.
 """
@@ -36,6 +40,13 @@ def used_params(sql: str, params: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in params.items() if re.search(rf"\${re.escape(key)}\b", sql)}
 
 
+def _read(files: list[str]) -> str:
+    """`read_parquet` of `files`. DDL cannot take bound parameters; the paths come from the
+    Delta log, not from a user."""
+    listed = ", ".join("'" + path.replace("'", "''") + "'" for path in files)
+    return f"read_parquet([{listed}])"
+
+
 class WarehouseError(RuntimeError):
     """The lake cannot be read (missing, corrupt, or a file vanished): says which and why."""
 
@@ -54,6 +65,8 @@ class Warehouse:
         self.errors: dict[str, str] = {}
         self._tables: dict[str, DeltaTable] = {}
         self._paths: dict[str, Path] = {}
+        self._file_columns: dict[str, dict[str, frozenset[str]]] = {}  # table -> file -> columns (a file never changes)
+        self._types: dict[str, dict[str, str]] = {}  # table -> column -> DuckDB type
         self._refreshed_at = 0.0
         self._lock = threading.Lock()
         self._engine: sqlalchemy.Engine | None = None
@@ -118,18 +131,53 @@ class Warehouse:
         cursor = self._con.cursor()
         if self._kinds.get(name) != "VIEW":
             self._drop(cursor, name)
-        # DDL cannot take bound parameters; the paths come from the Delta log, not from a user.
-        # By name: files written before a column was added read it as null.
-        listed = ", ".join("'" + path.replace("'", "''") + "'" for path in files)
         try:
-            cursor.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet([{listed}], union_by_name = true)")
-        except duckdb.Error as exc:  # binding the view reads the files' footers
+            try:
+                select = self._select(cursor, name, files)
+            except duckdb.IOException:  # a file vacuumed since the listing (erasure): read the snapshot after it
+                table.update_incremental()
+                version, files = table.version(), table.file_uris()
+                select = self._select(cursor, name, files)
+            cursor.execute(f"CREATE OR REPLACE VIEW {name} AS {select}")
+        except duckdb.Error as exc:  # files' footers are read here
             self._show_empty(name, empty)
             self.errors[name] = f"table {name!r} in {self.lake} cannot be read: unreadable file: {exc}"
             return
         self._kinds[name] = "VIEW"
         self._versions[name] = version
         self.errors.pop(name, None)
+
+    def _select(self, cursor: duckdb.DuckDBPyConnection, name: str, files: list[str]) -> str:
+        """The view's query over `files`. Files with every column of the table are read as they
+        are; files written before a column existed are read per set of columns they hold, the
+        missing ones as typed nulls, and the groups put together in the table's column order.
+        A file's columns are read once (its footer), when it first appears. A rollup table is
+        rebuilt whole when its columns change, so its files are read as they are."""
+        if name not in TABLES:
+            return f"SELECT * FROM {_read(files)}"
+        known, columns_of = self._file_columns.get(name, {}), {}
+        groups: dict[frozenset[str], list[str]] = {}
+        for path in files:
+            columns = columns_of[path] = known.get(path) or frozenset(
+                row[0] for row in cursor.execute(f"DESCRIBE SELECT * FROM {_read([path])}").fetchall())
+            groups.setdefault(columns, []).append(path)
+        self._file_columns[name] = columns_of
+        names = TABLES[name].names
+        if len(groups) == 1 and set(names) <= next(iter(groups)):
+            return f"SELECT * FROM {_read(files)}"
+        types = self._duckdb_types(name)
+        return " UNION ALL ".join(
+            "SELECT " + ", ".join(f'"{c}"' if c in columns else f'CAST(NULL AS {types[c]}) AS "{c}"' for c in names)
+            + f" FROM {_read(paths)}"
+            for columns, paths in groups.items()
+        )
+
+    def _duckdb_types(self, name: str) -> dict[str, str]:
+        """Each column's DuckDB type, as DuckDB reads the table's Arrow schema."""
+        if name not in self._types:
+            relation = self._con.cursor().from_arrow(empty_table(name))
+            self._types[name] = dict(zip(relation.columns, map(str, relation.types), strict=True))
+        return self._types[name]
 
     def _pins(self) -> dict[str, int]:
         """The rollup tables' versions the newest logged run left (read through this snapshot's

@@ -9,12 +9,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from decisioning import flow
 from decisioning.assignment import HOLDOUT, assign_arm, in_holdout
-from decisioning.engine import Context, DecisionLog, Engine, Faults, UnknownPlacement
+from decisioning.engine import Context, Decision, DecisionLog, Engine, Faults, UnknownPlacement
+from decisioning.features import FEATURE_NAMES
 from decisioning.identity import customer_unit
+from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter, QueueFull
 from momento.lake.schema import to_table
-from momento.codes import Code
+from momento.codes import POLICY_CODES, Code
 
 KEY = "test-key"
 NOW = 1_781_000_000.0  # a fixed instant (June 2026), so days and caps are reproducible
@@ -86,6 +89,73 @@ def test_decision_rows_fit_the_decisions_table(scenario, engine):
             for i in range(30) for p in ("homepage_showcase", "cart_cross_sell", "product_cta")]
     table = to_table("decisions", rows)
     assert table.num_rows == 90 and table.column("reasons").null_count == 0
+
+
+def _distribution(decision: Decision) -> dict[str, float]:
+    return {entry["variant"]: entry["p"] for entry in decision.action_probabilities}
+
+
+def test_a_policys_decision_logs_the_distribution_it_was_drawn_from_and_the_features_it_saw(scenario, engine):
+    for experiment_id, arm, placement in [("exp_home_showcase", "treatment", "homepage_showcase"),
+                                          ("exp_adaptive_cta", "adaptive", "product_cta"),
+                                          ("exp_recovery_offer", "treatment", "cart_recovery_offer")]:
+        channel = "email" if placement == "cart_recovery_offer" else "web"
+        decision = engine.decide(_ctx(_unit(scenario, experiment_id, arm), placement, channel, pages_viewed=3,
+                                      price_sensitivity="high"))
+        distribution = _distribution(decision)
+        assert decision.policy in POLICY_CODES, decision.reasons
+        assert list(distribution) == scenario.experience_by_id[decision.experience_id].variants
+        assert sum(distribution.values()) == pytest.approx(1.0, abs=1e-12)
+        assert decision.propensity == distribution[decision.variant] > 0  # the very number logged
+        assert len(decision.context) == len(FEATURE_NAMES) and decision.context_version == flow.CONTEXT_VERSION
+        assert decision.context[FEATURE_NAMES.index("bias")] == 1.0
+        assert decision.context[FEATURE_NAMES.index("price_sensitivity")] == 1.0  # high
+    assert set(_distribution(engine.decide(_ctx(_unit(scenario, "exp_home_showcase", "treatment"),
+                                                "homepage_showcase"))).values()) == {0.25}  # Thompson's uniform prior
+
+
+def test_a_decision_no_policy_drew_logs_the_point_mass_on_what_it_served_and_no_context(scenario, engine):
+    unit = _unit(scenario, "exp_adaptive_cta", "adaptive")
+    decisions = [
+        engine.decide(_ctx(_unit(scenario, None, HOLDOUT), "product_cta")),
+        engine.decide(_ctx(_unit(scenario, "exp_adaptive_cta", "control"), "product_cta")),
+        engine.decide(_ctx(_unit(scenario, "exp_adaptive_cta", "free_shipping"), "product_cta")),
+        engine.decide(_ctx(unit, "product_cta", consent=False)),
+        engine.decide(_ctx(unit, "product_cta"), incidents={"model_outage"}),
+    ]
+    assert [d.reasons[0] for d in decisions] == [Code.HOLDOUT, Code.CONTROL_ARM, Code.FIXED_ARM, Code.NO_CONSENT,
+                                                 Code.MODEL_UNAVAILABLE]
+    for d in decisions:
+        assert _distribution(d) == {v: float(v == d.variant) for v in ("buy_now", "free_shipping", "gift_message")}
+        assert d.propensity == 1.0 and d.context is None and d.context_version is None
+
+
+def test_the_logged_rows_propensities_are_their_distributions_in_the_lake(scenario, engine, tmp_path):
+    """Through the service's decision log into the lake, read back with SQL: every distribution
+    sums to 1, the served variant's probability is the logged propensity, and only a policy's
+    decisions carry a context."""
+    writer = LakeWriter(tmp_path, background=False, compact_every_seconds=None)
+    log = DecisionLog(writer, interval_seconds=3600)
+    for i in range(400):
+        placement, channel = [("homepage_showcase", "web"), ("product_cta", "app"), ("cart_cross_sell", "web"),
+                              ("cart_recovery_offer", "email")][i % 4]
+        incidents = {"model_outage"} if i % 7 == 0 else set()
+        log.add([engine.decide(_ctx(customer_unit(f"lake-{i}", KEY), placement, channel, consent=i % 9 != 0,
+                                    now=NOW + i), incidents).row()])
+    log.close()
+    writer.close()
+    checks = Warehouse(tmp_path).query("""
+        SELECT count(*) AS decisions,
+               count(*) FILTER (WHERE abs(list_sum([a.p FOR a IN action_probabilities]) - 1) > 1e-9) AS not_one,
+               count(*) FILTER (WHERE propensity <> [a.p FOR a IN action_probabilities IF a.variant = variant][1])
+                   AS propensity_differs,
+               count(*) FILTER (WHERE (context IS NOT NULL) <> (policy IN ('rules', 'thompson', 'propensity')))
+                   AS context_not_of_a_policy,
+               count(*) FILTER (WHERE len(context) = $features AND context_version = $version) AS with_context,
+               count(DISTINCT policy) AS policies
+        FROM decisions""", {"features": len(FEATURE_NAMES), "version": flow.CONTEXT_VERSION}).row(0, named=True)
+    assert checks["decisions"] == 400 and checks["policies"] == 5 and checks["with_context"] > 50
+    assert checks["not_one"] == checks["propensity_differs"] == checks["context_not_of_a_policy"] == 0
 
 
 def test_no_consent_or_a_withdrawal_serves_the_default(scenario, engine):

@@ -7,15 +7,23 @@ so a wrong rate fails and sampling noise does not.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from deltalake import DeltaTable, write_deltalake
 from scipy import stats
 
+from decisioning.features import FEATURE_NAMES
+from decisioning.flow import CONTEXT_VERSION
+from decisioning.policies import RulesPolicy
+from momento.lake.schema import TABLES
+from momento.lake.writer import table_path
 from momento.scenario import Scenario
 from decisioning.simulator import backfill as bf
 from decisioning.simulator import behaviour as bh
@@ -179,6 +187,65 @@ def test_logged_propensities_are_the_probabilities_the_choices_were_made_with(wa
         w = frame.filter(frame.get_column("experience_id") == experience).get_column("w").to_numpy()
         assert w.size > 100
         assert stats.ttest_1samp(w, 3.0).pvalue > P_MIN, experience
+
+
+def test_every_decision_logs_its_action_distribution_and_a_policys_its_context(warehouse: Warehouse,
+                                                                             bundled_scenario: Scenario) -> None:
+    """As the service logs them: the distribution over the experience's variants, in their order,
+    summing to 1, with the logged propensity as the served variant's probability (a point mass
+    when no policy chose); a policy's decisions alone carry the context, in the named feature set."""
+    checks = warehouse.query("""
+        SELECT experience_id, count(*) AS decisions,
+               count(*) FILTER (WHERE abs(list_sum([a.p FOR a IN action_probabilities]) - 1) > 1e-9) AS not_one,
+               count(*) FILTER (WHERE propensity <> [a.p FOR a IN action_probabilities IF a.variant = variant][1])
+                   AS propensity_differs,
+               count(*) FILTER (WHERE policy IN ('default', 'fixed') AND propensity <> 1) AS not_a_point_mass,
+               count(*) FILTER (WHERE (context IS NOT NULL) <> (policy IN ('rules', 'thompson', 'propensity'))
+                                OR (context IS NOT NULL) <> (context_version IS NOT NULL)) AS context_not_of_a_policy,
+               count(*) FILTER (WHERE len(context) <> $features OR context_version <> $version) AS other_features,
+               list_distinct(flatten(list([a.variant FOR a IN action_probabilities]))) AS variants
+        FROM decisions GROUP BY ALL""", {"features": len(FEATURE_NAMES), "version": CONTEXT_VERSION})
+    assert checks.height == len(bundled_scenario.experiences)
+    for row in checks.iter_rows(named=True):
+        assert sorted(row.pop("variants")) == sorted(bundled_scenario.experience_by_id[row["experience_id"]].variants)
+        assert {k: v for k, v in row.items() if k not in ("experience_id", "decisions")} == dict.fromkeys(
+            ("not_one", "propensity_differs", "not_a_point_mass", "context_not_of_a_policy", "other_features"), 0), row
+    order = warehouse.query("SELECT DISTINCT experience_id, [a.variant FOR a IN action_probabilities] AS variants "
+                            "FROM decisions")
+    assert order.height == len(bundled_scenario.experiences)  # one order per experience: the experience's own
+    for experience_id, variants in order.iter_rows():
+        assert variants == bundled_scenario.experience_by_id[experience_id].variants
+
+
+def test_the_logged_context_is_what_the_policy_chose_from(warehouse: Warehouse, bundled_scenario: Scenario) -> None:
+    """The business rules are a fixed function of the features: fed each rules decision's logged
+    context, they give back its logged distribution (so each row carries its own features)."""
+    logged = warehouse.query("SELECT experience_id, context, [a.p FOR a IN action_probabilities] AS p "
+                             "FROM decisions WHERE policy = 'rules'")
+    assert logged.height > 50
+    for (experience_id,), rows in logged.group_by("experience_id"):
+        rules = RulesPolicy(bundled_scenario.experience_by_id[experience_id])
+        X = np.array(rows.get_column("context").to_list())
+        recomputed = rules.probabilities(X, np.ones((len(X), len(rules.variants)), dtype=bool))
+        assert np.array_equal(recomputed, np.array(rows.get_column("p").to_list()))
+        assert len(np.unique(recomputed.argmax(axis=1))) > 1  # the rules chose more than one variant
+
+
+def test_a_backfill_into_a_lake_from_before_the_evaluation_columns_adds_to_it(tmp_path: Path,
+                                                                             bundled_scenario: Scenario) -> None:
+    lake = tmp_path / "lake"
+    bf.backfill(lake, bundled_scenario, days=2, users=200, seed=3, progress=False)
+    old_columns = [name for name in TABLES["decisions"].names
+                   if name not in ("action_probabilities", "context", "context_version")]
+    path = str(table_path(lake, "decisions"))
+    old = DeltaTable(path).to_pyarrow_table(columns=old_columns)
+    shutil.rmtree(path)
+    write_deltalake(path, old)  # as a backfill from before the columns wrote it
+    added = bf.backfill(lake, bundled_scenario, days=2, users=200, seed=4, progress=False).rows["decisions"]
+    w = Warehouse(lake)
+    row = w.query("SELECT count(*) AS n, count(action_probabilities) AS logged FROM decisions").row(0)
+    w.close()
+    assert row == (old.num_rows + added, added)
 
 
 def test_the_scheduled_incidents_leave_their_marks(warehouse: Warehouse, small_truth: dict) -> None:

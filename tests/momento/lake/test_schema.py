@@ -64,3 +64,28 @@ def test_unknown_table_and_non_list_batches_are_refused():
 def test_empty_tables_have_the_schema():
     for name, schema in TABLES.items():
         assert empty_table(name).schema == schema and empty_table(name).num_rows == 0
+
+
+def decision(**overrides):
+    row = dict(decision_id="d1", ts=NOW, user_id="ab", journey="browse", placement="homepage_showcase", channel="web",
+               experience_id="home_showcase", arm="treatment", variant="b", policy="thompson", propensity=0.75,
+               reasons=["policy_thompson"], fallback=False, consent=True, latency_us=90, status="ok")
+    row.update(overrides)
+    return row
+
+
+def test_decisions_carry_the_action_distribution_and_the_context_or_leave_them_null():
+    rows = [decision(action_probabilities=[{"variant": "a", "p": 0.25}, {"variant": "b", "p": 0.75}],
+                     context=[1.0, 0.5], context_version="features-2-test"),
+            decision(decision_id="d2")]  # a row from a writer that does not know the columns
+    table = to_table("decisions", rows)
+    assert table.column("action_probabilities").to_pylist() == [rows[0]["action_probabilities"], None]
+    assert table.column("context").type == pa.list_(pa.float32())
+    frame = pl.from_arrow(table)  # polars reads and writes the same types back
+    assert frame.get_column("action_probabilities").dtype == pl.List(pl.Struct({"variant": pl.String, "p": pl.Float64}))
+    assert to_table("decisions", frame).equals(table)
+
+
+def test_a_malformed_action_distribution_names_the_field():
+    with pytest.raises(BatchError, match=r"decisions\.action_probabilities"):
+        to_table("decisions", [decision(action_probabilities=[{"variant": "a", "p": "most"}])])

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import sqlalchemy
+from deltalake import DeltaTable, write_deltalake
 
-from momento.lake.writer import LakeWriter
+from momento.lake.schema import TABLES, to_table
 from momento.lake.warehouse import Warehouse, WarehouseError
+from momento.lake.writer import LakeWriter, table_path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from lake_worker import event_batch  # noqa: E402
@@ -106,3 +110,58 @@ def test_named_parameters_a_query_does_not_use_are_dropped_but_missing_ones_fail
     assert warehouse.scalar("SELECT $a + 1", {"a": 1, "unused": "x"}) == 2
     with pytest.raises(Exception, match="b"):
         warehouse.scalar("SELECT $a + $b", {"a": 1})
+
+
+EVALUATION_COLUMNS = ("action_probabilities", "context", "context_version")
+"""The decision columns added for off-policy evaluation (after lakes had been written without them)."""
+
+
+def _decisions(start: int, rows: int, evaluated: bool) -> list[dict]:
+    """Valid decision rows; `evaluated`: with the off-policy evaluation columns filled."""
+    now = datetime.now(timezone.utc)
+    out = []
+    for i in range(start, start + rows):
+        row = dict(decision_id=f"d{i}", ts=now, user_id=f"{i:032x}", journey="browse", placement="homepage_showcase",
+                   channel="web", experience_id="home_showcase", arm="treatment", variant="b", policy="thompson",
+                   propensity=0.75, reasons=["policy_thompson"], fallback=False, consent=True, latency_us=90,
+                   status="ok")
+        if evaluated:
+            row |= dict(action_probabilities=[{"variant": "a", "p": 0.25}, {"variant": "b", "p": 0.75}],
+                        context=[1.0, 0.5], context_version="features-2-test")
+        out.append(row)
+    return out
+
+
+def _lake_from_before_the_evaluation_columns(path: Path, rows: int) -> None:
+    """A decisions table as a writer from before the columns existed left it: the Delta schema
+    and the Parquet files both without them."""
+    old = pa.schema([field for field in TABLES["decisions"] if field.name not in EVALUATION_COLUMNS])
+    table = to_table("decisions", _decisions(0, rows, evaluated=False)).select(old.names)
+    write_deltalake(str(table_path(path, "decisions")), table.cast(old), mode="append")
+
+
+def test_a_lake_from_before_the_evaluation_columns_reads_them_as_nulls_and_takes_new_rows(tmp_path):
+    _lake_from_before_the_evaluation_columns(tmp_path, 3)
+    warehouse = Warehouse(tmp_path)
+    old = warehouse.query("SELECT * FROM decisions")
+    assert old.columns == TABLES["decisions"].names and old.height == 3
+    assert old.select(EVALUATION_COLUMNS).null_count().row(0) == (3, 3, 3)
+    assert warehouse.query("SELECT typeof(action_probabilities) AS t FROM decisions LIMIT 1").item() == \
+        "STRUCT(variant VARCHAR, p DOUBLE)[]"
+
+    writer = LakeWriter(tmp_path, background=False, compact_every_seconds=None)  # the new service on the old lake
+    writer.append("decisions", _decisions(3, 2, evaluated=True))
+    writer.flush()
+    warehouse.refresh(force=True)
+    mixed = warehouse.query(
+        "SELECT decision_id, list_sum([a.p FOR a IN action_probabilities]) AS total, context, context_version "
+        "FROM decisions ORDER BY decision_id")
+    assert mixed.get_column("total").to_list() == [None, None, None, 1.0, 1.0]
+    assert mixed.get_column("context").to_list()[3:] == [[1.0, 0.5], [1.0, 0.5]]
+    assert DeltaTable(str(table_path(tmp_path, "decisions"))).to_pyarrow_table().num_rows == 5  # Delta readers too
+
+    writer.compact()  # old and new files rewritten together
+    warehouse.refresh(force=True)
+    assert warehouse.query("SELECT count(*) AS n, count(context) AS with_context FROM decisions").row(0) == (5, 2)
+    writer.close()
+    warehouse.close()
