@@ -20,8 +20,10 @@ from typing import Any, Literal
 import polars as pl
 
 from momento.scenario import Experiment, Scenario
+from metrics import power as planning
 from metrics import stats
 from metrics.filters import Filters
+from momento import formatting as fmt
 from momento.kpis import METRICS, Metric, metric
 from metrics.arm_stats import arm_stats, stat_names, value_of
 from metrics.rollup.read import EXAMPLE_AS_OF, Aggregates, aggregates, period_params, run_on
@@ -312,25 +314,104 @@ def _result_row(key: tuple[str, str], c: stats.Comparison, role: Role, adjusted:
     }
 
 
+@dataclass(frozen=True)
+class SegmentReport:
+    """One metric's lift per segment × variant, adjusted for how many cells were looked at."""
+
+    frame: pl.DataFrame
+    """segment, variant, users, means, the BH-adjusted p-value, the lift with its interval at the
+    false-coverage-rate level, and `flagged` when that interval excludes zero."""
+    looked_at: int
+    flagged: int
+    adjusted_alpha: float
+
+
 def segments(frame: pl.DataFrame, experiment: Experiment, metric_name: str,
-             options: Options = Options()) -> pl.DataFrame:
-    """Lift of every variant on one metric within each segment (same statistics, per segment)."""
+             options: Options = Options()) -> SegmentReport:
+    """Lift of every variant on one metric within each segment, all segments × variants one family
+    (`stats.segment_effects`: Benjamini–Hochberg, intervals at the matching FCR level)."""
     m = metric(metric_name)
     control = experiment.arms[0].name
-    out = []
+    variants = [a.name for a in experiment.arms[1:]]
+    cells: list[tuple[str, stats.ArmStats, stats.ArmStats]] = []
+    keys: list[tuple[str, str]] = []
     for (segment,), rows in sorted(arm_rows(frame, experiment, ["segment"]).items()):
         arms = _stats_of(rows, m, experiment, options.cuped)
-        variants = [a.name for a in experiment.arms[1:]]
-        for v, c in zip(variants, stats.compare_many([(arms[control], arms[v]) for v in variants], m.type,
-                                                     options.alpha, options.method)):
-            out.append({"segment": segment, "variant": v, "n_control": c.n_control, "n_variant": c.n_variant,
-                        "control_mean": c.control_mean, "variant_mean": c.variant_mean, "lift": c.relative.estimate,
-                        "lift_lower": c.relative.ci_lower, "lift_upper": c.relative.ci_upper,
-                        "p_value": c.absolute.p_value, "note": c.reason})
-    return pl.DataFrame(out, schema={"segment": pl.String, "variant": pl.String, "n_control": pl.Int64,
-                                     "n_variant": pl.Int64, "control_mean": pl.Float64, "variant_mean": pl.Float64,
-                                     "lift": pl.Float64, "lift_lower": pl.Float64, "lift_upper": pl.Float64,
-                                     "p_value": pl.Float64, "note": pl.String})
+        for v in variants:
+            cells.append((f"{segment} · {v}", arms[control], arms[v]))
+            keys.append((segment, v))
+    analysis = stats.segment_effects(cells, m.type, options.alpha, options.method)
+    out = [{"segment": segment, "variant": v, "n_control": e.comparison.n_control,
+            "n_variant": e.comparison.n_variant, "control_mean": e.comparison.control_mean,
+            "variant_mean": e.comparison.variant_mean, "lift": e.comparison.relative.estimate,
+            "lift_lower": e.adjusted_relative.ci_lower, "lift_upper": e.adjusted_relative.ci_upper,
+            "p_adjusted": e.adjusted_p_value, "flagged": e.flagged, "note": e.comparison.reason}
+           for (segment, v), e in zip(keys, analysis.effects)]
+    table = pl.DataFrame(out, schema={"segment": pl.String, "variant": pl.String, "n_control": pl.Int64,
+                                      "n_variant": pl.Int64, "control_mean": pl.Float64,
+                                      "variant_mean": pl.Float64, "lift": pl.Float64, "lift_lower": pl.Float64,
+                                      "lift_upper": pl.Float64, "p_adjusted": pl.Float64, "flagged": pl.Boolean,
+                                      "note": pl.String})
+    return SegmentReport(table, analysis.looked_at, analysis.flagged, analysis.adjusted_alpha)
+
+
+def days_observed(frame: pl.DataFrame, experiment: Experiment, as_of: datetime) -> float | None:
+    """Days from the start (UTC) of the experiment's first day of exposure to `as_of`: the span
+    over which its traffic arrived (None before anyone is exposed)."""
+    rows = frame.filter(pl.col("experiment_id") == experiment.id) if frame.height else frame
+    if not rows.height:
+        return None
+    first = rows["day"].min()
+    start = datetime(first.year, first.month, first.day, tzinfo=as_of.tzinfo)  # type: ignore[union-attr]
+    return max((as_of - start).total_seconds() / 86_400, 1 / 24)
+
+
+_PLAN_SCHEMA = {"variant": pl.String, "method": pl.String, "mde": pl.Float64, "mde_relative": pl.Float64,
+                "units": pl.Int64, "units_per_day": pl.Float64, "units_needed": pl.Float64,
+                "days_to_detect": pl.Float64, "note": pl.String}
+
+
+def plans(report: ExperimentReport, days: float | None, power: float = planning.DEFAULT_POWER
+          ) -> pl.DataFrame:
+    """Power and duration of the primary metric per variant, for the analysis' method: the effect
+    detectable now and the days until the experiment's `target_effect` would be
+    (`metrics.power.plan` from each comparison's own variance and traffic over `days`)."""
+    x = report.experiment
+    out: list[dict[str, Any]] = []
+    for v in (a.name for a in x.arms[1:]):
+        row: dict[str, Any] = {"variant": v, "method": report.options.method}
+        if days is None:
+            out.append(row | {"note": "no user exposed yet"})
+            continue
+        p = planning.plan(report.comparisons[(x.primary_metric, v)], days, power, x.target_effect)
+        row |= {"units": p.units, "units_per_day": p.units_per_day, "note": p.reason}
+        horizon = p.sequential if report.options.method == "sequential" else p.fixed
+        if horizon is not None:
+            row |= {"mde": horizon.mde, "mde_relative": horizon.mde_relative, "units_needed": horizon.units_needed,
+                    "days_to_detect": horizon.days_to_detect}
+        out.append(row)
+    return pl.DataFrame(out, schema=_PLAN_SCHEMA)
+
+
+def plan_sentence(experiment: Experiment, plan: pl.DataFrame, power: float = planning.DEFAULT_POWER) -> str:
+    """One sentence per experiment: what it can detect now and when it would detect its target."""
+    target = fmt.percent(experiment.target_effect, 0)
+    parts = []
+    for row in plan.iter_rows(named=True):
+        if row["mde"] is None:
+            parts.append(f"{row['variant']}: no plan yet ({row['note'] or 'not enough data'})")
+            continue
+        now = (f"±{fmt.percent(row['mde_relative'])}" if row["mde_relative"] is not None
+               else f"±{fmt.number(row['mde'], 4)} (absolute)")
+        if row["days_to_detect"] is None:
+            when = row["note"]
+        elif row["days_to_detect"] == 0:
+            when = f"a {target} change would already be detected with {fmt.percent(power, 0)} power"
+        else:
+            when = (f"a {target} change would be detected with {fmt.percent(power, 0)} power in about "
+                    f"{fmt.number(row['days_to_detect'], 1)} more days at today's traffic")
+        parts.append(f"{row['variant']} can detect {now} now; {when}")
+    return f"{METRICS[experiment.primary_metric].label}: " + "; ".join(parts) + "."
 
 
 def cumulative_lift(daily: pl.DataFrame, experiment: Experiment, metric_name: str,

@@ -204,6 +204,9 @@ class Experiment(_Model):
     secondary_metrics: list[ExperimentMetric] = Field(default_factory=list)
     guardrails: list[Guardrail] = Field(default_factory=list)
     arms: list[Arm] = Field(min_length=2)
+    target_effect: float = Field(default=0.05, gt=0, le=10)
+    """The relative change of the primary metric worth detecting (a share of |control mean|):
+    the power plan says when it would be detected at the experiment's traffic."""
 
     @model_validator(mode="after")
     def _arms_add_up(self) -> "Experiment":

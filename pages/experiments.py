@@ -79,15 +79,26 @@ RESULT_ORDER = ("metric", "label", "variant", "role", "lift", "lift_lower", "lif
                 "absolute", "n_control", "n_variant", "note")
 
 
-def results_table(results: pl.DataFrame, experiment_id: str) -> None:
+P_HELP = {
+    "sequential": "Always-valid p-value: the smallest alpha at which the always-valid interval excludes zero. It "
+                  "stays valid however often you look, so it is larger than a fixed-horizon p-value and reaches "
+                  "1 while the interval still straddles zero (then chance to win may still be far from 50%).",
+    "fixed": "Fixed-horizon p-value (Welch's t-test): valid once, at the planned sample size.",
+}
+
+
+def results_table(results: pl.DataFrame, experiment_id: str, method: str) -> None:
     shown = results.select([c for c in RESULT_ORDER if c in results.columns])
+    p_label = "Always-valid p" if method == "sequential" else "p"
     tables.table(shown, f"results_{experiment_id}", {
         "metric": None, "label": "Metric", "role": "Role", "variant": "Variant",
         "n_control": tables.count("Control users"), "n_variant": tables.count("Variant users"),
         "control_mean": tables.decimal("Control", 4), "variant_mean": tables.decimal("Variant", 4),
         "absolute": tables.decimal("Difference", 4), "lift": tables.percent("Lift", signed=True),
         "lift_lower": tables.percent("Lift low", signed=True), "lift_upper": tables.percent("Lift high", signed=True),
-        "p_value": tables.decimal("p", 4), "p_adjusted": tables.decimal("p adjusted", 4),
+        "p_value": tables.decimal(p_label, 4, P_HELP[method]),
+        "p_adjusted": tables.decimal(f"{p_label} adjusted", 4, "Adjusted across the experiment's primary and "
+                                     "secondary metrics × variants (one family, the correction chosen above)."),
         "chance_to_win": tables.percent("Chance to win"), "cuped": st.column_config.CheckboxColumn("CUPED"),
         "variance_reduction": tables.percent("Variance cut"), "truth": tables.percent("True lift", signed=True),
         "verdict": "Verdict", "note": "Note",
@@ -128,11 +139,12 @@ def detail(frame: pl.DataFrame, experiment: Experiment, filters: Filters, opts: 
                 f"{'always-valid' if opts.method == 'sequential' else 'fixed-horizon'} "
                 f"{fmt.percent(1 - opts.alpha, 0)} intervals; verdicts corrected across metrics × variants "
                 f"({'Benjamini–Hochberg' if opts.correction == 'bh' else 'Holm'}).")
-    results_table(results, experiment.id)
+    results_table(results, experiment.id, opts.method)
     ui.chart(charts.lift_intervals(results, "Relative lift per metric"))
     how_computed(explain(experiments.STATS, metrics=experiments.roles(experiment), **stats), *analytics.source())
     st.markdown("**Guardrails** (non-inferiority)")
     guardrails(report)
+    power_plan(report, experiments.days_observed(frame, experiment, stats["as_of"]))
     names = list(experiments.roles(experiment))
     metric_name = st.selectbox("Metric for the trend and the segments", names, key=f"exp_metric_{experiment.id}",
                                format_func=lambda n: METRICS[n].label)
@@ -147,14 +159,39 @@ def detail(frame: pl.DataFrame, experiment: Experiment, filters: Filters, opts: 
             ui.no_data("Not enough users in both arms yet for a cumulative lift.")
         how_computed(explain(experiments.CUMULATIVE, metrics=(metric_name,), **daily), *analytics.source())
     with right:
-        by_segment = experiments.segments(frame, experiment, metric_name, opts)
-        tables.table(by_segment, f"segments_{experiment.id}", {
-            "segment": "Segment", "variant": "Variant", "n_control": tables.count("Control users"),
-            "n_variant": tables.count("Variant users"), "control_mean": tables.decimal("Control", 4),
-            "variant_mean": tables.decimal("Variant", 4), "lift": tables.percent("Lift", signed=True),
-            "lift_lower": tables.percent("Lift low", signed=True),
-            "lift_upper": tables.percent("Lift high", signed=True), "p_value": tables.decimal("p", 4), "note": "Note",
-        })
+        segment_table(experiments.segments(frame, experiment, metric_name, opts), experiment.id)
+
+
+def power_plan(report: experiments.ExperimentReport, days: float | None) -> None:
+    """What the experiment can detect now, and when it would detect its target effect."""
+    plan = experiments.plans(report, days)
+    st.markdown("**Power and duration**")
+    st.write(experiments.plan_sentence(report.experiment, plan))
+    tables.table(plan, f"power_{report.experiment.id}", {
+        "variant": "Variant", "method": "Interval", "mde": tables.decimal("Detectable now (absolute)", 4),
+        "mde_relative": tables.percent("Detectable now", 1, "Minimum detectable effect at 80% power with the "
+                                       "users so far, relative to |control mean|."),
+        "units": tables.count("Users so far"), "units_per_day": tables.decimal("Users per day", 1),
+        "units_needed": tables.count("Users needed", "Users (both arms) at which the target effect is detected "
+                                     "with 80% power."),
+        "days_to_detect": tables.decimal("Days to go", 1), "note": tables.text("Note"),
+    })
+
+
+def segment_table(segments: experiments.SegmentReport, experiment_id: str) -> None:
+    """Per-segment lifts, adjusted for the number of cells looked at (no fishing)."""
+    st.caption(f"{segments.looked_at} segment × variant cells looked at; p-values adjusted by Benjamini–Hochberg "
+               f"across them and intervals at the matching level ({fmt.percent(1 - segments.adjusted_alpha, 1)}); "
+               f"{segments.flagged} flagged (adjusted interval clear of zero).")
+    tables.table(segments.frame, f"segments_{experiment_id}", {
+        "segment": "Segment", "variant": "Variant", "n_control": tables.count("Control users"),
+        "n_variant": tables.count("Variant users"), "control_mean": tables.decimal("Control", 4),
+        "variant_mean": tables.decimal("Variant", 4), "lift": tables.percent("Lift", signed=True),
+        "lift_lower": tables.percent("Lift low (adjusted)", signed=True),
+        "lift_upper": tables.percent("Lift high (adjusted)", signed=True),
+        "p_adjusted": tables.decimal("p adjusted (BH)", 4), "flagged": st.column_config.CheckboxColumn("Flagged"),
+        "note": "Note",
+    })
 
 
 @st.fragment(run_every=ui.REFRESH_SECONDS)

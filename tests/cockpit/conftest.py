@@ -114,7 +114,7 @@ def empty_lake(tmp_path: Path) -> Path:
 
 
 def _texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("error", "warning", "info", "success", "markdown") for e in getattr(at, kind)]
+    parts = [e.value for kind in ("error", "warning", "info", "success", "markdown", "caption") for e in getattr(at, kind)]
     return "\n".join(str(p) for p in parts)
 
 

@@ -9,6 +9,7 @@ import pytest
 from momento.lake import ground_truth as truth
 from metrics import experiments as ex
 from metrics.filters import Filters
+from metrics.rollup.read import aggregates
 from momento.lake.warehouse import Warehouse
 
 PAGE = "pages/experiments.py"
@@ -76,3 +77,29 @@ def test_an_empty_or_missing_lake(run_page, empty_lake, tmp_path, texts):
         at = run_page(PAGE, lake)
         assert not at.exception and not at.error
         assert "No user exposed in any experiment for no filter" in texts(at)
+
+
+def test_power_plan_and_the_always_valid_p_label(run_page, small_lake, bundled_scenario, frame, texts):
+    at = run_page(PAGE, small_lake)
+    assert not at.exception and not at.error
+    first = bundled_scenario.experiments[0]
+    wh = Warehouse(small_lake)
+    as_of = aggregates(wh, bundled_scenario.business.pre_period_days).source.as_of
+    wh.close()
+    plan = ex.plans(ex.analyse(frame, first), ex.days_observed(frame, first, as_of))
+    shown = _table(at, "days_to_detect")
+    assert shown["mde_relative"].tolist() == pytest.approx(plan["mde_relative"].to_list(), nan_ok=True)
+    assert shown["days_to_detect"].tolist() == pytest.approx(plan["days_to_detect"].to_list(), nan_ok=True)
+    assert ex.plan_sentence(first, plan) in texts(at)
+    assert plan["mde"].drop_nulls().len() == plan.height  # the small lake has enough users for a plan
+    results = next(d for d in at.dataframe if "p_adjusted" in d.value.columns)
+    assert "Always-valid p" in str(results.proto.columns)
+
+
+def test_segments_state_how_many_cells_were_looked_at(run_page, small_lake, bundled_scenario, frame, texts):
+    at = run_page(PAGE, small_lake)
+    first = bundled_scenario.experiments[0]
+    seg = ex.segments(frame, first, first.primary_metric)
+    assert f"{seg.looked_at} segment × variant cells looked at" in texts(at)
+    shown = _table(at, "flagged")
+    assert shown["flagged"].tolist() == seg.frame["flagged"].to_list()

@@ -5,7 +5,7 @@ exact numbers on a hand-made experiment, and the empty and filtered cases."""
 from __future__ import annotations
 
 import sys
-from datetime import timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -217,12 +217,50 @@ def test_cumulative_lift_ends_at_the_overall_lift_and_only_grows_in_users(wareho
                 assert series["lift"][-1] == pytest.approx(final.relative.estimate, rel=1e-9, abs=1e-12)
 
 
-def test_segments_split_the_same_users(frame, bundled_scenario):
+def test_segments_split_the_same_users_and_are_one_bh_family(frame, bundled_scenario):
     x = bundled_scenario.experiment_by_id["exp_home_showcase"]
-    by_segment = ex.segments(frame, x, "conversion_rate")
+    seg = ex.segments(frame, x, "conversion_rate")
+    by_segment = seg.frame
     report = ex.analyse(frame, x)
     assert set(by_segment["segment"]) == {"new", "returning"}
     assert by_segment["n_variant"].sum() == report.comparisons[("conversion_rate", "treatment")].n_variant
+    rows = ex.arm_rows(frame, x, ["segment"])
+    raw = [stats.compare(arm_stats(rows[(s,)]["control"], METRICS["conversion_rate"], "control"),
+                            arm_stats(rows[(s,)]["treatment"], METRICS["conversion_rate"], "treatment"),
+                            "proportion").absolute.p_value for s in by_segment["segment"]]
+    expected = multipletests(raw, method="fdr_bh")[1]
+    assert seg.looked_at == 2 and by_segment["p_adjusted"].to_list() == pytest.approx(list(expected), rel=1e-12)
+    assert seg.flagged == sum(by_segment["flagged"]) == sum(p <= 0.05 for p in expected)
+
+
+def test_days_observed_run_from_the_first_exposure_day():
+    x_id = "exp_home_showcase"
+    frame = pl.DataFrame({"experiment_id": [x_id, x_id, "other"],
+                          "day": [date(2026, 2, 3), date(2026, 2, 1), date(2026, 1, 1)]})
+    x = type("X", (), {"id": x_id})()
+    as_of = datetime(2026, 2, 4, 12, tzinfo=timezone.utc)
+    assert ex.days_observed(frame, x, as_of) == pytest.approx(3.5)
+    assert ex.days_observed(frame.filter(pl.col("experiment_id") == "none"), x, as_of) is None
+
+
+def test_plans_are_the_power_module_plans_of_the_primary_comparisons(frame, bundled_scenario):
+    from metrics import power
+
+    for x in bundled_scenario.experiments:
+        report = ex.analyse(frame, x)
+        table = ex.plans(report, 7.0)
+        assert table["variant"].to_list() == [a.name for a in x.arms[1:]]
+        for row in table.iter_rows(named=True):
+            expected = power.plan(report.comparisons[(x.primary_metric, row["variant"])], 7.0,
+                                  target_effect=x.target_effect).sequential
+            if expected is None:
+                assert row["mde"] is None and row["note"]
+            else:
+                assert row["mde"] == pytest.approx(expected.mde) and row["days_to_detect"] == pytest.approx(
+                    expected.days_to_detect)
+        assert ex.plan_sentence(x, table).startswith(METRICS[x.primary_metric].label)
+    nothing = ex.plans(ex.analyse(frame, bundled_scenario.experiments[0]), None)
+    assert nothing["mde"].is_null().all() and set(nothing["note"]) == {"no user exposed yet"}
 
 
 def test_the_segment_filter_is_the_same_population_polars_finds(warehouse, names):
