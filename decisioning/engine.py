@@ -246,7 +246,7 @@ class Engine:
         self._arms = {x.id: {arm.name: arm for arm in x.arms} for x in scenario.experiments}
         self._splits = {x.id: ArmSplit.of(x) for x in scenario.experiments}
         self._tests = flow.bind({s.name: getattr(self, f"_{s.name}") for s in flow.STEPS[:flow.POLICY_STEP]})
-        self._memos: OrderedDict[str, tuple] = OrderedDict()  # decision id -> the fields of a _Memo
+        self._memos: OrderedDict[str, tuple[Any, ...]] = OrderedDict()  # decision id -> the fields of a _Memo
         self._memo_lock = threading.Lock()
         self._learning: dict[tuple[str, str], _Learning] = {}
         self._learning_lock = threading.Lock()
@@ -466,7 +466,7 @@ class Engine:
     def _remember(self, d: Decision, now: float, choice: _Choice | None) -> None:
         memo = tuple(_Memo(d.user_id, d.session_id, d.placement, d.channel, d.experiment_id, d.arm, d.variant, now,
                            *(choice or _NO_CHOICE)))
-        expired: list[tuple] = []
+        expired: list[tuple[Any, ...]] = []
         with self._memo_lock:
             self._memos[d.decision_id] = memo
             while self._memos:
@@ -493,7 +493,7 @@ class Engine:
         self._queue_rewards([(memo[_CHOICE:], 1.0)])
         return True
 
-    def _queue_rewards(self, outcomes: list[tuple[tuple, float]]) -> None:
+    def _queue_rewards(self, outcomes: list[tuple[tuple[Any, ...], float]]) -> None:
         """Queue (choice fields of a memo, reward) pairs for `learn`; memos without a choice are skipped."""
         with self._learning_lock:
             for (experience_id, policy, x, chosen), reward in outcomes:
@@ -507,7 +507,7 @@ class Engine:
     def expire(self, now: float | None = None) -> None:
         """Close the attribution window of decisions older than it (reward 0)."""
         now = time.time() if now is None else now
-        expired: list[tuple] = []
+        expired: list[tuple[Any, ...]] = []
         with self._memo_lock:
             while self._memos and now - next(iter(self._memos.values()))[_AT] > self.attribution_seconds:
                 expired.append(self._memos.popitem(last=False)[1])

@@ -46,7 +46,7 @@ WHERE {_IN_VIEW} AND change_day <= $last_day
 GROUP BY grp
 ORDER BY grp"""
 
-_BUCKETS = {"day": "make_timestamp(hour // 24 * 24 * 3600000000)", "hour": "make_timestamp(hour * 3600000000)"}
+_BUCKETS: dict[Grain, str] = {"day": "make_timestamp(hour // 24 * 24 * 3600000000)", "hour": "make_timestamp(hour * 3600000000)"}
 TREND_SQL: dict[Grain, str] = {grain: f"""SELECT grp, {bucket} AS bucket, sum(revenue) AS revenue
 FROM executive_revenue
 WHERE {_IN_VIEW} AND hour <= $last_hour
@@ -167,8 +167,8 @@ def trend(frame: pl.DataFrame, executive: Executive) -> pl.DataFrame:
     added in that bucket ((per exposed user − per holdout user) × exposed users); the buckets
     add up to the total estimate without CUPED."""
     n_exposed, n_holdout = executive.users["exposed"], executive.users["holdout"]
-    schema = {"bucket": pl.Datetime, "revenue_per_exposed": pl.Float64, "revenue_per_holdout": pl.Float64,
-              "incremental_revenue": pl.Float64, "cumulative_incremental": pl.Float64}
+    schema = pl.Schema({"bucket": pl.Datetime("us"), "revenue_per_exposed": pl.Float64, "revenue_per_holdout": pl.Float64,
+                        "incremental_revenue": pl.Float64, "cumulative_incremental": pl.Float64})
     if not frame.height or not n_exposed or not n_holdout:
         return pl.DataFrame(schema=schema)
     wide = (frame.pivot(on="grp", index="bucket", values="revenue").sort("bucket")

@@ -197,13 +197,13 @@ def _sums(frame: pl.DataFrame, by: Sequence[str]) -> pl.DataFrame:
     return frame.group_by(list(by), maintain_order=True).agg(pl.col(value_columns).sum())
 
 
-def arm_rows(frame: pl.DataFrame, experiment: Experiment, by: Sequence[str] = ()) -> dict[Any, dict[str, dict]]:
+def arm_rows(frame: pl.DataFrame, experiment: Experiment, by: Sequence[str] = ()) -> dict[Any, dict[str, dict[str, Any]]]:
     """Per group of `by` (a tuple key; () for the whole experiment), per configured arm: the
     summed statistics row (zeros for an arm with no users yet)."""
     rows = frame.filter(pl.col("experiment_id") == experiment.id) if "experiment_id" in frame.columns else frame
     summed = _sums(rows, [*by, "arm"]) if rows.height else None
     zero = {c: 0 for c in frame.columns if "__" in c}
-    out: dict[Any, dict[str, dict]] = {}
+    out: dict[Any, dict[str, dict[str, Any]]] = {}
     if summed is not None:
         for row in summed.iter_rows(named=True):
             key = tuple(row[b] for b in by)
@@ -216,7 +216,7 @@ def arm_rows(frame: pl.DataFrame, experiment: Experiment, by: Sequence[str] = ()
     return out
 
 
-def _stats_of(rows: Mapping[str, Mapping], m: Metric, experiment: Experiment, cuped: bool) -> dict[str, stats.ArmStats]:
+def _stats_of(rows: Mapping[str, Mapping[str, Any]], m: Metric, experiment: Experiment, cuped: bool) -> dict[str, stats.ArmStats]:
     return {arm.name: arm_stats(rows[arm.name], m, arm.name, cuped=cuped, expected_share=arm.share)
             for arm in experiment.arms}
 
@@ -472,7 +472,7 @@ def experiment_list(frame: pl.DataFrame, scenario: Scenario, filters: Filters = 
         "action": pl.String, "reason": pl.String})
 
 
-_TRUTH_SCHEMA = {"metric": pl.String, "variant": pl.String, "truth": pl.Float64}
+_TRUTH_SCHEMA = pl.Schema({"metric": pl.String, "variant": pl.String, "truth": pl.Float64})
 
 
 def true_lifts(truth: Mapping[str, Any] | None, experiment_id: str) -> pl.DataFrame:

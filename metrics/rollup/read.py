@@ -77,7 +77,8 @@ def run_on(aggregates: "Aggregates", statement: Statement) -> pl.DataFrame:
     in-memory DuckDB (a cursor of its own, so panels of several sessions may run at once)."""
     cursor = aggregates.database().cursor()
     try:
-        return cursor.sql(statement.sql, params=used_params(statement.sql, statement.params)).pl()
+        frame: pl.DataFrame = cursor.sql(statement.sql, params=used_params(statement.sql, statement.params)).pl()
+        return frame
     finally:
         cursor.close()
 
@@ -190,8 +191,8 @@ def _fold(reads: _Reads, pre_days: int, max_tail_rows: int, last: Run | None, re
     newest = None
     if reason or tail_rows:
         template = _ALL if reason else _TAIL
-        batch = Batch(*(template.format(table=t) for t in ("events", "exposures", "decisions")), params,
-                      upper=datetime(9999, 1, 1, tzinfo=timezone.utc))
+        events, exposures, decisions = (template.format(table=t) for t in ("events", "exposures", "decisions"))
+        batch = Batch(events, exposures, decisions, dict(params), upper=datetime(9999, 1, 1, tzinfo=timezone.utc))
         cursor = wh.cursor()
         try:
             folded = fold(cursor, batch, pre_days, prior=not reason, existing=frozenset(wh.versions),

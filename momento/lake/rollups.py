@@ -19,6 +19,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
@@ -93,12 +94,15 @@ class RollupStore:
         """Replace every row of `name` by `data` in one commit (readers see old or new)."""
         self._write(name, conform(name, data, schema), schema, "overwrite")
 
-    def _write(self, name: str, data: pa.Table, schema: pa.Schema, mode: str) -> None:
+    def _write(self, name: str, data: pa.Table, schema: pa.Schema, mode: Literal["append", "overwrite"]) -> None:
         path = rollup_path(self.root, name)
         path.mkdir(parents=True, exist_ok=True)
         if self.table(name) is None:
             DeltaTable.create(str(path), schema, mode="ignore", name=name)
-        write_deltalake(str(path), data, mode=mode)  # type: ignore[arg-type]
+        if mode == "append":  # deltalake types the two modes as separate overloads
+            write_deltalake(str(path), data, mode="append")
+        else:
+            write_deltalake(str(path), data, mode="overwrite")
 
     def maintain(self, retention_hours: float) -> None:
         """Merge small files and vacuum what no snapshot younger than the retention reads."""

@@ -31,7 +31,7 @@ from momento.lake.schema import TABLES, empty_table
 from momento.lake.rollups import ROLLUP_RUNS, TABLE_VERSIONS, parse_versions, rollup_tables
 from momento.lake.writer import table_path
 
-_DUCKDB_CONFIG = {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
+_DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
 
 
 def used_params(sql: str, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -272,7 +272,8 @@ class Warehouse:
             params = used_params(sql, params)
         cursor = self._con.cursor()
         try:
-            return cursor.sql(sql, params=params).pl()
+            frame: pl.DataFrame = cursor.sql(sql, params=params).pl()
+            return frame
         finally:
             cursor.close()
 
