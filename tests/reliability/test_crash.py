@@ -32,7 +32,7 @@ DURABLE_EVERY = 4  # every 4th batch asks for ?wait=durable
 def test_sigkill_mid_load_loses_nothing_durable_and_resends_count_once(launch, tmp_path):
     for name in ("first", "second"):
         (tmp_path / name).mkdir()
-    first = launch(tmp_path / "first", env={"MOMENTO_FLUSH_SECONDS": "0.5"})
+    first = launch(tmp_path / "first", env={"MOMENTO_FLUSH_SECONDS": "0.5", "MOMENTO_RATE_LIMIT_PER_SECOND": "0"})
     lake = first.lake
     batches: list[list[dict]] = []  # every batch the client tried, in order
     acked: list[int] = []  # indices of acknowledged batches, in order
@@ -104,7 +104,7 @@ def test_sigkill_mid_load_loses_nothing_durable_and_resends_count_once(launch, t
              if lost_decisions else ""))
 
     # Restart on the same lake; the client re-sends everything it ever tried.
-    second = launch(tmp_path / "second", env={"MOMENTO_LAKE": str(lake)})
+    second = launch(tmp_path / "second", env={"MOMENTO_LAKE": str(lake), "MOMENTO_RATE_LIMIT_PER_SECOND": "0"})
     with httpx.Client(base_url=second.url, timeout=30) as http:
         for batch in batches:
             response = http.post("/v1/events", json={"events": batch}, params={"wait": "durable"})

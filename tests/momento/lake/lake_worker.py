@@ -39,19 +39,19 @@ def event_batch(start: int, rows: int) -> pa.Table:
     )
 
 
-def write(lake: Path, batches: int, rows: int, compact_every: float | None) -> None:
+def write(lake: Path, batches: int, rows: int, compact_every: int | None) -> None:
+    """Commit `batches` of `rows` events, compacting after every `compact_every` batches: counted in batches,
+    not seconds, so a fast machine compacts as often as a slow one."""
     writer = LakeWriter(lake, background=False, compact_every_seconds=None, vacuum_retention_hours=0)
-    next_compaction = time.monotonic() + (compact_every or 0)
     total = 0
     for b in range(batches):
         writer.append("events", event_batch(b * rows, rows))
         writer.flush()
         total += rows
         print(f"committed {total}", flush=True)
-        if compact_every and time.monotonic() >= next_compaction:
+        if compact_every and (b + 1) % compact_every == 0:
             writer.compact()
             print("compacted", flush=True)
-            next_compaction = time.monotonic() + compact_every
     writer.close()
 
 
@@ -68,6 +68,6 @@ def read(lake: Path, seconds: float) -> None:
 if __name__ == "__main__":
     mode, lake = sys.argv[1], Path(sys.argv[2])
     if mode == "write":
-        write(lake, int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]) if len(sys.argv) > 5 else None)
+        write(lake, int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]) if len(sys.argv) > 5 else None)
     else:
         read(lake, float(sys.argv[3]))

@@ -165,7 +165,7 @@ def _start(*args: str) -> subprocess.Popen:
 
 def test_reader_process_never_errors_and_never_goes_back_while_writer_appends_and_compacts(tmp_path):
     LakeWriter(tmp_path, background=False)  # create the tables
-    writer = _start("write", str(tmp_path), "150", "500", "0.5")
+    writer = _start("write", str(tmp_path), "150", "500", "40")
     reader = _start("read", str(tmp_path), "8")
     reader_out, reader_err = reader.communicate(timeout=120)
     writer_out, writer_err = writer.communicate(timeout=120)
