@@ -43,6 +43,14 @@ CONTEXT_VERSION = "features-{}-{}".format(
 """The name of the feature set a logged `context` is in: its values are the features in
 `FEATURE_NAMES` order. Derived from the names, so it changes whenever they or their order do."""
 
+CANDIDATE_KINDS: tuple[str, ...] = ("uniform", "rules", "thompson", "greedy", "propensity", "split")
+"""The Policy lab's candidate policies (`metrics.ope_candidates`): uniform random, the business
+rules, the bandit's Thompson probabilities and greedy choice, the propensity model, and the model
+trained on an earlier window and evaluated on a later one; plus `variant:<name>`, always that
+variant. An experience may declare its own list in the scenario (`candidates`)."""
+
+SINGLE_PREFIX = "variant:"
+
 _PRICE = FEATURE_NAMES.index("price_sensitivity")
 _PAGES = FEATURE_NAMES.index("pages_viewed")
 _RETURNING = FEATURE_NAMES.index("returning")
