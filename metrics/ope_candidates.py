@@ -48,6 +48,10 @@ SGD_BATCH = 500
 
 DEFAULT_TRAIN_SHARE = 0.5
 
+CONTEXT_FREE: tuple[str, ...] = ("uniform", "thompson", "greedy")
+"""The kinds that do not read the service's features: all a log imported from another system allows
+(with each single variant)."""
+
 
 @dataclass(frozen=True)
 class PolicyShape:

@@ -25,6 +25,7 @@ from metrics.filters import Filters
 from metrics.ope_data import BanditLog, PropensityIntegrity, check_propensities, propensity_problems
 from metrics.sql.query import Query, Statement
 from momento.kpis import CLICK_EVENTS
+from momento.lake.bandit_import import JOURNEY as IMPORTED_JOURNEY
 from momento.lake.warehouse import Warehouse
 from momento.sql import sql_list
 
@@ -93,6 +94,31 @@ LOG = Query(
     method="Off-policy evaluation (metrics/ope.py): IPS, self-normalised IPS, direct method and doubly robust with "
            "an outcome model cross-fitted over 5 time folds; 95% intervals from each estimator's influence function; "
            "effective sample size, largest weight, mean weight and support check before any verdict.")
+
+
+_IMPORTED_SQL = f"""
+SELECT d.experience_id, list(DISTINCT d.variant ORDER BY d.variant) AS variants, count(*) AS decisions
+FROM decisions d
+WHERE {_WHERE} AND d.journey = $journey
+GROUP BY d.experience_id
+ORDER BY d.experience_id
+"""
+
+
+def _imported(filters: Filters) -> Statement:
+    return Statement(_IMPORTED_SQL, {**filters.params(), "journey": IMPORTED_JOURNEY})
+
+
+IMPORTED = Query(
+    "ope.imported_campaigns",
+    "Campaigns imported from another system's bandit logs (`momento import bandit-log`), with their variants.",
+    _imported, method="Listed so the Policy lab can evaluate candidates on them too.")
+
+
+def imported_campaigns(wh: Warehouse, filters: Filters) -> dict[str, tuple[str, ...]]:
+    """Imported campaign -> its variants (the items its decisions showed), for the filters."""
+    frame = IMPORTED.run(wh, filters)
+    return {row["experience_id"]: tuple(row["variants"]) for row in frame.iter_rows(named=True)}
 
 
 @dataclass(frozen=True, eq=False)

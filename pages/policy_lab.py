@@ -4,16 +4,18 @@ Numbers come from `metrics.ope_lab`; the integrity of the logged propensities is
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import streamlit as st
 
 from metrics.filters import Filters
-from metrics.ope_candidates import PolicyShape
+from metrics.ope_candidates import CONTEXT_FREE, PolicyShape
 from metrics.ope_data import PropensityIntegrity
 from metrics.ope_lab import Lab, run_lab
-from metrics.ope_lake import DEFAULT_WINDOW_HOURS, LOG, REWARDS
+from metrics.ope_lake import DEFAULT_WINDOW_HOURS, IMPORTED, LOG, REWARDS, imported_campaigns
 from metrics.queries import explain
 from momento import formatting as fmt
-from momento.scenario import Experience
+from momento.policy_maths import SINGLE_PREFIX
 from pages import charts, tables, ui
 from pages.cache import cached, scenario
 from pages.explain import how_computed
@@ -72,38 +74,54 @@ def results(lab: Lab) -> None:
         st.info(f"{name}: {why}")
 
 
-def shape_of(experience: Experience) -> PolicyShape:
-    return PolicyShape(tuple(experience.variants), experience.default_variant, tuple(experience.discount.items()))
+@dataclass(frozen=True)
+class Subject:
+    """What the lab can evaluate: a scenario experience, or a campaign imported from another system."""
+
+    id: str
+    name: str
+    shape: PolicyShape
+    kinds: tuple[str, ...]
+    default: tuple[str, ...]
+
+
+def subjects(filters: Filters) -> dict[str, Subject]:
+    out = {e.id: Subject(e.id, e.name, PolicyShape(tuple(e.variants), e.default_variant, tuple(e.discount.items())),
+                         e.candidate_kinds, e.lab_candidates) for e in scenario().experiences}
+    for campaign, variants in cached(imported_campaigns, filters).items():
+        kinds = (*CONTEXT_FREE, *(f"{SINGLE_PREFIX}{v}" for v in variants))
+        out.setdefault(campaign, Subject(campaign, f"{campaign} (imported)", PolicyShape(variants, variants[0]),
+                                         kinds, kinds))
+    return out
 
 
 @st.fragment(run_every=ui.SLOW_REFRESH_SECONDS)
 def live() -> None:
     filters: Filters = ui.filters()
-    sc = scenario()
-    experiences = {e.id: e for e in sc.experiences}
     with ui.panel("Policy lab"):
+        options = subjects(filters)
         left, middle, right = st.columns([3, 2, 3])
-        chosen = left.selectbox("Adaptive experience", list(experiences), format_func=lambda i: experiences[i].name,
+        chosen = left.selectbox("Adaptive experience", list(options), format_func=lambda i: options[i].name,
                                 key="lab_experience")
         reward = middle.selectbox("Reward", list(REWARDS), format_func=lambda r: REWARDS[r].label, key="lab_reward",
                                   index=list(REWARDS).index("click"))
-        experience = experiences[chosen]
-        kinds = right.multiselect("Candidates", experience.candidate_kinds, default=list(experience.lab_candidates),
+        subject = options[chosen]
+        kinds = right.multiselect("Candidates", subject.kinds, default=list(subject.default),
                                   key=f"lab_candidates_{chosen}")
         arguments = {"experience_id": chosen, "reward": reward, "window_hours": DEFAULT_WINDOW_HOURS}
-        lab = cached(run_lab, filters, chosen, shape_of(experience), tuple(kinds), reward, DEFAULT_WINDOW_HOURS)
+        lab = cached(run_lab, filters, chosen, subject.shape, tuple(kinds), reward, DEFAULT_WINDOW_HOURS)
         if not lab.loaded.rows:
-            ui.no_data(f"No decisions chosen by a policy for {experience.name} for {ui.describe(filters)}. Widen the "
+            ui.no_data(f"No decisions chosen by a policy for {subject.name} for {ui.describe(filters)}. Widen the "
                        "filters, or run `momento backfill` / `momento demo` to fill the lake.")
         else:
             st.subheader("Propensity integrity")
             integrity(lab.loaded.integrity)
-            st.subheader(f"{experience.name}: candidate policies")
+            st.subheader(f"{subject.name}: candidate policies")
             if lab.loaded.log is None:
                 ui.no_data("No decision with trustworthy propensities is left to evaluate.")
             else:
                 results(lab)
-        how_computed(explain(LOG, filters, metrics=(), **arguments))
+        how_computed(explain(IMPORTED, filters, metrics=()), explain(LOG, filters, metrics=(), **arguments))
 
 
 ui.header("Policy lab", "What another policy would have earned on the traffic already served, before exposing "

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
 
@@ -15,27 +14,7 @@ from cli.main import main
 from metrics.filters import Filters
 from metrics.ope_lake import load_log
 from momento.lake.warehouse import Warehouse
-
-
-def obd_file(path: Path, n: int, seed: int, click_rate: float, items: int = 5) -> pl.DataFrame:
-    """A file laid out like the Open Bandit Dataset (with its leading unnamed index column)."""
-    rng = np.random.default_rng(seed)
-    start = np.datetime64("2019-11-24T00:00:00", "us")
-    frame = pl.DataFrame({
-        "": np.arange(n),
-        "timestamp": [f"{t}+00:00".replace("T", " ") for t in (start + np.sort(rng.integers(0, 7 * 86_400e6, n))
-                                                               .astype("timedelta64[us]")).astype(str)],
-        "item_id": rng.integers(0, items, n), "position": rng.integers(1, 4, n),
-        "click": (rng.random(n) < click_rate).astype(int),
-        "propensity_score": rng.choice([1 / items, 0.5, 0.05], n),
-        "user_feature_0": [f"{h:032x}" for h in rng.integers(0, 2**31, n)],
-        "user-item_affinity_0": rng.random(n).round(4), "user-item_affinity_1": rng.random(n).round(4),
-    })
-    if path.suffix == ".parquet":
-        frame.write_parquet(path)
-    else:
-        frame.write_csv(path)
-    return frame
+from tests.support.obd import obd_file
 
 
 def run(lake: Path, *argv: str, monkeypatch) -> tuple[int, str, str]:

@@ -4,13 +4,17 @@ and reward, narrowing the candidates, filters with no data and empty lakes behav
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from metrics.filters import Filters
 from metrics.ope_candidates import PolicyShape
 from metrics.ope_lab import run_lab
+from momento.lake.bandit_import import import_bandit_log
 from momento.lake.warehouse import Warehouse
 from pages.explain import TITLE
+from tests.support.obd import obd_file
 
 PAGE = "pages/policy_lab.py"
 
@@ -71,3 +75,17 @@ def test_an_empty_or_damaged_lake(run_page, empty_lake, corrupt_lake, texts):
     at = run_page(PAGE, corrupt_lake)
     assert not at.exception
     assert "the warehouse cannot be read" in texts(at)
+
+
+def test_an_imported_campaign_is_evaluated_too(run_page, small_lake, tmp_path, texts):
+    lake = tmp_path / "lake"
+    shutil.copytree(small_lake, lake)
+    obd_file(tmp_path / "obd.csv", 3_000, 11, 0.05, items=4)
+    import_bandit_log(lake, tmp_path / "obd.csv", "obd_campaign", "random")
+    at = run_page(PAGE, lake)
+    at.selectbox(key="lab_experience").set_value("obd_campaign").run()
+    assert not at.exception and not at.error, [e.value for e in (*at.exception, *at.error)]
+    shown = _table(at)
+    assert shown["candidate"].tolist() == ["uniform random", "the bandit", "the bandit's greedy choice",
+                                           *(f"always item_{i}" for i in range(4))]
+    assert "obd_campaign (imported): candidate policies" in [s.value for s in at.subheader]
