@@ -147,8 +147,11 @@ def thompson_pattern(alpha: np.ndarray, beta: np.ndarray, mask: np.ndarray) -> n
 
 def thompson_probabilities(alpha: np.ndarray, beta: np.ndarray, eligible: np.ndarray) -> np.ndarray:
     """(n, k) Thompson probabilities per row's eligibility pattern (one integration per pattern)."""
-    patterns, inverse = np.unique(np.asarray(eligible, dtype=bool), axis=0, return_inverse=True)
-    return np.stack([thompson_pattern(alpha, beta, mask) for mask in patterns])[inverse.reshape(-1)]
+    eligible = np.asarray(eligible, dtype=bool)
+    codes = eligible.astype(np.int64) @ (1 << np.arange(eligible.shape[1], dtype=np.int64))  # a pattern as bits
+    _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    rows = np.stack([thompson_pattern(alpha, beta, eligible[i]) for i in first])
+    return rows[inverse.reshape(-1)]
 
 
 def propensity_probabilities(logits: np.ndarray, eligible: np.ndarray, *, temperature: float = PROPENSITY_TEMPERATURE,
