@@ -68,7 +68,11 @@ class Lab:
         supported = [e for e, _, _ in self.evaluations if e.supported and e.versus_logging.candidate_value.estimate
                      is not None]
         best = max(supported, key=lambda e: e.versus_logging.candidate_value.estimate or 0.0, default=None)
-        chosen = best if best is not None else self.evaluations[0][0]
+        if best is None:
+            first = self.evaluations[0][0]
+            return (f"The log cannot judge any of the {len(self.evaluations)} candidates yet; for instance "
+                    f"{first.name}: {first.reason}.")
+        chosen = best
         reward = REWARDS[self.reward]
         return summary(chosen.versus_logging, verb=reward.verb, value_format="{:.2%}" if reward.rate else "BRL {:,.2f}")
 
