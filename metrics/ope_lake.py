@@ -14,6 +14,7 @@ so one bad row never stops a page.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -119,6 +120,49 @@ def imported_campaigns(wh: Warehouse, filters: Filters) -> dict[str, tuple[str, 
     """Imported campaign -> its variants (the items its decisions showed), for the filters."""
     frame = IMPORTED.run(wh, filters)
     return {row["experience_id"]: tuple(row["variants"]) for row in frame.iter_rows(named=True)}
+
+
+_INTEGRITY_SQL = f"""
+SELECT d.experience_id, d.variant, d.propensity, d.action_probabilities
+FROM decisions d
+WHERE {_WHERE} AND d.context IS NOT NULL AND d.status = 'ok' AND NOT d.fallback
+ORDER BY d.experience_id
+"""
+
+
+def _integrity(filters: Filters) -> Statement:
+    return Statement(_INTEGRITY_SQL, filters.params())
+
+
+INTEGRITY = Query(
+    "ope.propensity_integrity",
+    "Every decision a policy chose: its experience, chosen variant, logged propensity and logged distribution.",
+    _integrity, method="Per experience, the rows whose distribution does not sum to 1 (within 1e-6), whose chosen "
+                       "variant has probability 0, whose propensity differs from its distribution's entry, or that "
+                       "are malformed; and the rows with a probability below the 1% floor "
+                       "(metrics.ope_data.check_propensities).")
+
+
+def integrity_by_experience(wh: Warehouse, filters: Filters,
+                            experiences: tuple[tuple[str, tuple[str, ...]], ...]) -> pl.DataFrame:
+    """One row per experience (id, its variants) with decisions: the integrity counts of its logged
+    propensities (`metrics.ope_data.check_propensities`)."""
+    frame = INTEGRITY.run(wh, filters)
+    rows = []
+    for experience_id, actions in experiences:
+        part = frame.filter(pl.col("experience_id") == experience_id)
+        if not part.height:
+            continue
+        index = {name: i for i, name in enumerate(actions)}
+        action = np.array([index.get(v, -1) for v in part["variant"].to_list()], dtype=np.int64)
+        check = check_propensities(action, part["propensity"].to_numpy().astype(np.float64),
+                                   _distributions(part["action_probabilities"], index))
+        rows.append({"experience_id": experience_id, **dataclasses.asdict(check)})
+    return pl.DataFrame(rows, schema=_INTEGRITY_SCHEMA)
+
+
+_INTEGRITY_SCHEMA = {"experience_id": pl.String, **{f.name: pl.Int64 for f in dataclasses.fields(PropensityIntegrity)
+                                                     if f.name != "floor"}, "floor": pl.Float64}
 
 
 @dataclass(frozen=True, eq=False)

@@ -14,7 +14,7 @@ import pytest
 from metrics.filters import Filters
 from metrics.ope_candidates import PolicyShape
 from metrics.ope_lab import run_lab
-from metrics.ope_lake import build_log, load_log
+from metrics.ope_lake import build_log, integrity_by_experience, load_log
 from momento.lake.warehouse import Warehouse
 
 EXPERIENCE = "home_showcase"
@@ -96,3 +96,17 @@ def test_the_lab_evaluates_every_declared_candidate(wh, bundled_scenario):
     assert "effective decisions" in lab.sentence() or "cannot judge" in lab.sentence()
     empty = run_lab(wh, Filters(channel="no-such"), EXPERIENCE, shape, experience.lab_candidates, "click")
     assert empty.table.height == 0 and empty.on_policy is None
+
+
+def test_integrity_per_experience_counts_every_policy_decision(wh, bundled_scenario):
+    experiences = tuple((e.id, tuple(e.variants)) for e in bundled_scenario.experiences)
+    counts = integrity_by_experience(wh, Filters(), experiences)
+    for row in counts.iter_rows(named=True):
+        loaded = load_log(wh, Filters(), row["experience_id"], dict(experiences)[row["experience_id"]], "click", 0.0)
+        assert row["rows"] >= loaded.rows > 0  # the log also leaves out decisions younger than the window
+        assert row["problems"] == 0 and row["unknown"] == 0
+    wrong = integrity_by_experience(wh, Filters(), (("home_showcase", ("editorial", "style_affinity")),))
+    # declared with two of its four variants: a choice of the others is malformed, and the others'
+    # probability is lost, so no distribution sums to 1: every row is a problem
+    assert wrong["malformed"].item() > 0
+    assert wrong["problems"].item() == wrong["rows"].item()
