@@ -1,6 +1,6 @@
 """Momento's cockpit: `streamlit run app.py` (or `momento cockpit`).
 
-One navigation over the five panels; the sidebar's global filters are drawn here, once per
+One navigation over the six panels; the sidebar's global filters are drawn here, once per
 run, bound to the URL so every page sees the same view and a link shares it.
 """
 
@@ -16,6 +16,7 @@ PAGES = {
         st.Page("pages/executive.py", title="Executive", icon=":material/monitoring:", default=True),
         st.Page("pages/journeys.py", title="Journeys", icon=":material/route:"),
         st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
+        st.Page("pages/policy_lab.py", title="Policy lab", icon=":material/model_training:"),
     ],
     "Operations": [
         st.Page("pages/engine_health.py", title="Engine health", icon=":material/speed:"),

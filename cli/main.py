@@ -6,6 +6,7 @@ import argparse
 import importlib.util
 import signal
 import sys
+from pathlib import Path
 from types import FrameType
 
 from cli.processes import become, cockpit_command, cockpit_refusal
@@ -57,7 +58,15 @@ def _parser() -> argparse.ArgumentParser:
     sql.add_argument("--experiment", default=None, help="that experiment's statistics of the metric alone")
     sql.add_argument("--page", default=None, help="the cockpit page whose panel to show (default: the first that "
                                                   "shows the metric): executive, journeys, experiments, "
-                                                  "engine_health, governance")
+                                                  "engine_health, governance, policy_lab")
+
+    importing = sub.add_parser("import", help="load another system's logs into the lake")
+    kinds = importing.add_subparsers(dest="kind", required=True)
+    bandit = kinds.add_parser("bandit-log", help="logged bandit feedback in the Open Bandit Dataset layout (CSV or "
+                                                 "Parquet) as decisions, exposures and clicks, for the Policy lab")
+    bandit.add_argument("file", type=Path)
+    bandit.add_argument("--campaign", required=True, help="the experience the decisions are logged under")
+    bandit.add_argument("--policy", required=True, help="the name of the policy that logged them")
 
     bench = sub.add_parser("bench", help="run the benchmarks in bench/ and print their tables")
     bench.add_argument("name", nargs="?", default=None, help="one benchmark (file name without .py)")
@@ -98,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"momento: {exc}", file=sys.stderr)
         return 2
     if args.command == "analyze":
-        from metrics.analyze import main as analyze, main_jsonl
+        from metrics.analyze import main as analyze
+        from metrics.analyze import main_jsonl
 
         return main_jsonl(sys.stdin.buffer, sys.stdout) if args.jsonl else analyze(sys.stdin, sys.stdout)
     if args.command == "bench":
@@ -107,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         from metrics.queries import sql_command
 
         return sql_command(settings, args.metric, sys.stdout, sys.stderr, experiment=args.experiment, page=args.page)
+    if args.command == "import":
+        from cli.importing import run_import_bandit_log
+
+        return run_import_bandit_log(settings, args.file, args.campaign, args.policy, sys.stdout, sys.stderr)
     if args.command == "serve":
         from decisioning.runner import serve
 

@@ -21,25 +21,8 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-FEATURE_NAMES: tuple[str, ...] = (
-    "bias",
-    "recency",  # log-scaled seconds since the user's previous visit (1.0 = never seen / 30+ days)
-    "pages_viewed",  # pages viewed in this session, /10, capped at 2
-    "cart_value",  # log-scaled cart value (1.0 ~ BRL 1,000)
-    "device_mobile",
-    "device_desktop",
-    "device_tablet",
-    "returning",
-    "price_sensitivity",  # low 0, medium 0.5, high 1
-    "category_match",  # the page's category is the user's last category
-    "referrer_search",
-    "referrer_social",
-    "referrer_email",
-    "referrer_direct",
-    "hour_sin",
-    "hour_cos",
-    "email_open_recency",  # log-scaled seconds since the last e-mail open (1.0 = none in 30 days)
-)
+# The policies' features, defined with their shared maths (the Policy lab recomputes choices from them).
+from momento.policy_maths import FEATURE_NAMES as FEATURE_NAMES
 
 # The keys a feature row may hold (missing keys take neutral values): numbers, then labels.
 _NUMERIC_KEYS = ("recency_seconds", "seconds_since_email_open", "pages_viewed", "cart_value", "returning", "hour")

@@ -22,7 +22,6 @@ down, and the name of the feature set a decision's logged context is in.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -30,8 +29,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from decisioning.features import FEATURE_NAMES
 from momento.codes import Code
+from momento.policy_maths import CONTEXT_VERSION as CONTEXT_VERSION
 from momento.scenario import Arm, Experience, Experiment, PolicyName
 
 
@@ -103,11 +102,7 @@ OUTAGE_TARGET: PolicyName = "propensity"
 """The policy an injected `model_outage` takes down: the one with a trained model to lose (rules
 and Thompson sampling keep answering)."""
 
-CONTEXT_VERSION = "features-{}-{}".format(
-    len(FEATURE_NAMES), hashlib.blake2b(",".join(FEATURE_NAMES).encode(), digest_size=4).hexdigest())
-"""The name of the feature set a logged `context` is in: its values are the policy's features in
-`decisioning.features.FEATURE_NAMES` order. Derived from the names, so it changes whenever they
-or their order do."""
+# CONTEXT_VERSION (the name of the feature set a logged `context` is in) lives with the features.
 
 
 def running(experiment: Experiment) -> bool:

@@ -26,13 +26,12 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from scipy import special
 
-from decisioning.features import FEATURE_NAMES
+from momento.policy_maths import (
+    PROPENSITY_EPSILON, PROPENSITY_L2, PROPENSITY_LEARNING_RATE, PROPENSITY_PRIOR_RATE, PROPENSITY_TEMPERATURE,
+    initial_logistic_weights, logistic_step, propensity_probabilities, rule_table, thompson_pattern,
+)
+from momento.policy_maths import thompson_win_probabilities as thompson_win_probabilities
 from momento.scenario import Experience
-
-_PRICE = FEATURE_NAMES.index("price_sensitivity")
-_PAGES = FEATURE_NAMES.index("pages_viewed")
-_RETURNING = FEATURE_NAMES.index("returning")
-_MATCH = FEATURE_NAMES.index("category_match")
 
 
 class ModelUnavailable(RuntimeError):
@@ -95,37 +94,16 @@ class RulesPolicy:
 
     def __init__(self, experience: Experience) -> None:
         self.variants = list(experience.variants)
-        k, default = len(self.variants), self.variants.index(experience.default_variant)
-        discounts = np.array([experience.discount.get(v, 0.0) for v in self.variants])
-        ladder = [int(i) for i in np.argsort(discounts, kind="stable") if discounts[i] > 0]  # rising discount
-        self.has_discounts = bool(ladder)
-        if self.has_discounts:  # per level, the target then the smaller discounts down the ladder
-            targets = [[default]] + [ladder[:level][::-1] for level in range(1, len(ladder) + 1)]
-        else:
-            others = [i for i in range(k) if i != default]
-            targets = [[default], [others[0] if others else default]]
-        # Per rule level, the variants in order of preference (padded with the default): the
-        # level's targets, the default, then every variant; the first eligible one is shown.
-        width = max(len(t) for t in targets)
-        self._preference = np.array([t + [default] * (width - len(t) + 1) + list(range(k)) for t in targets])
-        self._top = len(targets) - 1
+        self._table = rule_table(self.variants, experience.default_variant, experience.discount)
+        self.has_discounts = self._table.has_discounts
 
     def levels(self, X: np.ndarray) -> np.ndarray:
-        """Each row's rule level, (n,): the discount step (0 = none, 1 = the smallest, top = the
-        largest) or, without discounts, whether the visitor is engaged (1) or not (0)."""
-        if self.has_discounts:
-            price = X[:, _PRICE]
-            return np.where(price >= 0.75, self._top, (price >= 0.25).astype(np.int64))
-        return ((X[:, _RETURNING] > 0) | (X[:, _PAGES] >= 0.3) | (X[:, _MATCH] > 0)).astype(np.int64)
+        """Each row's rule level (`momento.policy_maths.RuleTable.levels`)."""
+        return self._table.levels(X)
 
     def probabilities(self, X: np.ndarray, eligible: np.ndarray) -> np.ndarray:
         _check(X, eligible, len(self.variants))
-        rows = np.arange(len(X))
-        preference = self._preference[self.levels(X)]
-        chosen = preference[rows, eligible[rows[:, None], preference].argmax(axis=1)]
-        out = np.zeros(eligible.shape)
-        out[rows, chosen] = 1.0
-        return out
+        return self._table.probabilities(X, eligible)
 
     def scores(self, X: np.ndarray) -> np.ndarray:
         """Rules predict nothing: NaN for every variant, (n, k)."""
@@ -133,26 +111,6 @@ class RulesPolicy:
 
     def update(self, X: np.ndarray, chosen: np.ndarray, reward: np.ndarray) -> None:
         """Rules do not learn."""
-
-
-def thompson_win_probabilities(alpha: np.ndarray, beta: np.ndarray, grid_points: int = 2048) -> np.ndarray:
-    """P(arm i draws the highest sample) for independent Beta(alpha_i, beta_i), by integration.
-
-    P_i = integral f_i(x) prod_{j != i} F_j(x) dx, evaluated as the sum over grid cells of
-    (F_i(b) - F_i(a)) times the mean over the cell's ends of prod_{j != i} F_j: the mass of
-    each arm is conserved exactly, and the grid spans only where the posteriors have mass
-    (12 standard deviations around every mean), so peaked posteriors stay accurate.
-    """
-    alpha, beta = np.asarray(alpha, dtype=np.float64), np.asarray(beta, dtype=np.float64)
-    if alpha.size == 1:
-        return np.ones(1)
-    total = alpha + beta
-    mean, sd = alpha / total, np.sqrt(alpha * beta / (total**2 * (total + 1)))
-    grid = np.linspace(max(0.0, float((mean - 12 * sd).min())), min(1.0, float((mean + 12 * sd).max())), grid_points)
-    cdf = special.betainc(alpha[:, None], beta[:, None], grid[None, :])
-    others = np.stack([np.prod(np.delete(cdf, i, axis=0), axis=0) for i in range(alpha.size)])
-    won = np.maximum((np.diff(cdf, axis=1) * 0.5 * (others[:, 1:] + others[:, :-1])).sum(axis=1), 0.0)
-    return won / won.sum() if won.sum() > 0 else np.full(alpha.size, 1.0 / alpha.size)
 
 
 class _Posterior:
@@ -167,8 +125,7 @@ class _Posterior:
         row = self.table.get(code)
         if row is None:
             mask = (code >> np.arange(self.alpha.size)) & 1 == 1
-            row = np.zeros(self.alpha.size)
-            row[mask] = thompson_win_probabilities(self.alpha[mask], self.beta[mask])
+            row = thompson_pattern(self.alpha, self.beta, mask)
             self.table[code] = row
         return row
 
@@ -239,14 +196,13 @@ class PropensityPolicy:
     name = "propensity"
 
     def __init__(
-        self, k: int, rng: np.random.Generator, *, epsilon: float = 0.1, temperature: float = 0.25,
-        learning_rate: float = 0.05, l2: float = 1e-4, prior_rate: float = 0.05,
+        self, k: int, rng: np.random.Generator, *, epsilon: float = PROPENSITY_EPSILON,
+        temperature: float = PROPENSITY_TEMPERATURE, learning_rate: float = PROPENSITY_LEARNING_RATE,
+        l2: float = PROPENSITY_L2, prior_rate: float = PROPENSITY_PRIOR_RATE,
     ) -> None:
         self.k, self.epsilon, self.temperature = k, epsilon, temperature
         self.learning_rate, self.l2 = learning_rate, l2
-        weights = rng.normal(0.0, 0.01, size=(k, len(FEATURE_NAMES)))
-        weights[:, 0] = special.logit(prior_rate)
-        self._weights = weights  # replaced, never modified in place: readers need no lock
+        self._weights = initial_logistic_weights(k, rng, prior_rate)  # replaced, never modified in place: readers need no lock
         self._generation = 0
         self._lock = threading.Lock()
 
@@ -264,25 +220,14 @@ class PropensityPolicy:
 
     def probabilities(self, X: np.ndarray, eligible: np.ndarray) -> np.ndarray:
         _check(X, eligible, self.k)
-        logits = np.where(eligible, X @ self._weights.T, -np.inf)
-        soft = np.exp((logits - logits.max(axis=1, keepdims=True)) / self.temperature)
-        uniform = eligible / eligible.sum(axis=1, keepdims=True)
-        return soft * ((1.0 - self.epsilon) / soft.sum(axis=1, keepdims=True)) + self.epsilon * uniform
+        return propensity_probabilities(X @ self._weights.T, eligible, temperature=self.temperature,
+                                        epsilon=self.epsilon)
 
     def update(self, X: np.ndarray, chosen: np.ndarray, reward: np.ndarray) -> None:
         """One SGD step on the log loss of each chosen variant's model (reward > 0 = converted)."""
-        X = np.asarray(X, dtype=np.float64)
-        chosen = np.asarray(chosen, dtype=np.int64)
-        target = (np.asarray(reward, dtype=np.float64) > 0).astype(np.float64)
         with self._lock:
-            weights = self._weights.copy()
-            predicted = special.expit(np.einsum("nd,nd->n", X, weights[chosen]))
-            gradient = (target - predicted)[:, None] * X
-            step = np.zeros_like(weights)
-            np.add.at(step, chosen, gradient)
-            counts = np.bincount(chosen, minlength=self.k)[:, None]
-            weights += self.learning_rate * (step / np.maximum(counts, 1) - self.l2 * weights * (counts > 0))
-            self._weights = weights
+            self._weights = logistic_step(self._weights, X, chosen, reward, learning_rate=self.learning_rate,
+                                          l2=self.l2)
             self._generation += 1
 
 

@@ -226,6 +226,24 @@ def check_propensities(
     `distribution` (n, K) the logged distributions (a NaN row: not logged) or None when the log
     has none. Raises `InvalidBanditLog` only for shapes that do not fit together.
     """
+    m = _integrity_masks(action, propensity, distribution, floor, tolerance)
+    return PropensityIntegrity(
+        rows=len(m["unknown"]), unknown=int(m["unknown"].sum()), malformed=int(m["malformed"].sum()),
+        not_summing_to_one=int(m["summing"].sum()), chosen_zero=int(m["zero"].sum()),
+        mismatched=int(m["mismatched"].sum()), below_floor=int(m["below"].sum()), problems=int(m["problems"].sum()),
+        floor=floor)
+
+
+def propensity_problems(
+    action: Any, propensity: Any, distribution: Any | None = None, tolerance: float = SUM_TOLERANCE,
+) -> NDArray[np.bool_]:
+    """(n,) True on the rows `check_propensities` counts as problems: those `BanditLog` refuses."""
+    return _integrity_masks(action, propensity, distribution, PROPENSITY_FLOOR, tolerance)["problems"]
+
+
+def _integrity_masks(action: Any, propensity: Any, distribution: Any | None, floor: float,
+                     tolerance: float) -> dict[str, NDArray[np.bool_]]:
+    """Per row, each problem of `check_propensities` (and `problems`, their union)."""
     a = np.asarray(action)
     if a.ndim != 1 or a.dtype.kind not in "iu":
         raise InvalidBanditLog("action", f"must be a 1-dimensional array of integers, got {a.dtype} {a.shape}")
@@ -246,13 +264,12 @@ def check_propensities(
         known, inside = ~unknown, (a >= 0) & (a < d.shape[1])
         chosen = d[np.arange(n), np.where(inside, a, 0)]
         bad_entries = known & (~((d >= 0) & (d <= 1))).any(axis=1)
-        malformed |= known & (~inside | bad_entries)
+        malformed |= ~inside | (known & bad_entries)  # an action outside the actions, logged or not
         summing = known & ~bad_entries & (np.abs(d.sum(axis=1) - 1.0) > tolerance)
         zero |= known & inside & (chosen == 0)
         mismatched = known & inside & ~malformed & (np.abs(chosen - p) > tolerance)
         below = np.where(known, ((d > 0) & (d < floor)).any(axis=1), below)
-    problems = malformed | summing | zero | mismatched
-    return PropensityIntegrity(
-        rows=n, unknown=int(unknown.sum()), malformed=int(malformed.sum()), not_summing_to_one=int(summing.sum()),
-        chosen_zero=int(zero.sum()), mismatched=int(mismatched.sum()), below_floor=int(below.sum()),
-        problems=int(problems.sum()), floor=floor)
+    else:
+        malformed |= a < 0
+    return {"unknown": unknown, "malformed": malformed, "summing": summing, "zero": zero, "mismatched": mismatched,
+            "below": below, "problems": malformed | summing | zero | mismatched}

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from metrics import compliance, executive, experiments, health, journeys, model_quality
+from metrics import compliance, executive, experiments, health, journeys, model_quality, ope_lake
 from metrics.rollup import read as rollup_read
 from metrics.rollup.read import Aggregates
 from metrics.filters import Filters
@@ -29,7 +29,7 @@ QUERIES: dict[str, Query] = {q.name: q for q in (
     health.NEWEST, health.SUMMARY, health.ARRIVALS, health.BURN, health.OVER_TIME, health.EVENTS_OVER_TIME,
     health.ERRORS, health.FALLBACKS, health.MODELS, model_quality.SCORES, model_quality.LIFT,
     compliance.CONSENT, compliance.CONSENT_DAILY, compliance.SATURATION, compliance.PARITY, compliance.AUDIT,
-    compliance.ERASURES,
+    compliance.ERASURES, ope_lake.LOG, ope_lake.IMPORTED, ope_lake.INTEGRITY,
 )}
 
 PAGES: dict[str, tuple[str, ...]] = {
@@ -41,7 +41,8 @@ PAGES: dict[str, tuple[str, ...]] = {
                       "health.fallbacks_by_reason", "health.model_versions", "model_quality.scores",
                       "model_quality.lift_vs_rules"),
     "governance": ("compliance.consent", "compliance.consent_daily", "compliance.saturation", "compliance.parity",
-                   "compliance.audit", "compliance.erasures"),
+                   "compliance.audit", "compliance.erasures", "ope.propensity_integrity"),
+    "policy_lab": ("ope.imported_campaigns", "ope.bandit_log"),
 }
 """Page (its file in pages/, without .py) -> the queries it runs, in the page's order."""
 

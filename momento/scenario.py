@@ -22,6 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from momento.codes import Channel as Channel
 from momento.codes import PolicyName as PolicyName
 from momento.kpis import METRICS
+from momento.policy_maths import CANDIDATE_KINDS, SINGLE_PREFIX
 
 Loc = tuple[str | int, ...]
 
@@ -149,6 +150,8 @@ class Experience(_Model):
     policy: PolicyName
     variants: list[str] = Field(min_length=1)
     discount: dict[str, float] = Field(default_factory=dict)
+    candidates: list[str] | None = None
+    """The Policy lab's candidate policies for this experience (default: all of them)."""
 
     @model_validator(mode="after")
     def _default_is_a_variant(self) -> "Experience":
@@ -157,7 +160,20 @@ class Experience(_Model):
         for name in self.discount:
             if name not in self.variants:
                 raise FieldError(("discount", name), f"unknown variant {name!r} {_known(self.variants)}")
+        for i, kind in enumerate(self.candidates or ()):
+            if kind not in self.candidate_kinds:
+                raise FieldError(("candidates", i), f"unknown candidate {kind!r} {_known(self.candidate_kinds)}")
         return self
+
+    @property
+    def candidate_kinds(self) -> tuple[str, ...]:
+        """Every candidate the Policy lab can build for this experience."""
+        return (*CANDIDATE_KINDS, *(f"{SINGLE_PREFIX}{v}" for v in self.variants))
+
+    @property
+    def lab_candidates(self) -> tuple[str, ...]:
+        """The candidates declared for the Policy lab, or all of them."""
+        return tuple(self.candidates) if self.candidates is not None else self.candidate_kinds
 
 
 class Arm(_Model):

@@ -20,6 +20,8 @@ LOCALE = alt.Locale(number=alt.NumberLocale(decimal=DECIMAL, thousands=THOUSANDS
 
 VERDICT_COLORS = alt.Scale(domain=["better", "worse", "no difference yet", "not enough data", "see guardrails"],
                            range=["#2a9d5c", "#d1495b", "#4c78a8", "#9d9d9d", "#b279a2"])
+POLICY_VERDICT_COLORS = alt.Scale(domain=["better", "worse", "cannot tell", "not supported"],
+                                  range=["#2a9d5c", "#d1495b", "#9d9d9d", "#f28e2b"])
 FAILURE_COLORS = alt.Scale(domain=[True, False], range=["#d62728", "#7f7f7f"])
 
 
@@ -265,3 +267,22 @@ def parity(groups: pl.DataFrame, rate: str, title: str, dimension: str) -> alt.C
         tooltip=[alt.Tooltip("grp:N", title=dimension), alt.Tooltip(f"{rate}:Q", format=".1%"),
                  alt.Tooltip("decisions:Q", format=",")],
     ).properties(height=alt.Step(28))
+
+
+def policy_values(frame: pl.DataFrame, logging_value: float, title: str, axis_format: str) -> alt.LayerChart:
+    """Each candidate policy's estimated value with its interval, coloured by verdict, against the
+    logging policy's on-policy value (the dashed line)."""
+    rows = frame.drop_nulls("value")
+    tooltip = [alt.Tooltip("candidate:N", title="Candidate"), alt.Tooltip("value:Q", title="Value", format=axis_format),
+               alt.Tooltip("ci_lower:Q", title="Lower", format=axis_format),
+               alt.Tooltip("ci_upper:Q", title="Upper", format=axis_format),
+               alt.Tooltip("ess:Q", title="Effective decisions", format=",.0f"), alt.Tooltip("verdict:N", title="Verdict")]
+    base = alt.Chart(rows).encode(y=alt.Y("candidate:N", sort=None, title=None, axis=alt.Axis(labelLimit=320)),
+                                  tooltip=tooltip)
+    color = alt.Color("verdict:N", title="Verdict vs logging", scale=POLICY_VERDICT_COLORS)
+    axis = alt.Axis(format=axis_format, title="Estimated value per decision, with its 95% interval")
+    return alt.layer(
+        base.mark_rule(strokeWidth=4).encode(x=alt.X("ci_lower:Q", axis=axis), x2="ci_upper:Q", color=color),
+        base.mark_point(filled=True, size=80).encode(x="value:Q", color=color),
+        base.mark_rule(strokeDash=[4, 3]).encode(x=alt.datum(logging_value), color=alt.value("gray")),
+    ).properties(title=title, height=alt.Step(30))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from metrics import compliance
+from metrics import compliance, ope_lake
 from metrics.filters import Filters
 from metrics.queries import explain
 from momento import formatting as fmt
@@ -142,6 +142,25 @@ def audit(f: Filters) -> None:
     how_computed(explain(compliance.AUDIT, f, search=search))
 
 
+def propensities(f: Filters) -> None:
+    st.subheader("Propensity integrity")
+    st.caption("The probabilities logged with every policy's decision, which the Policy lab's estimates rest on.")
+    experiences = tuple((e.id, tuple(e.variants)) for e in scenario().experiences)
+    counts = cached(ope_lake.integrity_by_experience, f, experiences)
+    if counts.is_empty():
+        ui.no_data(f"No decision chosen by a policy for {ui.describe(f)}.")
+    else:
+        floor = fmt.percent(counts["floor"][0], 0)
+        tables.table(counts.drop("floor"), "propensity_integrity", {
+            "experience_id": "Experience", "rows": tables.count("Decisions"),
+            "problems": tables.count("Untrustworthy", help="Left out of the Policy lab's estimates"),
+            "not_summing_to_one": tables.count("Not summing to 1"), "chosen_zero": tables.count("Chosen with p = 0"),
+            "mismatched": tables.count("Propensity ≠ distribution"), "malformed": tables.count("Malformed"),
+            "below_floor": tables.count(f"Below {floor}"), "unknown": tables.count("No distribution logged"),
+        })
+    how_computed(explain(ope_lake.INTEGRITY, f))
+
+
 def erasures() -> None:
     st.subheader("Erasure log")
     log = cached(compliance.erasures)
@@ -158,6 +177,8 @@ def erasures() -> None:
 
 live(FILTERS)
 parity(FILTERS)
+with ui.panel("Propensity integrity"):
+    propensities(FILTERS)
 with ui.panel("Audit trail"):
     audit(FILTERS)
 with ui.panel("Erasure log"):

@@ -111,3 +111,16 @@ def test_empty_or_missing_lake(run_page, empty_lake, tmp_path, which, texts):
     at = run_page(PAGE, empty_lake if which == "empty" else tmp_path / "no-such-lake")
     assert not at.exception and not at.error
     assert "No decisions or events" in texts(at) and "No erasure has been requested." in texts(at)
+
+
+def test_propensity_integrity_per_experience(run_page, small_lake, warehouse, bundled_scenario):
+    from metrics.ope_lake import integrity_by_experience
+
+    at = run_page(PAGE, small_lake)
+    assert not at.exception and not at.error
+    experiences = tuple((e.id, tuple(e.variants)) for e in bundled_scenario.experiences)
+    expected = integrity_by_experience(warehouse, Filters(), experiences)
+    shown = _table(at, "not_summing_to_one")
+    assert shown["experience_id"].tolist() == expected["experience_id"].to_list()
+    assert shown["rows"].tolist() == expected["rows"].to_list()
+    assert shown["problems"].tolist() == [0] * expected.height

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PAGES = {"executive": "", "journeys": "journeys", "experiments": "experiments",
+PAGES = {"executive": "", "journeys": "journeys", "experiments": "experiments", "policy_lab": "policy_lab",
          "engine_health": "engine_health", "governance": "governance"}
 """Screenshot name -> URL path of the page (st.navigation derives it from the file name)."""
 ARTIFACTS = PROJECT_ROOT / "artifacts" / "screenshots"

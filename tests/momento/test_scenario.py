@@ -88,6 +88,11 @@ def test_the_bundled_scenario_loads():
      "experiments.3.arms.2.name: arm name 'free_shipping' is used twice"),
     ('name = "treatment", share = 0.5, policy = "thompson"', 'name = "treatment", share = 0.5, policy = "bandit"',
      "experiments.0.arms.1.policy: Input should be 'rules', 'thompson' or 'propensity'"),
+    # the Policy lab's candidates: known kinds and variants of the experience
+    ('policy = "rules"\nvariants = ["reminder", "discount_10", "discount_15"]',
+     'policy = "rules"\nvariants = ["reminder", "discount_10", "discount_15"]\ncandidates = ["rules", "variant:discount_20"]',
+     "experiences.2.candidates.1: unknown candidate 'variant:discount_20' (known: uniform, rules, thompson, greedy, "
+     "propensity, split, variant:reminder, variant:discount_10, variant:discount_15)"),
     # the vocabulary the engine logs
     ('channels = ["email", "push"]', 'channels = ["email", "sms"]',
      "placements.2.channels.1: Input should be 'web', 'app', 'email' or 'push'"),
