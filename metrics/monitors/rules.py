@@ -133,6 +133,7 @@ class Webhook(BaseModel):
     url: str = Field(pattern=r"^https?://")
     secret_file: Path | None = None
     timeout_s: float = Field(5.0, gt=0)
+    max_backoff_s: float = Field(30.0, gt=0, description="longest wait between delivery attempts (doubling up to it)")
 
 
 class Monitors(BaseModel):
