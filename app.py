@@ -1,6 +1,6 @@
 """Momento's cockpit: `streamlit run app.py` (or `momento cockpit`).
 
-One navigation over the five panels; the sidebar's global filters are drawn here, once per
+One navigation over the six panels; the sidebar's global filters are drawn here, once per
 run, bound to the URL so every page sees the same view and a link shares it.
 """
 
@@ -20,6 +20,7 @@ PAGES = {
     "Operations": [
         st.Page("pages/engine_health.py", title="Engine health", icon=":material/speed:"),
         st.Page("pages/governance.py", title="Governance", icon=":material/policy:"),
+        st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),
     ],
 }
 

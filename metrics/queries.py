@@ -32,7 +32,7 @@ QUERIES: dict[str, Query] = {q.name: q for q in (
     health.ERRORS, health.FALLBACKS, health.MODELS, model_quality.SCORES, model_quality.LIFT,
     compliance.CONSENT, compliance.CONSENT_DAILY, compliance.SATURATION, compliance.PARITY, compliance.AUDIT,
     compliance.ERASURES, monitor_inputs.WINDOWS, monitor_inputs.PAUSES,
-    alert_history.CHANGES, alert_history.OPEN,
+    alert_history.CHANGES, alert_history.OPEN, alert_history.AUDIT,
 )}
 
 PAGES: dict[str, tuple[str, ...]] = {
@@ -43,7 +43,8 @@ PAGES: dict[str, tuple[str, ...]] = {
                       "health.latency_over_time", "health.events_over_time", "health.errors_by_code",
                       "health.fallbacks_by_reason", "health.model_versions", "model_quality.scores",
                       "model_quality.lift_vs_rules"),
-    "alerts": ("monitors.open_alerts", "monitors.alerts", "monitors.pauses", "monitors.windows"),
+    "alerts": ("monitors.open_alerts", "monitors.pauses", "monitors.pause_audit", "monitors.alerts",
+               "monitors.windows"),
     "governance": ("compliance.consent", "compliance.consent_daily", "compliance.saturation", "compliance.parity",
                    "compliance.audit", "compliance.erasures"),
 }

@@ -26,6 +26,14 @@ HAVING arg_max(state, ts) = 'firing'
 ORDER BY since DESC, rule, subject
 """
 
+_AUDIT_SQL = """
+SELECT ts, experiment_id, arm, action, actor, rule, reason, evidence
+FROM arm_pauses
+WHERE $experiment IS NULL OR experiment_id = $experiment
+ORDER BY ts DESC
+LIMIT $limit
+"""
+
 CHANGES = Query(
     "monitors.alerts", "The newest alert changes (firing and resolved), newest first.",
     lambda filters, limit: Statement(_CHANGES_SQL, {"limit": limit}), example={"limit": 200},
@@ -35,6 +43,19 @@ OPEN = Query(
     "monitors.open_alerts", "The alerts open now: each rule and subject whose newest change is a firing.",
     lambda filters: Statement(_OPEN_SQL, {}),
     method="An alert is open from the change that fired it until the change that resolved it.")
+
+
+AUDIT = Query(
+    "monitors.pause_audit", "Every pause and resume of an experiment arm, newest first: who or which rule, why, "
+    "on what evidence.",
+    lambda filters, limit, experiment_id=None: Statement(_AUDIT_SQL, {"limit": limit, "experiment": experiment_id}),
+    example={"limit": 200},
+    method="One row per change, written by the service before it answers the pause or resume request.")
+
+
+def pause_audit(wh: Warehouse, limit: int = 200, experiment_id: str | None = None) -> pl.DataFrame:
+    """The newest `limit` pause and resume changes (of one experiment when given), newest first."""
+    return AUDIT.run(wh, Filters(), limit=limit, experiment_id=experiment_id)
 
 
 def changes(wh: Warehouse, limit: int = 200) -> pl.DataFrame:

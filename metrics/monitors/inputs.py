@@ -69,13 +69,23 @@ PAUSES = Query(
     method="An arm is paused when its newest change in the audit (arm_pauses) is a pause.")
 
 
+def pause_states(wh: Warehouse) -> pl.DataFrame:
+    """Each arm ever paused: its newest change (`action` pause: paused now), who made it, why, when."""
+    return PAUSES.run(wh, Filters())
+
+
 def paused_arms(wh: Warehouse) -> dict[str, frozenset[str]]:
     """Per experiment, the arms paused now."""
-    frame = PAUSES.run(wh, Filters()).filter(pl.col("action") == "pause")
+    frame = pause_states(wh).filter(pl.col("action") == "pause")
     out: dict[str, set[str]] = {}
     for row in frame.iter_rows(named=True):
         out.setdefault(row["experiment_id"], set()).add(row["arm"])
     return {key: frozenset(arms) for key, arms in out.items()}
+
+
+def service_windows(wh: Warehouse, windows: Sequence[int], now: datetime, budget_ms: float) -> pl.DataFrame:
+    """Decision counts over each window (seconds) ending at `now` (`WINDOWS`)."""
+    return WINDOWS.run(wh, Filters(), windows=windows, now=now, budget_ms=budget_ms)
 
 
 def experiment_numbers(wh: Warehouse, scenario: Scenario, alphas: Sequence[float],
@@ -109,8 +119,7 @@ def read_numbers(wh: Warehouse, scenario: Scenario, monitors: Monitors, now: dat
     windows: dict[int, Window] = {}
     needed = windows_needed(rules)
     if needed:
-        frame = WINDOWS.run(wh, Filters(), windows=needed, now=now,
-                            budget_ms=scenario.governance.decision_budget_ms)
+        frame = service_windows(wh, needed, now, scenario.governance.decision_budget_ms)
         windows = {row["window_s"]: Window(seconds=row["window_s"], decisions=row["decisions"],
                                            within_budget=row["within_budget"], errors=row["errors"],
                                            failure_fallbacks=row["failure_fallbacks"],

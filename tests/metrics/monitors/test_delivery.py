@@ -48,8 +48,8 @@ def test_a_webhook_down_then_up_gets_every_alert_once_in_order(tmp_path):
         time.sleep(1.5)  # the webhook is down: nothing lost, failures counted
         assert len(outbox.pending()) == len(changes)
         assert telemetry.registry.get_sample_value("momento_webhook_delivery_failures_total") >= 1
-        receiver.start()
         receiver.status = 500  # up but failing: still kept
+        receiver.start()
         time.sleep(1.0)
         assert len(outbox.pending()) == len(changes)
         receiver.status = 200
