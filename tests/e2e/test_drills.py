@@ -182,7 +182,9 @@ def test_latency_spike_raises_the_burn_rate_alert_and_a_webhook_down_loses_nothi
     with httpx.Client(base_url=drill.url, timeout=30) as http:
         for i in range(30):
             decide(http, f"spike-{i}", "product_cta", incidents=["latency_spike"])
+    sent = datetime.now(UTC)
     alert = wait_for_alert(drill, "latency_burn", "service")
+    print(f"latency_spike: burn-rate alert {(alert['ts'] - sent).total_seconds():.1f} s after the last decision")
     assert '"long_burn"' in alert["evidence"]
     time.sleep(2.0)  # the webhook is down: deliveries fail, counted; evaluations go on
     counters = httpx.get(drill.metrics_url, timeout=5).text
@@ -260,6 +262,7 @@ def test_a_harmful_arm_is_alerted_and_paused_within_ten_seconds(drill):
         warehouse.close()
     assert (pause["experiment_id"], pause["arm"], pause["action"]) == ("exp_cart_cross_sell", "treatment", "pause")
     assert (pause["actor"], pause["rule"]) == ("rule:guardrail", "guardrail")
+    print(f"harmful arm: paused {(pause['ts'] - breached).total_seconds():.1f} s after the breach was in the lake")
     assert (pause["ts"] - breached).total_seconds() < PAUSE_WITHIN_S
     assert '"guardrails"' in pause["evidence"]
     assert treated_since == 0
