@@ -21,6 +21,7 @@ PAGES = {
     "Operations": [
         st.Page("pages/engine_health.py", title="Engine health", icon=":material/speed:"),
         st.Page("pages/governance.py", title="Governance", icon=":material/policy:"),
+        st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),
     ],
 }
 

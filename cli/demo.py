@@ -1,8 +1,9 @@
 """`momento demo`: the whole system on one machine, live, in one command.
 
 Backfills a history when the lake has no events, then starts the decisioning service, the
-rollup job keeping the cockpit's rollups up to date, the traffic simulator driving the service,
-and the cockpit, as child processes, all keying user ids with the lake's own pseudonym key
+rollup job keeping the cockpit's rollups up to date, the monitors (`momento watch`: alerts and
+arm pauses), the traffic simulator driving the service, and the cockpit, as child processes,
+all keying user ids with the lake's own pseudonym key
 (`cli.lake_secrets`); prints where to look; and on Ctrl-C (or when any child dies) stops them
 all — the cockpit and the simulator first, the service last so its writer flushes what it holds.
 """
@@ -23,6 +24,9 @@ from cli.lake_secrets import demo_pseudonym_key
 from cli.processes import cockpit_command, cockpit_refusal, wait_until_healthy
 from momento.settings import PROJECT_ROOT, Settings
 from momento.lake.warehouse import Warehouse
+
+WATCH_METRICS_PORT = 8002
+"""Where `momento watch` serves its own /metrics in the demo (none when the port is taken)."""
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -121,6 +125,9 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             return 1
         rollup = _spawn([*python, "rollup", "--follow"], env)
         children.insert(0, ("rollup job", rollup))
+        metrics_port = WATCH_METRICS_PORT if _port_free(settings.host, WATCH_METRICS_PORT) else 0
+        watch = _spawn([*python, "watch", "--metrics-port", str(metrics_port)], env)
+        children.insert(0, ("monitors", watch))
         simulator = _spawn([*python, "simulate", "--url", url, "--rate", str(args.rate)], env)
         children.insert(0, ("simulator", simulator))
         cockpit = _spawn(cockpit_command(settings.cockpit_host, settings.cockpit_port), env)
@@ -128,6 +135,8 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         print(
             f"\nMomento is running.\n  cockpit:  http://{settings.cockpit_host}:{settings.cockpit_port}\n"
             f"  service:  {url}  (API docs {url}/docs, metrics {url}/metrics)\n"
+            f"  monitors: the cockpit's Alerts page"
+            f"{f' (metrics http://127.0.0.1:{metrics_port}/metrics)' if metrics_port else ''}\n"
             f"  lake:     {settings.lake}\nPress Ctrl-C to stop everything.\n",
             flush=True,
         )

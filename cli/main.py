@@ -46,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     rollup.add_argument("--follow", action="store_true", help="keep up with the lake until stopped")
     rollup.add_argument("--interval", type=float, default=2.0, help="seconds between runs with --follow")
 
+    watch = sub.add_parser("watch", help="evaluate the monitors every few seconds: alerts, webhook, arm pauses")
+    watch.add_argument("--interval", type=float, default=None, help="seconds between evaluations (default: the "
+                                                                    "monitors file's interval_s)")
+    watch.add_argument("--monitors", type=Path, default=None, help="the monitors file (default: monitors.toml "
+                                                                   "next to the scenario)")
+    watch.add_argument("--metrics-port", type=int, default=8002, help="loopback port of the watcher's /metrics "
+                                                                      "(0: none)")
+
     cockpit = sub.add_parser("cockpit", help="run the Streamlit cockpit")
     cockpit.add_argument("--port", type=int, default=None)
 
@@ -140,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         from cli.rollup import run_rollup
 
         return run_rollup(settings, follow=args.follow, interval=args.interval)
+    if args.command == "watch":
+        from cli.watch import run_watch
+
+        return run_watch(settings, args.monitors, args.interval, args.metrics_port)
     if args.command == "cockpit":
         refusal = cockpit_refusal(settings)
         if refusal:

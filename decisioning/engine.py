@@ -37,7 +37,7 @@ from decisioning import flow
 from decisioning import guards as gov
 from decisioning.assignment import HOLDOUT, ArmSplit, in_holdout
 from decisioning.features import FeatureStore, encode, referrer_type
-from decisioning.flow import INACTIVE, Serves
+from decisioning.flow import INACTIVE, Serves, control_arm
 from decisioning.policies import ModelUnavailable, Policy, choose, make_policy
 from momento.scenario import Arm, Experience, Experiment, Placement, Scenario
 from momento.lake.writer import LakeWriter, QueueFull
@@ -153,12 +153,13 @@ class _Request:
     out (the stored features, whether the visitor bought today, the policy's features and
     answer), for the steps after them."""
 
-    __slots__ = ("answer", "arm", "bought_today", "ctx", "d", "experience", "incidents", "now", "placement", "started",
-                 "stored", "x")
+    __slots__ = ("answer", "arm", "bought_today", "ctx", "d", "experience", "incidents", "now", "paused", "placement",
+                 "started", "stored", "x")
 
     def __init__(self, d: Decision, ctx: Context, now: float, placement: Placement, experience: Experience,
-                 arm: Arm | None, incidents: Collection[str]) -> None:
+                 arm: Arm | None, incidents: Collection[str], paused: bool) -> None:
         self.d, self.ctx, self.now, self.placement, self.experience = d, ctx, now, placement, experience
+        self.paused = paused  # the unit's own arm is paused: `arm` is the control arm it is served as
         self.arm = cast(Arm, arm)  # None only in a decision that stops before a step reads the arm
         self.incidents = incidents
         self.stored: dict[str, Any] = {}
@@ -245,6 +246,9 @@ class Engine:
         self._warm_up()
         self._arms = {x.id: {arm.name: arm for arm in x.arms} for x in scenario.experiments}
         self._splits = {x.id: ArmSplit.of(x) for x in scenario.experiments}
+        self._controls = {x.id: control.name for x in scenario.experiments
+                          if (control := control_arm(x, scenario.experience_by_id[x.experience])) is not None}
+        self._paused_arms: dict[str, frozenset[str]] = {}
         self._tests = flow.bind({s.name: getattr(self, f"_{s.name}") for s in flow.STEPS[:flow.POLICY_STEP]})
         self._memos: OrderedDict[str, tuple[Any, ...]] = OrderedDict()  # decision id -> the fields of a _Memo
         self._memo_lock = threading.Lock()
@@ -295,11 +299,12 @@ class Engine:
         placement, experience, experiment = self.resolve(ctx.placement)
         started = time.perf_counter()
         now = time.time() if ctx.now is None else ctx.now
+        arm, paused = self._arm(ctx.unit, experiment)
         decision = Decision(
             decision_id=self._new_id(), ts=datetime.fromtimestamp(now, tz=timezone.utc), user_id=ctx.unit,
             session_id=ctx.session_id, journey=placement.journey, placement=placement.id, channel=ctx.channel,
             experience_id=experience.id, experiment_id=experiment.id if experiment else None,
-            arm=self._arm(ctx.unit, experiment),
+            arm=arm,
             variant=experience.default_variant, policy="default", model_version=None, propensity=1.0, score=None,
             reasons=[], fallback=False, fallback_reason=None, consent=ctx.consent, latency_us=0, status="ok",
             error_code=None, device=ctx.device, segment=ctx.segment, region=ctx.region,
@@ -307,7 +312,7 @@ class Engine:
         )
         choice = None
         try:
-            choice = self._decide(decision, ctx, now, placement, experience, experiment, incidents)
+            choice = self._decide(decision, ctx, now, placement, experience, experiment, incidents, paused)
         except Exception:  # the engine's last line of defence: never an error to the client
             log.exception("decision failed for placement %s", placement.id)
             self._fall_back(decision, experience, Code.INTERNAL_ERROR, error=True)
@@ -319,21 +324,39 @@ class Engine:
         )
         return decision
 
-    def _arm(self, unit: str, experiment: Experiment | None) -> str:
-        """The unit's arm, fixed before anything can fail, so even an error is logged in it."""
+    def _arm(self, unit: str, experiment: Experiment | None) -> tuple[str, bool]:
+        """The arm the unit is logged in, fixed before anything can fail so even an error is logged
+        in it, and whether its own arm is paused (then the arm logged is the control arm: the
+        same sticky hash, so a user keeps one arm, and control's own users are untouched)."""
         if in_holdout(unit, self.scenario.population):
-            return HOLDOUT
+            return HOLDOUT, False
         if experiment is None or not flow.running(experiment):
-            return INACTIVE
-        return self._splits[experiment.id].arm_of(unit)
+            return INACTIVE, False
+        arm = self._splits[experiment.id].arm_of(unit)
+        paused = self._paused_arms.get(experiment.id)
+        if paused and arm in paused:
+            return self._controls[experiment.id], True
+        return arm, False
+
+    def paused_arms(self) -> dict[str, frozenset[str]]:
+        """Per experiment, the arms paused now."""
+        return dict(self._paused_arms)
+
+    def set_paused(self, experiment_id: str, arms: frozenset[str]) -> None:
+        """Pause exactly `arms` of the experiment (their units are served as its control arm).
+        The map is replaced, never mutated, so a decision reads one consistent state unlocked."""
+        if arms and experiment_id not in self._controls:
+            raise ValueError(f"experiment {experiment_id!r} has no control arm to send paused traffic to")
+        paused = {**self._paused_arms, experiment_id: arms}
+        self._paused_arms = {key: value for key, value in paused.items() if value}
 
     def _decide(
         self, d: Decision, ctx: Context, now: float, placement: Placement, experience: Experience,
-        experiment: Experiment | None, incidents: Collection[str],
+        experiment: Experiment | None, incidents: Collection[str], paused: bool,
     ) -> _Choice | None:
         d.consent = ctx.consent and not self.store.consent_withdrawn(ctx.unit)
         arm = None if experiment is None or d.arm in (HOLDOUT, INACTIVE) else self._arms[experiment.id][d.arm]
-        q = _Request(d, ctx, now, placement, experience, arm, incidents)
+        q = _Request(d, ctx, now, placement, experience, arm, incidents, paused)
         step = flow.STEPS[flow.first_step(self._tests, q)]
         if step.code is None:  # the policy step
             return self._serve_policy(q)
@@ -380,6 +403,9 @@ class Engine:
 
     def _inactive(self, q: _Request) -> bool:
         return q.d.arm == INACTIVE
+
+    def _paused(self, q: _Request) -> bool:
+        return q.paused
 
     def _control(self, q: _Request) -> bool:
         return flow.is_control(q.arm, q.experience)

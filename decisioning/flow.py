@@ -63,6 +63,7 @@ STEPS: tuple[Step, ...] = (
     Step("error", Code.INTERNAL_ERROR, Serves.ERROR),  # an injected failure (the error_burst incident)
     Step("holdout", Code.HOLDOUT, Serves.DEFAULT),  # the unit is in the global holdout
     Step("inactive", Code.EXPERIENCE_INACTIVE, Serves.DEFAULT),  # no running experiment on the experience
+    Step("paused", Code.PAUSED_BY_GUARDRAIL, Serves.DEFAULT),  # the unit's arm is paused: logged in control
     Step("control", Code.CONTROL_ARM, Serves.DEFAULT),  # the unit's arm shows the default variant
     Step("no_consent", Code.NO_CONSENT, Serves.FALLBACK),  # governance, in priority order ...
     Step("channel_not_served", Code.CHANNEL_NOT_SERVED, Serves.FALLBACK),
@@ -113,6 +114,12 @@ def running(experiment: Experiment) -> bool:
 def is_control(arm: Arm, experience: Experience) -> bool:
     """Whether `arm` shows the experience's default variant (the `control` step)."""
     return arm.variant == experience.default_variant
+
+
+def control_arm(experiment: Experiment, experience: Experience) -> Arm | None:
+    """The experiment's control arm (the first showing the default variant): where a paused arm's
+    units are served (the `paused` step); None when no arm shows the default."""
+    return next((arm for arm in experiment.arms if is_control(arm, experience)), None)
 
 
 # -- executors -------------------------------------------------------------------------------

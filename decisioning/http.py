@@ -49,6 +49,7 @@ from decisioning.errors import (
     UnauthorisedError,
 )
 from decisioning.lean_route import LeanRoute
+from decisioning.pauses import PauseRequest, PauseState
 from decisioning.service import Service
 from momento.codes import Code, sentence
 from momento.lake.writer import LakeWriter
@@ -60,7 +61,8 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """The decisioning service over HTTP (FastAPI on uvicorn, one worker).
 
 Endpoints: `POST /v1/decide`, `POST /v1/events[?wait=durable]`, `POST /v1/exposures`,
-`POST /v1/identify`, `DELETE /v1/users/{user_id}`, `GET /v1/experiences`, `GET /healthz`,
+`POST /v1/identify`, `DELETE /v1/users/{user_id}`, `POST /v1/experiments/{id}/arms/{arm}/pause|resume`,
+`GET /v1/experiences`, `GET /healthz`,
 `GET /metrics` (Prometheus), `GET /openapi.json`.
 
 Guarantees:
@@ -75,7 +77,8 @@ Guarantees:
 - bound off loopback, the service refuses to start without `MOMENTO_API_TOKEN` (the server
   key), `MOMENTO_SITE_KEY` and its own `MOMENTO_PSEUDONYM_KEY`; decisions then need
   `Authorization: Bearer <site key>` (or the server key), and the writes (events, exposures,
-  identify, erasure) `Authorization: Bearer <server key>` (a site key there gets 403).
+  identify, erasure, arm pause and resume) `Authorization: Bearer <server key>` (a site key there
+  gets 403).
 
 Fault injection (incident drills): the decide request's `incidents` list (`latency_spike`,
 `model_outage`, `error_burst`; see `decisioning.engine`), or `incidents=` on `create_app` for
@@ -343,6 +346,20 @@ def create_app(
     def erase(user_id: str, requested_by: str | None = Query(default=None, max_length=128)) -> Erased:
         """Right to erasure: live features, caps, links and every lake row of the customer."""
         return service.erase(user_id, requested_by)
+
+    def pause_route(pause: bool) -> Callable[..., PauseState]:
+        def change(experiment_id: str, arm: str, body: PauseRequest | None = None,
+                   caller: Caller = Depends(guard(Role.SERVER, "pause"))) -> PauseState:
+            return service.set_pause(experiment_id, arm, pause, body or PauseRequest(), caller.client)
+
+        change.__doc__ = ("Pause an arm: its units are served as the control arm (reason `paused_by_guardrail`), "
+                          "audited in `arm_pauses`, kept across restarts." if pause else
+                          "Resume a paused arm: its units get their own arm again (audited).")
+        return change
+
+    for action, pause in (("pause", True), ("resume", False)):
+        app.add_api_route(f"/v1/experiments/{{experiment_id}}/arms/{{arm}}/{action}", pause_route(pause),
+                          methods=["POST"], response_model=PauseState, tags=["safeguards"], name=f"{action}_arm")
 
     @app.get("/v1/experiences", tags=["catalogue"], dependencies=[Depends(guard(Role.ANONYMOUS, "experiences"))])
     def experiences() -> dict[str, Any]:

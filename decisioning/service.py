@@ -32,7 +32,9 @@ from decisioning.api_models import (
     Health,
     IdentifyRequest,
 )
+from decisioning import pauses
 from decisioning.engine import Context, Decision, DecisionLog, Engine, Faults, UnknownPlacement
+from decisioning.flow import control_arm
 from decisioning.errors import BackpressureError, BatchTooLargeError, InvalidInputError, UnknownPlacementError
 from decisioning.identity import IdentityMap, anonymous_unit, customer_unit
 from decisioning.recovery import recover
@@ -78,6 +80,7 @@ class Service:
         self.served: Counter[tuple[str, bool]] = Counter()
         self.started = time.time()
         self._stop = threading.Event()
+        self._pause_lock = threading.Lock()
         self._maintenance: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -85,6 +88,7 @@ class Service:
     def start(self) -> None:
         to_table("decisions", [])  # Arrow's first conversion imports pandas: not on a request's time
         self._recover()
+        self._recover_pauses()
         self._maintenance = threading.Thread(target=self._maintain, name="learner", daemon=True)
         self._maintenance.start()
 
@@ -103,6 +107,21 @@ class Service:
             return
         log.info("recovered from the lake: %d identity links, %d consent withdrawals, %d buyers today, "
                  "%d capped user-channels", *recovered)
+
+    def _recover_pauses(self) -> None:
+        """The arms paused when the service last stopped, back from the audit (`arm_pauses`);
+        an arm the scenario no longer has is ignored."""
+        try:
+            paused = pauses.load(self.writer.root)
+        except Exception:
+            log.exception("arm pauses not recovered from the lake; serving every arm")
+            return
+        for experiment_id, arms in paused.items():
+            experiment = self.scenario.experiment_by_id.get(experiment_id)
+            known = frozenset(arm.name for arm in experiment.arms) if experiment else frozenset()
+            if arms & known:
+                self.engine.set_paused(experiment_id, arms & known)
+                log.warning("experiment %s: arms %s paused (from the audit)", experiment_id, sorted(arms & known))
 
     def _maintain(self) -> None:
         """Apply policy outcomes every second and sweep expired features every minute."""
@@ -295,6 +314,37 @@ class Service:
         mine = pc.equal(links.column("user_id").cast(pa.string()), customer)
         linked: list[str] = links.filter(mine).column("anonymous_id").cast(pa.string()).to_pylist()
         return linked
+
+    def set_pause(self, experiment_id: str, arm: str, pause: bool, body: pauses.PauseRequest,
+                  client: str) -> pauses.PauseState:
+        """Pause or resume `arm` of `experiment_id`: its units are served as the control arm from the
+        next decision on; the change is audited in `arm_pauses` and committed before the answer."""
+        experiment = self.scenario.experiment_by_id.get(experiment_id)
+        if experiment is None:
+            known = ", ".join(sorted(self.scenario.experiment_by_id))
+            raise InvalidInputError(f"unknown experiment {experiment_id!r} (known: {known})", "experiment_id")
+        names = [a.name for a in experiment.arms]
+        if arm not in names:
+            raise InvalidInputError(f"experiment {experiment_id!r} has no arm {arm!r} (arms: {', '.join(names)})",
+                                    "arm")
+        control = control_arm(experiment, self.scenario.experience_by_id[experiment.experience])
+        if control is None:
+            raise InvalidInputError(f"experiment {experiment_id!r} has no control arm to send paused traffic to",
+                                    "experiment_id")
+        if arm == control.name:
+            raise InvalidInputError("the control arm cannot be paused: paused arms' traffic goes to it", "arm")
+        with self._pause_lock:
+            current = self.engine.paused_arms().get(experiment_id, frozenset())
+            if (arm in current) == pause:
+                return pauses.PauseState(experiment_id=experiment_id, arm=arm, paused=pause, changed=False,
+                                         served_as=control.name if pause else None)
+            row = pauses.audit_row(experiment_id, arm, pauses.PAUSE if pause else pauses.RESUME, body, client)
+            seq = self.append(pauses.TABLE, [row], "pause")
+            self.engine.set_paused(experiment_id, current | {arm} if pause else current - {arm})
+        log.warning("experiment %s: arm %s %s by %s", experiment_id, arm, "paused" if pause else "resumed",
+                    row["actor"])
+        return pauses.PauseState(experiment_id=experiment_id, arm=arm, paused=pause, changed=True,
+                                 served_as=control.name if pause else None, durable=self.durable(seq))
 
     def experiences(self) -> dict[str, Any]:
         population = self.scenario.population

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from metrics import compliance, executive, experiments, health, journeys, model_quality, ope_lake
+from metrics.monitors import history as alert_history
+from metrics.monitors import inputs as monitor_inputs
 from metrics.rollup import read as rollup_read
 from metrics.rollup.read import Aggregates
 from metrics.filters import Filters
@@ -30,6 +32,8 @@ QUERIES: dict[str, Query] = {q.name: q for q in (
     health.ERRORS, health.FALLBACKS, health.MODELS, model_quality.SCORES, model_quality.LIFT,
     compliance.CONSENT, compliance.CONSENT_DAILY, compliance.SATURATION, compliance.PARITY, compliance.AUDIT,
     compliance.ERASURES, ope_lake.LOG, ope_lake.IMPORTED, ope_lake.INTEGRITY,
+    monitor_inputs.WINDOWS, monitor_inputs.PAUSES,
+    alert_history.CHANGES, alert_history.OPEN, alert_history.AUDIT,
 )}
 
 PAGES: dict[str, tuple[str, ...]] = {
@@ -40,6 +44,8 @@ PAGES: dict[str, tuple[str, ...]] = {
                       "health.latency_over_time", "health.events_over_time", "health.errors_by_code",
                       "health.fallbacks_by_reason", "health.model_versions", "model_quality.scores",
                       "model_quality.lift_vs_rules"),
+    "alerts": ("monitors.open_alerts", "monitors.pauses", "monitors.pause_audit", "monitors.alerts",
+               "monitors.windows"),
     "governance": ("compliance.consent", "compliance.consent_daily", "compliance.saturation", "compliance.parity",
                    "compliance.audit", "compliance.erasures", "ope.propensity_integrity"),
     "policy_lab": ("ope.imported_campaigns", "ope.bandit_log"),

@@ -31,6 +31,7 @@ class Code(StrEnum):
     HOLDOUT = "holdout"
     CONTROL_ARM = "control_arm"
     EXPERIENCE_INACTIVE = "experience_inactive"
+    PAUSED_BY_GUARDRAIL = "paused_by_guardrail"
     # Governance fallbacks.
     NO_CONSENT = "no_consent"
     FREQUENCY_CAP = "frequency_cap"
@@ -53,6 +54,7 @@ SENTENCES: dict[Code, str] = {
     Code.HOLDOUT: "The visitor is in the global holdout: the default experience, by design.",
     Code.CONTROL_ARM: "The visitor is in the experiment's control arm: the default experience.",
     Code.EXPERIENCE_INACTIVE: "The experience is not running today: the default experience.",
+    Code.PAUSED_BY_GUARDRAIL: "The visitor's arm is paused (a guardrail or a person): served as the control arm.",
     Code.NO_CONSENT: "No consent to personalise: the default experience.",
     Code.FREQUENCY_CAP: "The visitor reached today's frequency cap for this channel.",
     Code.BOUGHT_TODAY: "No discount for a customer who already bought today.",

@@ -16,7 +16,7 @@ from momento import formatting as fmt
 from momento.kpis import METRICS
 from momento.lake import ground_truth as truth
 from momento.scenario import Experiment
-from pages import analytics, charts, tables, ui
+from pages import analytics, charts, pauses, tables, ui
 from pages.cache import scenario, settings
 from pages.explain import how_computed
 
@@ -145,6 +145,7 @@ def detail(frame: pl.DataFrame, experiment: Experiment, filters: Filters, opts: 
     st.markdown("**Guardrails** (non-inferiority)")
     guardrails(report)
     power_plan(report, experiments.days_observed(frame, experiment, stats["as_of"]))
+    pauses.pause_control(experiment)
     names = list(experiments.roles(experiment))
     metric_name = st.selectbox("Metric for the trend and the segments", names, key=f"exp_metric_{experiment.id}",
                                format_func=lambda n: METRICS[n].label)

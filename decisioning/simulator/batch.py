@@ -95,6 +95,7 @@ class ExperienceDecider:
             "error": r.error,
             "holdout": r.holdout,
             "inactive": np.full(n, not flow.running(self.experiment)),
+            "paused": never,  # arms are paused on the live service only
             "no_consent": _blocked(gov.consent_block(r.consent)),
             "channel_not_served": _blocked(gov.channel_block(self.placement, r.channel)),
             "out_of_stock": _blocked(gov.stock_block(r.in_stock, self.governance)),

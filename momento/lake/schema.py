@@ -144,12 +144,50 @@ ERASURES = pa.schema(
     ]
 )
 
+ALERTS = pa.schema(
+    [
+        _f("alert_id", pa.string(), True),
+        _f("ts", UTC_TS, True),
+        _f("rule", pa.string(), True),
+        _f("kind", pa.string(), True),
+        _f("subject", pa.string(), True),
+        _f("state", pa.string(), True),
+        _f("summary", pa.string(), True),
+        _f("evidence", pa.string(), True),
+        _f("action", pa.string()),
+        _f(LOADED_AT, UTC_TS),
+    ]
+)
+"""One row per change of a monitor's alert (`momento watch`, metrics/monitors): `state` is `firing`
+or `resolved`; `subject` what it is about (an experiment, `experiment/arm`, or `service`);
+`evidence` the numbers it was judged on, as JSON; `action` what was done (`pause`), if anything."""
+
+ARM_PAUSES = pa.schema(
+    [
+        _f("change_id", pa.string(), True),
+        _f("ts", UTC_TS, True),
+        _f("experiment_id", pa.string(), True),
+        _f("arm", pa.string(), True),
+        _f("action", pa.string(), True),
+        _f("actor", pa.string(), True),
+        _f("rule", pa.string()),
+        _f("reason", pa.string()),
+        _f("evidence", pa.string()),
+        _f(LOADED_AT, UTC_TS),
+    ]
+)
+"""The audit of arm pauses (decisioning/pauses.py): one row per pause or resume, who did it (a
+rule of `momento watch`, or a person through the API), when, why and on what evidence (JSON).
+The newest row of an (experiment, arm) is its state: the service reloads it at start."""
+
 TABLES: dict[str, pa.Schema] = {
     "events": EVENTS,
     "decisions": DECISIONS,
     "exposures": EXPOSURES,
     "identities": IDENTITIES,
     "erasures": ERASURES,
+    "alerts": ALERTS,
+    "arm_pauses": ARM_PAUSES,
 }
 # Each table's field names as a set (pyarrow's `schema.names` builds a new list on every access).
 _FIELD_NAMES: dict[str, frozenset[str]] = {name: frozenset(schema.names) for name, schema in TABLES.items()}
@@ -170,6 +208,8 @@ PRIMARY_KEYS: dict[str, str] = {
     "decisions": "decision_id",
     "exposures": "exposure_id",
     "erasures": "erasure_id",
+    "alerts": "alert_id",
+    "arm_pauses": "change_id",
 }
 
 

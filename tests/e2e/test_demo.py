@@ -1,8 +1,8 @@
 """`momento demo` — the README's main command — brings the whole system up and Ctrl-C stops it.
 
 Starts the real `momento demo` on a temp lake and free ports: it must backfill the empty lake,
-start the service, the simulator and the cockpit, and live decisions must reach the lake;
-then one SIGINT (what Ctrl-C sends), a SIGTERM, or a second Ctrl-C while it is stopping must stop
+start the service, the rollup job, the monitors, the simulator and the cockpit, and live decisions
+must reach the lake; then one SIGINT (what Ctrl-C sends), a SIGTERM, or a second Ctrl-C while it is stopping must stop
 every child (no process of theirs left, the ports free) and leave a readable lake. The demo keys
 user ids with a random key of the lake's own, kept owner-only in the lake, and hands it to every
 child: the live simulator's customers are the backfilled ones.
@@ -108,7 +108,7 @@ def test_demo_backfills_runs_everything_live_and_stops_cleanly(tmp_path, stop):
             60, "live decisions in the lake",
         )
         children = sessions_of_children(demo.pid)
-        assert len(children) == 4, children  # service, rollup job, simulator, cockpit
+        assert len(children) == 5, children  # service, rollup job, monitors, simulator, cockpit
         for sig in stop:
             demo.send_signal(sig)
             time.sleep(0.05)  # the next one lands as the demo begins to stop (as make passing on a SIGTERM does)

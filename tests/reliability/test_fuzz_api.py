@@ -26,11 +26,12 @@ from schemathesis import GenerationMode
 from tests.support.service import metric
 
 MAX_EXAMPLES = 25
-"""Per operation and mode (13 pairs): keeps the whole run near 15 s on 2 busy cores."""
+"""Per operation and mode (17 pairs): keeps the whole run near 15 s on 2 busy cores."""
 REQUEST_TIMEOUT = 10.0
 WITH_INPUT = [
     ("POST", "/v1/decide"), ("POST", "/v1/events"), ("POST", "/v1/exposures"), ("POST", "/v1/identify"),
-    ("DELETE", "/v1/users/{user_id}"),
+    ("DELETE", "/v1/users/{user_id}"), ("POST", "/v1/experiments/{experiment_id}/arms/{arm}/pause"),
+    ("POST", "/v1/experiments/{experiment_id}/arms/{arm}/resume"),
 ]
 WITHOUT_INPUT = [("GET", "/v1/experiences"), ("GET", "/healthz"), ("GET", "/metrics")]  # nothing to get wrong
 OPERATIONS = WITH_INPUT + WITHOUT_INPUT

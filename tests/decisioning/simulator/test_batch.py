@@ -26,9 +26,9 @@ PLACEMENTS = ("homepage_showcase", "product_cta", "cart_cross_sell", "cart_recov
 CHANNELS = np.array(["web", "app", "email", "push"], dtype=object)
 BUDGET_MS, SPIKE_MS = 40.0, 50.0
 """A latency spike sleeps past the budget; nothing else on this shared machine comes near it."""
-NOT_SIMULATED = {Code.FEATURE_STORE_ERROR, Code.MODEL_ERROR}
+NOT_SIMULATED = {Code.FEATURE_STORE_ERROR, Code.MODEL_ERROR, Code.PAUSED_BY_GUARDRAIL}
 """Failures of a real store or model: the simulated service has neither (its failures are the
-incidents a request carries)."""
+incidents a request carries); and paused arms, which only the live service has."""
 
 
 def _decider(scenario: Scenario, placement: str, engine: Engine | None = None) -> ExperienceDecider:
