@@ -39,7 +39,8 @@ QUERIES: dict[str, Query] = {q.name: q for q in (
 PAGES: dict[str, tuple[str, ...]] = {
     "executive": ("executive.summary", "executive.trend", *(q.name for q in rollup_read.READS)),
     "journeys": ("journeys.funnel", "experiments.stats", "experiments.cumulative", *(q.name for q in rollup_read.READS)),
-    "experiments": ("experiments.stats", "experiments.cumulative", *(q.name for q in rollup_read.READS)),
+    "experiments": ("experiments.stats", "experiments.cumulative", "monitors.pauses", "monitors.pause_audit",
+                    *(q.name for q in rollup_read.READS)),
     "engine_health": ("health.summary", "health.arrivals", "health.newest_received", "health.burn_rates",
                       "health.latency_over_time", "health.events_over_time", "health.errors_by_code",
                       "health.fallbacks_by_reason", "health.model_versions", "model_quality.scores",

@@ -11,10 +11,14 @@ import streamlit as st
 
 from metrics.monitors import history, inputs
 from momento.scenario import Experiment
+from metrics.filters import Filters
+from metrics.queries import explain
 from pages import tables, ui
 from pages.cache import cached, scenario, settings, warehouse
+from pages.explain import how_computed
 
 TIMEOUT_S = 15.0
+AUDIT_ROWS = 20
 
 
 def _viewer() -> str:
@@ -67,8 +71,10 @@ def pause_control(experiment: Experiment) -> None:
     outcome = st.session_state.pop("pause_outcome", None)
     if outcome:
         (st.success if outcome[0] == "ok" else st.error)(outcome[1])
-    audit = cached(history.pause_audit, 20, experiment.id)
+    audit = cached(history.pause_audit, AUDIT_ROWS, experiment.id)
     if not audit.is_empty():
         tables.table(audit.drop("experiment_id"), f"pause_audit_{experiment.id}", {
             "ts": tables.timestamp("Time (UTC)"), "arm": "Arm", "action": "Change", "actor": "By", "rule": "Rule",
             "reason": tables.text("Why"), "evidence": tables.text("Evidence")})
+    how_computed(explain(inputs.PAUSES, Filters()), explain(history.AUDIT, Filters(), limit=AUDIT_ROWS,
+                                                            experiment_id=experiment.id))
