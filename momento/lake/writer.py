@@ -119,6 +119,16 @@ def stamp_loaded(data: pa.Table, at: datetime) -> pa.Table:
     return data.set_column(index, data.schema.field(index), pa.array([at] * data.num_rows, data.schema.field(index).type))
 
 
+def _storage_reason(error: Exception) -> str:
+    """A short reason for a failed write: the OS's words for a full or read-only disk
+    (deltalake wraps them in its own errors), else the error's first line."""
+    text = str(error)
+    for reason in ("No space left on device", "Read-only file system", "Disk quota exceeded", "Permission denied"):
+        if reason in text:
+            return reason
+    return f"{type(error).__name__}: {text.splitlines()[0][:200] if text else ''}"
+
+
 class RecentKeys:
     """Primary keys committed or buffered recently, so a re-sent fact is stored once.
 
@@ -192,6 +202,7 @@ class WriterStats:
     last_flush_at: float | None = None
     last_compaction_at: float | None = None
     last_flush_seconds: float = 0.0
+    write_error: str | None = None  # why the last flush failed, until one succeeds (a full or read-only disk)
 
 
 class LakeWriter:
@@ -311,11 +322,12 @@ class LakeWriter:
                     write_deltalake(self._tables[name], data, mode="append")
                     written += data.num_rows
                     buffers[name] = []
-            except Exception:
+            except Exception as exc:
                 self._count_written(written, started)
-                self._requeue({name: parts for name, parts in buffers.items() if parts})
+                self._requeue({name: parts for name, parts in buffers.items() if parts}, exc)
                 raise
             self._count_written(written, started)
+            self.stats.write_error = None
             self._mark_committed(seq)
             return seq
 
@@ -327,9 +339,10 @@ class LakeWriter:
             self.stats.last_flush_at = time.time()
             self.stats.last_flush_seconds = time.perf_counter() - started
 
-    def _requeue(self, buffers: dict[str, list[pa.Table]]) -> None:
+    def _requeue(self, buffers: dict[str, list[pa.Table]], error: Exception) -> None:
         with self._lock:
             self.stats.flush_errors += 1
+            self.stats.write_error = _storage_reason(error)
             for name, parts in buffers.items():
                 self._buffers[name][:0] = parts
             if self._oldest is None and buffers:
