@@ -26,7 +26,6 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 
@@ -57,15 +56,16 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-@dataclass
 class Window:
-    """What happened in one window of the soak."""
+    """What happened in one window of the soak (a plain class: `momento bench` loads this file
+    without registering it as a module, which dataclasses cannot live with)."""
 
-    decide_ms: list[float] = field(default_factory=list)
-    decide_errors: int = 0
-    events_acked: list[str] = field(default_factory=list)
-    event_errors: int = 0
-    rss: dict[str, list[float]] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.decide_ms: list[float] = []
+        self.decide_errors = 0
+        self.events_acked: list[str] = []
+        self.event_errors = 0
+        self.rss: dict[str, list[float]] = {}
 
 
 class Soak:
@@ -175,9 +175,10 @@ def _stored(lake: Path, ids: list[str]) -> int:
         warehouse.close()
 
 
-def _log_errors(path: Path) -> list[str]:
-    """Each error in a log: a line at ERROR, and the exception that ends its traceback if any."""
-    lines = path.read_text(errors="replace").splitlines()
+def _log_errors(path: Path, size: int) -> list[str]:
+    """Each error in the first `size` bytes of a log (what was written while the load ran, not
+    while stopping): a line at ERROR, and the exception that ends its traceback if any."""
+    lines = path.read_bytes()[:size].decode(errors="replace").splitlines()
     errors = []
     for i, line in enumerate(lines):
         if " ERROR " in line:
@@ -222,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"soak: {minutes:g} minutes, service + simulator (5 sessions/s) + rollup job, plus "
                   f"{args.decide_rate:g} decisions/s and {args.event_rate:g} events/s of this script's", flush=True)
             soak.run(minutes * 60, processes)
+            sizes = {name: path.stat().st_size for name, path in logs.items()}
             crashed = [name for name, p in processes.items() if p.poll() is not None]
         finally:
             for name in reversed(NAMES):  # the service last, so its writer flushes what it holds
@@ -232,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                     except subprocess.TimeoutExpired:
                         processes[name].kill()
         stored = [_stored(lake, w.events_acked) if w.events_acked else 0 for w in soak.windows]
-        log_errors = {name: _log_errors(path) for name, path in logs.items()}
+        log_errors = {name: _log_errors(path, sizes[name]) for name, path in logs.items()}
     soak.windows = soak.windows[:round(minutes / window)]  # a last sliver after the deadline is not a window
     stored = stored[:len(soak.windows)]
     return report(soak, window, stored, log_errors, crashed)
