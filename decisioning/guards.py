@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from decisioning.identity import compact_unit
 from momento.scenario import Experience, Governance, Placement
 from momento.codes import Code
 
@@ -133,13 +134,23 @@ class FrequencyCaps:
     """Personalised decisions per user, channel and local day, with atomic check-and-take.
 
     Only today's and yesterday's counters are kept (a cap is per day); `erase` forgets a user.
+    A counter is one dict entry keyed by the user's compact id and the channel's code (18
+    bytes for a pseudonym): ~110 bytes a user-channel instead of ~250 with a tuple of texts.
     """
 
     def __init__(self, caps: Mapping[str, int]) -> None:
         self.caps = dict(caps)
-        self._days: dict[int, dict[tuple[str, str], int]] = {}
-        self._channels: set[str] = set()
+        self._days: dict[int, dict[bytes | tuple[str, str], int]] = {}
+        self._channels: dict[str, bytes] = {}  # channel -> its code
         self._lock = threading.Lock()
+
+    def _key(self, unit: str, channel: str) -> bytes | tuple[str, str]:
+        """The counter's key (call under the lock: it may give `channel` a code)."""
+        code = self._channels.get(channel)
+        if code is None:
+            code = self._channels[channel] = len(self._channels).to_bytes(2, "big")
+        packed = compact_unit(unit)
+        return packed + code if isinstance(packed, bytes) else (packed, channel)
 
     def try_take(self, unit: str, channel: str, day: int) -> bool:
         """Count one personalised decision if the cap allows it; False (nothing counted) if not."""
@@ -150,19 +161,20 @@ class FrequencyCaps:
                 counts = self._days[day] = {}
                 for old in [d for d in self._days if d < day - 1]:
                     del self._days[old]
-            used = counts.get((unit, channel), 0)
+            key = self._key(unit, channel)
+            used = counts.get(key, 0)
             if cap_block(used, limit)[0] is not None:
                 return False
-            counts[(unit, channel)] = used + 1
-            self._channels.add(channel)
+            counts[key] = used + 1
             return True
 
     def used(self, unit: str, channel: str, day: int) -> int:
         with self._lock:
-            return self._days.get(day, {}).get((unit, channel), 0)
+            return self._days.get(day, {}).get(self._key(unit, channel), 0)
 
     def erase(self, unit: str) -> None:
         with self._lock:
+            keys = [self._key(unit, channel) for channel in self._channels]
             for counts in self._days.values():
-                for channel in self._channels:
-                    counts.pop((unit, channel), None)
+                for key in keys:
+                    counts.pop(key, None)

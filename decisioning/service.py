@@ -6,7 +6,8 @@ Nothing here knows HTTP: a request the service will not carry out raises a `deci
 error (`decisioning.http` turns it into a status and a body). Writes are refused with
 `BackpressureError` before the writer's queue is full: ingestion first (once the queue is fuller
 than `1 - DECISION_RESERVE` of its bound), so decisions keep flowing while a slow writer pushes
-back on bulk writes.
+back on bulk writes; and ingestion is refused while the lake's disk fails writes (full or
+read-only), so nothing is acknowledged that the disk cannot take.
 """
 
 from __future__ import annotations
@@ -160,6 +161,14 @@ class Service:
         return BackpressureError("the lake writer's queue is full; retry shortly")
 
     def room_for(self, rows: int, endpoint: str) -> None:
+        """Refuse (503) what the writer cannot take: ingestion while the lake's storage fails
+        its writes (a full or read-only disk: what is buffered stays buffered, retried until
+        the disk takes it), any write past its share of the queue."""
+        trouble = self.writer.stats.write_error
+        if trouble is not None and endpoint != "decide":
+            self.telemetry.backpressure.labels(endpoint).inc()
+            raise BackpressureError(f"the lake cannot be written right now ({trouble}); nothing was stored, "
+                                    "retry shortly")
         reserve = 0 if endpoint == "decide" else int(self.writer.queue_limit * DECISION_RESERVE)
         if not self.decision_log.has_room(rows, reserve):
             raise self.backpressure(endpoint)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import random
 import threading
 
 import numpy as np
 import pytest
 
 from decisioning.features import FEATURE_NAMES, FeatureStore, encode, encode_columns, referrer_type
+from tests.support.legacy_features import FeatureStore as LegacyFeatureStore
 
 
 def _column(name: str) -> int:
@@ -140,3 +142,83 @@ def test_store_is_consistent_under_concurrent_events_for_one_session():
     for thread in threads:
         thread.join()
     assert store.row("u", "s", 101.0)["pages_viewed"] == 4000
+
+
+def _random_calls(seed: int, n: int) -> list[tuple[str, tuple, dict]]:
+    """A random but plausible sequence of store calls over a few users, sessions and hours."""
+    rng = random.Random(seed)
+    units = [f"u{i}" for i in range(6)] + [f"{i:032x}" for i in range(6)] + ["anon-a", "anon-b"]
+    sessions = [None, "s1", "s2", "s3"]
+    calls, now = [], 0.0
+    for _ in range(n):
+        now += rng.choice([1.0, 30.0, 400.0, 2_000.0, 50_000.0])
+        unit, session = rng.choice(units), rng.choice(sessions)
+        kind = rng.random()
+        if kind < 0.35:
+            calls.append(("observe_context", (unit, session, now), {
+                "device": rng.choice([None, "mobile", "desktop"]), "referrer": rng.choice([None, "search", "email"]),
+                "cart_value": rng.choice([None, 0.0, 80.0]), "category": rng.choice([None, "", "shoes", "dresses"]),
+                "price_sensitivity": rng.choice([None, "low", "high"])}))
+        elif kind < 0.75:
+            event = rng.choice(["page_view", "add_to_cart", "purchase", "email_open", "consent_change", "opt_out"])
+            calls.append(("observe_event", (unit, session, event, now), {
+                "category": rng.choice([None, "bags"]), "revenue": rng.choice([None, 50.0]),
+                "consent": rng.choice([None, True, False])}))
+        elif kind < 0.85:
+            calls.append(("merge", (rng.choice(["anon-a", "anon-b"]), unit, now), {}))
+        elif kind < 0.88:
+            calls.append(("erase", (unit,), {}))
+        elif kind < 0.9:
+            calls.append(("sweep", (now,), {}))
+        calls.append(("row", (unit, rng.choice(sessions), now + rng.choice([0.0, 100.0, 3_000.0])), {}))
+        calls.append(("bought_today", (unit, now), {}))
+        calls.append(("consent_withdrawn", (unit,), {}))
+    return calls
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_columnar_store_answers_as_the_dict_store_did(seed):
+    """The same calls give the same rows, purchases, consent, sweeps and sizes as the previous
+    store (one dict per user and session), expiry and identity stitching included."""
+    ttl = {"user_ttl_seconds": 100_000.0, "session_ttl_seconds": 1_800.0}
+    new, old = FeatureStore(**ttl), LegacyFeatureStore(**ttl)
+    for name, args, kwargs in _random_calls(seed, 400):
+        assert getattr(new, name)(*args, **kwargs) == getattr(old, name)(*args, **kwargs), (name, args, kwargs)
+        assert len(new) == len(old)
+
+
+def test_the_sweep_drops_exactly_the_expired_users_and_reuses_their_rows():
+    store = FeatureStore(user_ttl_seconds=100.0)
+    for i in range(1_000):
+        store.observe_event(f"{i:032x}", "s", "page_view", float(i % 200))  # touched at 0..199
+    assert store.sweep(250.0) == 750 and len(store) == 250  # touched before 150 have expired
+    assert store.row(f"{150:032x}", "s", 250.0)["pages_viewed"] == 1 and store.row(f"{149:032x}", "s", 250.0) == {}
+    rows_before = len(store._units)
+    for i in range(1_000, 1_500):
+        store.observe_context(f"{i:032x}", "s", 260.0, device="tablet")
+    assert len(store._units) == rows_before  # new users took the freed rows
+    assert store.row(f"{1_499:032x}", "s", 261.0) == {
+        "recency_seconds": None, "returning": False, "last_category": None, "price_sensitivity": None,
+        "seconds_since_email_open": None, "pages_viewed": 0, "cart_value": 0.0, "device": "tablet", "referrer": None}
+
+
+def test_past_max_users_the_least_recently_seen_go_first():
+    store = FeatureStore(max_users=200)
+    for i in range(200):
+        store.observe_event(f"u{i}", None, "page_view", float(i))
+    store.observe_event("u0", None, "page_view", 500.0)  # seen again: now the most recent
+    store.observe_event("newcomer", None, "page_view", 501.0)
+    assert len(store) == 199  # 1% of 200 = 2 evicted at once (at least the one too many)
+    assert store.row("u0", None, 502.0) and store.row("newcomer", None, 502.0)
+    assert store.row("u1", None, 502.0) == {} and store.row("u2", None, 502.0) == {} and store.row("u3", None, 502.0)
+
+
+def test_labels_past_the_interning_table_are_kept_exactly():
+    store = FeatureStore(max_labels=2)
+    for i in range(5):
+        store.observe_context(f"u{i}", "s", 1.0, category=f"category-{i}", device=f"device-{i}")
+    assert [store.row(f"u{i}", "s", 2.0)["last_category"] for i in range(5)] == [f"category-{i}" for i in range(5)]
+    assert store.row("u4", "s", 2.0)["device"] == "device-4"
+    store.erase("u4")
+    store.observe_context("u5", "s", 3.0)  # takes u4's row: none of u4's labels leak into it
+    assert store.row("u5", "s", 4.0)["last_category"] is None and store.row("u5", "s", 4.0)["device"] is None

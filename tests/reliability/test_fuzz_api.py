@@ -14,6 +14,7 @@ Schemathesis' own pytest integration (`schemathesis.pytest.from_fixture`) fails 
 
 from __future__ import annotations
 
+import importlib.util
 from collections import Counter
 
 import httpx
@@ -23,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
+from momento.settings import PROJECT_ROOT
 from tests.support.service import metric
 
 MAX_EXAMPLES = 25
@@ -93,6 +95,25 @@ def test_decisions_for_known_placements_are_well_formed(api_schema, service, sce
             assert decision["fallback"] == (decision["fallback_reason"] is not None)
 
     check()
+
+
+def _fuzz_script():
+    spec = importlib.util.spec_from_file_location("bench_fuzz", PROJECT_ROOT / "bench" / "fuzz.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_identify_then_decide_then_erase_chains_never_fail(service):
+    """The stateful links of `bench/fuzz.py` (which runs >= 10,000 requests): a generated link,
+    a generated decision for its anonymous id (so through the link), the customer's erasure."""
+    run = _fuzz_script().Fuzz(service.url, examples=MAX_EXAMPLES)
+    run.chains()
+    assert not run.failures, run.failures[:5]
+    chained = {operation for (operation, mode, status), n in run.tally.items() if mode == "chain" and status == 200}
+    assert chained == {"POST /v1/identify", "POST /v1/decide", "DELETE /v1/users/{user_id}"}
+    for (operation, mode, status), n in run.tally.items():
+        SENT[(*operation.split(" ", 1), mode, status)] += n
 
 
 def test_the_service_still_answers_after_fuzzing(service):

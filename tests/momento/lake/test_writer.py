@@ -72,6 +72,15 @@ def test_recent_keys_forget_the_oldest_first():
     assert keys.add_new(["a", "c"]) == [True, False]
 
 
+def test_recent_keys_remember_at_least_95_percent_of_their_capacity_in_order():
+    keys = RecentKeys(capacity=1_000)  # generations of 50 keys
+    for start in range(0, 3_500, 70):
+        assert all(keys.add_new([f"k{i}" for i in range(start, start + 70)]))
+    assert 950 <= len(keys) <= 1_000
+    assert keys.add_new([f"k{i}" for i in range(3_500 - 950, 3_500)]) == [False] * 950  # the newest 950: known
+    assert keys.add_new([f"k{i}" for i in range(2_000)]) == [True] * 2_000  # long forgotten: new again
+
+
 def test_queue_bound_refuses_more_work_and_keeps_what_it_has(tmp_path):
     writer = LakeWriter(tmp_path, background=False, queue_limit=100)
     writer.append("events", event_batch(0, 80))
