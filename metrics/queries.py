@@ -39,7 +39,7 @@ PAGES: dict[str, tuple[str, ...]] = {
     "engine_health": ("health.summary", "health.arrivals", "health.newest_received", "health.burn_rates",
                       "health.latency_over_time", "health.events_over_time", "health.errors_by_code",
                       "health.fallbacks_by_reason", "health.model_versions", "model_quality.scores",
-                      "model_quality.lift_vs_rules"),
+                      "model_quality.lift_vs_rules", *(q.name for q in rollup_read.READS)),
     "governance": ("compliance.consent", "compliance.consent_daily", "compliance.saturation", "compliance.parity",
                    "compliance.audit", "compliance.erasures"),
 }
