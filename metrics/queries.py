@@ -41,7 +41,7 @@ PAGES: dict[str, tuple[str, ...]] = {
                       "health.fallbacks_by_reason", "health.model_versions", "model_quality.scores",
                       "model_quality.lift_vs_rules", *(q.name for q in rollup_read.READS)),
     "governance": ("compliance.consent", "compliance.consent_daily", "compliance.saturation", "compliance.parity",
-                   "compliance.audit", "compliance.erasures"),
+                   "compliance.audit", "compliance.erasures", *(q.name for q in rollup_read.READS)),
 }
 """Page (its file in pages/, without .py) -> the queries it runs, in the page's order."""
 

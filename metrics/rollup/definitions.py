@@ -135,9 +135,10 @@ DECISION_OPS = Additive("decision_ops", (key("user_id", _STR), *_OPS_KEYS, key("
 """A user's decisions per hour, journey, channel, segment, error code (errors only), fallback
 reason (fallbacks only) and latency bucket; and how many had consent."""
 EVENT_OPS = Additive("event_ops", (key("user_id", _STR), key("hour", _BIG), key("channel", _STR), key("segment", _STR)),
-                     (Column("events", _BIG, "sum"), Column("withdrawals", _BIG, "sum"),
-                      Column("opt_outs", _BIG, "sum")))
-"""A user's events per hour (of event time), channel and segment; consent withdrawals and opt-outs."""
+                     (Column("events", _BIG, "sum"), Column("consent_events", _BIG, "sum"),
+                      Column("withdrawals", _BIG, "sum"), Column("opt_outs", _BIG, "sum")))
+"""A user's events per hour (of event time), channel and segment; consent changes and opt-outs
+(`consent_events`), consent withdrawals, opt-outs."""
 
 SERVED_DECISIONS = Additive("served_decisions", (key("user_id", _STR), key("decision_id", _STR), key("day", _INT),
                                                  key("journey", _STR), key("channel", _STR), key("segment", _STR),
@@ -226,6 +227,7 @@ def facts_sql(table: str) -> str:
                           f"WHERE e.decision_id IS NOT NULL AND e.event_type IN ({sql_list((*CLICK_EVENTS, 'purchase'))})) "
                           "GROUP BY user_id, decision_id",
         "event_ops": f"SELECT e.user_id, {hour_of('e.ts')} AS hour, e.channel, e.segment, count(*) AS events, "
+                     "count(*) FILTER (WHERE e.event_type IN ('consent_change', 'opt_out')) AS consent_events, "
                      "count(*) FILTER (WHERE e.event_type = 'consent_change' AND e.consent = false) AS withdrawals, "
                      "count(*) FILTER (WHERE e.event_type = 'opt_out') AS opt_outs FROM in_events e GROUP BY ALL",
     }
@@ -281,8 +283,8 @@ HEALTH_OPS = Aggregate(
 LATENCY_HISTOGRAM = Aggregate("latency_histogram", (*_OPS_KEYS, key("latency_bucket", _INT)),
                               (Column("decisions", _BIG, "sum"),))
 EVENT_COUNTS = Aggregate("event_counts", (key("hour", _BIG), key("channel", _STR), key("segment", _STR)),
-                         (Column("events", _BIG, "sum"), Column("withdrawals", _BIG, "sum"),
-                          Column("opt_outs", _BIG, "sum")))
+                         (Column("events", _BIG, "sum"), Column("consent_events", _BIG, "sum"),
+                          Column("withdrawals", _BIG, "sum"), Column("opt_outs", _BIG, "sum")))
 JOURNEY_FUNNEL = Aggregate("journey_funnel", (key("day", _INT), key("journey", _STR), key("channel", _STR),
                                                key("segment", _STR), key("serving", _STR)),
                             (Column("decisions", _BIG, "sum"), Column("exposed", _BIG, "sum"),

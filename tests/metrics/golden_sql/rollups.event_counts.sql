@@ -5,6 +5,7 @@ SELECT
   channel,
   segment,
   CAST(SUM(events) AS BIGINT) AS events,
+  CAST(SUM(consent_events) AS BIGINT) AS consent_events,
   CAST(SUM(withdrawals) AS BIGINT) AS withdrawals,
   CAST(SUM(opt_outs) AS BIGINT) AS opt_outs
 FROM (

@@ -19,7 +19,8 @@ PLACEMENTS = {  # placement -> (journey, experience, experiment, arms)
     "cart_cross_sell": ("cart", "cart_cross_sell", "exp_cart_cross_sell", ("control", "treatment")),
     "product_cta": ("conversion", "adaptive_cta", "exp_adaptive_cta", ("control", "bandit")),
 }
-EVENT_TYPES = ("page_view", "purchase", "return", "click", "email_click", "nps_response", "opt_out", "add_to_cart")
+EVENT_TYPES = ("page_view", "purchase", "return", "click", "email_click", "nps_response", "opt_out", "add_to_cart",
+               "consent_change")
 CHANNELS = ("web", "app", "email")
 _ids = itertools.count()
 
@@ -87,6 +88,8 @@ class RandomLake:
                                "placement": list(PLACEMENTS)[int(self.rng.integers(len(PLACEMENTS)))]}
         if event_type in ("purchase", "return"):
             row |= {"revenue": round(float(self.rng.uniform(20, 400)), 2), "margin": round(float(self.rng.uniform(-20, 150)), 2)}
+        if event_type == "consent_change":
+            row["consent"] = bool(self.rng.random() < 0.5)
         if event_type == "nps_response":
             row["nps_score"] = int(self.rng.integers(0, 11))
         own = [d for d in self.decisions if d["user_id"] == row["user_id"]]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from metrics import health, journeys
+from metrics import compliance, health, journeys
 from metrics.filters import Filters
 from metrics.rollup import definitions as defs
 from metrics.rollup.read import Aggregates, aggregates
@@ -143,12 +144,13 @@ def check_pages(lake: Path) -> None:
         served = aggregates(wh, PRE_DAYS)
         assert served.source.mode == "rollups", served.source.reason
         decisions = wh.query(_SCANNED)
-        events = wh.query("SELECT ts, channel, segment FROM events")
+        events = wh.query("SELECT ts, channel, segment, event_type, consent FROM events")
     finally:
         wh.close()
     for f in FILTERS:
         _check_health(served, f, _narrow(decisions, f), _narrow(events, f))
         _check_funnel(served, f, _narrow(decisions, f))
+        _check_consent(served, f, _narrow(decisions, f), _narrow(events, replace(f, journey=None)))
 
 
 def _check_health(served: Aggregates, f: Filters, d: pl.DataFrame, e: pl.DataFrame) -> None:
@@ -188,6 +190,18 @@ def _check_funnel(served: Aggregates, f: Filters, d: pl.DataFrame) -> None:
                  (pl.col("seen") & pl.col("clicked")).sum().alias("clicked"),
                  (pl.col("seen") & pl.col("converted")).sum().alias("converted")))
     assert sorted(got.rows()) == sorted(want.rows()), f
+
+
+def _check_consent(served: Aggregates, f: Filters, d: pl.DataFrame, e: pl.DataFrame) -> None:
+    got = compliance.consent_daily(served, f)
+    day = pl.col("ts").dt.date().alias("day")
+    decided = d.group_by(day).agg(pl.len().alias("decisions"), pl.col("consent").sum().alias("consented"))
+    changes = (e.filter(pl.col("event_type").is_in(["consent_change", "opt_out"])).group_by(day)
+               .agg(((pl.col("event_type") == "consent_change") & (pl.col("consent") == False)).sum()  # noqa: E712
+                    .alias("withdrawals"), (pl.col("event_type") == "opt_out").sum().alias("opt_outs")))
+    want = decided.join(changes, on="day", how="full", coalesce=True).fill_null(0)
+    columns = ["day", "decisions", "consented", "withdrawals", "opt_outs"]
+    assert sorted(got.select(columns).rows()) == sorted(want.select(columns).rows()), f
 
 
 def test_page_numbers_equal_the_raw_rows_under_every_filter_before_and_after_a_run(tmp_path):
