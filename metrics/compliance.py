@@ -18,6 +18,8 @@ import polars as pl
 from scipy import stats as sps
 
 from metrics.filters import Filters
+from metrics.rollup.definitions import HOUR_US
+from metrics.rollup.read import Aggregates, run_on
 from metrics.sql import utc_day
 from metrics.sql.query import Query, Statement
 from momento.codes import Channel, sentence
@@ -71,19 +73,26 @@ SELECT
   (SELECT count(DISTINCT e.user_id) FROM events e WHERE {_EVENTS} AND e.event_type = 'opt_out') AS opted_out_users
 """
 
+_HOURS = f"epoch_us(CAST({{ts}} AS TIMESTAMPTZ)) // {HOUR_US}"
+_PERIOD = (f"($f_start IS NULL OR hour >= {_HOURS.format(ts='$f_start')}) "
+           f"AND ($f_end IS NULL OR hour < {_HOURS.format(ts='$f_end')}) "
+           "AND ($f_channel IS NULL OR channel = $f_channel) AND ($f_segment IS NULL OR segment = $f_segment)")
+"""The filters over an hourly aggregate (whole UTC days are whole hours)."""
+
 _CONSENT_DAILY_SQL = f"""
 WITH dd AS (
-  SELECT {utc_day("d.ts")} AS day, count(*) AS decisions, count(*) FILTER (WHERE d.consent) AS consented
-  FROM decisions d WHERE {_DECISIONS} GROUP BY day
+  SELECT hour // 24 AS day_number, sum(decisions) AS decisions, sum(consented) AS consented
+  FROM health_ops WHERE {_PERIOD} AND ($f_journey IS NULL OR journey = $f_journey)
+  GROUP BY day_number HAVING sum(decisions) <> 0
 ), ee AS (
-  SELECT {utc_day("e.ts")} AS day,
-         count(*) FILTER (WHERE e.event_type = 'consent_change' AND e.consent = false) AS withdrawals,
-         count(*) FILTER (WHERE e.event_type = 'opt_out') AS opt_outs
-  FROM events e WHERE {_EVENTS} AND e.event_type IN ('consent_change', 'opt_out') GROUP BY day
+  SELECT hour // 24 AS day_number, sum(withdrawals) AS withdrawals, sum(opt_outs) AS opt_outs
+  FROM event_counts WHERE {_PERIOD}
+  GROUP BY day_number HAVING sum(consent_events) <> 0
 )
-SELECT day, coalesce(dd.decisions, 0) AS decisions, coalesce(dd.consented, 0) AS consented,
-       coalesce(ee.withdrawals, 0) AS withdrawals, coalesce(ee.opt_outs, 0) AS opt_outs
-FROM dd FULL OUTER JOIN ee USING (day) ORDER BY day
+SELECT DATE '1970-01-01' + CAST(day_number AS INTEGER) AS day,
+       CAST(coalesce(dd.decisions, 0) AS BIGINT) AS decisions, CAST(coalesce(dd.consented, 0) AS BIGINT) AS consented,
+       CAST(coalesce(ee.withdrawals, 0) AS BIGINT) AS withdrawals, CAST(coalesce(ee.opt_outs, 0) AS BIGINT) AS opt_outs
+FROM dd FULL OUTER JOIN ee USING (day_number) ORDER BY day
 """
 
 # A user-day is keyed by one 64-bit hash of (user, UTC day): grouping on it is twice as fast
@@ -174,14 +183,16 @@ def consent(wh: Warehouse, filters: Filters) -> Consent:
 
 
 CONSENT_DAILY = Query(
-    "compliance.consent_daily", "Per UTC day: decisions, consented decisions, consent withdrawals and opt-outs.",
+    "compliance.consent_daily", "Per UTC day: decisions, consented decisions, consent withdrawals and opt-outs, from "
+    "the rollups' hourly aggregates (health_ops, event_counts).",
     lambda filters: Statement(_CONSENT_DAILY_SQL, filters.params()),
-    method="Consent rate per day = consented decisions / decisions that day.")
+    method="Consent rate per day = consented decisions / decisions that day (exact counts).", over="aggregates")
 
 
-def consent_daily(wh: Warehouse, filters: Filters) -> pl.DataFrame:
-    """Per UTC day: decisions, consent rate, consent withdrawals and opt-outs."""
-    frame = CONSENT_DAILY.run(wh, filters)
+def consent_daily(aggregates: Aggregates, filters: Filters) -> pl.DataFrame:
+    """Per UTC day: decisions, consent rate, consent withdrawals and opt-outs (events have no
+    journey: the journey filter narrows the decisions only)."""
+    frame = run_on(aggregates, CONSENT_DAILY.statement(filters))
     return frame.with_columns(
         pl.when(pl.col("decisions") > 0).then(pl.col("consented") / pl.col("decisions")).alias("consent_rate")
     )

@@ -1,10 +1,15 @@
-"""Engine health from the lake: decision latency, throughput, errors and fallbacks by code,
-writer lag, model versions in use, and the latency SLO with its error-budget burn rate.
+"""Engine health: decision latency, throughput, errors and fallbacks by code, writer lag, model
+versions in use, and the latency SLO with its error-budget burn rate.
 
-Every number comes from `decisions` and `events` through the warehouse, the cockpit's filters
-bound as parameters. The service's live counters (writer queue depth, queue-full rejections)
-are not in the lake: `backpressure` reads them from the service's Prometheus text. No
-Streamlit here, so tests check these functions against an independent computation.
+Decisions, errors, fallbacks, latency and events over time come from the rollups' hourly
+operational aggregates (`health_ops`, `latency_histogram`, `event_counts`: `metrics.rollup`), the
+rollups plus the live tail or every raw row (`Aggregates.source` says which), so a refresh costs
+the new rows: counts are exact, latency percentiles are read from a histogram over fixed
+log-spaced buckets within a stated relative error (`LATENCY_RELATIVE_ERROR`). The newest
+window (throughput now, writer lag) and the model versions read the lake. The service's live
+counters (writer queue depth, queue-full rejections) are not in the lake: `backpressure` reads
+them from the service's Prometheus text. No Streamlit here, so tests check these functions
+against an independent computation.
 """
 
 from __future__ import annotations
@@ -16,81 +21,116 @@ import polars as pl
 from prometheus_client.parser import text_string_to_metric_families
 
 from metrics.filters import Filters
+from metrics.rollup.definitions import HOUR_US, LATENCY_RELATIVE_ERROR, latency_value, within_budget
+from metrics.rollup.read import Aggregates, run_on
 from metrics.sql.query import Query, Statement
-from momento.lake.warehouse import Warehouse
 from momento.codes import FAILURES, sentence
+from momento.lake.warehouse import Warehouse
 
 SLO_TARGET = 0.99
 """Share of decisions that must finish within the decision budget."""
 
-SLO_WINDOWS: dict[str, int] = {"1 h": 3_600, "6 h": 21_600, "24 h": 86_400}
-"""Burn-rate windows (multi-window alerting), each ending at the newest decision."""
+SLO_WINDOWS: dict[str, int] = {"1 h": 1, "6 h": 6, "24 h": 24}
+"""Burn-rate windows (multi-window alerting) in whole UTC hours, each ending with the hour of the
+newest decision."""
 
-BUCKETS = (10, 60, 300, 900, 3_600, 21_600, 86_400)
+BUCKETS = (3_600, 21_600, 86_400)
+"""Time buckets of the charts: whole hours, as the aggregates keep them."""
 MAX_POINTS = 400
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+QUANTILES = (0.5, 0.95, 0.99)
 
-_DECISIONS = Filters.where("d", channel=True, segment=True, journey=True)
-_EVENTS = Filters.where("e", channel=True, segment=True)
-_QUANTILES = "quantile_cont(d.latency_us, [0.5, 0.95, 0.99])"
+_HOUR = f"epoch_us(CAST({{ts}} AS TIMESTAMPTZ)) // {HOUR_US}"
+_PERIOD = (f"($f_start IS NULL OR hour >= {_HOUR.format(ts='$f_start')}) "
+           f"AND ($f_end IS NULL OR hour < {_HOUR.format(ts='$f_end')})")
+_DECISIONS = (f"{_PERIOD} AND ($f_channel IS NULL OR channel = $f_channel) "
+              "AND ($f_segment IS NULL OR segment = $f_segment) AND ($f_journey IS NULL OR journey = $f_journey)")
+"""The filter over an aggregate's hour (whole UTC days are whole hours: exact), channel, segment
+and journey."""
+_EVENTS = f"{_PERIOD} AND ($f_channel IS NULL OR channel = $f_channel) AND ($f_segment IS NULL OR segment = $f_segment)"
+_SLOT = "hour * 3600 // $bucket_s"
+"""A chart's time bucket: the hour's start in seconds, in whole multiples of the bucket length."""
 
-_SUMMARY_SQL = f"""
-SELECT count(*) AS decisions, min(d.ts) AS first_ts, max(d.ts) AS last_ts, {_QUANTILES} AS q,
-       count(*) FILTER (WHERE d.status = 'error') AS errors,
-       count(*) FILTER (WHERE d.fallback) AS fallbacks,
-       count(*) FILTER (WHERE d.latency_us <= $budget_us) AS within_budget
-FROM decisions d WHERE {_DECISIONS}
-"""
 
-# Buckets by integer arithmetic on microseconds: exact, time-zone free, and several times faster
-# than date_trunc/time_bucket on a TIMESTAMPTZ (which go through ICU).
-_BUCKET = "make_timestamptz(epoch_us({alias}.ts) // ($bucket_s::BIGINT * 1000000) * ($bucket_s::BIGINT * 1000000))"
+def _latency_sql(over_time: bool) -> str:
+    """Per time bucket (`over_time`; else one slot for the whole period): decisions, errors, fallbacks, the bucket of each percentile (nearest rank: the
+    first bucket whose running count reaches ceil(q·n)) as its latency, and decisions within the
+    budget (`within_budget`)."""
+    picks = ", ".join(f"min(b) FILTER (WHERE c >= ceil({q} * total - 1e-9)) AS b{i}" for i, q in enumerate(QUANTILES))
+    values = ", ".join(latency_value(f"p.b{i}") for i in range(len(QUANTILES)))
+    slot = _SLOT if over_time else "0"
+    return f"""WITH ops AS (
+    SELECT {slot} AS slot, CAST(sum(decisions) AS BIGINT) AS decisions,
+           CAST(coalesce(sum(decisions) FILTER (WHERE error_code IS NOT NULL), 0) AS BIGINT) AS errors,
+           CAST(coalesce(sum(decisions) FILTER (WHERE fallback_reason IS NOT NULL), 0) AS BIGINT) AS fallbacks,
+           min(hour) AS first_hour, max(hour) AS last_hour
+    FROM health_ops WHERE {_DECISIONS} AND decisions <> 0
+    GROUP BY slot
+),
+hist AS (
+    SELECT {slot} AS slot, latency_bucket AS b, sum(decisions) AS n
+    FROM latency_histogram WHERE {_DECISIONS} AND latency_bucket IS NOT NULL
+    GROUP BY slot, b HAVING sum(decisions) <> 0
+),
+cum AS (
+    SELECT slot, b, n, sum(n) OVER (PARTITION BY slot ORDER BY b) AS c, sum(n) OVER (PARTITION BY slot) AS total
+    FROM hist
+),
+p AS (
+    SELECT slot, {picks}, CAST(coalesce(sum(n) FILTER (WHERE {within_budget("b", "$budget_us")}), 0) AS BIGINT) AS within_budget
+    FROM cum GROUP BY slot
+)
+SELECT o.slot, o.decisions, o.first_hour, o.last_hour,
+       CASE WHEN p.b0 IS NOT NULL THEN [{values}] END AS q,
+       o.errors, o.fallbacks, coalesce(p.within_budget, 0) AS within_budget
+FROM ops o LEFT JOIN p USING (slot)
+ORDER BY o.slot"""
 
-_OVER_TIME_SQL = f"""
-SELECT {_BUCKET.format(alias="d")} AS bucket, count(*) AS decisions,
-       {_QUANTILES} AS q,
-       count(*) FILTER (WHERE d.status = 'error') AS errors,
-       count(*) FILTER (WHERE d.fallback) AS fallbacks,
-       count(*) FILTER (WHERE d.latency_us <= $budget_us) AS within_budget
-FROM decisions d WHERE {_DECISIONS}
-GROUP BY bucket ORDER BY bucket
-"""
 
-_EVENTS_OVER_TIME_SQL = f"""
-SELECT {_BUCKET.format(alias="e")} AS bucket, count(*) AS events
-FROM events e WHERE {_EVENTS}
-GROUP BY bucket ORDER BY bucket
-"""
+_SUMMARY_SQL = _latency_sql(over_time=False)
 
-_BURN_SQL = f"""
-WITH f AS (SELECT d.ts, d.latency_us FROM decisions d WHERE {_DECISIONS}),
-     newest AS (SELECT max(ts) AS ts FROM f)
+_OVER_TIME_SQL = f"""SELECT make_timestamptz(t.slot * $bucket_s * 1000000) AS bucket, t.decisions, t.q, t.errors,
+       t.fallbacks, t.within_budget
+FROM ({_latency_sql(over_time=True)}) t
+ORDER BY bucket"""
+
+_EVENTS_OVER_TIME_SQL = f"""SELECT make_timestamptz({_SLOT} * $bucket_s * 1000000) AS bucket,
+       CAST(sum(events) AS BIGINT) AS events
+FROM event_counts WHERE {_EVENTS}
+GROUP BY bucket HAVING sum(events) <> 0
+ORDER BY bucket"""
+
+_BURN_SQL = f"""WITH newest AS (
+    SELECT max(hour) AS newest_hour FROM health_ops WHERE {_DECISIONS} AND decisions <> 0
+),
+h AS (
+    SELECT hour, latency_bucket, decisions FROM latency_histogram
+    WHERE {_DECISIONS} AND hour > (SELECT newest_hour FROM newest) - 24
+)
 SELECT {", ".join(
-    f"count(*) FILTER (WHERE f.ts > newest.ts - to_seconds({s})) AS n_{i}, "
-    f"count(*) FILTER (WHERE f.ts > newest.ts - to_seconds({s}) AND f.latency_us <= $budget_us) AS good_{i}"
-    for i, s in enumerate(SLO_WINDOWS.values()))}
-FROM f, newest
-"""
+    f"CAST(coalesce(sum(decisions) FILTER (WHERE hour > newest_hour - {hours}), 0) AS BIGINT) AS n_{i}, "
+    f"CAST(coalesce(sum(decisions) FILTER (WHERE hour > newest_hour - {hours} "
+    f"AND {within_budget('latency_bucket', '$budget_us')}), 0) AS BIGINT) AS good_{i}"
+    for i, hours in enumerate(SLO_WINDOWS.values()))}
+FROM newest LEFT JOIN h ON TRUE"""
 
-# Breakdowns: the column and the condition come from this table, never from the caller.
-_BREAKDOWNS = {
-    "error": ("d.error_code", "d.status = 'error'"),
-    "fallback": ("d.fallback_reason", "d.fallback"),
-}
+# Breakdowns: the column comes from this table, never from the caller.
+_BREAKDOWNS = {"error": "error_code", "fallback": "fallback_reason"}
 
-_BREAKDOWN_SQL = """
-SELECT coalesce({column}, 'unknown') AS code, count(*) AS decisions,
-       (SELECT count(*) FROM decisions d WHERE {where}) AS total
-FROM decisions d WHERE {where} AND {condition}
-GROUP BY code ORDER BY decisions DESC, code
-"""
+_BREAKDOWN_SQL = f"""SELECT {{column}} AS code, CAST(sum(decisions) AS BIGINT) AS decisions,
+       (SELECT CAST(sum(decisions) AS BIGINT) FROM health_ops WHERE {_DECISIONS}) AS total
+FROM health_ops WHERE {_DECISIONS} AND {{column}} IS NOT NULL
+GROUP BY code HAVING sum(decisions) <> 0
+ORDER BY decisions DESC, code"""
+
+_RAW_DECISIONS = Filters.where("d", channel=True, segment=True, journey=True)
 
 # A learning policy's version is its model then `.<update>` (decisioning.policies.Policy):
 # one row per model, with how many of its updates served and the one serving last.
 _MODELS_SQL = f"""
 WITH versions AS (
     SELECT d.policy, d.model_version, count(*) AS decisions, min(d.ts) AS first_seen, max(d.ts) AS last_seen
-    FROM decisions d WHERE {_DECISIONS} GROUP BY ALL
+    FROM decisions d WHERE {_RAW_DECISIONS} GROUP BY ALL
 )
 SELECT policy, coalesce(regexp_replace(model_version, '[.][0-9]+$', ''), '(none)') AS model,
        arg_max(model_version, last_seen) AS latest_version, count(model_version) AS versions,
@@ -112,10 +152,16 @@ WHERE received_at > coalesce($until, (SELECT max(received_at) FROM events)) - to
   AND ($until IS NULL OR received_at <= $until)
 """
 
-_LATENCY_METHOD = ("Percentiles by linear interpolation between the two nearest decisions (DuckDB's quantile_cont) "
-                   "of the in-process decision time; rates are counts over all filtered decisions.")
+_LATENCY_METHOD = (
+    "Read from the rollups' hourly aggregates (the latency histogram): counts are exact. Percentiles are nearest-rank "
+    "(the latency of the ceil(q·n)-th fastest decision) read from a histogram of the in-process decision time over "
+    "fixed log-spaced buckets (20 a decade), each bucket's geometric midpoint: within "
+    f"{LATENCY_RELATIVE_ERROR:.1%} of the exact percentile. Decisions within the budget count the buckets up to it: "
+    "exact when the budget is a bucket edge (any power of ten, e.g. 10 ms), at most one bucket short otherwise. "
+    "Rates are counts over all filtered decisions; the period is whole UTC days, so whole hours.")
 _SLO_METHOD = ("Attainment = decisions within the budget / decisions; burn rate = (1 − attainment) / (1 − target): "
-               "1× spends the error budget exactly over the window (multi-window burn rates as in the SRE workbook).")
+               "1× spends the error budget exactly over the window (multi-window burn rates as in the SRE workbook). "
+               "Windows are whole UTC hours ending with the newest decision's hour.")
 
 
 def _ms(microseconds: float | None) -> float | None:
@@ -167,22 +213,32 @@ class Summary:
         return None if burn is None else 1.0 - burn
 
 
-def _summary_statement(filters: Filters, budget_ms: float) -> Statement:
-    return Statement(_SUMMARY_SQL, {**filters.params(), "budget_us": budget_ms * 1000.0})
+def _budget(filters: Filters, budget_ms: float, **more: object) -> dict[str, object]:
+    return {**filters.params(), "budget_us": budget_ms * 1000.0, **more}
+
+
+def _hour_ts(hour: int | None) -> datetime | None:
+    return None if hour is None else _EPOCH + timedelta(hours=hour)
 
 
 SUMMARY = Query(
-    "health.summary", "Decisions, latency percentiles, errors, fallbacks and decisions within the budget.",
-    _summary_statement, example={"budget_ms": 10.0},
-    metrics=("latency_p50_p95_p99", "error_rate", "fallback_rate"), method=f"{_LATENCY_METHOD} {_SLO_METHOD}")
+    "health.summary", "Decisions, latency percentiles, errors, fallbacks and decisions within the budget, from the "
+    "rollups' hourly aggregates (health_ops, latency_histogram).",
+    lambda filters, budget_ms: Statement(_SUMMARY_SQL, _budget(filters, budget_ms)), example={"budget_ms": 10.0},
+    metrics=("latency_p50_p95_p99", "error_rate", "fallback_rate"), method=f"{_LATENCY_METHOD} {_SLO_METHOD}",
+    over="aggregates")
 
 
-def summary(wh: Warehouse, filters: Filters, budget_ms: float, slo_target: float = SLO_TARGET) -> Summary:
-    """Decisions, latency percentiles, error/fallback counts and SLO attainment."""
-    row = SUMMARY.run(wh, filters, budget_ms=budget_ms).row(0, named=True)
+def summary(aggregates: Aggregates, filters: Filters, budget_ms: float, slo_target: float = SLO_TARGET) -> Summary:
+    """Decisions, latency percentiles, error/fallback counts and SLO attainment; `first_ts` and
+    `last_ts` are the starts of the hours of the first and the newest decision."""
+    frame = run_on(aggregates, SUMMARY.statement(filters, budget_ms=budget_ms))
+    if not frame.height:
+        return Summary(0, None, None, None, None, None, 0, 0, 0, budget_ms, slo_target)
+    row = frame.row(0, named=True)
     q = row["q"] or [None, None, None]
     return Summary(
-        decisions=row["decisions"], first_ts=row["first_ts"], last_ts=row["last_ts"],
+        decisions=row["decisions"], first_ts=_hour_ts(row["first_hour"]), last_ts=_hour_ts(row["last_hour"]),
         p50_ms=_ms(q[0]), p95_ms=_ms(q[1]), p99_ms=_ms(q[2]),
         errors=row["errors"], fallbacks=row["fallbacks"], within_budget=row["within_budget"],
         budget_ms=budget_ms, slo_target=slo_target,
@@ -192,27 +248,26 @@ def summary(wh: Warehouse, filters: Filters, budget_ms: float, slo_target: float
 def bucket_seconds(first: datetime | None, last: datetime | None) -> int:
     """The smallest time bucket that draws the span `first`..`last` in at most MAX_POINTS points."""
     if first is None or last is None:
-        return BUCKETS[1]
+        return BUCKETS[0]
     span = (last - first).total_seconds()
     return next((b for b in BUCKETS if span / b <= MAX_POINTS), BUCKETS[-1])
 
 
-def _over_time_statement(filters: Filters, bucket_s: int, budget_ms: float) -> Statement:
-    return Statement(_OVER_TIME_SQL, {**filters.params(), "bucket_s": bucket_s, "budget_us": budget_ms * 1000.0})
-
-
 OVER_TIME = Query(
-    "health.latency_over_time", "Per time bucket: decisions, latency percentiles, errors, fallbacks, within budget.",
-    _over_time_statement, example={"bucket_s": 3_600, "budget_ms": 10.0},
-    metrics=("latency_p50_p95_p99", "error_rate", "fallback_rate"),
-    method=f"{_LATENCY_METHOD} Buckets are whole multiples of the bucket length since the epoch (UTC).")
+    "health.latency_over_time", "Per time bucket: decisions, latency percentiles, errors, fallbacks, within budget, "
+    "from the rollups' hourly aggregates.",
+    lambda filters, bucket_s, budget_ms: Statement(_OVER_TIME_SQL, _budget(filters, budget_ms, bucket_s=bucket_s)),
+    example={"bucket_s": 3_600, "budget_ms": 10.0}, metrics=("latency_p50_p95_p99", "error_rate", "fallback_rate"),
+    method=f"{_LATENCY_METHOD} Buckets are whole multiples of the bucket length since the epoch (UTC).",
+    over="aggregates")
 
 
 def latency_over_time(
-    wh: Warehouse, filters: Filters, bucket_s: int, budget_ms: float, slo_target: float = SLO_TARGET
+    aggregates: Aggregates, filters: Filters, bucket_s: int, budget_ms: float, slo_target: float = SLO_TARGET
 ) -> pl.DataFrame:
-    """Per time bucket: decisions, p50/p95/p99 latency (ms), error and fallback rates, SLO burn."""
-    frame = OVER_TIME.run(wh, filters, bucket_s=bucket_s, budget_ms=budget_ms)
+    """Per time bucket (a whole number of hours): decisions, p50/p95/p99 latency (ms), error and
+    fallback rates, SLO burn."""
+    frame = run_on(aggregates, OVER_TIME.statement(filters, bucket_s=bucket_s, budget_ms=budget_ms))
     if frame.is_empty():
         return frame.drop("q").with_columns(
             pl.lit(None, pl.Float64).alias(name)
@@ -228,41 +283,37 @@ def latency_over_time(
     ).drop("q")
 
 
-def _events_over_time_statement(filters: Filters, bucket_s: int) -> Statement:
-    return Statement(_EVENTS_OVER_TIME_SQL, {**filters.params(), "bucket_s": bucket_s})
-
-
 EVENTS_OVER_TIME = Query(
-    "health.events_over_time", "Events per time bucket (by event time).", _events_over_time_statement,
+    "health.events_over_time", "Events per time bucket (by event time), from the rollups' hourly event counts.",
+    lambda filters, bucket_s: Statement(_EVENTS_OVER_TIME_SQL, {**filters.params(), "bucket_s": bucket_s}),
     example={"bucket_s": 3_600}, metrics=("events_per_second",),
     method="Events per second = events in the bucket / the bucket's length; events have no journey, so the "
-           "journey filter does not apply.")
+           "journey filter does not apply.", over="aggregates")
 
 
-def events_over_time(wh: Warehouse, filters: Filters, bucket_s: int) -> pl.DataFrame:
+def events_over_time(aggregates: Aggregates, filters: Filters, bucket_s: int) -> pl.DataFrame:
     """Events per time bucket (by event time) and the mean events per second in it. Events have
     no journey (most are not caused by a decision), so the journey filter does not apply."""
-    frame = EVENTS_OVER_TIME.run(wh, filters, bucket_s=bucket_s)
+    frame = run_on(aggregates, EVENTS_OVER_TIME.statement(filters, bucket_s=bucket_s))
     return frame.with_columns((pl.col("events") / float(bucket_s)).alias("events_per_s"))
 
 
-def _burn_statement(filters: Filters, budget_ms: float) -> Statement:
-    return Statement(_BURN_SQL, {**filters.params(), "budget_us": budget_ms * 1000.0})
-
-
 BURN = Query(
-    "health.burn_rates", "Decisions and decisions within the budget over the last 1 h, 6 h and 24 h of decisions.",
-    _burn_statement, example={"budget_ms": 10.0}, method=_SLO_METHOD)
+    "health.burn_rates", "Decisions and decisions within the budget over the last 1, 6 and 24 whole hours of "
+    "decisions, from the rollups' latency histogram.",
+    lambda filters, budget_ms: Statement(_BURN_SQL, _budget(filters, budget_ms)), example={"budget_ms": 10.0},
+    method=_SLO_METHOD, over="aggregates")
 
 
 def burn_rates(
-    wh: Warehouse, filters: Filters, budget_ms: float, slo_target: float = SLO_TARGET
+    aggregates: Aggregates, filters: Filters, budget_ms: float, slo_target: float = SLO_TARGET
 ) -> pl.DataFrame:
-    """Burn rate over the last 1 h, 6 h and 24 h of decisions (ending at the newest one).
+    """Burn rate over the last 1, 6 and 24 whole UTC hours of decisions (the newest decision's
+    hour and those before it).
 
     Read as in the SRE workbook: a burn of 14 over 1 h, or 6 over 6 h, spends a month's error
     budget in days and deserves a page; below 1 the budget lasts."""
-    row = BURN.run(wh, filters, budget_ms=budget_ms).row(0)
+    row = run_on(aggregates, BURN.statement(filters, budget_ms=budget_ms)).row(0)
     windows = list(SLO_WINDOWS)
     totals, goods = row[0::2], row[1::2]
     return pl.DataFrame(
@@ -279,10 +330,10 @@ def burn_rates(
 
 
 def _breakdown_query(name: str, kind: str, description: str, metric: str) -> Query:
-    column, condition = _BREAKDOWNS[kind]
-    sql = _BREAKDOWN_SQL.format(column=column, condition=condition, where=_DECISIONS)
+    sql = _BREAKDOWN_SQL.format(column=_BREAKDOWNS[kind])
     return Query(name, description, lambda filters: Statement(sql, filters.params()), metrics=(metric,),
-                 method="Share = the code's decisions / all filtered decisions.")
+                 method="Share = the code's decisions / all filtered decisions (exact counts from the rollups' "
+                        "hourly aggregates).", over="aggregates")
 
 
 ERRORS = _breakdown_query("health.errors_by_code", "error",
@@ -291,8 +342,8 @@ FALLBACKS = _breakdown_query("health.fallbacks_by_reason", "fallback",
                              "Decisions served the default, by reason, and all filtered decisions.", "fallback_rate")
 
 
-def _breakdown(wh: Warehouse, filters: Filters, query: Query) -> pl.DataFrame:
-    counts = query.run(wh, filters)
+def _breakdown(aggregates: Aggregates, filters: Filters, query: Query) -> pl.DataFrame:
+    counts = run_on(aggregates, query.statement(filters))
     return counts.with_columns(
         (pl.col("decisions") / pl.col("total")).alias("rate"),
         pl.col("code").map_elements(sentence, return_dtype=pl.String).alias("meaning"),
@@ -300,15 +351,15 @@ def _breakdown(wh: Warehouse, filters: Filters, query: Query) -> pl.DataFrame:
     ).drop("total")
 
 
-def errors_by_code(wh: Warehouse, filters: Filters) -> pl.DataFrame:
+def errors_by_code(aggregates: Aggregates, filters: Filters) -> pl.DataFrame:
     """Decisions that errored, by error code: count, rate over all filtered decisions, meaning."""
-    return _breakdown(wh, filters, ERRORS)
+    return _breakdown(aggregates, filters, ERRORS)
 
 
-def fallbacks_by_reason(wh: Warehouse, filters: Filters) -> pl.DataFrame:
+def fallbacks_by_reason(aggregates: Aggregates, filters: Filters) -> pl.DataFrame:
     """Decisions that fell back to the default, by reason; `failure` marks engine faults as
     opposed to deliberate governance (consent, caps)."""
-    return _breakdown(wh, filters, FALLBACKS)
+    return _breakdown(aggregates, filters, FALLBACKS)
 
 
 MODELS = Query(

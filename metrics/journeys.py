@@ -5,9 +5,10 @@ applies: no consent, frequency-capped, global holdout, blocked by another govern
 then — for the eligible ones — served by a fallback (failure), by a personalisation policy
 (the model), or a fixed arm variant (e.g. the control). Exposed, clicked and converted count
 the eligible decisions that were seen, clicked (a click linked by decision_id), and led to a
-purchase linked by decision_id. One SQL pass gives the counts per journey and class (matching
-decisions to exposures and events on a 64-bit hash of the decision id, much cheaper than the
-long string); the waterfall is their running difference, so its stages always add up.
+purchase linked by decision_id. The counts per day, journey, channel, segment and class come
+from the rollups (`journey_funnel`, kept from per-user state of decisions and of what followed
+them: `metrics.rollup`), plus the live tail, or from every raw row; the waterfall is their
+running difference, so its stages always add up.
 """
 
 from __future__ import annotations
@@ -16,17 +17,18 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from momento.scenario import Experiment, Scenario
-from metrics.filters import Filters
-from metrics.experiments import arm_rows
-from momento.kpis import CAPPED, CLICK_EVENTS, ELIGIBLE, FALLBACK, PERSONALISED, metric
-from momento.sql import sql_list
 from metrics.arm_stats import arm_stats
+from metrics.experiments import arm_rows
+from metrics.filters import Filters
+from metrics.rollup.definitions import DAY_US
+from metrics.rollup.read import Aggregates, aggregates, run_on
 from metrics.sql.query import Query, Statement
+from momento.kpis import metric
 from momento.lake.warehouse import Warehouse
+from momento.scenario import Experiment, Scenario
 
 SERVING = ("no_consent", "capped", "holdout", "blocked", "fallback", "model", "fixed")
-"""Serving classes, in the order governance decides them."""
+"""Serving classes, in the order governance decides them (`metrics.rollup.definitions.SERVING_SQL`)."""
 SERVING_LABELS = {
     "no_consent": "No consent", "capped": "Frequency-capped", "holdout": "Global holdout",
     "blocked": "Other governance block", "fallback": "Fallback (failure)", "model": "Personalised by a policy",
@@ -35,47 +37,39 @@ SERVING_LABELS = {
 SERVED = ("fallback", "model", "fixed")
 """The eligible classes: the engine was allowed to personalise these decisions."""
 
-FUNNEL_SQL = f"""WITH d AS (
-    SELECT hash(d.decision_id) AS did, d.journey,
-        hash(d.decision_id) IN (SELECT hash(x.decision_id) FROM exposures x) AS seen,
-        CASE WHEN NOT d.consent THEN 'no_consent'
-             WHEN {CAPPED} THEN 'capped'
-             WHEN d.arm = 'holdout' THEN 'holdout'
-             WHEN NOT {ELIGIBLE} THEN 'blocked'
-             WHEN {FALLBACK} THEN 'fallback'
-             WHEN {PERSONALISED} THEN 'model'
-             ELSE 'fixed' END AS serving
-    FROM decisions d
-    WHERE {Filters.where('d', segment=True, journey=True)}
-),
-linked AS (
-    SELECT hash(decision_id) AS did,
-           bool_or(event_type IN ({sql_list(CLICK_EVENTS)})) AS clicked,
-           bool_or(event_type = 'purchase') AS converted
-    FROM events
-    WHERE decision_id IS NOT NULL AND event_type IN ({sql_list((*CLICK_EVENTS, 'purchase'))})
-    GROUP BY did
-)
-SELECT d.journey, d.serving, count(*) AS decisions,
-       count(*) FILTER (WHERE d.seen) AS exposed,
-       count(*) FILTER (WHERE d.seen AND l.clicked) AS clicked,
-       count(*) FILTER (WHERE d.seen AND l.converted) AS converted
-FROM d LEFT JOIN linked l USING (did)
-GROUP BY ALL"""
+_DAY = f"CAST(epoch_us(CAST({{ts}} AS TIMESTAMPTZ)) // {DAY_US} AS INTEGER)"
+FUNNEL_SQL = f"""SELECT journey, serving, CAST(sum(decisions) AS BIGINT) AS decisions,
+       CAST(sum(exposed) AS BIGINT) AS exposed, CAST(sum(clicked) AS BIGINT) AS clicked,
+       CAST(sum(converted) AS BIGINT) AS converted
+FROM journey_funnel
+WHERE ($f_start IS NULL OR day >= {_DAY.format(ts="$f_start")}) AND ($f_end IS NULL OR day < {_DAY.format(ts="$f_end")})
+  AND ($f_channel IS NULL OR channel = $f_channel) AND ($f_segment IS NULL OR segment = $f_segment)
+  AND ($f_journey IS NULL OR journey = $f_journey)
+GROUP BY journey, serving HAVING sum(decisions) <> 0
+ORDER BY journey, serving"""
 
 
 FUNNEL = Query(
     "journeys.funnel",
     "Decisions per journey and serving class (no consent, capped, holdout, blocked, fallback, personalised, fixed), "
-    "with how many were exposed, clicked and led to a purchase.",
+    "with how many were exposed, clicked and led to a purchase: read from the rollups (journey_funnel: counts per "
+    "UTC day of the decision, journey, channel, segment and class).",
     lambda filters: Statement(FUNNEL_SQL, filters.params()), metrics=("eligible_share",),
-    method="Counts. Each waterfall stage is the sum of the serving classes it keeps, so the stages add up; "
-           "shares are over the journey's traffic, CTR = clicked / exposed decisions.")
+    method="Counts, exact. Each waterfall stage is the sum of the serving classes it keeps, so the stages add up; "
+           "shares are over the journey's traffic, CTR = clicked / exposed decisions. A decision is exposed, clicked "
+           "or converted when an exposure, click or purchase of the same user carries its decision id.",
+    over="aggregates")
 
 
-def load_funnel(warehouse: Warehouse, filters: Filters) -> pl.DataFrame:
-    """Decisions, exposed, clicked and converted per journey and serving class."""
-    return FUNNEL.run(warehouse, filters)
+def load_funnel(warehouse: Warehouse, filters: Filters, pre_days: int) -> pl.DataFrame:
+    """Decisions, exposed, clicked and converted per journey and serving class, from the rollups
+    plus the live tail (or raw: `metrics.rollup.read`)."""
+    return funnel_frame(aggregates(warehouse, pre_days), filters)
+
+
+def funnel_frame(aggregates: Aggregates, filters: Filters) -> pl.DataFrame:
+    """`FUNNEL` over `aggregates`."""
+    return run_on(aggregates, FUNNEL.statement(filters))
 
 
 @dataclass(frozen=True)

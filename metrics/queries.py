@@ -44,11 +44,12 @@ PAGES: dict[str, tuple[str, ...]] = {
     "engine_health": ("health.summary", "health.arrivals", "health.newest_received", "health.burn_rates",
                       "health.latency_over_time", "health.events_over_time", "health.errors_by_code",
                       "health.fallbacks_by_reason", "health.model_versions", "model_quality.scores",
-                      "model_quality.lift_vs_rules"),
+                      "model_quality.lift_vs_rules", *(q.name for q in rollup_read.READS)),
     "alerts": ("monitors.open_alerts", "monitors.pauses", "monitors.pause_audit", "monitors.alerts",
                "monitors.windows"),
     "governance": ("compliance.consent", "compliance.consent_daily", "compliance.saturation", "compliance.parity",
-                   "compliance.audit", "compliance.erasures", "ope.propensity_integrity"),
+                   "compliance.audit", "compliance.erasures", "ope.propensity_integrity",
+                   *(q.name for q in rollup_read.READS)),
     "policy_lab": ("ope.imported_campaigns", "ope.bandit_log"),
 }
 """Page (its file in pages/, without .py) -> the queries it runs, in the page's order."""

@@ -11,7 +11,7 @@ from metrics import model_quality as mq
 from metrics.filters import Filters
 from metrics.queries import explain
 from momento import formatting as fmt
-from pages import charts, tables, ui
+from pages import analytics, charts, tables, ui
 from pages.cache import cached, settings
 from pages.explain import how_computed
 
@@ -79,29 +79,30 @@ def slo(f: Filters, s: health.Summary) -> None:
         st.metric("Error budget left", fmt.percent(s.budget_remaining),
                   help="1 − burn rate over the filtered period: below 0 the SLO is missed.")
     with right:
-        burns = cached(health.burn_rates, f, BUDGET_MS)
+        burns = health.burn_rates(analytics.aggregates(), f, BUDGET_MS)
         tables.table(burns, "slo_burn_rates", {
             "window": "Window (ending at the newest decision)", "decisions": tables.count("Decisions"),
             "within_budget": None, "attainment": tables.percent("Within budget", 2),
             "burn_rate": tables.Column("Burn rate", lambda v: f"{fmt.number(v, 2)}×",
                                        help="1× spends the error budget exactly; 14× over 1 h pages."),
         })
-        how_computed(explain(health.BURN, f, budget_ms=BUDGET_MS))
+        how_computed(explain(health.BURN, f, budget_ms=BUDGET_MS), *analytics.source())
 
 
 def over_time(f: Filters, s: health.Summary) -> None:
     bucket = health.bucket_seconds(s.first_ts, s.last_ts)
-    series = cached(health.latency_over_time, f, bucket, BUDGET_MS)
-    events = cached(health.events_over_time, f, bucket)
+    aggregates = analytics.aggregates()
+    series = health.latency_over_time(aggregates, f, bucket, BUDGET_MS)
+    events = health.events_over_time(aggregates, f, bucket)
     st.subheader("Latency percentiles")
     ui.chart(charts.latency(series, bucket, BUDGET_MS))
-    how_computed(explain(health.OVER_TIME, f, bucket_s=bucket, budget_ms=BUDGET_MS))
+    how_computed(explain(health.OVER_TIME, f, bucket_s=bucket, budget_ms=BUDGET_MS), *analytics.source())
 
     left, right = st.columns(2)
     with left:
         st.subheader("Throughput")
         ui.chart(charts.throughput(series, events, bucket))
-        how_computed(explain(health.EVENTS_OVER_TIME, f, bucket_s=bucket))
+        how_computed(explain(health.EVENTS_OVER_TIME, f, bucket_s=bucket), *analytics.source())
     with right:
         st.subheader("Errors and fallbacks")
         ui.chart(charts.error_rates(series, bucket))
@@ -119,14 +120,14 @@ def breakdowns(f: Filters) -> None:
          "No decision fell back to the default"),
     ):
         with column:
-            frame = cached(fn, f)
+            frame = fn(analytics.aggregates(), f)
             st.subheader(title)
             if frame.is_empty():
                 ui.no_data(f"{empty} ({ui.describe(f)}).")
             else:
                 ui.chart(charts.breakdown(frame))
                 tables.table(frame, fn.__name__, columns)
-            how_computed(explain(query, f))
+            how_computed(explain(query, f), *analytics.source())
 
 
 def models(f: Filters) -> None:
@@ -148,13 +149,15 @@ def live(f: Filters) -> None:
         service_panel()
     s = None
     with ui.panel("Engine health"):
-        s = cached(health.summary, f, BUDGET_MS)
+        s = health.summary(analytics.aggregates(), f, BUDGET_MS)
+        analytics.source_note()
         if s.decisions == 0:
             ui.no_data(f"No decisions in the lake for {ui.describe(f)}: nothing to measure yet.")
         else:
             kpis(s)
         how_computed(explain(health.SUMMARY, f, budget_ms=BUDGET_MS),
-                     explain(health.ARRIVALS, Filters(), window_s=WINDOW_S), explain(health.NEWEST, Filters()))
+                     explain(health.ARRIVALS, Filters(), window_s=WINDOW_S), explain(health.NEWEST, Filters()),
+                     *analytics.source())
     if s is None or s.decisions == 0:
         return
     with ui.panel("SLO"):

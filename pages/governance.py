@@ -11,7 +11,7 @@ from metrics.filters import Filters
 from metrics.queries import explain
 from momento import formatting as fmt
 from momento.codes import Code, sentence
-from pages import charts, tables, ui
+from pages import analytics, charts, tables, ui
 from pages.cache import cached, scenario
 from pages.explain import how_computed
 
@@ -38,14 +38,14 @@ def consent(f: Filters) -> None:
                        "or push opted out.")
     row[3].metric("Users reached by messages", fmt.number(c.messaged_users))
     how_computed(explain(compliance.CONSENT, f))
-    daily = cached(compliance.consent_daily, f)
+    daily = compliance.consent_daily(analytics.aggregates(), f)
     if daily.height:
         left, right = st.columns(2)
         with left:
             ui.chart(charts.consent_rate(daily))
         with right:
             ui.chart(charts.withdrawals(daily))
-        how_computed(explain(compliance.CONSENT_DAILY, f))
+        how_computed(explain(compliance.CONSENT_DAILY, f), *analytics.source())
 
 
 def saturation(f: Filters) -> None:

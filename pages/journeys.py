@@ -11,7 +11,7 @@ from metrics.filters import Filters
 from metrics.queries import explain
 from momento.kpis import METRICS
 from pages import analytics, charts, tables, ui
-from pages.cache import cached, scenario
+from pages.cache import scenario
 from pages.explain import how_computed
 
 
@@ -71,11 +71,12 @@ def live() -> None:
     filters = ui.filters()
     view = None
     with ui.panel("Journeys"):
-        funnel = cached(journeys.load_funnel, filters)
+        funnel = journeys.funnel_frame(analytics.aggregates(), filters)
+        analytics.source_note()
         if not funnel.height:
             ui.no_data(f"No decisions for {ui.describe(filters)}. Widen the filters, or run "
                        "`momento backfill` / `momento demo` to fill the lake.")
-            how_computed(explain(journeys.FUNNEL, filters))
+            how_computed(explain(journeys.FUNNEL, filters), *analytics.source())
             return
         st.subheader("Eligible traffic per experience")
         overview_table(funnel)
@@ -91,7 +92,7 @@ def live() -> None:
             view = None
         else:
             waterfall(view)
-        how_computed(explain(journeys.FUNNEL, filters))
+        how_computed(explain(journeys.FUNNEL, filters), *analytics.source())
     if view is not None:
         with ui.panel("Revenue and uplift"):
             revenue(view, filters)

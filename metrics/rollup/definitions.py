@@ -13,6 +13,13 @@ the caller as views; user values are always bound parameters):
   units that entered between days S and E, as of day E, are the sum of the rows with cohort_day
   in [S, E] and change_day <= E.
 
+The operational aggregates (`OPERATIONS`: the Engine health and Governance pages) need no units:
+each decision or event counts once in its UTC hour. They still come from per-user state
+(`decision_ops`, `event_ops`: counts per user, hour and the aggregates' keys), so that an erased
+user's counts are retracted like every other contribution. Latency is kept as a histogram over
+fixed log-spaced buckets (`LATENCY_BUCKETS_PER_DECADE`), whose counts are exact and whose
+percentiles carry the relative error `LATENCY_RELATIVE_ERROR`.
+
 Units and definitions (see docs/architecture.md, "Rollups"):
 - an experiment's unit is a user with an exposure in it (holdout excluded): arm, element and
   channel of the first exposure (ties by exposure id), segment of the user's first decision;
@@ -33,7 +40,7 @@ import pyarrow as pa
 
 from metrics.arm_stats import stat_fields
 from metrics.rollup.state import Additive, Aggregate, Column, Pick, StateTable, key, summed
-from momento.kpis import MEASURES, METRICS, Metric
+from momento.kpis import CAPPED, CLICK_EVENTS, ELIGIBLE, FALLBACK, MEASURES, METRICS, PERSONALISED, Metric
 from momento.lake.schema import UTC_TS
 from momento.sql import sql_list
 
@@ -95,10 +102,63 @@ PARTIALS = Pick("partials", (key("family", _STR), key("unit", _STR), key("user_i
 """The first hour of each unit from its first exposure or decision on (`family`: exposed, whose
 `unit` is the experiment, or reached, whose `unit` is the scope); recomputed whole, newest wins."""
 
+LATENCY_BUCKETS_PER_DECADE = 20
+"""Latency histogram resolution: bucket k holds latencies in (10^((k-1)/20), 10^(k/20)] µs (bucket 0:
+at most 1 µs), so every power of ten (1 ms, 10 ms, 100 ms) is a bucket edge."""
+LATENCY_RELATIVE_ERROR = 10 ** (1 / (2 * LATENCY_BUCKETS_PER_DECADE)) - 1
+"""A percentile read as its bucket's geometric midpoint is within this relative error (5.9%) of
+the exact nearest-rank percentile: the exact value lies in the same bucket."""
+
+
+def latency_bucket(latency_us: str) -> str:
+    """SQL: the histogram bucket of a latency in µs (NULL stays NULL)."""
+    return (f"CASE WHEN {latency_us} <= 1 THEN 0 "
+            f"ELSE CAST(ceil(log10({latency_us}) * {LATENCY_BUCKETS_PER_DECADE}) AS INTEGER) END")
+
+
+def latency_value(bucket: str) -> str:
+    """SQL: the latency (µs) a bucket stands for: its geometric midpoint (1 µs for bucket 0)."""
+    return f"CASE WHEN {bucket} = 0 THEN 1.0 ELSE pow(10, ({bucket} - 0.5) / {LATENCY_BUCKETS_PER_DECADE}) END"
+
+
+def within_budget(bucket: str, budget_us: str) -> str:
+    """SQL: whether a bucket lies within a budget (µs): its upper edge is at most the budget. Exactly
+    the latencies within the budget when the budget is a bucket edge (10 ms is); otherwise the
+    bucket straddling it is left out (a lower bound)."""
+    return f"{bucket} <= floor(log10({budget_us}) * {LATENCY_BUCKETS_PER_DECADE} + 1e-9)"
+
+
+_OPS_KEYS = (key("hour", _BIG), key("journey", _STR), key("channel", _STR), key("segment", _STR))
+DECISION_OPS = Additive("decision_ops", (key("user_id", _STR), *_OPS_KEYS, key("error_code", _STR),
+                                         key("fallback_reason", _STR), key("latency_bucket", _INT)),
+                        (Column("decisions", _BIG, "sum"), Column("consented", _BIG, "sum")))
+"""A user's decisions per hour, journey, channel, segment, error code (errors only), fallback
+reason (fallbacks only) and latency bucket; and how many had consent."""
+EVENT_OPS = Additive("event_ops", (key("user_id", _STR), key("hour", _BIG), key("channel", _STR), key("segment", _STR)),
+                     (Column("events", _BIG, "sum"), Column("consent_events", _BIG, "sum"),
+                      Column("withdrawals", _BIG, "sum"), Column("opt_outs", _BIG, "sum")))
+"""A user's events per hour (of event time), channel and segment; consent changes and opt-outs
+(`consent_events`), consent withdrawals, opt-outs."""
+
+SERVED_DECISIONS = Additive("served_decisions", (key("user_id", _STR), key("decision_id", _STR), key("day", _INT),
+                                                 key("journey", _STR), key("channel", _STR), key("segment", _STR),
+                                                 key("serving", _STR)),
+                            (Column("decisions", _BIG, "sum"),))
+"""A user's decisions with the journey funnel's attributes (day, journey, channel, segment and
+serving class: `SERVING_SQL`); a decision delivered twice counts twice, as in the raw table."""
+DECISION_LINKS = Additive("decision_links", (key("user_id", _STR), key("decision_id", _STR)),
+                          (Column("exposures", _BIG, "sum"), Column("clicks", _BIG, "sum"),
+                           Column("purchases", _BIG, "sum")))
+"""What followed a user's decision: exposures, clicks and purchases that carry its id (from
+whichever batch they arrive in, before or after the decision)."""
+
 FACTS: tuple[StateTable, ...] = (USER_HOURS, PLACEMENT_HOURS, EXPOSURE_FIRSTS, EXPOSURE_HOURS, DECISION_FIRSTS,
-                                 DECISION_HOURS)
+                                 DECISION_HOURS, DECISION_OPS, EVENT_OPS, SERVED_DECISIONS, DECISION_LINKS)
 """State tables made from raw rows alone (additive, or first-by-time)."""
 STATE: tuple[StateTable, ...] = (*FACTS, PARTIALS)
+USER_TABLES: tuple[StateTable, ...] = (DECISION_OPS, EVENT_OPS, EXPOSURE_FIRSTS, DECISION_LINKS)
+"""State tables that between them hold every user with a row in the rollups (where an erasure
+looks for its subjects)."""
 
 
 def _sum(measure: str) -> str:
@@ -112,6 +172,15 @@ def _sum(measure: str) -> str:
 def _types(measures: Sequence[str]) -> str:
     return sql_list(sorted({t for n in measures for t in MEASURES[n].event_types}) or ["-"])
 
+
+SERVING_SQL = f"""CASE WHEN NOT d.consent THEN 'no_consent'
+             WHEN {CAPPED} THEN 'capped'
+             WHEN d.arm = 'holdout' THEN 'holdout'
+             WHEN NOT {ELIGIBLE} THEN 'blocked'
+             WHEN {FALLBACK} THEN 'fallback'
+             WHEN {PERSONALISED} THEN 'model'
+             ELSE 'fixed' END"""
+"""A decision's serving class, in the order governance decides them (`metrics.journeys.SERVING`)."""
 
 _EXPOSED = "f.experiment_id IS NOT NULL AND f.arm IS NOT NULL AND f.arm <> 'holdout'"
 _SCOPED = (f"(SELECT '{ALL_JOURNEYS}' AS scope, d.* FROM in_decisions d "
@@ -143,6 +212,24 @@ def facts_sql(table: str) -> str:
         "decision_hours": f"SELECT d.scope, d.user_id, {hour_of('d.ts')} AS hour, "
                           f"{', '.join(_sum(m) for m in DECISION_MEASURES)} FROM {_SCOPED} "
                           f"GROUP BY d.scope, d.user_id, hour",
+        "decision_ops": f"SELECT d.user_id, {hour_of('d.ts')} AS hour, d.journey, d.channel, d.segment, "
+                        "CASE WHEN d.status = 'error' THEN coalesce(d.error_code, 'unknown') END AS error_code, "
+                        "CASE WHEN d.fallback THEN coalesce(d.fallback_reason, 'unknown') END AS fallback_reason, "
+                        f"{latency_bucket('d.latency_us')} AS latency_bucket, count(*) AS decisions, "
+                        "count(*) FILTER (WHERE d.consent) AS consented FROM in_decisions d GROUP BY ALL",
+        "served_decisions": f"SELECT d.user_id, d.decision_id, {day_of('d.ts')} AS day, d.journey, d.channel, "
+                            f"d.segment, {SERVING_SQL} AS serving, count(*) AS decisions FROM in_decisions d GROUP BY ALL",
+        "decision_links": "SELECT user_id, decision_id, sum(exposures) AS exposures, sum(clicks) AS clicks, "
+                          "sum(purchases) AS purchases FROM (SELECT x.user_id, x.decision_id, 1 AS exposures, 0 AS clicks, "
+                          "0 AS purchases FROM in_exposures x WHERE x.decision_id IS NOT NULL UNION ALL "
+                          f"SELECT e.user_id, e.decision_id, 0, CASE WHEN e.event_type IN ({sql_list(CLICK_EVENTS)}) "
+                          "THEN 1 ELSE 0 END, CASE WHEN e.event_type = 'purchase' THEN 1 ELSE 0 END FROM in_events e "
+                          f"WHERE e.decision_id IS NOT NULL AND e.event_type IN ({sql_list((*CLICK_EVENTS, 'purchase'))})) "
+                          "GROUP BY user_id, decision_id",
+        "event_ops": f"SELECT e.user_id, {hour_of('e.ts')} AS hour, e.channel, e.segment, count(*) AS events, "
+                     "count(*) FILTER (WHERE e.event_type IN ('consent_change', 'opt_out')) AS consent_events, "
+                     "count(*) FILTER (WHERE e.event_type = 'consent_change' AND e.consent = false) AS withdrawals, "
+                     "count(*) FILTER (WHERE e.event_type = 'opt_out') AS opt_outs FROM in_events e GROUP BY ALL",
     }
     return sql[table]
 
@@ -190,7 +277,31 @@ EXECUTIVE_REVENUE = Aggregate(
     (key("scope", _STR), key("grp", _STR), key("segment", _STR), key("channel", _STR),
      key("cohort_day", _INT), key("hour", _BIG)),
     (Column("revenue", pa.float64(), "sum"),))
-AGGREGATES: tuple[Aggregate, ...] = (EXPERIMENT_STATS, EXECUTIVE_STATS, EXECUTIVE_REVENUE)
+HEALTH_OPS = Aggregate(
+    "health_ops", (*_OPS_KEYS, key("error_code", _STR), key("fallback_reason", _STR)),
+    (Column("decisions", _BIG, "sum"), Column("consented", _BIG, "sum")))
+LATENCY_HISTOGRAM = Aggregate("latency_histogram", (*_OPS_KEYS, key("latency_bucket", _INT)),
+                              (Column("decisions", _BIG, "sum"),))
+EVENT_COUNTS = Aggregate("event_counts", (key("hour", _BIG), key("channel", _STR), key("segment", _STR)),
+                         (Column("events", _BIG, "sum"), Column("consent_events", _BIG, "sum"),
+                          Column("withdrawals", _BIG, "sum"), Column("opt_outs", _BIG, "sum")))
+JOURNEY_FUNNEL = Aggregate("journey_funnel", (key("day", _INT), key("journey", _STR), key("channel", _STR),
+                                               key("segment", _STR), key("serving", _STR)),
+                            (Column("decisions", _BIG, "sum"), Column("exposed", _BIG, "sum"),
+                             Column("clicked", _BIG, "sum"), Column("converted", _BIG, "sum")))
+"""Decisions per day and funnel attributes, and how many of them were seen, clicked, converted."""
+OPERATIONS: tuple[Aggregate, ...] = (HEALTH_OPS, LATENCY_HISTOGRAM, EVENT_COUNTS)
+"""Hourly operational counts: each decision (event) in its hour, from the per-user state."""
+AGGREGATES: tuple[Aggregate, ...] = (EXPERIMENT_STATS, EXECUTIVE_STATS, EXECUTIVE_REVENUE, *OPERATIONS, JOURNEY_FUNNEL)
+
+
+def _operations_sql(aggregate: Aggregate) -> str:
+    """The contributions of the per-user operational state to `aggregate`: its counts summed over
+    users, each row signed by its side."""
+    state = EVENT_OPS if aggregate is EVENT_COUNTS else DECISION_OPS
+    keys = ", ".join(c.name for c in aggregate.keys)
+    values = ", ".join(f"CAST(sum(s.side * s.{c.name}) AS BIGINT) AS {c.name}" for c in aggregate.values)
+    return f"WITH s AS (SELECT * FROM {state.name})\nSELECT {keys}, {values} FROM s GROUP BY {keys}"
 
 
 def _value(m: Metric, measure: str, running: str) -> str:
@@ -357,13 +468,31 @@ GROUP BY {bucket_r}, u.first_hour"""
     return out
 
 
+_FUNNEL_SQL = """WITH d AS (SELECT * FROM served_decisions), l AS (SELECT * FROM decision_links)
+SELECT d.day, d.journey, d.channel, d.segment, d.serving,
+       CAST(sum(d.side * d.decisions) AS BIGINT) AS decisions,
+       CAST(coalesce(sum(d.side * d.decisions) FILTER (WHERE l.exposures > 0), 0) AS BIGINT) AS exposed,
+       CAST(coalesce(sum(d.side * d.decisions) FILTER (WHERE l.exposures > 0 AND l.clicks > 0), 0) AS BIGINT) AS clicked,
+       CAST(coalesce(sum(d.side * d.decisions) FILTER (WHERE l.exposures > 0 AND l.purchases > 0), 0) AS BIGINT)
+           AS converted
+FROM d LEFT JOIN l ON l.side = d.side AND l.user_id = d.user_id AND l.decision_id = d.decision_id
+GROUP BY d.day, d.journey, d.channel, d.segment, d.serving"""
+"""The journey funnel's contributions: each decision once, in its day and serving class, with
+whether an exposure, a click and a purchase carrying its id followed (by the same user)."""
+
+
 def contributions_sql(aggregate: str, pre_days: int, state: Literal["", "cur_", "both_"] = "") -> str:
     """SQL: the rows of aggregate table `aggregate` that the units in the state tables contribute,
     read from the relations named `<state><table>` (e.g. `cur_user_hours`). Every state row
     carries a `side` (+1, or -1 for the state before a fold): contributions are counted with
     their side's sign, so one evaluation over both states gives a fold's increments."""
-    family = "exposed" if aggregate == "experiment_stats" else "reached"
-    body = _family_sql(family, pre_days)[aggregate]
+    operations = {a.name: a for a in OPERATIONS}
+    if aggregate == JOURNEY_FUNNEL.name:
+        body = _FUNNEL_SQL
+    elif aggregate in operations:
+        body = _operations_sql(operations[aggregate])
+    else:
+        body = _family_sql("exposed" if aggregate == "experiment_stats" else "reached", pre_days)[aggregate]
     if not state:
         return body
     aliases = ",\n".join(f"{t.name} AS (SELECT * FROM {state}{t.name})" for t in STATE)

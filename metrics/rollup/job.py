@@ -134,7 +134,7 @@ class RollupJob:
             else:
                 cursor = wh.cursor()
                 try:
-                    folded = fold(cursor, batch, self.pre_days, prior=True, existing=frozenset(wh.versions))
+                    folded = fold(cursor, batch, self.pre_days, prior=True, existing=frozenset(n for n in wh.versions if wh.has(n)))
                 finally:
                     cursor.close()
             counts = " + ".join(f"(SELECT count(*) FROM ({sql}))" for sql in (batch.events, batch.exposures,
@@ -177,7 +177,7 @@ class RollupJob:
         if not subjects.height:
             return ()
         found: set[str] = set()
-        for table in (defs.USER_HOURS, defs.EXPOSURE_FIRSTS, defs.DECISION_FIRSTS):
+        for table in defs.USER_TABLES:
             name = defs.TABLE_NAMES(table.name)
             if wh.has(name):
                 frame = wh.query(f"SELECT DISTINCT user_id FROM {name} WHERE {COMMITTED} "

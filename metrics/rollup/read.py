@@ -195,7 +195,7 @@ def _fold(reads: _Reads, pre_days: int, max_tail_rows: int, last: Run | None, re
         batch = Batch(events, exposures, decisions, dict(params), upper=datetime(9999, 1, 1, tzinfo=timezone.utc))
         cursor = wh.cursor()
         try:
-            folded = fold(cursor, batch, pre_days, prior=not reason, existing=frozenset(wh.versions),
+            folded = fold(cursor, batch, pre_days, prior=not reason, existing=frozenset(n for n in wh.versions if wh.has(n)),
                           keep_state=False)
             newest = cursor.sql("SELECT max(ts) FROM in_events").fetchall()[0][0]
         finally:

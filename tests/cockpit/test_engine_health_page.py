@@ -14,12 +14,15 @@ import pytest
 from metrics import health
 from metrics import model_quality as mq
 from metrics.filters import Filters
+from metrics.rollup.read import aggregates
 from cli.processes import free_loopback_port, wait_until_healthy
 from momento.lake.warehouse import Warehouse
+from momento.scenario import load_scenario
 from momento.settings import PROJECT_ROOT, load_settings
 
 PAGE = "pages/engine_health.py"
 BUDGET_MS = load_settings({}).decision_budget_ms
+PRE_DAYS = load_scenario(PROJECT_ROOT / "data" / "scenario.toml").business.pre_period_days
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +30,10 @@ def warehouse(small_lake: Path):
     wh = Warehouse(small_lake)
     yield wh
     wh.close()
+
+
+def _captions(at) -> str:
+    return "\n".join(c.value for c in at.caption)
 
 
 def _no_traceback(at) -> None:
@@ -37,8 +44,9 @@ def test_key_numbers_equal_metrics(run_page, small_lake, warehouse, metric_value
     at = run_page(PAGE, small_lake)
     _no_traceback(at)
     assert not at.error, [e.value for e in at.error]
+    assert "Computed from every raw row: no rollups yet" in _captions(at)
     shown = metric_values(at)
-    s = health.summary(warehouse, Filters(), BUDGET_MS)
+    s = health.summary(aggregates(warehouse, PRE_DAYS), Filters(), BUDGET_MS)
     assert s.decisions > 0
     assert shown["Decisions"] == pt_br(f"{s.decisions:,}")
     assert shown["Latency p50"] == pt_br(f"{s.p50_ms:,.2f} ms")
@@ -59,9 +67,20 @@ def test_key_numbers_equal_metrics(run_page, small_lake, warehouse, metric_value
 def test_filters_from_the_url(run_page, small_lake, warehouse, metric_values, pt_br):
     at = run_page(PAGE, small_lake, query={"channel": "app", "segment": "returning"})
     _no_traceback(at)
-    s = health.summary(warehouse, Filters(channel="app", segment="returning"), BUDGET_MS)
-    assert 0 < s.decisions < health.summary(warehouse, Filters(), BUDGET_MS).decisions
+    served = aggregates(warehouse, PRE_DAYS)
+    s = health.summary(served, Filters(channel="app", segment="returning"), BUDGET_MS)
+    assert 0 < s.decisions < health.summary(served, Filters(), BUDGET_MS).decisions
     assert metric_values(at)["Decisions"] == pt_br(f"{s.decisions:,}")
+
+
+def test_from_the_rollups_the_same_numbers(run_page, rolled_up_lake, small_lake, metric_values):
+    at = run_page(PAGE, rolled_up_lake)
+    _no_traceback(at)
+    assert "From the rollups" in _captions(at)
+    raw = run_page(PAGE, small_lake)
+    for label in ("Decisions", "Latency p50", "Latency p95", "Latency p99", "Error rate", "Fallback rate",
+                  "Within budget"):
+        assert metric_values(at)[label] == metric_values(raw)[label], label
 
 
 def test_service_down_is_a_status_not_an_error(run_page, small_lake, metric_values, texts):

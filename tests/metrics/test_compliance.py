@@ -13,6 +13,7 @@ from scipy import stats as sps
 
 from metrics import compliance as gov
 from metrics.filters import Filters
+from metrics.rollup.read import aggregates
 from momento.codes import POLICY_NAMES
 from momento.lake.writer import LakeWriter
 from momento.lake.warehouse import Warehouse
@@ -110,7 +111,7 @@ def test_consent_and_opt_out_rates(lake):
 
 def test_consent_daily_adds_up(lake):
     wh, decisions, _, events = lake
-    daily = gov.consent_daily(wh, Filters())
+    daily = gov.consent_daily(aggregates(wh, pre_days=14), Filters())
     assert daily["decisions"].sum() == decisions.height
     assert daily["opt_outs"].sum() == (events["event_type"] == "opt_out").sum()
     assert daily.height == 3

@@ -1,4 +1,6 @@
-"""metrics/health.py against an independent polars/numpy computation over hand-made rows."""
+"""metrics/health.py against an independent polars/numpy computation over hand-made rows: counts
+exactly, latency percentiles within the histogram's stated bound of the exact nearest-rank
+percentile, read from raw rows and from the rollups alike."""
 
 from __future__ import annotations
 
@@ -10,12 +12,16 @@ import polars as pl
 import pytest
 
 from metrics import health
+from metrics.rollup.definitions import LATENCY_RELATIVE_ERROR
+from metrics.rollup.job import RollupJob
+from metrics.rollup.read import aggregates
 from metrics.filters import Filters
 from momento.lake.writer import LakeWriter
 from momento.lake.warehouse import Warehouse
 
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=timezone.utc)
 BUDGET_MS = 10.0
+PRE_DAYS = 7
 N = 3_000
 
 
@@ -68,16 +74,34 @@ def lake(tmp_path_factory):
     root = tmp_path_factory.mktemp("health_lake")
     decisions, events = _decisions(rng), _events(rng)
     with LakeWriter(root, background=False, compact_every_seconds=None) as writer:
-        writer.append("decisions", decisions)
+        writer.append("decisions", decisions[: N // 2])
         writer.append("events", events)
+        writer.flush()
+        RollupJob(root, PRE_DAYS).run_once()
+        writer.append("decisions", decisions[N // 2:])  # the live tail, folded on read
     wh = Warehouse(root)
-    yield wh, decisions, events
+    served = aggregates(wh, PRE_DAYS)
+    assert served.source.mode == "rollups", served.source.reason
+    assert served.source.tail_rows == N - N // 2
+    yield wh, served, decisions, events
     wh.close()
 
 
 @pytest.fixture(scope="module")
 def empty():
-    return Warehouse(Path("/nonexistent/momento-lake"))
+    wh = Warehouse(Path("/nonexistent/momento-lake"))
+    return wh, aggregates(wh, PRE_DAYS)
+
+
+def nearest_rank(values: np.ndarray, q: float) -> float:
+    """The exact nearest-rank percentile: the ceil(q·n)-th smallest value."""
+    return float(np.sort(values)[int(np.ceil(q * len(values) - 1e-9)) - 1])
+
+
+def assert_within_bound(estimate_ms: float | None, values_us: np.ndarray, q: float) -> None:
+    exact = nearest_rank(values_us, q) / 1000
+    assert estimate_ms is not None
+    assert abs(estimate_ms / exact - 1) <= LATENCY_RELATIVE_ERROR + 1e-12, (q, estimate_ms, exact)
 
 
 FILTERS = [
@@ -102,14 +126,15 @@ def _apply(frame: pl.DataFrame, f: Filters) -> pl.DataFrame:
 
 @pytest.mark.parametrize("filters", FILTERS, ids=str)
 def test_summary_matches_numpy(lake, filters):
-    wh, decisions, _ = lake
+    _, served, decisions, _ = lake
     expected = _apply(decisions, filters)
     latency = expected["latency_us"].to_numpy()
-    s = health.summary(wh, filters, BUDGET_MS)
+    s = health.summary(served, filters, BUDGET_MS)
     assert s.decisions == expected.height > 0
-    assert s.p50_ms == pytest.approx(np.quantile(latency, 0.5) / 1000)
-    assert s.p95_ms == pytest.approx(np.quantile(latency, 0.95) / 1000)
-    assert s.p99_ms == pytest.approx(np.quantile(latency, 0.99) / 1000)
+    for q, got in zip((0.5, 0.95, 0.99), (s.p50_ms, s.p95_ms, s.p99_ms)):
+        assert_within_bound(got, latency, q)
+    assert s.first_ts == expected["ts"].min().replace(minute=0, second=0, microsecond=0)
+    assert s.last_ts == expected["ts"].max().replace(minute=0, second=0, microsecond=0)
     assert s.errors == (expected["status"] == "error").sum()
     assert s.fallbacks == expected["fallback"].sum()
     assert s.error_rate == pytest.approx(s.errors / s.decisions)
@@ -120,69 +145,71 @@ def test_summary_matches_numpy(lake, filters):
 
 
 def test_latency_over_time_buckets_match_polars(lake):
-    wh, decisions, _ = lake
-    got = health.latency_over_time(wh, Filters(), 3600, BUDGET_MS)
+    _, served, decisions, _ = lake
+    got = health.latency_over_time(served, Filters(), 3600, BUDGET_MS)
     expected = (
         decisions.group_by(pl.col("ts").dt.truncate("1h").alias("bucket"))
-        .agg(pl.len().alias("n"), pl.col("latency_us").quantile(0.99, "linear").alias("p99"),
-             (pl.col("status") == "error").mean().alias("error_rate"))
+        .agg(pl.len().alias("n"), pl.col("latency_us"), (pl.col("status") == "error").mean().alias("error_rate"),
+             (pl.col("latency_us") <= BUDGET_MS * 1000).sum().alias("within"))
         .sort("bucket")
     )
     assert got.height == expected.height == 30
     assert got["decisions"].to_list() == expected["n"].to_list()
-    np.testing.assert_allclose(got["p99_ms"].to_numpy(), expected["p99"].to_numpy() / 1000)
+    assert got["within_budget"].to_list() == expected["within"].to_list()  # 10 ms is a bucket edge: exact
+    for p99, values in zip(got["p99_ms"], expected["latency_us"]):
+        assert_within_bound(p99, values.to_numpy(), 0.99)
     np.testing.assert_allclose(got["error_rate"].to_numpy(), expected["error_rate"].to_numpy())
     assert [b.timestamp() for b in got["bucket"]] == [b.timestamp() for b in expected["bucket"]]
 
 
 def test_events_over_time_is_events_per_second(lake):
-    wh, _, events = lake
-    got = health.events_over_time(wh, Filters(channel="email"), 3600)
+    _, served, _, events = lake
+    got = health.events_over_time(served, Filters(channel="email"), 3600)
     email = events.filter(pl.col("channel") == "email")
     assert got["events"].sum() == email.height
     assert got["events_per_s"].to_list() == pytest.approx([n / 3600 for n in got["events"].to_list()])
 
 
 def test_bucket_seconds_keeps_charts_readable():
-    assert health.bucket_seconds(T0, T0 + timedelta(minutes=30)) == 10
-    assert health.bucket_seconds(T0, T0 + timedelta(hours=30)) == 300
+    assert health.bucket_seconds(T0, T0 + timedelta(minutes=30)) == 3_600
+    assert health.bucket_seconds(T0, T0 + timedelta(hours=30)) == 3_600
     assert health.bucket_seconds(T0, T0 + timedelta(days=28)) == 21_600
     assert health.bucket_seconds(T0, T0 + timedelta(days=3_000)) == 86_400
-    assert health.bucket_seconds(None, None) == 60
+    assert health.bucket_seconds(None, None) == 3_600
 
 
 def test_errors_and_fallbacks_by_code(lake):
-    wh, decisions, _ = lake
+    _, served, decisions, _ = lake
     f = Filters(channel="app")
     expected = _apply(decisions, f)
-    errors = health.errors_by_code(wh, f)
+    errors = health.errors_by_code(served, f)
     want = expected.filter(pl.col("status") == "error").group_by("error_code").len()
     assert dict(errors.select("code", "decisions").iter_rows()) == dict(want.iter_rows())
     assert errors["rate"].sum() == pytest.approx((expected["status"] == "error").mean())
     assert set(errors["failure"]) == {True}
     assert errors.filter(pl.col("code") == "model_error")["meaning"][0].startswith("The model raised")
 
-    fallbacks = health.fallbacks_by_reason(wh, f)
+    fallbacks = health.fallbacks_by_reason(served, f)
     want = expected.filter(pl.col("fallback")).group_by("fallback_reason").len()
     assert dict(fallbacks.select("code", "decisions").iter_rows()) == dict(want.iter_rows())
     failure = dict(fallbacks.select("code", "failure").iter_rows())
     assert failure["budget_exceeded"] is True and failure["no_consent"] is False
 
 
-def test_burn_rates_windows_end_at_newest_decision(lake):
-    wh, decisions, _ = lake
-    got = health.burn_rates(wh, Filters(), BUDGET_MS)
-    newest = decisions["ts"].max()
+def test_burn_rates_windows_are_whole_hours_ending_with_the_newest_decisions(lake):
+    _, served, decisions, _ = lake
+    got = health.burn_rates(served, Filters(), BUDGET_MS)
+    newest = decisions["ts"].max().replace(minute=0, second=0, microsecond=0)
     for row in got.iter_rows(named=True):
-        seconds = health.SLO_WINDOWS[row["window"]]
-        window = decisions.filter(pl.col("ts") > newest - timedelta(seconds=seconds))
+        hours = health.SLO_WINDOWS[row["window"]]
+        window = decisions.filter(pl.col("ts") >= newest - timedelta(hours=hours - 1))
         good = (window["latency_us"] <= BUDGET_MS * 1000).sum()
         assert row["decisions"] == window.height
         assert row["burn_rate"] == pytest.approx((1 - good / window.height) / (1 - health.SLO_TARGET))
 
 
 def test_model_versions_group_a_models_updates_per_policy(lake):
-    wh, decisions, _ = lake
+    wh, _, decisions, _ = lake
     got = health.model_versions(wh, Filters())
     assert got["decisions"].sum() == decisions.height
     sums = got.group_by("policy").agg(pl.col("share").sum())
@@ -198,7 +225,7 @@ def test_model_versions_group_a_models_updates_per_policy(lake):
 
 
 def test_writer_lag_and_throughput_now(lake):
-    wh, decisions, events = lake
+    wh, _, decisions, events = lake
     newest = events["received_at"].max()
     assert health.newest_received(wh) == newest
     assert health.writer_lag(health.newest_received(wh), now=newest + timedelta(seconds=42)) == pytest.approx(42)
@@ -211,21 +238,22 @@ def test_writer_lag_and_throughput_now(lake):
 
 
 def test_empty_or_missing_lake_gives_empty_answers_not_errors(empty):
-    s = health.summary(empty, Filters(), BUDGET_MS)
+    empty, nothing = empty
+    s = health.summary(nothing, Filters(), BUDGET_MS)
     assert s.decisions == 0 and s.p99_ms is None and s.error_rate is None and s.burn_rate is None
-    assert health.latency_over_time(empty, Filters(), 60, BUDGET_MS).is_empty()
-    assert health.events_over_time(empty, Filters(), 60).is_empty()
-    assert health.errors_by_code(empty, Filters()).is_empty()
-    assert health.burn_rates(empty, Filters(), BUDGET_MS)["burn_rate"].to_list() == [None, None, None]
+    assert health.latency_over_time(nothing, Filters(), 3600, BUDGET_MS).is_empty()
+    assert health.events_over_time(nothing, Filters(), 3600).is_empty()
+    assert health.errors_by_code(nothing, Filters()).is_empty()
+    assert health.burn_rates(nothing, Filters(), BUDGET_MS)["burn_rate"].to_list() == [None, None, None]
     assert health.newest_received(empty) is None and health.writer_lag(None) is None
     assert health.throughput_now(empty).events_per_s == 0
 
 
 def test_a_filter_with_no_data_is_empty(lake):
-    wh, _, _ = lake
+    _, served, _, _ = lake
     f = Filters(start=date(2030, 1, 1), end=date(2030, 1, 2))
-    assert health.summary(wh, f, BUDGET_MS).decisions == 0
-    assert health.latency_over_time(wh, f, 60, BUDGET_MS).is_empty()
+    assert health.summary(served, f, BUDGET_MS).decisions == 0
+    assert health.latency_over_time(served, f, 3600, BUDGET_MS).is_empty()
 
 
 def _exposition() -> str:

@@ -18,6 +18,8 @@ from momento.lake.warehouse import Warehouse
 sys.path.insert(0, str(Path(__file__).parent))
 from handmade import decision, event, exposure, purchase, write_lake  # noqa: E402
 
+PRE_DAYS = 14
+
 
 @pytest.fixture(scope="module")
 def handmade(tmp_path_factory) -> Warehouse:
@@ -47,7 +49,7 @@ def handmade(tmp_path_factory) -> Warehouse:
 
 
 def test_every_serving_class_and_stage_is_counted_exactly(handmade, bundled_scenario):
-    view = journeys.journey(journeys.load_funnel(handmade, Filters()), bundled_scenario, "browse")
+    view = journeys.journey(journeys.load_funnel(handmade, Filters(), PRE_DAYS), bundled_scenario, "browse")
     assert dict(view.serving.select("serving", "decisions").rows()) == {
         "no_consent": 1, "capped": 1, "holdout": 1, "blocked": 1, "fallback": 2, "model": 2, "fixed": 1}
     assert dict(view.waterfall.select("stage", "decisions").rows()) == {
@@ -60,7 +62,7 @@ def test_every_serving_class_and_stage_is_counted_exactly(handmade, bundled_scen
 
 
 def test_the_overview_answers_how_much_traffic_is_eligible_per_experience(handmade, bundled_scenario):
-    overview = journeys.overview(journeys.load_funnel(handmade, Filters()), bundled_scenario)
+    overview = journeys.overview(journeys.load_funnel(handmade, Filters(), PRE_DAYS), bundled_scenario)
     assert overview["journey"].to_list() == [j.id for j in bundled_scenario.journeys]
     browse = overview.filter(pl.col("journey") == "browse").row(0, named=True)
     assert (browse["traffic"], browse["eligible"], browse["eligible_share"]) == (9, 5, pytest.approx(5 / 9))
@@ -71,7 +73,7 @@ def test_the_overview_answers_how_much_traffic_is_eligible_per_experience(handma
 
 def test_small_lake_counts_equal_an_independent_polars_count(small_lake, bundled_scenario):
     wh = Warehouse(small_lake)
-    funnel = journeys.load_funnel(wh, Filters())
+    funnel = journeys.load_funnel(wh, Filters(), PRE_DAYS)
     raw = wh.query("SELECT journey, arm, consent, fallback, fallback_reason, status FROM decisions")
     blocks = [c.value for c in GOVERNANCE_BLOCKS]
     eligible = raw.filter((pl.col("arm") != "holdout") & pl.col("consent")
@@ -89,9 +91,9 @@ def test_small_lake_counts_equal_an_independent_polars_count(small_lake, bundled
 
 def test_filters_narrow_the_funnel(small_lake, bundled_scenario):
     wh = Warehouse(small_lake)
-    everything = journeys.load_funnel(wh, Filters())["decisions"].sum()
-    returning = journeys.load_funnel(wh, Filters(segment="returning"))
-    only_cart = journeys.load_funnel(wh, Filters(journey="cart"))
+    everything = journeys.load_funnel(wh, Filters(), PRE_DAYS)["decisions"].sum()
+    returning = journeys.load_funnel(wh, Filters(segment="returning"), PRE_DAYS)
+    only_cart = journeys.load_funnel(wh, Filters(journey="cart"), PRE_DAYS)
     assert 0 < returning["decisions"].sum() < everything
     assert set(only_cart["journey"]) == {"cart"}
     raw = wh.query("SELECT count(*) AS n FROM decisions WHERE segment = 'returning'")["n"].item()

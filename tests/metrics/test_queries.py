@@ -34,8 +34,8 @@ def test_a_metric_is_explained_from_the_first_page_that_shows_it(bundled_scenari
     assert "holdout" in arpu.method and arpu.docs == DOCS
     latency = explain_metric("latency_p50_p95_p99", bundled_scenario, 12.5)
     assert latency.query.name == "health.summary"
-    assert "QUANTILE_CONT(d.latency_us, [0.5, 0.95, 0.99])" in latency.sql
-    assert "d.latency_us <= 12500.0" in latency.sql
+    assert "FROM latency_histogram" in latency.sql
+    assert "LOG(10, 12500.0)" in latency.sql
     on_experiments = explain_metric("conversion_rate", bundled_scenario, 10.0, page="experiments")
     assert on_experiments.query.name == "experiments.stats"
     expected = experiments.STATS.statement(Filters(), pre_days=14, as_of=EXAMPLE_AS_OF,

@@ -1,67 +1,63 @@
--- compliance.consent_daily: Per UTC day: decisions, consented decisions, consent withdrawals and opt-outs.
+-- compliance.consent_daily: Per UTC day: decisions, consented decisions, consent withdrawals and opt-outs, from the rollups' hourly aggregates (health_ops, event_counts).
 -- binds: $f_start, $f_end, $f_channel, $f_segment, $f_journey
 WITH dd AS (
   SELECT
-    (
-      CAST('1970-01-01' AS DATE) + CAST(EPOCH_US(d.ts) // 86400000000 AS INT)
-    ) AS day,
-    COUNT(*) AS decisions,
-    COUNT(*) FILTER(WHERE
-      d.consent) AS consented
-  FROM decisions AS d
+    hour // 24 AS day_number,
+    SUM(decisions) AS decisions,
+    SUM(consented) AS consented
+  FROM health_ops
   WHERE
     (
-      $f_start IS NULL OR d.ts >= $f_start
+      $f_start IS NULL OR hour >= EPOCH_US(CAST($f_start AS TIMESTAMPTZ)) // 3600000000
     )
     AND (
-      $f_end IS NULL OR d.ts < $f_end
+      $f_end IS NULL OR hour < EPOCH_US(CAST($f_end AS TIMESTAMPTZ)) // 3600000000
     )
     AND (
-      $f_channel IS NULL OR d.channel = $f_channel
+      $f_channel IS NULL OR channel = $f_channel
     )
     AND (
-      $f_segment IS NULL OR d.segment = $f_segment
+      $f_segment IS NULL OR segment = $f_segment
     )
     AND (
-      $f_journey IS NULL OR d.journey = $f_journey
+      $f_journey IS NULL OR journey = $f_journey
     )
   GROUP BY
-    day
+    day_number
+  HAVING
+    SUM(decisions) <> 0
 ), ee AS (
   SELECT
-    (
-      CAST('1970-01-01' AS DATE) + CAST(EPOCH_US(e.ts) // 86400000000 AS INT)
-    ) AS day,
-    COUNT(*) FILTER(WHERE
-      e.event_type = 'consent_change' AND e.consent = FALSE) AS withdrawals,
-    COUNT(*) FILTER(WHERE
-      e.event_type = 'opt_out') AS opt_outs
-  FROM events AS e
+    hour // 24 AS day_number,
+    SUM(withdrawals) AS withdrawals,
+    SUM(opt_outs) AS opt_outs
+  FROM event_counts
   WHERE
     (
-      $f_start IS NULL OR e.ts >= $f_start
+      $f_start IS NULL OR hour >= EPOCH_US(CAST($f_start AS TIMESTAMPTZ)) // 3600000000
     )
     AND (
-      $f_end IS NULL OR e.ts < $f_end
+      $f_end IS NULL OR hour < EPOCH_US(CAST($f_end AS TIMESTAMPTZ)) // 3600000000
     )
     AND (
-      $f_channel IS NULL OR e.channel = $f_channel
+      $f_channel IS NULL OR channel = $f_channel
     )
     AND (
-      $f_segment IS NULL OR e.segment = $f_segment
+      $f_segment IS NULL OR segment = $f_segment
     )
-    AND e.event_type IN ('consent_change', 'opt_out')
   GROUP BY
-    day
+    day_number
+  HAVING
+    SUM(consent_events) <> 0
 )
 SELECT
-  day,
-  COALESCE(dd.decisions, 0) AS decisions,
-  COALESCE(dd.consented, 0) AS consented,
-  COALESCE(ee.withdrawals, 0) AS withdrawals,
-  COALESCE(ee.opt_outs, 0) AS opt_outs
+  CAST('1970-01-01' AS DATE) + CAST(day_number AS INT) AS day,
+  CAST(COALESCE(dd.decisions, 0) AS BIGINT) AS decisions,
+  CAST(COALESCE(dd.consented, 0) AS BIGINT) AS consented,
+  CAST(COALESCE(ee.withdrawals, 0) AS BIGINT) AS withdrawals,
+  CAST(COALESCE(ee.opt_outs, 0) AS BIGINT) AS opt_outs
 FROM dd
 FULL OUTER JOIN ee
-  USING (day)
+  USING (day_number)
 ORDER BY
   day

@@ -1,43 +1,80 @@
--- health.burn_rates: Decisions and decisions within the budget over the last 1 h, 6 h and 24 h of decisions.
+-- health.burn_rates: Decisions and decisions within the budget over the last 1, 6 and 24 whole hours of decisions, from the rollups' latency histogram.
 -- binds: $f_start, $f_end, $f_channel, $f_segment, $f_journey, $budget_us
 -- rendered with: budget_ms=10.0
-WITH f AS (
+WITH newest AS (
   SELECT
-    d.ts,
-    d.latency_us
-  FROM decisions AS d
+    MAX(hour) AS newest_hour
+  FROM health_ops
   WHERE
     (
-      $f_start IS NULL OR d.ts >= $f_start
+      $f_start IS NULL OR hour >= EPOCH_US(CAST($f_start AS TIMESTAMPTZ)) // 3600000000
     )
     AND (
-      $f_end IS NULL OR d.ts < $f_end
+      $f_end IS NULL OR hour < EPOCH_US(CAST($f_end AS TIMESTAMPTZ)) // 3600000000
     )
     AND (
-      $f_channel IS NULL OR d.channel = $f_channel
+      $f_channel IS NULL OR channel = $f_channel
     )
     AND (
-      $f_segment IS NULL OR d.segment = $f_segment
+      $f_segment IS NULL OR segment = $f_segment
     )
     AND (
-      $f_journey IS NULL OR d.journey = $f_journey
+      $f_journey IS NULL OR journey = $f_journey
     )
-), newest AS (
+    AND decisions <> 0
+), h AS (
   SELECT
-    MAX(ts) AS ts
-  FROM f
+    hour,
+    latency_bucket,
+    decisions
+  FROM latency_histogram
+  WHERE
+    (
+      $f_start IS NULL OR hour >= EPOCH_US(CAST($f_start AS TIMESTAMPTZ)) // 3600000000
+    )
+    AND (
+      $f_end IS NULL OR hour < EPOCH_US(CAST($f_end AS TIMESTAMPTZ)) // 3600000000
+    )
+    AND (
+      $f_channel IS NULL OR channel = $f_channel
+    )
+    AND (
+      $f_segment IS NULL OR segment = $f_segment
+    )
+    AND (
+      $f_journey IS NULL OR journey = $f_journey
+    )
+    AND hour > (
+      SELECT
+        newest_hour
+      FROM newest
+    ) - 24
 )
 SELECT
-  COUNT(*) FILTER(WHERE
-    f.ts > newest.ts - TO_SECONDS(3600)) AS n_0,
-  COUNT(*) FILTER(WHERE
-    f.ts > newest.ts - TO_SECONDS(3600) AND f.latency_us <= $budget_us) AS good_0,
-  COUNT(*) FILTER(WHERE
-    f.ts > newest.ts - TO_SECONDS(21600)) AS n_1,
-  COUNT(*) FILTER(WHERE
-    f.ts > newest.ts - TO_SECONDS(21600) AND f.latency_us <= $budget_us) AS good_1,
-  COUNT(*) FILTER(WHERE
-    f.ts > newest.ts - TO_SECONDS(86400)) AS n_2,
-  COUNT(*) FILTER(WHERE
-    f.ts > newest.ts - TO_SECONDS(86400) AND f.latency_us <= $budget_us) AS good_2
-FROM f, newest
+  CAST(COALESCE(SUM(decisions) FILTER(WHERE
+    hour > newest_hour - 1), 0) AS BIGINT) AS n_0,
+  CAST(COALESCE(
+    SUM(decisions) FILTER(WHERE
+      hour > newest_hour - 1
+      AND latency_bucket <= FLOOR(LOG(10, $budget_us) * 20 + 1e-9)),
+    0
+  ) AS BIGINT) AS good_0,
+  CAST(COALESCE(SUM(decisions) FILTER(WHERE
+    hour > newest_hour - 6), 0) AS BIGINT) AS n_1,
+  CAST(COALESCE(
+    SUM(decisions) FILTER(WHERE
+      hour > newest_hour - 6
+      AND latency_bucket <= FLOOR(LOG(10, $budget_us) * 20 + 1e-9)),
+    0
+  ) AS BIGINT) AS good_1,
+  CAST(COALESCE(SUM(decisions) FILTER(WHERE
+    hour > newest_hour - 24), 0) AS BIGINT) AS n_2,
+  CAST(COALESCE(
+    SUM(decisions) FILTER(WHERE
+      hour > newest_hour - 24
+      AND latency_bucket <= FLOOR(LOG(10, $budget_us) * 20 + 1e-9)),
+    0
+  ) AS BIGINT) AS good_2
+FROM newest
+LEFT JOIN h
+  ON TRUE

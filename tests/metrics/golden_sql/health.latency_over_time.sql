@@ -1,40 +1,122 @@
--- health.latency_over_time: Per time bucket: decisions, latency percentiles, errors, fallbacks, within budget.
--- binds: $bucket_s, $budget_us, $f_start, $f_end, $f_channel, $f_segment, $f_journey
+-- health.latency_over_time: Per time bucket: decisions, latency percentiles, errors, fallbacks, within budget, from the rollups' hourly aggregates.
+-- binds: $bucket_s, $f_start, $f_end, $f_channel, $f_segment, $f_journey, $budget_us
 -- rendered with: bucket_s=3600, budget_ms=10.0
 SELECT
-  MAKE_TIMESTAMPTZ(
-    EPOCH_US(d.ts) // (
-      CAST($bucket_s AS BIGINT) * 1000000
-    ) * (
-      CAST($bucket_s AS BIGINT) * 1000000
-    )
-  ) AS bucket,
-  COUNT(*) AS decisions,
-  QUANTILE_CONT(d.latency_us, [0.5, 0.95, 0.99]) AS q,
-  COUNT(*) FILTER(WHERE
-    d.status = 'error') AS errors,
-  COUNT(*) FILTER(WHERE
-    d.fallback) AS fallbacks,
-  COUNT(*) FILTER(WHERE
-    d.latency_us <= $budget_us) AS within_budget
-FROM decisions AS d
-WHERE
-  (
-    $f_start IS NULL OR d.ts >= $f_start
+  MAKE_TIMESTAMPTZ(t.slot * $bucket_s * 1000000) AS bucket,
+  t.decisions,
+  t.q,
+  t.errors,
+  t.fallbacks,
+  t.within_budget
+FROM (
+  WITH ops AS (
+    SELECT
+      hour * 3600 // $bucket_s AS slot,
+      CAST(SUM(decisions) AS BIGINT) AS decisions,
+      CAST(COALESCE(SUM(decisions) FILTER(WHERE
+        NOT error_code IS NULL), 0) AS BIGINT) AS errors,
+      CAST(COALESCE(SUM(decisions) FILTER(WHERE
+        NOT fallback_reason IS NULL), 0) AS BIGINT) AS fallbacks,
+      MIN(hour) AS first_hour,
+      MAX(hour) AS last_hour
+    FROM health_ops
+    WHERE
+      (
+        $f_start IS NULL OR hour >= EPOCH_US(CAST($f_start AS TIMESTAMPTZ)) // 3600000000
+      )
+      AND (
+        $f_end IS NULL OR hour < EPOCH_US(CAST($f_end AS TIMESTAMPTZ)) // 3600000000
+      )
+      AND (
+        $f_channel IS NULL OR channel = $f_channel
+      )
+      AND (
+        $f_segment IS NULL OR segment = $f_segment
+      )
+      AND (
+        $f_journey IS NULL OR journey = $f_journey
+      )
+      AND decisions <> 0
+    GROUP BY
+      slot
+  ), hist AS (
+    SELECT
+      hour * 3600 // $bucket_s AS slot,
+      latency_bucket AS b,
+      SUM(decisions) AS n
+    FROM latency_histogram
+    WHERE
+      (
+        $f_start IS NULL OR hour >= EPOCH_US(CAST($f_start AS TIMESTAMPTZ)) // 3600000000
+      )
+      AND (
+        $f_end IS NULL OR hour < EPOCH_US(CAST($f_end AS TIMESTAMPTZ)) // 3600000000
+      )
+      AND (
+        $f_channel IS NULL OR channel = $f_channel
+      )
+      AND (
+        $f_segment IS NULL OR segment = $f_segment
+      )
+      AND (
+        $f_journey IS NULL OR journey = $f_journey
+      )
+      AND NOT latency_bucket IS NULL
+    GROUP BY
+      slot,
+      b
+    HAVING
+      SUM(decisions) <> 0
+  ), cum AS (
+    SELECT
+      slot,
+      b,
+      n,
+      SUM(n) OVER (PARTITION BY slot ORDER BY b) AS c,
+      SUM(n) OVER (PARTITION BY slot) AS total
+    FROM hist
+  ), p AS (
+    SELECT
+      slot,
+      MIN(b) FILTER(WHERE
+        c >= CEIL(0.5 * total - 1e-9)) AS b0,
+      MIN(b) FILTER(WHERE
+        c >= CEIL(0.95 * total - 1e-9)) AS b1,
+      MIN(b) FILTER(WHERE
+        c >= CEIL(0.99 * total - 1e-9)) AS b2,
+      CAST(COALESCE(SUM(n) FILTER(WHERE
+        b <= FLOOR(LOG(10, $budget_us) * 20 + 1e-9)), 0) AS BIGINT) AS within_budget
+    FROM cum
+    GROUP BY
+      slot
   )
-  AND (
-    $f_end IS NULL OR d.ts < $f_end
-  )
-  AND (
-    $f_channel IS NULL OR d.channel = $f_channel
-  )
-  AND (
-    $f_segment IS NULL OR d.segment = $f_segment
-  )
-  AND (
-    $f_journey IS NULL OR d.journey = $f_journey
-  )
-GROUP BY
-  bucket
+  SELECT
+    o.slot,
+    o.decisions,
+    o.first_hour,
+    o.last_hour,
+    CASE
+      WHEN NOT p.b0 IS NULL
+      THEN [
+        CASE WHEN p.b0 = 0 THEN 1.0 ELSE POWER(10, (
+          p.b0 - 0.5
+        ) / 20) END,
+        CASE WHEN p.b1 = 0 THEN 1.0 ELSE POWER(10, (
+          p.b1 - 0.5
+        ) / 20) END,
+        CASE WHEN p.b2 = 0 THEN 1.0 ELSE POWER(10, (
+          p.b2 - 0.5
+        ) / 20) END
+      ]
+    END AS q,
+    o.errors,
+    o.fallbacks,
+    COALESCE(p.within_budget, 0) AS within_budget
+  FROM ops AS o
+  LEFT JOIN p
+    USING (slot)
+  ORDER BY
+    o.slot
+) AS t
 ORDER BY
   bucket

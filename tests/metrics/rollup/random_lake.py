@@ -1,7 +1,8 @@
 """Random small lakes for the rollups' exactness tests: a few dozen users over three weeks, with
 the cases incremental folding must get right — events that arrive late (loaded long after their
 time, before an earlier exposure or decision), exposures before the decision is logged, users
-exposed in several experiments and scopes, first hours shared by several events, erasures."""
+exposed in several experiments and scopes, first hours shared by several events, rows delivered twice,
+erasures."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ PLACEMENTS = {  # placement -> (journey, experience, experiment, arms)
     "cart_cross_sell": ("cart", "cart_cross_sell", "exp_cart_cross_sell", ("control", "treatment")),
     "product_cta": ("conversion", "adaptive_cta", "exp_adaptive_cta", ("control", "bandit")),
 }
-EVENT_TYPES = ("page_view", "purchase", "return", "click", "email_click", "nps_response", "opt_out", "add_to_cart")
+EVENT_TYPES = ("page_view", "purchase", "return", "click", "email_click", "nps_response", "opt_out", "add_to_cart",
+               "consent_change")
 CHANNELS = ("web", "app", "email")
 _ids = itertools.count()
 
@@ -86,10 +88,13 @@ class RandomLake:
                                "placement": list(PLACEMENTS)[int(self.rng.integers(len(PLACEMENTS)))]}
         if event_type in ("purchase", "return"):
             row |= {"revenue": round(float(self.rng.uniform(20, 400)), 2), "margin": round(float(self.rng.uniform(-20, 150)), 2)}
+        if event_type == "consent_change":
+            row["consent"] = bool(self.rng.random() < 0.5)
         if event_type == "nps_response":
             row["nps_score"] = int(self.rng.integers(0, 11))
-        if self.decisions and self.rng.random() < 0.3:
-            row["decision_id"] = self.decisions[int(self.rng.integers(len(self.decisions)))]["decision_id"]
+        own = [d for d in self.decisions if d["user_id"] == row["user_id"]]
+        if own and self.rng.random() < 0.5:  # a click or purchase credited to one of the user's decisions
+            row["decision_id"] = own[int(self.rng.integers(len(own)))]["decision_id"]
         return row
 
 
@@ -97,5 +102,10 @@ def stream(seed: int, batches: int) -> Iterator[dict[str, list[dict[str, Any]]]]
     """`batches` batches moving through three weeks, each with some late rows."""
     lake = RandomLake(seed)
     span = 21.0 / batches
+    previous: dict[str, list[dict[str, Any]]] = {}
     for i in range(batches):
-        yield lake.batch(i * span, (i + 1) * span, 120, late_share=0.15 if i else 0.0)
+        batch = lake.batch(i * span, (i + 1) * span, 120, late_share=0.15 if i else 0.0)
+        for table, rows in previous.items():  # a few rows delivered again (at-least-once delivery)
+            batch[table] += rows[:2]
+        previous = batch
+        yield batch
