@@ -12,6 +12,7 @@ import pytest
 
 from metrics import health
 from metrics.filters import Filters
+from metrics.rollup.read import aggregates
 from momento.lake.warehouse import Warehouse
 from momento.settings import load_settings
 
@@ -73,7 +74,7 @@ def test_a_shared_url_sets_the_sidebar(run_page, small_lake):
     assert _filters_caption(at).endswith("Showing: 01/06/2026 – 12/06/2026, channel = app, journey = cart")
 
 
-def test_sidebar_choices_reach_every_page(run_page, small_lake, metric_values, pt_br):
+def test_sidebar_choices_reach_every_page(run_page, small_lake, metric_values, pt_br, bundled_scenario):
     at = run_page(None, small_lake)
     assert _filters_caption(at).endswith("Showing: no filter")
     at.selectbox(key="segment").select("returning")
@@ -87,7 +88,7 @@ def test_sidebar_choices_reach_every_page(run_page, small_lake, metric_values, p
         assert _filters_caption(at).endswith("Showing: segment = returning, journey = browse"), page
     wh = Warehouse(small_lake)
     try:
-        expected = health.summary(wh, Filters(segment="returning", journey="browse"), BUDGET_MS).decisions
+        expected = health.summary(aggregates(wh, bundled_scenario.business.pre_period_days), Filters(segment="returning", journey="browse"), BUDGET_MS).decisions
     finally:
         wh.close()
     at.switch_page(HEALTH).run()

@@ -8,6 +8,7 @@ import time
 
 from metrics import health
 from metrics.filters import Filters
+from metrics.rollup.read import aggregates
 from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter
 from momento.settings import load_settings
@@ -31,17 +32,17 @@ def test_a_quiet_lake_is_never_queried_twice(run_page, small_lake, statements_ru
 
 
 def test_a_new_version_is_read_on_the_next_redraw(run_page, small_lake, tmp_path, statements_run, metric_values,
-                                                 pt_br):
+                                                 pt_br, bundled_scenario):
     lake = tmp_path / "lake"
     shutil.copytree(small_lake, lake)
     at = run_page(HEALTH, lake)
     wh = Warehouse(lake)
-    before = health.summary(wh, Filters(), BUDGET_MS).decisions
+    before = health.summary(aggregates(wh, bundled_scenario.business.pre_period_days), Filters(), BUDGET_MS).decisions
     user = wh.scalar("SELECT user_id FROM decisions GROUP BY user_id ORDER BY count(*) DESC LIMIT 1")
     assert metric_values(at)["Decisions"] == pt_br(f"{before:,}")
     with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
         writer.erase_user(user, requested_by="test")
-    after = health.summary(Warehouse(lake), Filters(), BUDGET_MS).decisions
+    after = health.summary(aggregates(Warehouse(lake), bundled_scenario.business.pre_period_days), Filters(), BUDGET_MS).decisions
     assert after < before
     time.sleep(1.1)  # the warehouse re-reads the Delta log at most once a second
     statements_run.clear()

@@ -72,9 +72,9 @@ def test_latency_p99_on_engine_health(run_page, small_lake):
     assert not at.exception and not at.error
     assert "Latency p99" in {m.label for m in at.metric}
     text, sql = _explained(at, health.SUMMARY, Filters(segment="returning"), budget_ms=BUDGET_MS)
-    assert "QUANTILE_CONT(d.latency_us, [0.5, 0.95, 0.99])" in sql and "d.segment = 'returning'" in sql
+    assert "FROM latency_histogram" in sql and "segment = 'returning'" in sql
     assert OPERATIONAL["latency_p50_p95_p99"].description in text
-    assert "quantile_cont" in text
+    assert "nearest-rank" in text and "log-spaced buckets" in text
 
 
 @pytest.mark.parametrize("page", PAGES)
