@@ -92,28 +92,31 @@ class Population:
         return self._columns[name]
 
 
-def make_population(scenario: Scenario, users: int, seed: int, key: str) -> Population:
-    """Draw `users` customers from the scenario's population shares (deterministic in `seed`).
+def make_population(scenario: Scenario, users: int, seed: int, key: str, first: int = 0) -> Population:
+    """Draw `users` customers from the scenario's population shares (deterministic in `seed`):
+    customers `first` to `first + users - 1`.
 
     Each attribute has its own random stream, so customer i is the same person in a population
-    of any size: a live run over the scenario's users continues a smaller backfill's customers."""
+    of any size: a live run over the scenario's users continues a smaller backfill's customers,
+    and a backfill streamed in shards of customers (`first` > 0) draws the same people."""
     pop = scenario.population
+    total = first + users
 
     def stream(attribute: int) -> np.random.Generator:
         return np.random.default_rng([seed, 1, attribute])
 
-    raw = raw_user_id(np.arange(users))
+    raw = raw_user_id(np.arange(first, total))
     return Population(pl.DataFrame(
         {
             "raw_id": raw,
             "user_id": [customer_unit(r, key) for r in raw],
-            "segment": np.where(stream(0).random(users) < pop.returning_share, "returning", "new"),
-            "device": draw(stream(1), pop.devices, users),
-            "region": draw(stream(2), pop.regions, users),
-            "price_sensitivity": draw(stream(3), pop.price_sensitivity, users),
-            "style": draw(stream(4), pop.styles, users),
-            "consent": stream(5).random(users) < pop.consent_rate,
-            "activity": stream(6).gamma(ACTIVITY_SHAPE, 1.0 / ACTIVITY_SHAPE, users),
+            "segment": np.where(stream(0).random(total)[first:] < pop.returning_share, "returning", "new"),
+            "device": draw(stream(1), pop.devices, total)[first:],
+            "region": draw(stream(2), pop.regions, total)[first:],
+            "price_sensitivity": draw(stream(3), pop.price_sensitivity, total)[first:],
+            "style": draw(stream(4), pop.styles, total)[first:],
+            "consent": stream(5).random(total)[first:] < pop.consent_rate,
+            "activity": stream(6).gamma(ACTIVITY_SHAPE, 1.0 / ACTIVITY_SHAPE, total)[first:],
         },
         schema_overrides={"raw_id": pl.String, "user_id": pl.String, "segment": pl.String, "device": pl.String,
                           "region": pl.String, "price_sensitivity": pl.String, "style": pl.String},
