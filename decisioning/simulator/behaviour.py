@@ -100,23 +100,28 @@ def make_population(scenario: Scenario, users: int, seed: int, key: str, first: 
     of any size: a live run over the scenario's users continues a smaller backfill's customers,
     and a backfill streamed in shards of customers (`first` > 0) draws the same people."""
     pop = scenario.population
-    total = first + users
 
     def stream(attribute: int) -> np.random.Generator:
-        return np.random.default_rng([seed, 1, attribute])
+        """The attribute's stream from customer `first` on: a uniform draw (and a draw with
+        shares) takes one 64-bit output per customer, so the first ones are skipped at once."""
+        rng = np.random.default_rng([seed, 1, attribute])
+        rng.bit_generator.advance(first)
+        return rng
 
-    raw = raw_user_id(np.arange(first, total))
+    raw = raw_user_id(np.arange(first, first + users))
     return Population(pl.DataFrame(
         {
             "raw_id": raw,
             "user_id": [customer_unit(r, key) for r in raw],
-            "segment": np.where(stream(0).random(total)[first:] < pop.returning_share, "returning", "new"),
-            "device": draw(stream(1), pop.devices, total)[first:],
-            "region": draw(stream(2), pop.regions, total)[first:],
-            "price_sensitivity": draw(stream(3), pop.price_sensitivity, total)[first:],
-            "style": draw(stream(4), pop.styles, total)[first:],
-            "consent": stream(5).random(total)[first:] < pop.consent_rate,
-            "activity": stream(6).gamma(ACTIVITY_SHAPE, 1.0 / ACTIVITY_SHAPE, total)[first:],
+            "segment": np.where(stream(0).random(users) < pop.returning_share, "returning", "new"),
+            "device": draw(stream(1), pop.devices, users),
+            "region": draw(stream(2), pop.regions, users),
+            "price_sensitivity": draw(stream(3), pop.price_sensitivity, users),
+            "style": draw(stream(4), pop.styles, users),
+            "consent": stream(5).random(users) < pop.consent_rate,
+            # a gamma draw takes a varying number of outputs: the first customers' are drawn
+            "activity": np.random.default_rng([seed, 1, 6]).gamma(ACTIVITY_SHAPE, 1.0 / ACTIVITY_SHAPE,
+                                                                   first + users)[first:],
         },
         schema_overrides={"raw_id": pl.String, "user_id": pl.String, "segment": pl.String, "device": pl.String,
                           "region": pl.String, "price_sensitivity": pl.String, "style": pl.String},

@@ -59,15 +59,14 @@ class Ledger:
     parts: list[dict[str, np.ndarray]] = field(default_factory=list)
     dist_parts: list[np.ndarray] = field(default_factory=list)
     context_parts: list[np.ndarray] = field(default_factory=list)
+    size: int = 0
+    """Decisions recorded so far."""
 
     def add(self, columns: dict[str, np.ndarray], dists: np.ndarray, contexts: np.ndarray) -> None:
         self.parts.append(columns)
         self.dist_parts.append(dists)
         self.context_parts.append(contexts)
-
-    @property
-    def size(self) -> int:
-        return sum(len(p["session"]) for p in self.parts)
+        self.size += len(columns["session"])
 
     def column(self, name: str) -> np.ndarray:
         return np.concatenate([p[name] for p in self.parts]) if self.parts else np.zeros(0)
