@@ -84,7 +84,8 @@ def _median(runs: list[dict], key: str) -> float:
 
 def _table(results: dict[str, list[dict]]) -> str:
     header = (f"{'size':>5} {'users':>9} {'shards':>6} {'events':>12} {'all rows':>12} {'seconds':>8} {'cpu s':>7} "
-              f"{'events/s':>10} {'rows/s':>10} {'plan':>6} {'sim':>6} {'write':>6} {'truth':>6} {'peak MB':>8}  targets")
+              f"{'events/s':>10} {'rows/s':>10} {'plan':>6} {'sim':>6} {'write':>6} {'truth':>6} {'peak MB':>8}"
+              "  targets")
     lines = [header, "-" * len(header)]
     for label, runs in results.items():
         seconds, events = _median(runs, "seconds"), _median(runs, "events")
@@ -93,7 +94,8 @@ def _table(results: dict[str, list[dict]]) -> str:
         target = (f"rate {'met' if events / seconds >= TARGET_RATE else 'MISSED'}, "
                   f"memory {'met' if peak < TARGET_PEAK_MB else 'MISSED'}")
         lines.append(
-            f"{label:>5} {runs[0]['users']:>9,} {runs[0]['shards']:>6} {events:>12,.0f} {_median(runs, 'rows'):>12,.0f} "
+            f"{label:>5} {runs[0]['users']:>9,} {runs[0]['shards']:>6} {events:>12,.0f} "
+            f"{_median(runs, 'rows'):>12,.0f} "
             f"{seconds:>8.1f} "
             f"{_median(runs, 'cpu'):>7.1f} "
             f"{events / seconds:>10,.0f} {_median(runs, 'rows') / seconds:>10,.0f} {phases['plan']:>6.1f} "

@@ -3,6 +3,7 @@ crashed run: counts exactly, sums to 1e-9 relative (metrics/rollup/)."""
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from metrics.rollup import definitions as defs
 from metrics.rollup.fold import fold
-from metrics.rollup.job import RollupJob, latest_run
+from metrics.rollup.job import RollupJob, latest_run, rebuild_on_duckdb
 from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter
 
@@ -96,3 +97,22 @@ def test_a_run_that_crashed_before_logging_is_never_counted_and_is_redone(tmp_pa
         check(lake)
         _append(writer, next(batches))
         check(lake)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_a_rebuild_in_partitions_of_the_users_is_exact_and_later_runs_fold_onto_it(tmp_path, seed):
+    lake = tmp_path / "lake"
+    job = RollupJob(lake, PRE_DAYS, rebuild=functools.partial(rebuild_on_duckdb, partition_rows=25))
+    batches = stream(seed, 4)
+    with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
+        for batch in (next(batches), next(batches)):
+            _append(writer, batch)
+        assert job.run_once().kind == "rebuild"
+        table = job.store.table(defs.TABLE_NAMES(defs.USER_HOURS.name))
+        assert table is not None
+        assert table.version() >= 2  # appended partition by partition
+        check(lake)
+        for batch in batches:
+            _append(writer, batch)
+            job.run_once()
+            check(lake)
