@@ -89,8 +89,8 @@ def _live_minute(lake: Path) -> dict:
                             "--duration", str(LIVE_SECONDS)], cwd=ROOT, env=env, check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         finally:
-            service.terminate()
-            service.wait(timeout=60)
+            service.terminate()  # it flushes its writer and may be compacting: give it time
+            service.wait(timeout=300)
     pre_days = load_scenario(ROOT / "data" / "scenario.toml").business.pre_period_days
     started = time.perf_counter()
     report = RollupJob(lake, pre_days).run_once()
@@ -128,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             _build(_size(args.events), lake)
         catch_up = _subprocess("--catch-up", lake)
-        live = [_subprocess("--live", lake) for _ in range(args.repeats)]
+        print(f"catch-up: {catch_up}", file=sys.stderr, flush=True)
+        live = []
+        for _ in range(args.repeats):
+            live.append(_subprocess("--live", lake))
+            print(f"live minute: {live[-1]}", file=sys.stderr, flush=True)
     seconds = statistics.median(run["seconds"] for run in live)
     each = ", ".join(f"{run['seconds']:.2f}" for run in live)
     print(f"{'phase':<34} {'seconds':>8} {'rows':>11} {'rows/s':>10} {'events/s':>10} {'peak MB':>8}")

@@ -1,10 +1,18 @@
-"""Backfill: N days of history written straight into the lake, vectorised.
+"""Backfill: N days of history written straight into the lake, vectorised, streamed by shard.
 
 `simulation.Simulation` plays the days hour by hour with the service's own decision flow;
 `rows.assemble` turns the result into the lake's rows, which are validated by
 `momento.lake.schema.to_table` and appended to the Delta tables in large batches (a commit per
 table, events in chunks); the ground truth is written next to the lake (`truth.py`). A
 progress bar shows the hours simulated and the rows written.
+
+Memory is bounded by streaming the customers in shards of at most `SHARD_USERS`: each shard is
+simulated over the whole calendar, written, and reduced to its ground-truth tally (counts and
+sums over its customers, `truth.tally`) before the next one starts; the tallies add up to the
+whole population's truth, exactly. Customers are independent in the behaviour model, except
+through the bandit policies, which learn within a shard (each shard is one deployment of the
+policies; the truth is exact either way: it is computed from what each shard's policies served).
+A backfill of at most `SHARD_USERS` customers is one shard: the one-shot run of before.
 
 The backfill writes to the lake directly: run it when no service is writing to that lake.
 """
@@ -18,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 from deltalake import write_deltalake
@@ -46,8 +55,9 @@ class BackfillResult:
     rows: dict[str, int]
     seconds: float
     phases: dict[str, float]
-    """Seconds per phase: plan (population, sessions, assignment), simulate (the hourly
-    loop), write (assemble, validate, append), truth."""
+    """Seconds per phase, summed over the shards: plan (population, sessions, assignment),
+    simulate (the hourly loop), write (assemble, validate, append), truth."""
+    shards: int = 1
 
     @property
     def events(self) -> int:
@@ -90,10 +100,16 @@ def write_tables(lake: Path, frames: dict[str, Iterator[pl.DataFrame]], progress
     return written
 
 
+SHARD_USERS = 100_000
+"""Customers simulated at once (about 1.9M events over 28 days with the bundled scenario, under
+2 GB of memory): a backfill of more streams them in shards of this size."""
+
+
 def backfill(lake: Path, scenario: Scenario, days: int, users: int | None = None, seed: int = 7,
              progress: bool = True, end: datetime | None = None, *, pseudonym_key: str = Settings.pseudonym_key,
-             incidents: bool = True) -> BackfillResult:
-    """Simulate `days` days of `users` customers ending at `end` (default now) into `lake`.
+             incidents: bool = True, shard_users: int = SHARD_USERS) -> BackfillResult:
+    """Simulate `days` days of `users` customers ending at `end` (default now) into `lake`, in
+    shards of at most `shard_users` customers (see the module docstring).
 
     Also writes the ground truth to `momento.lake.ground_truth.truth_path(lake)`. `incidents=False` leaves out the
     scenario's incident schedule (clean data for checking estimates against truth).
@@ -102,25 +118,39 @@ def backfill(lake: Path, scenario: Scenario, days: int, users: int | None = None
         raise ValueError(f"days must be at least 1, got {days}")
     if users is not None and users < 1:
         raise ValueError(f"users must be at least 1, got {users}")
+    if shard_users < 1:
+        raise ValueError(f"shard_users must be at least 1, got {shard_users}")
     clock = _Clock()
     end = (end or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    sim = Simulation(scenario, days, users or scenario.population.users, seed, int(end.timestamp() * 1_000_000),
-                     pseudonym_key, incidents)
-    if progress:
-        print(f"backfill: {sim.sessions:,} sessions of {sim.population.size:,} users over {days} days", file=sys.stderr)
-    clock.lap("plan")
-    sim.run(progress)
-    clock.lap("simulate")
-    written = write_tables(Path(lake), rows_mod.assemble(sim), progress)
-    clock.lap("write")
-    path = ground_truth.write(Path(lake), truth_mod.ground_truth(sim))
+    users = users or scenario.population.users
+    firsts = range(0, users, shard_users)
+    written = dict.fromkeys(TABLES, 0)
+    total: dict[str, Any] | None = None
+    sim: Simulation | None = None
+    for shard, first in enumerate(firsts):
+        sim = None  # the previous shard is freed before the next one is drawn
+        sim = Simulation(scenario, days, min(shard_users, users - first), seed, int(end.timestamp() * 1_000_000),
+                         pseudonym_key, incidents, first_user=first, shard=shard)
+        if progress:
+            print(f"backfill: {sim.sessions:,} sessions of {sim.population.size:,} users over {days} days"
+                  + (f" (shard {shard + 1} of {len(firsts)})" if len(firsts) > 1 else ""), file=sys.stderr)
+        clock.lap("plan")
+        sim.run(progress)
+        clock.lap("simulate")
+        for name, count in write_tables(Path(lake), rows_mod.assemble(sim), progress).items():
+            written[name] += count
+        clock.lap("write")
+        tally = truth_mod.tally(sim)
+        total = tally if total is None else truth_mod.add(total, tally)
+        clock.lap("truth")
+    path = ground_truth.write(Path(lake), truth_mod.document(sim, total))
     clock.lap("truth")
     return BackfillResult(Path(lake), path, datetime.fromtimestamp(sim.start_us / 1e6, timezone.utc), end,
-                          sim.population.size, sim.sessions, written, sum(clock.laps.values()), clock.laps)
+                          users, total["sessions"], written, sum(clock.laps.values()), clock.laps, len(firsts))
 
 
 class _Clock:
-    """Seconds spent in each named phase."""
+    """Seconds spent in each named phase (summed when a phase comes round again)."""
 
     def __init__(self) -> None:
         self.laps: dict[str, float] = {}
@@ -128,7 +158,7 @@ class _Clock:
 
     def lap(self, name: str) -> None:
         now = time.perf_counter()
-        self.laps[name] = now - self._last
+        self.laps[name] = self.laps.get(name, 0.0) + now - self._last
         self._last = now
 
 

@@ -92,17 +92,23 @@ class Population:
         return self._columns[name]
 
 
-def make_population(scenario: Scenario, users: int, seed: int, key: str) -> Population:
-    """Draw `users` customers from the scenario's population shares (deterministic in `seed`).
+def make_population(scenario: Scenario, users: int, seed: int, key: str, first: int = 0) -> Population:
+    """Draw `users` customers from the scenario's population shares (deterministic in `seed`):
+    customers `first` to `first + users - 1`.
 
     Each attribute has its own random stream, so customer i is the same person in a population
-    of any size: a live run over the scenario's users continues a smaller backfill's customers."""
+    of any size: a live run over the scenario's users continues a smaller backfill's customers,
+    and a backfill streamed in shards of customers (`first` > 0) draws the same people."""
     pop = scenario.population
 
     def stream(attribute: int) -> np.random.Generator:
-        return np.random.default_rng([seed, 1, attribute])
+        """The attribute's stream from customer `first` on: a uniform draw (and a draw with
+        shares) takes one 64-bit output per customer, so the first ones are skipped at once."""
+        rng = np.random.default_rng([seed, 1, attribute])
+        rng.bit_generator.advance(first)
+        return rng
 
-    raw = raw_user_id(np.arange(users))
+    raw = raw_user_id(np.arange(first, first + users))
     return Population(pl.DataFrame(
         {
             "raw_id": raw,
@@ -113,7 +119,9 @@ def make_population(scenario: Scenario, users: int, seed: int, key: str) -> Popu
             "price_sensitivity": draw(stream(3), pop.price_sensitivity, users),
             "style": draw(stream(4), pop.styles, users),
             "consent": stream(5).random(users) < pop.consent_rate,
-            "activity": stream(6).gamma(ACTIVITY_SHAPE, 1.0 / ACTIVITY_SHAPE, users),
+            # a gamma draw takes a varying number of outputs: the first customers' are drawn
+            "activity": np.random.default_rng([seed, 1, 6]).gamma(ACTIVITY_SHAPE, 1.0 / ACTIVITY_SHAPE,
+                                                                   first + users)[first:],
         },
         schema_overrides={"raw_id": pl.String, "user_id": pl.String, "segment": pl.String, "device": pl.String,
                           "region": pl.String, "price_sensitivity": pl.String, "style": pl.String},

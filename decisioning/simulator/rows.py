@@ -68,7 +68,7 @@ class _Assembler:
     def __init__(self, sim: Simulation) -> None:
         self.sim, self.plan = sim, sim.plan
         self.run = sim.run_id
-        self.rng = np.random.default_rng([sim.seed, 99])
+        self.rng = np.random.default_rng([*sim.streams, 99])
         pop = sim.population
         person = sim.unit_person[self.plan["unit"]]
         n = len(self.plan["ts"])

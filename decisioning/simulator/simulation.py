@@ -45,6 +45,8 @@ RECOVERY = "cart_recovery_offer"
 _NEVER = np.iinfo(np.int64).max
 EXPOSURE_DELAY_US = 500_000
 """An in-session placement reaches the screen half a second after its decision."""
+SHARD_STREAMS = 1_000
+"""Shard s > 0 of a streamed backfill seeds its random streams with [seed, SHARD_STREAMS + s]."""
 
 
 @dataclass
@@ -57,15 +59,14 @@ class Ledger:
     parts: list[dict[str, np.ndarray]] = field(default_factory=list)
     dist_parts: list[np.ndarray] = field(default_factory=list)
     context_parts: list[np.ndarray] = field(default_factory=list)
+    size: int = 0
+    """Decisions recorded so far."""
 
     def add(self, columns: dict[str, np.ndarray], dists: np.ndarray, contexts: np.ndarray) -> None:
         self.parts.append(columns)
         self.dist_parts.append(dists)
         self.context_parts.append(contexts)
-
-    @property
-    def size(self) -> int:
-        return sum(len(p["session"]) for p in self.parts)
+        self.size += len(columns["session"])
 
     def column(self, name: str) -> np.ndarray:
         return np.concatenate([p[name] for p in self.parts]) if self.parts else np.zeros(0)
@@ -101,17 +102,20 @@ class Simulation:
     (consent, purchases today, frequency caps, messages sent, policies)."""
 
     def __init__(self, scenario: Scenario, days: int, users: int, seed: int, end_us: int, key: str,
-                 with_incidents: bool = True) -> None:
+                 with_incidents: bool = True, *, first_user: int = 0, shard: int = 0) -> None:
+        """`first_user` and `shard`: a shard of a streamed backfill simulates customers
+        `first_user` onwards, with random streams of its own (shard 0's are the one-shot run's)."""
         self.s, self.b = scenario, scenario.behaviour
         self.days, self.seed, self.key = days, seed, key
+        self.streams = [seed] if shard == 0 else [seed, SHARD_STREAMS + shard]
         self.run_id = uuid.uuid4().hex[:10]  # in every id the run writes: two runs into one lake never collide
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(seed if shard == 0 else self.streams)
         self.end_us = end_us
         self.start_us = end_us - days * DAY_US
         self.hours = days * 24
         self.offsets = _local_offsets_us(self.start_us, self.hours, scenario.business.timezone)
         self.windows = inc.schedule(scenario, self.start_us) if with_incidents else []
-        self.population = bh.make_population(scenario, users, seed, key)
+        self.population = bh.make_population(scenario, users, seed, key, first_user)
         self.catalogue = bh.make_catalogue(scenario, bh.catalogue_rng(seed))
         local_hours = self._local_hour(self.start_us + np.arange(self.hours, dtype=np.int64) * HOUR_US).astype(np.int64)
         starts, self.pre_days = bh.session_starts(scenario, self.population, self.start_us, days, local_hours, self.rng)
@@ -211,7 +215,7 @@ class Simulation:
         s = self.s
         experience = s.experience_by_placement[placement_id]
         experiment = s.experiment_by_experience[experience.id]
-        policies = {arm.name: make_policy(experience, np.random.default_rng([self.seed, i]), arm.policy)
+        policies = {arm.name: make_policy(experience, np.random.default_rng([*self.streams, i]), arm.policy)
                     for i, arm in enumerate(experiment.arms) if arm.policy}
         return ExperienceDecider(experience, experiment, s.placement_by_id[placement_id], s.governance,
                                  dict(s.caps), policies)

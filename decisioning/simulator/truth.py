@@ -136,14 +136,20 @@ class _Experiment:
         units, index = np.unique(c["unit"][exposed][order], return_index=True)
         return units, c["exposure_ts"][exposed][order][index]
 
-    def outcomes(self) -> dict[str, Any]:
+    def sums(self) -> dict[str, Any]:
+        """The population's size (in all and per assigned arm), its measured exposures and, per
+        arm, the sums over its users of the expected outcomes: additive over disjoint
+        populations (the shards of a streamed backfill), `_outcomes` turns them into means."""
         sim, plan = self.sim, self.sim.plan
+        arms = self.here.n_arms
+        none = {"users": 0, "users_by_arm": np.zeros(arms, dtype=np.int64), "exposures": 0,
+                "sums": {name: np.zeros(arms) for name in ("converted", "revenue", "margin", "orders", "clicks")}}
         if self.here.empty:
-            return {"users": 0}
+            return none
         units, first = self.population()
         n = units.size
         if n == 0:
-            return {"users": 0}
+            return none
         member = np.full(len(sim.unit_ids), -1, dtype=np.int64)
         member[units] = np.arange(n)
         start = np.full(len(sim.unit_ids), _NEVER, dtype=np.int64)
@@ -164,20 +170,13 @@ class _Experiment:
         orders, revenue, margin = _sum_by(idx, q, n), _sum_by(idx, revenue, n), _sum_by(idx, margin, n)
         margin -= self._earlier_returns(member, start, n)[:, None]
         clicks, exposures = self._clicks(member, n)
-        means = {
-            "conversion_rate": (1 - no_order).mean(axis=0),
-            "revenue_per_user": revenue.mean(axis=0),
-            "margin_per_user": margin.mean(axis=0),
-            "aov": revenue.sum(axis=0) / np.maximum(orders.sum(axis=0), 1e-12),
-            "ctr": clicks.sum(axis=0) / max(exposures.sum(), 1),
-        }
-        names = [arm.name for arm in self.here.experiment.arms]
         assigned = sim.arm_index[self.here.experiment.id][units]
         return {
             "users": int(n),
-            "users_by_arm": {arm: int((assigned == a).sum()) for a, arm in enumerate(names)},
+            "users_by_arm": np.bincount(assigned, minlength=arms),
             "exposures": int(exposures.sum()),
-            "metrics": {name: _effects(value, names) for name, value in means.items()},
+            "sums": {"converted": (1 - no_order).sum(axis=0), "revenue": revenue.sum(axis=0),
+                     "margin": margin.sum(axis=0), "orders": orders.sum(axis=0), "clicks": clicks.sum(axis=0)},
         }
 
     def _direct(self, sessions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -270,6 +269,27 @@ class _Experiment:
         return _sum_by(idx, np.einsum("nak,nk->na", self.here.dists[r], p), n), np.bincount(idx, minlength=n)
 
 
+def _outcomes(sums: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """An experiment's truth from its `_Experiment.sums`: per-user means and ratios of sums."""
+    n = sums["users"]
+    if n == 0:
+        return {"users": 0}
+    s = sums["sums"]
+    means = {
+        "conversion_rate": s["converted"] / n,
+        "revenue_per_user": s["revenue"] / n,
+        "margin_per_user": s["margin"] / n,
+        "aov": s["revenue"] / np.maximum(s["orders"], 1e-12),
+        "ctr": s["clicks"] / max(sums["exposures"], 1),
+    }
+    return {
+        "users": int(n),
+        "users_by_arm": {arm: int(sums["users_by_arm"][a]) for a, arm in enumerate(names)},
+        "exposures": int(sums["exposures"]),
+        "metrics": {name: _effects(value, names) for name, value in means.items()},
+    }
+
+
 def _effects(value: np.ndarray, arms: list[str]) -> dict[str, Any]:
     control = float(value[0])
     return {
@@ -282,7 +302,7 @@ def _effects(value: np.ndarray, arms: list[str]) -> dict[str, Any]:
 
 def _incremental(sim: Simulation) -> dict[str, Any]:
     """Expected revenue and net margin that the variants actually shown added over serving every
-    default, summed over the non-holdout users the engine reached."""
+    default, summed over the non-holdout users the engine reached (and their number)."""
     plan, b = sim.plan, sim.b
     reached = np.zeros(len(sim.unit_ids), dtype=bool)
     for ledger in sim.ledgers.values():
@@ -319,46 +339,71 @@ def _incremental(sim: Simulation) -> dict[str, Any]:
         default = expected(np.full(r.size, rec.default), 1 - d_default[has])
         revenue += float((actual[0] - default[0]).sum())
         margin += float((actual[1] - default[1]).sum())
-    users = int(reached.sum())
-    return {"revenue": revenue, "margin": margin, "users_reached": users,
-            "revenue_per_user": revenue / users if users else 0.0}
+    return {"revenue": revenue, "margin": margin, "users_reached": int(reached.sum())}
 
 
-def ground_truth(sim: Simulation) -> dict[str, Any]:
-    """The ground-truth document of a finished simulation (see the module docstring)."""
+def tally(sim: Simulation) -> dict[str, Any]:
+    """What the ground truth sums over customers, for a finished simulation: counts and sums
+    only, so the tallies of the shards of a streamed backfill (disjoint customers, one shared
+    calendar) add up (`add`) to the whole population's, and `document` gives the same truth."""
+    decided = np.zeros(len(sim.unit_ids), dtype=bool)
+    for ledger in sim.ledgers.values():
+        if ledger.parts:
+            decided[ledger.column("unit")[ledger.column("logged")]] = True
+    return {
+        "users": sim.population.size,
+        "sessions": sim.sessions,
+        "decided": int(decided.sum()),
+        "decided_holdout": int(sim.holdout[decided].sum()),
+        "consenting": int(sim.population.column("consent").sum()),
+        "experiments": {sim.deciders[placement].experiment.id: _Experiment(sim, placement).sums()
+                        for placement in sim.ledgers},
+        "incremental": _incremental(sim),
+    }
+
+
+def add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """The sum of two tallies (key by key)."""
+    return {key: add(value, b[key]) if isinstance(value, dict) else value + b[key] for key, value in a.items()}
+
+
+def document(sim: Simulation, total: dict[str, Any]) -> dict[str, Any]:
+    """The ground-truth document from a tally; `sim` (any shard) gives the calendar and scenario."""
     s = sim.s
     experiments = {}
     for placement in sim.ledgers:
         experience = s.experience_by_placement[placement]
         experiment = s.experiment_by_experience[experience.id]
         experiments[experiment.id] = {
-            **_Experiment(sim, placement).outcomes(),
+            **_outcomes(total["experiments"][experiment.id], [arm.name for arm in experiment.arms]),
             "placement": placement,
             "experience_id": experience.id,
             "primary_metric": experiment.primary_metric,
             "secondary_metrics": list(experiment.secondary_metrics),
             "allocation": experiment.shares,
         }
-    decided = np.zeros(len(sim.unit_ids), dtype=bool)
-    for ledger in sim.ledgers.values():
-        if ledger.parts:
-            decided[ledger.column("unit")[ledger.column("logged")]] = True
+    incremental, reached = total["incremental"], total["incremental"]["users_reached"]
     return {
         "scenario": s.business.name,
         "currency": s.business.currency,
         "start": _iso(sim.start_us),
         "end": _iso(sim.end_us),
         "campaign_start": _iso(sim.campaign_start_us),
-        "users": sim.population.size,
-        "sessions": sim.sessions,
+        "users": total["users"],
+        "sessions": total["sessions"],
         "holdout_share": s.population.holdout_share,
-        "holdout_share_realised": float(sim.holdout[decided].mean()) if decided.any() else None,
+        "holdout_share_realised": total["decided_holdout"] / total["decided"] if total["decided"] else None,
         "consent_rate": s.population.consent_rate,
-        "consent_rate_realised": float(sim.population.column("consent").mean()),
+        "consent_rate_realised": total["consenting"] / total["users"],
         "incidents": [{"name": w.name, "start": _iso(w.start_us), "end": _iso(w.end_us)} for w in sim.windows],
         "experiments": experiments,
-        "incremental": _incremental(sim),
+        "incremental": {**incremental, "revenue_per_user": incremental["revenue"] / reached if reached else 0.0},
     }
+
+
+def ground_truth(sim: Simulation) -> dict[str, Any]:
+    """The ground-truth document of a finished simulation (see the module docstring)."""
+    return document(sim, tally(sim))
 
 
 Reward = Literal["click", "conversion", "revenue"]

@@ -12,6 +12,11 @@ increments of the rows loaded after the last run to what the runs committed; a r
 every raw row with no state before. So the same definitions (`metrics.rollup.definitions`)
 give the same numbers on every path.
 
+A rebuild (nothing before, nobody to forget) skips what would be copies: the state after is
+the batch's facts (views over them, not merged again), and the first hours are read from the
+batch's own events, which hold every event of its users (the whole snapshot, or the users of
+one partition of it: `metrics.rollup.job`).
+
 Everything runs on one DuckDB cursor (temporary tables are private to it), so concurrent
 folds of several cockpit sessions never see each other's tables.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Literal
 
 import duckdb
 import pyarrow as pa
@@ -94,16 +100,21 @@ def fold(cursor: duckdb.DuckDBPyConnection, batch: Batch, pre_days: int, *, prio
             cursor.execute(f"CREATE OR REPLACE TEMP TABLE old_{table.name} AS {table.merged_sql(rows)}")
         else:
             _empty(cursor, f"old_{table.name}", table)
+    rebuild = not prior and not batch.erased
     for table in defs.FACTS:
         columns = ", ".join(_columns(table))
+        if rebuild:  # nothing before: the state after is the batch's facts, merged already
+            cursor.execute(f"CREATE OR REPLACE TEMP VIEW cur_{table.name} AS SELECT {columns} FROM batch_{table.name}")
+            continue
         union = (f"(SELECT {columns} FROM old_{table.name} UNION ALL SELECT {columns} FROM batch_{table.name}) "
                  "WHERE user_id NOT IN (SELECT user_id FROM erased)")
         cursor.execute(f"CREATE OR REPLACE TEMP TABLE cur_{table.name} AS {table.merged_sql('(SELECT * FROM ' + union + ')')}")
-    _partials(cursor, batch)
+    _partials(cursor, batch, "in_events" if rebuild else "events")
 
     for table in defs.STATE:
         before = f" UNION ALL SELECT -1 AS side, * FROM old_{table.name}" if prior else ""
-        cursor.execute(f"CREATE OR REPLACE TEMP TABLE both_{table.name} AS "
+        kind = "TABLE" if prior else "VIEW"  # nothing before: the state after with its side, not a copy
+        cursor.execute(f"CREATE OR REPLACE TEMP {kind} both_{table.name} AS "
                        f"SELECT 1 AS side, * FROM cur_{table.name}{before}")
     increments = {}
     for aggregate in defs.AGGREGATES:
@@ -129,9 +140,10 @@ def _appended(table: StateTable) -> str:
     return f"batch_{table.name} WHERE user_id NOT IN (SELECT user_id FROM erased)"
 
 
-def _partials(cursor: duckdb.DuckDBPyConnection, batch: Batch) -> None:
+def _partials(cursor: duckdb.DuckDBPyConnection, batch: Batch, events: Literal["events", "in_events"]) -> None:
     """`cur_partials`: units whose first exposure (decision) is unchanged keep their first hour
-    plus the batch's events in it; units that are new or start earlier read theirs from raw."""
+    plus the batch's events in it; units that are new or start earlier read theirs from raw
+    (`events`: the whole table, or, in a rebuild, the batch's events, which hold all of theirs)."""
     anchors = " UNION ALL ".join(sql.replace("FROM ", "FROM cur_") for sql in defs.ANCHOR_SQL.values())
     cursor.execute(f"CREATE OR REPLACE TEMP TABLE cur_anchors AS {anchors}")
     cursor.execute("""CREATE OR REPLACE TEMP TABLE anchors AS
@@ -152,5 +164,5 @@ def _partials(cursor: duckdb.DuckDBPyConnection, batch: Batch) -> None:
     cursor.execute(f"""CREATE OR REPLACE TEMP TABLE cur_partials AS
         SELECT {columns} FROM kept_partials
         UNION ALL
-        SELECT {columns} FROM ({defs.partials_sql('events')})""", {"lo": lo, "hi": hi, "upper": batch.upper})
+        SELECT {columns} FROM ({defs.partials_sql(events)})""", {"lo": lo, "hi": hi, "upper": batch.upper})
 

@@ -8,7 +8,9 @@ of logged runs). A crash before it leaves the rows invisible and the watermark w
 the next run folds the same rows again under another id, so nothing is counted twice.
 
 A run rebuilds everything from raw instead when there is no run yet or the definitions (the
-SQL from the catalogue, the pre-period) changed. Erasures logged since the watermark are
+SQL from the catalogue, the pre-period) changed. A large rebuild goes in partitions of the
+users (`rebuild_on_duckdb`), each appended before the next is folded, all under the run's one
+id, so its memory is that of a partition and the run still commits at once. Erasures logged since the watermark are
 folded as users to forget; their state rows are then deleted, the rollups merged and the
 files that held them vacuumed at once, as the raw tables are.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -81,18 +83,37 @@ def _tail(table: RawTable) -> str:
     return f"SELECT * FROM {table} WHERE loaded_at > ${table}_w AND loaded_at <= ${table}_u"
 
 
-Rebuild = Callable[[Warehouse, Batch, int], Folded]
+Rebuild = Callable[[Warehouse, Batch, int], Iterator[Folded]]
 """Folds every raw row of a snapshot from nothing: (warehouse pinned to it, the batch, pre-period
-days) -> the state and aggregate rows. DuckDB's by default; another engine may take it."""
+days) -> the state and aggregate rows, in as many parts as the engine likes (each is appended
+as it comes; the parts' rows together are the rebuild's). DuckDB's by default; another engine
+may take it."""
+
+PARTITION_ROWS = 4_000_000
+"""Raw rows (events, exposures and decisions) a DuckDB rebuild folds at once (about 2.5M
+events: 2-3 GB of DuckDB memory)."""
 
 
-def rebuild_on_duckdb(wh: Warehouse, batch: Batch, pre_days: int) -> Folded:
-    """A rebuild on the warehouse's own DuckDB."""
-    cursor = wh.cursor()
-    try:
-        return fold(cursor, batch, pre_days, prior=False, existing=frozenset())
-    finally:
-        cursor.close()
+def rebuild_on_duckdb(wh: Warehouse, batch: Batch, pre_days: int,
+                      partition_rows: int = PARTITION_ROWS) -> Iterator[Folded]:
+    """A rebuild on the warehouse's own DuckDB, in partitions of the users (by a hash of
+    `user_id`) of about `partition_rows` raw rows each, folded one after the other. Every state
+    row and every contribution to an aggregate belongs to one user, so the partitions' state
+    rows are the whole rebuild's and their aggregate rows add up to its aggregates; memory is
+    that of one partition, and no step grows faster than the lake."""
+    counts = " + ".join(f"(SELECT count(*) FROM ({sql}))" for sql in (batch.events, batch.exposures, batch.decisions))
+    parts = max(1, -(-int(wh.scalar(f"SELECT {counts}", batch.params)) // partition_rows))
+    for part in range(parts):
+        # `parts` and `part` are this function's integers (no user text reaches the SQL)
+        where = "" if parts == 1 else f" WHERE coalesce(hash(user_id) % {parts}, 0) = {part}"
+        selects = (f"SELECT * FROM ({sql}){where}" if where else sql
+                   for sql in (batch.events, batch.exposures, batch.decisions))
+        cursor = wh.cursor()
+        try:
+            yield fold(cursor, Batch(*selects, batch.params, batch.upper), pre_days, prior=False,
+                       existing=frozenset())
+        finally:
+            cursor.close()
 
 
 class RollupJob:
@@ -129,25 +150,28 @@ class RollupJob:
             if kind == "fold" and not _has_rows(wh, batch):
                 return RunReport(last.run_id if last else 0, "idle", 0, 0, time.perf_counter() - started)
             run_id = self._next_run_id(last)
-            if kind == "rebuild":
-                folded = self.rebuild(wh, batch, self.pre_days)
-            else:
-                cursor = wh.cursor()
-                try:
-                    folded = fold(cursor, batch, self.pre_days, prior=True, existing=frozenset(n for n in wh.versions if wh.has(n)))
-                finally:
-                    cursor.close()
+            touched = 0
+            for folded in self.rebuild(wh, batch, self.pre_days) if kind == "rebuild" else [self._fold(wh, batch)]:
+                self._append(folded, run_id)
+                touched += folded.touched_users
             counts = " + ".join(f"(SELECT count(*) FROM ({sql}))" for sql in (batch.events, batch.exposures,
                                                                                batch.decisions))
             rows = wh.scalar(f"SELECT {counts}", batch.params)
-            self._append(folded, run_id)
             kind = "erase" if batch.erased else kind
             self._log(run_id, kind, started_at, upper, int(rows), self._newest_event(wh, last, kind, upper))
             if batch.erased:
                 self._forget(batch.erased)
-            return RunReport(run_id, kind, int(rows), folded.touched_users, time.perf_counter() - started)
+            return RunReport(run_id, kind, int(rows), touched, time.perf_counter() - started)
         finally:
             wh.close()
+
+    def _fold(self, wh: Warehouse, batch: Batch) -> Folded:
+        """Fold the rows since the watermark onto the committed state."""
+        cursor = wh.cursor()
+        try:
+            return fold(cursor, batch, self.pre_days, prior=True, existing=frozenset(n for n in wh.versions if wh.has(n)))
+        finally:
+            cursor.close()
 
     # -- inputs ---------------------------------------------------------------------------------
 

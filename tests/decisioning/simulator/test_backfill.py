@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import pytest
 from deltalake import DeltaTable, write_deltalake
 from scipy import stats
@@ -283,6 +284,27 @@ def test_the_same_seed_gives_the_same_history(tmp_path: Path, bundled_scenario: 
         tables.append(w.query("SELECT ts, user_id, event_type, revenue FROM events ORDER BY ts, user_id, event_type"))
         w.close()
     assert tables[0].equals(tables[1])
+
+
+def test_a_streamed_backfills_first_shard_is_the_one_shot_backfill_of_its_customers(tmp_path: Path,
+                                                                                    bundled_scenario: Scenario) -> None:
+    end = datetime(2026, 6, 12, 12, tzinfo=timezone.utc)
+    one_shot = bf.backfill(tmp_path / "one", bundled_scenario, days=4, users=150, seed=5, progress=False, end=end)
+    streamed = bf.backfill(tmp_path / "streamed", bundled_scenario, days=4, users=300, seed=5, progress=False, end=end,
+                           shard_users=150)
+    assert (one_shot.shards, streamed.shards, streamed.users) == (1, 2, 300)
+    history = "SELECT ts, user_id, anonymous_id, event_type, revenue FROM events ORDER BY ALL"
+    first, both = Warehouse(tmp_path / "one"), Warehouse(tmp_path / "streamed")
+    try:
+        alone, everything = first.query(history), both.query(history)
+    finally:
+        first.close()
+        both.close()
+    # the same customers and anonymous visitors, the same history; the second shard's are others
+    shard = everything.filter(pl.col("user_id").is_in(alone.get_column("user_id").unique().implode()))
+    assert shard.equals(alone)
+    assert everything.height > alone.height
+    assert streamed.rows["events"] == everything.height
 
 
 def test_momento_backfill_fills_the_lake(tmp_path: Path) -> None:

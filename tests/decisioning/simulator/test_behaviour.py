@@ -121,6 +121,8 @@ def test_a_customer_is_the_same_person_in_a_population_of_any_size(bundled_scena
     small = bh.make_population(bundled_scenario, 500, 7, Settings.pseudonym_key).frame
     large = bh.make_population(bundled_scenario, 5_000, 7, Settings.pseudonym_key).frame
     assert small.equals(large.head(500))
+    shard = bh.make_population(bundled_scenario, 1_500, 7, Settings.pseudonym_key, first=3_000).frame
+    assert shard.equals(large.slice(3_000, 1_500))  # a streamed backfill's later shard: the same people
 
 
 def test_person_effects_equal_the_effect_table_row_by_row(bundled_scenario: Scenario) -> None:

@@ -4,7 +4,8 @@ A backfill large enough for the intervals to mean something (tens of thousands o
 full 28 days, every scheduled incident but the SRM bug, a fixed seed): each experiment's
 primary-metric interval contains the true effect, and every arm's measured level agrees
 with the truth's level for that arm within sampling error (a much sharper check of the truth
-itself than the lifts). The SRM bug, on its own backfill, is caught by the SRM check.
+itself than the lifts); the same holds for the same backfill streamed in shards of customers,
+whose truth is summed from the shards'. The SRM bug, on its own backfill, is caught by the SRM check.
 
 The per-decision truth for off-policy evaluation, on a smaller simulation and its lake: what
 the lake credits to decisions agrees with the expected reward under the distribution each was
@@ -62,11 +63,15 @@ def _analysed(lake: Path, scenario: Scenario) -> tuple[dict[str, ex.ExperimentRe
     return {x.id: ex.analyse(frame, x) for x in scenario.experiments}, ground_truth.load(lake), frame
 
 
-@pytest.fixture(scope="module")
-def measured(tmp_path_factory: pytest.TempPathFactory, bundled_scenario: Scenario):
+@pytest.fixture(scope="module", params=[USERS, USERS // 3], ids=["one-shot", "streamed-in-3-shards"])
+def measured(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, bundled_scenario: Scenario):
+    """The lake and truth of one backfill, simulated at once or streamed in shards of customers
+    (whose truth is the sum of the shards' tallies: the same checks hold for it)."""
     scenario = _without(bundled_scenario, "srm_bug")
     lake = tmp_path_factory.mktemp("truth") / "lake"
-    backfill(lake, scenario, days=28, users=USERS, seed=SEED, progress=False, end=END)
+    result = backfill(lake, scenario, days=28, users=USERS, seed=SEED, progress=False, end=END,
+                      shard_users=request.param)
+    assert result.shards == -(-USERS // request.param)
     return scenario, *_analysed(lake, scenario)
 
 

@@ -6,6 +6,7 @@ same number computed from the raw rows (latency percentiles within the histogram
 from __future__ import annotations
 
 import itertools
+import functools
 import sys
 from dataclasses import replace
 from datetime import date, timedelta
@@ -20,7 +21,7 @@ from metrics.filters import Filters
 from metrics.rollup import definitions as defs
 from metrics.rollup.read import Aggregates, aggregates
 from metrics.rollup.fold import fold
-from metrics.rollup.job import RollupJob, latest_run
+from metrics.rollup.job import RollupJob, latest_run, rebuild_on_duckdb
 from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter
 
@@ -218,3 +219,20 @@ def test_page_numbers_equal_the_raw_rows_under_every_filter_before_and_after_a_r
         writer.erase_user(user(7))
         job.run_once()  # the erasure folded: the user gone from every number
         check_pages(lake)
+@pytest.mark.parametrize("seed", range(2))
+def test_a_rebuild_in_partitions_of_the_users_is_exact_and_later_runs_fold_onto_it(tmp_path, seed):
+    lake = tmp_path / "lake"
+    job = RollupJob(lake, PRE_DAYS, rebuild=functools.partial(rebuild_on_duckdb, partition_rows=25))
+    batches = stream(seed, 4)
+    with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
+        for batch in (next(batches), next(batches)):
+            _append(writer, batch)
+        assert job.run_once().kind == "rebuild"
+        table = job.store.table(defs.TABLE_NAMES(defs.USER_HOURS.name))
+        assert table is not None
+        assert table.version() >= 2  # appended partition by partition
+        check(lake)
+        for batch in batches:
+            _append(writer, batch)
+            job.run_once()
+            check(lake)
