@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +29,7 @@ import pyarrow.compute as pc
 
 from metrics.rollup import definitions as defs
 from metrics.rollup.fold import Batch, Folded, fold
+from metrics.rollup.session import Engine, duckdb_engine
 from metrics.rollup.state import COMMITTED, RUN_ID, RUNS_SCHEMA, WATERMARKED, RawTable, schema
 from momento.lake.rollups import ROLLUP_PREFIX, ROLLUP_RUNS, TABLE_VERSIONS, RollupStore, dump_versions
 from momento.lake.warehouse import Warehouse, used_params
@@ -81,29 +81,17 @@ def _tail(table: RawTable) -> str:
     return f"SELECT * FROM {table} WHERE loaded_at > ${table}_w AND loaded_at <= ${table}_u"
 
 
-Rebuild = Callable[[Warehouse, Batch, int], Folded]
-"""Folds every raw row of a snapshot from nothing: (warehouse pinned to it, the batch, pre-period
-days) -> the state and aggregate rows. DuckDB's by default; another engine may take it."""
-
-
-def rebuild_on_duckdb(wh: Warehouse, batch: Batch, pre_days: int) -> Folded:
-    """A rebuild on the warehouse's own DuckDB."""
-    cursor = wh.cursor()
-    try:
-        return fold(cursor, batch, pre_days, prior=False, existing=frozenset())
-    finally:
-        cursor.close()
-
-
 class RollupJob:
     """Keeps the rollups of one lake up to date (see the module docstring)."""
 
-    def __init__(self, lake: Path, pre_days: int, rebuild: Rebuild = rebuild_on_duckdb) -> None:
+    def __init__(self, lake: Path, pre_days: int, engine: Engine = duckdb_engine) -> None:
         self.lake = Path(lake)
         self.pre_days = pre_days
         self.definitions = defs.definitions_hash(pre_days)
         self.store = RollupStore(self.lake)
-        self.rebuild = rebuild
+        self.engine = engine
+        """Where folds run: DuckDB here, or Spark (`metrics.engines.spark`); raw reads, commits
+        and the run log stay on this process either way."""
 
     def run_once(self) -> RunReport:
         """Catch up with the lake now (a rebuild when needed); one run."""
@@ -129,14 +117,10 @@ class RollupJob:
             if kind == "fold" and not _has_rows(wh, batch):
                 return RunReport(last.run_id if last else 0, "idle", 0, 0, time.perf_counter() - started)
             run_id = self._next_run_id(last)
-            if kind == "rebuild":
-                folded = self.rebuild(wh, batch, self.pre_days)
-            else:
-                cursor = wh.cursor()
-                try:
-                    folded = fold(cursor, batch, self.pre_days, prior=True, existing=frozenset(wh.versions))
-                finally:
-                    cursor.close()
+            prior = kind == "fold"
+            with self.engine(wh) as session:
+                folded = fold(session, batch, self.pre_days, prior=prior,
+                              existing=frozenset(wh.versions) if prior else frozenset())
             counts = " + ".join(f"(SELECT count(*) FROM ({sql}))" for sql in (batch.events, batch.exposures,
                                                                                batch.decisions))
             rows = wh.scalar(f"SELECT {counts}", batch.params)
