@@ -5,7 +5,6 @@ chosen engine (`metrics.engines.reduce`), printed as JSON."""
 from __future__ import annotations
 
 import json
-import sys
 from typing import TextIO
 
 from cli.engines import EngineChoice, engine_of
@@ -17,7 +16,7 @@ from momento.settings import Settings
 
 
 def run_analyze_lake(settings: Settings, choice: EngineChoice, experiment: str | None,
-                     out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+                     out: TextIO, err: TextIO) -> int:
     """Print the reduction's JSON; 2 with a message for an unknown experiment, a missing engine or
     an unreadable lake."""
     try:

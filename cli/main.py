@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "analyze-lake":
         from cli.analyze_lake import run_analyze_lake
 
-        return run_analyze_lake(settings, choice_of(args), args.experiment)
+        return run_analyze_lake(settings, choice_of(args), args.experiment, sys.stdout, sys.stderr)
     if args.command == "cockpit":
         refusal = cockpit_refusal(settings)
         if refusal:

@@ -46,3 +46,16 @@ def test_without_pyspark_the_spark_engine_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "pyspark.sql", None)  # an embedded install: no pyspark
     with pytest.raises(EngineUnavailable, match=r"pip install momento\[spark\]"):
         SparkEngine().spark()
+
+
+def test_analyze_lake_names_an_unknown_experiment_and_exits_2(small_lake, monkeypatch):
+    import io
+
+    from cli.analyze_lake import run_analyze_lake
+    from cli.engines import EngineChoice
+    from momento.settings import load_settings
+
+    monkeypatch.setenv("MOMENTO_LAKE", str(small_lake))
+    out, err = io.StringIO(), io.StringIO()
+    assert run_analyze_lake(load_settings(), EngineChoice(), "exp_nope", out, err) == 2
+    assert "unknown experiment 'exp_nope'" in err.getvalue() and not out.getvalue()
