@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -25,7 +25,7 @@ from metrics.rollup.session import Engine
 from momento.lake.warehouse import Warehouse
 from momento.scenario import Scenario
 
-_FAR_FUTURE = datetime(9999, 1, 1, tzinfo=timezone.utc)
+_FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -42,12 +42,13 @@ def reduce_lake(engine: Engine, wh: Warehouse, pre_days: int, metric_names: tupl
     with engine(wh) as session:
         folded = fold(session, batch, pre_days, prior=False, existing=frozenset(), keep_state=False)
         newest = session.arrow("SELECT max(ts) AS newest FROM in_events").column(0)[0].as_py()
-        as_of = newest + timedelta(microseconds=1) if newest is not None else datetime.now(timezone.utc)
+        as_of = newest + timedelta(microseconds=1) if newest is not None else datetime.now(UTC)
         session.register(defs.EXPERIMENT_STATS.name, folded.increments[defs.EXPERIMENT_STATS.name])
         statement = STATS.statement(Filters(), pre_days=pre_days, metric_names=metric_names, as_of=as_of)
         frame = pl.from_arrow(session.arrow(statement.sql, statement.params))
     assert isinstance(frame, pl.DataFrame)
-    return Reduction(frame, as_of)
+    # DuckDB sums BIGINT counts into a 128-bit integer (Arrow decimal), Spark into BIGINT: as BIGINT.
+    return Reduction(frame.with_columns(pl.col(pl.Decimal).cast(pl.Int64)), as_of)
 
 
 def report(reduction: Reduction, scenario: Scenario, experiment_id: str | None = None) -> list[dict[str, Any]]:

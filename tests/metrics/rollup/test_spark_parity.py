@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,16 @@ from metrics.rollup.job import RollupJob, latest_run
 from metrics.rollup.read import aggregates
 from metrics.rollup.session import duckdb_engine
 from momento.lake.warehouse import Warehouse
+from momento.lake.writer import LakeWriter
 from momento.settings import load_settings
 
+sys.path.insert(0, str(Path(__file__).parent))
+from random_lake import stream
+
+from tests.support import rollups
+
 RELATIVE = 1e-9
+PRE_DAYS = 7
 
 
 def assert_same(duck: pl.DataFrame, spark: pl.DataFrame, keys: list[str], what: str) -> None:
@@ -81,7 +89,8 @@ def test_the_run_logs_agree_and_the_cockpit_reads_spark_rollups_unchanged(lakes,
             stats = stats_frame(aggs, Filters(), pre_days, scenario_metrics(bundled_scenario))
         finally:
             wh.close()
-        assert run is not None and aggs.source.mode == "rollups" and aggs.source.tail_rows == 0
+        assert run is not None
+        assert (aggs.source.mode, aggs.source.tail_rows) == ("rollups", 0)
         read[name] = (run, aggs, stats)
     (duck_run, duck, duck_stats), (spark_run, spark, spark_stats) = read["duckdb"], read["spark"]
     assert (spark_run.definitions, spark_run.loaded_to, spark_run.events_max_ts) == \
@@ -98,10 +107,10 @@ def _analyze_lake(lake: Path, engine: str, monkeypatch: pytest.MonkeyPatch) -> l
     return json.loads(out.getvalue())
 
 
-def test_analyze_lake_on_spark_gives_every_experiments_sufficient_statistics_as_duckdb(lakes, bundled_scenario,
-                                                                                      monkeypatch):
-    duck = _analyze_lake(lakes["duckdb"], "duckdb", monkeypatch)
-    spark = _analyze_lake(lakes["duckdb"], "spark", monkeypatch)
+def test_analyze_lake_on_spark_gives_every_experiments_sufficient_statistics_as_duckdb(small_lake, spark_engine,
+                                                                                      bundled_scenario, monkeypatch):
+    duck = _analyze_lake(small_lake, "duckdb", monkeypatch)  # reads only: the shared lake is left as it is
+    spark = _analyze_lake(small_lake, "spark", monkeypatch)  # on the session's Spark (getOrCreate)
     assert [x["experiment"] for x in spark] == [x["experiment"] for x in duck] == \
            [x.id for x in bundled_scenario.experiments]
     for d, s in zip(duck, spark, strict=True):
@@ -118,3 +127,19 @@ def test_analyze_lake_on_spark_gives_every_experiments_sufficient_statistics_as_
         assert s["recommendation"] == d["recommendation"]
         assert [r["verdict"] for r in s["results"]] == [r["verdict"] for r in d["results"]]
     assert any(stats["exposed__users"] > 0 for x in duck for stats in x["arms"].values())
+
+
+def test_an_incremental_fold_on_spark_keeps_the_rollups_exact(tmp_path, spark_engine):
+    """A fold on Spark over committed state (late rows included) leaves rollups that the cockpit
+    reads exactly as a full scan: the job's incremental path, not only its rebuild."""
+    lake = tmp_path / "lake"
+    job = RollupJob(lake, PRE_DAYS, spark_engine)
+    batches = stream(5, 2)
+    with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
+        for number, batch in enumerate(batches):
+            for table, rows in batch.items():
+                if rows:
+                    writer.append(table, rows)
+            writer.flush()
+            assert job.run_once().kind == ("rebuild" if number == 0 else "fold")
+            rollups.check(lake, PRE_DAYS, "rollups")

@@ -4,15 +4,19 @@ Spark form fails here rather than on a cluster."""
 
 from __future__ import annotations
 
+import io
 import sys
 
 import pytest
 
+from cli.analyze_lake import run_analyze_lake
+from cli.engines import EngineChoice
 from metrics import experiments
 from metrics.engines.spark import EngineUnavailable, SparkEngine
 from metrics.engines.transpile import Untranslatable, to_spark
 from metrics.rollup import definitions as defs
 from metrics.rollup.read import MERGED
+from momento.settings import load_settings
 
 
 def rollup_and_reduction_queries() -> dict[str, str]:
@@ -34,7 +38,8 @@ QUERIES = rollup_and_reduction_queries()
 @pytest.mark.parametrize("name", sorted(QUERIES))
 def test_every_rollup_and_reduction_query_has_a_spark_form(name):
     spark_sql = to_spark(QUERIES[name])
-    assert "epoch_us" not in spark_sql.lower() and "$" not in spark_sql  # mapped, parameters as :name
+    assert "epoch_us" not in spark_sql.lower()  # mapped to Spark's name
+    assert "$" not in spark_sql  # parameters as :name
 
 
 def test_a_construct_with_no_spark_form_is_refused_by_name():
@@ -49,13 +54,8 @@ def test_without_pyspark_the_spark_engine_says_what_to_install(monkeypatch):
 
 
 def test_analyze_lake_names_an_unknown_experiment_and_exits_2(small_lake, monkeypatch):
-    import io
-
-    from cli.analyze_lake import run_analyze_lake
-    from cli.engines import EngineChoice
-    from momento.settings import load_settings
-
     monkeypatch.setenv("MOMENTO_LAKE", str(small_lake))
     out, err = io.StringIO(), io.StringIO()
-    assert run_analyze_lake(load_settings(), EngineChoice(), "exp_nope", out, err) == 2
-    assert "unknown experiment 'exp_nope'" in err.getvalue() and not out.getvalue()
+    assert run_analyze_lake(load_settings(), EngineChoice(), "exp_nope", out, err) == 2  # noqa: PLR2004
+    assert "unknown experiment 'exp_nope'" in err.getvalue()
+    assert not out.getvalue()
