@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,16 +23,9 @@ from metrics.rollup.job import RollupJob, latest_run
 from metrics.rollup.read import aggregates
 from metrics.rollup.session import duckdb_engine
 from momento.lake.warehouse import Warehouse
-from momento.lake.writer import LakeWriter
 from momento.settings import load_settings
 
-sys.path.insert(0, str(Path(__file__).parent))
-from random_lake import stream
-
-from tests.support import rollups
-
 RELATIVE = 1e-9
-PRE_DAYS = 7
 
 
 def assert_same(duck: pl.DataFrame, spark: pl.DataFrame, keys: list[str], what: str) -> None:
@@ -128,18 +120,3 @@ def test_analyze_lake_on_spark_gives_every_experiments_sufficient_statistics_as_
         assert [r["verdict"] for r in s["results"]] == [r["verdict"] for r in d["results"]]
     assert any(stats["exposed__users"] > 0 for x in duck for stats in x["arms"].values())
 
-
-def test_an_incremental_fold_on_spark_keeps_the_rollups_exact(tmp_path, spark_engine):
-    """A fold on Spark over committed state (late rows included) leaves rollups that the cockpit
-    reads exactly as a full scan: the job's incremental path, not only its rebuild."""
-    lake = tmp_path / "lake"
-    job = RollupJob(lake, PRE_DAYS, spark_engine)
-    batches = stream(5, 2)
-    with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
-        for number, batch in enumerate(batches):
-            for table, rows in batch.items():
-                if rows:
-                    writer.append(table, rows)
-            writer.flush()
-            assert job.run_once().kind == ("rebuild" if number == 0 else "fold")
-            rollups.check(lake, PRE_DAYS, "rollups")
