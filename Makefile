@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench chromium clean
+.PHONY: demo test test-fast lint bench chromium java clean
 
 demo: $(STAMP)
 	$(BIN)/momento demo
 
-test: $(STAMP) chromium lint
+test: $(STAMP) chromium java lint
 	$(BIN)/python -m pytest
 
 # The package graph's contracts (pyproject.toml, [tool.importlinter]): a wrong arrow fails.
@@ -25,7 +25,7 @@ bench: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,spark]'
 	touch $(STAMP)
 
 # The browser tests drive Debian's Chromium (a test tool's own browser download fails here).
@@ -33,6 +33,12 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+# The Spark parity tests start pyspark, which needs a Java runtime (Debian's headless OpenJDK).
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
 
 clean:
 	rm -rf $(VENV) data/lake artifacts .pytest_cache

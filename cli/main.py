@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from cli.engines import add_engine_arguments, choice_of
 from cli.processes import become, cockpit_command, cockpit_refusal
 from momento.settings import PROJECT_ROOT, SettingsError, load_settings
 
@@ -45,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     rollup = sub.add_parser("rollup", help="bring the lake's rollups up to date (once, or --follow)")
     rollup.add_argument("--follow", action="store_true", help="keep up with the lake until stopped")
     rollup.add_argument("--interval", type=float, default=2.0, help="seconds between runs with --follow")
+    add_engine_arguments(rollup)
+
+    analyze_lake = sub.add_parser("analyze-lake", help="every experiment's per-arm statistics and analysis, "
+                                                       "reduced from the lake's raw rows, as JSON")
+    analyze_lake.add_argument("--experiment", default=None, help="that experiment alone")
+    add_engine_arguments(analyze_lake)
 
     watch = sub.add_parser("watch", help="evaluate the monitors every few seconds: alerts, webhook, arm pauses")
     watch.add_argument("--interval", type=float, default=None, help="seconds between evaluations (default: the "
@@ -147,7 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "rollup":
         from cli.rollup import run_rollup
 
-        return run_rollup(settings, follow=args.follow, interval=args.interval)
+        return run_rollup(settings, follow=args.follow, interval=args.interval, choice=choice_of(args))
+    if args.command == "analyze-lake":
+        from cli.analyze_lake import run_analyze_lake
+
+        return run_analyze_lake(settings, choice_of(args), args.experiment, sys.stdout, sys.stderr)
     if args.command == "watch":
         from cli.watch import run_watch
 

@@ -12,14 +12,16 @@ import signal
 import sys
 import threading
 
+from cli.engines import EngineChoice, engine_of
+from metrics.engines.spark import EngineUnavailable
 from metrics.rollup.job import RollupJob
 from momento.lake.rollups import RollupLocked
 from momento.scenario import ScenarioError, load_scenario
 from momento.settings import Settings
 
 
-def run_rollup(settings: Settings, follow: bool, interval: float) -> int:
-    """Run the rollup job on `settings.lake`; returns the exit code."""
+def run_rollup(settings: Settings, follow: bool, interval: float, choice: EngineChoice = EngineChoice()) -> int:
+    """Run the rollup job on `settings.lake`, folding on the chosen engine; returns the exit code."""
     logging.basicConfig(level=logging.INFO if follow else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -27,13 +29,16 @@ def run_rollup(settings: Settings, follow: bool, interval: float) -> int:
     except ScenarioError as exc:
         print(f"momento rollup: {exc}", file=sys.stderr)
         return 2
-    job = RollupJob(settings.lake, pre_days)
+    job = RollupJob(settings.lake, pre_days, engine_of(choice))
     if not follow:
         try:
             report = job.run_once()
         except RollupLocked as exc:
             print(f"momento rollup: {exc}", file=sys.stderr)
             return 1
+        except EngineUnavailable as exc:
+            print(f"momento rollup: {exc}", file=sys.stderr)
+            return 2
         print(f"momento rollup: {report.kind} run {report.run_id}: {report.rows_folded:,} rows, "
               f"{report.users:,} users in {report.seconds:.2f} s")
         return 0

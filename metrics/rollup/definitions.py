@@ -361,14 +361,17 @@ def _family_sql(family: str, pre_days: int) -> dict[str, str]:
 
     daily = ", ".join(f"sum({col(n)}) AS {col(n)}" for n in measures)
     running_cols = []
+    # Spelt out in every OVER: a named window refined by a frame (`OVER (w ROWS ...)`) is DuckDB's
+    # and not Spark's, so it is the one form that does not transpile.
+    per_unit = f"PARTITION BY {ukey} ORDER BY day"
     for m in metrics:
         start = m.window.start_day
         for n in m.measures:
             masked = col(n) if not start else f"CASE WHEN day >= cohort_day + {start} THEN {col(n)} ELSE 0.0 END"
-            running_cols.append(f"sum({masked}) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) "
+            running_cols.append(f"sum({masked}) OVER ({per_unit} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) "
                                 f"AS c_{m.name}__{n}")
-            running_cols.append(f"coalesce(sum({masked}) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), "
-                                f"0.0) AS b_{m.name}__{n}")
+            running_cols.append(f"coalesce(sum({masked}) OVER ({per_unit} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 "
+                                f"PRECEDING), 0.0) AS b_{m.name}__{n}")
     cuped = [m for m in metrics if m.cuped]
     pre = ", ".join(f"sum(h.{col(m.numerator)}) AS x_{m.name}" for m in cuped)
 
@@ -404,14 +407,13 @@ def _family_sql(family: str, pre_days: int) -> dict[str, str]:
             found = next((stats[f] for mm, stats, _, _ in increments if mm is m), None)
             total = f"sum(c.side * ({found}))" if found is not None else "0"
             select.append(f"CAST({total} AS {'BIGINT' if f == 'n' else 'DOUBLE'}) AS {m.name}__{f}")
-    window = f"WINDOW w AS (PARTITION BY {ukey} ORDER BY day)"
     bucket = ", ".join(f"c.{k}" for k in (*unit, *dims, "cohort_day"))
     ctes = [
         f"units AS (\n    {units}\n)",
         "parts AS (\n    " + "\n    UNION ALL\n    ".join(parts) + "\n)",
         f"daily AS (\n    SELECT p.*, u.cohort_day FROM (SELECT {ukey}, day, {daily} FROM parts GROUP BY {ukey}, day) p "
         f"JOIN units u USING ({ukey})\n)",
-        f"running AS (\n    SELECT {ukey}, day, cohort_day, {', '.join(running_cols)} FROM daily {window}\n)",
+        f"running AS (\n    SELECT {ukey}, day, cohort_day, {', '.join(running_cols)} FROM daily\n)",
         f"valued AS (\n    SELECT {ukey}, day, cohort_day{''.join(', ' + v for v in values)} FROM running\n)",
         f"changes AS (\n    SELECT u.*, v.day{''.join(', v.' + c.split(' AS ')[1] for c in values)}\n"
         f"    FROM valued v JOIN units u USING ({ukey})\n)",

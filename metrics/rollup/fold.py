@@ -17,8 +17,9 @@ the batch's facts (views over them, not merged again), and the first hours are r
 batch's own events, which hold every event of its users (the whole snapshot, or the users of
 one partition of it: `metrics.rollup.job`).
 
-Everything runs on one DuckDB cursor (temporary tables are private to it), so concurrent
-folds of several cockpit sessions never see each other's tables.
+Everything runs on one `SqlSession` (`metrics.rollup.session`): a DuckDB cursor, whose temporary
+tables are private to it so concurrent folds of several cockpit sessions never see each other's,
+or a Spark session (`metrics.engines.spark`) that runs the same texts transpiled.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
-import duckdb
 import pyarrow as pa
 
 from metrics.rollup import definitions as defs
+from metrics.rollup.session import SqlSession
 from metrics.rollup.state import COMMITTED, RUN_ID, Aggregate, StateTable, schema
 from momento.lake.warehouse import used_params
 
@@ -65,14 +66,11 @@ def _columns(table: StateTable | Aggregate) -> list[str]:
     return [c.name for c in (*table.keys, *table.values)]
 
 
-def _empty(cursor: duckdb.DuckDBPyConnection, name: str, table: StateTable) -> None:
-    empty = pa.schema([f for f in schema(table) if f.name != RUN_ID]).empty_table()
-    cursor.register("empty_state", empty)
-    cursor.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM empty_state")
-    cursor.unregister("empty_state")
+def _empty(session: SqlSession, name: str, table: StateTable) -> None:
+    session.register(name, pa.schema([f for f in schema(table) if f.name != RUN_ID]).empty_table())
 
 
-def fold(cursor: duckdb.DuckDBPyConnection, batch: Batch, pre_days: int, *, prior: bool,
+def fold(session: SqlSession, batch: Batch, pre_days: int, *, prior: bool,
          existing: frozenset[str], keep_state: bool = True) -> Folded:
     """Fold `batch` into the rollups' state (see the module docstring). `prior`: read the
     committed state of the touched users (False for a rebuild: nothing came before);
@@ -82,40 +80,35 @@ def fold(cursor: duckdb.DuckDBPyConnection, batch: Batch, pre_days: int, *, prio
                       ("in_decisions", batch.decisions)):
         # A whole table is a view (each use reads only the columns it needs); a tail, which
         # takes bound parameters, is copied (a view cannot keep them; the tail is small).
-        bound = used_params(sql, batch.params)
-        kind = "TABLE" if bound else "VIEW"
-        cursor.execute(f"CREATE OR REPLACE TEMP {kind} {name} AS {sql}", bound or None)
+        session.create(name, sql, batch.params, view=not used_params(sql, batch.params))
     for table in defs.FACTS:
-        cursor.execute(f"CREATE OR REPLACE TEMP TABLE batch_{table.name} AS {defs.facts_sql(table.name)}")
-    cursor.register("erased_list", pa.table({"user_id": pa.array(batch.erased, pa.string())}))
-    cursor.execute("CREATE OR REPLACE TEMP TABLE erased AS SELECT DISTINCT user_id FROM erased_list")
-    cursor.unregister("erased_list")
+        session.create(f"batch_{table.name}", defs.facts_sql(table.name))
+    session.register("erased", pa.table({"user_id": pa.array(sorted(set(batch.erased)), pa.string())}))
     touched = " UNION ".join(f"SELECT user_id FROM batch_{t.name}" for t in defs.FACTS)
-    cursor.execute(f"CREATE OR REPLACE TEMP TABLE touched AS {touched} UNION SELECT user_id FROM erased")
+    session.create("touched", f"{touched} UNION SELECT user_id FROM erased")
 
     for table in defs.STATE:
         rollup = defs.TABLE_NAMES(table.name)
         if prior and rollup in existing:
             rows = f"(SELECT * FROM {rollup} WHERE {COMMITTED} AND user_id IN (SELECT user_id FROM touched))"
-            cursor.execute(f"CREATE OR REPLACE TEMP TABLE old_{table.name} AS {table.merged_sql(rows)}")
+            session.create(f"old_{table.name}", table.merged_sql(rows))
         else:
-            _empty(cursor, f"old_{table.name}", table)
+            _empty(session, f"old_{table.name}", table)
     rebuild = not prior and not batch.erased
     for table in defs.FACTS:
         columns = ", ".join(_columns(table))
         if rebuild:  # nothing before: the state after is the batch's facts, merged already
-            cursor.execute(f"CREATE OR REPLACE TEMP VIEW cur_{table.name} AS SELECT {columns} FROM batch_{table.name}")
+            session.create(f"cur_{table.name}", f"SELECT {columns} FROM batch_{table.name}", view=True)
             continue
         union = (f"(SELECT {columns} FROM old_{table.name} UNION ALL SELECT {columns} FROM batch_{table.name}) "
                  "WHERE user_id NOT IN (SELECT user_id FROM erased)")
-        cursor.execute(f"CREATE OR REPLACE TEMP TABLE cur_{table.name} AS {table.merged_sql('(SELECT * FROM ' + union + ')')}")
-    _partials(cursor, batch, "in_events" if rebuild else "events")
+        session.create(f"cur_{table.name}", table.merged_sql(f"(SELECT * FROM {union})"))
+    _partials(session, batch, "in_events" if rebuild else "events")
 
     for table in defs.STATE:
         before = f" UNION ALL SELECT -1 AS side, * FROM old_{table.name}" if prior else ""
-        kind = "TABLE" if prior else "VIEW"  # nothing before: the state after with its side, not a copy
-        cursor.execute(f"CREATE OR REPLACE TEMP {kind} both_{table.name} AS "
-                       f"SELECT 1 AS side, * FROM cur_{table.name}{before}")
+        # nothing before: the state after with its side, a view rather than a copy
+        session.create(f"both_{table.name}", f"SELECT 1 AS side, * FROM cur_{table.name}{before}", view=not prior)
     increments = {}
     for aggregate in defs.AGGREGATES:
         keys = ", ".join(c.name for c in aggregate.keys)
@@ -124,11 +117,11 @@ def fold(cursor: duckdb.DuckDBPyConnection, batch: Batch, pre_days: int, *, prio
         nonzero = " OR ".join(f"{v} <> 0" for v in values)
         rows = defs.contributions_sql(aggregate.name, pre_days, "both_")
         sql = f"SELECT * FROM (SELECT {keys}, {total} FROM ({rows}) GROUP BY {keys}) WHERE {nonzero}"
-        increments[aggregate.name] = cursor.sql(sql).arrow().read_all()
+        increments[aggregate.name] = session.arrow(sql)
 
-    state = {table.name: cursor.sql(f"SELECT * FROM {_appended(table)}").arrow().read_all()
-             for table in defs.STATE} if keep_state else {}
-    users = cursor.sql("SELECT count(*) FROM touched").fetchall()[0][0]
+    state = {table.name: session.arrow(f"SELECT * FROM {_appended(table)}") for table in defs.STATE} \
+        if keep_state else {}
+    users = session.arrow("SELECT count(*) AS users FROM touched").column(0)[0].as_py()
     return Folded(state, increments, int(users))
 
 
@@ -140,28 +133,28 @@ def _appended(table: StateTable) -> str:
     return f"batch_{table.name} WHERE user_id NOT IN (SELECT user_id FROM erased)"
 
 
-def _partials(cursor: duckdb.DuckDBPyConnection, batch: Batch, events: Literal["events", "in_events"]) -> None:
+def _partials(session: SqlSession, batch: Batch, events: Literal["events", "in_events"]) -> None:
     """`cur_partials`: units whose first exposure (decision) is unchanged keep their first hour
     plus the batch's events in it; units that are new or start earlier read theirs from raw
     (`events`: the whole table, or, in a rebuild, the batch's events, which hold all of theirs)."""
     anchors = " UNION ALL ".join(sql.replace("FROM ", "FROM cur_") for sql in defs.ANCHOR_SQL.values())
-    cursor.execute(f"CREATE OR REPLACE TEMP TABLE cur_anchors AS {anchors}")
-    cursor.execute("""CREATE OR REPLACE TEMP TABLE anchors AS
+    session.create("cur_anchors", anchors)
+    session.create("anchors", """
         SELECT a.* FROM cur_anchors a JOIN old_partials p
           ON p.family = a.family AND p.unit = a.unit AND p.user_id = a.user_id AND p.first_ts = a.first_ts""")
     measures = [defs.col(m) for m in (*defs.USER_MEASURES, *defs.ELEMENT_MEASURES)]
     columns = ", ".join(["family", "unit", "user_id", "first_ts", *measures])
     open_ended = {"lo": _FAR_PAST, "hi": _FAR_FUTURE, "upper": batch.upper}
     added = ", ".join(f"p.{c} + n.{c} AS {c}" for c in measures)
-    cursor.execute(f"""CREATE OR REPLACE TEMP TABLE kept_partials AS
+    session.create("kept_partials", f"""
         SELECT p.family, p.unit, p.user_id, p.first_ts, {added}
         FROM old_partials p JOIN ({defs.partials_sql('in_events')}) n
           USING (family, unit, user_id, first_ts)""", open_ended)
-    cursor.execute("""CREATE OR REPLACE TEMP TABLE anchors AS
+    session.create("anchors", """
         SELECT a.* FROM cur_anchors a ANTI JOIN kept_partials k USING (family, unit, user_id, first_ts)""")
-    span = cursor.sql("SELECT min(first_ts), max(first_ts) FROM anchors").fetchall()[0]
-    lo, hi = (span[0], span[1] + timedelta(hours=1)) if span[0] is not None else (_FAR_PAST, _FAR_PAST)
-    cursor.execute(f"""CREATE OR REPLACE TEMP TABLE cur_partials AS
+    span = session.arrow("SELECT min(first_ts) AS lo, max(first_ts) AS hi FROM anchors").to_pylist()[0]
+    lo, hi = (span["lo"], span["hi"] + timedelta(hours=1)) if span["lo"] is not None else (_FAR_PAST, _FAR_PAST)
+    session.create("cur_partials", f"""
         SELECT {columns} FROM kept_partials
         UNION ALL
         SELECT {columns} FROM ({defs.partials_sql(events)})""", {"lo": lo, "hi": hi, "upper": batch.upper})

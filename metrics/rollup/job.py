@@ -9,9 +9,9 @@ the next run folds the same rows again under another id, so nothing is counted t
 
 A run rebuilds everything from raw instead when there is no run yet or the definitions (the
 SQL from the catalogue, the pre-period) changed. A large rebuild goes in partitions of the
-users (`rebuild_on_duckdb`), each appended before the next is folded, all under the run's one
-id, so its memory is that of a partition and the run still commits at once. Erasures logged since the watermark are
-folded as users to forget; their state rows are then deleted, the rollups merged and the
+users (`rebuild_parts`), each folded on the job's engine and appended before the next, all
+under the run's one id, so its memory is that of a partition and the run still commits at
+once. Erasures logged since the watermark are folded as users to forget; their state rows are then deleted, the rollups merged and the
 files that held them vacuumed at once, as the raw tables are.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 
 from metrics.rollup import definitions as defs
 from metrics.rollup.fold import Batch, Folded, fold
+from metrics.rollup.session import Engine, duckdb_engine
 from metrics.rollup.state import COMMITTED, RUN_ID, RUNS_SCHEMA, WATERMARKED, RawTable, schema
 from momento.lake.rollups import ROLLUP_PREFIX, ROLLUP_RUNS, TABLE_VERSIONS, RollupStore, dump_versions
 from momento.lake.warehouse import Warehouse, used_params
@@ -83,48 +84,43 @@ def _tail(table: RawTable) -> str:
     return f"SELECT * FROM {table} WHERE loaded_at > ${table}_w AND loaded_at <= ${table}_u"
 
 
-Rebuild = Callable[[Warehouse, Batch, int], Iterator[Folded]]
-"""Folds every raw row of a snapshot from nothing: (warehouse pinned to it, the batch, pre-period
-days) -> the state and aggregate rows, in as many parts as the engine likes (each is appended
-as it comes; the parts' rows together are the rebuild's). DuckDB's by default; another engine
-may take it."""
-
 PARTITION_ROWS = 4_000_000
-"""Raw rows (events, exposures and decisions) a DuckDB rebuild folds at once (about 2.5M
-events: 2-3 GB of DuckDB memory)."""
+"""Raw rows (events, exposures and decisions) a rebuild folds at once (on DuckDB, about 2.5M
+events: 2-3 GB of memory)."""
 
 
-def rebuild_on_duckdb(wh: Warehouse, batch: Batch, pre_days: int,
-                      partition_rows: int = PARTITION_ROWS) -> Iterator[Folded]:
-    """A rebuild on the warehouse's own DuckDB, in partitions of the users (by a hash of
-    `user_id`) of about `partition_rows` raw rows each, folded one after the other. Every state
-    row and every contribution to an aggregate belongs to one user, so the partitions' state
-    rows are the whole rebuild's and their aggregate rows add up to its aggregates; memory is
-    that of one partition, and no step grows faster than the lake."""
+def rebuild_parts(wh: Warehouse, batch: Batch, partition_rows: int = PARTITION_ROWS) -> Iterator[Batch]:
+    """A rebuild's batch cut into partitions of the users (by a hash of `user_id`) of about
+    `partition_rows` raw rows each. Every state row and every contribution to an aggregate
+    belongs to one user, so the partitions' state rows are the whole rebuild's and their
+    aggregate rows add up to its aggregates; a fold's memory is that of one partition."""
     counts = " + ".join(f"(SELECT count(*) FROM ({sql}))" for sql in (batch.events, batch.exposures, batch.decisions))
     parts = max(1, -(-int(wh.scalar(f"SELECT {counts}", batch.params)) // partition_rows))
+    if parts == 1:
+        yield batch
+        return
     for part in range(parts):
-        # `parts` and `part` are this function's integers (no user text reaches the SQL)
-        where = "" if parts == 1 else f" WHERE coalesce(hash(user_id) % {parts}, 0) = {part}"
-        selects = (f"SELECT * FROM ({sql}){where}" if where else sql
-                   for sql in (batch.events, batch.exposures, batch.decisions))
-        cursor = wh.cursor()
-        try:
-            yield fold(cursor, Batch(*selects, batch.params, batch.upper), pre_days, prior=False,
-                       existing=frozenset())
-        finally:
-            cursor.close()
+        # `parts` and `part` are this function's integers (no user text reaches the SQL); the
+        # remainder is made non-negative for engines whose hash is signed (Spark's)
+        where = f" WHERE coalesce(((hash(user_id) % {parts}) + {parts}) % {parts}, 0) = {part}"
+        yield Batch(*(f"SELECT * FROM ({sql}){where}" for sql in (batch.events, batch.exposures, batch.decisions)),
+                    batch.params, batch.upper)
 
 
 class RollupJob:
     """Keeps the rollups of one lake up to date (see the module docstring)."""
 
-    def __init__(self, lake: Path, pre_days: int, rebuild: Rebuild = rebuild_on_duckdb) -> None:
+    def __init__(self, lake: Path, pre_days: int, engine: Engine = duckdb_engine,
+                 partition_rows: int = PARTITION_ROWS) -> None:
         self.lake = Path(lake)
         self.pre_days = pre_days
         self.definitions = defs.definitions_hash(pre_days)
         self.store = RollupStore(self.lake)
-        self.rebuild = rebuild
+        self.engine = engine
+        """Where folds run: DuckDB here, or Spark (`metrics.engines.spark`); raw reads, commits
+        and the run log stay on this process either way."""
+        self.partition_rows = partition_rows
+        """Raw rows a rebuild folds at once (`rebuild_parts`)."""
 
     def run_once(self) -> RunReport:
         """Catch up with the lake now (a rebuild when needed); one run."""
@@ -151,7 +147,11 @@ class RollupJob:
                 return RunReport(last.run_id if last else 0, "idle", 0, 0, time.perf_counter() - started)
             run_id = self._next_run_id(last)
             touched = 0
-            for folded in self.rebuild(wh, batch, self.pre_days) if kind == "rebuild" else [self._fold(wh, batch)]:
+            parts = rebuild_parts(wh, batch, self.partition_rows) if kind == "rebuild" else [batch]
+            existing = frozenset(n for n in wh.versions if wh.has(n)) if kind == "fold" else frozenset()
+            for part in parts:
+                with self.engine(wh) as session:
+                    folded = fold(session, part, self.pre_days, prior=kind == "fold", existing=existing)
                 self._append(folded, run_id)
                 touched += folded.touched_users
             counts = " + ".join(f"(SELECT count(*) FROM ({sql}))" for sql in (batch.events, batch.exposures,
@@ -164,14 +164,6 @@ class RollupJob:
             return RunReport(run_id, kind, int(rows), touched, time.perf_counter() - started)
         finally:
             wh.close()
-
-    def _fold(self, wh: Warehouse, batch: Batch) -> Folded:
-        """Fold the rows since the watermark onto the committed state."""
-        cursor = wh.cursor()
-        try:
-            return fold(cursor, batch, self.pre_days, prior=True, existing=frozenset(n for n in wh.versions if wh.has(n)))
-        finally:
-            cursor.close()
 
     # -- inputs ---------------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ import pyarrow as pa
 from metrics.rollup import definitions as defs
 from metrics.rollup.fold import Batch, fold
 from metrics.rollup.job import LATEST_RUN, Run, run_of
+from metrics.rollup.session import duckdb_engine
 from metrics.rollup.state import COMMITTED, RUN_ID, WATERMARKED, Aggregate, schema
 from momento.lake.rollups import ROLLUP_PREFIX, ROLLUP_RUNS
 from metrics.filters import Filters
@@ -191,15 +192,12 @@ def _fold(reads: _Reads, pre_days: int, max_tail_rows: int, last: Run | None, re
     newest = None
     if reason or tail_rows:
         template = _ALL if reason else _TAIL
-        events, exposures, decisions = (template.format(table=t) for t in ("events", "exposures", "decisions"))
-        batch = Batch(events, exposures, decisions, dict(params), upper=datetime(9999, 1, 1, tzinfo=timezone.utc))
-        cursor = wh.cursor()
-        try:
-            folded = fold(cursor, batch, pre_days, prior=not reason, existing=frozenset(n for n in wh.versions if wh.has(n)),
+        batch = Batch(*(template.format(table=t) for t in ("events", "exposures", "decisions")), params,
+                      upper=datetime(9999, 1, 1, tzinfo=timezone.utc))
+        with duckdb_engine(wh) as session:
+            folded = fold(session, batch, pre_days, prior=not reason, existing=frozenset(n for n in wh.versions if wh.has(n)),
                           keep_state=False)
-            newest = cursor.sql("SELECT max(ts) FROM in_events").fetchall()[0][0]
-        finally:
-            cursor.close()
+            newest = session.arrow("SELECT max(ts) AS newest FROM in_events").column(0)[0].as_py()
         increments = {name: _frame(table) for name, table in folded.increments.items()}
     frames = {}
     for aggregate in defs.AGGREGATES:

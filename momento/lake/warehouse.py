@@ -65,6 +65,7 @@ class Warehouse:
         self.errors: dict[str, str] = {}
         self._tables: dict[str, DeltaTable] = {}
         self._paths: dict[str, Path] = {}
+        self._files: dict[str, list[str]] = {}  # table -> the files its view reads
         self._file_columns: dict[str, dict[str, frozenset[str]]] = {}  # table -> file -> columns (a file never changes)
         self._types: dict[str, dict[str, str]] = {}  # table -> column -> DuckDB type
         self._refreshed_at = 0.0
@@ -144,6 +145,7 @@ class Warehouse:
             self.errors[name] = f"table {name!r} in {self.lake} cannot be read: unreadable file: {exc}"
             return
         self._kinds[name] = "VIEW"
+        self._files[name] = files
         self._versions[name] = version
         self.errors.pop(name, None)
 
@@ -195,6 +197,7 @@ class Warehouse:
 
     def _show_empty(self, name: str, empty: pa.Table | None) -> None:
         self._versions[name] = None
+        self._files.pop(name, None)
         self.errors.pop(name, None)
         if empty is None:
             self._drop(self._con.cursor(), name)
@@ -209,7 +212,7 @@ class Warehouse:
     def _forget(self, name: str) -> None:
         """A derived table that is gone (its directory removed): no view, no error."""
         self._drop(self._con.cursor(), name)
-        for registry in (self._paths, self._tables, self._versions, self.errors):
+        for registry in (self._paths, self._tables, self._versions, self.errors, self._files):
             registry.pop(name, None)
 
     def has(self, name: str) -> bool:
@@ -221,6 +224,12 @@ class Warehouse:
         kind = self._kinds.pop(name, None)
         if kind is not None:
             cursor.execute(f"DROP {kind} IF EXISTS {name}")
+
+    def snapshot_files(self) -> dict[str, list[str]]:
+        """Every table a view answers for -> the Parquet files of the snapshot it shows ([] for a
+        raw table with no file yet): what another engine reads to see the same rows."""
+        with self._lock:
+            return {name: list(self._files.get(name, [])) for name in self._kinds}
 
     @property
     def versions(self) -> dict[str, int | None]:

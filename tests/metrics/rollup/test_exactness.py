@@ -21,6 +21,7 @@ from metrics.filters import Filters
 from metrics.rollup import definitions as defs
 from metrics.rollup.read import Aggregates, aggregates
 from metrics.rollup.fold import fold
+from metrics.rollup.session import DuckSession
 from metrics.rollup.job import RollupJob, latest_run, rebuild_on_duckdb
 from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter
@@ -96,7 +97,7 @@ def test_a_run_that_crashed_before_logging_is_never_counted_and_is_redone(tmp_pa
         assert last is not None
         batch = job._batch_since(wh, last, job._uppers(wh))
         cursor = wh.cursor()
-        folded = fold(cursor, batch, PRE_DAYS, prior=True, existing=frozenset(wh.versions))
+        folded = fold(DuckSession(cursor), batch, PRE_DAYS, prior=True, existing=frozenset(wh.versions))
         cursor.close()
         wh.close()
         job._append(folded, job._next_run_id(last))

@@ -1,0 +1,36 @@
+"""`--engine duckdb|spark` and `--master URL`: where the rollup job and the reduction run."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Literal
+
+from metrics.engines.spark import SparkEngine
+from metrics.rollup.session import Engine, duckdb_engine
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """The engine named on the command line."""
+
+    name: Literal["duckdb", "spark"] = "duckdb"
+    master: str = "local[2]"
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `--engine` and `--master` to a command."""
+    parser.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
+                        help="where the SQL runs: the embedded DuckDB, or Apache Spark (pip install momento[spark])")
+    parser.add_argument("--master", default="local[2]",
+                        help="Spark master with --engine spark: local[N], spark://host:7077, yarn, k8s://...")
+
+
+def choice_of(args: argparse.Namespace) -> EngineChoice:
+    """The engine the parsed arguments name."""
+    return EngineChoice(args.engine, args.master)
+
+
+def engine_of(choice: EngineChoice) -> Engine:
+    """The engine itself (Spark starts on first use)."""
+    return SparkEngine(choice.master) if choice.name == "spark" else duckdb_engine

@@ -1,0 +1,137 @@
+"""The rollup job and the experiment reduction on Apache Spark (`--engine spark`).
+
+Spark runs the same SQL texts as DuckDB (`metrics.rollup.definitions`, the Query registry),
+transpiled (`metrics.engines.transpile`). It reads the lake's current Delta snapshot as the
+warehouse pins it: the Parquet files the Delta log lists (`Warehouse.snapshot_files`, resolved by
+`deltalake`), `spark.read.parquet(files)` under each table's schema, so files written before a
+column existed read it as null, as on DuckDB. What a fold produces comes back to this process as
+Arrow and is committed by the job through the same writer as DuckDB's (`momento.lake.rollups`):
+the same rollup tables, the same `rollup_runs` row, so the cockpit reads them unchanged.
+
+pyspark is an optional extra (`pip install momento[spark]`) and needs a Java runtime: both are
+looked for only when the engine is first used, and their absence is said plainly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from metrics.engines.transpile import to_spark
+from metrics.rollup.session import SqlSession
+from momento.lake.schema import TABLES, empty_table
+from momento.lake.warehouse import Warehouse, used_params
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+LOCAL_SHUFFLE_PARTITIONS = "8"
+"""Shuffle partitions on a local master (Spark's 200 suit a cluster: on two cores, tiny tasks)."""
+
+
+class EngineUnavailable(RuntimeError):
+    """The Spark engine cannot start here: says what to install."""
+
+
+def _spark_session(master: str, conf: Mapping[str, str]) -> SparkSession:
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise EngineUnavailable("the Spark engine needs pyspark: pip install momento[spark]") from None
+    if master.startswith("local") and shutil.which("java") is None:
+        raise EngineUnavailable("the Spark engine needs a Java runtime (17 or later) on the PATH: "
+                                "on Debian, apt-get install openjdk-17-jre-headless")
+    builder = (SparkSession.builder.master(master).appName("momento")
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false"))
+    if master.startswith("local"):
+        builder = builder.config("spark.sql.shuffle.partitions", LOCAL_SHUFFLE_PARTITIONS)
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+class SparkSql:
+    """A `SqlSession` on a Spark session: relations are temporary views, those made by `create`
+    cached (a fold reads each several times), released by `close`."""
+
+    def __init__(self, spark: SparkSession) -> None:
+        self.spark = spark
+        self._cached: dict[str, DataFrame] = {}
+
+    def create(self, name: str, sql: str, params: Mapping[str, Any] | None = None, *, view: bool = False) -> None:
+        frame = self._frame(sql, params)
+        if not view:
+            frame = frame.cache()
+            frame.count()  # computed now, as a DuckDB temporary table is
+        self._bind(name, frame)
+
+    def register(self, name: str, rows: pa.Table) -> None:
+        self._bind(name, self.spark.createDataFrame(rows))
+
+    def arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        return self._frame(sql, params).toArrow()
+
+    def mount(self, wh: Warehouse) -> None:
+        """Make every table the warehouse shows a view of the same name over the same files."""
+        for name, files in wh.snapshot_files().items():
+            if name in TABLES:  # raw: read under the table's schema (older files lack newer columns)
+                empty = self.spark.createDataFrame(empty_table(name))
+                frame = self.spark.read.schema(empty.schema).parquet(*files) if files else empty
+            else:
+                frame = self.spark.read.parquet(*files)
+            frame.createOrReplaceTempView(name)
+
+    def close(self) -> None:
+        """Release the cached relations."""
+        for frame in self._cached.values():
+            frame.unpersist()
+        self._cached.clear()
+
+    def _frame(self, sql: str, params: Mapping[str, Any] | None) -> DataFrame:
+        bound = used_params(sql, params or {})
+        return self.spark.sql(to_spark(sql), args=bound or None)
+
+    def _bind(self, name: str, frame: DataFrame) -> None:
+        old = self._cached.pop(name, None)
+        frame.createOrReplaceTempView(name)
+        if frame.is_cached:
+            self._cached[name] = frame
+        if old is not None:
+            old.unpersist()
+
+
+class SparkEngine:
+    """Folds on Spark (`metrics.rollup.session.Engine`): one Spark session per process, started on
+    first use against `master` (`local[2]`, `spark://host:7077`, `yarn`, `k8s://...`) with extra
+    Spark settings `conf`; each fold gets a session of its own (its own temporary views)."""
+
+    def __init__(self, master: str = "local[2]", conf: Mapping[str, str] | None = None) -> None:
+        self.master = master
+        self.conf = dict(conf or {})
+        self._spark: SparkSession | None = None
+
+    def spark(self) -> SparkSession:
+        """The process's Spark session (started now if need be)."""
+        if self._spark is None:
+            self._spark = _spark_session(self.master, self.conf)
+        return self._spark
+
+    @contextlib.contextmanager
+    def __call__(self, wh: Warehouse) -> Iterator[SqlSession]:
+        session = SparkSql(self.spark().newSession())
+        try:
+            session.mount(wh)
+            yield session
+        finally:
+            session.close()

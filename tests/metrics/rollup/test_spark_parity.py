@@ -1,0 +1,122 @@
+"""Spark (local[2]) gives DuckDB's numbers: on a backfilled lake, every rollup table the job builds
+on Spark, the cockpit's aggregates and experiment statistics read over them, and every
+experiment's sufficient statistics from `momento analyze-lake --engine spark` equal DuckDB's:
+counts exactly, sums to 1e-9 relative."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from cli.analyze_lake import run_analyze_lake
+from cli.engines import EngineChoice
+from metrics.experiments import scenario_metrics, stats_frame
+from metrics.filters import Filters
+from metrics.rollup import definitions as defs
+from metrics.rollup.job import RollupJob, latest_run
+from metrics.rollup.read import aggregates
+from metrics.rollup.session import duckdb_engine
+from momento.lake.warehouse import Warehouse
+from momento.settings import load_settings
+
+RELATIVE = 1e-9
+
+
+def assert_same(duck: pl.DataFrame, spark: pl.DataFrame, keys: list[str], what: str) -> None:
+    """Same columns and rows; integers, strings and times equal, floats to 1e-9 of the column's scale."""
+    assert spark.columns == duck.columns, what
+    assert spark.height == duck.height, what
+    duck, spark = duck.sort(keys, nulls_last=True), spark.sort(keys, nulls_last=True)
+    for column in duck.columns:
+        a, b = duck[column], spark[column]
+        if a.dtype.is_float() or b.dtype.is_float():
+            x, y = a.cast(pl.Float64).to_numpy(), b.cast(pl.Float64).to_numpy()
+            scale = max(float(np.nanmax(np.abs(x))) if len(x) else 0.0, 1.0)
+            np.testing.assert_allclose(y, x, rtol=RELATIVE, atol=RELATIVE * scale, err_msg=f"{what}.{column}")
+        else:
+            assert b.cast(a.dtype).to_list() == a.to_list(), f"{what}.{column}"
+
+
+@pytest.fixture(scope="module")
+def lakes(small_lake: Path, tmp_path_factory: pytest.TempPathFactory, spark_engine, bundled_scenario) -> dict:
+    """The small lake rolled up twice: by the job on DuckDB, and by the job on Spark."""
+    pre_days = bundled_scenario.business.pre_period_days
+    out = {}
+    for name, engine in (("duckdb", duckdb_engine), ("spark", spark_engine)):
+        lake = tmp_path_factory.mktemp(f"parity_{name}") / "lake"
+        shutil.copytree(small_lake, lake)
+        report = RollupJob(lake, pre_days, engine).run_once()
+        assert report.kind == "rebuild"
+        out[name] = lake
+    return out
+
+
+@pytest.mark.parametrize("table", [*defs.STATE, *defs.AGGREGATES], ids=lambda t: t.name)
+def test_every_rollup_table_built_on_spark_equals_duckdbs(lakes, table):
+    frames = {}
+    for name, lake in lakes.items():
+        wh = Warehouse(lake)
+        try:
+            frames[name] = wh.query(f"SELECT * EXCLUDE (run_id) FROM {defs.TABLE_NAMES(table.name)}")
+        finally:
+            wh.close()
+    assert frames["duckdb"].height > 0
+    assert_same(frames["duckdb"], frames["spark"], [c.name for c in table.keys], table.name)
+
+
+def test_the_run_logs_agree_and_the_cockpit_reads_spark_rollups_unchanged(lakes, bundled_scenario):
+    pre_days = bundled_scenario.business.pre_period_days
+    read = {}
+    for name, lake in lakes.items():
+        wh = Warehouse(lake)
+        try:
+            run = latest_run(wh)
+            aggs = aggregates(wh, pre_days)
+            stats = stats_frame(aggs, Filters(), pre_days, scenario_metrics(bundled_scenario))
+        finally:
+            wh.close()
+        assert run is not None
+        assert (aggs.source.mode, aggs.source.tail_rows) == ("rollups", 0)
+        read[name] = (run, aggs, stats)
+    (duck_run, duck, duck_stats), (spark_run, spark, spark_stats) = read["duckdb"], read["spark"]
+    assert (spark_run.definitions, spark_run.loaded_to, spark_run.events_max_ts) == \
+           (duck_run.definitions, duck_run.loaded_to, duck_run.events_max_ts)
+    for aggregate in defs.AGGREGATES:
+        assert_same(duck[aggregate.name], spark[aggregate.name], [c.name for c in aggregate.keys], aggregate.name)
+    assert_same(duck_stats, spark_stats, ["experiment_id", "arm", "segment", "day"], "experiments.stats")
+
+
+def _analyze_lake(lake: Path, engine: str, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    monkeypatch.setenv("MOMENTO_LAKE", str(lake))
+    out, err = io.StringIO(), io.StringIO()
+    assert run_analyze_lake(load_settings(), EngineChoice(engine), None, out, err) == 0, err.getvalue()
+    return json.loads(out.getvalue())
+
+
+def test_analyze_lake_on_spark_gives_every_experiments_sufficient_statistics_as_duckdb(small_lake, spark_engine,
+                                                                                      bundled_scenario, monkeypatch):
+    duck = _analyze_lake(small_lake, "duckdb", monkeypatch)  # reads only: the shared lake is left as it is
+    spark = _analyze_lake(small_lake, "spark", monkeypatch)  # on the session's Spark (getOrCreate)
+    assert [x["experiment"] for x in spark] == [x["experiment"] for x in duck] == \
+           [x.id for x in bundled_scenario.experiments]
+    for d, s in zip(duck, spark, strict=True):
+        assert s["as_of"] == d["as_of"]
+        assert s["arms"].keys() == d["arms"].keys()
+        for arm, stats in d["arms"].items():
+            assert s["arms"][arm].keys() == stats.keys()
+            for column, value in stats.items():
+                if column.endswith("__n") or column == "exposed__users":
+                    assert s["arms"][arm][column] == value, (d["experiment"], arm, column)
+                else:
+                    assert s["arms"][arm][column] == pytest.approx(value, rel=RELATIVE, abs=RELATIVE), \
+                        (d["experiment"], arm, column)
+        assert s["recommendation"] == d["recommendation"]
+        assert [r["verdict"] for r in s["results"]] == [r["verdict"] for r in d["results"]]
+    assert any(stats["exposed__users"] > 0 for x in duck for stats in x["arms"].values())
+
