@@ -6,7 +6,6 @@ same number computed from the raw rows (latency percentiles within the histogram
 from __future__ import annotations
 
 import itertools
-import functools
 import sys
 from dataclasses import replace
 from datetime import date, timedelta
@@ -22,7 +21,7 @@ from metrics.rollup import definitions as defs
 from metrics.rollup.read import Aggregates, aggregates
 from metrics.rollup.fold import fold
 from metrics.rollup.session import DuckSession
-from metrics.rollup.job import RollupJob, latest_run, rebuild_on_duckdb
+from metrics.rollup.job import RollupJob, latest_run
 from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter
 
@@ -223,7 +222,7 @@ def test_page_numbers_equal_the_raw_rows_under_every_filter_before_and_after_a_r
 @pytest.mark.parametrize("seed", range(2))
 def test_a_rebuild_in_partitions_of_the_users_is_exact_and_later_runs_fold_onto_it(tmp_path, seed):
     lake = tmp_path / "lake"
-    job = RollupJob(lake, PRE_DAYS, rebuild=functools.partial(rebuild_on_duckdb, partition_rows=25))
+    job = RollupJob(lake, PRE_DAYS, partition_rows=25)
     batches = stream(seed, 4)
     with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
         for batch in (next(batches), next(batches)):
