@@ -12,9 +12,11 @@ demo: $(STAMP)
 test: $(STAMP) chromium java lint
 	$(BIN)/python -m pytest
 
-# The package graph's contracts (pyproject.toml, [tool.importlinter]): a wrong arrow fails.
+# The package graph's contracts (pyproject.toml, [tool.importlinter]): a wrong arrow fails;
+# ruff's rules (pyproject.toml, [tool.ruff]) likewise.
 lint: $(STAMP)
 	$(BIN)/lint-imports
+	$(BIN)/ruff check .
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not e2e and not slow"

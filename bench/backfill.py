@@ -26,7 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +38,7 @@ DAYS = 28
 TARGET_RATE = 200_000
 """Events per second (100M events in under 10 minutes)."""
 TARGET_PEAK_MB = 4_096
-END = datetime(2026, 6, 12, 21, tzinfo=timezone.utc)
+END = datetime(2026, 6, 12, 21, tzinfo=UTC)
 
 
 def _size(text: str) -> int:
@@ -50,8 +50,8 @@ def _size(text: str) -> int:
 def _one(users: int, seed: int, keep: Path | None) -> dict:
     """One backfill in this process (a fresh lake: in a temp directory, or `keep`); what it
     wrote and how fast."""
-    from momento.scenario import load_scenario
     from decisioning.simulator.backfill import backfill
+    from momento.scenario import load_scenario
 
     scenario = load_scenario(ROOT / "data" / "scenario.toml")
     before = resource.getrusage(resource.RUSAGE_SELF)

@@ -40,10 +40,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from cli.processes import free_loopback_port, service_command, wait_until_healthy  # noqa: E402
 from decisioning.engine import Context, Engine  # noqa: E402
 from decisioning.identity import customer_unit  # noqa: E402
 from momento.scenario import load_scenario  # noqa: E402
-from cli.processes import free_loopback_port, service_command, wait_until_healthy  # noqa: E402
 from momento.settings import load_settings  # noqa: E402
 
 CONNECTIONS = 64
@@ -105,7 +105,7 @@ class _Connection:
         self.port, self.reader, self.writer = port, reader, writer
 
     @classmethod
-    async def open(cls, port: int) -> "_Connection":
+    async def open(cls, port: int) -> _Connection:
         return cls(port, *await asyncio.open_connection("127.0.0.1", port))
 
     async def exchange(self, request: bytes) -> int | None:
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         port = free_loopback_port()
         env = {key: value for key, value in os.environ.items() if not key.startswith("MOMENTO_")}
         env["MOMENTO_LAKE"] = str(Path(workdir) / "lake")
-        log = open(Path(workdir) / "service.log", "wb")
+        log = open(Path(workdir) / "service.log", "wb")  # noqa: SIM115 (open for the service's life)
         process = subprocess.Popen(service_command("127.0.0.1", port), cwd=ROOT, env=env, stdout=log,
                                    stderr=subprocess.STDOUT)
         try:

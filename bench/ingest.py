@@ -15,7 +15,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -24,15 +24,15 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from momento.lake.writer import LakeWriter  # noqa: E402
-from momento.lake.schema import EVENTS, to_table  # noqa: E402
+from momento.lake.schema import EVENTS, to_table
+from momento.lake.writer import LakeWriter
 
 EVENT_TYPES = np.array(["page_view", "click", "add_to_cart", "purchase"])
 
 
 def events(start: int, rows: int, rng: np.random.Generator) -> pa.Table:
     """`rows` realistic event rows (unique ids from `start`)."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ts = pa.array([now - timedelta(seconds=int(s)) for s in rng.integers(0, 86_400, rows)], pa.timestamp("us", tz="UTC"))
     kinds = EVENT_TYPES[rng.integers(0, len(EVENT_TYPES), rows)]
     purchase = kinds == "purchase"
@@ -76,7 +76,7 @@ def duckdb_rate(batches: list[pa.Table]) -> float:
     con = duckdb.connect()
     con.from_arrow(EVENTS.empty_table()).create("events")
     started = time.perf_counter()
-    for batch in batches:
+    for batch in batches:  # noqa: B007 (DuckDB reads the local `batch` by its name)
         con.execute("INSERT INTO events SELECT * FROM batch")
     elapsed = time.perf_counter() - started
     con.close()

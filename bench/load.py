@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
@@ -43,7 +43,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.decide import (  # noqa: E402
-    _Connection, _cpu_times, _decide_bodies, _open_loop, _request, _steal_share, run_generator,
+    _Connection,
+    _cpu_times,
+    _decide_bodies,
+    _open_loop,
+    _request,
+    _steal_share,
+    run_generator,
 )
 from cli.processes import free_loopback_port, service_command, wait_until_healthy  # noqa: E402
 from momento.lake.warehouse import Warehouse  # noqa: E402
@@ -200,14 +206,14 @@ def run(seconds: float = 60.0, rate: float = 200.0, events_per_s: float = 200.0,
         url = f"http://127.0.0.1:{port}"
         env = {key: value for key, value in os.environ.items() if not key.startswith("MOMENTO_")}
         env["MOMENTO_LAKE"] = str(lake)
-        log = open(Path(tmp) / "service.log", "wb")
+        log = open(Path(tmp) / "service.log", "wb")  # noqa: SIM115 (open for the service's life)
         service = subprocess.Popen(service_command("127.0.0.1", port), cwd=ROOT, env=env, stdout=log,
                                    stderr=subprocess.STDOUT)
         simulator = None
         try:
             wait_until_healthy(url, service)
             run_generator(_drive(port, 2.0, min(rate, 100.0), min(events_per_s, 100.0), seed + 1))  # warm-up, not counted
-            since, cpu_before = datetime.now(timezone.utc), _cpu_times()
+            since, cpu_before = datetime.now(UTC), _cpu_times()
             simulator = subprocess.Popen([sys.executable, "-c", SIMULATOR, url, str(sessions), str(seconds), str(seed)],
                                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
             decide, events, healthz, acked = run_generator(_drive(port, seconds, rate, events_per_s, seed))

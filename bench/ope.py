@@ -32,11 +32,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from decisioning.features import FEATURE_NAMES  # noqa: E402
-from metrics.ope import compare, evaluate  # noqa: E402
-from metrics.ope_candidates import PolicyShape, build  # noqa: E402
-from metrics.ope_data import BanditLog, Candidate  # noqa: E402
-from metrics.ope_models import fit_outcome_model  # noqa: E402
+from decisioning.features import FEATURE_NAMES
+from metrics.ope import compare, evaluate
+from metrics.ope_candidates import PolicyShape, build
+from metrics.ope_data import BanditLog, Candidate
+from metrics.ope_models import fit_outcome_model
 
 TARGET_SECONDS = 2.0
 CANDIDATES = 10

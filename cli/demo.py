@@ -22,8 +22,8 @@ from dataclasses import replace
 
 from cli.lake_secrets import demo_pseudonym_key
 from cli.processes import cockpit_command, cockpit_refusal, wait_until_healthy
-from momento.settings import PROJECT_ROOT, Settings
 from momento.lake.warehouse import Warehouse
+from momento.settings import PROJECT_ROOT, Settings
 
 WATCH_METRICS_PORT = 8002
 """Where `momento watch` serves its own /metrics in the demo (none when the port is taken)."""
@@ -104,8 +104,8 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         print(f"momento demo: {note}", file=sys.stderr)
     settings = replace(settings, pseudonym_key=key)
     if not has_history:
-        from momento.scenario import load_scenario
         from decisioning.simulator.backfill import backfill
+        from momento.scenario import load_scenario
 
         print(f"momento demo: the lake at {settings.lake} is empty; backfilling {args.days} days of history…", flush=True)
         backfill(settings.lake, load_scenario(settings.scenario), days=args.days, users=args.users, seed=7,

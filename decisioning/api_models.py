@@ -9,7 +9,7 @@ with the field they are about ("user_id: ..."), so an error can name it.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -35,7 +35,7 @@ class _Visitor(_Request):
     anonymous_id: Id | None = Field(default=None, description="a device/cookie id before login (raw)")
 
     @model_validator(mode="after")
-    def _someone(self) -> "_Visitor":
+    def _someone(self) -> _Visitor:
         if self.user_id is None and self.anonymous_id is None:
             raise ValueError("user_id: user_id or anonymous_id is required")
         return self
@@ -51,7 +51,7 @@ class _Timed(_Request):
             return None
         if not 2000 <= value.year <= 2100:
             raise ValueError("a timestamp between the years 2000 and 2100 is expected")
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class DecideRequest(_Visitor):
@@ -76,7 +76,7 @@ class DecideRequest(_Visitor):
                                       description="fault injection for incident drills (see the service docs)")
 
     @model_validator(mode="after")
-    def _one_way_to_name_placements(self) -> "DecideRequest":
+    def _one_way_to_name_placements(self) -> DecideRequest:
         if (self.placement is None) == (self.placements is None):
             raise ValueError("placement: give exactly one of placement or placements")
         return self
@@ -138,7 +138,7 @@ class Event(_Visitor, _Timed):
     properties: dict[str, Any] | None = None
 
     @model_validator(mode="after")
-    def _type_needs(self) -> "Event":
+    def _type_needs(self) -> Event:
         if self.event_type == "consent_change" and self.consent is None:
             raise ValueError("consent: a consent_change event needs consent (true or false)")
         if self.event_type == "nps_response" and self.nps_score is None:

@@ -49,9 +49,9 @@ class ArmSplit:
     bounds: tuple[float, ...]
 
     @classmethod
-    def of(cls, experiment: Experiment) -> "ArmSplit":
+    def of(cls, experiment: Experiment) -> ArmSplit:
         bounds = tuple(accumulate(arm.share for arm in experiment.arms))
-        return cls(experiment.salt, tuple(arm.name for arm in experiment.arms), bounds[:-1] + (1.0,))
+        return cls(experiment.salt, tuple(arm.name for arm in experiment.arms), (*bounds[:-1], 1.0))
 
     def arm_of(self, unit: str) -> str:
         """The arm `unit` is in (callers handle the holdout first)."""

@@ -28,7 +28,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
 import numpy as np
@@ -39,9 +39,9 @@ from decisioning.assignment import HOLDOUT, ArmSplit, in_holdout
 from decisioning.features import FeatureStore, encode, referrer_type
 from decisioning.flow import INACTIVE, Serves, control_arm
 from decisioning.policies import ModelUnavailable, Policy, choose, make_policy
-from momento.scenario import Arm, Experience, Experiment, Placement, Scenario
-from momento.lake.writer import LakeWriter, QueueFull
 from momento.codes import POLICY_CODES, Code
+from momento.lake.writer import LakeWriter, QueueFull
+from momento.scenario import Arm, Experience, Experiment, Placement, Scenario
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +301,7 @@ class Engine:
         now = time.time() if ctx.now is None else ctx.now
         arm, paused = self._arm(ctx.unit, experiment)
         decision = Decision(
-            decision_id=self._new_id(), ts=datetime.fromtimestamp(now, tz=timezone.utc), user_id=ctx.unit,
+            decision_id=self._new_id(), ts=datetime.fromtimestamp(now, tz=UTC), user_id=ctx.unit,
             session_id=ctx.session_id, journey=placement.journey, placement=placement.id, channel=ctx.channel,
             experience_id=experience.id, experiment_id=experiment.id if experiment else None,
             arm=arm,

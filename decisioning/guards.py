@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from decisioning.identity import compact_unit
-from momento.scenario import Experience, Governance, Placement
 from momento.codes import Code
+from momento.scenario import Experience, Governance, Placement
 
 NO_CAP = np.iinfo(np.int64).max
 
@@ -100,7 +100,7 @@ def first_block(*blocks: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=65_536)
 def _offset_seconds(hour: int, tz: str) -> int:
-    moment = datetime.fromtimestamp(hour * 3600, tz=timezone.utc).astimezone(ZoneInfo(tz))
+    moment = datetime.fromtimestamp(hour * 3600, tz=UTC).astimezone(ZoneInfo(tz))
     return int(moment.utcoffset().total_seconds())
 
 

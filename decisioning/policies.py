@@ -27,8 +27,16 @@ import numpy as np
 from scipy import special
 
 from momento.policy_maths import (
-    PROPENSITY_EPSILON, PROPENSITY_L2, PROPENSITY_LEARNING_RATE, PROPENSITY_PRIOR_RATE, PROPENSITY_TEMPERATURE,
-    initial_logistic_weights, logistic_step, propensity_probabilities, rule_table, thompson_pattern,
+    PROPENSITY_EPSILON,
+    PROPENSITY_L2,
+    PROPENSITY_LEARNING_RATE,
+    PROPENSITY_PRIOR_RATE,
+    PROPENSITY_TEMPERATURE,
+    initial_logistic_weights,
+    logistic_step,
+    propensity_probabilities,
+    rule_table,
+    thompson_pattern,
 )
 from momento.policy_maths import thompson_win_probabilities as thompson_win_probabilities
 from momento.scenario import Experience

@@ -15,7 +15,7 @@ Left as it was: the policies' learning (they relearn from their priors).
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 from decisioning import guards as gov
@@ -79,7 +79,7 @@ def recover(engine: Engine, identities: IdentityMap, warehouse: Warehouse, now: 
         identities.link(anonymous, customer)
 
     today = engine.day_of(now)
-    since = datetime.fromtimestamp(now - _TODAY_WITHIN_SECONDS, tz=timezone.utc)
+    since = datetime.fromtimestamp(now - _TODAY_WITHIN_SECONDS, tz=UTC)
     store = engine.store
 
     withdrawn = warehouse.query(_CONSENT_SQL)

@@ -18,12 +18,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Collection
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from decisioning import pauses
 from decisioning.api_models import (
     Accepted,
     DecideRequest,
@@ -33,10 +34,9 @@ from decisioning.api_models import (
     Health,
     IdentifyRequest,
 )
-from decisioning import pauses
 from decisioning.engine import Context, Decision, DecisionLog, Engine, Faults, UnknownPlacement
-from decisioning.flow import control_arm
 from decisioning.errors import BackpressureError, BatchTooLargeError, InvalidInputError, UnknownPlacementError
+from decisioning.flow import control_arm
 from decisioning.identity import IdentityMap, anonymous_unit, customer_unit
 from decisioning.recovery import recover
 from decisioning.telemetry import Telemetry
@@ -217,7 +217,7 @@ class Service:
 
     def events(self, body: EventsRequest, wait: str | None) -> Accepted:
         self.check_batch(len(body.events), "events")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         rows: list[dict[str, Any]] = []
         units: list[str] = []
         for event in body.events:
@@ -259,7 +259,7 @@ class Service:
 
     def exposures(self, body: ExposuresRequest, wait: str | None) -> Accepted:
         self.check_batch(len(body.exposures), "exposures")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         rows = []
         for index, exposure in enumerate(body.exposures):
             memo = self.engine.recall(exposure.decision_id)
@@ -289,7 +289,7 @@ class Service:
     def identify(self, body: IdentifyRequest) -> Accepted:
         key = self.settings.pseudonym_key
         anonymous, customer = anonymous_unit(body.anonymous_id, key), customer_unit(body.user_id, key)
-        ts = body.ts or datetime.now(timezone.utc)
+        ts = body.ts or datetime.now(UTC)
         self.append("identities", [{"anonymous_id": anonymous, "user_id": customer, "ts": ts}], "identify")
         self.identities.link(anonymous, customer)
         self.engine.store.merge(anonymous, customer, ts.timestamp())

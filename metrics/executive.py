@@ -18,8 +18,8 @@ from typing import Any, Literal
 import polars as pl
 
 from metrics import stats
-from metrics.filters import Filters
 from metrics.arm_stats import arm_stats, stat_names, value_of
+from metrics.filters import Filters
 from metrics.rollup.definitions import ALL_JOURNEYS
 from metrics.rollup.read import EXAMPLE_AS_OF, Aggregates, aggregates, period_params, run_on
 from metrics.sql.query import Query, Statement
@@ -134,7 +134,7 @@ def _row(frame: pl.DataFrame, group: str) -> dict[str, Any]:
     rows = frame.filter(pl.col("grp") == group)
     if rows.height:
         return rows.row(0, named=True)
-    return {c: 0 for c in frame.columns} | {"first_ts": None, "as_of": None}
+    return dict.fromkeys(frame.columns, 0) | {"first_ts": None, "as_of": None}
 
 
 def _sum_rows(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

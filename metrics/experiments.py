@@ -19,16 +19,16 @@ from typing import Any, Literal
 
 import polars as pl
 
-from momento.scenario import Experiment, Scenario
 from metrics import power as planning
 from metrics import stats
-from metrics.filters import Filters
-from momento import formatting as fmt
-from momento.kpis import METRICS, Metric, metric
 from metrics.arm_stats import arm_stats, stat_names, value_of
+from metrics.filters import Filters
 from metrics.rollup.read import EXAMPLE_AS_OF, Aggregates, aggregates, period_params, run_on
 from metrics.sql.query import Query, Statement
+from momento import formatting as fmt
+from momento.kpis import METRICS, Metric, metric
 from momento.lake.warehouse import Warehouse
+from momento.scenario import Experiment, Scenario
 
 EXPERIMENT_STATS = "experiment_stats"
 
@@ -283,7 +283,7 @@ def analyse(frame: pl.DataFrame, experiment: Experiment, options: Options = Opti
         {"arm": a.name, "users": users[a.name], "share": users[a.name] / total if total else None,
          "expected_share": a.share, **{name: value_of(per_metric[name][a.name]) for name in metric_roles}}
         for a in experiment.arms
-    ], schema_overrides={name: pl.Float64 for name in metric_roles} | {"share": pl.Float64})
+    ], schema_overrides=dict.fromkeys(metric_roles, pl.Float64) | {"share": pl.Float64})
     results = pl.DataFrame([_result_row(key, comparisons[key], metric_roles[key[0]], adjusted.get(key), options)
                             for key in comparisons], schema=_RESULT_SCHEMA)
     return ExperimentReport(experiment, options, total, arms_table, results, comparisons, srm, guardrails,

@@ -7,7 +7,7 @@ Every KPI query takes a `Filters` and adds `filters.where(alias)` to its WHERE c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 
@@ -23,12 +23,12 @@ class Filters:
 
     @property
     def start_ts(self) -> datetime | None:
-        return datetime.combine(self.start, time.min, timezone.utc) if self.start else None
+        return datetime.combine(self.start, time.min, UTC) if self.start else None
 
     @property
     def end_ts(self) -> datetime | None:
         """Exclusive upper bound: midnight after `end`."""
-        return datetime.combine(self.end + timedelta(days=1), time.min, timezone.utc) if self.end else None
+        return datetime.combine(self.end + timedelta(days=1), time.min, UTC) if self.end else None
 
     def params(self) -> dict[str, Any]:
         """Bound parameters for `where` (always all five, so one SQL text serves every filter)."""

@@ -15,7 +15,7 @@ against an independent computation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 from prometheus_client.parser import text_string_to_metric_families
@@ -37,7 +37,7 @@ newest decision."""
 BUCKETS = (3_600, 21_600, 86_400)
 """Time buckets of the charts: whole hours, as the aggregates keep them."""
 MAX_POINTS = 400
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 QUANTILES = (0.5, 0.95, 0.99)
 
 _HOUR = f"epoch_us(CAST({{ts}} AS TIMESTAMPTZ)) // {HOUR_US}"
@@ -392,7 +392,7 @@ def writer_lag(newest: datetime | None, now: datetime | None = None) -> float | 
     """Seconds between `now` and `newest_received` (None: no events)."""
     if newest is None:
         return None
-    return max(0.0, ((now or datetime.now(timezone.utc)) - newest).total_seconds())
+    return max(0.0, ((now or datetime.now(UTC)) - newest).total_seconds())
 
 
 @dataclass(frozen=True)
@@ -431,7 +431,7 @@ def throughput_at(recent: pl.DataFrame, now: datetime, window_s: float = 60.0) -
 
 def throughput_now(wh: Warehouse, window_s: float = 60.0, now: datetime | None = None) -> Throughput:
     """Live throughput: decisions (by decision time) and events (by arrival) in the last window."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return throughput_at(arrivals(wh, window_s, until=now), now, window_s)
 
 

@@ -103,7 +103,7 @@ def fit_outcome_model(log: BanditLog, n_folds: int = DEFAULT_FOLDS, ridge: float
         coef = _ridge(gram[train].sum(axis=0), cross[train].sum(axis=0), to_z, ridge)
         for xc, out in zip(_chunks(x[rows], (p - 1) * k), _chunks(predicted[rows], (p - 1) * k)):
             np.matmul(xc, coef[1:], out=out)
-            out += coef[0]
+            np.add(out, coef[0], out=out)
         np.clip(predicted[rows], low[train].min(), high[train].max(), out=predicted[rows])
     inverse = np.empty(n, dtype=np.int64)
     inverse[order] = np.arange(n)

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from metrics import compliance, executive, experiments, health, journeys, model_quality, ope_lake
+from metrics.filters import Filters
 from metrics.monitors import history as alert_history
 from metrics.monitors import inputs as monitor_inputs
 from metrics.rollup import read as rollup_read
 from metrics.rollup.read import Aggregates
-from metrics.filters import Filters
 from metrics.sql.query import Query, display
 from momento.kpis import MEASURES, METRICS, OPERATIONAL
 from momento.scenario import Scenario, ScenarioError, load_scenario

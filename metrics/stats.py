@@ -94,7 +94,7 @@ class ArmStats:
             raise InvalidStats("n", f"arm {self.name!r}: n must be an integer, got {self.n!r}", self.name)
         if self.n < 0:
             raise InvalidStats("n", f"arm {self.name!r}: n must be >= 0, got {self.n}", self.name)
-        for name in _COLUMNS[1:] + ("expected_share",):
+        for name in (*_COLUMNS[1:], "expected_share"):
             value = getattr(self, name)
             if value is None and name not in ("sum", "sum_squares"):
                 continue

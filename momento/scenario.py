@@ -154,7 +154,7 @@ class Experience(_Model):
     """The Policy lab's candidate policies for this experience (default: all of them)."""
 
     @model_validator(mode="after")
-    def _default_is_a_variant(self) -> "Experience":
+    def _default_is_a_variant(self) -> Experience:
         if self.default_variant not in self.variants:
             raise FieldError(("default_variant",), f"{self.default_variant!r} is not among variants")
         for name in self.discount:
@@ -183,7 +183,7 @@ class Arm(_Model):
     policy: PolicyName | None = None
 
     @model_validator(mode="after")
-    def _variant_or_policy(self) -> "Arm":
+    def _variant_or_policy(self) -> Arm:
         if (self.variant is None) == (self.policy is None):
             raise ValueError("an arm shows either a fixed `variant` or lets a `policy` choose")
         return self
@@ -225,7 +225,7 @@ class Experiment(_Model):
     the power plan says when it would be detected at the experiment's traffic."""
 
     @model_validator(mode="after")
-    def _arms_add_up(self) -> "Experiment":
+    def _arms_add_up(self) -> Experiment:
         total = sum(arm.share for arm in self.arms)
         if abs(total - 1.0) > 1e-6:
             raise FieldError(("arms",), f"arm shares add up to {total:.4f}, not 1")
@@ -275,7 +275,7 @@ class Scenario(_Model):
     incidents: list[Incident] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _references_resolve(self) -> "Scenario":
+    def _references_resolve(self) -> Scenario:
         problem = next(self._contradictions(), None)
         if problem is not None:
             raise problem

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import streamlit as st
 
@@ -54,7 +54,7 @@ def service_panel() -> None:
 
 def kpis(s: health.Summary) -> None:
     lag = health.writer_lag(ui.newest_event())
-    now = health.throughput_at(cached(health.arrivals, WINDOW_S), datetime.now(timezone.utc), WINDOW_S)
+    now = health.throughput_at(cached(health.arrivals, WINDOW_S), datetime.now(UTC), WINDOW_S)
     row = st.columns(4)
     row[0].metric("Decisions", fmt.number(s.decisions))
     row[1].metric("Latency p50", _ms(s.p50_ms))

@@ -59,7 +59,7 @@ def groups_table(ex: executive.Executive) -> None:
     """Every headline metric for exposed users, the holdout and both."""
     rows = [{"group": g, "users": ex.users.get(g, sum(ex.users.values())),
              **{name: values[g] for name, values in ex.means.items()}} for g in ("exposed", "holdout", "all")]
-    frame = pl.DataFrame(rows, schema_overrides={name: pl.Float64 for name in ex.means})
+    frame = pl.DataFrame(rows, schema_overrides=dict.fromkeys(ex.means, pl.Float64))
     tables.table(frame, "executive_groups", {
         "group": "Group", "users": tables.count("Users"), "arpu": tables.money("ARPU"),
         "margin_per_user": tables.money("Margin / user"), "conversion_rate": tables.percent("Conversion", 2),

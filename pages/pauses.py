@@ -9,10 +9,10 @@ from __future__ import annotations
 import httpx
 import streamlit as st
 
-from metrics.monitors import history, inputs
-from momento.scenario import Experiment
 from metrics.filters import Filters
+from metrics.monitors import history, inputs
 from metrics.queries import explain
+from momento.scenario import Experiment
 from pages import tables, ui
 from pages.cache import cached, scenario, settings, warehouse
 from pages.explain import how_computed

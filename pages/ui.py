@@ -10,7 +10,7 @@ import contextlib
 import hmac
 import logging
 from collections.abc import Iterator
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import altair as alt
@@ -165,7 +165,7 @@ def _freshness() -> None:
     if newest is None:
         st.info("No events in the lake yet: run `momento backfill` or `momento demo`.")
         return
-    seconds = (datetime.now(timezone.utc) - newest).total_seconds()
+    seconds = (datetime.now(UTC) - newest).total_seconds()
     color, label = ("green", "Live") if seconds < 30 else ("orange", "Delayed") if seconds < 600 else ("red", "Stale")
     st.markdown(f":{color}-badge[:material/schedule: {label}] Newest event **{fmt.duration(seconds)}** ago",
                 help=f"{fmt.timestamp(newest)} UTC. Live under 30 s, delayed under 10 min, stale after.")

@@ -10,21 +10,21 @@ read-only: copy it (`shutil.copytree`) to modify it. `small_truth` is its ground
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from momento.scenario import Scenario, load_scenario
-from momento.lake import ground_truth as truth
 from decisioning.simulator.backfill import backfill
+from momento.lake import ground_truth as truth
+from momento.scenario import Scenario, load_scenario
 from momento.settings import PROJECT_ROOT
 
 SMALL_LAKE_USERS = 2_500
 SMALL_LAKE_DAYS = 28
 SMALL_LAKE_SEED = 20260612
-SMALL_LAKE_END = datetime(2026, 6, 13, 2, tzinfo=timezone.utc)
+SMALL_LAKE_END = datetime(2026, 6, 13, 2, tzinfo=UTC)
 
 
 @pytest.fixture(scope="session")

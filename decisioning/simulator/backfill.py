@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +32,13 @@ import polars as pl
 from deltalake import write_deltalake
 from tqdm import tqdm
 
-from momento.scenario import Scenario, load_scenario
 from decisioning.simulator import rows as rows_mod
 from decisioning.simulator import truth as truth_mod
-from momento.lake import ground_truth
 from decisioning.simulator.simulation import Simulation
-from momento.lake.writer import LoadClock, ensure_table, stamp_loaded
+from momento.lake import ground_truth
 from momento.lake.schema import TABLES, to_table
+from momento.lake.writer import LoadClock, ensure_table, stamp_loaded
+from momento.scenario import Scenario, load_scenario
 from momento.settings import Settings
 
 
@@ -68,7 +68,7 @@ def write_tables(lake: Path, frames: dict[str, Iterator[pl.DataFrame]], progress
     """Validate each frame with the lake's schema (`to_table`) and append it to its Delta table,
     one commit per frame, on a writer thread so the next frame is assembled meanwhile (both
     Arrow's casts and the Delta writer release the GIL). Every table exists afterwards."""
-    written = {name: 0 for name in TABLES}
+    written = dict.fromkeys(TABLES, 0)
     tables = {name: ensure_table(lake, name) for name in TABLES}
     clock = LoadClock(lake)
     with tqdm(desc="writing lake", unit="row", unit_scale=True, disable=not progress, file=sys.stderr,
@@ -121,7 +121,7 @@ def backfill(lake: Path, scenario: Scenario, days: int, users: int | None = None
     if shard_users < 1:
         raise ValueError(f"shard_users must be at least 1, got {shard_users}")
     clock = _Clock()
-    end = (end or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    end = (end or datetime.now(UTC)).astimezone(UTC)
     users = users or scenario.population.users
     firsts = range(0, users, shard_users)
     written = dict.fromkeys(TABLES, 0)
@@ -145,7 +145,7 @@ def backfill(lake: Path, scenario: Scenario, days: int, users: int | None = None
         clock.lap("truth")
     path = ground_truth.write(Path(lake), truth_mod.document(sim, total))
     clock.lap("truth")
-    return BackfillResult(Path(lake), path, datetime.fromtimestamp(sim.start_us / 1e6, timezone.utc), end,
+    return BackfillResult(Path(lake), path, datetime.fromtimestamp(sim.start_us / 1e6, UTC), end,
                           users, total["sessions"], written, sum(clock.laps.values()), clock.laps, len(firsts))
 
 

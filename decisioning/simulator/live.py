@@ -26,22 +26,23 @@ traffic continues the backfilled histories.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 import time
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import numpy as np
 import polars as pl
 
-from momento.scenario import Scenario, ScenarioError, load_scenario
 from decisioning.simulator import behaviour as bh
 from decisioning.simulator import incidents as inc
+from momento.scenario import Scenario, ScenarioError, load_scenario
 from momento.settings import Settings
 
 SERVICE_INCIDENTS = ("latency_spike", "model_outage", "error_burst")
@@ -82,7 +83,7 @@ class LiveStats:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 class _Client:
@@ -211,10 +212,8 @@ class LiveSimulator:
             count = int(self.rng.poisson(self.rate * tick))
             if count:
                 self._start_sessions(count)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), tick)
-            except asyncio.TimeoutError:
-                pass
 
     def _start_sessions(self, count: int) -> None:
         users = bh.session_users(self.rng, self.population, count)
@@ -431,10 +430,8 @@ def simulate(url: str, scenario: Scenario, *, rate: float, duration: float | Non
 async def _run_until_signal(simulator: LiveSimulator, duration: float | None, progress: bool) -> LiveStats:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread: the caller stops us
             loop.add_signal_handler(sig, simulator.request_stop)
-        except (NotImplementedError, RuntimeError):  # not the main thread: the caller stops us
-            pass
     return await simulator.run(duration, progress)
 
 

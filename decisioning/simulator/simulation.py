@@ -17,7 +17,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -28,13 +28,13 @@ from decisioning.assignment import assign_arms, buckets
 from decisioning.features import FEATURE_NAMES, encode_columns
 from decisioning.identity import anonymous_unit
 from decisioning.policies import make_policy
-from momento.scenario import Scenario
 from decisioning.simulator import behaviour as bh
 from decisioning.simulator import incidents as inc
 from decisioning.simulator.batch import ExperienceDecider, Requests, Served, arm_labels
 from decisioning.simulator.frames import series
 from momento.codes import CHANNELS as CHANNEL_NAMES
 from momento.codes import Code
+from momento.scenario import Scenario
 
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
@@ -87,7 +87,7 @@ def _local_offsets_us(start_us: int, hours: int, tz: str) -> np.ndarray:
     """UTC offset (µs) of the local time zone at each hour from `start_us` (one extra at the end)."""
     zone = ZoneInfo(tz)
     return np.array(
-        [int(datetime.fromtimestamp(start_us / 1e6 + h * 3600, tz=timezone.utc).astimezone(zone).utcoffset().total_seconds())
+        [int(datetime.fromtimestamp(start_us / 1e6 + h * 3600, tz=UTC).astimezone(zone).utcoffset().total_seconds())
          * 1_000_000 for h in range(hours + 1)],
         dtype=np.int64,
     )

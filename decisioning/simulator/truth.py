@@ -36,7 +36,7 @@ decisions: mean over i of sum over k of pi(k | i) * E[reward_i | variant k].
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -50,15 +50,15 @@ from decisioning.simulator.rows import (
 )
 
 if TYPE_CHECKING:
-    from momento.scenario import Experience
     from decisioning.simulator.simulation import Ledger, Simulation
+    from momento.scenario import Experience
 
 RECOVERY = "cart_recovery_offer"
 _NEVER = np.iinfo(np.int64).max
 
 
 def _iso(us: int) -> str:
-    return datetime.fromtimestamp(us / 1e6, timezone.utc).isoformat()
+    return datetime.fromtimestamp(us / 1e6, UTC).isoformat()
 
 
 def _sum_by(index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:

@@ -163,7 +163,7 @@ def _first_error(exc: ValidationError, raw: dict) -> str:
     first = exc.errors()[0]
     loc = list(first["loc"])
     # A rule's errors carry its kind as a step of the path (the union's tag): not a field.
-    if loc[:1] == ["rules"] and len(loc) > 2 and isinstance(loc[1], int):  # noqa: PLR2004 - rules.N.field
+    if loc[:1] == ["rules"] and len(loc) > 2 and isinstance(loc[1], int):
         rules = raw.get("rules") or []
         kind = rules[loc[1]].get("kind") if loc[1] < len(rules) and isinstance(rules[loc[1]], dict) else None
         if loc[2] == kind:

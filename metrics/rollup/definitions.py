@@ -319,7 +319,7 @@ def _family_sql(family: str, pre_days: int) -> dict[str, str]:
     ukey = ", ".join(("side", *unit, "user_id"))
     dims = ("arm", "segment", "channel") if exposed else ("grp", "segment", "channel")
     measures = tuple(dict.fromkeys(n for m in metrics for n in m.measures))
-    zero = {n: "0.0" for n in measures}
+    zero = dict.fromkeys(measures, "0.0")
     if exposed:
         units = f"""SELECT x.side, x.experiment_id, x.user_id, x.first_ts, x.arm, x.placement, x.channel,
            coalesce(s.segment, 'unknown') AS segment, {day_of('x.first_ts')} AS cohort_day,

@@ -25,7 +25,7 @@ or a Spark session (`metrics.engines.spark`) that runs the same texts transpiled
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import pyarrow as pa
@@ -35,8 +35,8 @@ from metrics.rollup.session import SqlSession
 from metrics.rollup.state import COMMITTED, RUN_ID, Aggregate, StateTable, schema
 from momento.lake.warehouse import used_params
 
-_FAR_PAST = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_FAR_FUTURE = datetime(9999, 1, 1, tzinfo=timezone.utc)
+_FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
+_FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +129,7 @@ class RollupJob:
 
     def _run(self) -> RunReport:
         started = time.perf_counter()
-        started_at = datetime.now(timezone.utc)
+        started_at = datetime.now(UTC)
         wh = Warehouse(self.lake, min_refresh_seconds=0.0)
         try:
             last = latest_run(wh)
@@ -175,16 +175,16 @@ class RollupJob:
         """Every row of this snapshot (the warehouse's views are pinned to it, so `upper` is what
         they hold)."""
         return Batch("SELECT * FROM events", "SELECT * FROM exposures", "SELECT * FROM decisions", {},
-                     upper["events"] or datetime.now(timezone.utc))
+                     upper["events"] or datetime.now(UTC))
 
     def _batch_since(self, wh: Warehouse, last: Run, upper: dict[str, datetime | None]) -> Batch:
         params: dict[str, object] = {}
         for table in WATERMARKED:
-            params[f"{table}_w"] = last.loaded_to[table] or datetime(1970, 1, 1, tzinfo=timezone.utc)
+            params[f"{table}_w"] = last.loaded_to[table] or datetime(1970, 1, 1, tzinfo=UTC)
             params[f"{table}_u"] = upper[table] or params[f"{table}_w"]
         erased = self._erased(wh, params)
         return Batch(_tail("events"), _tail("exposures"), _tail("decisions"), params,
-                     upper["events"] or datetime.now(timezone.utc), erased)
+                     upper["events"] or datetime.now(UTC), erased)
 
     def _erased(self, wh: Warehouse, params: dict[str, Any]) -> tuple[str, ...]:
         """The users in the rollups whose erasure was logged since the watermark."""
@@ -236,7 +236,7 @@ class RollupJob:
             if delta is not None:
                 versions[defs.TABLE_NAMES(table.name)] = delta.version()
         record = {RUN_ID: run_id, "kind": kind, "definitions": self.definitions, "started_at": started_at,
-                  "finished_at": datetime.now(timezone.utc), "rows_folded": rows, "events_max_ts": newest,
+                  "finished_at": datetime.now(UTC), "rows_folded": rows, "events_max_ts": newest,
                   TABLE_VERSIONS: dump_versions(versions), **{f"{t}_loaded_to": upper[t] for t in WATERMARKED}}
         self.store.append(ROLLUP_RUNS, pa.Table.from_pylist([record], RUNS_SCHEMA), RUNS_SCHEMA)
 
@@ -252,7 +252,7 @@ class RollupJob:
         by user), under a run of its own; rows of runs that never committed are dropped, and the
         run log keeps only what the merged rows still refer to. State rows of the users in
         `forget` are left out."""
-        started_at = datetime.now(timezone.utc)
+        started_at = datetime.now(UTC)
         wh = Warehouse(self.lake, min_refresh_seconds=0.0)
         try:
             last = latest_run(wh)

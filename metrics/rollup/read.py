@@ -15,21 +15,21 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import duckdb
 import polars as pl
 import pyarrow as pa
 
+from metrics.filters import Filters
 from metrics.rollup import definitions as defs
 from metrics.rollup.fold import Batch, fold
 from metrics.rollup.job import LATEST_RUN, Run, run_of
 from metrics.rollup.session import duckdb_engine
 from metrics.rollup.state import COMMITTED, RUN_ID, WATERMARKED, Aggregate, schema
-from momento.lake.rollups import ROLLUP_PREFIX, ROLLUP_RUNS
-from metrics.filters import Filters
 from metrics.sql.query import Query, Statement
+from momento.lake.rollups import ROLLUP_PREFIX, ROLLUP_RUNS
 from momento.lake.warehouse import Warehouse, WarehouseError, used_params
 
 MAX_TAIL_ROWS = 250_000
@@ -52,8 +52,8 @@ class Source:
     """The analysis time: just after the newest event (outcomes count before it)."""
 
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-EXAMPLE_AS_OF = datetime(2026, 6, 13, 2, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EXAMPLE_AS_OF = datetime(2026, 6, 13, 2, tzinfo=UTC)
 """The as-of the golden files and `momento sql` render the aggregate queries with."""
 
 
@@ -73,7 +73,7 @@ def period_params(filters: Filters, as_of: datetime) -> dict[str, object]:
             "last_day": last.days, "last_hour": last.days * 24 + last.seconds // 3600}
 
 
-def run_on(aggregates: "Aggregates", statement: Statement) -> pl.DataFrame:
+def run_on(aggregates: Aggregates, statement: Statement) -> pl.DataFrame:
     """Run `statement` (SQL over the aggregates, each a table of its name) on the aggregates' own
     in-memory DuckDB (a cursor of its own, so panels of several sessions may run at once)."""
     cursor = aggregates.database().cursor()
@@ -193,7 +193,7 @@ def _fold(reads: _Reads, pre_days: int, max_tail_rows: int, last: Run | None, re
     if reason or tail_rows:
         template = _ALL if reason else _TAIL
         batch = Batch(*(template.format(table=t) for t in ("events", "exposures", "decisions")), params,
-                      upper=datetime(9999, 1, 1, tzinfo=timezone.utc))
+                      upper=datetime(9999, 1, 1, tzinfo=UTC))
         with duckdb_engine(wh) as session:
             folded = fold(session, batch, pre_days, prior=not reason, existing=frozenset(n for n in wh.versions if wh.has(n)),
                           keep_state=False)
@@ -213,7 +213,7 @@ def _fold(reads: _Reads, pre_days: int, max_tail_rows: int, last: Run | None, re
         frames[aggregate.name] = both if len(parts) == 1 else both.group_by(keys).agg(pl.exclude(keys).sum())
     folded_newest = None if reason or last is None else last.events_max_ts
     known = [t for t in (newest, folded_newest) if t is not None]
-    as_of = max(known) + timedelta(microseconds=1) if known else datetime.now(timezone.utc)
+    as_of = max(known) + timedelta(microseconds=1) if known else datetime.now(UTC)
     source = Source("raw" if reason else "rollups", reason, None if reason or last is None else last.finished_at,
                     tail_rows, as_of)
     return Aggregates(frames, source, tuple(reads.done))

@@ -6,7 +6,6 @@ The rollups' SQL, written from the KPI catalogue, is in `metrics.rollup.definiti
 
 from __future__ import annotations
 
-
 _DAY_US, _HOUR_US = 86_400_000_000, 3_600_000_000
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -148,7 +148,7 @@ def _iso(value: str) -> datetime | None:
         t = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 def _ids(prefix: str, campaign: str, policy: str, keys: list[str]) -> list[str]:

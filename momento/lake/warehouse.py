@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 import polars as pl
+import pyarrow as pa
 import sqlalchemy
 from deltalake import DeltaTable
 from duckdb_engine import ConnectionWrapper
 
-from momento.lake.schema import TABLES, empty_table
 from momento.lake.rollups import ROLLUP_RUNS, TABLE_VERSIONS, parse_versions, rollup_tables
+from momento.lake.schema import TABLES, empty_table
 from momento.lake.writer import table_path
 
 _DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}

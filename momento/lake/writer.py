@@ -20,7 +20,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +91,7 @@ class LoadClock:
         self._last = _newest_loaded(root)
 
     def next(self) -> datetime:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         self._last = now if self._last is None or now > self._last else self._last + timedelta(microseconds=1)
         return self._last
 
@@ -426,7 +426,7 @@ class LakeWriter:
                 table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False)
         record = {
             "erasure_id": str(uuid.uuid4()),
-            "ts": datetime.now(timezone.utc),
+            "ts": datetime.now(UTC),
             "subject_hash": subject_hash,
             "rows_deleted": sum(deleted.values()),
             "tables": [name for name, count in deleted.items() if count],
@@ -444,7 +444,7 @@ class LakeWriter:
                 continue
             dataset = table.to_pyarrow_dataset()
             time_col = "received_at" if "received_at" in TABLES[name].names else "ts"
-            horizon = datetime.now(timezone.utc) - timedelta(hours=6)
+            horizon = datetime.now(UTC) - timedelta(hours=6)
             keys = dataset.to_table(columns=[key], filter=pc.field(time_col) >= pa.scalar(horizon, TABLES[name].field(time_col).type))
             self._recent[name].add_new(keys.column(key).to_pylist()[-capacity:])
 
@@ -458,7 +458,7 @@ class LakeWriter:
         else:
             self.flush()
 
-    def __enter__(self) -> "LakeWriter":
+    def __enter__(self) -> LakeWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,4 +10,4 @@ from momento.settings import PROJECT_ROOT
 if str(PROJECT_ROOT) not in sys.path:  # `tests.*` modules are imported from the project root
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from tests.decisioning.conftest import launch  # noqa: E402,F401  (a fixture, reused)
+from tests.decisioning.conftest import launch  # noqa: F401  (a fixture, reused)

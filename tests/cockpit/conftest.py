@@ -9,15 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from metrics.rollup.job import RollupJob
-from momento.scenario import load_scenario
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from cli.processes import free_loopback_port
+from metrics.rollup.job import RollupJob
 from metrics.sql.query import Statement
 from momento.lake.warehouse import Warehouse
+from momento.scenario import load_scenario
 from momento.settings import PROJECT_ROOT
 
 RunPage = Callable[..., AppTest]

@@ -11,11 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cli.processes import free_loopback_port, wait_until_healthy
 from metrics import health
 from metrics import model_quality as mq
 from metrics.filters import Filters
 from metrics.rollup.read import aggregates
-from cli.processes import free_loopback_port, wait_until_healthy
 from momento.lake.warehouse import Warehouse
 from momento.scenario import load_scenario
 from momento.settings import PROJECT_ROOT, load_settings

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from momento.lake import ground_truth as truth
 from metrics import experiments as ex
 from metrics.filters import Filters
 from metrics.rollup.read import aggregates
+from momento.lake import ground_truth as truth
 from momento.lake.warehouse import Warehouse
 
 PAGE = "pages/experiments.py"

@@ -12,8 +12,8 @@ import pytest
 
 from metrics import compliance
 from metrics.filters import Filters
-from momento.lake.writer import LakeWriter
 from momento.lake.warehouse import Warehouse
+from momento.lake.writer import LakeWriter
 
 PAGE = "pages/governance.py"
 

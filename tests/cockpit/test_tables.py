@@ -4,7 +4,7 @@ table keeps the numbers, so columns sort as numbers and the CSV holds exactly th
 from __future__ import annotations
 
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import polars as pl
@@ -15,7 +15,7 @@ from pages import tables
 
 
 def _table() -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     import polars as pl
 
@@ -23,7 +23,7 @@ def _table() -> None:
 
     frame = pl.DataFrame({
         "users": [1234, None], "revenue": [1234.5, -2.0], "share": [0.1234, None], "lift": [0.034, -0.05],
-        "p": [0.01234, 0.5], "ts": [datetime(2026, 6, 12, 23, 5, 9, tzinfo=timezone.utc)] * 2,
+        "p": [0.01234, 0.5], "ts": [datetime(2026, 6, 12, 23, 5, 9, tzinfo=UTC)] * 2,
         "plain": [1234567.891, 2.0], "name": ["a", "b"],
     })
     tables.table(frame, "t", {"users": tables.count("Users"), "revenue": tables.money("Revenue"),
@@ -68,7 +68,7 @@ def test_a_table_too_big_to_style_reads_the_same():
 
 
 def test_the_csv_holds_the_values():
-    frame = pl.DataFrame({"revenue": [1234.5, -2.0], "ts": [datetime(2026, 6, 12, tzinfo=timezone.utc)] * 2,
+    frame = pl.DataFrame({"revenue": [1234.5, -2.0], "ts": [datetime(2026, 6, 12, tzinfo=UTC)] * 2,
                           "reasons": [["no_consent", "holdout"], []]})
     back = pl.read_csv(io.StringIO(tables.csv(frame)))
     assert back["revenue"].to_list() == [1234.5, -2.0]

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from momento.scenario import Scenario, load_scenario
 from cli.processes import free_loopback_port, service_command, wait_until_healthy
+from momento.scenario import Scenario, load_scenario
 from momento.settings import PROJECT_ROOT
 
 
@@ -63,7 +63,7 @@ def start_service(workdir: Path, *, env: dict[str, str] | None = None, host: str
     return service
 
 
-@pytest.fixture()
+@pytest.fixture
 def launch() -> Iterator:
     """`launch(workdir, env=..., host=..., wait=...)` starts a service of the test's own; every
     one started is stopped when the test ends."""
@@ -89,7 +89,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService
         running.stop()
 
 
-@pytest.fixture()
+@pytest.fixture
 def client(service: RunningService) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=service.url, timeout=30) as http:
         yield http

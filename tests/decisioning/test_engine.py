@@ -14,10 +14,10 @@ from decisioning.assignment import HOLDOUT, assign_arm, in_holdout
 from decisioning.engine import Context, Decision, DecisionLog, Engine, Faults, UnknownPlacement
 from decisioning.features import FEATURE_NAMES
 from decisioning.identity import customer_unit
+from momento.codes import POLICY_CODES, Code
+from momento.lake.schema import to_table
 from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter, QueueFull
-from momento.lake.schema import to_table
-from momento.codes import POLICY_CODES, Code
 
 KEY = "test-key"
 NOW = 1_781_000_000.0  # a fixed instant (June 2026), so days and caps are reproducible
@@ -40,7 +40,7 @@ def _ctx(unit: str, placement: str, channel: str = "web", **extra) -> Context:
                    session_id=extra.pop("session_id", "s1"), device="mobile", now=extra.pop("now", NOW), **extra)
 
 
-@pytest.fixture()
+@pytest.fixture
 def engine(scenario) -> Engine:
     """An engine whose decision budget a stall of this shared machine cannot exceed (the budget
     has its own test), so each test sees the decision it sets up."""

@@ -60,7 +60,7 @@ def test_encode_rows_and_encode_columns_agree():
     np.testing.assert_array_equal(encode(rows), encode_columns(columns, n))
 
 
-@pytest.mark.parametrize("raw,kind", [
+@pytest.mark.parametrize(("raw", "kind"), [
     (None, "direct"), ("", "direct"), ("https://www.google.com/search?q=vestido", "search"),
     ("https://l.instagram.com/", "social"), ("newsletter", "email"), ("email", "email"),
     ("https://blog.example.org/", "other"),

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
-
+from datetime import UTC, datetime
 
 from decisioning.guards import (
     FrequencyCaps,
@@ -57,8 +56,8 @@ def test_first_block_keeps_the_first_code_in_priority_order(scenario):
 
 def test_local_day_follows_the_business_timezone():
     sao_paulo = "America/Sao_Paulo"  # UTC-3
-    late_evening = datetime(2026, 6, 12, 2, 30, tzinfo=timezone.utc).timestamp()  # 23:30 on 11 June
-    morning = datetime(2026, 6, 12, 3, 30, tzinfo=timezone.utc).timestamp()  # 00:30 on 12 June
+    late_evening = datetime(2026, 6, 12, 2, 30, tzinfo=UTC).timestamp()  # 23:30 on 11 June
+    morning = datetime(2026, 6, 12, 3, 30, tzinfo=UTC).timestamp()  # 00:30 on 12 June
     days = local_day([late_evening, morning], sao_paulo)
     assert days[1] - days[0] == 1
     assert days[1] == (datetime(2026, 6, 12) - datetime(1970, 1, 1)).days

@@ -16,10 +16,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from decisioning.identity import anonymous_unit, customer_unit
 from decisioning.http import create_app
-from momento.lake.warehouse import Warehouse
+from decisioning.identity import anonymous_unit, customer_unit
 from momento.codes import Code
+from momento.lake.warehouse import Warehouse
 from momento.settings import load_settings
 from tests.support.service import DEV_KEY, decide, metric, raw_user
 
@@ -138,7 +138,7 @@ BAD_REQUESTS = [
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("method,path,body,status,error,field", BAD_REQUESTS)
+@pytest.mark.parametrize(("method", "path", "body", "status", "error", "field"), BAD_REQUESTS)
 def test_bad_input_gets_a_4xx_with_a_reason(client, method, path, body, status, error, field):
     response = client.request(method, path, content=body, headers={"content-type": "application/json"})
     assert response.status_code == status, response.text
@@ -148,7 +148,7 @@ def test_bad_input_gets_a_4xx_with_a_reason(client, method, path, body, status, 
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("path,body", [(path, body) for _, path, body, *_ in BAD_REQUESTS
+@pytest.mark.parametrize(("path", "body"), [(path, body) for _, path, body, *_ in BAD_REQUESTS
                                        if path in ("/v1/events", "/v1/exposures")] + [("/v1/events", b"{not json")])
 def test_ingestion_answers_alike_on_its_lean_and_its_documented_path(client, path, body):
     """A request with a query string takes FastAPI's own route; one without, the lean one."""

@@ -62,7 +62,7 @@ def test_thompson_two_arms_matches_scipy_quadrature():
 
 
 @pytest.mark.parametrize(
-    "alpha,beta",
+    ("alpha", "beta"),
     [([1, 1, 1, 1], [1, 1, 1, 1]), ([3, 1, 3, 9], [2, 4, 2, 30]), ([3000, 3100, 2950], [97000, 96900, 97050])],
 )
 def test_thompson_probabilities_match_monte_carlo_draws(alpha, beta):

@@ -23,9 +23,9 @@ import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from momento.scenario import load_scenario
 from cli.processes import free_loopback_port
 from decisioning.simulator.backfill import backfill
+from momento.scenario import load_scenario
 from momento.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
@@ -182,4 +182,4 @@ def test_numbers_move_as_live_data_arrives(system, page):
         assert time.monotonic() < deadline, f"'Decisions' stayed at {first} for 30 s while the simulator ran"
         page.wait_for_timeout(500)
     assert page.locator(EXCEPTION).count() == 0
-    assert "up" == _metric(page, "API status")
+    assert _metric(page, "API status") == "up"

@@ -18,7 +18,7 @@ import stat
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -27,8 +27,8 @@ import pytest
 from cli.lake_secrets import key_path
 from decisioning.identity import customer_unit
 from decisioning.simulator.behaviour import raw_user_id
-from momento.scenario import load_scenario
 from momento.lake.warehouse import Warehouse
+from momento.scenario import load_scenario
 from momento.settings import DEV_PSEUDONYM_KEY, PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
@@ -92,7 +92,7 @@ def test_demo_backfills_runs_everything_live_and_stops_cleanly(tmp_path, stop):
     service_port, cockpit_port = free_port(), free_port()
     inherited = {key: value for key, value in os.environ.items() if key != "MOMENTO_PSEUDONYM_KEY"}
     env = {**inherited, "MOMENTO_LAKE": str(lake), "MOMENTO_FLUSH_SECONDS": "0.5"}
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     demo = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "demo", "--days", "3", "--users", "800", "--rate", "4",
          "--port", str(service_port), "--cockpit-port", str(cockpit_port)],

@@ -4,13 +4,13 @@ conversion rate is exactly 0.3, ...): rows with sensible defaults, written with 
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from momento.lake.writer import LakeWriter
 
-T0 = datetime(2026, 6, 1, 12, tzinfo=timezone.utc)
+T0 = datetime(2026, 6, 1, 12, tzinfo=UTC)
 """Hour 0 of every hand-made lake (a Monday, midday UTC)."""
 
 PLACEMENTS = {  # placement -> (journey, experience, experiment, default variant)

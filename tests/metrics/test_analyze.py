@@ -136,7 +136,7 @@ def test_srm_uses_expected_shares():
 
 
 @pytest.mark.parametrize(
-    "request_, field",
+    ("request_", "field"),
     [
         ({"variants": PROPORTIONS["variants"]}, "metric_type"),
         (dict(PROPORTIONS, metric_type="median"), "metric_type"),
@@ -185,7 +185,7 @@ def test_the_default_correction_is_benjamini_hochberg_over_the_requests_variants
 
 
 @pytest.mark.parametrize(
-    "request_, field",
+    ("request_", "field"),
     [
         (with_variant(1, sum=10_001), "variants.1.sum"),
         (with_variant(2, sum=3.5), "variants.2.sum"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +15,10 @@ from metrics import compliance as gov
 from metrics.filters import Filters
 from metrics.rollup.read import aggregates
 from momento.codes import POLICY_NAMES
-from momento.lake.writer import LakeWriter
 from momento.lake.warehouse import Warehouse
+from momento.lake.writer import LakeWriter
 
-T0 = datetime(2026, 6, 10, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 6, 10, 0, 0, tzinfo=UTC)
 N = 4_000
 OFFERS = ("discount_10", "discount_15")
 OFFER_PLACEMENTS = ("cart_recovery_offer",)

@@ -15,7 +15,7 @@ from metrics.filters import Filters
 from momento.lake.warehouse import Warehouse
 
 sys.path.insert(0, str(Path(__file__).parent))
-from handmade import T0, decision, event, purchase, write_lake  # noqa: E402
+from handmade import T0, decision, event, purchase, write_lake
 
 PRE_DAYS = 14
 

@@ -5,7 +5,7 @@ exact numbers on a hand-made experiment, and the empty and filtered cases."""
 from __future__ import annotations
 
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +17,13 @@ from statsmodels.stats.multitest import multipletests
 
 from metrics import experiments as ex
 from metrics import stats
+from metrics.arm_stats import arm_stats
 from metrics.filters import Filters
 from momento.kpis import METRICS
-from metrics.arm_stats import arm_stats
 from momento.lake.warehouse import Warehouse
 
 sys.path.insert(0, str(Path(__file__).parent))
-from handmade import T0, decision, exposure, purchase, write_lake  # noqa: E402
+from handmade import T0, decision, exposure, purchase, write_lake
 
 PRE_DAYS = 14
 
@@ -238,7 +238,7 @@ def test_days_observed_run_from_the_first_exposure_day():
     frame = pl.DataFrame({"experiment_id": [x_id, x_id, "other"],
                           "day": [date(2026, 2, 3), date(2026, 2, 1), date(2026, 1, 1)]})
     x = type("X", (), {"id": x_id})()
-    as_of = datetime(2026, 2, 4, 12, tzinfo=timezone.utc)
+    as_of = datetime(2026, 2, 4, 12, tzinfo=UTC)
     assert ex.days_observed(frame, x, as_of) == pytest.approx(3.5)
     assert ex.days_observed(frame.filter(pl.col("experiment_id") == "none"), x, as_of) is None
 

@@ -4,7 +4,7 @@ percentile, read from raw rows and from the rollups alike."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +12,14 @@ import polars as pl
 import pytest
 
 from metrics import health
+from metrics.filters import Filters
 from metrics.rollup.definitions import LATENCY_RELATIVE_ERROR
 from metrics.rollup.job import RollupJob
 from metrics.rollup.read import aggregates
-from metrics.filters import Filters
-from momento.lake.writer import LakeWriter
 from momento.lake.warehouse import Warehouse
+from momento.lake.writer import LakeWriter
 
-T0 = datetime(2026, 6, 1, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 BUDGET_MS = 10.0
 PRE_DAYS = 7
 N = 3_000

@@ -16,7 +16,7 @@ from momento.kpis import GOVERNANCE_BLOCKS
 from momento.lake.warehouse import Warehouse
 
 sys.path.insert(0, str(Path(__file__).parent))
-from handmade import decision, event, exposure, purchase, write_lake  # noqa: E402
+from handmade import decision, event, exposure, purchase, write_lake
 
 PRE_DAYS = 14
 

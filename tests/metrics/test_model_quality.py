@@ -3,7 +3,7 @@ polars over hand-made rows whose outcomes are drawn from the scores themselves (
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +12,10 @@ import pytest
 
 from metrics import model_quality as mq
 from metrics.filters import Filters
-from momento.lake.writer import LakeWriter
 from momento.lake.warehouse import Warehouse
+from momento.lake.writer import LakeWriter
 
-T0 = datetime(2026, 6, 1, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 N = 4_000
 
 

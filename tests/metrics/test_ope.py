@@ -455,7 +455,7 @@ def test_summary_sentence():
 
 
 @pytest.mark.parametrize(
-    "call, field",
+    ("call", "field"),
     [
         (lambda log: evaluate(log, Candidate("short", [[1.0, 0.0]] * 3)), "candidate 'short': probabilities"),
         (lambda log: evaluate(log, HAND_CANDIDATE, dataclasses.replace(HAND_OUTCOME, predictions=np.zeros((4, 3)))),

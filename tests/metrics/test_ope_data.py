@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -25,9 +25,10 @@ def test_a_valid_log_is_stored_as_read_only_arrays():
     assert (log.n, log.k) == (3, 3)
     assert log.action.dtype == np.int64 and log.context.shape == (3, 2)
     assert log.chosen.tolist() == [0, 5, 7]  # flat index i·K + a_i
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="read-only"):
         log.reward[0] = 2.0
-    assert log == log and log != BanditLog(**columns()) and len({log, log}) == 1  # by identity: arrays inside
+    same = log
+    assert same == log and log != BanditLog(**columns()) and len({log, log}) == 1  # by identity: arrays inside
     source = np.array([1.0, 0.0, 3.5])
     BanditLog(**columns(reward=source))
     source[0] = 9.0  # the caller's array stays writable
@@ -35,7 +36,7 @@ def test_a_valid_log_is_stored_as_read_only_arrays():
 
 
 def test_polars_columns_and_datetimes_are_accepted():
-    t0 = datetime(2026, 6, 12, tzinfo=timezone.utc)
+    t0 = datetime(2026, 6, 12, tzinfo=UTC)
     frame = pl.DataFrame({"action": [0, 2, 1], "propensity": [0.5, 0.25, 1.0], "reward": [1.0, 0.0, 3.5],
                           "ts": [t0 + timedelta(minutes=m) for m in (3, 1, 2)], "x1": [0.1, 0.2, 0.3]})
     log = BanditLog(actions=("a", "b", "c"), action=frame["action"], propensity=frame["propensity"],
@@ -52,7 +53,7 @@ def test_rows_without_a_logged_distribution_are_nan():
 
 
 @pytest.mark.parametrize(
-    "changes, field, words",
+    ("changes", "field", "words"),
     [
         (dict(actions=()), "actions", "distinct"),
         (dict(actions=("a", "a", "c")), "actions", "distinct"),
@@ -85,7 +86,7 @@ def test_bad_logs_raise_naming_the_field(changes, field, words):
 
 
 @pytest.mark.parametrize(
-    "probabilities, words",
+    ("probabilities", "words"),
     [
         ([0.5, 0.5, 0.5], "2 dimension"),
         ([[0.5, 0.5, 0.0], [0.5, 0.6, 0.0]], "sums to 1"),
@@ -131,7 +132,7 @@ def test_integrity_check_agrees_with_the_log_on_clean_rows():
 
 
 @pytest.mark.parametrize(
-    "args, field",
+    ("args", "field"),
     [
         (([0.0, 1.0], [0.5, 0.5]), "action"),
         (([0, 1], [0.5]), "propensity"),

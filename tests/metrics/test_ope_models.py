@@ -56,7 +56,7 @@ def reference(log, n_folds, ridge):
     return predictions, folds
 
 
-@pytest.mark.parametrize("n_folds, ridge, only_early", [(5, 1.0, None), (3, 25.0, None), (4, 0.5, 2)])
+@pytest.mark.parametrize(("n_folds", "ridge", "only_early"), [(5, 1.0, None), (3, 25.0, None), (4, 0.5, 2)])
 def test_predictions_match_an_explicit_design_ridge_fit(n_folds, ridge, only_early):
     log, _ = make_log(np.random.default_rng(n_folds), only_early=only_early)
     model = fit_outcome_model(log, n_folds=n_folds, ridge=ridge)
@@ -118,7 +118,7 @@ def test_predictions_stay_within_the_training_rewards():
 
 
 @pytest.mark.parametrize(
-    "kwargs, field",
+    ("kwargs", "field"),
     [(dict(n_folds=1), "n_folds"), (dict(n_folds=601), "n_folds"), (dict(n_folds=2.5), "n_folds"),
      (dict(ridge=0.0), "ridge"), (dict(ridge=float("inf")), "ridge"), (dict(ridge=True), "ridge")],
 )

@@ -15,7 +15,7 @@ from metrics import power, stats
 from metrics.stats import ArmStats, compare, compare_many
 
 
-@pytest.mark.parametrize("alpha, target, ratio", [(0.05, 0.8, 1.0), (0.01, 0.9, 1.0), (0.1, 0.5, 2.0)])
+@pytest.mark.parametrize(("alpha", "target", "ratio"), [(0.05, 0.8, 1.0), (0.01, 0.9, 1.0), (0.1, 0.5, 2.0)])
 def test_fixed_sample_size_matches_statsmodels(alpha, target, ratio):
     """Per-arm sd 3, effect 0.2, variant arm `ratio` times the control arm."""
     sd, effect = 3.0, 0.2
@@ -126,7 +126,7 @@ def test_a_plan_says_why_it_has_no_numbers():
     assert absolute.target_absolute == 0.1 and absolute.sequential.days_to_detect > 0
 
 
-@pytest.mark.parametrize("changes, field", [
+@pytest.mark.parametrize(("changes", "field"), [
     ({"days_elapsed": 0.0}, "days_elapsed"), ({"days_elapsed": float("nan")}, "days_elapsed"),
     ({"power": 1.0}, "power"), ({"target_effect": -0.1}, "target_effect"),
 ])

@@ -8,8 +8,8 @@ import pytest
 from cli.main import main
 from metrics import experiments
 from metrics.filters import Filters
-from metrics.rollup.read import EXAMPLE_AS_OF
 from metrics.queries import DOCS, PAGES, QUERIES, as_text, definition, explain_metric
+from metrics.rollup.read import EXAMPLE_AS_OF
 from metrics.sql.query import pretty
 from momento.kpis import METRICS, OPERATIONAL
 

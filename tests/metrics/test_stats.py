@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 
@@ -168,7 +169,7 @@ def test_srm_edge_cases():
         srm_check(one * 2, expected_shares=[0.5])
 
 
-@pytest.mark.parametrize("method, reference", [("bh", "fdr_bh"), ("holm", "holm")])
+@pytest.mark.parametrize(("method", "reference"), [("bh", "fdr_bh"), ("holm", "holm")])
 def test_adjust_pvalues_matches_multipletests_and_passes_gaps_through(method, reference):
     raw = [0.001, 0.04, None, 0.03, float("nan"), 0.2, 0.011]
     present = [p for p in raw if p is not None and not math.isnan(p)]
@@ -406,7 +407,7 @@ def test_zero_control_mean_keeps_absolute_and_drops_relative():
 
 
 @pytest.mark.parametrize(
-    "make, field",
+    ("make", "field"),
     [
         (lambda: ArmStats("b", -3, 0.0, 0.0), "n"),
         (lambda: ArmStats("b", 2.5, 0.0, 0.0), "n"),
@@ -582,7 +583,7 @@ def with_absolute(lo: float, hi: float, control_mean: float = 10.0) -> Compariso
 
 
 @pytest.mark.parametrize(
-    "lo, hi, higher_is_better, verdict",
+    ("lo", "hi", "higher_is_better", "verdict"),
     [
         (-0.1, 0.3, True, "passed"),
         (-0.5, 0.3, True, "inconclusive"),
@@ -645,7 +646,7 @@ def test_cumulative_lift_matches_pointwise_comparisons_and_narrows():
     assert [p.label for p in points] == [label for label, _, _ in series]
     assert points[4].relative == compare(series[4][1], series[4][2], "proportion").relative
     widths = [p.relative.ci_upper - p.relative.ci_lower for p in points]
-    assert all(later < earlier for earlier, later in zip(widths, widths[1:]))
+    assert all(later < earlier for earlier, later in itertools.pairwise(widths))
     json_roundtrip(points[0])
 
 
@@ -658,7 +659,7 @@ def guardrail(verdict: str, variant: str = "b") -> GuardrailResult:
 
 
 @pytest.mark.parametrize(
-    "comparisons, guardrails, srm_ok, action",
+    ("comparisons", "guardrails", "srm_ok", "action"),
     [
         ([significant("b", 0.02, 0.001)], [], False, "investigate"),
         ([significant("b", 0.02, 0.001)], [guardrail("failed")], True, "stop"),

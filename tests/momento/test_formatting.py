@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -42,6 +42,6 @@ def test_significant_digits():
 
 def test_dates_and_durations():
     assert fmt.date(date(2026, 6, 1)) == "01/06/2026"
-    assert fmt.timestamp(datetime(2026, 6, 12, 23, 5, 9, tzinfo=timezone.utc)) == "12/06/2026 23:05:09"
+    assert fmt.timestamp(datetime(2026, 6, 12, 23, 5, 9, tzinfo=UTC)) == "12/06/2026 23:05:09"
     assert fmt.date(None) == fmt.timestamp(None) == "—"
     assert [fmt.duration(s) for s in (42, 420, 12_600, 180_000)] == ["42 s", "7 min", "3,5 h", "2,1 days"]

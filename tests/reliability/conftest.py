@@ -20,8 +20,8 @@ from momento.settings import PROJECT_ROOT
 if str(PROJECT_ROOT) not in sys.path:  # `tests.*` modules are imported from the project root
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from tests.decisioning.conftest import client, launch, scenario  # noqa: E402,F401  (fixtures, reused)
-from tests.support.service import RunningService, start_service  # noqa: E402
+from tests.decisioning.conftest import client, launch, scenario  # noqa: F401  (fixtures, reused)
+from tests.support.service import RunningService, start_service
 
 
 @pytest.fixture(scope="session")

@@ -55,7 +55,7 @@ def test_the_fuzzed_operations_are_every_operation_in_the_schema(api_schema):
     assert published == set(OPERATIONS)
 
 
-@pytest.mark.parametrize("method,path,mode", CASES, ids=[f"{m}-{p}-{g}" for m, p, g in CASES])
+@pytest.mark.parametrize(("method", "path", "mode"), CASES, ids=[f"{m}-{p}-{g}" for m, p, g in CASES])
 def test_no_request_gets_a_5xx_or_hangs(api_schema, service, method, path, mode):
     operation = api_schema[path][method]
 

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -39,19 +39,26 @@ import streamlit as st
 from playwright.sync_api import expect, sync_playwright
 from streamlit.testing.v1 import AppTest
 
-from decisioning.identity import anonymous_unit, customer_unit
 from cli.processes import cockpit_command, free_loopback_port, wait_until_healthy
+from decisioning.identity import anonymous_unit, customer_unit
 from metrics import compliance, health
 from metrics.filters import Filters
 from metrics.rollup.read import aggregates
-from momento.lake.writer import LakeWriter
+from momento.codes import Code
 from momento.lake.schema import TABLES
 from momento.lake.warehouse import Warehouse
-from momento.codes import Code
+from momento.lake.writer import LakeWriter
 from momento.settings import PROJECT_ROOT, load_settings
 from pages.ui import PROXY_SECRET_HEADER, PROXY_USER_HEADER
 from tests.support.service import (
-    DEV_KEY, RunningService, decide, host_address, metric, raw_user, start_service, wait_for_count,
+    DEV_KEY,
+    RunningService,
+    decide,
+    host_address,
+    metric,
+    raw_user,
+    start_service,
+    wait_for_count,
 )
 
 TOKEN = "reliability-token-4f9a"
@@ -481,7 +488,7 @@ def test_erasure_forgets_the_user_in_the_lake_and_the_feature_store(client, serv
 
 def test_erasure_leaves_the_pseudonymised_id_in_no_file_of_the_lake(tmp_path):
     lake, unit = tmp_path / "lake", customer_unit("log-residue", DEV_KEY)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
         writer.append("events", [{"event_id": "residue-1", "ts": now, "received_at": now, "user_id": unit,
                                   "channel": "web", "event_type": "page_view"}])

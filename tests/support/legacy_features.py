@@ -108,7 +108,7 @@ class FeatureStore:
         if session is None:
             session = _Session(touched=now, pages_viewed=0, cart_value=0.0, device=None, referrer=None)
             if (unit, session_id) not in self._sessions:
-                self._session_ids[unit] = self._session_ids.get(unit, ()) + (session_id,)
+                self._session_ids[unit] = (*self._session_ids.get(unit, ()), session_id)
             self._sessions[(unit, session_id)] = session
         session["touched"] = max(session["touched"], now)
         return user, session
@@ -209,7 +209,7 @@ class FeatureStore:
             for session_id, session in anon_sessions.items():
                 if (user_unit, session_id) not in self._sessions:
                     self._sessions[(user_unit, session_id)] = session
-                    self._session_ids[user_unit] = self._session_ids.get(user_unit, ()) + (session_id,)
+                    self._session_ids[user_unit] = (*self._session_ids.get(user_unit, ()), session_id)
 
     def erase(self, unit: str) -> None:
         """Forget everything about `unit` (right to erasure), including a consent withdrawal."""

@@ -21,11 +21,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from decisioning.assignment import assign_arm, in_holdout
 from decisioning.identity import customer_unit
-from momento.scenario import Scenario
 from momento.lake.warehouse import Warehouse
+from momento.scenario import Scenario
 from tests.decisioning.conftest import RunningService, start_service
 
-__all__ = ["RunningService", "start_service", "decide", "metric", "wait_for_count", "raw_user", "host_address", "DEV_KEY"]
+__all__ = ["DEV_KEY", "RunningService", "decide", "host_address", "metric", "raw_user", "start_service", "wait_for_count"]
 
 DEV_KEY = "momento-dev-key"
 """The service's pseudonym key when `MOMENTO_PSEUDONYM_KEY` is not set (as in these tests)."""

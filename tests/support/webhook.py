@@ -40,7 +40,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if receiver.status == 200:  # noqa: PLR2004 - only an OK keeps the message
+                if receiver.status == 200:
                     receiver.messages.append(Received(json.loads(raw), receiver.verify(self.headers, raw)))
                 self.send_response(receiver.status)
                 self.end_headers()

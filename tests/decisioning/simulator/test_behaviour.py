@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from momento.scenario import Scenario
 from decisioning.simulator import behaviour as bh
+from momento.scenario import Scenario
 from momento.settings import Settings
 
 P_MIN = 0.001  # a fixed seed; a real mismatch gives p-values far below this

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from momento.scenario import Scenario
 from decisioning.simulator import incidents as inc
+from momento.scenario import Scenario
 
 HOUR = 3_600_000_000
 

@@ -16,7 +16,7 @@ of other policies.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +24,19 @@ import numpy as np
 import polars as pl
 import pytest
 
-from momento.scenario import Scenario
-from momento.lake import ground_truth
 from decisioning.simulator import rows, truth
 from decisioning.simulator.backfill import backfill, write_tables
 from decisioning.simulator.simulation import Simulation
 from metrics import experiments as ex
-from metrics.filters import Filters
-from momento.kpis import METRICS
 from metrics.arm_stats import arm_stats
+from metrics.filters import Filters
 from metrics.stats import ArmStats
+from momento.kpis import METRICS
+from momento.lake import ground_truth
 from momento.lake.warehouse import Warehouse
+from momento.scenario import Scenario
 
-END = datetime(2026, 6, 12, 21, tzinfo=timezone.utc)
+END = datetime(2026, 6, 12, 21, tzinfo=UTC)
 USERS = 60_000
 SEED = 42
 Z_MAX = 4.0

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 
-T0 = datetime(2026, 5, 20, tzinfo=timezone.utc)
+T0 = datetime(2026, 5, 20, tzinfo=UTC)
 PLACEMENTS = {  # placement -> (journey, experience, experiment, arms)
     "homepage_showcase": ("browse", "home_showcase", "exp_home_showcase", ("control", "treatment")),
     "cart_cross_sell": ("cart", "cart_cross_sell", "exp_cart_cross_sell", ("control", "treatment")),

@@ -19,7 +19,7 @@ from momento import kpis
 from momento.lake.warehouse import Warehouse, used_params
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from handmade import T0, decision, event, exposure, purchase, write_lake  # noqa: E402
+from handmade import T0, decision, event, exposure, purchase, write_lake
 
 PRE_DAYS = 14
 EXPERIMENT = "exp_home_showcase"

@@ -18,17 +18,17 @@ import pytest
 from metrics import compliance, health, journeys
 from metrics.filters import Filters
 from metrics.rollup import definitions as defs
-from metrics.rollup.read import Aggregates, aggregates
 from metrics.rollup.fold import fold
-from metrics.rollup.session import DuckSession
 from metrics.rollup.job import RollupJob, latest_run
+from metrics.rollup.read import Aggregates, aggregates
+from metrics.rollup.session import DuckSession
 from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter
 
 sys.path.insert(0, str(Path(__file__).parent))
-from random_lake import CHANNELS, PLACEMENTS, stream, user  # noqa: E402
+from random_lake import CHANNELS, PLACEMENTS, stream, user
 
-from tests.support import rollups  # noqa: E402
+from tests.support import rollups
 
 PRE_DAYS = 7
 
@@ -78,7 +78,7 @@ def test_an_erasure_is_exact_from_raw_until_folded_then_leaves_no_row_of_the_use
             assert wh.scalar(f"SELECT count(*) FROM rollup_{table.name} WHERE user_id = $u", {"u": user(3)}) == 0
     finally:
         wh.close()
-    files = [p for p in (lake / "rollups").rglob("*.parquet")]
+    files = list((lake / "rollups").rglob("*.parquet"))
     assert not any(user(3).encode() in p.read_bytes() for p in files)
 
 

@@ -56,6 +56,6 @@ def test_without_pyspark_the_spark_engine_says_what_to_install(monkeypatch):
 def test_analyze_lake_names_an_unknown_experiment_and_exits_2(small_lake, monkeypatch):
     monkeypatch.setenv("MOMENTO_LAKE", str(small_lake))
     out, err = io.StringIO(), io.StringIO()
-    assert run_analyze_lake(load_settings(), EngineChoice(), "exp_nope", out, err) == 2  # noqa: PLR2004
+    assert run_analyze_lake(load_settings(), EngineChoice(), "exp_nope", out, err) == 2
     assert "unknown experiment 'exp_nope'" in err.getvalue()
     assert not out.getvalue()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -18,13 +18,13 @@ sys.path.insert(0, str(ROOT))
 
 import pyarrow as pa  # noqa: E402
 
-from momento.lake.writer import LakeWriter  # noqa: E402
 from momento.lake.warehouse import Warehouse  # noqa: E402
+from momento.lake.writer import LakeWriter  # noqa: E402
 
 
 def event_batch(start: int, rows: int) -> pa.Table:
     """`rows` valid events with ids start..start+rows-1."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ids = [f"ev-{i:09d}" for i in range(start, start + rows)]
     return pa.table(
         {

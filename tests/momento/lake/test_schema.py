@@ -1,6 +1,6 @@
 """Batch validation: a bad batch is refused with the table and field named."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import polars as pl
 import pyarrow as pa
@@ -8,7 +8,7 @@ import pytest
 
 from momento.lake.schema import TABLES, BatchError, empty_table, to_table
 
-NOW = datetime(2026, 6, 10, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 6, 10, 12, tzinfo=UTC)
 
 
 def event(**overrides):

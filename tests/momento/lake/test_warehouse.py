@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,7 +16,7 @@ from momento.lake.warehouse import Warehouse, WarehouseError
 from momento.lake.writer import LakeWriter, table_path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from lake_worker import event_batch  # noqa: E402
+from lake_worker import event_batch
 
 
 def events_lake(path: Path, rows: int) -> LakeWriter:
@@ -31,7 +31,7 @@ def test_a_lake_that_does_not_exist_reads_as_empty_tables_with_their_columns(tmp
     warehouse = Warehouse(tmp_path / "nowhere")
     assert warehouse.scalar("SELECT count(*) FROM events") == 0
     assert "propensity" in warehouse.query("SELECT * FROM decisions").columns
-    assert warehouse.versions == {name: None for name in warehouse.versions}
+    assert warehouse.versions == dict.fromkeys(warehouse.versions)
     assert not (tmp_path / "nowhere").exists()  # a reader never writes
 
 
@@ -118,7 +118,7 @@ EVALUATION_COLUMNS = ("action_probabilities", "context", "context_version")
 
 def _decisions(start: int, rows: int, evaluated: bool) -> list[dict]:
     """Valid decision rows; `evaluated`: with the off-policy evaluation columns filled."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     out = []
     for i in range(start, start + rows):
         row = dict(decision_id=f"d{i}", ts=now, user_id=f"{i:032x}", journey="browse", placement="homepage_showcase",

@@ -3,26 +3,27 @@ and a reader in another process while the writer appends and compacts."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
 
-from momento.lake.writer import LakeWriter, QueueFull, RecentKeys
 from momento.lake.schema import BatchError
 from momento.lake.warehouse import Warehouse
+from momento.lake.writer import LakeWriter, QueueFull, RecentKeys
 
 WORKER = Path(__file__).with_name("lake_worker.py")
 sys.path.insert(0, str(WORKER.parent))
 from lake_worker import event_batch  # noqa: E402
 
-NOW = datetime(2026, 6, 10, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 6, 10, 12, tzinfo=UTC)
 
 
 def count(lake: Path, table: str = "events") -> int:
@@ -184,7 +185,7 @@ def test_reader_process_never_errors_and_never_goes_back_while_writer_appends_an
     counts = [int(line.split()[1]) for line in reader_out.splitlines() if line.startswith("count")]
     assert errors == []
     assert len(counts) > 20 and counts[-1] > counts[0]
-    assert all(b >= a for a, b in zip(counts, counts[1:])), "a reader saw the count go down"
+    assert all(b >= a for a, b in itertools.pairwise(counts)), "a reader saw the count go down"
     assert writer_out.count("compacted") >= 2
     assert count(tmp_path) == 150 * 500
 
