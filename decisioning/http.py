@@ -310,7 +310,9 @@ def create_app(
             return await run_in_threadpool(handler, body, wait)
         return handler(body, wait)
 
-    async def decide(body: DecideRequest, caller: Annotated[Caller, Depends(guard(Role.SITE, "decide"))]) -> Response:
+    site_caller = Depends(guard(Role.SITE, "decide"))
+
+    async def decide(body: DecideRequest, caller: Caller = site_caller) -> Response:
         """The action for each placement, under governance; a failure serves the default."""
         access.check_drills(caller, body.incidents)
         if service.incidents or body.incidents:
@@ -319,13 +321,15 @@ def create_app(
             decisions = service.decide(body)
         return Response(to_json({"decisions": [_decision_out(d) for d in decisions]}), media_type="application/json")
 
-    async def events(body: EventsRequest, _: Annotated[Caller, Depends(guard(Role.SERVER, "events"))],
-                     wait: WaitFor = None) -> Response:
+    events_caller = Depends(guard(Role.SERVER, "events"))
+
+    async def events(body: EventsRequest, wait: WaitFor = None, _: Caller = events_caller) -> Response:
         """A batch of behavioural events; `?wait=durable` answers once they are committed."""
         return _json(await ingest(service.events, body, len(body.events), wait))
 
-    async def exposures(body: ExposuresRequest, _: Annotated[Caller, Depends(guard(Role.SERVER, "exposures"))],
-                        wait: WaitFor = None) -> Response:
+    exposures_caller = Depends(guard(Role.SERVER, "exposures"))
+
+    async def exposures(body: ExposuresRequest, wait: WaitFor = None, _: Caller = exposures_caller) -> Response:
         """What users actually saw (fields left out come from the decision)."""
         return _json(await ingest(service.exposures, body, len(body.exposures), wait))
 
@@ -348,8 +352,10 @@ def create_app(
         return service.erase(user_id, requested_by)
 
     def pause_route(pause: bool) -> Callable[..., PauseState]:
-        def change(experiment_id: str, arm: str, caller: Annotated[Caller, Depends(guard(Role.SERVER, "pause"))],
-                   body: PauseRequest | None = None) -> PauseState:
+        pause_caller = Depends(guard(Role.SERVER, "pause"))
+
+        def change(experiment_id: str, arm: str, body: PauseRequest | None = None,
+                   caller: Caller = pause_caller) -> PauseState:
             return service.set_pause(experiment_id, arm, pause, body or PauseRequest(), caller.client)
 
         change.__doc__ = ("Pause an arm: its units are served as the control arm (reason `paused_by_guardrail`), "

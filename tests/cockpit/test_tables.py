@@ -15,7 +15,7 @@ from pages import tables
 
 
 def _table() -> None:
-    from datetime import datetime
+    from datetime import UTC, datetime
 
     import polars as pl
 
