@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench chromium java clean
+.PHONY: demo test test-fast lint bench chromium java clean lock
 
 demo: $(STAMP)
 	$(BIN)/momento demo
@@ -24,11 +24,18 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/momento bench
 
-$(STAMP): pyproject.toml
+# Every package, build tools included, from the lock file: pinned versions, each checked against
+# its hashes (a tampered or substituted download fails the install). Then Momento itself, editable.
+# Refresh the lock after changing pyproject.toml's dependencies with `make lock` (needs pip-tools).
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,spark]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+lock:
+	pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --all-build-deps \
+	  --extra test --extra spark --output-file requirements.lock pyproject.toml
 
 # The browser tests drive Debian's Chromium (a test tool's own browser download fails here).
 chromium:
