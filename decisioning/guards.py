@@ -14,7 +14,7 @@ import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -78,7 +78,7 @@ def eligible_variants(experience: Experience, bought_today: Any, governance: Gov
     bought = _bools(bought_today)
     rule_on = governance is None or governance.no_discount_if_bought_today
     excluded = (bought & rule_on)[:, None] & _discounted(experience)[None, :]
-    return ~excluded
+    return cast(np.ndarray, ~excluded)
 
 
 def bought_today_block(experience: Experience, bought_today: Any, governance: Governance | None = None) -> np.ndarray:
@@ -107,13 +107,13 @@ def _offset_seconds(hour: int, tz: str) -> int:
 def local_day(epoch_seconds: Any, tz: str) -> np.ndarray:
     """The local calendar day (days since 1970-01-01 in `tz`) of UTC epoch seconds."""
     seconds = np.atleast_1d(np.asarray(epoch_seconds, dtype=np.float64))
-    return np.floor((seconds + _offsets(seconds, tz)) / 86_400).astype(np.int64)
+    return cast(np.ndarray, np.floor((seconds + _offsets(seconds, tz)) / 86_400).astype(np.int64))
 
 
 def local_hour(epoch_seconds: Any, tz: str) -> np.ndarray:
     """The local hour of day (0..24, fractional) in `tz` of UTC epoch seconds."""
     seconds = np.atleast_1d(np.asarray(epoch_seconds, dtype=np.float64))
-    return np.mod(seconds + _offsets(seconds, tz), 86_400) / 3600
+    return cast(np.ndarray, np.mod(seconds + _offsets(seconds, tz), 86_400) / 3600)
 
 
 def local_clock(epoch_seconds: float, tz: str) -> tuple[int, float]:

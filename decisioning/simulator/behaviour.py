@@ -23,6 +23,7 @@ The probabilities here are also what `truth` averages to get the true effects.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -67,7 +68,7 @@ def draw_codes(rng: np.random.Generator, shares: Mapping[str, float], n: int) ->
 
 def draw(rng: np.random.Generator, shares: Mapping[str, float], n: int) -> np.ndarray:
     """`n` keys of `shares` (an object array), drawn with the given shares."""
-    return np.array(list(shares), dtype=object)[draw_codes(rng, shares, n)]
+    return cast(np.ndarray, np.array(list(shares), dtype=object)[draw_codes(rng, shares, n)])
 
 
 class Population:
@@ -176,7 +177,7 @@ def person_effects(scenario: Scenario, experience: Experience, population: Popul
     combos = frame.unique(maintain_order=True).with_row_index("combo")
     index = frame.join(combos, on=list(ATTRIBUTES), how="left", maintain_order="left").get_column("combo").to_numpy()
     table = EffectTable(scenario, experience).all_variants({a: combos.get_column(a).to_numpy() for a in ATTRIBUTES})
-    return table[index]
+    return cast(np.ndarray, table[index])
 
 
 # -- rates ----------------------------------------------------------------------------------------
@@ -187,7 +188,7 @@ def conversion_base(behaviour: Behaviour, segment: np.ndarray, price_sensitivity
     returning = np.where(segment == "returning", behaviour.returning_conversion_multiplier, 1.0)
     levels = behaviour.price_sensitivity_conversion
     sensitivity = np.select([price_sensitivity == level for level in levels], list(levels.values()), default=1.0)
-    return behaviour.conversion_rate * returning * sensitivity
+    return cast(np.ndarray, behaviour.conversion_rate * returning * sensitivity)
 
 
 def cart_given_pages(behaviour: Behaviour, pages_mean: float) -> float:
@@ -198,7 +199,7 @@ def cart_given_pages(behaviour: Behaviour, pages_mean: float) -> float:
 
 def purchase_given_cart(behaviour: Behaviour, base: np.ndarray, conversion_multiplier: np.ndarray) -> np.ndarray:
     """Chance a cart is bought in the session."""
-    return np.minimum(1.0, base * conversion_multiplier / behaviour.add_to_cart_rate)
+    return cast(np.ndarray, np.minimum(1.0, base * conversion_multiplier / behaviour.add_to_cart_rate))
 
 
 def click_probability(behaviour: Behaviour, click_multiplier: np.ndarray) -> np.ndarray:
@@ -218,8 +219,8 @@ def recovery_purchase_probability(conversion_multiplier: np.ndarray) -> np.ndarr
 
 def recovery_click_probability(behaviour: Behaviour, multipliers: np.ndarray) -> np.ndarray:
     """Chance an opened recovery message is clicked (every recovered order clicked first)."""
-    return np.maximum(np.minimum(1.0, behaviour.email_click_rate * multipliers[..., 0]),
-                      recovery_purchase_probability(multipliers[..., 1]))
+    return cast(np.ndarray, np.maximum(np.minimum(1.0, behaviour.email_click_rate * multipliers[..., 0]),
+                      recovery_purchase_probability(multipliers[..., 1])))
 
 
 def order_value_mean(behaviour: Behaviour, order_value_multiplier: np.ndarray) -> np.ndarray:

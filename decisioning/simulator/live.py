@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import numpy as np
@@ -379,7 +379,7 @@ class LiveSimulator:
 
     def _multipliers(self, placement: str, decision: dict[str, Any], visitor: _Visitor) -> np.ndarray:
         table = self.effects[placement]
-        return table.of(np.array([table.variants.index(decision["variant"])]), visitor.attrs)[0]
+        return cast(np.ndarray, table.of(np.array([table.variants.index(decision["variant"])]), visitor.attrs)[0])
 
     def _exposure(self, visitor: _Visitor, decision: dict[str, Any]) -> None:
         experiment, arm, share = self.srm

@@ -10,7 +10,7 @@ the `ingestion_stall` incident delays `received_at`.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import polars as pl
@@ -249,7 +249,7 @@ class _Assembler:
                 stalled = (ts >= window.start_us) & (ts < window.end_us)
                 late = window.end_us + (self.rng.random(ts.size) * STALL_CATCH_UP_SECONDS * _S).astype(np.int64)
                 received = np.where(stalled, late, received)
-        return np.minimum(received, np.maximum(self.sim.end_us, ts))
+        return cast(np.ndarray, np.minimum(received, np.maximum(self.sim.end_us, ts)))
 
     def events(self, ledgers: dict[str, pl.DataFrame]) -> Iterator[pl.DataFrame]:
         """The events in time order, in chunks of `CHUNK_ROWS` (sorted once while still slim;

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -141,15 +142,15 @@ class Simulation:
     # -- setup -----------------------------------------------------------------------------------
 
     def _hour_index(self, ts: np.ndarray) -> np.ndarray:
-        return np.clip((ts - self.start_us) // HOUR_US, 0, self.hours)
+        return cast(np.ndarray, np.clip((ts - self.start_us) // HOUR_US, 0, self.hours))
 
     def _local_hour(self, ts: np.ndarray) -> np.ndarray:
         """Local time of day in hours (fractional, as the engine's feature)."""
-        return ((ts + self.offsets[self._hour_index(ts)]) % DAY_US) / HOUR_US
+        return cast(np.ndarray, ((ts + self.offsets[self._hour_index(ts)]) % DAY_US) / HOUR_US)
 
     def local_day(self, ts: np.ndarray) -> np.ndarray:
         """Local calendar day of UTC µs timestamps (the day caps and `bought today` count in)."""
-        return (ts + self.offsets[self._hour_index(ts)]) // DAY_US
+        return cast(np.ndarray, (ts + self.offsets[self._hour_index(ts)]) // DAY_US)
 
     def _units(self) -> None:
         """Who each session is to the service: the customer, or an anonymous visitor who never
@@ -221,7 +222,7 @@ class Simulation:
                                  dict(s.caps), policies)
 
     def consent_at(self, units: np.ndarray, ts: np.ndarray) -> np.ndarray:
-        return self.unit_consent[units] & (ts < self.withdrawn_at[units])
+        return cast(np.ndarray, self.unit_consent[units] & (ts < self.withdrawn_at[units]))
 
     # -- the block loop --------------------------------------------------------------------------
 
@@ -241,7 +242,7 @@ class Simulation:
         """Settle the carts of `sessions` given the product of their seen variants' effects."""
         plan = self.plan
         p = bh.purchase_given_cart(self.b, plan["base"][sessions], multiplier[:, 1])
-        bought = plan["cart"][sessions] & (plan["u_buy"][sessions] < p)
+        bought: np.ndarray = plan["cart"][sessions] & (plan["u_buy"][sessions] < p)
         self.purchased[sessions] = bought
         self.revenue[sessions] = np.where(bought, bh.order_value(self.b, plan["z_value"][sessions], multiplier[:, 2]), 0.0)
         self.multiplier[sessions] = multiplier
