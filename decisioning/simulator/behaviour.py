@@ -23,7 +23,7 @@ The probabilities here are also what `truth` averages to get the true effects.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import cast
+from typing import cast, overload
 
 import numpy as np
 import polars as pl
@@ -53,6 +53,10 @@ ATTRIBUTES = ("segment", "device", "region", "price_sensitivity", "style")
 _MICROS = 1_000_000
 
 
+@overload
+def raw_user_id(index: int) -> str: ...
+@overload
+def raw_user_id(index: np.ndarray) -> np.ndarray: ...
 def raw_user_id(index: np.ndarray | int) -> np.ndarray | str:
     """The customer id a client sends for population member `index` (the service pseudonymises it)."""
     if isinstance(index, (int, np.integer)):
@@ -105,9 +109,9 @@ def make_population(scenario: Scenario, users: int, seed: int, key: str, first: 
     def stream(attribute: int) -> np.random.Generator:
         """The attribute's stream from customer `first` on: a uniform draw (and a draw with
         shares) takes one 64-bit output per customer, so the first ones are skipped at once."""
-        rng = np.random.default_rng([seed, 1, attribute])
-        rng.bit_generator.advance(first)
-        return rng
+        bits = np.random.PCG64([seed, 1, attribute])  # default_rng's bit generator
+        bits.advance(first)
+        return np.random.Generator(bits)
 
     raw = raw_user_id(np.arange(first, first + users))
     return Population(pl.DataFrame(
@@ -193,7 +197,7 @@ def conversion_base(behaviour: Behaviour, segment: np.ndarray, price_sensitivity
 
 def cart_given_pages(behaviour: Behaviour, pages_mean: float) -> float:
     """Chance a session of 2+ pages adds to cart, so that the overall rate is `add_to_cart_rate`."""
-    multi_page = 1.0 - np.exp(-(pages_mean - 1.0))
+    multi_page: float = 1.0 - np.exp(-(pages_mean - 1.0))
     return min(1.0, behaviour.add_to_cart_rate / multi_page)
 
 
@@ -270,7 +274,8 @@ def session_starts(scenario: Scenario, population: Population, start_us: int, da
     number of pre-campaign days."""
     mult, pre = day_multipliers(scenario, days)
     weights = np.asarray(scenario.traffic.diurnal)[local_hours] * np.repeat(mult, 24)
-    expected = population.frame.get_column("activity").sum() * scenario.traffic.sessions_per_user_day * weights
+    activity = cast(float, population.frame.get_column("activity").sum())  # a float column (polars types any sum)
+    expected = activity * scenario.traffic.sessions_per_user_day * weights
     hour_of = np.repeat(np.arange(days * 24, dtype=np.int64), rng.poisson(expected))
     starts = start_us + ((hour_of + rng.random(hour_of.size)) * 3600 * _MICROS).astype(np.int64)
     return np.sort(starts), pre

@@ -180,7 +180,8 @@ class _Assembler:
         decision_id = np.full(bought.size, None, dtype=object)
         prefixes = [decision_prefix(sim, p) for p in placements]
         decision_id[has] = [f"{prefixes[p]}{row}" for p, row in credited[has]]
-        placement = np.where(has, placements[np.maximum(credited[:, 0], 0)], None)
+        # numpy's stubs reject None, which np.where takes as an object scalar
+        placement = np.where(has, placements[np.maximum(credited[:, 0], 0)], None)  # type: ignore[call-overload]
         experiment = np.array([sim.deciders[p].experiment.id if p else None for p in placement], dtype=object)
         orders = pl.DataFrame([
             pl.Series("session", bought), pl.Series("ts", order_ts), pl.Series("item", plan["cart_item"][bought]),

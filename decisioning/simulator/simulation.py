@@ -84,12 +84,19 @@ class Ledger:
         return np.concatenate(self.context_parts) if self.context_parts else np.zeros((0, len(FEATURE_NAMES)))
 
 
+def _offset_s(moment: datetime) -> int:
+    """UTC offset (s) of an aware datetime."""
+    offset = moment.utcoffset()
+    assert offset is not None  # an aware datetime has one
+    return int(offset.total_seconds())
+
+
 def _local_offsets_us(start_us: int, hours: int, tz: str) -> np.ndarray:
     """UTC offset (µs) of the local time zone at each hour from `start_us` (one extra at the end)."""
     zone = ZoneInfo(tz)
     return np.array(
-        [int(datetime.fromtimestamp(start_us / 1e6 + h * 3600, tz=UTC).astimezone(zone).utcoffset().total_seconds())
-         * 1_000_000 for h in range(hours + 1)],
+        [_offset_s(datetime.fromtimestamp(start_us / 1e6 + h * 3600, tz=UTC).astimezone(zone)) * 1_000_000
+         for h in range(hours + 1)],
         dtype=np.int64,
     )
 
@@ -219,7 +226,7 @@ class Simulation:
         policies = {arm.name: make_policy(experience, np.random.default_rng([*self.streams, i]), arm.policy)
                     for i, arm in enumerate(experiment.arms) if arm.policy}
         return ExperienceDecider(experience, experiment, s.placement_by_id[placement_id], s.governance,
-                                 dict(s.caps), policies)
+                                 dict(s.caps.items()), policies)
 
     def consent_at(self, units: np.ndarray, ts: np.ndarray) -> np.ndarray:
         return cast(np.ndarray, self.unit_consent[units] & (ts < self.withdrawn_at[units]))
