@@ -17,6 +17,7 @@ test: $(STAMP) chromium java lint
 lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not e2e and not slow"

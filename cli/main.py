@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import io
 import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import cast
 
 from cli.engines import add_engine_arguments, choice_of
 from cli.processes import become, cockpit_command, cockpit_refusal
@@ -98,6 +100,7 @@ def _run_bench(name: str | None, args: list[str]) -> int:
             print(f"momento bench: no benchmark named {bench_name!r} in {BENCH_DIR}", file=sys.stderr)
             return 2
         spec = importlib.util.spec_from_file_location(f"bench_{bench_name}", path)
+        assert spec is not None and spec.loader is not None  # a .py file has both
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
@@ -125,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         from metrics.analyze import main as analyze
         from metrics.analyze import main_jsonl
 
-        return main_jsonl(sys.stdin.buffer, sys.stdout) if args.jsonl else analyze(sys.stdin, sys.stdout)
+        # typeshed types the buffer as BinaryIO; it is a buffered reader (with read1)
+        return main_jsonl(cast(io.BufferedIOBase, sys.stdin.buffer), sys.stdout) if args.jsonl else analyze(sys.stdin, sys.stdout)
     if args.command == "bench":
         return _run_bench(args.name, args.args)
     if args.command == "sql":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import accumulate
 
@@ -57,7 +57,7 @@ class ArmSplit:
         """The arm `unit` is in (callers handle the holdout first)."""
         return self.names[bisect.bisect_right(self.bounds, bucket(unit, self.salt))]
 
-    def arms_of(self, units: Sequence[str]) -> np.ndarray:
+    def arms_of(self, units: Iterable[str]) -> np.ndarray:
         """`arm_of` for many units at once."""
         index = np.searchsorted(np.asarray(self.bounds), buckets(units, self.salt), side="right")
         return np.asarray(self.names, dtype=object)[np.minimum(index, len(self.names) - 1)]
@@ -68,6 +68,6 @@ def assign_arm(unit: str, experiment: Experiment) -> str:
     return ArmSplit.of(experiment).arm_of(unit)
 
 
-def assign_arms(units: Sequence[str], experiment: Experiment) -> np.ndarray:
+def assign_arms(units: Iterable[str], experiment: Experiment) -> np.ndarray:
     """`assign_arm` for many units at once."""
     return ArmSplit.of(experiment).arms_of(units)

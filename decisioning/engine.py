@@ -75,7 +75,7 @@ class Context:
     referrer: str | None = None
     category: str | None = None
     cart_value: float | None = None
-    price_sensitivity: str | float | None = None
+    price_sensitivity: str | None = None
     pages_viewed: int | None = None
     in_stock: bool | None = None
     segment: str | None = None

@@ -197,7 +197,8 @@ class FeatureStore:
         max_labels: int = 65_536,
     ) -> None:
         self.user_ttl, self.session_ttl, self.max_users = user_ttl_seconds, session_ttl_seconds, max_users
-        self._columns = {name: array(code) for name, code in _USER_FIELDS.items()}
+        # an int or a float array per field (its `_USER_FIELDS` type code)
+        self._columns: dict[str, array[Any]] = {name: array(code) for name, code in _USER_FIELDS.items()}
         self._slots: dict[bytes | str, int] = {}  # compact unit -> row
         self._units: list[bytes | str | None] = []  # row -> compact unit (None: a free row)
         self._free: list[int] = []
@@ -339,7 +340,7 @@ class FeatureStore:
         touched[keep] = np.inf
         n = min(max(excess, self.max_users // 100), len(self._slots) - 1)
         for slot in np.argpartition(touched, n)[:n]:
-            self._drop(self._units[slot])  # type: ignore[arg-type]  # an in-use row: its touch is finite
+            self._drop(self._units[slot])  # an in-use row (not None): its touch is finite
 
     # -- the interface ---------------------------------------------------------------------
 

@@ -14,13 +14,13 @@ import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from decisioning.identity import compact_unit
-from momento.codes import Code
+from momento.codes import Channel, Code
 from momento.scenario import Experience, Governance, Placement
 
 NO_CAP = np.iinfo(np.int64).max
@@ -78,7 +78,7 @@ def eligible_variants(experience: Experience, bought_today: Any, governance: Gov
     bought = _bools(bought_today)
     rule_on = governance is None or governance.no_discount_if_bought_today
     excluded = (bought & rule_on)[:, None] & _discounted(experience)[None, :]
-    return ~excluded
+    return cast(np.ndarray, ~excluded)
 
 
 def bought_today_block(experience: Experience, bought_today: Any, governance: Governance | None = None) -> np.ndarray:
@@ -86,7 +86,8 @@ def bought_today_block(experience: Experience, bought_today: Any, governance: Go
     eligible = eligible_variants(experience, bought_today, governance)
     default = experience.variants.index(experience.default_variant)
     others = np.delete(eligible, default, axis=1)
-    nothing_left = ~others.any(axis=1) if others.shape[1] else np.zeros(eligible.shape[0], dtype=bool)
+    # a 2-d array's any(axis=1) is an array (numpy's stubs allow a scalar)
+    nothing_left = cast(np.ndarray, ~others.any(axis=1)) if others.shape[1] else np.zeros(eligible.shape[0], dtype=bool)
     return _block(nothing_left, Code.BOUGHT_TODAY)
 
 
@@ -100,20 +101,21 @@ def first_block(*blocks: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=65_536)
 def _offset_seconds(hour: int, tz: str) -> int:
-    moment = datetime.fromtimestamp(hour * 3600, tz=UTC).astimezone(ZoneInfo(tz))
-    return int(moment.utcoffset().total_seconds())
+    offset = datetime.fromtimestamp(hour * 3600, tz=UTC).astimezone(ZoneInfo(tz)).utcoffset()
+    assert offset is not None  # an aware datetime has one
+    return int(offset.total_seconds())
 
 
 def local_day(epoch_seconds: Any, tz: str) -> np.ndarray:
     """The local calendar day (days since 1970-01-01 in `tz`) of UTC epoch seconds."""
     seconds = np.atleast_1d(np.asarray(epoch_seconds, dtype=np.float64))
-    return np.floor((seconds + _offsets(seconds, tz)) / 86_400).astype(np.int64)
+    return cast(np.ndarray, np.floor((seconds + _offsets(seconds, tz)) / 86_400).astype(np.int64))
 
 
 def local_hour(epoch_seconds: Any, tz: str) -> np.ndarray:
     """The local hour of day (0..24, fractional) in `tz` of UTC epoch seconds."""
     seconds = np.atleast_1d(np.asarray(epoch_seconds, dtype=np.float64))
-    return np.mod(seconds + _offsets(seconds, tz), 86_400) / 3600
+    return cast(np.ndarray, np.mod(seconds + _offsets(seconds, tz), 86_400) / 3600)
 
 
 def local_clock(epoch_seconds: float, tz: str) -> tuple[int, float]:
@@ -138,8 +140,8 @@ class FrequencyCaps:
     bytes for a pseudonym): ~110 bytes a user-channel instead of ~250 with a tuple of texts.
     """
 
-    def __init__(self, caps: Mapping[str, int]) -> None:
-        self.caps = dict(caps)
+    def __init__(self, caps: Mapping[Channel, int]) -> None:
+        self.caps: dict[str, int] = dict(caps.items())
         self._days: dict[int, dict[bytes | tuple[str, str], int]] = {}
         self._channels: dict[str, bytes] = {}  # channel -> its code
         self._lock = threading.Lock()

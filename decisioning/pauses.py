@@ -31,10 +31,10 @@ class PauseRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    by: str | None = Field(None, min_length=1, max_length=128, description="who asks (a person or `rule:NAME`)")
-    rule: str | None = Field(None, min_length=1, max_length=64, description="the monitor rule that asked")
-    reason: str | None = Field(None, max_length=1000, description="why, in a sentence")
-    evidence: dict[str, Any] | None = Field(None, description="the numbers the decision rests on")
+    by: str | None = Field(default=None, min_length=1, max_length=128, description="who asks (a person or `rule:NAME`)")
+    rule: str | None = Field(default=None, min_length=1, max_length=64, description="the monitor rule that asked")
+    reason: str | None = Field(default=None, max_length=1000, description="why, in a sentence")
+    evidence: dict[str, Any] | None = Field(default=None, description="the numbers the decision rests on")
 
 
 class PauseState(BaseModel):
@@ -45,7 +45,7 @@ class PauseState(BaseModel):
     paused: bool
     changed: bool = Field(description="false when the arm was already in that state (nothing written)")
     served_as: str | None = Field(description="the arm a paused arm's units are served as (control)")
-    durable: bool | None = Field(None, description="the audit row is committed to the lake")
+    durable: bool | None = Field(default=None, description="the audit row is committed to the lake")
 
 
 def audit_row(experiment_id: str, arm: str, action: str, body: PauseRequest, client: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ All are safe to call from many threads: readers use an immutable snapshot of the
 from __future__ import annotations
 
 import threading
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 import numpy as np
 from scipy import special
@@ -175,7 +175,7 @@ class ThompsonPolicy:
 
     def scores(self, X: np.ndarray) -> np.ndarray:
         """The posterior mean success rate of each variant, (n, k)."""
-        return self._state.mean.repeat(len(X), axis=0)
+        return cast(np.ndarray, self._state.mean.repeat(len(X), axis=0))
 
     def update(self, X: np.ndarray, chosen: np.ndarray, reward: np.ndarray) -> None:
         """Add Bernoulli outcomes (reward > 0 is a success) of the chosen variants."""
@@ -220,7 +220,7 @@ class PropensityPolicy:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predicted conversion probability of each variant, (n, k)."""
-        return special.expit(X @ self._weights.T)
+        return cast(np.ndarray, special.expit(X @ self._weights.T))
 
     def scores(self, X: np.ndarray) -> np.ndarray:
         """The model's score is its predicted conversion (what AUC and calibration judge)."""

@@ -167,8 +167,10 @@ def trend(frame: pl.DataFrame, executive: Executive) -> pl.DataFrame:
     added in that bucket ((per exposed user − per holdout user) × exposed users); the buckets
     add up to the total estimate without CUPED."""
     n_exposed, n_holdout = executive.users["exposed"], executive.users["holdout"]
-    schema = pl.Schema({"bucket": pl.Datetime("us"), "revenue_per_exposed": pl.Float64, "revenue_per_holdout": pl.Float64,
-                        "incremental_revenue": pl.Float64, "cumulative_incremental": pl.Float64})
+    columns: dict[str, pl.DataType | type[pl.DataType]] = {
+        "bucket": pl.Datetime("us"), "revenue_per_exposed": pl.Float64, "revenue_per_holdout": pl.Float64,
+        "incremental_revenue": pl.Float64, "cumulative_incremental": pl.Float64}
+    schema = pl.Schema(columns)
     if not frame.height or not n_exposed or not n_holdout:
         return pl.DataFrame(schema=schema)
     wide = (frame.pivot(on="grp", index="bucket", values="revenue").sort("bucket")

@@ -106,7 +106,8 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
     if positives.size == 0 or negatives.size == 0:
         return None
     u = sps.mannwhitneyu(positives, negatives, alternative="two-sided", method="asymptotic").statistic
-    return float(u) / (positives.size * negatives.size)
+    pairs: int = positives.size * negatives.size
+    return float(u) / pairs
 
 
 @dataclass(frozen=True)
@@ -235,5 +236,5 @@ def lift_vs_rules(
     })
 
 
-def _arm(name: str, side: dict) -> stats.ArmStats:
+def _arm(name: str, side: dict[str, Any]) -> stats.ArmStats:
     return stats.ArmStats(name, int(side["decisions"]), float(side["outcomes"]), float(side["outcomes"]))

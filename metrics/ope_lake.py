@@ -203,7 +203,7 @@ def build_log(frame: pl.DataFrame, actions: tuple[str, ...]) -> LoadedLog:
     log = None
     if ok.any():
         rows = np.flatnonzero(ok)
-        context = np.array(same["context"].to_list(), dtype=np.float64)[rows] if rows.size else None
+        context = np.array(same["context"].to_list(), dtype=np.float64)[rows]  # rows is not empty: ok.any()
         log = BanditLog(actions=actions, action=action[rows], propensity=propensity[rows],
                         reward=same["reward"].to_numpy().astype(np.float64)[rows],
                         time=same["ts"].dt.epoch("us").to_numpy()[rows], context=context,

@@ -23,7 +23,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 
@@ -347,13 +347,13 @@ class _Boundary:
         if self.method == "fixed":
             return _t_quantile(df, 1.0 - self.alpha / 2.0)
         a = self._mixture(total_n)
-        return np.sqrt(2.0 * (a + 1.0) / a * np.log(np.sqrt(a + 1.0) / self.alpha))
+        return cast(np.ndarray, np.sqrt(2.0 * (a + 1.0) / a * np.log(np.sqrt(a + 1.0) / self.alpha)))
 
     def p_value(self, z: np.ndarray, total_n: np.ndarray, df: np.ndarray) -> np.ndarray:
         if self.method == "fixed":
             return 2.0 * _t_sf(df, np.abs(z))
         a = self._mixture(total_n)
-        return np.minimum(1.0, np.sqrt(a + 1.0) * np.exp(-(z**2) * a / (2.0 * (a + 1.0))))
+        return cast(np.ndarray, np.minimum(1.0, np.sqrt(a + 1.0) * np.exp(-(z**2) * a / (2.0 * (a + 1.0)))))
 
 
 def critical_value(total_n: float, alpha: float, method: Method = "sequential",
@@ -405,21 +405,21 @@ def _columns(arms: Sequence[ArmStats]) -> dict[str, np.ndarray]:
 
 def _comoment(n: np.ndarray, s1: np.ndarray, s2: np.ndarray, s12: np.ndarray) -> np.ndarray:
     """Σ(x−x̄)(y−ȳ) from raw sums (the mean taken first, so a large Σ cannot overflow its square)."""
-    return s12 - s1 / n * s2
+    return cast(np.ndarray, s12 - s1 / n * s2)
 
 
 def _negative(m2: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """A centred second moment that is negative beyond rounding error."""
-    return m2 < -_TOLERANCE * np.maximum(np.abs(scale), 1.0)
+    return cast(np.ndarray, m2 < -_TOLERANCE * np.maximum(np.abs(scale), 1.0))
 
 
 def _flat(m2: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """A centred second moment that is zero up to rounding (every unit has the same value)."""
-    return np.isfinite(m2) & (m2 <= _FLAT * np.abs(scale))
+    return cast(np.ndarray, np.isfinite(m2) & (m2 <= _FLAT * np.abs(scale)))
 
 
 def _schwarz_broken(cxy: np.ndarray, vx: np.ndarray, vy: np.ndarray) -> np.ndarray:
-    return cxy**2 > vx * vy * (1.0 + 1e-6) + _TOLERANCE
+    return cast(np.ndarray, cxy**2 > vx * vy * (1.0 + 1e-6) + _TOLERANCE)
 
 
 @dataclass(frozen=True)
@@ -516,7 +516,7 @@ def _welch_df(c_var: np.ndarray, c_n: np.ndarray, v_var: np.ndarray, v_n: np.nda
     """Welch–Satterthwaite degrees of freedom, written in variance shares so tiny variances cannot underflow."""
     a, b = c_var / c_n, v_var / v_n
     wa, wb = a / (a + b), b / (a + b)
-    return 1.0 / (wa**2 / (c_n - 1) + wb**2 / (v_n - 1))
+    return cast(np.ndarray, 1.0 / (wa**2 / (c_n - 1) + wb**2 / (v_n - 1)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ and their audit, and the service's last minutes as the rules read them. Numbers 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import polars as pl
 import streamlit as st
@@ -74,7 +75,7 @@ def service() -> None:
     st.subheader(f"Service, last {RECENT_WINDOW_S // 60} minutes")
     now = datetime.now(UTC).replace(microsecond=0)
     budget = scenario().governance.decision_budget_ms
-    arguments = {"windows": (RECENT_WINDOW_S,), "now": now, "budget_ms": budget}
+    arguments: dict[str, Any] = {"windows": (RECENT_WINDOW_S,), "now": now, "budget_ms": budget}
     frame = cached(inputs.service_windows, **arguments)
     row = frame.row(0, named=True) if frame.height else None
     if not row or not row["decisions"]:

@@ -6,11 +6,17 @@ formatting`): `pt_br` sets the chart's number locale, and time formats are day/m
 
 from __future__ import annotations
 
+from typing import TypeAlias, cast
+
 import altair as alt
 import polars as pl
 
 from metrics.model_quality import Calibration
 from momento.formatting import CURRENCY, DECIMAL, THOUSANDS
+
+Spec: TypeAlias = (alt.Chart | alt.LayerChart | alt.FacetChart | alt.ConcatChart | alt.HConcatChart | alt.VConcatChart
+                   | alt.RepeatChart)
+"""A top-level chart (what Streamlit's `altair_chart` shows)."""
 
 DAY, DATE, MINUTE = "%d/%m", "%d/%m/%Y", "%d/%m %H:%M"
 """Time formats: an axis of days, a tooltip's day, a time of day."""
@@ -25,7 +31,7 @@ POLICY_VERDICT_COLORS = alt.Scale(domain=["better", "worse", "cannot tell", "not
 FAILURE_COLORS = alt.Scale(domain=[True, False], range=["#d62728", "#7f7f7f"])
 
 
-def pt_br(spec: alt.TopLevelMixin) -> alt.TopLevelMixin:
+def pt_br(spec: Spec) -> Spec:
     """`spec` with pt-BR number formatting (1.234,5) in its axes, labels and tooltips."""
     return spec.configure(locale=LOCALE)
 
@@ -49,14 +55,16 @@ def _readable(lower: pl.Series, upper: pl.Series) -> alt.Scale:
     """A lift scale that keeps the later, informative intervals readable: the first days'
     intervals are very wide, so the domain covers the last half of the bounds (clamped)."""
     half = len(lower) // 2
-    low, high = lower[half:].min(), upper[half:].max()
+    # float columns: their min and max are floats (polars types them as any Python value)
+    low, high = cast(float | None, lower[half:].min()), cast(float | None, upper[half:].max())
     if low is None or high is None:
         return alt.Scale()
     pad = max((high - low) * 0.25, 0.02)
     return alt.Scale(domain=[min(low - pad, 0.0), max(high + pad, 0.0)], clamp=True)
 
 
-def lift_over_time(frame: pl.DataFrame, title: str, truth: pl.DataFrame | None = None) -> alt.LayerChart:
+def lift_over_time(frame: pl.DataFrame, title: str,
+                   truth: pl.DataFrame | None = None) -> alt.LayerChart | alt.FacetChart:
     """Cumulative relative lift per variant (line) with its always-valid interval (band), a zero
     rule, and the true effect (dashed) when the simulator's ground truth is known."""
     rows = frame.drop_nulls("lift").sort("day")
@@ -84,7 +92,7 @@ def lift_over_time(frame: pl.DataFrame, title: str, truth: pl.DataFrame | None =
     return alt.layer(*layers).properties(title=title, height=280)
 
 
-def lift_intervals(frame: pl.DataFrame, title: str) -> alt.LayerChart:
+def lift_intervals(frame: pl.DataFrame, title: str) -> alt.LayerChart | alt.FacetChart:
     """Relative lift of each metric × variant with its interval, coloured by verdict, and the true
     effect as a black cross when a `truth` column is present."""
     rows = frame.drop_nulls("lift").with_columns(row=pl.col("label") + " · " + pl.col("variant"))
@@ -208,7 +216,7 @@ def breakdown(frame: pl.DataFrame) -> alt.Chart:
 
 def reliability(cal: Calibration) -> alt.LayerChart:
     """Observed outcome rate against the mean score per bin, with Wilson intervals, and the diagonal."""
-    top = float(max(cal.bins["ci_upper"].max(), cal.bins["mean_score"].max()))
+    top = float(max(cast(float, cal.bins["ci_upper"].max()), cast(float, cal.bins["mean_score"].max())))
     diagonal = alt.Chart(pl.DataFrame({"x": [0.0, top], "y": [0.0, top]})).mark_line(
         strokeDash=[4, 4], color="#7f7f7f").encode(x="x:Q", y="y:Q")
     base = alt.Chart(cal.bins).encode(alt.X("mean_score:Q", title="Predicted probability (bin mean)",
@@ -269,7 +277,8 @@ def parity(groups: pl.DataFrame, rate: str, title: str, dimension: str) -> alt.C
     ).properties(height=alt.Step(28))
 
 
-def policy_values(frame: pl.DataFrame, logging_value: float, title: str, axis_format: str) -> alt.LayerChart:
+def policy_values(frame: pl.DataFrame, logging_value: float, title: str,
+                  axis_format: str) -> alt.LayerChart | alt.FacetChart:
     """Each candidate policy's estimated value with its interval, coloured by verdict, against the
     logging policy's on-policy value (the dashed line)."""
     rows = frame.drop_nulls("value")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import streamlit as st
 
@@ -176,7 +177,7 @@ def model_quality(f: Filters) -> None:
     st.header("Model quality")
     outcome = st.segmented_control("Outcome", list(mq.OUTCOMES), default="conversion", key="mq_outcome") or "conversion"
     with ui.panel("Model quality"):
-        scores = {"outcome": outcome, "maturity_minutes": MATURITY_MINUTES, "limit": SCORED_LIMIT}
+        scores: dict[str, Any] = {"outcome": outcome, "maturity_minutes": MATURITY_MINUTES, "limit": SCORED_LIMIT}
         q = cached(mq.quality, f, **scores)
         if q.decisions == 0:
             ui.no_data(f"No mature propensity-model decisions for {ui.describe(f)} (decisions count once "

@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from metrics import experiments
+from metrics import experiments, stats
 from metrics.filters import Filters
 from metrics.queries import explain
 from momento import formatting as fmt
@@ -29,11 +29,13 @@ def options() -> experiments.Options:
     with st.expander("Analysis options"):
         cols = st.columns(3)
         cuped = cols[0].toggle("CUPED (pre-period covariate)", value=True, key="exp_cuped")
-        method = cols[1].radio("Intervals", ["sequential", "fixed"], horizontal=True, key="exp_method",
+        methods: list[stats.Method] = ["sequential", "fixed"]
+        corrections: list[stats.Correction] = ["bh", "holm"]
+        method = cols[1].radio("Intervals", methods, horizontal=True, key="exp_method",
                                format_func={"sequential": "Always valid (sequential)",
                                             "fixed": "Fixed horizon"}.get,
                                help="Sequential intervals stay valid while you watch the results every day.")
-        correction = cols[2].radio("Multiple testing", ["bh", "holm"], horizontal=True, key="exp_correction",
+        correction = cols[2].radio("Multiple testing", corrections, horizontal=True, key="exp_correction",
                                    format_func={"bh": "Benjamini–Hochberg", "holm": "Holm"}.get)
     return experiments.Options(cuped=cuped, method=method, correction=correction)
 

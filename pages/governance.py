@@ -3,6 +3,8 @@ Numbers come from `metrics.compliance`."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 import streamlit as st
 
@@ -55,7 +57,7 @@ def saturation(f: Filters) -> None:
         ui.no_data(f"No exposures for {ui.describe(f)}.")
         how_computed(explain(compliance.SATURATION, f))
         return
-    caps = dict(scenario().caps)
+    caps: dict[str, int] = dict(scenario().caps.items())
     top = compliance.SATURATION_CAP
     shown = dist.with_columns(pl.col("exposures").clip(upper_bound=top)).group_by(
         "channel", "exposures").agg(pl.col("user_days").sum())
@@ -79,8 +81,8 @@ def parity(f: Filters) -> None:
                                      key="parity_dimension") or "segment"
     with ui.panel("Parity"):
         sc = scenario()
-        arguments = {"dimension": dimension, "offer_variants": sc.offer_variants,
-                     "offer_placements": sc.offer_placements}
+        arguments: dict[str, Any] = {"dimension": dimension, "offer_variants": sc.offer_variants,
+                                     "offer_placements": sc.offer_placements}
         p = cached(compliance.parity, f, **arguments)
         if p.groups.is_empty():
             ui.no_data(f"No decisions for {ui.describe(f)}.")

@@ -83,7 +83,8 @@ def live() -> None:
         sc = scenario()
         names = {j.id: j.name for j in sc.journeys}
         options = [filters.journey] if filters.journey else list(names)
-        chosen = st.segmented_control("Journey", options, default=options[0], format_func=names.get,
+        chosen = st.segmented_control("Journey", options, default=options[0],
+                                      format_func=lambda journey: names.get(journey, journey),
                                       key="journey_view") or options[0]
         view = journeys.journey(funnel, sc, chosen)
         st.subheader(f"{view.name} · {view.experience}")

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
-import altair as alt
 import duckdb
 import httpx
 import streamlit as st
@@ -194,7 +193,7 @@ def no_data(message: str) -> None:
     st.info(message)
 
 
-def chart(spec: alt.TopLevelMixin) -> None:
+def chart(spec: charts.Spec) -> None:
     """An Altair chart (`pages.charts`) across the container's width, themed for light and dark,
     its numbers written the pt-BR way."""
     st.altair_chart(charts.pt_br(spec), width="stretch")

@@ -73,7 +73,7 @@ def write_tables(lake: Path, frames: dict[str, Iterator[pl.DataFrame]], progress
     clock = LoadClock(lake)
     with tqdm(desc="writing lake", unit="row", unit_scale=True, disable=not progress, file=sys.stderr,
               leave=False) as bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-write") as pool:
-        pending: Future | None = None
+        pending: Future[None] | None = None
 
         def append(name: str, frame: pl.DataFrame | None) -> None:
             data = to_table(name, frame.to_arrow(compat_level=pl.CompatLevel.newest()) if frame is not None else [])
@@ -143,6 +143,7 @@ def backfill(lake: Path, scenario: Scenario, days: int, users: int | None = None
         tally = truth_mod.tally(sim)
         total = tally if total is None else truth_mod.add(total, tally)
         clock.lap("truth")
+    assert sim is not None and total is not None  # users >= 1: one shard at least
     path = ground_truth.write(Path(lake), truth_mod.document(sim, total))
     clock.lap("truth")
     return BackfillResult(Path(lake), path, datetime.fromtimestamp(sim.start_us / 1e6, UTC), end,

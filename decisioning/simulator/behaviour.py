@@ -23,6 +23,7 @@ The probabilities here are also what `truth` averages to get the true effects.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast, overload
 
 import numpy as np
 import polars as pl
@@ -52,6 +53,10 @@ ATTRIBUTES = ("segment", "device", "region", "price_sensitivity", "style")
 _MICROS = 1_000_000
 
 
+@overload
+def raw_user_id(index: int) -> str: ...
+@overload
+def raw_user_id(index: np.ndarray) -> np.ndarray: ...
 def raw_user_id(index: np.ndarray | int) -> np.ndarray | str:
     """The customer id a client sends for population member `index` (the service pseudonymises it)."""
     if isinstance(index, (int, np.integer)):
@@ -67,7 +72,7 @@ def draw_codes(rng: np.random.Generator, shares: Mapping[str, float], n: int) ->
 
 def draw(rng: np.random.Generator, shares: Mapping[str, float], n: int) -> np.ndarray:
     """`n` keys of `shares` (an object array), drawn with the given shares."""
-    return np.array(list(shares), dtype=object)[draw_codes(rng, shares, n)]
+    return cast(np.ndarray, np.array(list(shares), dtype=object)[draw_codes(rng, shares, n)])
 
 
 class Population:
@@ -104,9 +109,9 @@ def make_population(scenario: Scenario, users: int, seed: int, key: str, first: 
     def stream(attribute: int) -> np.random.Generator:
         """The attribute's stream from customer `first` on: a uniform draw (and a draw with
         shares) takes one 64-bit output per customer, so the first ones are skipped at once."""
-        rng = np.random.default_rng([seed, 1, attribute])
-        rng.bit_generator.advance(first)
-        return rng
+        bits = np.random.PCG64([seed, 1, attribute])  # default_rng's bit generator
+        bits.advance(first)
+        return np.random.Generator(bits)
 
     raw = raw_user_id(np.arange(first, first + users))
     return Population(pl.DataFrame(
@@ -176,7 +181,7 @@ def person_effects(scenario: Scenario, experience: Experience, population: Popul
     combos = frame.unique(maintain_order=True).with_row_index("combo")
     index = frame.join(combos, on=list(ATTRIBUTES), how="left", maintain_order="left").get_column("combo").to_numpy()
     table = EffectTable(scenario, experience).all_variants({a: combos.get_column(a).to_numpy() for a in ATTRIBUTES})
-    return table[index]
+    return cast(np.ndarray, table[index])
 
 
 # -- rates ----------------------------------------------------------------------------------------
@@ -187,18 +192,18 @@ def conversion_base(behaviour: Behaviour, segment: np.ndarray, price_sensitivity
     returning = np.where(segment == "returning", behaviour.returning_conversion_multiplier, 1.0)
     levels = behaviour.price_sensitivity_conversion
     sensitivity = np.select([price_sensitivity == level for level in levels], list(levels.values()), default=1.0)
-    return behaviour.conversion_rate * returning * sensitivity
+    return cast(np.ndarray, behaviour.conversion_rate * returning * sensitivity)
 
 
 def cart_given_pages(behaviour: Behaviour, pages_mean: float) -> float:
     """Chance a session of 2+ pages adds to cart, so that the overall rate is `add_to_cart_rate`."""
-    multi_page = 1.0 - np.exp(-(pages_mean - 1.0))
+    multi_page: float = 1.0 - np.exp(-(pages_mean - 1.0))
     return min(1.0, behaviour.add_to_cart_rate / multi_page)
 
 
 def purchase_given_cart(behaviour: Behaviour, base: np.ndarray, conversion_multiplier: np.ndarray) -> np.ndarray:
     """Chance a cart is bought in the session."""
-    return np.minimum(1.0, base * conversion_multiplier / behaviour.add_to_cart_rate)
+    return cast(np.ndarray, np.minimum(1.0, base * conversion_multiplier / behaviour.add_to_cart_rate))
 
 
 def click_probability(behaviour: Behaviour, click_multiplier: np.ndarray) -> np.ndarray:
@@ -218,8 +223,8 @@ def recovery_purchase_probability(conversion_multiplier: np.ndarray) -> np.ndarr
 
 def recovery_click_probability(behaviour: Behaviour, multipliers: np.ndarray) -> np.ndarray:
     """Chance an opened recovery message is clicked (every recovered order clicked first)."""
-    return np.maximum(np.minimum(1.0, behaviour.email_click_rate * multipliers[..., 0]),
-                      recovery_purchase_probability(multipliers[..., 1]))
+    return cast(np.ndarray, np.maximum(np.minimum(1.0, behaviour.email_click_rate * multipliers[..., 0]),
+                      recovery_purchase_probability(multipliers[..., 1])))
 
 
 def order_value_mean(behaviour: Behaviour, order_value_multiplier: np.ndarray) -> np.ndarray:
@@ -269,7 +274,8 @@ def session_starts(scenario: Scenario, population: Population, start_us: int, da
     number of pre-campaign days."""
     mult, pre = day_multipliers(scenario, days)
     weights = np.asarray(scenario.traffic.diurnal)[local_hours] * np.repeat(mult, 24)
-    expected = population.frame.get_column("activity").sum() * scenario.traffic.sessions_per_user_day * weights
+    activity = cast(float, population.frame.get_column("activity").sum())  # a float column (polars types any sum)
+    expected = activity * scenario.traffic.sessions_per_user_day * weights
     hour_of = np.repeat(np.arange(days * 24, dtype=np.int64), rng.poisson(expected))
     starts = start_us + ((hour_of + rng.random(hour_of.size)) * 3600 * _MICROS).astype(np.int64)
     return np.sort(starts), pre

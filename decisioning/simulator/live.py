@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import numpy as np
@@ -103,7 +103,8 @@ class _Client:
             except httpx.HTTPError:
                 response = None
             if response is not None and response.status_code < 400:
-                return response.json()
+                answer: dict[str, Any] = response.json()
+                return answer
             if response is not None and response.status_code < 500 and response.status_code not in (408, 429):
                 self.stats.errors += 1  # refused: retrying the same body cannot help
                 self.stats.unsent += rows
@@ -174,7 +175,7 @@ class LiveSimulator:
         self.counter = 0
         self.stats = LiveStats()
         self.stop: asyncio.Event | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -204,16 +205,18 @@ class LiveSimulator:
             self.stop.set()
 
     async def _arrivals(self, duration: float | None) -> None:
+        stop = self.stop
+        assert stop is not None  # `run` sets it before the arrivals start
         tick = min(0.1, 1.0 / self.rate)
         started = time.monotonic()
-        while not self.stop.is_set():
+        while not stop.is_set():
             if duration is not None and time.monotonic() - started >= duration:
                 return
             count = int(self.rng.poisson(self.rate * tick))
             if count:
                 self._start_sessions(count)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), tick)
+                await asyncio.wait_for(stop.wait(), tick)
 
     def _start_sessions(self, count: int) -> None:
         users = bh.session_users(self.rng, self.population, count)
@@ -281,7 +284,8 @@ class LiveSimulator:
         multiplier = np.ones(len(bh.EFFECT_KINDS))
         credited: dict[str, Any] | None = None
         self._event(visitor, "page_view")
-        steps = [("homepage_showcase", 0, 1, 0.0, None)]  # (placement, when, pages so far, cart value, item)
+        # (placement, when, pages so far, cart value, item)
+        steps: list[tuple[str, int, int, float, dict[str, Any] | None]] = [("homepage_showcase", 0, 1, 0.0, None)]
         if row["pages"] >= 2:
             steps.append(("product_cta", int(row["second_page_us"]), 2, 0.0, None))
         if row["cart"]:
@@ -372,14 +376,14 @@ class LiveSimulator:
         answer = await self.client.post("/v1/decide", body, 1)
         if answer is None:
             return None
-        decision = answer["decisions"][0]
+        decision: dict[str, Any] = answer["decisions"][0]
         self.stats.decisions += 1
         self.stats.fallbacks += bool(decision["fallback"])
         return decision
 
     def _multipliers(self, placement: str, decision: dict[str, Any], visitor: _Visitor) -> np.ndarray:
         table = self.effects[placement]
-        return table.of(np.array([table.variants.index(decision["variant"])]), visitor.attrs)[0]
+        return cast(np.ndarray, table.of(np.array([table.variants.index(decision["variant"])]), visitor.attrs)[0])
 
     def _exposure(self, visitor: _Visitor, decision: dict[str, Any]) -> None:
         experiment, arm, share = self.srm

@@ -10,7 +10,7 @@ the `ingestion_stall` incident delays `received_at`.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import polars as pl
@@ -180,7 +180,8 @@ class _Assembler:
         decision_id = np.full(bought.size, None, dtype=object)
         prefixes = [decision_prefix(sim, p) for p in placements]
         decision_id[has] = [f"{prefixes[p]}{row}" for p, row in credited[has]]
-        placement = np.where(has, placements[np.maximum(credited[:, 0], 0)], None)
+        # numpy's stubs reject None, which np.where takes as an object scalar
+        placement = np.where(has, placements[np.maximum(credited[:, 0], 0)], None)  # type: ignore[call-overload]
         experiment = np.array([sim.deciders[p].experiment.id if p else None for p in placement], dtype=object)
         orders = pl.DataFrame([
             pl.Series("session", bought), pl.Series("ts", order_ts), pl.Series("item", plan["cart_item"][bought]),
@@ -249,7 +250,7 @@ class _Assembler:
                 stalled = (ts >= window.start_us) & (ts < window.end_us)
                 late = window.end_us + (self.rng.random(ts.size) * STALL_CATCH_UP_SECONDS * _S).astype(np.int64)
                 received = np.where(stalled, late, received)
-        return np.minimum(received, np.maximum(self.sim.end_us, ts))
+        return cast(np.ndarray, np.minimum(received, np.maximum(self.sim.end_us, ts)))
 
     def events(self, ledgers: dict[str, pl.DataFrame]) -> Iterator[pl.DataFrame]:
         """The events in time order, in chunks of `CHUNK_ROWS` (sorted once while still slim;

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -83,12 +84,19 @@ class Ledger:
         return np.concatenate(self.context_parts) if self.context_parts else np.zeros((0, len(FEATURE_NAMES)))
 
 
+def _offset_s(moment: datetime) -> int:
+    """UTC offset (s) of an aware datetime."""
+    offset = moment.utcoffset()
+    assert offset is not None  # an aware datetime has one
+    return int(offset.total_seconds())
+
+
 def _local_offsets_us(start_us: int, hours: int, tz: str) -> np.ndarray:
     """UTC offset (µs) of the local time zone at each hour from `start_us` (one extra at the end)."""
     zone = ZoneInfo(tz)
     return np.array(
-        [int(datetime.fromtimestamp(start_us / 1e6 + h * 3600, tz=UTC).astimezone(zone).utcoffset().total_seconds())
-         * 1_000_000 for h in range(hours + 1)],
+        [_offset_s(datetime.fromtimestamp(start_us / 1e6 + h * 3600, tz=UTC).astimezone(zone)) * 1_000_000
+         for h in range(hours + 1)],
         dtype=np.int64,
     )
 
@@ -141,15 +149,15 @@ class Simulation:
     # -- setup -----------------------------------------------------------------------------------
 
     def _hour_index(self, ts: np.ndarray) -> np.ndarray:
-        return np.clip((ts - self.start_us) // HOUR_US, 0, self.hours)
+        return cast(np.ndarray, np.clip((ts - self.start_us) // HOUR_US, 0, self.hours))
 
     def _local_hour(self, ts: np.ndarray) -> np.ndarray:
         """Local time of day in hours (fractional, as the engine's feature)."""
-        return ((ts + self.offsets[self._hour_index(ts)]) % DAY_US) / HOUR_US
+        return cast(np.ndarray, ((ts + self.offsets[self._hour_index(ts)]) % DAY_US) / HOUR_US)
 
     def local_day(self, ts: np.ndarray) -> np.ndarray:
         """Local calendar day of UTC µs timestamps (the day caps and `bought today` count in)."""
-        return (ts + self.offsets[self._hour_index(ts)]) // DAY_US
+        return cast(np.ndarray, (ts + self.offsets[self._hour_index(ts)]) // DAY_US)
 
     def _units(self) -> None:
         """Who each session is to the service: the customer, or an anonymous visitor who never
@@ -218,10 +226,10 @@ class Simulation:
         policies = {arm.name: make_policy(experience, np.random.default_rng([*self.streams, i]), arm.policy)
                     for i, arm in enumerate(experiment.arms) if arm.policy}
         return ExperienceDecider(experience, experiment, s.placement_by_id[placement_id], s.governance,
-                                 dict(s.caps), policies)
+                                 dict(s.caps.items()), policies)
 
     def consent_at(self, units: np.ndarray, ts: np.ndarray) -> np.ndarray:
-        return self.unit_consent[units] & (ts < self.withdrawn_at[units])
+        return cast(np.ndarray, self.unit_consent[units] & (ts < self.withdrawn_at[units]))
 
     # -- the block loop --------------------------------------------------------------------------
 
@@ -241,7 +249,7 @@ class Simulation:
         """Settle the carts of `sessions` given the product of their seen variants' effects."""
         plan = self.plan
         p = bh.purchase_given_cart(self.b, plan["base"][sessions], multiplier[:, 1])
-        bought = plan["cart"][sessions] & (plan["u_buy"][sessions] < p)
+        bought: np.ndarray = plan["cart"][sessions] & (plan["u_buy"][sessions] < p)
         self.purchased[sessions] = bought
         self.revenue[sessions] = np.where(bought, bh.order_value(self.b, plan["z_value"][sessions], multiplier[:, 2]), 0.0)
         self.multiplier[sessions] = multiplier

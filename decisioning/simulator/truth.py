@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
@@ -67,7 +67,7 @@ def _sum_by(index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
 
 
 def _onehot(k: int, index: int) -> np.ndarray:
-    return np.eye(k)[index]
+    return cast(np.ndarray, np.eye(k)[index])
 
 
 class _Columns(dict[str, np.ndarray]):
@@ -108,11 +108,11 @@ class _Placement:
         if not self.empty:
             keep = self.col["logged"] if logged_only else np.ones(len(self.col["session"]), dtype=bool)
             rows[self.col["session"][keep]] = np.flatnonzero(keep)
-        return rows[sessions]
+        return cast(np.ndarray, rows[sessions])
 
     def multipliers(self, rows: np.ndarray) -> np.ndarray:
         """Every variant's true effects for the users of `rows`: (n, k, 3)."""
-        return self.sim.effects[self.placement][self.sim.unit_person[self.col["unit"][rows]]]
+        return cast(np.ndarray, self.sim.effects[self.placement][self.sim.unit_person[self.col["unit"][rows]]])
 
     def realised(self, rows: np.ndarray) -> np.ndarray:
         """The distribution each decision was actually served from (holdout: the default)."""
@@ -236,7 +236,7 @@ class _Experiment:
         """Whether an order of the session placed at `order_ts` comes back before the end."""
         plan = self.sim.plan
         late = order_ts.astype(np.float64) + plan["return_us"][sessions]
-        return (plan["u_return"][sessions] < self.sim.b.return_rate) & (late <= self.sim.end_us)
+        return cast(np.ndarray, (plan["u_return"][sessions] < self.sim.b.return_rate) & (late <= self.sim.end_us))
 
     def _earlier_returns(self, member: np.ndarray, start: np.ndarray, n: int) -> np.ndarray:
         """Margin of realised orders placed before the user's first exposure but returned after

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -213,14 +213,16 @@ def _consent(rule: ConsentViolation, numbers: Numbers) -> list[Finding]:
                     {"window_s": rule.window_s, "violations": w.consent_violations, "decisions": w.decisions})]
 
 
-_JUDGES = {"srm": _srm, "guardrail": _guardrail, "harmful_arm": _harmful_arm, "latency_burn": _latency_burn,
-           "error_rate": _rate, "fallback_rate": _rate, "freshness": _freshness, "consent_violation": _consent}
+# each kind's judge takes that kind's rule (a pairing the type of a dict cannot state)
+_JUDGES: dict[str, Callable[[Any, Numbers], list[Finding]]] = {
+    "srm": _srm, "guardrail": _guardrail, "harmful_arm": _harmful_arm, "latency_burn": _latency_burn,
+    "error_rate": _rate, "fallback_rate": _rate, "freshness": _freshness, "consent_violation": _consent}
 
 
 def evaluate(rule: Rule, numbers: Numbers) -> list[Finding]:
     """The rule's finding for every subject it can judge on `numbers` (none for a subject it
     cannot judge yet: too few users, no events)."""
-    return _JUDGES[rule.kind](rule, numbers)  # type: ignore[operator]
+    return _JUDGES[rule.kind](rule, numbers)
 
 
 def windows_needed(rules: Iterable[Rule]) -> tuple[int, ...]:

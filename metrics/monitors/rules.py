@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -159,7 +159,7 @@ class MonitorsError(ValueError):
     """A monitors file that cannot be used: the path of the bad field and what is wrong."""
 
 
-def _first_error(exc: ValidationError, raw: dict) -> str:
+def _first_error(exc: ValidationError, raw: dict[str, Any]) -> str:
     first = exc.errors()[0]
     loc = list(first["loc"])
     # A rule's errors carry its kind as a step of the path (the union's tag): not a field.
@@ -178,7 +178,7 @@ def _first_error(exc: ValidationError, raw: dict) -> str:
     return f"{'.'.join(str(part) for part in loc) or '(top level)'}: {message}"
 
 
-def parse_monitors(raw: dict, base: Path | None = None) -> Monitors:
+def parse_monitors(raw: dict[str, Any], base: Path | None = None) -> Monitors:
     """Validate a parsed monitors file; a relative `webhook.secret_file` is read from `base`."""
     try:
         monitors = Monitors.model_validate(raw)

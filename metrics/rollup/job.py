@@ -103,8 +103,9 @@ def rebuild_parts(wh: Warehouse, batch: Batch, partition_rows: int = PARTITION_R
         # `parts` and `part` are this function's integers (no user text reaches the SQL); the
         # remainder is made non-negative for engines whose hash is signed (Spark's)
         where = f" WHERE coalesce(((hash(user_id) % {parts}) + {parts}) % {parts}, 0) = {part}"
-        yield Batch(*(f"SELECT * FROM ({sql}){where}" for sql in (batch.events, batch.exposures, batch.decisions)),
-                    batch.params, batch.upper)
+        events, exposures, decisions = (f"SELECT * FROM ({sql}){where}"
+                                        for sql in (batch.events, batch.exposures, batch.decisions))
+        yield Batch(events, exposures, decisions, batch.params, batch.upper)
 
 
 class RollupJob:
@@ -221,8 +222,9 @@ class RollupJob:
                       upper: dict[str, datetime | None]) -> datetime | None:
         """The newest event time folded so far (the as-of of every analysis)."""
         if kind == "rebuild" or last is None:
-            return wh.scalar("SELECT max(ts) FROM events WHERE loaded_at IS NULL OR loaded_at <= $u",
-                             {"u": upper["events"]})
+            newest: datetime | None = wh.scalar("SELECT max(ts) FROM events WHERE loaded_at IS NULL OR loaded_at <= $u",
+                                                {"u": upper["events"]})
+            return newest
         tail = wh.scalar("SELECT max(ts) FROM events WHERE loaded_at > $w AND loaded_at <= $u",
                          {"w": last.loaded_to["events"], "u": upper["events"]})
         known = [t for t in (last.events_max_ts, tail) if t is not None]

@@ -192,8 +192,8 @@ def _fold(reads: _Reads, pre_days: int, max_tail_rows: int, last: Run | None, re
     newest = None
     if reason or tail_rows:
         template = _ALL if reason else _TAIL
-        batch = Batch(*(template.format(table=t) for t in ("events", "exposures", "decisions")), params,
-                      upper=datetime(9999, 1, 1, tzinfo=UTC))
+        events, exposures, decisions = (template.format(table=t) for t in ("events", "exposures", "decisions"))
+        batch = Batch(events, exposures, decisions, params, upper=datetime(9999, 1, 1, tzinfo=UTC))
         with duckdb_engine(wh) as session:
             folded = fold(session, batch, pre_days, prior=not reason, existing=frozenset(n for n in wh.versions if wh.has(n)),
                           keep_state=False)

@@ -119,7 +119,8 @@ def validate(frame: pl.DataFrame, row_word: str = "line", first: int = 2) -> pl.
 
 def feature_columns(frame: pl.DataFrame) -> tuple[list[str], list[str]]:
     """(numeric feature columns, non-numeric ones) among `user_feature_*` and `user-item_affinity_*`."""
-    numeric, other = [], []
+    numeric: list[str] = []
+    other: list[str] = []
     for c in frame.columns:
         if c.startswith(FEATURE_PREFIXES):
             values = frame[c].cast(pl.String).str.strip_chars()
@@ -130,8 +131,9 @@ def feature_columns(frame: pl.DataFrame) -> tuple[list[str], list[str]]:
 
 def _times(column: pl.Series) -> pl.Series:
     """UTC times, null where a value does not parse (polars first, then ISO 8601 row by row)."""
-    if column.dtype == pl.Datetime:
-        return column.dt.replace_time_zone("UTC") if column.dtype.time_zone is None else \
+    dtype = column.dtype
+    if isinstance(dtype, pl.Datetime):
+        return column.dt.replace_time_zone("UTC") if dtype.time_zone is None else \
             column.dt.convert_time_zone("UTC")
     text = column.cast(pl.String).str.strip_chars()
     parsed = text.str.to_datetime(strict=False, time_unit="us", time_zone="UTC")
