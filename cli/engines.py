@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from metrics.engines.spark import SparkEngine
-from metrics.rollup.session import Engine, duckdb_engine
+if TYPE_CHECKING:  # the engines import the lake's readers: only the commands that fold load them
+    from metrics.rollup.session import Engine
 
 
 @dataclass(frozen=True)
@@ -33,4 +33,7 @@ def choice_of(args: argparse.Namespace) -> EngineChoice:
 
 def engine_of(choice: EngineChoice) -> Engine:
     """The engine itself (Spark starts on first use)."""
+    from metrics.engines.spark import SparkEngine
+    from metrics.rollup.session import duckdb_engine
+
     return SparkEngine(choice.master) if choice.name == "spark" else duckdb_engine
