@@ -183,3 +183,29 @@ def test_numbers_move_as_live_data_arrives(system, page):
         page.wait_for_timeout(500)
     assert page.locator(EXCEPTION).count() == 0
     assert _metric(page, "API status") == "up"
+
+
+def test_a_paused_arm_shows_on_the_experiments_and_alerts_pages(system, page):
+    """Pausing an arm through the service's API (as the Experiments page's button does) reaches
+    both pages: the Alerts page's live panel stops saying that no arm is paused, and the
+    Experiments page marks the arm paused."""
+    scenario = load_scenario(PROJECT_ROOT / "data" / "scenario.toml")
+    experiment = scenario.experiments[0]
+    default = scenario.experience_by_id[experiment.experience].default_variant
+    arm = next(a.name for a in experiment.arms if a.variant != default)
+    base = f"{system['service']}/v1/experiments/{experiment.id}/arms/{arm}"
+    page.goto(f"{system['cockpit']}/alerts")
+    none_paused = page.get_by_text("No arm is paused")
+    expect(none_paused).to_be_visible(timeout=45_000)
+    paused = httpx.post(f"{base}/pause", json={"by": "browser test", "reason": "e2e pause check"}, timeout=10)
+    assert paused.status_code == 200, paused.text
+    try:
+        expect(none_paused).to_have_count(0, timeout=45_000)  # the live fragment redraws with the pause
+        assert page.locator(EXCEPTION).count() == 0
+        page.goto(f"{system['cockpit']}/experiments")
+        _ready(page)
+        expect(page.get_by_text(f"{arm} is paused").first).to_be_visible(timeout=45_000)
+        assert page.locator(EXCEPTION).count() == 0
+    finally:
+        resumed = httpx.post(f"{base}/resume", json={"by": "browser test"}, timeout=10)
+        assert resumed.status_code == 200, resumed.text
