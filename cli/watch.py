@@ -24,7 +24,7 @@ from metrics.monitors.delivery import Deliverer, Outbox, Pauser, Telemetry, mess
 from metrics.monitors.evaluate import Change, Tracker, evaluate
 from metrics.monitors.history import open_alerts
 from metrics.monitors.inputs import read_numbers
-from metrics.monitors.rules import Monitors, MonitorsError, load_monitors
+from metrics.monitors.rules import Monitors, MonitorsError, default_path, load_monitors
 from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter
 from momento.scenario import Scenario, ScenarioError, load_scenario
@@ -34,11 +34,6 @@ log = logging.getLogger("momento.watch")
 
 OUTBOX_DIR = "_outbox"
 """The webhook outbox's folder under the lake."""
-
-
-def monitors_path(settings: Settings) -> Path:
-    """The monitors file next to the scenario."""
-    return settings.scenario.with_name("monitors.toml")
 
 
 class Watch:
@@ -105,7 +100,7 @@ def run_watch(settings: Settings, monitors_file: Path | None, interval: float | 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         scenario = load_scenario(settings.scenario)
-        monitors = load_monitors(monitors_file or monitors_path(settings))
+        monitors = load_monitors(monitors_file or default_path(settings.scenario))
     except (ScenarioError, MonitorsError) as exc:
         print(f"momento watch: {exc}", file=sys.stderr)
         return 2

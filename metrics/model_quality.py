@@ -110,6 +110,21 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
     return float(u) / pairs
 
 
+def auc_standard_error(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """The AUC's standard error by DeLong, DeLong & Clarke-Pearson (1988): the variance of each
+    positive's share of negatives scored below it and of each negative's share of positives
+    scored above it (midranks for ties); None with fewer than two of either class."""
+    scores, labels = np.asarray(scores, dtype=float), np.asarray(labels, dtype=bool)
+    positives, negatives = scores[labels], scores[~labels]
+    m, n = positives.size, negatives.size
+    if m < 2 or n < 2:
+        return None
+    ranks = sps.rankdata(np.concatenate([positives, negatives]))
+    above = (ranks[:m] - sps.rankdata(positives)) / n  # per positive: share of negatives below it
+    below = 1 - (ranks[m:] - sps.rankdata(negatives)) / m  # per negative: share of positives above it
+    return float(np.sqrt(above.var(ddof=1) / m + below.var(ddof=1) / n))
+
+
 @dataclass(frozen=True)
 class Calibration:
     """Reliability bins and the Brier score of a set of predictions."""

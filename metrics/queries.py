@@ -32,7 +32,7 @@ QUERIES: dict[str, Query] = {q.name: q for q in (
     health.ERRORS, health.FALLBACKS, health.MODELS, model_quality.SCORES, model_quality.LIFT,
     compliance.CONSENT, compliance.CONSENT_DAILY, compliance.SATURATION, compliance.PARITY, compliance.AUDIT,
     compliance.ERASURES, ope_lake.LOG, ope_lake.IMPORTED, ope_lake.INTEGRITY,
-    monitor_inputs.WINDOWS, monitor_inputs.PAUSES,
+    monitor_inputs.WINDOWS, monitor_inputs.PAUSES, monitor_inputs.MODEL_WINDOWS,
     alert_history.CHANGES, alert_history.OPEN, alert_history.AUDIT,
 )}
 
@@ -46,7 +46,7 @@ PAGES: dict[str, tuple[str, ...]] = {
                       "health.fallbacks_by_reason", "health.model_versions", "model_quality.scores",
                       "model_quality.lift_vs_rules", *(q.name for q in rollup_read.READS)),
     "alerts": ("monitors.open_alerts", "monitors.pauses", "monitors.pause_audit", "monitors.alerts",
-               "monitors.windows"),
+               "monitors.windows", "monitors.model_windows"),
     "governance": ("compliance.consent", "compliance.consent_daily", "compliance.saturation", "compliance.parity",
                    "compliance.audit", "compliance.erasures", "ope.propensity_integrity",
                    *(q.name for q in rollup_read.READS)),

@@ -12,10 +12,12 @@ import streamlit as st
 
 from metrics.filters import Filters
 from metrics.monitors import history, inputs
+from metrics.monitors.evaluate import Numbers, evaluate
+from metrics.monitors.rules import ModelHealth, MonitorsError, default_path, load_monitors
 from metrics.queries import explain
 from momento import formatting as fmt
 from pages import tables, ui
-from pages.cache import cached, scenario
+from pages.cache import cached, scenario, settings
 from pages.explain import how_computed
 
 RECENT_WINDOW_S = 300
@@ -92,10 +94,40 @@ def service() -> None:
     how_computed(explain(inputs.WINDOWS, Filters(), **arguments))
 
 
+def model_health() -> None:
+    st.subheader("Model health")
+    path = default_path(settings().scenario)
+    try:
+        rules = [r for r in load_monitors(path).rules if isinstance(r, ModelHealth)]
+    except MonitorsError as exc:
+        st.error(f"The monitors file cannot be used: {exc}")
+        return
+    if not rules:
+        st.caption(f"No model_health rule in {path.name}: the propensity model is not watched.")
+        return
+    now = datetime.now(UTC).replace(microsecond=0)
+    for rule in rules:
+        recent, reference = cached(inputs.model_windows, rule, now)
+        findings = evaluate(rule, Numbers(now, models={rule.name: (recent, reference)}))
+        verdict = findings[0].summary if findings else (
+            f"Not judged yet: each window needs {rule.min_decisions:,} mature decisions and {rule.min_outcomes} "
+            f"{rule.outcome}s.")
+        (st.warning if findings and findings[0].firing else st.caption)(f"**{rule.name}** — {verdict}")
+        cols = st.columns(4)
+        for col, label, window in ((cols[0], "recent", recent), (cols[2], "reference", reference)):
+            col.metric(f"AUC, {label}", "—" if window.auc is None else fmt.number(window.auc, 3),
+                       help=f"{fmt.number(window.decisions)} mature decisions, {fmt.number(window.outcomes)} "
+                            f"{rule.outcome}s")
+        for col, label, window in ((cols[1], "recent", recent), (cols[3], "reference", reference)):
+            col.metric(f"Calibration gap, {label}", fmt.number(window.calibration_gap, 3) if window.decisions else "—",
+                       help="Mean score minus the observed rate: 0 is calibrated in the large.")
+        how_computed(explain(inputs.MODEL_WINDOWS, Filters(), rule=rule, now=now))
+
+
 @st.fragment(run_every=ui.REFRESH_SECONDS)
 def live() -> None:
     for name, draw in (("Open alerts", open_alerts), ("Paused arms", paused), ("Service", service),
-                       ("Alert history", recent_changes)):
+                       ("Model health", model_health), ("Alert history", recent_changes)):
         with ui.panel(name):
             draw()
 

@@ -12,6 +12,7 @@ does not inflate false alarms (tests/metrics/monitors/test_false_alarms.py check
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from metrics.monitors.rules import (
     Guardrail,
     HarmfulArm,
     LatencyBurn,
+    ModelHealth,
     Rule,
     Srm,
 )
@@ -34,6 +36,8 @@ from metrics.monitors.rules import (
 FIRING, RESOLVED = "firing", "resolved"
 SERVICE = "service"
 """The subject of the service-wide rules (latency, errors, fallbacks, freshness, consent)."""
+MODEL = "propensity_model"
+"""The subject of the model-health rules."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,33 @@ class Window:
 
 
 @dataclass(frozen=True)
+class ModelWindow:
+    """The propensity model's mature decisions of one window: how many, how many outcomes
+    followed, its AUC (None with one class) and that AUC's standard error, its mean score."""
+
+    decisions: int
+    outcomes: int
+    auc: float | None
+    auc_se: float | None
+    mean_score: float
+
+    @property
+    def observed_rate(self) -> float:
+        return self.outcomes / self.decisions if self.decisions else 0.0
+
+    @property
+    def calibration_gap(self) -> float:
+        """Mean score minus the observed outcome rate (0: calibrated in the large)."""
+        return self.mean_score - self.observed_rate
+
+    @property
+    def rate_se(self) -> float:
+        """The observed rate's standard error."""
+        p = self.observed_rate
+        return math.sqrt(p * (1 - p) / self.decisions) if self.decisions else math.inf
+
+
+@dataclass(frozen=True)
 class Numbers:
     """Everything the rules are judged on at one evaluation."""
 
@@ -72,6 +103,8 @@ class Numbers:
     """Per interval level alpha, per running experiment."""
     windows: Mapping[int, Window] = field(default_factory=dict)
     writer_lag_s: float | None = None
+    models: Mapping[str, tuple[ModelWindow, ModelWindow]] = field(default_factory=dict)
+    """Per model-health rule: (its recent window, its reference window)."""
 
 
 @dataclass(frozen=True)
@@ -213,10 +246,40 @@ def _consent(rule: ConsentViolation, numbers: Numbers) -> list[Finding]:
                     {"window_s": rule.window_s, "violations": w.consent_violations, "decisions": w.decisions})]
 
 
+def _model_health(rule: ModelHealth, numbers: Numbers) -> list[Finding]:
+    if rule.name not in numbers.models:
+        return []
+    recent, reference = numbers.models[rule.name]
+    if any(w.decisions < rule.min_decisions or w.outcomes < rule.min_outcomes for w in (recent, reference)):
+        return []  # too little to judge either window yet
+    problems = []
+    auc_drop = None
+    if recent.auc is not None and reference.auc is not None and recent.auc_se is not None \
+            and reference.auc_se is not None:
+        auc_drop = reference.auc - recent.auc
+        if auc_drop > rule.max_auc_drop and auc_drop > rule.z * math.hypot(recent.auc_se, reference.auc_se):
+            problems.append(f"AUC fell from {reference.auc:.3f} to {recent.auc:.3f}")
+    drift = recent.calibration_gap - reference.calibration_gap
+    if abs(drift) > rule.max_calibration_drift and abs(drift) > rule.z * math.hypot(recent.rate_se,
+                                                                                     reference.rate_se):
+        problems.append(f"calibration gap (mean score - {rule.outcome} rate) moved from "
+                        f"{reference.calibration_gap:+.3f} to {recent.calibration_gap:+.3f}")
+    firing = bool(problems)
+    summary = (f"propensity model on {rule.outcome}s, last {rule.recent_s} s against the {rule.reference_s} s before: "
+               + "; ".join(problems) if firing else "propensity model as good as on its reference window")
+    evidence = {"outcome": rule.outcome, "auc_drop": auc_drop, "calibration_drift": drift,
+                "recent": {"decisions": recent.decisions, "outcomes": recent.outcomes, "auc": recent.auc,
+                           "mean_score": recent.mean_score},
+                "reference": {"decisions": reference.decisions, "outcomes": reference.outcomes, "auc": reference.auc,
+                              "mean_score": reference.mean_score}}
+    return [Finding(rule.name, rule.kind, MODEL, firing, summary, evidence)]
+
+
 # each kind's judge takes that kind's rule (a pairing the type of a dict cannot state)
 _JUDGES: dict[str, Callable[[Any, Numbers], list[Finding]]] = {
     "srm": _srm, "guardrail": _guardrail, "harmful_arm": _harmful_arm, "latency_burn": _latency_burn,
-    "error_rate": _rate, "fallback_rate": _rate, "freshness": _freshness, "consent_violation": _consent}
+    "error_rate": _rate, "fallback_rate": _rate, "freshness": _freshness, "consent_violation": _consent,
+    "model_health": _model_health}
 
 
 def evaluate(rule: Rule, numbers: Numbers) -> list[Finding]:

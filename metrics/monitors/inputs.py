@@ -3,21 +3,23 @@
 Experiments: `metrics.experiments.load_stats` (the rollups plus the live tail, or every raw row)
 and `analyse`, exactly what the Experiments page shows, for every running experiment. Service:
 decision counts over the rules' windows ending now (`WINDOWS`, one query), and the writer lag
-(`metrics.health`). Paused arms: the newest row of each (experiment, arm) in `arm_pauses`
+(`metrics.health`). Model health: the propensity model's scored decisions of two windows
+(`MODEL_WINDOWS`). Paused arms: the newest row of each (experiment, arm) in `arm_pauses`
 (`PAUSES`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
 from metrics import experiments, health
+from metrics import model_quality as mq
 from metrics.filters import Filters
-from metrics.monitors.evaluate import ExperimentNumbers, Numbers, Window, alphas_needed, windows_needed
-from metrics.monitors.rules import EXPERIMENT_KINDS, Monitors
+from metrics.monitors.evaluate import ExperimentNumbers, ModelWindow, Numbers, Window, alphas_needed, windows_needed
+from metrics.monitors.rules import EXPERIMENT_KINDS, ModelHealth, Monitors
 from metrics.sql.query import Query, Statement
 from momento.codes import FAILURES
 from momento.kpis import METRICS
@@ -54,6 +56,51 @@ WINDOWS = Query(
     method="Burn rate = (1 - within budget / decisions) / (1 - SLO target), judged on a long and a short window "
            "at once (SRE workbook); error and fallback rates = count / decisions over the window; consent "
            "violations must stay 0.")
+
+_MODEL_WINDOWS_SQL = f"""
+WITH outcomes AS (
+    SELECT DISTINCT decision_id FROM events
+    WHERE decision_id IS NOT NULL AND list_contains($event_types, event_type)
+)
+SELECT CASE WHEN d.ts > $mature_until - to_seconds($recent_s) THEN 'recent' ELSE 'reference' END AS window,
+       d.score, (o.decision_id IS NOT NULL) AS outcome
+FROM decisions d LEFT JOIN outcomes o USING (decision_id)
+WHERE d.policy = '{mq.MODEL_POLICY}' AND d.score IS NOT NULL AND d.status = 'ok' AND NOT d.fallback
+  AND d.arm <> 'holdout'
+  AND d.ts > $mature_until - to_seconds($recent_s + $reference_s) AND d.ts <= $mature_until
+"""
+
+
+def _model_windows_statement(filters: Filters, rule: ModelHealth, now: datetime) -> Statement:
+    mature_until = now - timedelta(minutes=rule.maturity_minutes)
+    return Statement(_MODEL_WINDOWS_SQL, {"event_types": list(mq.OUTCOMES[rule.outcome]),
+                                          "mature_until": mature_until, "recent_s": rule.recent_s,
+                                          "reference_s": rule.reference_s})
+
+
+MODEL_WINDOWS = Query(
+    "monitors.model_windows",
+    "The propensity model's mature decisions of the last recent_s and of the reference_s before: score and whether "
+    "the outcome followed.",
+    _model_windows_statement,
+    example={"rule": ModelHealth.model_validate({"name": "model_health", "kind": "model_health"}), "now": EXAMPLE_NOW},
+    metrics=("model_auc", "model_calibration"),
+    method="Per window: AUC (Mann–Whitney U) with its DeLong standard error, and the calibration gap (mean "
+           "score − observed rate). Fires when the recent AUC is more than max_auc_drop below the reference's, or the "
+           "gap moved more than max_calibration_drift, and the change exceeds z standard errors.")
+
+
+def model_windows(wh: Warehouse, rule: ModelHealth, now: datetime) -> tuple[ModelWindow, ModelWindow]:
+    """The model's (recent, reference) windows for `rule`, ending `rule.maturity_minutes` before `now`."""
+    frame = MODEL_WINDOWS.run(wh, Filters(), rule=rule, now=now)
+    out = []
+    for name in ("recent", "reference"):
+        part = frame.filter(pl.col("window") == name)
+        scores, labels = part["score"].to_numpy(), part["outcome"].to_numpy().astype(bool)
+        out.append(ModelWindow(part.height, int(labels.sum()), mq.auc(scores, labels),
+                               mq.auc_standard_error(scores, labels), float(scores.mean()) if part.height else 0.0))
+    return out[0], out[1]
+
 
 _PAUSES_SQL = """
 SELECT experiment_id, arm, arg_max(action, ts) AS action, arg_max(actor, ts) AS actor, arg_max(rule, ts) AS rule,
@@ -128,4 +175,5 @@ def read_numbers(wh: Warehouse, scenario: Scenario, monitors: Monitors, now: dat
     judged = [rule for rule in rules if rule.kind in EXPERIMENT_KINDS]
     numbers = experiment_numbers(wh, scenario, alphas_needed(judged), paused_arms(wh)) if judged else {}
     lag = health.writer_lag(health.newest_received(wh), now) if any(r.kind == "freshness" for r in rules) else None
-    return Numbers(at=now, experiments=numbers, windows=windows, writer_lag_s=lag)
+    models = {rule.name: model_windows(wh, rule, now) for rule in rules if isinstance(rule, ModelHealth)}
+    return Numbers(at=now, experiments=numbers, windows=windows, writer_lag_s=lag, models=models)

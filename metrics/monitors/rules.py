@@ -120,8 +120,35 @@ class ConsentViolation(_Rule):
     window_s: int = Field(3600, gt=0)
 
 
-Rule = Annotated[Srm | Guardrail | HarmfulArm | LatencyBurn | ErrorRate | FallbackRate | Freshness | ConsentViolation,
-                 Field(discriminator="kind")]
+class ModelHealth(_Rule):
+    """The propensity model judged on the outcomes that followed its decisions: its AUC over the
+    last `recent_s` fell more than `max_auc_drop` below its AUC over the `reference_s` before (the
+    traffic it was learning from), or its calibration gap (mean score minus observed outcome
+    rate) moved more than `max_calibration_drift` from the reference's. A decision counts once its
+    outcome window (`maturity_minutes`) has passed. Each change must also exceed `z` standard
+    errors, so the noise of a small window does not fire; each window needs `min_decisions`
+    decisions and `min_outcomes` outcomes."""
+
+    kind: Literal["model_health"]
+    outcome: Literal["click", "conversion"] = "click"
+    recent_s: int = Field(3600, gt=0)
+    reference_s: int = Field(86_400, gt=0)
+    maturity_minutes: float = Field(30.0, ge=0)
+    max_auc_drop: float = Field(0.05, gt=0, lt=1)
+    max_calibration_drift: float = Field(0.05, gt=0, lt=1)
+    z: float = Field(3.0, gt=0)
+    min_decisions: int = Field(500, ge=10)
+    min_outcomes: int = Field(20, ge=1)
+
+    @model_validator(mode="after")
+    def _reference_is_longer(self) -> ModelHealth:
+        if self.reference_s <= self.recent_s:
+            raise ValueError("reference_s: must be longer than recent_s")
+        return self
+
+
+Rule = Annotated[Srm | Guardrail | HarmfulArm | LatencyBurn | ErrorRate | FallbackRate | Freshness | ConsentViolation
+                 | ModelHealth, Field(discriminator="kind")]
 EXPERIMENT_KINDS = frozenset({"srm", "guardrail", "harmful_arm"})
 
 
@@ -188,6 +215,11 @@ def parse_monitors(raw: dict[str, Any], base: Path | None = None) -> Monitors:
         webhook = monitors.webhook.model_copy(update={"secret_file": base / monitors.webhook.secret_file})
         monitors = monitors.model_copy(update={"webhook": webhook})
     return monitors
+
+
+def default_path(scenario: Path) -> Path:
+    """Where the monitors file sits unless told otherwise: next to the scenario."""
+    return Path(scenario).with_name("monitors.toml")
 
 
 def load_monitors(path: Path) -> Monitors:

@@ -53,6 +53,8 @@ def test_open_and_resolved_alerts_and_paused_arms(run_page, alerting_lake, texts
     paused = next(d.value for d in at.dataframe if "actor" in d.value.columns and "evidence" not in d.value.columns)
     assert paused[["experiment_id", "arm", "actor"]].values.tolist() == [
         ["exp_cart_cross_sell", "treatment", "rule:guardrail"]]
+    assert "model_health** — Not judged yet" in shown  # no model decision in this lake
+    assert {"AUC, recent", "AUC, reference"} <= {m.label for m in at.metric}
 
 
 def test_an_empty_or_missing_lake(run_page, empty_lake, tmp_path, texts):

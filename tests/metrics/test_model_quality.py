@@ -44,6 +44,17 @@ def test_auc_equals_pairwise_and_trapezoid(seed):
     assert got == pytest.approx(_trapezoid_auc(scores, labels), abs=1e-12)
 
 
+def test_the_auc_standard_error_is_the_spread_of_the_auc_over_repeated_samples():
+    rng = np.random.default_rng(3)
+    positives, negatives = 60, 600
+    labels = np.r_[np.ones(positives, bool), np.zeros(negatives, bool)]
+    samples = [np.concatenate([rng.normal(1.0, 1, positives), rng.normal(0, 1, negatives)]) for _ in range(2_000)]
+    spread = np.std([mq.auc(scores, labels) for scores in samples])
+    errors = [mq.auc_standard_error(scores, labels) for scores in samples[:200]]
+    assert np.median(errors) == pytest.approx(spread, rel=0.1)
+    assert mq.auc_standard_error(np.array([0.2, 0.9, 0.5]), np.array([True, False, False])) is None
+
+
 def test_auc_extremes_and_degenerate():
     assert mq.auc(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 0, 1, 1])) == 1.0
     assert mq.auc(np.array([0.9, 0.8, 0.2, 0.1]), np.array([0, 0, 1, 1])) == 0.0

@@ -14,6 +14,7 @@ from metrics.monitors.evaluate import (
     RESOLVED,
     ExperimentNumbers,
     Finding,
+    ModelWindow,
     Numbers,
     Tracker,
     Window,
@@ -136,3 +137,26 @@ def test_the_tracker_opens_once_and_resolves_once():
     assert resolved.state == RESOLVED
     assert tracker.update([off], AT) == []
     assert Tracker([("r", "service")]).update([on], AT) == []  # restored open alerts stay open
+
+
+def test_model_health_fires_on_a_real_auc_drop_or_calibration_drift_not_on_noise():
+    (rule,) = rules({"name": "model", "kind": "model_health", "max_auc_drop": 0.05, "max_calibration_drift": 0.05,
+                     "min_decisions": 500, "min_outcomes": 20})
+    reference = ModelWindow(20_000, 2_000, 0.75, 0.006, 0.10)
+
+    def judged(recent: ModelWindow) -> list[Finding]:
+        return evaluate(rule, Numbers(AT, models={"model": (recent, reference)}))
+
+    (dropped,) = judged(ModelWindow(5_000, 500, 0.62, 0.012, 0.10))  # drop 0.13, 9.7 standard errors
+    assert dropped.firing and "AUC fell from 0.750 to 0.620" in dropped.summary
+    assert dropped.evidence["auc_drop"] == pytest.approx(0.13)
+    json.dumps(dropped.evidence, allow_nan=False)
+    (noisy,) = judged(ModelWindow(600, 30, 0.66, 0.05, 0.10))  # 0.09 below, but under 3 standard errors
+    assert not noisy.firing
+    (drifted,) = judged(ModelWindow(5_000, 200, 0.75, 0.02, 0.10))  # rate 10% -> 4%: gap 0 -> +0.06
+    assert drifted.firing and "calibration gap" in drifted.summary
+    assert drifted.evidence["calibration_drift"] == pytest.approx(0.06)
+    (healthy,) = judged(ModelWindow(5_000, 510, 0.74, 0.012, 0.10))
+    assert not healthy.firing
+    assert judged(ModelWindow(100, 10, 0.5, 0.1, 0.10)) == []  # too little to judge yet
+    assert evaluate(rule, Numbers(AT)) == []

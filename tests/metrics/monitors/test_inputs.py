@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from metrics import experiments
+from metrics import model_quality as mq
 from metrics.filters import Filters
 from metrics.monitors.inputs import paused_arms, read_numbers
-from metrics.monitors.rules import load_monitors
+from metrics.monitors.rules import ModelHealth, load_monitors
 from momento.codes import FAILURES
 from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter
@@ -61,6 +62,28 @@ def test_experiment_numbers_are_the_experiments_pages(warehouse, bundled_scenari
         assert set(got.primary) == set(primary)
         for variant, c in primary.items():
             assert got.primary[variant].absolute.ci_upper == pytest.approx(c.absolute.ci_upper)
+
+
+def test_model_windows_are_the_models_mature_decisions_of_each_window(warehouse, bundled_scenario):
+    monitors = load_monitors(PROJECT_ROOT / "data" / "monitors.toml")
+    rule = next(r for r in monitors.rules if isinstance(r, ModelHealth))
+    recent, reference = read_numbers(warehouse, bundled_scenario, monitors, now=SMALL_LAKE_END).models[rule.name]
+    mature_until = SMALL_LAKE_END - timedelta(minutes=rule.maturity_minutes)
+    rows = warehouse.query(
+        "SELECT d.ts, d.score, d.decision_id IN (SELECT decision_id FROM events WHERE list_contains($types, "
+        "event_type)) AS outcome FROM decisions d WHERE d.policy = 'propensity' AND d.score IS NOT NULL "
+        "AND d.status = 'ok' AND NOT d.fallback AND d.arm <> 'holdout'", {"types": list(mq.OUTCOMES[rule.outcome])})
+    for got, start, end in ((recent, mature_until - timedelta(seconds=rule.recent_s), mature_until),
+                            (reference, mature_until - timedelta(seconds=rule.recent_s + rule.reference_s),
+                             mature_until - timedelta(seconds=rule.recent_s))):
+        part = [r for r in rows.iter_rows(named=True) if start < r["ts"] <= end]
+        assert got.decisions == len(part) > 0
+        assert got.outcomes == sum(r["outcome"] for r in part)
+        assert got.mean_score == pytest.approx(sum(r["score"] for r in part) / len(part))
+        labels = [r["outcome"] for r in part]
+        if any(labels) and not all(labels):
+            assert got.auc == pytest.approx(mq.auc([r["score"] for r in part], labels))
+            assert 0 < got.auc_se < 0.5
 
 
 def test_paused_arms_follow_the_newest_change(tmp_path):

@@ -13,7 +13,7 @@ def test_the_bundled_monitors_file_loads_every_kind():
     monitors = load_monitors(PROJECT_ROOT / "data" / "monitors.toml")
     assert {rule.kind for rule in monitors.rules} == {
         "srm", "guardrail", "harmful_arm", "latency_burn", "error_rate", "fallback_rate", "freshness",
-        "consent_violation"}
+        "consent_violation", "model_health"}
     assert next(rule for rule in monitors.rules if rule.kind == "guardrail").action == "pause"
 
 
@@ -28,6 +28,9 @@ def test_the_bundled_monitors_file_loads_every_kind():
                                                 "action": "pause"}]},
      "rules.1.action: only guardrail and harmful_arm rules may pause an arm"),
     ({"rules": [{"name": "a", "kind": "srm"}, {"name": "a", "kind": "freshness"}]}, "rules: two rules are called 'a'"),
+    ({"rules": [{"name": "m", "kind": "model_health", "recent_s": 3600, "reference_s": 600}]},
+     "rules.0.reference_s: must be longer than recent_s"),
+    ({"rules": [{"name": "m", "kind": "model_health", "outcome": "revenue"}]}, "rules.0.outcome: "),
     ({"webhook": {"url": "ftp://example"}}, "webhook.url: "),
     ({"interval_s": 0}, "interval_s: "),
 ])
