@@ -11,6 +11,7 @@ speaks another dialect transpiles it.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
@@ -35,6 +36,16 @@ class SqlSession(Protocol):
         """The rows of `sql` (DuckDB SQL, parameters bound from `params`)."""
 
 
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def relation_name(name: str) -> str:
+    """`name` if it is a plain lower-case identifier (the fold's relation names are); ValueError otherwise."""
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a relation name: {name!r}")
+    return name
+
+
 class DuckSession:
     """A `SqlSession` on a DuckDB cursor (temporary relations are private to the cursor)."""
 
@@ -44,12 +55,12 @@ class DuckSession:
     def create(self, name: str, sql: str, params: Mapping[str, Any] | None = None, *, view: bool = False) -> None:
         bound = used_params(sql, params or {})
         kind = "VIEW" if view else "TABLE"
-        self.cursor.execute(f"CREATE OR REPLACE TEMP {kind} {name} AS {sql}", bound or None)
+        self.cursor.execute(f"CREATE OR REPLACE TEMP {kind} {relation_name(name)} AS {sql}", bound or None)
 
     def register(self, name: str, rows: pa.Table) -> None:
         self.cursor.register("registered_rows", rows)
         try:
-            self.cursor.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM registered_rows")
+            self.cursor.execute(f"CREATE OR REPLACE TEMP TABLE {relation_name(name)} AS SELECT * FROM registered_rows")
         finally:
             self.cursor.unregister("registered_rows")
 

@@ -337,8 +337,11 @@ REVIEWED: dict[tuple[str, str, str], str] = {  # all in metrics/ and momento/lak
     ("metrics/rollup/definitions.py", "part", "source"): "'units u', a constant of _family_sql",
     ("metrics/rollup/definitions.py", "part", "join"): "join clauses written in _family_sql from constants",
     ("metrics/rollup/definitions.py", "part", "day"): "a day expression written in _family_sql from constants",
-    ("metrics/rollup/fold.py", "_empty", "name"): "old_<state table>, a name from the definitions",
     ("momento/lake/warehouse.py", "_select", "files"): "Parquet paths from the Delta log, quoted by _read",
+    ("metrics/rollup/session.py", "create", "name"): "checked by relation_name (a plain identifier) in place",
+    ("metrics/rollup/session.py", "register", "name"): "checked by relation_name (a plain identifier) in place",
+    ("metrics/rollup/session.py", "create", "sql"): "SQL the fold writes from the rollup definitions (a session "
+                                                    "runs statements; callers bind values as parameters)",
 }
 _SQL_WORDS = re.compile(r"\b(select|delete|insert|update|drop|create|where)\b", re.I)
 _TEXT_TYPES = re.compile(r"\b(str|Any|object)\b")
