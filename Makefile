@@ -13,10 +13,11 @@ test: $(STAMP) chromium java lint
 	$(BIN)/python -m pytest
 
 # The package graph's contracts (pyproject.toml, [tool.importlinter]): a wrong arrow fails;
-# ruff's rules (pyproject.toml, [tool.ruff]) likewise.
+# so do ruff's rules and its formatting, and mypy's types (pyproject.toml, [tool.ruff], [tool.mypy]).
 lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 test-fast: $(STAMP)

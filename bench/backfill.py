@@ -64,15 +64,24 @@ def _one(users: int, seed: int, keep: Path | None) -> dict:
             result = backfill(Path(tmp) / "lake", scenario, days=DAYS, users=users, seed=seed, progress=False, end=END)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
-        "users": users, "events": result.events, "rows": sum(result.rows.values()), "seconds": result.seconds,
-        "phases": result.phases, "peak_mb": usage.ru_maxrss / 1024,
-        "cpu": usage.ru_utime + usage.ru_stime - cpu_before, "shards": result.shards,
+        "users": users,
+        "events": result.events,
+        "rows": sum(result.rows.values()),
+        "seconds": result.seconds,
+        "phases": result.phases,
+        "peak_mb": usage.ru_maxrss / 1024,
+        "cpu": usage.ru_utime + usage.ru_stime - cpu_before,
+        "shards": result.shards,
     }
 
 
 def _run(users: int, seed: int, keep: Path | None) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--one", str(users), "--seed", str(seed),
-                           *(["--into", str(keep)] if keep else [])], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, __file__, "--one", str(users), "--seed", str(seed), *(["--into", str(keep)] if keep else [])],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"backfill of {users} users failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -83,16 +92,20 @@ def _median(runs: list[dict], key: str) -> float:
 
 
 def _table(results: dict[str, list[dict]]) -> str:
-    header = (f"{'size':>5} {'users':>9} {'shards':>6} {'events':>12} {'all rows':>12} {'seconds':>8} {'cpu s':>7} "
-              f"{'events/s':>10} {'rows/s':>10} {'plan':>6} {'sim':>6} {'write':>6} {'truth':>6} {'peak MB':>8}"
-              "  targets")
+    header = (
+        f"{'size':>5} {'users':>9} {'shards':>6} {'events':>12} {'all rows':>12} {'seconds':>8} {'cpu s':>7} "
+        f"{'events/s':>10} {'rows/s':>10} {'plan':>6} {'sim':>6} {'write':>6} {'truth':>6} {'peak MB':>8}"
+        "  targets"
+    )
     lines = [header, "-" * len(header)]
     for label, runs in results.items():
         seconds, events = _median(runs, "seconds"), _median(runs, "events")
         phases = {name: statistics.median(run["phases"][name] for run in runs) for name in runs[0]["phases"]}
         peak = _median(runs, "peak_mb")
-        target = (f"rate {'met' if events / seconds >= TARGET_RATE else 'MISSED'}, "
-                  f"memory {'met' if peak < TARGET_PEAK_MB else 'MISSED'}")
+        target = (
+            f"rate {'met' if events / seconds >= TARGET_RATE else 'MISSED'}, "
+            f"memory {'met' if peak < TARGET_PEAK_MB else 'MISSED'}"
+        )
         lines.append(
             f"{label:>5} {runs[0]['users']:>9,} {runs[0]['shards']:>6} {events:>12,.0f} "
             f"{_median(runs, 'rows'):>12,.0f} "
@@ -100,7 +113,8 @@ def _table(results: dict[str, list[dict]]) -> str:
             f"{_median(runs, 'cpu'):>7.1f} "
             f"{events / seconds:>10,.0f} {_median(runs, 'rows') / seconds:>10,.0f} {phases['plan']:>6.1f} "
             f"{phases['simulate']:>6.1f} {phases['write']:>6.1f} {phases['truth']:>6.1f} "
-            f"{peak:>8,.0f}  {target}")
+            f"{peak:>8,.0f}  {target}"
+        )
     return "\n".join(lines)
 
 
@@ -108,8 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/backfill.py", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="run 1M events only (default: 1M and 10M)")
     parser.add_argument("--sizes", nargs="+", default=None, help="event counts to run, e.g. 1M 10M 100M")
-    parser.add_argument("--keep", type=Path, default=None,
-                        help="leave each size's lake in this directory (<dir>/<size>), replacing one there")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="leave each size's lake in this directory (<dir>/<size>), replacing one there",
+    )
     parser.add_argument("--repeats", type=int, default=1, help="runs per size (the table shows medians)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # internal: one run, JSON out
@@ -128,9 +146,11 @@ def main(argv: list[str] | None = None) -> int:
             keep = args.keep / label if args.keep else None
             results[label].append(_run(users, args.seed + repeat, keep))
     print(_table(results))
-    print(f"load average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
-          f"on {os.cpu_count()} cores. Wall times include waiting for the CPU when other work runs; "
-          "'cpu s' is the backfill's own CPU time (user + system, both threads).")
+    print(
+        f"load average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
+        f"on {os.cpu_count()} cores. Wall times include waiting for the CPU when other work runs; "
+        "'cpu s' is the backfill's own CPU time (user + system, both threads)."
+    )
     return 0
 
 

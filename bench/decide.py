@@ -50,8 +50,12 @@ CONNECTIONS = 64
 TARGET_HTTP_P99_MS = 10.0  # at 500 req/s
 TARGET_IN_PROCESS_P99_MS = 0.5
 T = TypeVar("T")
-PLACEMENTS = (("homepage_showcase", "web"), ("cart_cross_sell", "app"), ("cart_recovery_offer", "email"),
-              ("product_cta", "web"))
+PLACEMENTS = (
+    ("homepage_showcase", "web"),
+    ("cart_cross_sell", "app"),
+    ("cart_recovery_offer", "email"),
+    ("product_cta", "web"),
+)
 
 
 class Run(NamedTuple):
@@ -71,12 +75,21 @@ def _decide_bodies(n: int, seed: int) -> list[bytes]:
     bodies = []
     for i in range(n):
         placement, channel = PLACEMENTS[i % len(PLACEMENTS)]
-        bodies.append(json.dumps({
-            "user_id": f"bench-{rng.integers(0, 20_000)}", "session_id": f"s{rng.integers(0, 50_000)}",
-            "placement": placement, "channel": channel, "consent": bool(rng.random() < 0.9),
-            "device": str(rng.choice(["mobile", "desktop", "tablet"])), "cart_value": float(rng.integers(0, 600)),
-            "price_sensitivity": str(rng.choice(["low", "medium", "high"])), "referrer": "https://www.google.com/",
-        }).encode())
+        bodies.append(
+            json.dumps(
+                {
+                    "user_id": f"bench-{rng.integers(0, 20_000)}",
+                    "session_id": f"s{rng.integers(0, 50_000)}",
+                    "placement": placement,
+                    "channel": channel,
+                    "consent": bool(rng.random() < 0.9),
+                    "device": str(rng.choice(["mobile", "desktop", "tablet"])),
+                    "cart_value": float(rng.integers(0, 600)),
+                    "price_sensitivity": str(rng.choice(["low", "medium", "high"])),
+                    "referrer": "https://www.google.com/",
+                }
+            ).encode()
+        )
     return bodies
 
 
@@ -201,11 +214,18 @@ def _in_process(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
     contexts = []
     for i in range(n):
         placement, channel = PLACEMENTS[i % len(PLACEMENTS)]
-        contexts.append(Context(
-            unit=customer_unit(f"inproc-{rng.integers(0, 20_000)}", "bench"), placement=placement, channel=channel,
-            consent=bool(rng.random() < 0.9), session_id=f"s{i % 5000}", device="mobile",
-            cart_value=float(rng.integers(0, 600)), price_sensitivity=str(rng.choice(["low", "medium", "high"])),
-        ))
+        contexts.append(
+            Context(
+                unit=customer_unit(f"inproc-{rng.integers(0, 20_000)}", "bench"),
+                placement=placement,
+                channel=channel,
+                consent=bool(rng.random() < 0.9),
+                session_id=f"s{i % 5000}",
+                device="mobile",
+                cart_value=float(rng.integers(0, 600)),
+                price_sensitivity=str(rng.choice(["low", "medium", "high"])),
+            )
+        )
     gc.collect()
     gc.freeze()
     try:
@@ -274,8 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         env = {key: value for key, value in os.environ.items() if not key.startswith("MOMENTO_")}
         env["MOMENTO_LAKE"] = str(Path(workdir) / "lake")
         log = open(Path(workdir) / "service.log", "wb")  # noqa: SIM115 (open for the service's life)
-        process = subprocess.Popen(service_command("127.0.0.1", port), cwd=ROOT, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            service_command("127.0.0.1", port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             wait_until_healthy(f"http://127.0.0.1:{port}", process)
             _load(port, "/v1/decide", 200, 2.0, args.seed + 99)  # warm-up, not reported
@@ -294,13 +315,17 @@ def main(argv: list[str] | None = None) -> int:
             log.close()
     in_process = [_in_process(args.decisions, args.seed + repeat) for repeat in range(args.repeats)]
 
-    print(f"decisioning service on loopback, {os.cpu_count()} cores shared with the load generator; "
-          f"open loop, {args.duration:.0f} s per level, {CONNECTIONS} keep-alive connections; "
-          f"median of {args.repeats} runs; latency in ms")
+    print(
+        f"decisioning service on loopback, {os.cpu_count()} cores shared with the load generator; "
+        f"open loop, {args.duration:.0f} s per level, {CONNECTIONS} keep-alive connections; "
+        f"median of {args.repeats} runs; latency in ms"
+    )
     if steal is not None:
         print(f"CPU time taken by the hypervisor (steal) during the HTTP runs: {steal:.1%}")
-    print(f"{'target':<30} {'offered/s':>9} {'achieved/s':>10} {'p50':>8} {'p95':>8} {'p99':>8} "
-          f"{'p99 range':>11} {'errors':>7}")
+    print(
+        f"{'target':<30} {'offered/s':>9} {'achieved/s':>10} {'p50':>8} {'p95':>8} {'p99':>8} "
+        f"{'p99 range':>11} {'errors':>7}"
+    )
     levels: dict[tuple[str, float], list[Run]] = {}
     for run in runs:
         levels.setdefault((run.target, run.offered), []).append(run)
@@ -309,29 +334,44 @@ def main(argv: list[str] | None = None) -> int:
             level = levels[(target, rate)]
             label = f"{target}{' (ceiling)' if target == '/healthz' else ''}"
             achieved = np.median([run.achieved for run in level])
-            print(_row(label, f"{rate:.0f}", f"{achieved:.0f}", [run.latencies_ms for run in level],
-                       str(sum(run.errors for run in level))))
+            print(
+                _row(
+                    label,
+                    f"{rate:.0f}",
+                    f"{achieved:.0f}",
+                    [run.latencies_ms for run in level],
+                    str(sum(run.errors for run in level)),
+                )
+            )
     all_runs = [all_ms for all_ms, _, _ in in_process]
     policy_runs = [policy_ms for _, policy_ms, _ in in_process]
     print(_row(f"in-process decide (n={all_runs[0].size})", "-", "-", all_runs, "-"))
     print(_row(f"  of which policy (n={policy_runs[0].size})", "-", "-", policy_runs, "-"))
     print()
     late = np.array([_percentiles(run.late_ms) for run in runs])
-    print(f"the generator's own lateness, included above: median p50 {np.median(late[:, 0]):.2f} ms, "
-          f"p99 {np.median(late[:, 2]):.2f} ms")
+    print(
+        f"the generator's own lateness, included above: median p50 {np.median(late[:, 0]):.2f} ms, "
+        f"p99 {np.median(late[:, 2]):.2f} ms"
+    )
     pauses = [pause for _, _, pause in in_process]
-    print(f"full garbage collection with the state of {args.decisions:,} decisions: median {np.median(pauses):.1f} ms "
-          f"(runs {min(pauses):.1f}-{max(pauses):.1f})")
+    print(
+        f"full garbage collection with the state of {args.decisions:,} decisions: median {np.median(pauses):.1f} ms "
+        f"(runs {min(pauses):.1f}-{max(pauses):.1f})"
+    )
     for rate in rates:
         ratio = _median_p99(levels[("/v1/decide", rate)]) / _median_p99(levels[("/healthz", rate)])
         print(f"at {rate:.0f} req/s: decide p99 / healthz p99 = {ratio:.2f}")
     if ("/v1/decide", 500.0) in levels:
         p99 = _median_p99(levels[("/v1/decide", 500.0)])
-        print(f"target HTTP p99 <= {TARGET_HTTP_P99_MS} ms at 500 req/s (median of runs): {p99:.2f} ms "
-              f"{'met' if p99 <= TARGET_HTTP_P99_MS else 'MISSED'}")
+        print(
+            f"target HTTP p99 <= {TARGET_HTTP_P99_MS} ms at 500 req/s (median of runs): {p99:.2f} ms "
+            f"{'met' if p99 <= TARGET_HTTP_P99_MS else 'MISSED'}"
+        )
     p99 = float(np.median([np.percentile(all_ms, 99) for all_ms in all_runs]))
-    print(f"target in-process p99 <= {TARGET_IN_PROCESS_P99_MS} ms (median of runs): {p99:.3f} ms "
-          f"{'met' if p99 <= TARGET_IN_PROCESS_P99_MS else 'MISSED'}")
+    print(
+        f"target in-process p99 <= {TARGET_IN_PROCESS_P99_MS} ms (median of runs): {p99:.3f} ms "
+        f"{'met' if p99 <= TARGET_IN_PROCESS_P99_MS else 'MISSED'}"
+    )
     return 0
 
 

@@ -75,8 +75,13 @@ def _run(strategy: Any, examples: int, check: Any) -> None:
     `check` records failures instead of raising, so every case is counted)."""
 
     @given(case=strategy)
-    @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     def run(case: Any) -> None:
         check(case)
 
@@ -106,8 +111,11 @@ class Fuzz:
             has_input = bool(operation.body) or any(True for _ in operation.iter_parameters())
             modes = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE] if has_input else [GenerationMode.POSITIVE]
             for mode in modes:
-                _run(operation.as_strategy(generation_mode=mode), self.examples,
-                     lambda case, n=name, m=str(mode.value): self.send(case, n, m))
+                _run(
+                    operation.as_strategy(generation_mode=mode),
+                    self.examples,
+                    lambda case, n=name, m=str(mode.value): self.send(case, n, m),
+                )
             if not has_input:  # one possible request: Hypothesis draws it once, so send it as often
                 case = operation.as_strategy().example()
                 for _ in range(self.examples - sum(v for k, v in self.tally.items() if k[0] == name)):
@@ -123,8 +131,11 @@ class Fuzz:
             return case
 
         decide = self.schema["/v1/decide"]["POST"].as_strategy()
-        _run(st.builds(with_known_placements, decide, self.known, st.lists(self.known, min_size=1, max_size=8)),
-             self.examples, lambda case: self.send(case, "POST /v1/decide", "catalogue placements"))
+        _run(
+            st.builds(with_known_placements, decide, self.known, st.lists(self.known, min_size=1, max_size=8)),
+            self.examples,
+            lambda case: self.send(case, "POST /v1/decide", "catalogue placements"),
+        )
 
     def chains(self) -> None:
         """identify -> decide (for the anonymous id, so through the link) -> erase the customer."""
@@ -142,8 +153,16 @@ class Fuzz:
             self.send(erasure, "DELETE /v1/users/{user_id}", "chain")
 
         schema = self.schema
-        _run(st.tuples(schema["/v1/identify"]["POST"].as_strategy(), schema["/v1/decide"]["POST"].as_strategy(),
-                       schema["/v1/users/{user_id}"]["DELETE"].as_strategy(), self.known), self.examples, chain)
+        _run(
+            st.tuples(
+                schema["/v1/identify"]["POST"].as_strategy(),
+                schema["/v1/decide"]["POST"].as_strategy(),
+                schema["/v1/users/{user_id}"]["DELETE"].as_strategy(),
+                self.known,
+            ),
+            self.examples,
+            chain,
+        )
 
 
 def _table(tally: Tally) -> list[str]:
@@ -153,8 +172,10 @@ def _table(tally: Tally) -> list[str]:
         counts = {status: n for (o, m, status), n in tally.items() if (o, m) == (operation, mode)}
         total = sum(counts.values())
         by_class = Counter("none" if s == TIMEOUT else f"{s // 100}xx" for s, n in counts.items() for _ in range(n))
-        lines.append(f"{operation:<30} {mode:<22} {total:>7,} {by_class['2xx']:>6,} {by_class['4xx']:>6,} "
-                     f"{by_class['5xx']:>5,} {by_class['none']:>9,}")
+        lines.append(
+            f"{operation:<30} {mode:<22} {total:>7,} {by_class['2xx']:>6,} {by_class['4xx']:>6,} "
+            f"{by_class['5xx']:>5,} {by_class['none']:>9,}"
+        )
     lines.append(f"{'total':<30} {'':<22} {sum(tally.values()):>7,}")
     return lines
 
@@ -168,12 +189,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="momento-fuzz-") as tmp:
         port = free_loopback_port()
         url = f"http://127.0.0.1:{port}"
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("MOMENTO_")},
-               "MOMENTO_LAKE": str(Path(tmp) / "lake"), "MOMENTO_FLUSH_SECONDS": "0.2",
-               "MOMENTO_RATE_LIMIT_PER_SECOND": "1000000", "MOMENTO_RATE_LIMIT_BURST": "1000000"}
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("MOMENTO_")},
+            "MOMENTO_LAKE": str(Path(tmp) / "lake"),
+            "MOMENTO_FLUSH_SECONDS": "0.2",
+            "MOMENTO_RATE_LIMIT_PER_SECOND": "1000000",
+            "MOMENTO_RATE_LIMIT_BURST": "1000000",
+        }
         log = (Path(tmp) / "service.log").open("w")
-        process = subprocess.Popen(service_command("127.0.0.1", port), cwd=ROOT, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            service_command("127.0.0.1", port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             wait_until_healthy(url, process)
             started = time.monotonic()
@@ -189,12 +215,15 @@ def main(argv: list[str] | None = None) -> int:
             process.terminate()
             process.wait(timeout=60)
             log.close()
-    unexpected = sum(float(line.split()[-1]) for line in metrics.splitlines()
-                     if line.startswith("momento_unexpected_errors_total"))
+    unexpected = sum(
+        float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("momento_unexpected_errors_total")
+    )
     print("\n".join(_table(tally)))
-    print(f"\n{sum(tally.values()):,} requests in {elapsed:.0f} s; /healthz afterwards: {health.status_code} "
-          f"{health.json().get('status')}; last-resort handler ran {unexpected:.0f} times; service exit code "
-          f"{process.returncode}")
+    print(
+        f"\n{sum(tally.values()):,} requests in {elapsed:.0f} s; /healthz afterwards: {health.status_code} "
+        f"{health.json().get('status')}; last-resort handler ran {unexpected:.0f} times; service exit code "
+        f"{process.returncode}"
+    )
     for failure in failures[:20]:
         print("FAILURE:", failure)
     ok = not failures and health.status_code == HTTPStatus.OK and unexpected == 0

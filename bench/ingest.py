@@ -33,7 +33,9 @@ EVENT_TYPES = np.array(["page_view", "click", "add_to_cart", "purchase"])
 def events(start: int, rows: int, rng: np.random.Generator) -> pa.Table:
     """`rows` realistic event rows (unique ids from `start`)."""
     now = datetime.now(UTC)
-    ts = pa.array([now - timedelta(seconds=int(s)) for s in rng.integers(0, 86_400, rows)], pa.timestamp("us", tz="UTC"))
+    ts = pa.array(
+        [now - timedelta(seconds=int(s)) for s in rng.integers(0, 86_400, rows)], pa.timestamp("us", tz="UTC")
+    )
     kinds = EVENT_TYPES[rng.integers(0, len(EVENT_TYPES), rows)]
     purchase = kinds == "purchase"
     revenue = np.where(purchase, rng.lognormal(5.3, 0.5, rows), np.nan)

@@ -104,8 +104,13 @@ class Report(NamedTuple):
 
     @property
     def errors(self) -> int:
-        return (self.decide.errors + self.events.errors + self.healthz.errors + self.simulator["errors"]
-                + self.simulator["unsent"])
+        return (
+            self.decide.errors
+            + self.events.errors
+            + self.healthz.errors
+            + self.simulator["errors"]
+            + self.simulator["unsent"]
+        )
 
     @property
     def http_p99_ms(self) -> float:
@@ -113,8 +118,11 @@ class Report(NamedTuple):
 
     @property
     def nothing_lost(self) -> bool:
-        return (self.events_found == self.events_acked and self.simulator_events_found >= self.simulator["events"]
-                and self.decisions_logged >= self.decisions_answered)
+        return (
+            self.events_found == self.events_acked
+            and self.simulator_events_found >= self.simulator["events"]
+            and self.decisions_logged >= self.decisions_answered
+        )
 
 
 def _event_batches(n: int, run: str, seed: int) -> list[tuple[list[str], bytes]]:
@@ -125,8 +133,13 @@ def _event_batches(n: int, run: str, seed: int) -> list[tuple[list[str], bytes]]
         events = []
         for j in range(EVENTS_PER_BATCH):
             kind = EVENT_TYPES[rng.integers(0, len(EVENT_TYPES))]
-            event = {"event_id": f"load-{run}-{i}-{j}", "event_type": kind, "channel": "web",
-                     "user_id": f"bench-{rng.integers(0, 20_000)}", "session_id": f"s{rng.integers(0, 50_000)}"}
+            event = {
+                "event_id": f"load-{run}-{i}-{j}",
+                "event_type": kind,
+                "channel": "web",
+                "user_id": f"bench-{rng.integers(0, 20_000)}",
+                "session_id": f"s{rng.integers(0, 50_000)}",
+            }
             if kind in ("add_to_cart", "purchase"):
                 revenue = round(float(rng.lognormal(5.3, 0.5)), 2)
                 event.update(revenue=revenue, margin=round(revenue * 0.4, 2), discount_cost=0.0, quantity=1)
@@ -135,8 +148,9 @@ def _event_batches(n: int, run: str, seed: int) -> list[tuple[list[str], bytes]]
     return batches
 
 
-async def _post_events(port: int, batches: list[tuple[list[str], bytes]], per_second: float
-                       ) -> tuple[np.ndarray, int, float, list[str]]:
+async def _post_events(
+    port: int, batches: list[tuple[list[str], bytes]], per_second: float
+) -> tuple[np.ndarray, int, float, list[str]]:
     """Post `batches` on one keep-alive connection at `per_second` batches a second (open loop);
     return latencies (s, from due time), errors, wall time and the acknowledged event ids."""
     connection = await _Connection.open(port)
@@ -162,22 +176,39 @@ async def _post_events(port: int, batches: list[tuple[list[str], bytes]], per_se
     return np.array(latencies), errors, time.perf_counter() - start, acked
 
 
-async def _drive(port: int, seconds: float, rate: float, events_per_s: float, seed: int
-                 ) -> tuple[Stream, Stream, Stream, list[str]]:
+async def _drive(
+    port: int, seconds: float, rate: float, events_per_s: float, seed: int
+) -> tuple[Stream, Stream, Stream, list[str]]:
     run = uuid.uuid4().hex[:8]
     decide_requests = [_request("POST", "/v1/decide", port, body) for body in _decide_bodies(int(rate * seconds), seed)]
     healthz_requests = [_request("GET", "/healthz", port, None)] * int(HEALTHZ_RATE * seconds)
     batches_per_s = events_per_s / EVENTS_PER_BATCH
     batches = _event_batches(int(batches_per_s * seconds), run, seed)
     decide, healthz, (e_lat, e_err, e_wall, acked) = await asyncio.gather(
-        _open_loop(port, decide_requests, rate), _open_loop(port, healthz_requests, HEALTHZ_RATE, HEALTHZ_CONNECTIONS),
-        _post_events(port, batches, batches_per_s))
-    return (Stream("decide", rate, decide.latencies.size / decide.wall, decide.latencies * 1000, decide.errors,
-                   decide.late * 1000),
-            Stream(f"events ({EVENTS_PER_BATCH}/batch)", batches_per_s, len(e_lat) / e_wall, e_lat * 1000, e_err),
-            Stream("/healthz (floor)", HEALTHZ_RATE, healthz.latencies.size / healthz.wall, healthz.latencies * 1000,
-                   healthz.errors, healthz.late * 1000),
-            acked)
+        _open_loop(port, decide_requests, rate),
+        _open_loop(port, healthz_requests, HEALTHZ_RATE, HEALTHZ_CONNECTIONS),
+        _post_events(port, batches, batches_per_s),
+    )
+    return (
+        Stream(
+            "decide",
+            rate,
+            decide.latencies.size / decide.wall,
+            decide.latencies * 1000,
+            decide.errors,
+            decide.late * 1000,
+        ),
+        Stream(f"events ({EVENTS_PER_BATCH}/batch)", batches_per_s, len(e_lat) / e_wall, e_lat * 1000, e_err),
+        Stream(
+            "/healthz (floor)",
+            HEALTHZ_RATE,
+            healthz.latencies.size / healthz.wall,
+            healthz.latencies * 1000,
+            healthz.errors,
+            healthz.late * 1000,
+        ),
+        acked,
+    )
 
 
 def _look_up(lake: Path, acked: list[str], since: datetime) -> tuple[int, int, int, tuple[float, float, float], int]:
@@ -185,20 +216,31 @@ def _look_up(lake: Path, acked: list[str], since: datetime) -> tuple[int, int, i
     in-process latency percentiles in ms and budget_exceeded fallbacks) from the lake."""
     warehouse = Warehouse(lake)
     try:
-        found = warehouse.scalar("SELECT count(DISTINCT e.event_id) FROM events e "
-                                 "JOIN (SELECT unnest($ids) AS event_id) a USING (event_id)", {"ids": acked})
+        found = warehouse.scalar(
+            "SELECT count(DISTINCT e.event_id) FROM events e JOIN (SELECT unnest($ids) AS event_id) a USING (event_id)",
+            {"ids": acked},
+        )
         simulated = warehouse.scalar("SELECT count(DISTINCT event_id) FROM events WHERE starts_with(event_id, 'ev-')")
-        row = warehouse.query("SELECT count(*) AS n, quantile_cont(latency_us, [0.5, 0.95, 0.99]) AS q, "
-                              "count(*) FILTER (WHERE fallback_reason = 'budget_exceeded') AS over "
-                              "FROM decisions WHERE ts >= $since", {"since": since}).row(0, named=True)
+        row = warehouse.query(
+            "SELECT count(*) AS n, quantile_cont(latency_us, [0.5, 0.95, 0.99]) AS q, "
+            "count(*) FILTER (WHERE fallback_reason = 'budget_exceeded') AS over "
+            "FROM decisions WHERE ts >= $since",
+            {"since": since},
+        ).row(0, named=True)
     finally:
         warehouse.close()
     q = tuple(v / 1000 for v in (row["q"] or [np.nan] * 3))
     return int(found), int(simulated), int(row["n"]), q, int(row["over"])
 
 
-def run(seconds: float = 60.0, rate: float = 200.0, events_per_s: float = 200.0, sessions: float = 2.0,
-        seed: int = 7, workdir: Path | None = None) -> Report:
+def run(
+    seconds: float = 60.0,
+    rate: float = 200.0,
+    events_per_s: float = 200.0,
+    sessions: float = 2.0,
+    seed: int = 7,
+    workdir: Path | None = None,
+) -> Report:
     """One load run against a fresh service on a temporary lake (see the module docstring)."""
     settings = load_settings()
     with tempfile.TemporaryDirectory(prefix="momento-load-", dir=workdir) as tmp:
@@ -207,15 +249,23 @@ def run(seconds: float = 60.0, rate: float = 200.0, events_per_s: float = 200.0,
         env = {key: value for key, value in os.environ.items() if not key.startswith("MOMENTO_")}
         env["MOMENTO_LAKE"] = str(lake)
         log = open(Path(tmp) / "service.log", "wb")  # noqa: SIM115 (open for the service's life)
-        service = subprocess.Popen(service_command("127.0.0.1", port), cwd=ROOT, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+        service = subprocess.Popen(
+            service_command("127.0.0.1", port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         simulator = None
         try:
             wait_until_healthy(url, service)
-            run_generator(_drive(port, 2.0, min(rate, 100.0), min(events_per_s, 100.0), seed + 1))  # warm-up, not counted
+            run_generator(
+                _drive(port, 2.0, min(rate, 100.0), min(events_per_s, 100.0), seed + 1)
+            )  # warm-up, not counted
             since, cpu_before = datetime.now(UTC), _cpu_times()
-            simulator = subprocess.Popen([sys.executable, "-c", SIMULATOR, url, str(sessions), str(seconds), str(seed)],
-                                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            simulator = subprocess.Popen(
+                [sys.executable, "-c", SIMULATOR, url, str(sessions), str(seconds), str(seed)],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
             decide, events, healthz, acked = run_generator(_drive(port, seconds, rate, events_per_s, seed))
             out, _ = simulator.communicate(timeout=seconds + 60)
             simulated = json.loads(out.decode().strip().splitlines()[-1])
@@ -231,45 +281,74 @@ def run(seconds: float = 60.0, rate: float = 200.0, events_per_s: float = 200.0,
             log.close()
         found, simulated_found, logged, in_process, over = _look_up(lake, acked, since)
     answered = len(decide.latencies_ms) - decide.errors + simulated["decisions"]
-    return Report(seconds, decide, events, healthz, simulated, len(acked), found, simulated_found, answered, logged,
-                  in_process, over, settings.decision_budget_ms, os.getloadavg()[0], steal)
+    return Report(
+        seconds,
+        decide,
+        events,
+        healthz,
+        simulated,
+        len(acked),
+        found,
+        simulated_found,
+        answered,
+        logged,
+        in_process,
+        over,
+        settings.decision_budget_ms,
+        os.getloadavg()[0],
+        steal,
+    )
 
 
 def _row(s: Stream) -> str:
     p50, p95, p99 = np.percentile(s.latencies_ms, [50, 95, 99]) if s.latencies_ms.size else (np.nan,) * 3
-    return (f"{s.name:<22} {s.offered:>9.1f} {s.achieved:>10.1f} {s.latencies_ms.size:>9} {s.errors:>7} "
-            f"{p50:>8.2f} {p95:>8.2f} {p99:>8.2f}")
+    return (
+        f"{s.name:<22} {s.offered:>9.1f} {s.achieved:>10.1f} {s.latencies_ms.size:>9} {s.errors:>7} "
+        f"{p50:>8.2f} {p95:>8.2f} {p99:>8.2f}"
+    )
 
 
 def print_report(r: Report) -> None:
     sim = r.simulator
-    print(f"load for {r.seconds:.0f} s on loopback, {os.cpu_count()} cores shared with the load generators "
-          f"(load average {r.load_average:.1f} at the end); latency in ms, HTTP from the due time")
+    print(
+        f"load for {r.seconds:.0f} s on loopback, {os.cpu_count()} cores shared with the load generators "
+        f"(load average {r.load_average:.1f} at the end); latency in ms, HTTP from the due time"
+    )
     if r.steal is not None:
         print(f"CPU time taken by the hypervisor (steal) during the run: {r.steal:.1%}")
-    print(f"{'stream':<22} {'offered/s':>9} {'achieved/s':>10} {'requests':>9} {'errors':>7} "
-          f"{'p50':>8} {'p95':>8} {'p99':>8}")
+    print(
+        f"{'stream':<22} {'offered/s':>9} {'achieved/s':>10} {'requests':>9} {'errors':>7} "
+        f"{'p50':>8} {'p95':>8} {'p99':>8}"
+    )
     print(_row(r.decide))
     print(_row(r.events))
     print(_row(r.healthz))
-    print(f"{'simulator':<22} sessions {sim['sessions']}, decisions {sim['decisions']} (fallback {sim['fallbacks']}), "
-          f"events {sim['events']}, exposures {sim['exposures']}, errors {sim['errors']}, retries {sim['retries']}, "
-          f"unsent {sim['unsent']}")
+    print(
+        f"{'simulator':<22} sessions {sim['sessions']}, decisions {sim['decisions']} (fallback {sim['fallbacks']}), "
+        f"events {sim['events']}, exposures {sim['exposures']}, errors {sim['errors']}, retries {sim['retries']}, "
+        f"unsent {sim['unsent']}"
+    )
     p50, p95, p99 = r.in_process_ms
-    print(f"{'in-process decide':<22} {'-':>9} {'-':>10} {r.decisions_logged:>9} {'-':>7} {p50:>8.3f} {p95:>8.3f} "
-          f"{p99:>8.3f}   (latency_us of every logged decision; {r.budget_exceeded} over budget)")
+    print(
+        f"{'in-process decide':<22} {'-':>9} {'-':>10} {r.decisions_logged:>9} {'-':>7} {p50:>8.3f} {p95:>8.3f} "
+        f"{p99:>8.3f}   (latency_us of every logged decision; {r.budget_exceeded} over budget)"
+    )
     print()
-    print(f"events acknowledged / found in the warehouse (by event_id): poster {r.events_acked} / {r.events_found}, "
-          f"simulator {sim['events']} / {r.simulator_events_found}")
+    print(
+        f"events acknowledged / found in the warehouse (by event_id): poster {r.events_acked} / {r.events_found}, "
+        f"simulator {sim['events']} / {r.simulator_events_found}"
+    )
     print(f"decisions answered / logged: {r.decisions_answered} / {r.decisions_logged}")
     late = np.percentile(r.decide.late_ms, [50, 99])
     print(f"the generator's own lateness, included in the decide latency: p50 {late[0]:.2f} ms, p99 {late[1]:.2f} ms")
     verdict = {True: "met", False: "MISSED"}
     print(f"zero errors: {verdict[r.errors == 0]} ({r.errors}); nothing acknowledged lost: {verdict[r.nothing_lost]}")
     floor = float(np.percentile(r.healthz.latencies_ms, 99))
-    print(f"decision budget {r.budget_ms:g} ms: in-process p99 {p99:.3f} ms {verdict[p99 <= r.budget_ms]}; "
-          f"HTTP p99 {r.http_p99_ms:.2f} ms {verdict[r.http_p99_ms <= r.budget_ms]}, against {floor:.2f} ms for "
-          f"/healthz at the same moments (decide / healthz = {r.http_p99_ms / floor:.2f})")
+    print(
+        f"decision budget {r.budget_ms:g} ms: in-process p99 {p99:.3f} ms {verdict[p99 <= r.budget_ms]}; "
+        f"HTTP p99 {r.http_p99_ms:.2f} ms {verdict[r.http_p99_ms <= r.budget_ms]}, against {floor:.2f} ms for "
+        f"/healthz at the same moments (decide / healthz = {r.http_p99_ms / floor:.2f})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,8 +43,12 @@ from momento.settings import load_settings  # noqa: E402
 BLOCK = 100_000
 MILLION = 1_000_000
 TARGET_MB_PER_MILLION = 1024.0
-PLACEMENTS = (("homepage_showcase", "web"), ("cart_cross_sell", "app"), ("cart_recovery_offer", "email"),
-              ("product_cta", "web"))
+PLACEMENTS = (
+    ("homepage_showcase", "web"),
+    ("cart_cross_sell", "app"),
+    ("cart_recovery_offer", "email"),
+    ("product_cta", "web"),
+)
 DEVICES = ("mobile", "desktop", "tablet")
 CATEGORIES = ("dresses", "shoes", "bags", "jeans", "tops", "accessories", "lingerie", "kids")
 
@@ -60,8 +64,16 @@ def rss_mb() -> float:
 def child(customers: int, lake: Path) -> None:
     """Build the service, decide for `customers` customers, print one JSON line per block."""
     settings = load_settings({**os.environ, "MOMENTO_LAKE": str(lake)})
-    service = Service(settings, None, None, faults=Faults(), incidents=(), flush_delay_seconds=None, seed=7,
-                      attribution_seconds=30 * 60.0)
+    service = Service(
+        settings,
+        None,
+        None,
+        faults=Faults(),
+        incidents=(),
+        flush_delay_seconds=None,
+        seed=7,
+        attribution_seconds=30 * 60.0,
+    )
     service.start()
     gc.collect()
     gc.freeze()
@@ -76,11 +88,19 @@ def child(customers: int, lake: Path) -> None:
                 i = start + j
                 placement, channel = PLACEMENTS[i % len(PLACEMENTS)]
                 who = {"anonymous_id": f"cookie-{i}"} if i % 5 == 0 else {"user_id": f"customer-{i}"}
-                body = DecideRequest.model_validate({
-                    **who, "session_id": f"session-{i}", "placement": placement, "channel": channel,
-                    "consent": True, "device": DEVICES[i % 3], "category": CATEGORIES[i % len(CATEGORIES)],
-                    "cart_value": float(carts[i]), "referrer": "https://www.google.com/",
-                })
+                body = DecideRequest.model_validate(
+                    {
+                        **who,
+                        "session_id": f"session-{i}",
+                        "placement": placement,
+                        "channel": channel,
+                        "consent": True,
+                        "device": DEVICES[i % 3],
+                        "category": CATEGORIES[i % len(CATEGORIES)],
+                        "cart_value": float(carts[i]),
+                        "referrer": "https://www.google.com/",
+                    }
+                )
                 began = time.perf_counter()
                 service.decide(body)
                 timings[j] = time.perf_counter() - began
@@ -88,9 +108,19 @@ def child(customers: int, lake: Path) -> None:
                     service.identify(IdentifyRequest(anonymous_id=f"cookie-{i}", user_id=f"customer-{i}"))
             gc.collect()
             p50, p99 = np.percentile(timings[:n] * 1000, [50, 99])
-            print(json.dumps({"customers": start + n, "rss_mb": rss_mb(), "p50_ms": p50, "p99_ms": p99,
-                              "store_users": len(service.engine.store), "links": len(service.identities)}),
-                  flush=True)
+            print(
+                json.dumps(
+                    {
+                        "customers": start + n,
+                        "rss_mb": rss_mb(),
+                        "p50_ms": p50,
+                        "p99_ms": p99,
+                        "store_users": len(service.engine.store),
+                        "links": len(service.identities),
+                    }
+                ),
+                flush=True,
+            )
     finally:
         service.stop()
 
@@ -108,28 +138,41 @@ def main(argv: list[str] | None = None) -> int:
         child(customers, args.child_lake)
         return 0
     with tempfile.TemporaryDirectory(prefix="momento-memory-") as tmp:
-        command = [sys.executable, str(Path(__file__).resolve()), "--customers", str(customers),
-                   "--child-lake", str(Path(tmp) / "lake")]
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--customers",
+            str(customers),
+            "--child-lake",
+            str(Path(tmp) / "lake"),
+        ]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         rows = []
-        print(f"{'customers':>10} {'RSS MB':>8} {'decide p50 ms':>14} {'decide p99 ms':>14} "
-              f"{'store users':>12} {'links':>8}")
+        print(
+            f"{'customers':>10} {'RSS MB':>8} {'decide p50 ms':>14} {'decide p99 ms':>14} "
+            f"{'store users':>12} {'links':>8}"
+        )
         with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT) as process:
             assert process.stdout is not None
             for line in process.stdout:
                 row = json.loads(line)
                 rows.append(row)
-                print(f"{row['customers']:>10,} {row['rss_mb']:>8.0f} {row.get('p50_ms', float('nan')):>14.3f} "
-                      f"{row.get('p99_ms', float('nan')):>14.3f} {row.get('store_users', 0):>12,} "
-                      f"{row.get('links', 0):>8,}", flush=True)
+                print(
+                    f"{row['customers']:>10,} {row['rss_mb']:>8.0f} {row.get('p50_ms', float('nan')):>14.3f} "
+                    f"{row.get('p99_ms', float('nan')):>14.3f} {row.get('store_users', 0):>12,} "
+                    f"{row.get('links', 0):>8,}",
+                    flush=True,
+                )
         if process.returncode != 0 or len(rows) <= 1:
             print(f"the child failed (exit code {process.returncode})", file=sys.stderr)
             return 1
     first, last = rows[1], rows[-1]
     per_block = (last["rss_mb"] - first["rss_mb"]) / max((last["customers"] - first["customers"]) / BLOCK, 1)
-    print(f"\nstart {rows[0]['rss_mb']:.0f} MB; {per_block:.1f} MB per 100k customers after the first block "
-          f"({per_block * 1024 * 1024 / BLOCK / 1024:.2f} KB per customer); "
-          f"{last['customers']:,} customers: {last['rss_mb']:.0f} MB")
+    print(
+        f"\nstart {rows[0]['rss_mb']:.0f} MB; {per_block:.1f} MB per 100k customers after the first block "
+        f"({per_block * 1024 * 1024 / BLOCK / 1024:.2f} KB per customer); "
+        f"{last['customers']:,} customers: {last['rss_mb']:.0f} MB"
+    )
     if last["customers"] >= MILLION:
         verdict = "met" if last["rss_mb"] < TARGET_MB_PER_MILLION else "MISSED"
         print(f"target: 1M customers < {TARGET_MB_PER_MILLION:.0f} MB RSS -> {verdict}")

@@ -57,13 +57,24 @@ def make_log(n: int, k: int, seed: int) -> tuple[dict[str, Any], list[tuple[str,
     action = (logging.cumsum(axis=1) >= rng.random((n, 1))).argmax(axis=1)
     rate = 1.0 / (1.0 + np.exp(3.0 - x @ rng.normal(0, 0.3, (d, k))))
     reward = (rng.random(n) < rate[np.arange(n), action]).astype(np.float64)
-    columns = dict(actions=tuple(f"variant_{j}" for j in range(k)), action=action,
-                   propensity=logging[np.arange(n), action], reward=reward,
-                   time=np.sort(rng.integers(0, 28 * 86_400, n)), context=x, logging=logging, policy="the rules")
+    columns = dict(
+        actions=tuple(f"variant_{j}" for j in range(k)),
+        action=action,
+        propensity=logging[np.arange(n), action],
+        reward=reward,
+        time=np.sort(rng.integers(0, 28 * 86_400, n)),
+        context=x,
+        logging=logging,
+        policy="the rules",
+    )
     other = x @ rng.normal(0, 0.5, (d, k))
-    candidates = [("uniform", np.full((n, k), 1.0 / k)), ("greedy", np.eye(k)[other.argmax(axis=1)]),
-                  ("soft", _softmax(other)), ("epsilon-greedy", 0.8 * np.eye(k)[other.argmax(axis=1)] + 0.2 / k),
-                  ("logging", logging)]
+    candidates = [
+        ("uniform", np.full((n, k), 1.0 / k)),
+        ("greedy", np.eye(k)[other.argmax(axis=1)]),
+        ("soft", _softmax(other)),
+        ("epsilon-greedy", 0.8 * np.eye(k)[other.argmax(axis=1)] + 0.2 / k),
+        ("logging", logging),
+    ]
     candidates += [(f"always {j}", np.eye(k)[np.full(n, j)]) for j in range(k)]
     return columns, candidates[:CANDIDATES]
 
@@ -110,13 +121,19 @@ def main(argv: list[str] | None = None) -> int:
     timing, evaluations = _timed(lambda: [evaluate(log, c, outcome) for c in candidates], r)
     rows.append((f"evaluate {len(raw)}: 4 estimators, diagnostics, vs logging", timing))
     total: Timing = (sum(t[0] for _, t in rows), sum(t[1] for _, t in rows))
-    print(f"{args.decisions:,} decisions, {args.actions} actions, {len(FEATURE_NAMES)} features, "
-          f"median of {r} runs; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
+    print(
+        f"{args.decisions:,} decisions, {args.actions} actions, {len(FEATURE_NAMES)} features, "
+        f"median of {r} runs; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n"
+    )
     print(f"{'stage':<52} {'median ms':>10} {'CPU ms':>8}")
     for stage, timing in rows:
         _row(stage, timing)
-    _row("total", total, f"   target < {TARGET_SECONDS:.0f} s: {'met' if total[0] < TARGET_SECONDS else 'MISSED'}"
-                         f" (CPU time: {'met' if total[1] < TARGET_SECONDS else 'MISSED'})")
+    _row(
+        "total",
+        total,
+        f"   target < {TARGET_SECONDS:.0f} s: {'met' if total[0] < TARGET_SECONDS else 'MISSED'}"
+        f" (CPU time: {'met' if total[1] < TARGET_SECONDS else 'MISSED'})",
+    )
     timing, _ = _timed(lambda: [compare(log, c, candidates[0], outcome) for c in candidates[1:]], r)
     _row(f"(apart) compare {len(raw) - 1} with {candidates[0].name} (DR)", timing)
     shape = PolicyShape(columns["actions"], columns["actions"][0], ((columns["actions"][1], 0.1),))
@@ -124,15 +141,18 @@ def main(argv: list[str] | None = None) -> int:
     timing, _ = _timed(lambda: build(log, shape, kinds), r)
     _row(f"(apart) build the lab's {len(kinds)} candidates from context", timing)
     if args.bootstrap:
-        timing, _ = _timed(lambda: evaluate(log, candidates[2], outcome, interval="bootstrap",
-                                            n_bootstrap=args.bootstrap), r)
+        timing, _ = _timed(
+            lambda: evaluate(log, candidates[2], outcome, interval="bootstrap", n_bootstrap=args.bootstrap), r
+        )
         _row(f"(apart) evaluate 1, bootstrap x{args.bootstrap}", timing)
     print(f"\noutcome model cross-fitted R² {outcome.r_squared:.3f}\n")
     print(f"{'candidate':<14} {'DR':>8} {'SNIPS':>8} {'ESS':>10} {'max w':>7}  verdict vs logging")
     for e in evaluations:
         d = e.diagnostics
-        print(f"{e.name:<14} {e.values['dr'].estimate:>8.4f} {e.values['snips'].estimate:>8.4f} "
-              f"{d.effective_sample_size:>10,.0f} {d.max_weight:>7.1f}  {e.versus_logging.verdict}")
+        print(
+            f"{e.name:<14} {e.values['dr'].estimate:>8.4f} {e.values['snips'].estimate:>8.4f} "
+            f"{d.effective_sample_size:>10,.0f} {d.max_weight:>7.1f}  {e.versus_logging.verdict}"
+        )
     return 0
 
 

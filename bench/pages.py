@@ -58,8 +58,11 @@ def _lake(lakes: Path, size: str) -> Path:
     root = lakes / size
     if not (root / "events" / "_delta_log").is_dir():
         print(f"building the {size} lake in {root} (once) ...", file=sys.stderr, flush=True)
-        subprocess.run([sys.executable, str(_HERE / "backfill.py"), "--sizes", size, "--keep", str(lakes)],
-                       cwd=PROJECT_ROOT, check=True)
+        subprocess.run(
+            [sys.executable, str(_HERE / "backfill.py"), "--sizes", size, "--keep", str(lakes)],
+            cwd=PROJECT_ROOT,
+            check=True,
+        )
     return root
 
 
@@ -145,16 +148,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default=",".join(SIZES), help="comma-separated lake sizes (10M, 30M, 100M)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--pages", default=",".join(PAGES), help="comma-separated pages")
-    parser.add_argument("--lakes", type=Path, default=Path("/tmp/momento-lakes"),
-                        help="where the lakes are built once and reused (<dir>/<size>)")
+    parser.add_argument(
+        "--lakes",
+        type=Path,
+        default=Path("/tmp/momento-lakes"),
+        help="where the lakes are built once and reused (<dir>/<size>)",
+    )
     parser.add_argument("--rate", type=float, default=DEMO_RATE, help="live sessions per second during the renders")
     parser.add_argument("--refresh", type=float, default=5.0, help="seconds between a first render and its refresh")
     args = parser.parse_args(argv)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     pages = [p.strip() for p in args.pages.split(",") if p.strip()]
     if set(sizes) - set(SIZES) or set(pages) - set(PAGES) or args.runs < 1:
-        print(f"bench/pages.py: sizes among {', '.join(SIZES)}, pages among {', '.join(PAGES)}, --runs >= 1",
-              file=sys.stderr)
+        print(
+            f"bench/pages.py: sizes among {', '.join(SIZES)}, pages among {', '.join(PAGES)}, --runs >= 1",
+            file=sys.stderr,
+        )
         return 2
     streamlit.logger.set_log_level("error")  # AppTest's bare-mode warnings, once per render
     args.lakes.mkdir(parents=True, exist_ok=True)
@@ -171,14 +180,17 @@ def main(argv: list[str] | None = None) -> int:
             for page in pages:
                 first, refresh, exceptions = time_page(page, args.runs, args.refresh)
                 rows.append((size, page, first, refresh, exceptions))
-                print(f"  {size} {page}: first {first:.2f} s, live refresh {refresh:.2f} s", file=sys.stderr,
-                      flush=True)
+                print(
+                    f"  {size} {page}: first {first:.2f} s, live refresh {refresh:.2f} s", file=sys.stderr, flush=True
+                )
         finally:
             live.stop()
         setup.append((size, _events(lake), catch_up, *_rss_mb()))
-    print(f"\nCockpit pages on a live lake (AppTest, median of {args.runs}; the simulator at {args.rate:g} sessions/s "
-          f"and the rollup job following during the renders). Targets at 100M: first < {TARGET_FIRST_S:g} s, "
-          f"refresh < {TARGET_REFRESH_S:g} s, largest / smallest <= {TARGET_RATIO:g}, RSS < {TARGET_RSS_MB:,} MB\n")
+    print(
+        f"\nCockpit pages on a live lake (AppTest, median of {args.runs}; the simulator at {args.rate:g} sessions/s "
+        f"and the rollup job following during the renders). Targets at 100M: first < {TARGET_FIRST_S:g} s, "
+        f"refresh < {TARGET_REFRESH_S:g} s, largest / smallest <= {TARGET_RATIO:g}, RSS < {TARGET_RSS_MB:,} MB\n"
+    )
     print(f"{'lake':>5} {'events':>12} {'rollup catch-up s':>18} {'cockpit RSS MB (now / peak)':>28}")
     for size, events, catch_up, now, peak in setup:
         print(f"{size:>5} {events:>12,} {catch_up:>18.1f} {now:>15,.0f} / {peak:,.0f}")
@@ -192,8 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         for page in pages:
             (f0, r0), (f1, r1) = times[small, page], times[large, page]
             print(f"{page:<14} {f1 / f0:>16.2f} {r1 / r0:>8.2f}")
-    print(f"\nload average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
-          f"on {os.cpu_count()} cores")
+    print(
+        f"\nload average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
+        f"on {os.cpu_count()} cores"
+    )
     return 1 if any(exceptions for *_, exceptions in rows) else 0
 
 

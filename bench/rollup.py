@@ -61,8 +61,12 @@ def _catch_up(lake: Path) -> dict:
     wh = Warehouse(lake)
     events = wh.scalar("SELECT count(*) FROM events")
     wh.close()
-    return {"seconds": seconds, "rows": report.rows_folded, "events": events,
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "seconds": seconds,
+        "rows": report.rows_folded,
+        "events": events,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def _subprocess(flag: str, lake: Path) -> dict:
@@ -85,25 +89,50 @@ def _live_minute(lake: Path) -> dict:
         service = subprocess.Popen(service_command("127.0.0.1", port), cwd=ROOT, env=env, stdout=log, stderr=log)
         try:
             wait_until_healthy(url, service)
-            subprocess.run([sys.executable, "-m", "cli.main", "simulate", "--url", url, "--rate", str(DEMO_RATE),
-                            "--duration", str(LIVE_SECONDS)], cwd=ROOT, env=env, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "cli.main",
+                    "simulate",
+                    "--url",
+                    url,
+                    "--rate",
+                    str(DEMO_RATE),
+                    "--duration",
+                    str(LIVE_SECONDS),
+                ],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         finally:
             service.terminate()  # it flushes its writer and may be compacting: give it time
             service.wait(timeout=300)
     pre_days = load_scenario(ROOT / "data" / "scenario.toml").business.pre_period_days
     started = time.perf_counter()
     report = RollupJob(lake, pre_days).run_once()
-    return {"seconds": time.perf_counter() - started, "rows": report.rows_folded, "users": report.users,
-            "kind": report.kind}
+    return {
+        "seconds": time.perf_counter() - started,
+        "rows": report.rows_folded,
+        "users": report.users,
+        "kind": report.kind,
+    }
 
 
 def _build(events: int, into: Path) -> Path:
     users = max(1, round(events / EVENTS_PER_USER))
     print(f"building a {events:,}-event lake ({users:,} users, 28 days) in {into} ...", file=sys.stderr)
     env = {**os.environ, "MOMENTO_LAKE": str(into)}
-    subprocess.run([sys.executable, "-m", "cli.main", "backfill", "--days", "28", "--users", str(users)],
-                   cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "cli.main", "backfill", "--days", "28", "--users", str(users)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return into
 
 
@@ -137,14 +166,20 @@ def main(argv: list[str] | None = None) -> int:
     each = ", ".join(f"{run['seconds']:.2f}" for run in live)
     print(f"{'phase':<34} {'seconds':>8} {'rows':>11} {'rows/s':>10} {'events/s':>10} {'peak MB':>8}")
     print("-" * 86)
-    print(f"{'catch-up (rebuild from nothing)':<34} {catch_up['seconds']:>8.1f} {catch_up['rows']:>11,} "
-          f"{catch_up['rows'] / catch_up['seconds']:>10,.0f} {catch_up['events'] / catch_up['seconds']:>10,.0f} "
-          f"{catch_up['peak_mb']:>8,.0f}")
-    print(f"{'one live minute (median of ' + str(len(live)) + ')':<34} {seconds:>8.2f} "
-          f"{statistics.median(run['rows'] for run in live):>11,.0f}   target < {TARGET_LIVE:.0f} s: "
-          f"{'met' if seconds < TARGET_LIVE else 'MISSED'} (runs: {each})")
-    print(f"lake: {catch_up['events']:,} events; load average at the end: "
-          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
+    print(
+        f"{'catch-up (rebuild from nothing)':<34} {catch_up['seconds']:>8.1f} {catch_up['rows']:>11,} "
+        f"{catch_up['rows'] / catch_up['seconds']:>10,.0f} {catch_up['events'] / catch_up['seconds']:>10,.0f} "
+        f"{catch_up['peak_mb']:>8,.0f}"
+    )
+    print(
+        f"{'one live minute (median of ' + str(len(live)) + ')':<34} {seconds:>8.2f} "
+        f"{statistics.median(run['rows'] for run in live):>11,.0f}   target < {TARGET_LIVE:.0f} s: "
+        f"{'met' if seconds < TARGET_LIVE else 'MISSED'} (runs: {each})"
+    )
+    print(
+        f"lake: {catch_up['events']:,} events; load average at the end: "
+        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores"
+    )
     return 0
 
 

@@ -41,16 +41,25 @@ DOCUMENTED = b"via=documented"
 """A query parameter no route reads: the lean routes hand a request with a query string to FastAPI."""
 
 
-
-
 async def _call(app: Any, method: str, path: str, query: bytes, body: bytes) -> int:
     """One request through the ASGI app; its status."""
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "http", "method": method,
-        "path": path, "raw_path": path.encode(), "root_path": "", "query_string": query,
-        "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode())],
-        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "scheme": "http",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": query,
+        "headers": [
+            (b"host", b"127.0.0.1:8000"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
     }
     messages = [{"type": "http.request", "body": body, "more_body": False}]
     status = 0
@@ -82,8 +91,11 @@ async def _time(app: Any, method: str, path: str, query: bytes, bodies: list[byt
 
 async def _run(requests: int, repeats: int, seed: int) -> dict[str, list[np.ndarray]]:
     with tempfile.TemporaryDirectory(prefix="momento-bench-cpu-") as workdir:
-        app = create_app(load_settings({"MOMENTO_LAKE": str(Path(workdir) / "lake"),
-                                        "MOMENTO_RATE_LIMIT_PER_SECOND": str(UNLIMITED)}))
+        app = create_app(
+            load_settings(
+                {"MOMENTO_LAKE": str(Path(workdir) / "lake"), "MOMENTO_RATE_LIMIT_PER_SECOND": str(UNLIMITED)}
+            )
+        )
         async with app.router.lifespan_context(app):
             decide = _decide_bodies(requests, seed)
             batches = requests // 10
@@ -92,8 +104,9 @@ async def _run(requests: int, repeats: int, seed: int) -> dict[str, list[np.ndar
                 "decide, lean": lambda r: _time(app, "POST", "/v1/decide", b"", decide),
                 "decide, documented": lambda r: _time(app, "POST", "/v1/decide", DOCUMENTED, decide),
                 "20 events, lean": lambda r: _time(app, "POST", "/v1/events", b"", _events(batches, f"l{r}", seed)),
-                "20 events, documented": lambda r: _time(app, "POST", "/v1/events", DOCUMENTED,
-                                                         _events(batches, f"d{r}", seed)),
+                "20 events, documented": lambda r: _time(
+                    app, "POST", "/v1/events", DOCUMENTED, _events(batches, f"d{r}", seed)
+                ),
             }
             for kind in kinds.values():  # warm-up, not reported
                 await kind(-1)
@@ -116,8 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
     runs = asyncio.run(_run(args.requests, args.repeats, args.seed))
-    print(f"the service's ASGI app in process (no socket), {os.cpu_count()} cores shared with other work; "
-          f"{args.requests} decisions / {args.requests // 10} event batches per run; median of {args.repeats} runs; ms")
+    print(
+        f"the service's ASGI app in process (no socket), {os.cpu_count()} cores shared with other work; "
+        f"{args.requests} decisions / {args.requests // 10} event batches per run; median of {args.repeats} runs; ms"
+    )
     print(f"{'request':<24} {'wall p50':>9} {'wall p99':>9} {'CPU mean':>9} {'CPU range':>13}")
     for name, times in runs.items():
         per_run = np.array([[np.percentile(t[:, 0], 50), np.percentile(t[:, 0], 99), t[:, 1].mean()] for t in times])

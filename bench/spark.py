@@ -43,8 +43,13 @@ def _build(events: int, into: Path) -> None:
     users = max(1, round(events / EVENTS_PER_USER))
     print(f"building a {events:,}-event lake ({users:,} users, 28 days) in {into} ...", file=sys.stderr)
     env = {**os.environ, "MOMENTO_LAKE": str(into)}
-    subprocess.run([sys.executable, "-m", "cli.main", "backfill", "--days", "28", "--users", str(users)],
-                   cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "cli.main", "backfill", "--days", "28", "--users", str(users)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def _rebuilds(lake: Path, engine: object, repeats: int) -> list[tuple[float, int]]:
@@ -96,11 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     for name, runs in (("duckdb", duck), (f"spark {args.master}", spark)):
         median = statistics.median(s for s, _ in runs)
         rates[name] = rows / median
-        print(f"{name:<22} {rows:>11,} {median:>9.1f} {rates[name]:>10,.0f}   "
-              + ", ".join(f"{s:.1f}" for s, _ in runs))
+        print(
+            f"{name:<22} {rows:>11,} {median:>9.1f} {rates[name]:>10,.0f}   " + ", ".join(f"{s:.1f}" for s, _ in runs)
+        )
     print(f"{'spark JVM start':<22} {'':>11} {jvm:>9.1f}")
-    print(f"duckdb / spark: {rates['duckdb'] / rates[f'spark {args.master}']:.1f}x "
-          f"(2 cores shared with other work: timings are noisy)")
+    print(
+        f"duckdb / spark: {rates['duckdb'] / rates[f'spark {args.master}']:.1f}x "
+        f"(2 cores shared with other work: timings are noisy)"
+    )
     return 0
 
 

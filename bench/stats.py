@@ -48,8 +48,15 @@ def _mean_arm(rng: np.random.Generator, name: str, n: int, cuped: bool) -> ArmSt
     if not cuped:
         return ArmStats(name, n, s, ss)
     pre_mean = mean * 0.9
-    return ArmStats(name, n, s, ss, pre_sum=n * pre_mean, pre_sum_squares=n * (sd**2 + pre_mean**2),
-                    sum_product=n * (rho * sd * sd + mean * pre_mean))
+    return ArmStats(
+        name,
+        n,
+        s,
+        ss,
+        pre_sum=n * pre_mean,
+        pre_sum_squares=n * (sd**2 + pre_mean**2),
+        sum_product=n * (rho * sd * sd + mean * pre_mean),
+    )
 
 
 def _proportion_arm(rng: np.random.Generator, name: str, n: int) -> ArmStats:
@@ -60,9 +67,15 @@ def _proportion_arm(rng: np.random.Generator, name: str, n: int) -> ArmStats:
 def _ratio_arm(rng: np.random.Generator, name: str, n: int) -> ArmStats:
     orders, aov, sd_orders, sd_rev = rng.uniform(0.3, 2.0), rng.uniform(20, 80), 1.0, 60.0
     rev = orders * aov
-    return ArmStats(name, n, n * rev, n * (sd_rev**2 + rev**2), denominator_sum=n * orders,
-                    denominator_sum_squares=n * (sd_orders**2 + orders**2),
-                    sum_product=n * (0.7 * sd_rev * sd_orders + rev * orders))
+    return ArmStats(
+        name,
+        n,
+        n * rev,
+        n * (sd_rev**2 + rev**2),
+        denominator_sum=n * orders,
+        denominator_sum_squares=n * (sd_orders**2 + orders**2),
+        sum_product=n * (0.7 * sd_rev * sd_orders + rev * orders),
+    )
 
 
 ARMS: dict[str, tuple[str, Callable[[np.random.Generator, str, int], ArmStats]]] = {
@@ -108,16 +121,22 @@ def engine_table(cells: int, repeats: int, seed: int) -> None:
     print(f"{cells} cells per run, median of {repeats} runs\n")
     print(f"{'metric':<14} {'method':<11} {'path':<13} {'median ms':>10} {'comparisons/s':>14} {'x fastest':>10}")
     for kind, method, path, median in rows:
-        print(f"{kind:<14} {method:<11} {path:<13} {median * 1e3:>10.1f} {cells / median:>14,.0f} "
-              f"{median / fastest:>10.2f}")
+        print(
+            f"{kind:<14} {method:<11} {path:<13} {median * 1e3:>10.1f} {cells / median:>14,.0f} "
+            f"{median / fastest:>10.2f}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # `momento analyze` as a program
 
-README_REQUEST = {"metric_type": "proportion", "variants": [
-    {"name": "control", "n": 10_000, "sum": 500, "sum_squares": 500},
-    {"name": "treatment", "n": 10_000, "sum": 580, "sum_squares": 580}]}
+README_REQUEST = {
+    "metric_type": "proportion",
+    "variants": [
+        {"name": "control", "n": 10_000, "sum": 500, "sum_squares": 500},
+        {"name": "treatment", "n": 10_000, "sum": 580, "sum_squares": 580},
+    ],
+}
 
 IN_PROCESS = """import json, sys, time
 from metrics.analyze import analyze
@@ -133,11 +152,21 @@ def proportion_requests(lines: int, seed: int) -> list[str]:
     """Two-arm proportion requests (default method), arms of 1,000 to 100,000 units."""
     rng = np.random.default_rng(seed)
     out = []
-    for n_c, n_v, p in zip(rng.integers(1_000, 100_000, lines), rng.integers(1_000, 100_000, lines),
-                           rng.uniform(0.02, 0.3, lines)):
+    for n_c, n_v, p in zip(
+        rng.integers(1_000, 100_000, lines), rng.integers(1_000, 100_000, lines), rng.uniform(0.02, 0.3, lines)
+    ):
         k_c, k_v = int(rng.binomial(n_c, p)), int(rng.binomial(n_v, p * rng.uniform(0.9, 1.15)))
-        out.append(json.dumps({"metric_type": "proportion", "variants": [
-            {"name": "control", "n": int(n_c), "sum": k_c}, {"name": "treatment", "n": int(n_v), "sum": k_v}]}))
+        out.append(
+            json.dumps(
+                {
+                    "metric_type": "proportion",
+                    "variants": [
+                        {"name": "control", "n": int(n_c), "sum": k_c},
+                        {"name": "treatment", "n": int(n_v), "sum": k_v},
+                    ],
+                }
+            )
+        )
     return out
 
 
@@ -156,8 +185,9 @@ class Timing(NamedTuple):
 
 def _run(root: Path, args: list[str], text: str) -> tuple[Timing, subprocess.CompletedProcess[str]]:
     before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-    done = subprocess.run([sys.executable, *args], cwd=root, input=text, capture_output=True, text=True,
-                          env=_child_env(), check=False)
+    done = subprocess.run(
+        [sys.executable, *args], cwd=root, input=text, capture_output=True, text=True, env=_child_env(), check=False
+    )
     wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
     return Timing(wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime), done
 
@@ -209,8 +239,10 @@ def cli_table(starts: int, lines: int, in_process_lines: int, seed: int, baselin
             starts_of[name].append(cold_start(root))
         floor.append(_run(ROOT, ["-c", "import numpy, pydantic_core"], "")[0])
     requests = proportion_requests(lines, seed)
-    cold = {name: Timing(statistics.median(t.wall for t in ts), statistics.median(t.cpu for t in ts))
-            for name, ts in starts_of.items()}
+    cold = {
+        name: Timing(statistics.median(t.wall for t in ts), statistics.median(t.cpu for t in ts))
+        for name, ts in starts_of.items()
+    }
     jsonl = {name: jsonl_rate(root, requests) for name, root in roots.items()}
     in_process = {name: in_process_rate(root, requests[:in_process_lines]) for name, root in roots.items()}
 
@@ -222,16 +254,24 @@ def cli_table(starts: int, lines: int, in_process_lines: int, seed: int, baselin
 
     rows = [
         ("cold start, median wall s (target < 0.4)", {n: f"{v.wall:.3f}" for n, v in cold.items()}),
-        ("cold start, wall range s", {n: f"{min(t.wall for t in ts):.3f}-{max(t.wall for t in ts):.3f}"
-                                      for n, ts in starts_of.items()}),
+        (
+            "cold start, wall range s",
+            {n: f"{min(t.wall for t in ts):.3f}-{max(t.wall for t in ts):.3f}" for n, ts in starts_of.items()},
+        ),
         ("cold start, median CPU s", {n: f"{v.cpu:.3f}" for n, v in cold.items()}),
-        ("  floor: python -c 'import numpy, pydantic_core', wall / CPU s",
-         {n: f"{statistics.median(t.wall for t in floor):.3f} / {statistics.median(t.cpu for t in floor):.3f}"
-          for n in roots}),
+        (
+            "  floor: python -c 'import numpy, pydantic_core', wall / CPU s",
+            {
+                n: f"{statistics.median(t.wall for t in floor):.3f} / {statistics.median(t.cpu for t in floor):.3f}"
+                for n in roots
+            },
+        ),
         (f"--jsonl, {lines:,} requests: analyses per wall s (>= 5,000)", {n: rate(n, 0) for n in roots}),
         (f"--jsonl, {lines:,} requests: analyses per CPU s", {n: rate(n, 1) for n in roots}),
-        (f"analyze() in process, {in_process_lines:,} requests: analyses/s",
-         {n: f"{v:,.0f}" for n, v in in_process.items()}),
+        (
+            f"analyze() in process, {in_process_lines:,} requests: analyses/s",
+            {n: f"{v:,.0f}" for n, v in in_process.items()},
+        ),
     ]
     names = list(roots)[::-1]
     print(f"{starts} starts per checkout (interleaved), load average {os.getloadavg()[0]:.2f} at the end\n")

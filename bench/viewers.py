@@ -40,15 +40,30 @@ from momento.scenario import load_scenario  # noqa: E402
 from momento.settings import load_settings  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PAGES = {"executive": "", "journeys": "journeys", "experiments": "experiments", "engine_health": "engine_health",
-         "governance": "governance"}
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PAGES = {
+    "executive": "",
+    "journeys": "journeys",
+    "experiments": "experiments",
+    "engine_health": "engine_health",
+    "governance": "governance",
+}
 CHART = '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg'
 EXCEPTION = '[data-testid="stException"]'
 FILTERS = '[data-testid="stSidebar"] [data-testid="stSelectbox"]'
-NOT_RUNNING = ("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-               " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')")
+NOT_RUNNING = (
+    "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+    " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')"
+)
 READY_TIMEOUT_MS = 120_000
 
 
@@ -93,8 +108,10 @@ async def _viewer(browser, url: str, index: int, deadline: float, dwell: float, 
                 await tab.wait_for_function(NOT_RUNNING, timeout=READY_TIMEOUT_MS)
             except Exception as exc:  # a page that never got ready: counted, and the viewer goes on
                 shown = await tab.locator(EXCEPTION).count()
-                tally.failures.append(f"viewer {index} {name}, waiting for {waiting_for}: {type(exc).__name__}: "
-                                      f"{str(exc).splitlines()[0]}; exceptions shown: {shown}")
+                tally.failures.append(
+                    f"viewer {index} {name}, waiting for {waiting_for}: {type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0]}; exceptions shown: {shown}"
+                )
                 continue
             tally.seconds[name].append(time.perf_counter() - began)
             await tab.wait_for_timeout(dwell * 1000)  # the panels refresh themselves meanwhile
@@ -142,11 +159,17 @@ def main(argv: list[str] | None = None) -> int:
         backfill(lake, load_scenario(load_settings().scenario), days=3, users=2_000, seed=11, progress=False)
         service_port, cockpit_port = free_loopback_port(), free_loopback_port()
         service_url, cockpit_url = f"http://127.0.0.1:{service_port}", f"http://127.0.0.1:{cockpit_port}"
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("MOMENTO_")}, "MOMENTO_LAKE": str(lake),
-               "MOMENTO_SERVICE_URL": service_url, "MOMENTO_COCKPIT_PORT": str(cockpit_port)}
-        commands = {"service": [*python, "serve", "--port", str(service_port)],
-                    "simulator": [*python, "simulate", "--url", service_url, "--rate", "5"],
-                    "cockpit": [*python, "cockpit", "--port", str(cockpit_port)]}
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("MOMENTO_")},
+            "MOMENTO_LAKE": str(lake),
+            "MOMENTO_SERVICE_URL": service_url,
+            "MOMENTO_COCKPIT_PORT": str(cockpit_port),
+        }
+        commands = {
+            "service": [*python, "serve", "--port", str(service_port)],
+            "simulator": [*python, "simulate", "--url", service_url, "--rate", "5"],
+            "cockpit": [*python, "cockpit", "--port", str(cockpit_port)],
+        }
         processes: dict[str, subprocess.Popen] = {}
         rss: list[float] = []
         try:
@@ -187,10 +210,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'page':<15} {'refreshes':>9} {'median s':>9} {'p95 s':>7} {'max s':>7} {'exceptions':>10}")
     for name in PAGES:
         seconds = np.array(tally.seconds[name]) if tally.seconds[name] else np.array([np.nan])
-        print(f"{name:<15} {len(tally.seconds[name]):>9} {np.median(seconds):>9.2f} "
-              f"{np.percentile(seconds, 95):>7.2f} {np.max(seconds):>7.2f} {tally.exceptions[name]:>10}")
-    print(f"\ncockpit RSS: {rss[0]:.0f} MB before the viewers, median {np.nanmedian(rss):.0f} MB, "
-          f"max {np.nanmax(rss):.0f} MB ({len(rss)} samples); pages never ready: {len(tally.failures)}")
+        print(
+            f"{name:<15} {len(tally.seconds[name]):>9} {np.median(seconds):>9.2f} "
+            f"{np.percentile(seconds, 95):>7.2f} {np.max(seconds):>7.2f} {tally.exceptions[name]:>10}"
+        )
+    print(
+        f"\ncockpit RSS: {rss[0]:.0f} MB before the viewers, median {np.nanmedian(rss):.0f} MB, "
+        f"max {np.nanmax(rss):.0f} MB ({len(rss)} samples); pages never ready: {len(tally.failures)}"
+    )
     for failure in tally.failures[:10]:
         print("  ", failure)
     ok = not tally.failures and not any(tally.exceptions.values())

@@ -57,9 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         warehouse.close()
         print(f"| lake | rollups | rules | findings | evaluation (median of {args.repeats}) | range |")
         print("|---|---|---|---|---|---|")
-        print(f"| {2_500 if args.quick else args.users or scenario.population.users:,} users, 28 days | "
-              f"{'yes' if args.rollups else 'no'} | {len(monitors.rules)} | {len(findings)} | "
-              f"{statistics.median(seconds):.2f} s | {min(seconds):.2f} to {max(seconds):.2f} s |")
+        print(
+            f"| {2_500 if args.quick else args.users or scenario.population.users:,} users, 28 days | "
+            f"{'yes' if args.rollups else 'no'} | {len(monitors.rules)} | {len(findings)} | "
+            f"{statistics.median(seconds):.2f} s | {min(seconds):.2f} to {max(seconds):.2f} s |"
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return 0

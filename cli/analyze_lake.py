@@ -15,8 +15,7 @@ from momento.scenario import ScenarioError, load_scenario
 from momento.settings import Settings
 
 
-def run_analyze_lake(settings: Settings, choice: EngineChoice, experiment: str | None,
-                     out: TextIO, err: TextIO) -> int:
+def run_analyze_lake(settings: Settings, choice: EngineChoice, experiment: str | None, out: TextIO, err: TextIO) -> int:
     """Print the reduction's JSON; 2 with a message for an unknown experiment, a missing engine or
     an unreadable lake."""
     try:
@@ -25,8 +24,10 @@ def run_analyze_lake(settings: Settings, choice: EngineChoice, experiment: str |
         print(f"momento analyze-lake: {exc}", file=err)
         return 2
     if experiment is not None and experiment not in scenario.experiment_by_id:
-        print(f"momento analyze-lake: unknown experiment {experiment!r} "
-              f"(known: {', '.join(scenario.experiment_by_id)})", file=err)
+        print(
+            f"momento analyze-lake: unknown experiment {experiment!r} (known: {', '.join(scenario.experiment_by_id)})",
+            file=err,
+        )
         return 2
     if not settings.lake.exists():
         print(f"momento analyze-lake: no lake at {settings.lake} (run `momento backfill` first)", file=err)

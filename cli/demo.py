@@ -95,7 +95,10 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     for name, port in (("service", settings.port), ("cockpit", settings.cockpit_port)):
         if not _port_free(settings.host, port):
-            print(f"momento demo: port {port} for the {name} is taken; pass --{'port' if name == 'service' else 'cockpit-port'} N", file=sys.stderr)
+            print(
+                f"momento demo: port {port} for the {name} is taken; pass --{'port' if name == 'service' else 'cockpit-port'} N",
+                file=sys.stderr,
+            )
             return 2
 
     has_history = bool(Warehouse(settings.lake).scalar("SELECT count(*) FROM events"))
@@ -107,12 +110,24 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         from decisioning.simulator.backfill import backfill
         from momento.scenario import load_scenario
 
-        print(f"momento demo: the lake at {settings.lake} is empty; backfilling {args.days} days of history…", flush=True)
-        backfill(settings.lake, load_scenario(settings.scenario), days=args.days, users=args.users, seed=7,
-                 pseudonym_key=settings.pseudonym_key)
+        print(
+            f"momento demo: the lake at {settings.lake} is empty; backfilling {args.days} days of history…", flush=True
+        )
+        backfill(
+            settings.lake,
+            load_scenario(settings.scenario),
+            days=args.days,
+            users=args.users,
+            seed=7,
+            pseudonym_key=settings.pseudonym_key,
+        )
 
-    env = {**os.environ, "MOMENTO_LAKE": str(settings.lake), "MOMENTO_SERVICE_URL": url,
-           "MOMENTO_PSEUDONYM_KEY": settings.pseudonym_key}
+    env = {
+        **os.environ,
+        "MOMENTO_LAKE": str(settings.lake),
+        "MOMENTO_SERVICE_URL": url,
+        "MOMENTO_PSEUDONYM_KEY": settings.pseudonym_key,
+    }
     python = [sys.executable, "-m", "cli.main"]
     children: list[tuple[str, subprocess.Popen]] = []
     try:

@@ -20,10 +20,17 @@ class EngineChoice:
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """Add `--engine` and `--master` to a command."""
-    parser.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
-                        help="where the SQL runs: the embedded DuckDB, or Apache Spark (pip install momento[spark])")
-    parser.add_argument("--master", default="local[2]",
-                        help="Spark master with --engine spark: local[N], spark://host:7077, yarn, k8s://...")
+    parser.add_argument(
+        "--engine",
+        choices=("duckdb", "spark"),
+        default="duckdb",
+        help="where the SQL runs: the embedded DuckDB, or Apache Spark (pip install momento[spark])",
+    )
+    parser.add_argument(
+        "--master",
+        default="local[2]",
+        help="Spark master with --engine spark: local[N], spark://host:7077, yarn, k8s://...",
+    )
 
 
 def choice_of(args: argparse.Namespace) -> EngineChoice:

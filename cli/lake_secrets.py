@@ -39,9 +39,11 @@ def demo_pseudonym_key(lake: Path, configured: str, lake_has_history: bool) -> t
     if path.is_file():
         return path.read_text().strip(), None
     if lake_has_history:
-        return DEV_PSEUDONYM_KEY, (f"the lake at {lake} was written with the public development pseudonym key; "
-                                   "the demo keeps using it there (start on an empty lake, or set "
-                                   "MOMENTO_PSEUDONYM_KEY, for a secret one)")
+        return DEV_PSEUDONYM_KEY, (
+            f"the lake at {lake} was written with the public development pseudonym key; "
+            "the demo keeps using it there (start on an empty lake, or set "
+            "MOMENTO_PSEUDONYM_KEY, for a secret one)"
+        )
     key = secrets.token_urlsafe(32)
     _write_owner_only(path, key)
     return key, None

@@ -50,37 +50,55 @@ def _parser() -> argparse.ArgumentParser:
     rollup.add_argument("--interval", type=float, default=2.0, help="seconds between runs with --follow")
     add_engine_arguments(rollup)
 
-    analyze_lake = sub.add_parser("analyze-lake", help="every experiment's per-arm statistics and analysis, "
-                                                       "reduced from the lake's raw rows, as JSON")
+    analyze_lake = sub.add_parser(
+        "analyze-lake",
+        help="every experiment's per-arm statistics and analysis, reduced from the lake's raw rows, as JSON",
+    )
     analyze_lake.add_argument("--experiment", default=None, help="that experiment alone")
     add_engine_arguments(analyze_lake)
 
     watch = sub.add_parser("watch", help="evaluate the monitors every few seconds: alerts, webhook, arm pauses")
-    watch.add_argument("--interval", type=float, default=None, help="seconds between evaluations (default: the "
-                                                                    "monitors file's interval_s)")
-    watch.add_argument("--monitors", type=Path, default=None, help="the monitors file (default: monitors.toml "
-                                                                   "next to the scenario)")
-    watch.add_argument("--metrics-port", type=int, default=8002, help="loopback port of the watcher's /metrics "
-                                                                      "(0: none)")
+    watch.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        help="seconds between evaluations (default: the monitors file's interval_s)",
+    )
+    watch.add_argument(
+        "--monitors", type=Path, default=None, help="the monitors file (default: monitors.toml next to the scenario)"
+    )
+    watch.add_argument(
+        "--metrics-port", type=int, default=8002, help="loopback port of the watcher's /metrics (0: none)"
+    )
 
     cockpit = sub.add_parser("cockpit", help="run the Streamlit cockpit")
     cockpit.add_argument("--port", type=int, default=None)
 
     analyze = sub.add_parser("analyze", help="the statistics engine over aggregated numbers (JSON in, JSON out)")
-    analyze.add_argument("--jsonl", action="store_true",
-                         help="one request per line in, one answer per line out (exit 2 if any line was invalid)")
+    analyze.add_argument(
+        "--jsonl",
+        action="store_true",
+        help="one request per line in, one answer per line out (exit 2 if any line was invalid)",
+    )
 
     sql = sub.add_parser("sql", help="how the cockpit computes a metric: its definition, its SQL, the method")
     sql.add_argument("metric", help="a metric of the KPI catalogue (momento/kpis.py), e.g. arpu or latency_p50_p95_p99")
     sql.add_argument("--experiment", default=None, help="that experiment's statistics of the metric alone")
-    sql.add_argument("--page", default=None, help="the cockpit page whose panel to show (default: the first that "
-                                                  "shows the metric): executive, journeys, experiments, "
-                                                  "engine_health, governance, policy_lab")
+    sql.add_argument(
+        "--page",
+        default=None,
+        help="the cockpit page whose panel to show (default: the first that "
+        "shows the metric): executive, journeys, experiments, "
+        "engine_health, governance, policy_lab",
+    )
 
     importing = sub.add_parser("import", help="load another system's logs into the lake")
     kinds = importing.add_subparsers(dest="kind", required=True)
-    bandit = kinds.add_parser("bandit-log", help="logged bandit feedback in the Open Bandit Dataset layout (CSV or "
-                                                 "Parquet) as decisions, exposures and clicks, for the Policy lab")
+    bandit = kinds.add_parser(
+        "bandit-log",
+        help="logged bandit feedback in the Open Bandit Dataset layout (CSV or "
+        "Parquet) as decisions, exposures and clicks, for the Policy lab",
+    )
     bandit.add_argument("file", type=Path)
     bandit.add_argument("--campaign", required=True, help="the experience the decisions are logged under")
     bandit.add_argument("--policy", required=True, help="the name of the policy that logged them")
@@ -129,7 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         from metrics.analyze import main_jsonl
 
         # typeshed types the buffer as BinaryIO; it is a buffered reader (with read1)
-        return main_jsonl(cast(io.BufferedIOBase, sys.stdin.buffer), sys.stdout) if args.jsonl else analyze(sys.stdin, sys.stdout)
+        return (
+            main_jsonl(cast(io.BufferedIOBase, sys.stdin.buffer), sys.stdout)
+            if args.jsonl
+            else analyze(sys.stdin, sys.stdout)
+        )
     if args.command == "bench":
         return _run_bench(args.name, args.args)
     if args.command == "sql":
@@ -148,8 +170,12 @@ def main(argv: list[str] | None = None) -> int:
         from decisioning.simulator.live import run_live
 
         return run_live(
-            settings, url=args.url or settings.service_url, rate=args.rate,
-            duration=args.duration, seed=args.seed, incidents=args.incident,
+            settings,
+            url=args.url or settings.service_url,
+            rate=args.rate,
+            duration=args.duration,
+            seed=args.seed,
+            incidents=args.incident,
         )
     if args.command == "backfill":
         from decisioning.simulator.backfill import run_backfill

@@ -51,9 +51,19 @@ def wait_until_healthy(url: str, process: subprocess.Popen | None = None, timeou
 def cockpit_command(host: str, port: int) -> list[str]:
     """The command line that serves the cockpit on `host`:`port`."""
     return [
-        sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"),
-        "--server.port", str(port), "--server.headless", "true",
-        "--server.address", host, "--browser.gatherUsageStats", "false",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(PROJECT_ROOT / "app.py"),
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--server.address",
+        host,
+        "--browser.gatherUsageStats",
+        "false",
     ]
 
 
@@ -63,8 +73,10 @@ def cockpit_refusal(settings: Settings) -> str | None:
     needs the secret the proxy sends."""
     if is_loopback(settings.cockpit_host) or settings.cockpit_proxy_secret:
         return None
-    return (f"refusing to serve the cockpit on {settings.cockpit_host} without MOMENTO_COCKPIT_PROXY_SECRET: off "
-            "loopback it needs a login, the user name set by a reverse proxy along with this shared secret")
+    return (
+        f"refusing to serve the cockpit on {settings.cockpit_host} without MOMENTO_COCKPIT_PROXY_SECRET: off "
+        "loopback it needs a login, the user name set by a reverse proxy along with this shared secret"
+    )
 
 
 def become(command: list[str]) -> NoReturn:

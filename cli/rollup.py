@@ -22,8 +22,9 @@ from momento.settings import Settings
 
 def run_rollup(settings: Settings, follow: bool, interval: float, choice: EngineChoice = EngineChoice()) -> int:
     """Run the rollup job on `settings.lake`, folding on the chosen engine; returns the exit code."""
-    logging.basicConfig(level=logging.INFO if follow else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if follow else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         pre_days = load_scenario(settings.scenario).business.pre_period_days
     except ScenarioError as exc:
@@ -39,9 +40,12 @@ def run_rollup(settings: Settings, follow: bool, interval: float, choice: Engine
         except EngineUnavailable as exc:
             print(f"momento rollup: {exc}", file=sys.stderr)
             return 2
-        print(f"momento rollup: {report.kind} run {report.run_id}: {report.rows_folded:,} rows, "
-              f"{report.users:,} users in {report.seconds:.2f} s")
+        print(
+            f"momento rollup: {report.kind} run {report.run_id}: {report.rows_folded:,} rows, "
+            f"{report.users:,} users in {report.seconds:.2f} s"
+        )
         return 0
+
     def leave(signum: int, frame: object) -> None:
         raise SystemExit(0)
 

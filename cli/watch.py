@@ -119,9 +119,12 @@ def run_watch(settings: Settings, monitors_file: Path | None, interval: float | 
         start_http_server(metrics_port, addr="127.0.0.1", registry=telemetry.registry)
     watch = Watch(settings, scenario, monitors, telemetry)
     every = interval or monitors.interval_s
-    print(f"momento watch: {len(monitors.rules)} rules on {settings.lake} every {every:g} s"
-          + (f", metrics on http://127.0.0.1:{metrics_port}/metrics" if metrics_port else ""),
-          file=sys.stderr, flush=True)
+    print(
+        f"momento watch: {len(monitors.rules)} rules on {settings.lake} every {every:g} s"
+        + (f", metrics on http://127.0.0.1:{metrics_port}/metrics" if metrics_port else ""),
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         watch.run(every, stop)
     finally:

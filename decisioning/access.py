@@ -64,17 +64,21 @@ def insecure_settings(settings: Settings, host: str) -> list[str]:
         return []
     problems = []
     if not settings.api_token:
-        problems.append("MOMENTO_API_TOKEN (the server key) is not set: off loopback, ingestion, identify and "
-                        "erasure need it")
+        problems.append(
+            "MOMENTO_API_TOKEN (the server key) is not set: off loopback, ingestion, identify and erasure need it"
+        )
     if not settings.site_key:
         problems.append("MOMENTO_SITE_KEY is not set: off loopback, decisions need it (or the server key)")
     elif settings.site_key == settings.api_token:
-        problems.append("MOMENTO_SITE_KEY equals MOMENTO_API_TOKEN: the site key may sit in a web page, the "
-                        "server key must not")
+        problems.append(
+            "MOMENTO_SITE_KEY equals MOMENTO_API_TOKEN: the site key may sit in a web page, the server key must not"
+        )
     if settings.pseudonym_key == DEV_PSEUDONYM_KEY:
-        problems.append("MOMENTO_PSEUDONYM_KEY is not set: the development key is public, and ids hashed with a "
-                        "known key can be guessed back (set a long random secret, e.g. "
-                        "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+        problems.append(
+            "MOMENTO_PSEUDONYM_KEY is not set: the development key is public, and ids hashed with a "
+            "known key can be guessed back (set a long random secret, e.g. "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+        )
     return problems
 
 
@@ -90,8 +94,11 @@ class Access:
         self.allow_drills = settings.allow_drills
         self._server = _bearer(settings.api_token)
         self._site = _bearer(settings.site_key)
-        self.limiter = (RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst,
-                                    settings.rate_limit_clients) if settings.rate_limit_per_second > 0 else None)
+        self.limiter = (
+            RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst, settings.rate_limit_clients)
+            if settings.rate_limit_per_second > 0
+            else None
+        )
 
     def identify(self, authorization: str | None, address: str) -> Caller:
         """The caller of a request with this `Authorization` header from this address."""
@@ -110,17 +117,27 @@ class Access:
         site key where the server key is needed."""
         caller = self.identify(authorization, address)
         if self.limiter is not None and (wait := self.limiter.wait(caller.client)):
-            raise RateLimitedError(f"too many requests from this client; at most {self.limiter.per_second:g} a second "
-                              f"(bursts of {self.limiter.burst:g})", wait)
+            raise RateLimitedError(
+                f"too many requests from this client; at most {self.limiter.per_second:g} a second "
+                f"(bursts of {self.limiter.burst:g})",
+                wait,
+            )
         if caller.role >= needs:
             return caller
         if caller.role is Role.SITE:
-            raise ForbiddenError("the site key may only ask for decisions; this needs the server key "
-                            "(MOMENTO_API_TOKEN)", "Authorization")
-        wanted = ("'Authorization: Bearer <MOMENTO_API_TOKEN>'" if needs is Role.SERVER
-                  else "'Authorization: Bearer <MOMENTO_SITE_KEY>' (or the server key)")
+            raise ForbiddenError(
+                "the site key may only ask for decisions; this needs the server key (MOMENTO_API_TOKEN)",
+                "Authorization",
+            )
+        wanted = (
+            "'Authorization: Bearer <MOMENTO_API_TOKEN>'"
+            if needs is Role.SERVER
+            else "'Authorization: Bearer <MOMENTO_SITE_KEY>' (or the server key)"
+        )
         if caller.unknown_credential:
-            raise UnauthorisedError(f"the credential is not one this service knows; this needs {wanted}", "Authorization")
+            raise UnauthorisedError(
+                f"the credential is not one this service knows; this needs {wanted}", "Authorization"
+            )
         raise UnauthorisedError(f"this needs {wanted}", "Authorization")
 
     def check_drills(self, caller: Caller, incidents: Sequence[str]) -> None:

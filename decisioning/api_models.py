@@ -17,8 +17,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from momento.codes import Channel
 
 EventType = Literal[
-    "page_view", "click", "add_to_cart", "purchase", "return", "email_open", "email_click",
-    "push_open", "nps_response", "consent_change", "opt_out",
+    "page_view",
+    "click",
+    "add_to_cart",
+    "purchase",
+    "return",
+    "email_open",
+    "email_click",
+    "push_open",
+    "nps_response",
+    "consent_change",
+    "opt_out",
 ]
 Incident = Literal["latency_spike", "model_outage", "error_burst"]
 Id = Annotated[str, Field(min_length=1, max_length=128)]
@@ -63,17 +72,22 @@ class DecideRequest(_Visitor):
     channel: Channel
     device: Label | None = None
     consent: bool = Field(default=False, description="consent to personalise; absent means no")
-    page: Annotated[str, Field(max_length=512)] | None = Field(default=None, description="informational; no model reads it yet")
+    page: Annotated[str, Field(max_length=512)] | None = Field(
+        default=None, description="informational; no model reads it yet"
+    )
     category: Label | None = None
     referrer: Annotated[str, Field(max_length=2048)] | None = None
     cart_value: Annotated[float, Field(ge=0, le=1e7, allow_inf_nan=False)] | None = None
     pages_viewed: Annotated[int, Field(ge=0, le=100_000)] | None = None
     price_sensitivity: Literal["low", "medium", "high"] | None = None
-    in_stock: bool | None = Field(default=None, description="false: the item this placement would promote is out of stock")
+    in_stock: bool | None = Field(
+        default=None, description="false: the item this placement would promote is out of stock"
+    )
     segment: Literal["new", "returning"] | None = None
     region: Label | None = None
-    incidents: list[Incident] = Field(default_factory=list, max_length=3,
-                                      description="fault injection for incident drills (see the service docs)")
+    incidents: list[Incident] = Field(
+        default_factory=list, max_length=3, description="fault injection for incident drills (see the service docs)"
+    )
 
     @model_validator(mode="after")
     def _one_way_to_name_placements(self) -> DecideRequest:

@@ -153,11 +153,33 @@ class _Request:
     out (the stored features, whether the visitor bought today, the policy's features and
     answer), for the steps after them."""
 
-    __slots__ = ("answer", "arm", "bought_today", "ctx", "d", "experience", "incidents", "now", "paused", "placement",
-                 "started", "stored", "x")
+    __slots__ = (
+        "answer",
+        "arm",
+        "bought_today",
+        "ctx",
+        "d",
+        "experience",
+        "incidents",
+        "now",
+        "paused",
+        "placement",
+        "started",
+        "stored",
+        "x",
+    )
 
-    def __init__(self, d: Decision, ctx: Context, now: float, placement: Placement, experience: Experience,
-                 arm: Arm | None, incidents: Collection[str], paused: bool) -> None:
+    def __init__(
+        self,
+        d: Decision,
+        ctx: Context,
+        now: float,
+        placement: Placement,
+        experience: Experience,
+        arm: Arm | None,
+        incidents: Collection[str],
+        paused: bool,
+    ) -> None:
         self.d, self.ctx, self.now, self.placement, self.experience = d, ctx, now, placement, experience
         self.paused = paused  # the unit's own arm is paused: `arm` is the control arm it is served as
         self.arm = cast(Arm, arm)  # None only in a decision that stops before a step reads the arm
@@ -242,14 +264,19 @@ class Engine:
                     self.policies[(experience.id, arm.policy)] = make_policy(experience, rng, arm.policy)
         # per experience, the variants a decision may show: row 0 for everyone, row 1 for a
         # customer who bought today
-        self._eligible = {x.id: gov.eligible_variants(x, [False, True], scenario.governance) for x in scenario.experiences}
+        self._eligible = {
+            x.id: gov.eligible_variants(x, [False, True], scenario.governance) for x in scenario.experiences
+        }
         self._warm_up()
         self._arms = {x.id: {arm.name: arm for arm in x.arms} for x in scenario.experiments}
         self._splits = {x.id: ArmSplit.of(x) for x in scenario.experiments}
-        self._controls = {x.id: control.name for x in scenario.experiments
-                          if (control := control_arm(x, scenario.experience_by_id[x.experience])) is not None}
+        self._controls = {
+            x.id: control.name
+            for x in scenario.experiments
+            if (control := control_arm(x, scenario.experience_by_id[x.experience])) is not None
+        }
         self._paused_arms: dict[str, frozenset[str]] = {}
-        self._tests = flow.bind({s.name: getattr(self, f"_{s.name}") for s in flow.STEPS[:flow.POLICY_STEP]})
+        self._tests = flow.bind({s.name: getattr(self, f"_{s.name}") for s in flow.STEPS[: flow.POLICY_STEP]})
         self._memos: OrderedDict[str, tuple[Any, ...]] = OrderedDict()  # decision id -> the fields of a _Memo
         self._memo_lock = threading.Lock()
         self._learning: dict[tuple[str, str], _Learning] = {}
@@ -301,13 +328,31 @@ class Engine:
         now = time.time() if ctx.now is None else ctx.now
         arm, paused = self._arm(ctx.unit, experiment)
         decision = Decision(
-            decision_id=self._new_id(), ts=datetime.fromtimestamp(now, tz=UTC), user_id=ctx.unit,
-            session_id=ctx.session_id, journey=placement.journey, placement=placement.id, channel=ctx.channel,
-            experience_id=experience.id, experiment_id=experiment.id if experiment else None,
+            decision_id=self._new_id(),
+            ts=datetime.fromtimestamp(now, tz=UTC),
+            user_id=ctx.unit,
+            session_id=ctx.session_id,
+            journey=placement.journey,
+            placement=placement.id,
+            channel=ctx.channel,
+            experience_id=experience.id,
+            experiment_id=experiment.id if experiment else None,
             arm=arm,
-            variant=experience.default_variant, policy="default", model_version=None, propensity=1.0, score=None,
-            reasons=[], fallback=False, fallback_reason=None, consent=ctx.consent, latency_us=0, status="ok",
-            error_code=None, device=ctx.device, segment=ctx.segment, region=ctx.region,
+            variant=experience.default_variant,
+            policy="default",
+            model_version=None,
+            propensity=1.0,
+            score=None,
+            reasons=[],
+            fallback=False,
+            fallback_reason=None,
+            consent=ctx.consent,
+            latency_us=0,
+            status="ok",
+            error_code=None,
+            device=ctx.device,
+            segment=ctx.segment,
+            region=ctx.region,
             action_probabilities=_point_mass(experience.variants, experience.default_variant),
         )
         choice = None
@@ -319,8 +364,14 @@ class Engine:
         decision.latency_us = int((time.perf_counter() - started) * 1e6)
         self._remember(decision, now, choice)
         self.store.observe_context(
-            ctx.unit, ctx.session_id, now, device=ctx.device, referrer=_referrer(ctx.referrer),
-            cart_value=ctx.cart_value, category=ctx.category, price_sensitivity=ctx.price_sensitivity,
+            ctx.unit,
+            ctx.session_id,
+            now,
+            device=ctx.device,
+            referrer=_referrer(ctx.referrer),
+            cart_value=ctx.cart_value,
+            category=ctx.category,
+            price_sensitivity=ctx.price_sensitivity,
         )
         return decision
 
@@ -351,8 +402,15 @@ class Engine:
         self._paused_arms = {key: value for key, value in paused.items() if value}
 
     def _decide(
-        self, d: Decision, ctx: Context, now: float, placement: Placement, experience: Experience,
-        experiment: Experiment | None, incidents: Collection[str], paused: bool,
+        self,
+        d: Decision,
+        ctx: Context,
+        now: float,
+        placement: Placement,
+        experience: Experience,
+        experiment: Experiment | None,
+        incidents: Collection[str],
+        paused: bool,
     ) -> _Choice | None:
         d.consent = ctx.consent and not self.store.consent_withdrawn(ctx.unit)
         arm = None if experiment is None or d.arm in (HOLDOUT, INACTIVE) else self._arms[experiment.id][d.arm]
@@ -453,8 +511,9 @@ class Engine:
             probabilities = policy.probabilities(q.x, eligible)
             index, propensity = choose(probabilities, self._rng())
             chosen = int(index[0])
-            q.answer = _Answer(probabilities[0], chosen, float(propensity[0]),
-                               float(policy.scores(q.x)[0, chosen]), version)
+            q.answer = _Answer(
+                probabilities[0], chosen, float(propensity[0]), float(policy.scores(q.x)[0, chosen]), version
+            )
         except ModelUnavailable:
             return True
         except Exception:
@@ -469,8 +528,12 @@ class Engine:
 
     def _features(self, ctx: Context, stored: dict[str, Any], hour: float, incidents: Collection[str]) -> np.ndarray:
         live = {
-            "device": ctx.device, "referrer": _referrer(ctx.referrer), "cart_value": ctx.cart_value,
-            "category": ctx.category, "price_sensitivity": ctx.price_sensitivity, "pages_viewed": ctx.pages_viewed,
+            "device": ctx.device,
+            "referrer": _referrer(ctx.referrer),
+            "cart_value": ctx.cart_value,
+            "category": ctx.category,
+            "price_sensitivity": ctx.price_sensitivity,
+            "pages_viewed": ctx.pages_viewed,
         }
         row = {**stored, **{key: value for key, value in live.items() if value is not None}}
         row["hour"] = hour
@@ -479,7 +542,13 @@ class Engine:
         return encode([row])
 
     def _fall_back(self, d: Decision, experience: Experience, code: Code, error: bool = False) -> None:
-        d.variant, d.policy, d.model_version, d.propensity, d.score = experience.default_variant, "default", None, 1.0, None
+        d.variant, d.policy, d.model_version, d.propensity, d.score = (
+            experience.default_variant,
+            "default",
+            None,
+            1.0,
+            None,
+        )
         d.action_probabilities = _point_mass(experience.variants, d.variant)
         d.context = d.context_version = None
         d.reasons.append(code)
@@ -490,8 +559,19 @@ class Engine:
     # -- memos, outcomes and learning -------------------------------------------------------
 
     def _remember(self, d: Decision, now: float, choice: _Choice | None) -> None:
-        memo = tuple(_Memo(d.user_id, d.session_id, d.placement, d.channel, d.experiment_id, d.arm, d.variant, now,
-                           *(choice or _NO_CHOICE)))
+        memo = tuple(
+            _Memo(
+                d.user_id,
+                d.session_id,
+                d.placement,
+                d.channel,
+                d.experiment_id,
+                d.arm,
+                d.variant,
+                now,
+                *(choice or _NO_CHOICE),
+            )
+        )
         expired: list[tuple[Any, ...]] = []
         with self._memo_lock:
             self._memos[d.decision_id] = memo

@@ -96,7 +96,9 @@ def _encode(numeric: np.ndarray, labels: Mapping[str, list[Any]]) -> np.ndarray:
     X[:, 4:7] = device[:, None] == _DEVICE_RANGE
     X[:, 7] = values[:, 4] > 0
     X[:, 8] = [_sensitivity(value) for value in labels["price_sensitivity"]]
-    X[:, 9] = [current is not None and current == last for last, current in zip(labels["last_category"], labels["category"])]
+    X[:, 9] = [
+        current is not None and current == last for last, current in zip(labels["last_category"], labels["category"])
+    ]
     referrer = np.array([_REFERRER_CODE.get(value, -1) for value in labels["referrer"]])
     X[:, 10:14] = referrer[:, None] == _REFERRER_RANGE
     angle = values[:, 5] * (2 * math.pi / 24)
@@ -117,7 +119,9 @@ def encode_columns(columns: Mapping[str, Any], n: int) -> np.ndarray:
 def encode(rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
     """Encode feature rows (mappings with keys of `ROW_KEYS`) to an (n, d) float matrix."""
     numeric = np.array([[row.get(key) for key in _NUMERIC_KEYS] for row in rows], dtype=np.float64)
-    return _encode(numeric.reshape(len(rows), len(_NUMERIC_KEYS)), {key: [row.get(key) for row in rows] for key in _LABEL_KEYS})
+    return _encode(
+        numeric.reshape(len(rows), len(_NUMERIC_KEYS)), {key: [row.get(key) for row in rows] for key in _LABEL_KEYS}
+    )
 
 
 # -- the live store ---------------------------------------------------------------------------
@@ -126,15 +130,36 @@ _NONE = -1  # the label code of "no value"
 _RARE = -2  # a label past the interning table's capacity, kept in the store's `_rare` dict
 _NO_DAY = -(2**63)
 _USER_FIELDS = {  # column -> array type code; a row per user, the current session's state included
-    "touched": "d", "last_visit": "d", "sessions_seen": "q", "last_category": "i", "price_sensitivity": "i",
-    "last_email_open": "d", "purchase_day": "q",
+    "touched": "d",
+    "last_visit": "d",
+    "sessions_seen": "q",
+    "last_category": "i",
+    "price_sensitivity": "i",
+    "last_email_open": "d",
+    "purchase_day": "q",
     "session": "q",  # hash of the current session id (0: none); its state follows
-    "session_touched": "d", "pages_viewed": "q", "cart_value": "d", "device": "i", "referrer": "i",
+    "session_touched": "d",
+    "pages_viewed": "q",
+    "cart_value": "d",
+    "device": "i",
+    "referrer": "i",
 }
 _LABEL_FIELDS = ("last_category", "price_sensitivity", "device", "referrer")
-_EMPTY_USER = {"touched": math.nan, "last_visit": math.nan, "sessions_seen": 0, "last_category": _NONE,
-               "price_sensitivity": _NONE, "last_email_open": math.nan, "purchase_day": _NO_DAY, "session": 0,
-               "session_touched": math.nan, "pages_viewed": 0, "cart_value": 0.0, "device": _NONE, "referrer": _NONE}
+_EMPTY_USER = {
+    "touched": math.nan,
+    "last_visit": math.nan,
+    "sessions_seen": 0,
+    "last_category": _NONE,
+    "price_sensitivity": _NONE,
+    "last_email_open": math.nan,
+    "purchase_day": _NO_DAY,
+    "session": 0,
+    "session_touched": math.nan,
+    "pages_viewed": 0,
+    "cart_value": 0.0,
+    "device": _NONE,
+    "referrer": _NONE,
+}
 
 # A session that is not a user's current one (a second tab or device, or an identified visitor's
 # anonymous session): (touched, pages viewed, cart value, device, referrer), kept in a dict.
@@ -265,8 +290,13 @@ class FeatureStore:
 
     def _current_session(self, slot: int) -> _Session:
         c = self._columns
-        return (c["session_touched"][slot], c["pages_viewed"][slot], c["cart_value"][slot],
-                self._label("device", slot), self._label("referrer", slot))
+        return (
+            c["session_touched"][slot],
+            c["pages_viewed"][slot],
+            c["cart_value"][slot],
+            self._label("device", slot),
+            self._label("referrer", slot),
+        )
 
     def _load_session(self, slot: int, session: _Session) -> None:
         c = self._columns
@@ -345,8 +375,15 @@ class FeatureStore:
     # -- the interface ---------------------------------------------------------------------
 
     def observe_context(
-        self, unit: str, session_id: str | None, now: float, *, device: str | None = None,
-        referrer: str | None = None, cart_value: float | None = None, category: str | None = None,
+        self,
+        unit: str,
+        session_id: str | None,
+        now: float,
+        *,
+        device: str | None = None,
+        referrer: str | None = None,
+        cart_value: float | None = None,
+        category: str | None = None,
         price_sensitivity: str | None = None,
     ) -> None:
         """Record what a decide request tells about the visitor (newest value wins)."""
@@ -366,8 +403,15 @@ class FeatureStore:
                     self._columns["cart_value"][slot] = cart_value
 
     def observe_event(
-        self, unit: str, session_id: str | None, event_type: str, ts: float, *,
-        category: str | None = None, revenue: float | None = None, consent: bool | None = None,
+        self,
+        unit: str,
+        session_id: str | None,
+        event_type: str,
+        ts: float,
+        *,
+        category: str | None = None,
+        revenue: float | None = None,
+        consent: bool | None = None,
     ) -> None:
         """Apply one ingested event to the live state (synchronously, before the next decision)."""
         key = compact_unit(unit)
@@ -443,8 +487,9 @@ class FeatureStore:
             self._drop(anonymous)
             slot, _ = self._touch(customer, None, now)
             self._set_label("last_category", slot, anon_labels["last_category"] or self._label("last_category", slot))
-            self._set_label("price_sensitivity", slot,
-                            self._label("price_sensitivity", slot) or anon_labels["price_sensitivity"])
+            self._set_label(
+                "price_sensitivity", slot, self._label("price_sensitivity", slot) or anon_labels["price_sensitivity"]
+            )
             c["last_email_open"][slot] = _later(c["last_email_open"][slot], anon["last_email_open"])
             c["purchase_day"][slot] = max(c["purchase_day"][slot], anon["purchase_day"])
             c["sessions_seen"][slot] = max(c["sessions_seen"][slot], anon["sessions_seen"])

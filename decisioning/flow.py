@@ -90,8 +90,9 @@ FALLBACKS: frozenset[Code] = frozenset(step.code for step in STEPS if step.fallb
 """Codes logged with fallback = true: the default was forced."""
 
 FALLBACKS_AFTER_CAPS: tuple[Code, ...] = tuple(
-    step.code for step in STEPS[CAP_STEP + 1:]
-    if step.fallback and step.code is not None and step.code not in {s.code for s in STEPS[:CAP_STEP + 1]}
+    step.code
+    for step in STEPS[CAP_STEP + 1 :]
+    if step.fallback and step.code is not None and step.code not in {s.code for s in STEPS[: CAP_STEP + 1]}
 )
 """Fallbacks only a decision that took a frequency cap ends in (the cap passed, then the policy
 failed). A code that also comes before the cap (a feature-store error) is not one of them."""

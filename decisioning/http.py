@@ -108,8 +108,9 @@ _REFUSALS: dict[type[ServiceError], tuple[int, str]] = {
 """Each kind of refusal's status code and error name (the `error` of the body)."""
 
 
-def _error(status: int, error: str, reason: str, field: str | None = None,
-           headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(
+    status: int, error: str, reason: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse({"error": error, "reason": reason, "field": field}, status_code=status, headers=headers)
 
 
@@ -221,8 +222,6 @@ def _json(model: BaseModel) -> Response:
     return Response(model.model_dump_json(), media_type="application/json")
 
 
-
-
 def create_app(
     settings: Settings,
     writer: LakeWriter | None = None,
@@ -244,8 +243,16 @@ def create_app(
     100-180 ms (measured), and the frozen objects are never scanned again (for a process that
     serves only this app: `decisioning.runner`)."""
     access = Access(settings, host or settings.host)  # first: a service off loopback without its secrets stops here
-    service = Service(settings, writer, scenario, faults=faults, incidents=incidents,
-                      flush_delay_seconds=flush_delay_seconds, seed=seed, attribution_seconds=attribution_seconds)
+    service = Service(
+        settings,
+        writer,
+        scenario,
+        faults=faults,
+        incidents=incidents,
+        flush_delay_seconds=flush_delay_seconds,
+        seed=seed,
+        attribution_seconds=attribution_seconds,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -258,8 +265,14 @@ def create_app(
         finally:
             await run_in_threadpool(service.stop)
 
-    app = FastAPI(title="Momento decisioning service", version="1.0", lifespan=lifespan, description=DESCRIPTION,
-                  responses=_ERROR_RESPONSES, telemetry={"tracing": False, "metrics": False, "logs": False})
+    app = FastAPI(
+        title="Momento decisioning service",
+        version="1.0",
+        lifespan=lifespan,
+        description=DESCRIPTION,
+        responses=_ERROR_RESPONSES,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.service = service
     app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
 
@@ -285,8 +298,13 @@ def create_app(
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         service.telemetry.unexpected.labels(request.url.path).inc()
-        return _error(503, "unavailable", "the service could not complete this request; retry shortly", None,
-                      {"Retry-After": RETRY_AFTER_SECONDS})
+        return _error(
+            503,
+            "unavailable",
+            "the service could not complete this request; retry shortly",
+            None,
+            {"Retry-After": RETRY_AFTER_SECONDS},
+        )
 
     def guard(needs: Role, endpoint: str) -> Callable[[Request], Awaitable[Caller]]:
         """The check before `endpoint`: the caller's credential gives it `needs`, and its client
@@ -301,7 +319,9 @@ def create_app(
 
         return admitted
 
-    async def ingest(handler: Callable[[Any, str | None], Accepted], body: Any, items: int, wait: str | None) -> Accepted:
+    async def ingest(
+        handler: Callable[[Any, str | None], Accepted], body: Any, items: int, wait: str | None
+    ) -> Accepted:
         """A small batch is stored on the event loop: a worker thread would hold the interpreter
         lock for as long while decisions wait for it in 5 ms switches. A large one (~60 us an
         event), and `?wait=durable` (which waits for the flush), go to a worker thread, so the
@@ -333,20 +353,31 @@ def create_app(
         """What users actually saw (fields left out come from the decision)."""
         return _json(await ingest(service.exposures, body, len(body.exposures), wait))
 
-    for path, endpoint, response_model, tag in (("/v1/decide", decide, DecideResponse, "decisions"),
-                                                ("/v1/events", events, Accepted, "ingestion"),
-                                                ("/v1/exposures", exposures, Accepted, "ingestion")):
-        app.router.add_api_route(path, endpoint, methods=["POST"], response_model=response_model, tags=[tag],
-                                 route_class_override=LeanRoute)
+    for path, endpoint, response_model, tag in (
+        ("/v1/decide", decide, DecideResponse, "decisions"),
+        ("/v1/events", events, Accepted, "ingestion"),
+        ("/v1/exposures", exposures, Accepted, "ingestion"),
+    ):
+        app.router.add_api_route(
+            path, endpoint, methods=["POST"], response_model=response_model, tags=[tag], route_class_override=LeanRoute
+        )
 
-    @app.post("/v1/identify", response_model=Accepted, tags=["ingestion"],
-              dependencies=[Depends(guard(Role.SERVER, "identify"))])
+    @app.post(
+        "/v1/identify",
+        response_model=Accepted,
+        tags=["ingestion"],
+        dependencies=[Depends(guard(Role.SERVER, "identify"))],
+    )
     def identify(body: IdentifyRequest) -> Accepted:
         """Link an anonymous id to a customer id (one profile from now on)."""
         return service.identify(body)
 
-    @app.delete("/v1/users/{user_id}", response_model=Erased, tags=["privacy"],
-                dependencies=[Depends(guard(Role.SERVER, "erase"))])
+    @app.delete(
+        "/v1/users/{user_id}",
+        response_model=Erased,
+        tags=["privacy"],
+        dependencies=[Depends(guard(Role.SERVER, "erase"))],
+    )
     def erase(user_id: str, requested_by: str | None = Query(default=None, max_length=128)) -> Erased:
         """Right to erasure: live features, caps, links and every lake row of the customer."""
         return service.erase(user_id, requested_by)
@@ -354,18 +385,28 @@ def create_app(
     def pause_route(pause: bool) -> Callable[..., PauseState]:
         pause_caller = Depends(guard(Role.SERVER, "pause"))
 
-        def change(experiment_id: str, arm: str, body: PauseRequest | None = None,
-                   caller: Caller = pause_caller) -> PauseState:
+        def change(
+            experiment_id: str, arm: str, body: PauseRequest | None = None, caller: Caller = pause_caller
+        ) -> PauseState:
             return service.set_pause(experiment_id, arm, pause, body or PauseRequest(), caller.client)
 
-        change.__doc__ = ("Pause an arm: its units are served as the control arm (reason `paused_by_guardrail`), "
-                          "audited in `arm_pauses`, kept across restarts." if pause else
-                          "Resume a paused arm: its units get their own arm again (audited).")
+        change.__doc__ = (
+            "Pause an arm: its units are served as the control arm (reason `paused_by_guardrail`), "
+            "audited in `arm_pauses`, kept across restarts."
+            if pause
+            else "Resume a paused arm: its units get their own arm again (audited)."
+        )
         return change
 
     for action, pause in (("pause", True), ("resume", False)):
-        app.add_api_route(f"/v1/experiments/{{experiment_id}}/arms/{{arm}}/{action}", pause_route(pause),
-                          methods=["POST"], response_model=PauseState, tags=["safeguards"], name=f"{action}_arm")
+        app.add_api_route(
+            f"/v1/experiments/{{experiment_id}}/arms/{{arm}}/{action}",
+            pause_route(pause),
+            methods=["POST"],
+            response_model=PauseState,
+            tags=["safeguards"],
+            name=f"{action}_arm",
+        )
 
     @app.get("/v1/experiences", tags=["catalogue"], dependencies=[Depends(guard(Role.ANONYMOUS, "experiences"))])
     def experiences() -> dict[str, Any]:

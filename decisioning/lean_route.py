@@ -71,8 +71,9 @@ def _lean_signature(endpoint: Callable[..., Any]) -> tuple[str, type[BaseModel],
         hint = hints.get(parameter.name)
         if isinstance(parameter.default, params.Depends):
             guard = parameter.default.dependency
-            if guard is None or not (inspect.iscoroutinefunction(guard)
-                                     and len(inspect.signature(guard).parameters) == 1):
+            if guard is None or not (
+                inspect.iscoroutinefunction(guard) and len(inspect.signature(guard).parameters) == 1
+            ):
                 raise TypeError(f"{name}: the guard of {parameter.name!r} must be an async function of the request")
             guards.append((parameter.name, cast(Guard, guard)))
         elif inspect.isclass(hint) and issubclass(hint, BaseModel):
@@ -81,5 +82,5 @@ def _lean_signature(endpoint: Callable[..., Any]) -> tuple[str, type[BaseModel],
             raise TypeError(f"{name}: {parameter.name!r} is neither the body, a guard nor has a default")
     if len(bodies) != 1:
         raise TypeError(f"{name}: a lean route's endpoint takes exactly one body model")
-    (body_name, body_model), = bodies
+    ((body_name, body_model),) = bodies
     return body_name, body_model, guards

@@ -52,9 +52,17 @@ def audit_row(experiment_id: str, arm: str, action: str, body: PauseRequest, cli
     """The `arm_pauses` row of one change, made now."""
     actor = body.by or (f"rule:{body.rule}" if body.rule else f"api ({client})")
     evidence = json.dumps(body.evidence, default=str) if body.evidence is not None else None
-    return {"change_id": uuid.uuid4().hex, "ts": datetime.now(UTC), "experiment_id": experiment_id, "arm": arm,
-            "action": action,
-            "actor": actor, "rule": body.rule, "reason": body.reason, "evidence": evidence}
+    return {
+        "change_id": uuid.uuid4().hex,
+        "ts": datetime.now(UTC),
+        "experiment_id": experiment_id,
+        "arm": arm,
+        "action": action,
+        "actor": actor,
+        "rule": body.rule,
+        "reason": body.reason,
+        "evidence": evidence,
+    }
 
 
 def newest_states(rows: Iterable[dict[str, Any]]) -> dict[str, frozenset[str]]:

@@ -204,13 +204,21 @@ class PropensityPolicy:
     name = "propensity"
 
     def __init__(
-        self, k: int, rng: np.random.Generator, *, epsilon: float = PROPENSITY_EPSILON,
-        temperature: float = PROPENSITY_TEMPERATURE, learning_rate: float = PROPENSITY_LEARNING_RATE,
-        l2: float = PROPENSITY_L2, prior_rate: float = PROPENSITY_PRIOR_RATE,
+        self,
+        k: int,
+        rng: np.random.Generator,
+        *,
+        epsilon: float = PROPENSITY_EPSILON,
+        temperature: float = PROPENSITY_TEMPERATURE,
+        learning_rate: float = PROPENSITY_LEARNING_RATE,
+        l2: float = PROPENSITY_L2,
+        prior_rate: float = PROPENSITY_PRIOR_RATE,
     ) -> None:
         self.k, self.epsilon, self.temperature = k, epsilon, temperature
         self.learning_rate, self.l2 = learning_rate, l2
-        self._weights = initial_logistic_weights(k, rng, prior_rate)  # replaced, never modified in place: readers need no lock
+        self._weights = initial_logistic_weights(
+            k, rng, prior_rate
+        )  # replaced, never modified in place: readers need no lock
         self._generation = 0
         self._lock = threading.Lock()
 
@@ -228,14 +236,16 @@ class PropensityPolicy:
 
     def probabilities(self, X: np.ndarray, eligible: np.ndarray) -> np.ndarray:
         _check(X, eligible, self.k)
-        return propensity_probabilities(X @ self._weights.T, eligible, temperature=self.temperature,
-                                        epsilon=self.epsilon)
+        return propensity_probabilities(
+            X @ self._weights.T, eligible, temperature=self.temperature, epsilon=self.epsilon
+        )
 
     def update(self, X: np.ndarray, chosen: np.ndarray, reward: np.ndarray) -> None:
         """One SGD step on the log loss of each chosen variant's model (reward > 0 = converted)."""
         with self._lock:
-            self._weights = logistic_step(self._weights, X, chosen, reward, learning_rate=self.learning_rate,
-                                          l2=self.l2)
+            self._weights = logistic_step(
+                self._weights, X, chosen, reward, learning_rate=self.learning_rate, l2=self.l2
+            )
             self._generation += 1
 
 

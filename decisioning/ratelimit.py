@@ -16,8 +16,9 @@ from collections.abc import Callable
 class RateLimiter:
     """Token buckets per client (a string: its credential's name or its address)."""
 
-    def __init__(self, per_second: float, burst: int, clients: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, per_second: float, burst: int, clients: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if per_second <= 0 or burst < 1 or clients < 1:
             raise ValueError("per_second must be positive, burst and clients at least 1")
         self.per_second, self.burst, self.clients, self.clock = per_second, float(burst), clients, clock

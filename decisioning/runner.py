@@ -35,8 +35,9 @@ def serve(settings: Settings, host: str, port: int) -> int:
         problems = "".join(f"\n  - {problem}" for problem in exc.problems)
         print(f"momento serve: refusing to listen on {host}:{problems}", file=sys.stderr)
         return 2
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5
+    )
     server = uvicorn.Server(config)
 
     def stop(signum: int, frame: FrameType | None) -> None:

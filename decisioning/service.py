@@ -58,8 +58,15 @@ class Service:
     """Everything the endpoints share: scenario, engine, writer, identities, telemetry."""
 
     def __init__(
-        self, settings: Settings, writer: LakeWriter | None, scenario: Scenario | None, *,
-        faults: Faults, incidents: Collection[str], flush_delay_seconds: float | None, seed: int | None,
+        self,
+        settings: Settings,
+        writer: LakeWriter | None,
+        scenario: Scenario | None,
+        *,
+        faults: Faults,
+        incidents: Collection[str],
+        flush_delay_seconds: float | None,
+        seed: int | None,
         attribution_seconds: float,
     ) -> None:
         self.settings = settings
@@ -68,12 +75,21 @@ class Service:
         if flush_delay_seconds is None:
             flush_delay_seconds = settings.flush_delay_seconds
         self.writer = writer or LakeWriter(
-            settings.lake, flush_rows=settings.flush_rows, flush_seconds=settings.flush_seconds,
-            queue_limit=settings.queue_limit, compact_every_seconds=settings.compact_every_seconds,
-            vacuum_retention_hours=settings.vacuum_retention_hours, flush_delay_seconds=flush_delay_seconds,
+            settings.lake,
+            flush_rows=settings.flush_rows,
+            flush_seconds=settings.flush_seconds,
+            queue_limit=settings.queue_limit,
+            compact_every_seconds=settings.compact_every_seconds,
+            vacuum_retention_hours=settings.vacuum_retention_hours,
+            flush_delay_seconds=flush_delay_seconds,
         )
-        self.engine = Engine(self.scenario, budget_ms=settings.decision_budget_ms, faults=faults, seed=seed,
-                             attribution_seconds=attribution_seconds)
+        self.engine = Engine(
+            self.scenario,
+            budget_ms=settings.decision_budget_ms,
+            faults=faults,
+            seed=seed,
+            attribution_seconds=attribution_seconds,
+        )
         self.incidents = frozenset(incidents) | frozenset(settings.incidents)
         self.identities = IdentityMap()
         self.decision_log = DecisionLog(self.writer)
@@ -106,8 +122,11 @@ class Service:
         except Exception:
             log.exception("governance state not recovered from the lake; serving without it")
             return
-        log.info("recovered from the lake: %d identity links, %d consent withdrawals, %d buyers today, "
-                 "%d capped user-channels", *recovered)
+        log.info(
+            "recovered from the lake: %d identity links, %d consent withdrawals, %d buyers today, "
+            "%d capped user-channels",
+            *recovered,
+        )
 
     def _recover_pauses(self) -> None:
         """The arms paused when the service last stopped, back from the audit (`arm_pauses`);
@@ -167,8 +186,9 @@ class Service:
         trouble = self.writer.stats.write_error
         if trouble is not None and endpoint != "decide":
             self.telemetry.backpressure.labels(endpoint).inc()
-            raise BackpressureError(f"the lake cannot be written right now ({trouble}); nothing was stored, "
-                                    "retry shortly")
+            raise BackpressureError(
+                f"the lake cannot be written right now ({trouble}); nothing was stored, retry shortly"
+            )
         reserve = 0 if endpoint == "decide" else int(self.writer.queue_limit * DECISION_RESERVE)
         if not self.decision_log.has_room(rows, reserve):
             raise self.backpressure(endpoint)
@@ -203,10 +223,20 @@ class Service:
         decisions = []
         for placement in placements:
             ctx = Context(
-                unit=unit, placement=placement, channel=body.channel, consent=body.consent,
-                session_id=body.session_id, device=body.device, referrer=body.referrer,
-                category=body.category, cart_value=body.cart_value, price_sensitivity=body.price_sensitivity,
-                pages_viewed=body.pages_viewed, in_stock=body.in_stock, segment=body.segment, region=body.region,
+                unit=unit,
+                placement=placement,
+                channel=body.channel,
+                consent=body.consent,
+                session_id=body.session_id,
+                device=body.device,
+                referrer=body.referrer,
+                category=body.category,
+                cart_value=body.cart_value,
+                price_sensitivity=body.price_sensitivity,
+                pages_viewed=body.pages_viewed,
+                in_stock=body.in_stock,
+                segment=body.segment,
+                region=body.region,
             )
             decisions.append(self.engine.decide(ctx, incidents))
         self.decision_log.add([d.row() for d in decisions])
@@ -223,24 +253,44 @@ class Service:
         for event in body.events:
             unit, anonymous = self.unit(event.user_id, event.anonymous_id)
             memo = self.engine.recall(event.decision_id) if event.decision_id else None
-            rows.append({
-                "event_id": event.event_id, "ts": event.ts or now, "received_at": now, "user_id": unit,
-                "anonymous_id": anonymous, "session_id": event.session_id, "channel": event.channel,
-                "event_type": event.event_type, "placement": event.placement or (memo.placement if memo else None),
-                "decision_id": event.decision_id,
-                "experiment_id": event.experiment_id or (memo.experiment_id if memo else None),
-                "item_id": event.item_id, "category": event.category, "quantity": event.quantity,
-                "revenue": event.revenue, "margin": event.margin, "discount_cost": event.discount_cost,
-                "nps_score": event.nps_score, "consent": event.consent, "device": event.device,
-                "segment": event.segment, "region": event.region,
-                "properties": json.dumps(event.properties) if event.properties is not None else None,
-            })
+            rows.append(
+                {
+                    "event_id": event.event_id,
+                    "ts": event.ts or now,
+                    "received_at": now,
+                    "user_id": unit,
+                    "anonymous_id": anonymous,
+                    "session_id": event.session_id,
+                    "channel": event.channel,
+                    "event_type": event.event_type,
+                    "placement": event.placement or (memo.placement if memo else None),
+                    "decision_id": event.decision_id,
+                    "experiment_id": event.experiment_id or (memo.experiment_id if memo else None),
+                    "item_id": event.item_id,
+                    "category": event.category,
+                    "quantity": event.quantity,
+                    "revenue": event.revenue,
+                    "margin": event.margin,
+                    "discount_cost": event.discount_cost,
+                    "nps_score": event.nps_score,
+                    "consent": event.consent,
+                    "device": event.device,
+                    "segment": event.segment,
+                    "region": event.region,
+                    "properties": json.dumps(event.properties) if event.properties is not None else None,
+                }
+            )
             units.append(unit)
         seq = self.append("events", rows, "events")
         for event, row, unit in zip(body.events, rows, units):
             self.engine.store.observe_event(
-                unit, event.session_id, event.event_type, row["ts"].timestamp(),
-                category=event.category, revenue=event.revenue, consent=event.consent,
+                unit,
+                event.session_id,
+                event.event_type,
+                row["ts"].timestamp(),
+                category=event.category,
+                revenue=event.revenue,
+                consent=event.consent,
             )
             if event.decision_id and self.engine.record_outcome(event.decision_id, event.event_type):
                 self.telemetry.outcomes.inc()
@@ -268,19 +318,24 @@ class Service:
             elif memo is not None:
                 unit = memo.unit
             else:
-                raise InvalidInputError("user_id or anonymous_id is required for a decision this service does not remember",
-                                   f"exposures.{index}.user_id")
+                raise InvalidInputError(
+                    "user_id or anonymous_id is required for a decision this service does not remember",
+                    f"exposures.{index}.user_id",
+                )
             row = {
-                "exposure_id": exposure.exposure_id or exposure.decision_id, "decision_id": exposure.decision_id,
-                "ts": exposure.ts or now, "user_id": unit,
+                "exposure_id": exposure.exposure_id or exposure.decision_id,
+                "decision_id": exposure.decision_id,
+                "ts": exposure.ts or now,
+                "user_id": unit,
                 "session_id": exposure.session_id or (memo.session_id if memo else None),
             }
             for name in ("placement", "experiment_id", "arm", "variant", "channel"):
                 row[name] = getattr(exposure, name) or (getattr(memo, name) if memo else None)
             missing = [name for name in ("placement", "variant", "channel") if row[name] is None]
             if missing:
-                raise InvalidInputError(f"unknown decision_id: send {', '.join(missing)} with it",
-                                   f"exposures.{index}.{missing[0]}")
+                raise InvalidInputError(
+                    f"unknown decision_id: send {', '.join(missing)} with it", f"exposures.{index}.{missing[0]}"
+                )
             rows.append(row)
         seq = self.append("exposures", rows, "exposures")
         self.telemetry.exposures.inc(len(rows))
@@ -324,8 +379,9 @@ class Service:
         linked: list[str] = links.filter(mine).column("anonymous_id").cast(pa.string()).to_pylist()
         return linked
 
-    def set_pause(self, experiment_id: str, arm: str, pause: bool, body: pauses.PauseRequest,
-                  client: str) -> pauses.PauseState:
+    def set_pause(
+        self, experiment_id: str, arm: str, pause: bool, body: pauses.PauseRequest, client: str
+    ) -> pauses.PauseState:
         """Pause or resume `arm` of `experiment_id`: its units are served as the control arm from the
         next decision on; the change is audited in `arm_pauses` and committed before the answer."""
         experiment = self.scenario.experiment_by_id.get(experiment_id)
@@ -334,26 +390,40 @@ class Service:
             raise InvalidInputError(f"unknown experiment {experiment_id!r} (known: {known})", "experiment_id")
         names = [a.name for a in experiment.arms]
         if arm not in names:
-            raise InvalidInputError(f"experiment {experiment_id!r} has no arm {arm!r} (arms: {', '.join(names)})",
-                                    "arm")
+            raise InvalidInputError(
+                f"experiment {experiment_id!r} has no arm {arm!r} (arms: {', '.join(names)})", "arm"
+            )
         control = control_arm(experiment, self.scenario.experience_by_id[experiment.experience])
         if control is None:
-            raise InvalidInputError(f"experiment {experiment_id!r} has no control arm to send paused traffic to",
-                                    "experiment_id")
+            raise InvalidInputError(
+                f"experiment {experiment_id!r} has no control arm to send paused traffic to", "experiment_id"
+            )
         if arm == control.name:
             raise InvalidInputError("the control arm cannot be paused: paused arms' traffic goes to it", "arm")
         with self._pause_lock:
             current = self.engine.paused_arms().get(experiment_id, frozenset())
             if (arm in current) == pause:
-                return pauses.PauseState(experiment_id=experiment_id, arm=arm, paused=pause, changed=False,
-                                         served_as=control.name if pause else None)
+                return pauses.PauseState(
+                    experiment_id=experiment_id,
+                    arm=arm,
+                    paused=pause,
+                    changed=False,
+                    served_as=control.name if pause else None,
+                )
             row = pauses.audit_row(experiment_id, arm, pauses.PAUSE if pause else pauses.RESUME, body, client)
             seq = self.append(pauses.TABLE, [row], "pause")
             self.engine.set_paused(experiment_id, current | {arm} if pause else current - {arm})
-        log.warning("experiment %s: arm %s %s by %s", experiment_id, arm, "paused" if pause else "resumed",
-                    row["actor"])
-        return pauses.PauseState(experiment_id=experiment_id, arm=arm, paused=pause, changed=True,
-                                 served_as=control.name if pause else None, durable=self.durable(seq))
+        log.warning(
+            "experiment %s: arm %s %s by %s", experiment_id, arm, "paused" if pause else "resumed", row["actor"]
+        )
+        return pauses.PauseState(
+            experiment_id=experiment_id,
+            arm=arm,
+            paused=pause,
+            changed=True,
+            served_as=control.name if pause else None,
+            durable=self.durable(seq),
+        )
 
     def experiences(self) -> dict[str, Any]:
         population = self.scenario.population
@@ -366,33 +436,55 @@ class Service:
             personalised_share = 0.0
             for arm in experiment.arms if experiment else []:
                 share = arm.share * (1 - population.holdout_share)
-                arms.append({"name": arm.name, "share": arm.share, "traffic_share": share,
-                             "variant": arm.variant, "policy": arm.policy})
+                arms.append(
+                    {
+                        "name": arm.name,
+                        "share": arm.share,
+                        "traffic_share": share,
+                        "variant": arm.variant,
+                        "policy": arm.policy,
+                    }
+                )
                 if arm.variant != experience.default_variant:
                     personalised_share += share
             served, fallbacks = self.served[(experience.id, False)], self.served[(experience.id, True)]
-            catalogue.append({
-                "experience_id": experience.id, "name": experience.name, "placement": experience.placement,
-                "journey": placement.journey, "channels": list(placement.channels), "policy": experience.policy,
-                "variants": list(experience.variants), "default_variant": experience.default_variant,
-                "experiment_id": experiment.id if experiment else None,
-                "status": experiment.status if experiment else "none", "active_today": running,
-                "hypothesis": experiment.hypothesis if experiment else None,
-                "allocation": {"holdout": population.holdout_share, "arms": arms},
-                "eligible_share": personalised_share if running else 0.0,
-                "decisions_served": served + fallbacks,
-                "fallback_share": fallbacks / (served + fallbacks) if served + fallbacks else None,
-            })
+            catalogue.append(
+                {
+                    "experience_id": experience.id,
+                    "name": experience.name,
+                    "placement": experience.placement,
+                    "journey": placement.journey,
+                    "channels": list(placement.channels),
+                    "policy": experience.policy,
+                    "variants": list(experience.variants),
+                    "default_variant": experience.default_variant,
+                    "experiment_id": experiment.id if experiment else None,
+                    "status": experiment.status if experiment else "none",
+                    "active_today": running,
+                    "hypothesis": experiment.hypothesis if experiment else None,
+                    "allocation": {"holdout": population.holdout_share, "arms": arms},
+                    "eligible_share": personalised_share if running else 0.0,
+                    "decisions_served": served + fallbacks,
+                    "fallback_share": fallbacks / (served + fallbacks) if served + fallbacks else None,
+                }
+            )
         return {"scenario": self.scenario.business.name, "experiences": catalogue}
 
     def health(self) -> Health:
         stats = self.writer.stats
         stale = stats.queued_rows > 0 and (stats.last_flush_at or self.started) < time.time() - max(
-            10.0, 5 * self.writer.flush_seconds)
+            10.0, 5 * self.writer.flush_seconds
+        )
         return Health(
-            status="degraded" if stale else "ok", uptime_seconds=round(time.time() - self.started, 3),
+            status="degraded" if stale else "ok",
+            uptime_seconds=round(time.time() - self.started, 3),
             scenario=self.scenario.business.name,
-            writer={"queued_rows": stats.queued_rows, "committed_rows": stats.committed_rows,
-                    "commits": stats.commits, "flush_errors": stats.flush_errors,
-                    "last_flush_at": stats.last_flush_at, "pending_decisions": self.decision_log.pending},
+            writer={
+                "queued_rows": stats.queued_rows,
+                "committed_rows": stats.committed_rows,
+                "commits": stats.commits,
+                "flush_errors": stats.flush_errors,
+                "last_flush_at": stats.last_flush_at,
+                "pending_decisions": self.decision_log.pending,
+            },
         )

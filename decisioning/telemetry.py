@@ -28,25 +28,36 @@ class _WriterCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         stats = self.writer.stats
-        yield GaugeMetricFamily("momento_writer_queue_rows", "Rows buffered in the lake writer, not yet committed.",
-                                value=stats.queued_rows)
-        yield GaugeMetricFamily("momento_writer_queue_limit_rows", "The writer's bound on buffered rows.",
-                                value=self.writer.queue_limit)
-        yield GaugeMetricFamily("momento_decision_log_pending_rows", "Decision rows waiting to be handed to the writer.",
-                                value=self.pending())
+        yield GaugeMetricFamily(
+            "momento_writer_queue_rows", "Rows buffered in the lake writer, not yet committed.", value=stats.queued_rows
+        )
+        yield GaugeMetricFamily(
+            "momento_writer_queue_limit_rows", "The writer's bound on buffered rows.", value=self.writer.queue_limit
+        )
+        yield GaugeMetricFamily(
+            "momento_decision_log_pending_rows",
+            "Decision rows waiting to be handed to the writer.",
+            value=self.pending(),
+        )
         for name, help_text, value in (
             ("momento_writer_committed_rows", "Rows committed to the lake.", stats.committed_rows),
             ("momento_writer_commits", "Delta commits made by the writer.", stats.commits),
             ("momento_writer_duplicates_dropped", "Re-sent rows dropped by primary key.", stats.duplicates_dropped),
             ("momento_writer_rejected_batches", "Batches refused by schema validation.", stats.rejected_batches),
-            ("momento_writer_queue_full_rejections", "Appends refused because the writer queue was full.",
-             stats.queue_full_rejections),
+            (
+                "momento_writer_queue_full_rejections",
+                "Appends refused because the writer queue was full.",
+                stats.queue_full_rejections,
+            ),
             ("momento_writer_flush_errors", "Flushes that failed (rows kept and retried).", stats.flush_errors),
         ):
             yield CounterMetricFamily(name, help_text, value=value)
         if stats.last_flush_at is not None:
-            yield GaugeMetricFamily("momento_writer_last_flush_timestamp_seconds", "When the writer last committed.",
-                                    value=stats.last_flush_at)
+            yield GaugeMetricFamily(
+                "momento_writer_last_flush_timestamp_seconds",
+                "When the writer last committed.",
+                value=stats.last_flush_at,
+            )
 
 
 class Telemetry:
@@ -56,29 +67,50 @@ class Telemetry:
         self.registry = CollectorRegistry()
         r = self.registry
         self.decision_seconds = Histogram(
-            "momento_decision_duration_seconds", "In-process decision time.", ["placement"],
-            buckets=_LATENCY_BUCKETS, registry=r)
-        self.decisions = Counter("momento_decisions", "Decisions served, by placement, policy and first reason code.",
-                                 ["placement", "policy", "reason"], registry=r)
-        self.fallbacks = Counter("momento_fallbacks", "Decisions that fell back to the default, by reason code.",
-                                 ["reason"], registry=r)
-        self.errors = Counter("momento_decision_errors", "Decisions with status error, by error code.",
-                              ["code"], registry=r)
+            "momento_decision_duration_seconds",
+            "In-process decision time.",
+            ["placement"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.decisions = Counter(
+            "momento_decisions",
+            "Decisions served, by placement, policy and first reason code.",
+            ["placement", "policy", "reason"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "momento_fallbacks", "Decisions that fell back to the default, by reason code.", ["reason"], registry=r
+        )
+        self.errors = Counter(
+            "momento_decision_errors", "Decisions with status error, by error code.", ["code"], registry=r
+        )
         self.events = Counter("momento_events_ingested", "Events accepted, by type.", ["event_type"], registry=r)
         self.exposures = Counter("momento_exposures_ingested", "Exposures accepted.", registry=r)
         self.identities = Counter("momento_identities_linked", "Anonymous ids linked to customers.", registry=r)
         self.erasures = Counter("momento_erasures", "Users erased on request.", registry=r)
         self.outcomes = Counter("momento_policy_outcomes", "Rewards credited to a policy's decision.", registry=r)
-        self.backpressure = Counter("momento_backpressure_rejections",
-                                    "Requests refused with 503 because the writer queue was full.",
-                                    ["endpoint"], registry=r)
-        self.rejections = Counter("momento_rejected_requests", "Requests refused with a 4xx, by status and error.",
-                                  ["status", "error"], registry=r)
-        self.rate_limited = Counter("momento_rate_limited_requests",
-                                    "Requests refused with 429 because their client passed its rate limit.",
-                                    ["endpoint"], registry=r)
-        self.unexpected = Counter("momento_unexpected_errors", "Exceptions caught by the last-resort handler.",
-                                  ["endpoint"], registry=r)
+        self.backpressure = Counter(
+            "momento_backpressure_rejections",
+            "Requests refused with 503 because the writer queue was full.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.rejections = Counter(
+            "momento_rejected_requests",
+            "Requests refused with a 4xx, by status and error.",
+            ["status", "error"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "momento_rate_limited_requests",
+            "Requests refused with 429 because their client passed its rate limit.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.unexpected = Counter(
+            "momento_unexpected_errors", "Exceptions caught by the last-resort handler.", ["endpoint"], registry=r
+        )
         r.register(_WriterCollector(writer, pending_decisions))
         # (placement, policy, first reason) -> its histogram and counter: looking labelled
         # children up through `labels()` costs more than the observation on the decide path

@@ -67,34 +67,51 @@ def _object(fields: dict[str, cs.TypedDictField]) -> cs.TypedDictSchema:
     return cs.typed_dict_schema(fields, extra_behavior="forbid", strict=True)
 
 
-VARIANT = _object({
-    "name": _field(cs.str_schema(strict=True, min_length=1)),
-    "n": _field(cs.int_schema(strict=True, ge=0)),
-    "sum": _field(_number()),
-    **{name: _optional(_number()) for name in ("sum_squares", "pre_sum", "pre_sum_squares", "sum_product",
-                                                "denominator_sum", "denominator_sum_squares")},
-    "expected_share": _optional(_number(gt=0)),
-})
+VARIANT = _object(
+    {
+        "name": _field(cs.str_schema(strict=True, min_length=1)),
+        "n": _field(cs.int_schema(strict=True, ge=0)),
+        "sum": _field(_number()),
+        **{
+            name: _optional(_number())
+            for name in (
+                "sum_squares",
+                "pre_sum",
+                "pre_sum_squares",
+                "sum_product",
+                "denominator_sum",
+                "denominator_sum_squares",
+            )
+        },
+        "expected_share": _optional(_number(gt=0)),
+    }
+)
 """One arm's sufficient statistics, as `stats.ArmStats` takes them."""
 
-PLAN = _object({
-    "days_elapsed": _field(_number(gt=0)),
-    "power": _field(_number(gt=0, lt=1), planning.DEFAULT_POWER),
-    "target_effect": _optional(_number(gt=0)),
-    "effect_scale": _field(_choice(get_args(planning.EffectScale)), "relative"),
-})
+PLAN = _object(
+    {
+        "days_elapsed": _field(_number(gt=0)),
+        "power": _field(_number(gt=0, lt=1), planning.DEFAULT_POWER),
+        "target_effect": _optional(_number(gt=0)),
+        "effect_scale": _field(_choice(get_args(planning.EffectScale)), "relative"),
+    }
+)
 """Power planning for every comparison of the request (`metrics.power.plan`)."""
 
-REQUEST = SchemaValidator(_object({
-    "metric_type": _field(_choice(get_args(stats.MetricType))),
-    "alpha": _field(_number(gt=0, lt=1), 0.05),
-    "method": _field(_choice(get_args(stats.Method)), "sequential"),
-    "control": _optional(cs.str_schema(strict=True)),
-    "variants": _field(cs.list_schema(VARIANT, min_length=2, strict=True)),
-    "sequential_tuning_n": _field(_number(gt=0), float(stats.DEFAULT_TUNING_N)),
-    "correction": _field(_choice(get_args(stats.Correction)), stats.DEFAULT_CORRECTION),
-    "plan": _optional(PLAN),
-}))
+REQUEST = SchemaValidator(
+    _object(
+        {
+            "metric_type": _field(_choice(get_args(stats.MetricType))),
+            "alpha": _field(_number(gt=0, lt=1), 0.05),
+            "method": _field(_choice(get_args(stats.Method)), "sequential"),
+            "control": _optional(cs.str_schema(strict=True)),
+            "variants": _field(cs.list_schema(VARIANT, min_length=2, strict=True)),
+            "sequential_tuning_n": _field(_number(gt=0), float(stats.DEFAULT_TUNING_N)),
+            "correction": _field(_choice(get_args(stats.Correction)), stats.DEFAULT_CORRECTION),
+            "plan": _optional(PLAN),
+        }
+    )
+)
 """The whole request; `control` defaults to the arm named "control", else the first."""
 
 
@@ -195,7 +212,6 @@ class _Request:
         except stats.InvalidStats as exc:
             return _blame(exc, self.names)
 
-
     def answer(self, comparisons: list[stats.Comparison]) -> dict[str, Any]:
         """The JSON answer: one family (this request's variants) adjusted once, read by the recommendation."""
         r, plan = self.request, self.request["plan"]
@@ -205,8 +221,9 @@ class _Request:
         for c, p in zip(comparisons, adjusted):
             row = c.to_dict() | {"adjusted_p_value": p}
             if plan is not None:
-                row["plan"] = planning.plan(c, plan["days_elapsed"], plan["power"], plan["target_effect"],
-                                            plan["effect_scale"]).to_dict()
+                row["plan"] = planning.plan(
+                    c, plan["days_elapsed"], plan["power"], plan["target_effect"], plan["effect_scale"]
+                ).to_dict()
             rows.append(row)
         return {
             "metric_type": r["metric_type"],
@@ -215,8 +232,11 @@ class _Request:
             "control": self.control.name,
             "srm": self.srm.to_dict(),
             "comparisons": rows,
-            "adjusted_p_values": {"method": r["correction"],
-                                  "family": "the variants of this request against its control", "values": adjusted},
+            "adjusted_p_values": {
+                "method": r["correction"],
+                "family": "the variants of this request against its control",
+                "values": adjusted,
+            },
             "recommendation": recommendation.to_dict(),
         }
 

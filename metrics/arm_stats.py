@@ -29,8 +29,9 @@ def stat_names(m: Metric) -> list[str]:
     return [f"{m.name}__{f}" for f in stat_fields(m)]
 
 
-def arm_stats(row: Mapping[str, Any], m: Metric, name: str, *, cuped: bool = True,
-              expected_share: float | None = None) -> ArmStats:
+def arm_stats(
+    row: Mapping[str, Any], m: Metric, name: str, *, cuped: bool = True, expected_share: float | None = None
+) -> ArmStats:
     """`ArmStats` of metric `m` from one aggregated row; `cuped=False` drops the covariate so
     the comparison is unadjusted."""
     values = {f.split("__", 1)[1]: row.get(f) for f in stat_names(m)}

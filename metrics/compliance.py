@@ -74,9 +74,11 @@ SELECT
 """
 
 _HOURS = f"epoch_us(CAST({{ts}} AS TIMESTAMPTZ)) // {HOUR_US}"
-_PERIOD = (f"($f_start IS NULL OR hour >= {_HOURS.format(ts='$f_start')}) "
-           f"AND ($f_end IS NULL OR hour < {_HOURS.format(ts='$f_end')}) "
-           "AND ($f_channel IS NULL OR channel = $f_channel) AND ($f_segment IS NULL OR segment = $f_segment)")
+_PERIOD = (
+    f"($f_start IS NULL OR hour >= {_HOURS.format(ts='$f_start')}) "
+    f"AND ($f_end IS NULL OR hour < {_HOURS.format(ts='$f_end')}) "
+    "AND ($f_channel IS NULL OR channel = $f_channel) AND ($f_segment IS NULL OR segment = $f_segment)"
+)
 """The filters over an hourly aggregate (whole UTC days are whole hours)."""
 
 _CONSENT_DAILY_SQL = f"""
@@ -174,7 +176,8 @@ CONSENT = Query(
     "push, and who opted out.",
     lambda filters: Statement(_exposure_sql(_CONSENT_SQL, filters), filters.params()),
     method="Consent rate = consented decisions / decisions; withdrawals = users who withdrew / users decided for; "
-           "opt-out rate = users who opted out / users reached by a message.")
+    "opt-out rate = users who opted out / users reached by a message.",
+)
 
 
 def consent(wh: Warehouse, filters: Filters) -> Consent:
@@ -183,10 +186,13 @@ def consent(wh: Warehouse, filters: Filters) -> Consent:
 
 
 CONSENT_DAILY = Query(
-    "compliance.consent_daily", "Per UTC day: decisions, consented decisions, consent withdrawals and opt-outs, from "
+    "compliance.consent_daily",
+    "Per UTC day: decisions, consented decisions, consent withdrawals and opt-outs, from "
     "the rollups' hourly aggregates (health_ops, event_counts).",
     lambda filters: Statement(_CONSENT_DAILY_SQL, filters.params()),
-    method="Consent rate per day = consented decisions / decisions that day (exact counts).", over="aggregates")
+    method="Consent rate per day = consented decisions / decisions that day (exact counts).",
+    over="aggregates",
+)
 
 
 def consent_daily(aggregates: Aggregates, filters: Filters) -> pl.DataFrame:
@@ -199,10 +205,12 @@ def consent_daily(aggregates: Aggregates, filters: Filters) -> pl.DataFrame:
 
 
 SATURATION = Query(
-    "compliance.saturation", "How many user-days saw each number of exposures, per channel.",
+    "compliance.saturation",
+    "How many user-days saw each number of exposures, per channel.",
     lambda filters: Statement(_exposure_sql(_SATURATION_SQL, filters), filters.params()),
     method="Mean, median, 95th percentile and maximum of exposures per user-day, weighted by user-days; over cap = "
-           "user-days above the channel's daily frequency cap / user-days.")
+    "user-days above the channel's daily frequency cap / user-days.",
+)
 
 
 def saturation(wh: Warehouse, filters: Filters) -> pl.DataFrame:
@@ -220,19 +228,31 @@ def saturation_summary(distribution: pl.DataFrame, caps: Mapping[str, int]) -> p
         total = int(weights.sum())
         cumulative = np.cumsum(weights) / total
         cap = caps.get(channel)
-        rows.append({
-            "channel": channel,
-            "user_days": total,
-            "mean": float((values * weights).sum() / total),
-            "median": float(values[np.searchsorted(cumulative, 0.5)]),
-            "p95": float(values[np.searchsorted(cumulative, 0.95)]),
-            "max": int(values.max()),
-            "cap": cap,
-            "over_cap": None if cap is None else float(weights[values > cap].sum() / total),
-        })
-    return pl.DataFrame(rows, schema={"channel": pl.String, "user_days": pl.Int64, "mean": pl.Float64,
-                                      "median": pl.Float64, "p95": pl.Float64, "max": pl.Int64,
-                                      "cap": pl.Int64, "over_cap": pl.Float64})
+        rows.append(
+            {
+                "channel": channel,
+                "user_days": total,
+                "mean": float((values * weights).sum() / total),
+                "median": float(values[np.searchsorted(cumulative, 0.5)]),
+                "p95": float(values[np.searchsorted(cumulative, 0.95)]),
+                "max": int(values.max()),
+                "cap": cap,
+                "over_cap": None if cap is None else float(weights[values > cap].sum() / total),
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "channel": pl.String,
+            "user_days": pl.Int64,
+            "mean": pl.Float64,
+            "median": pl.Float64,
+            "p95": pl.Float64,
+            "max": pl.Int64,
+            "cap": pl.Int64,
+            "over_cap": pl.Float64,
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -255,8 +275,10 @@ class Disparity:
         if self.disparity:
             return f"disparity: rates differ across groups (p = {p}) and the lowest is {ratio} of the highest"
         if self.p_value is not None and self.p_value < DISPARITY_P:
-            return (f"groups differ statistically (p = {p}) but within the four-fifths rule "
-                    f"(lowest is {ratio} of the highest)")
+            return (
+                f"groups differ statistically (p = {p}) but within the four-fifths rule "
+                f"(lowest is {ratio} of the highest)"
+            )
         return f"no significant difference across groups (p = {p})"
 
 
@@ -286,25 +308,33 @@ class Parity:
     offers: Disparity
 
 
-def _parity(filters: Filters, dimension: str, offer_variants: Sequence[str],
-            offer_placements: Sequence[str]) -> Statement:
+def _parity(
+    filters: Filters, dimension: str, offer_variants: Sequence[str], offer_placements: Sequence[str]
+) -> Statement:
     if dimension not in DIMENSIONS:
         raise ValueError(f"parity dimension must be one of {DIMENSIONS}, got {dimension!r}")
-    return Statement(_PARITY_SQL.format(dimension=f"coalesce(d.{dimension}, 'unknown')"),
-                     {**filters.params(), "offer_variants": list(offer_variants),
-                      "offer_placements": list(offer_placements)})
+    return Statement(
+        _PARITY_SQL.format(dimension=f"coalesce(d.{dimension}, 'unknown')"),
+        {**filters.params(), "offer_variants": list(offer_variants), "offer_placements": list(offer_placements)},
+    )
 
 
 PARITY = Query(
     "compliance.parity",
     "Per group of a dimension (segment, device, region): decisions, personalised decisions, decisions on a "
     "placement that can show an offer and those that showed one.",
-    _parity, example={"dimension": "segment", "offer_variants": ("discount_10", "discount_15"),
-                      "offer_placements": ("cart_recovery_offer",)}, metrics=("coverage",),
+    _parity,
+    example={
+        "dimension": "segment",
+        "offer_variants": ("discount_10", "discount_15"),
+        "offer_placements": ("cart_recovery_offer",),
+    },
+    metrics=("coverage",),
     method=f"A chi-square test of independence between group and outcome (personalised or not; offered or not); "
-           f"a disparity when p < {significant(DISPARITY_P)} and the lowest group's rate is under "
-           f"{percent(FOUR_FIFTHS, 0)} of the "
-           "highest's (the four-fifths rule). Cramér's V gives the size of the difference.")
+    f"a disparity when p < {significant(DISPARITY_P)} and the lowest group's rate is under "
+    f"{percent(FOUR_FIFTHS, 0)} of the "
+    "highest's (the four-fifths rule). Cramér's V gives the size of the difference.",
+)
 
 
 def parity(
@@ -316,8 +346,9 @@ def parity(
 
     Measured on decisions, the engine's own choices: whether a chosen experience is then seen
     depends on the visitor (and joining exposures costs seconds at 10M events)."""
-    frame = PARITY.run(wh, filters, dimension=dimension, offer_variants=offer_variants,
-                       offer_placements=offer_placements)
+    frame = PARITY.run(
+        wh, filters, dimension=dimension, offer_variants=offer_variants, offer_placements=offer_placements
+    )
     frame = frame.with_columns(
         (pl.col("personalised") / pl.col("decisions")).alias("personalised_rate"),
         pl.when(pl.col("offer_eligible") > 0).then(pl.col("offered") / pl.col("offer_eligible")).alias("offer_rate"),
@@ -340,15 +371,20 @@ class AuditQuery:
     limit: int = 200
 
     def params(self) -> dict[str, object]:
-        clean = {k: (v.strip() or None) if isinstance(v, str) else v
-                 for k, v in (("decision_id", self.decision_id), ("user_id", self.user_id), ("reason", self.reason))}
+        clean = {
+            k: (v.strip() or None) if isinstance(v, str) else v
+            for k, v in (("decision_id", self.decision_id), ("user_id", self.user_id), ("reason", self.reason))
+        }
         return {**clean, "limit": max(1, min(int(self.limit), 10_000))}
 
 
 AUDIT = Query(
-    "compliance.audit", "The newest decisions matching a decision id prefix, a user id prefix and a reason code.",
+    "compliance.audit",
+    "The newest decisions matching a decision id prefix, a user id prefix and a reason code.",
     lambda filters, search: Statement(_AUDIT_SQL, {**filters.params(), **search.params()}),
-    example={"search": AuditQuery()}, method="Rows as logged; each reason code is explained in words.")
+    example={"search": AuditQuery()},
+    method="Rows as logged; each reason code is explained in words.",
+)
 
 
 def audit(wh: Warehouse, filters: Filters, query: AuditQuery) -> pl.DataFrame:
@@ -356,13 +392,18 @@ def audit(wh: Warehouse, filters: Filters, query: AuditQuery) -> pl.DataFrame:
     reasons, fallback reason or error code), each with its reasons explained in words."""
     frame = AUDIT.run(wh, filters, search=query)
     return frame.with_columns(
-        pl.col("reasons").map_elements(lambda codes: " ".join(sentence(c) for c in codes),
-                                       return_dtype=pl.String).alias("explanation")
+        pl.col("reasons")
+        .map_elements(lambda codes: " ".join(sentence(c) for c in codes), return_dtype=pl.String)
+        .alias("explanation")
     )
 
 
-ERASURES = Query("compliance.erasures", "The erasure log, newest first.",
-                 lambda filters: Statement(_ERASURES_SQL, {}), method="Rows as logged (subjects only as hashes).")
+ERASURES = Query(
+    "compliance.erasures",
+    "The erasure log, newest first.",
+    lambda filters: Statement(_ERASURES_SQL, {}),
+    method="Rows as logged (subjects only as hashes).",
+)
 
 
 def erasures(wh: Warehouse) -> pl.DataFrame:

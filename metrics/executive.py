@@ -46,12 +46,18 @@ WHERE {_IN_VIEW} AND change_day <= $last_day
 GROUP BY grp
 ORDER BY grp"""
 
-_BUCKETS: dict[Grain, str] = {"day": "make_timestamp(hour // 24 * 24 * 3600000000)", "hour": "make_timestamp(hour * 3600000000)"}
-TREND_SQL: dict[Grain, str] = {grain: f"""SELECT grp, {bucket} AS bucket, sum(revenue) AS revenue
+_BUCKETS: dict[Grain, str] = {
+    "day": "make_timestamp(hour // 24 * 24 * 3600000000)",
+    "hour": "make_timestamp(hour * 3600000000)",
+}
+TREND_SQL: dict[Grain, str] = {
+    grain: f"""SELECT grp, {bucket} AS bucket, sum(revenue) AS revenue
 FROM executive_revenue
 WHERE {_IN_VIEW} AND hour <= $last_hour
 GROUP BY grp, bucket
-ORDER BY bucket, grp""" for grain, bucket in _BUCKETS.items()}
+ORDER BY bucket, grp"""
+    for grain, bucket in _BUCKETS.items()
+}
 
 
 def _summary(filters: Filters, pre_days: int, as_of: datetime) -> Statement:
@@ -63,12 +69,15 @@ SUMMARY = Query(
     "Sufficient statistics of the headline metrics of the users first reached in the period, for users outside "
     "the global holdout (exposed) and in it, outcomes from each user's first decision: read from the rollups "
     "(executive_stats: increments by day of first decision and day of change).",
-    _summary, example={"pre_days": 14, "as_of": EXAMPLE_AS_OF}, metrics=tuple(m.name for m in HEADLINE),
+    _summary,
+    example={"pre_days": 14, "as_of": EXAMPLE_AS_OF},
+    metrics=tuple(m.name for m in HEADLINE),
     method="Incremental revenue (margin) = (mean revenue (margin) per exposed user − per holdout user) × exposed "
-           "users, each mean CUPED-adjusted with the same metric over the pre-period, with an always-valid 95% "
-           "interval (an asymptotic confidence sequence, valid however often the page is watched). Other "
-           "headline numbers: Σ value / users per group (ratios such as AOV: Σ numerator / Σ denominator).",
-    over="aggregates")
+    "users, each mean CUPED-adjusted with the same metric over the pre-period, with an always-valid 95% "
+    "interval (an asymptotic confidence sequence, valid however often the page is watched). Other "
+    "headline numbers: Σ value / users per group (ratios such as AOV: Σ numerator / Σ denominator).",
+    over="aggregates",
+)
 
 
 def _trend(filters: Filters, pre_days: int, as_of: datetime, grain: Grain) -> Statement:
@@ -76,11 +85,16 @@ def _trend(filters: Filters, pre_days: int, as_of: datetime, grain: Grain) -> St
 
 
 TREND = Query(
-    "executive.trend", "Revenue per group (exposed, holdout) and day or hour, from each user's first decision, "
+    "executive.trend",
+    "Revenue per group (exposed, holdout) and day or hour, from each user's first decision, "
     "read from the rollups (executive_revenue: revenue by day of first decision and hour).",
-    _trend, example={"pre_days": 14, "as_of": EXAMPLE_AS_OF, "grain": "day"}, metrics=("arpu",),
+    _trend,
+    example={"pre_days": 14, "as_of": EXAMPLE_AS_OF, "grain": "day"},
+    metrics=("arpu",),
     method="Per bucket: (revenue per exposed user − revenue per holdout user) × exposed users, without CUPED; "
-           "the running total of the buckets is the unadjusted incremental revenue.", over="aggregates")
+    "the running total of the buckets is the unadjusted incremental revenue.",
+    over="aggregates",
+)
 
 
 def load_summary(warehouse: Warehouse, filters: Filters, pre_days: int) -> pl.DataFrame:
@@ -158,8 +172,15 @@ def summarise(frame: pl.DataFrame, alpha: float = 0.05, method: stats.Method = "
 
     starts = [r["first_ts"] for r in rows.values() if r.get("first_ts") is not None]
     ends = [r["as_of"] for r in rows.values() if r.get("as_of") is not None]
-    return Executive(users, means, incremental("arpu"), incremental("margin_per_user"),
-                     min(starts) if starts else None, max(ends) if ends else None, alpha)
+    return Executive(
+        users,
+        means,
+        incremental("arpu"),
+        incremental("margin_per_user"),
+        min(starts) if starts else None,
+        max(ends) if ends else None,
+        alpha,
+    )
 
 
 def trend(frame: pl.DataFrame, executive: Executive) -> pl.DataFrame:
@@ -168,13 +189,20 @@ def trend(frame: pl.DataFrame, executive: Executive) -> pl.DataFrame:
     add up to the total estimate without CUPED."""
     n_exposed, n_holdout = executive.users["exposed"], executive.users["holdout"]
     columns: dict[str, pl.DataType | type[pl.DataType]] = {
-        "bucket": pl.Datetime("us"), "revenue_per_exposed": pl.Float64, "revenue_per_holdout": pl.Float64,
-        "incremental_revenue": pl.Float64, "cumulative_incremental": pl.Float64}
+        "bucket": pl.Datetime("us"),
+        "revenue_per_exposed": pl.Float64,
+        "revenue_per_holdout": pl.Float64,
+        "incremental_revenue": pl.Float64,
+        "cumulative_incremental": pl.Float64,
+    }
     schema = pl.Schema(columns)
     if not frame.height or not n_exposed or not n_holdout:
         return pl.DataFrame(schema=schema)
-    wide = (frame.pivot(on="grp", index="bucket", values="revenue").sort("bucket")
-            .with_columns(pl.col("bucket").cast(pl.Datetime)))
+    wide = (
+        frame.pivot(on="grp", index="bucket", values="revenue")
+        .sort("bucket")
+        .with_columns(pl.col("bucket").cast(pl.Datetime))
+    )
     for g in GROUPS:
         if g not in wide.columns:
             wide = wide.with_columns(pl.lit(0.0).alias(g))
@@ -183,7 +211,8 @@ def trend(frame: pl.DataFrame, executive: Executive) -> pl.DataFrame:
         (pl.col("exposed").fill_null(0) / n_exposed).alias("revenue_per_exposed"),
         (pl.col("holdout").fill_null(0) / n_holdout).alias("revenue_per_holdout"),
     ).with_columns(
-        ((pl.col("revenue_per_exposed") - pl.col("revenue_per_holdout")) * n_exposed).alias("incremental_revenue"))
+        ((pl.col("revenue_per_exposed") - pl.col("revenue_per_holdout")) * n_exposed).alias("incremental_revenue")
+    )
     return out.with_columns(pl.col("incremental_revenue").cum_sum().alias("cumulative_incremental")).cast(schema)
 
 
@@ -196,16 +225,20 @@ def verdict(executive: Executive, holdout_share: float) -> str:
         return "No users reached by the engine in this period yet: nothing to measure."
     if executive.revenue.status != "ok" or total.ci_lower is None or total.ci_upper is None:
         users = executive.users
-        return (f"Not enough data {period} to compare with {holdout} yet "
-                f"({number(users['exposed'])} exposed and {number(users['holdout'])} holdout users).")
+        return (
+            f"Not enough data {period} to compare with {holdout} yet "
+            f"({number(users['exposed'])} exposed and {number(users['holdout'])} holdout users)."
+        )
     level = f"{percent(1 - executive.alpha, 0)} CI"
     estimate = f"{money(total.estimate, 0)} ({level} {money(total.ci_lower, 0)} – {money(total.ci_upper, 0)})"
     if total.ci_lower > 0:
         return f"Personalisation added {estimate} {period} against {holdout}: it pays."
     if total.ci_upper < 0:
         return f"Personalisation cost {estimate} {period} against {holdout}: it does not pay; investigate."
-    return (f"Personalisation's effect on revenue {period} is {estimate} against {holdout}: "
-            "not yet distinguishable from zero.")
+    return (
+        f"Personalisation's effect on revenue {period} is {estimate} against {holdout}: "
+        "not yet distinguishable from zero."
+    )
 
 
 def _days(days: float) -> str:

@@ -41,7 +41,9 @@ class Filters:
         }
 
     @staticmethod
-    def where(alias: str, *, ts: bool = True, channel: bool = True, segment: bool = False, journey: bool = False) -> str:
+    def where(
+        alias: str, *, ts: bool = True, channel: bool = True, segment: bool = False, journey: bool = False
+    ) -> str:
         """A SQL predicate over the columns of `alias` that exist, using the bound parameters.
 
         A NULL parameter disables its clause, so the same prepared text serves all filters."""

@@ -41,10 +41,14 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 QUANTILES = (0.5, 0.95, 0.99)
 
 _HOUR = f"epoch_us(CAST({{ts}} AS TIMESTAMPTZ)) // {HOUR_US}"
-_PERIOD = (f"($f_start IS NULL OR hour >= {_HOUR.format(ts='$f_start')}) "
-           f"AND ($f_end IS NULL OR hour < {_HOUR.format(ts='$f_end')})")
-_DECISIONS = (f"{_PERIOD} AND ($f_channel IS NULL OR channel = $f_channel) "
-              "AND ($f_segment IS NULL OR segment = $f_segment) AND ($f_journey IS NULL OR journey = $f_journey)")
+_PERIOD = (
+    f"($f_start IS NULL OR hour >= {_HOUR.format(ts='$f_start')}) "
+    f"AND ($f_end IS NULL OR hour < {_HOUR.format(ts='$f_end')})"
+)
+_DECISIONS = (
+    f"{_PERIOD} AND ($f_channel IS NULL OR channel = $f_channel) "
+    "AND ($f_segment IS NULL OR segment = $f_segment) AND ($f_journey IS NULL OR journey = $f_journey)"
+)
 """The filter over an aggregate's hour (whole UTC days are whole hours: exact), channel, segment
 and journey."""
 _EVENTS = f"{_PERIOD} AND ($f_channel IS NULL OR channel = $f_channel) AND ($f_segment IS NULL OR segment = $f_segment)"
@@ -107,11 +111,14 @@ h AS (
     SELECT hour, latency_bucket, decisions FROM latency_histogram
     WHERE {_DECISIONS} AND hour > (SELECT newest_hour FROM newest) - 24
 )
-SELECT {", ".join(
-    f"CAST(coalesce(sum(decisions) FILTER (WHERE hour > newest_hour - {hours}), 0) AS BIGINT) AS n_{i}, "
-    f"CAST(coalesce(sum(decisions) FILTER (WHERE hour > newest_hour - {hours} "
-    f"AND {within_budget('latency_bucket', '$budget_us')}), 0) AS BIGINT) AS good_{i}"
-    for i, hours in enumerate(SLO_WINDOWS.values()))}
+SELECT {
+    ", ".join(
+        f"CAST(coalesce(sum(decisions) FILTER (WHERE hour > newest_hour - {hours}), 0) AS BIGINT) AS n_{i}, "
+        f"CAST(coalesce(sum(decisions) FILTER (WHERE hour > newest_hour - {hours} "
+        f"AND {within_budget('latency_bucket', '$budget_us')}), 0) AS BIGINT) AS good_{i}"
+        for i, hours in enumerate(SLO_WINDOWS.values())
+    )
+}
 FROM newest LEFT JOIN h ON TRUE"""
 
 # Breakdowns: the column comes from this table, never from the caller.
@@ -158,10 +165,13 @@ _LATENCY_METHOD = (
     "fixed log-spaced buckets (20 a decade), each bucket's geometric midpoint: within "
     f"{LATENCY_RELATIVE_ERROR:.1%} of the exact percentile. Decisions within the budget count the buckets up to it: "
     "exact when the budget is a bucket edge (any power of ten, e.g. 10 ms), at most one bucket short otherwise. "
-    "Rates are counts over all filtered decisions; the period is whole UTC days, so whole hours.")
-_SLO_METHOD = ("Attainment = decisions within the budget / decisions; burn rate = (1 − attainment) / (1 − target): "
-               "1× spends the error budget exactly over the window (multi-window burn rates as in the SRE workbook). "
-               "Windows are whole UTC hours ending with the newest decision's hour.")
+    "Rates are counts over all filtered decisions; the period is whole UTC days, so whole hours."
+)
+_SLO_METHOD = (
+    "Attainment = decisions within the budget / decisions; burn rate = (1 − attainment) / (1 − target): "
+    "1× spends the error budget exactly over the window (multi-window burn rates as in the SRE workbook). "
+    "Windows are whole UTC hours ending with the newest decision's hour."
+)
 
 
 def _ms(microseconds: float | None) -> float | None:
@@ -222,11 +232,15 @@ def _hour_ts(hour: int | None) -> datetime | None:
 
 
 SUMMARY = Query(
-    "health.summary", "Decisions, latency percentiles, errors, fallbacks and decisions within the budget, from the "
+    "health.summary",
+    "Decisions, latency percentiles, errors, fallbacks and decisions within the budget, from the "
     "rollups' hourly aggregates (health_ops, latency_histogram).",
-    lambda filters, budget_ms: Statement(_SUMMARY_SQL, _budget(filters, budget_ms)), example={"budget_ms": 10.0},
-    metrics=("latency_p50_p95_p99", "error_rate", "fallback_rate"), method=f"{_LATENCY_METHOD} {_SLO_METHOD}",
-    over="aggregates")
+    lambda filters, budget_ms: Statement(_SUMMARY_SQL, _budget(filters, budget_ms)),
+    example={"budget_ms": 10.0},
+    metrics=("latency_p50_p95_p99", "error_rate", "fallback_rate"),
+    method=f"{_LATENCY_METHOD} {_SLO_METHOD}",
+    over="aggregates",
+)
 
 
 def summary(aggregates: Aggregates, filters: Filters, budget_ms: float, slo_target: float = SLO_TARGET) -> Summary:
@@ -238,10 +252,17 @@ def summary(aggregates: Aggregates, filters: Filters, budget_ms: float, slo_targ
     row = frame.row(0, named=True)
     q = row["q"] or [None, None, None]
     return Summary(
-        decisions=row["decisions"], first_ts=_hour_ts(row["first_hour"]), last_ts=_hour_ts(row["last_hour"]),
-        p50_ms=_ms(q[0]), p95_ms=_ms(q[1]), p99_ms=_ms(q[2]),
-        errors=row["errors"], fallbacks=row["fallbacks"], within_budget=row["within_budget"],
-        budget_ms=budget_ms, slo_target=slo_target,
+        decisions=row["decisions"],
+        first_ts=_hour_ts(row["first_hour"]),
+        last_ts=_hour_ts(row["last_hour"]),
+        p50_ms=_ms(q[0]),
+        p95_ms=_ms(q[1]),
+        p99_ms=_ms(q[2]),
+        errors=row["errors"],
+        fallbacks=row["fallbacks"],
+        within_budget=row["within_budget"],
+        budget_ms=budget_ms,
+        slo_target=slo_target,
     )
 
 
@@ -254,12 +275,15 @@ def bucket_seconds(first: datetime | None, last: datetime | None) -> int:
 
 
 OVER_TIME = Query(
-    "health.latency_over_time", "Per time bucket: decisions, latency percentiles, errors, fallbacks, within budget, "
+    "health.latency_over_time",
+    "Per time bucket: decisions, latency percentiles, errors, fallbacks, within budget, "
     "from the rollups' hourly aggregates.",
     lambda filters, bucket_s, budget_ms: Statement(_OVER_TIME_SQL, _budget(filters, budget_ms, bucket_s=bucket_s)),
-    example={"bucket_s": 3_600, "budget_ms": 10.0}, metrics=("latency_p50_p95_p99", "error_rate", "fallback_rate"),
+    example={"bucket_s": 3_600, "budget_ms": 10.0},
+    metrics=("latency_p50_p95_p99", "error_rate", "fallback_rate"),
     method=f"{_LATENCY_METHOD} Buckets are whole multiples of the bucket length since the epoch (UTC).",
-    over="aggregates")
+    over="aggregates",
+)
 
 
 def latency_over_time(
@@ -284,11 +308,15 @@ def latency_over_time(
 
 
 EVENTS_OVER_TIME = Query(
-    "health.events_over_time", "Events per time bucket (by event time), from the rollups' hourly event counts.",
+    "health.events_over_time",
+    "Events per time bucket (by event time), from the rollups' hourly event counts.",
     lambda filters, bucket_s: Statement(_EVENTS_OVER_TIME_SQL, {**filters.params(), "bucket_s": bucket_s}),
-    example={"bucket_s": 3_600}, metrics=("events_per_second",),
+    example={"bucket_s": 3_600},
+    metrics=("events_per_second",),
     method="Events per second = events in the bucket / the bucket's length; events have no journey, so the "
-           "journey filter does not apply.", over="aggregates")
+    "journey filter does not apply.",
+    over="aggregates",
+)
 
 
 def events_over_time(aggregates: Aggregates, filters: Filters, bucket_s: int) -> pl.DataFrame:
@@ -299,10 +327,14 @@ def events_over_time(aggregates: Aggregates, filters: Filters, bucket_s: int) ->
 
 
 BURN = Query(
-    "health.burn_rates", "Decisions and decisions within the budget over the last 1, 6 and 24 whole hours of "
+    "health.burn_rates",
+    "Decisions and decisions within the budget over the last 1, 6 and 24 whole hours of "
     "decisions, from the rollups' latency histogram.",
-    lambda filters, budget_ms: Statement(_BURN_SQL, _budget(filters, budget_ms)), example={"budget_ms": 10.0},
-    method=_SLO_METHOD, over="aggregates")
+    lambda filters, budget_ms: Statement(_BURN_SQL, _budget(filters, budget_ms)),
+    example={"budget_ms": 10.0},
+    method=_SLO_METHOD,
+    over="aggregates",
+)
 
 
 def burn_rates(
@@ -324,22 +356,38 @@ def burn_rates(
             "attainment": [None if not t else g / t for t, g in zip(totals, goods)],
             "burn_rate": [_burn(g or 0, t or 0, slo_target) for t, g in zip(totals, goods)],
         },
-        schema={"window": pl.String, "decisions": pl.Int64, "within_budget": pl.Int64,
-                "attainment": pl.Float64, "burn_rate": pl.Float64},
+        schema={
+            "window": pl.String,
+            "decisions": pl.Int64,
+            "within_budget": pl.Int64,
+            "attainment": pl.Float64,
+            "burn_rate": pl.Float64,
+        },
     )
 
 
 def _breakdown_query(name: str, kind: str, description: str, metric: str) -> Query:
     sql = _BREAKDOWN_SQL.format(column=_BREAKDOWNS[kind])
-    return Query(name, description, lambda filters: Statement(sql, filters.params()), metrics=(metric,),
-                 method="Share = the code's decisions / all filtered decisions (exact counts from the rollups' "
-                        "hourly aggregates).", over="aggregates")
+    return Query(
+        name,
+        description,
+        lambda filters: Statement(sql, filters.params()),
+        metrics=(metric,),
+        method="Share = the code's decisions / all filtered decisions (exact counts from the rollups' "
+        "hourly aggregates).",
+        over="aggregates",
+    )
 
 
-ERRORS = _breakdown_query("health.errors_by_code", "error",
-                          "Decisions that errored, by error code, and all filtered decisions.", "error_rate")
-FALLBACKS = _breakdown_query("health.fallbacks_by_reason", "fallback",
-                             "Decisions served the default, by reason, and all filtered decisions.", "fallback_rate")
+ERRORS = _breakdown_query(
+    "health.errors_by_code", "error", "Decisions that errored, by error code, and all filtered decisions.", "error_rate"
+)
+FALLBACKS = _breakdown_query(
+    "health.fallbacks_by_reason",
+    "fallback",
+    "Decisions served the default, by reason, and all filtered decisions.",
+    "fallback_rate",
+)
 
 
 def _breakdown(aggregates: Aggregates, filters: Filters, query: Query) -> pl.DataFrame:
@@ -363,10 +411,12 @@ def fallbacks_by_reason(aggregates: Aggregates, filters: Filters) -> pl.DataFram
 
 
 MODELS = Query(
-    "health.model_versions", "Per policy and model: the version serving last, versions served, decisions, "
-    "first and last seen.", lambda filters: Statement(_MODELS_SQL, filters.params()),
+    "health.model_versions",
+    "Per policy and model: the version serving last, versions served, decisions, first and last seen.",
+    lambda filters: Statement(_MODELS_SQL, filters.params()),
     method="A learning policy's version is its model then `.<update>`: versions = online updates that served; "
-           "share = the model's decisions / its policy's decisions.")
+    "share = the model's decisions / its policy's decisions.",
+)
 
 
 def model_versions(wh: Warehouse, filters: Filters) -> pl.DataFrame:
@@ -377,9 +427,11 @@ def model_versions(wh: Warehouse, filters: Filters) -> pl.DataFrame:
 
 
 NEWEST = Query(
-    "health.newest_received", "When the newest event reached the lake.",
+    "health.newest_received",
+    "When the newest event reached the lake.",
     lambda filters: Statement(_NEWEST_RECEIVED_SQL, {}),
-    method="Writer lag = now − the newest arrival; the freshness badge reads it (live under 30 s).")
+    method="Writer lag = now − the newest arrival; the freshness badge reads it (live under 30 s).",
+)
 
 
 def newest_received(wh: Warehouse) -> datetime | None:
@@ -409,9 +461,13 @@ def _arrivals_statement(filters: Filters, window_s: float, until: datetime | Non
 
 
 ARRIVALS = Query(
-    "health.arrivals", "When each decision (by decision time) and event (by arrival) of the newest window was made.",
-    _arrivals_statement, example={"window_s": 60.0}, metrics=("events_per_second",),
-    method="Per second now = the rows of the last window before now / the window's length.")
+    "health.arrivals",
+    "When each decision (by decision time) and event (by arrival) of the newest window was made.",
+    _arrivals_statement,
+    example={"window_s": 60.0},
+    metrics=("events_per_second",),
+    method="Per second now = the rows of the last window before now / the window's length.",
+)
 
 
 def arrivals(wh: Warehouse, window_s: float = 60.0, until: datetime | None = None) -> pl.DataFrame:

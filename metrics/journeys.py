@@ -30,8 +30,12 @@ from momento.scenario import Experiment, Scenario
 SERVING = ("no_consent", "capped", "holdout", "blocked", "fallback", "model", "fixed")
 """Serving classes, in the order governance decides them (`metrics.rollup.definitions.SERVING_SQL`)."""
 SERVING_LABELS = {
-    "no_consent": "No consent", "capped": "Frequency-capped", "holdout": "Global holdout",
-    "blocked": "Other governance block", "fallback": "Fallback (failure)", "model": "Personalised by a policy",
+    "no_consent": "No consent",
+    "capped": "Frequency-capped",
+    "holdout": "Global holdout",
+    "blocked": "Other governance block",
+    "fallback": "Fallback (failure)",
+    "model": "Personalised by a policy",
     "fixed": "Fixed arm variant",
 }
 SERVED = ("fallback", "model", "fixed")
@@ -54,11 +58,13 @@ FUNNEL = Query(
     "Decisions per journey and serving class (no consent, capped, holdout, blocked, fallback, personalised, fixed), "
     "with how many were exposed, clicked and led to a purchase: read from the rollups (journey_funnel: counts per "
     "UTC day of the decision, journey, channel, segment and class).",
-    lambda filters: Statement(FUNNEL_SQL, filters.params()), metrics=("eligible_share",),
+    lambda filters: Statement(FUNNEL_SQL, filters.params()),
+    metrics=("eligible_share",),
     method="Counts, exact. Each waterfall stage is the sum of the serving classes it keeps, so the stages add up; "
-           "shares are over the journey's traffic, CTR = clicked / exposed decisions. A decision is exposed, clicked "
-           "or converted when an exposure, click or purchase of the same user carries its decision id.",
-    over="aggregates")
+    "shares are over the journey's traffic, CTR = clicked / exposed decisions. A decision is exposed, clicked "
+    "or converted when an exposure, click or purchase of the same user carries its decision id.",
+    over="aggregates",
+)
 
 
 def load_funnel(warehouse: Warehouse, filters: Filters, pre_days: int) -> pl.DataFrame:
@@ -117,19 +123,32 @@ def journey(funnel: pl.DataFrame, scenario: Scenario, journey_id: str) -> Journe
     ]
     traffic = stages[0][3]
     waterfall = pl.DataFrame(
-        [{"stage": s, "label": label, "kind": kind, "decisions": n, "share": n / traffic if traffic else None}
-         for s, label, kind, n in stages],
-        schema={"stage": pl.String, "label": pl.String, "kind": pl.String, "decisions": pl.Int64, "share": pl.Float64})
-    serving = (pl.DataFrame({"serving": list(SERVING)})
-               .join(rows.select("serving", "decisions", "exposed", "clicked", "converted"), on="serving", how="left")
-               .fill_null(0)
-               .with_columns(
-                   pl.col("serving").replace_strict(SERVING_LABELS).alias("label"),
-                   pl.when(pl.col("exposed") > 0).then(pl.col("clicked") / pl.col("exposed")).alias("ctr"),
-                   pl.when(pl.col("exposed") > 0).then(pl.col("converted") / pl.col("exposed")).alias("conversion"))
-               .select("serving", "label", "decisions", "exposed", "clicked", "converted", "ctr", "conversion"))
-    return Journey(journey_id, scenario.journey_by_id[journey_id].name, placement.id, experience.name,
-                   scenario.experiment_by_experience.get(experience.id), waterfall, serving)
+        [
+            {"stage": s, "label": label, "kind": kind, "decisions": n, "share": n / traffic if traffic else None}
+            for s, label, kind, n in stages
+        ],
+        schema={"stage": pl.String, "label": pl.String, "kind": pl.String, "decisions": pl.Int64, "share": pl.Float64},
+    )
+    serving = (
+        pl.DataFrame({"serving": list(SERVING)})
+        .join(rows.select("serving", "decisions", "exposed", "clicked", "converted"), on="serving", how="left")
+        .fill_null(0)
+        .with_columns(
+            pl.col("serving").replace_strict(SERVING_LABELS).alias("label"),
+            pl.when(pl.col("exposed") > 0).then(pl.col("clicked") / pl.col("exposed")).alias("ctr"),
+            pl.when(pl.col("exposed") > 0).then(pl.col("converted") / pl.col("exposed")).alias("conversion"),
+        )
+        .select("serving", "label", "decisions", "exposed", "clicked", "converted", "ctr", "conversion")
+    )
+    return Journey(
+        journey_id,
+        scenario.journey_by_id[journey_id].name,
+        placement.id,
+        experience.name,
+        scenario.experiment_by_experience.get(experience.id),
+        waterfall,
+        serving,
+    )
 
 
 REVENUE_METRIC = "revenue_per_user"
@@ -142,13 +161,17 @@ def revenue_per_exposed_user(stats_frame: pl.DataFrame, experiment: Experiment) 
     m = metric(REVENUE_METRIC)
     rows = arm_rows(stats_frame, experiment)[()]
     arms = {arm.name: arm_stats(rows[arm.name], m, arm.name) for arm in experiment.arms}
-    out = [{"arm": name, "users": a.n, "revenue": a.sum, "revenue_per_user": a.sum / a.n if a.n else None}
-           for name, a in arms.items()]
+    out = [
+        {"arm": name, "users": a.n, "revenue": a.sum, "revenue_per_user": a.sum / a.n if a.n else None}
+        for name, a in arms.items()
+    ]
     users, revenue = sum(a.n for a in arms.values()), sum(a.sum for a in arms.values())
-    out.append({"arm": "all arms", "users": users, "revenue": revenue,
-                "revenue_per_user": revenue / users if users else None})
-    return pl.DataFrame(out, schema={"arm": pl.String, "users": pl.Int64, "revenue": pl.Float64,
-                                     "revenue_per_user": pl.Float64})
+    out.append(
+        {"arm": "all arms", "users": users, "revenue": revenue, "revenue_per_user": revenue / users if users else None}
+    )
+    return pl.DataFrame(
+        out, schema={"arm": pl.String, "users": pl.Int64, "revenue": pl.Float64, "revenue_per_user": pl.Float64}
+    )
 
 
 def overview(funnel: pl.DataFrame, scenario: Scenario) -> pl.DataFrame:
@@ -159,12 +182,34 @@ def overview(funnel: pl.DataFrame, scenario: Scenario) -> pl.DataFrame:
         view = journey(funnel, scenario, j.id)
         stage = dict(zip(view.waterfall["stage"], view.waterfall["decisions"]))
         traffic = stage.get("traffic", 0)
-        rows.append({"journey": j.id, "name": j.name, "experience": view.experience, "traffic": traffic,
-                     "eligible": stage["eligible"], "eligible_share": stage["eligible"] / traffic if traffic else None,
-                     "personalised": stage["model"], "exposed": stage["exposed"], "clicked": stage["clicked"],
-                     "converted": stage["converted"],
-                     "ctr": stage["clicked"] / stage["exposed"] if stage["exposed"] else None})
-    return pl.DataFrame(rows, schema={"journey": pl.String, "name": pl.String, "experience": pl.String,
-                                      "traffic": pl.Int64, "eligible": pl.Int64, "eligible_share": pl.Float64,
-                                      "personalised": pl.Int64, "exposed": pl.Int64, "clicked": pl.Int64,
-                                      "converted": pl.Int64, "ctr": pl.Float64})
+        rows.append(
+            {
+                "journey": j.id,
+                "name": j.name,
+                "experience": view.experience,
+                "traffic": traffic,
+                "eligible": stage["eligible"],
+                "eligible_share": stage["eligible"] / traffic if traffic else None,
+                "personalised": stage["model"],
+                "exposed": stage["exposed"],
+                "clicked": stage["clicked"],
+                "converted": stage["converted"],
+                "ctr": stage["clicked"] / stage["exposed"] if stage["exposed"] else None,
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "journey": pl.String,
+            "name": pl.String,
+            "experience": pl.String,
+            "traffic": pl.Int64,
+            "eligible": pl.Int64,
+            "eligible_share": pl.Float64,
+            "personalised": pl.Int64,
+            "exposed": pl.Int64,
+            "clicked": pl.Int64,
+            "converted": pl.Int64,
+            "ctr": pl.Float64,
+        },
+    )

@@ -86,10 +86,12 @@ def _scores(filters: Filters, outcome: str, maturity_minutes: float, limit: int)
 SCORES = Query(
     "model_quality.scores",
     "The newest mature propensity-model decisions: placement, the model's score, and whether the outcome followed.",
-    _scores, example={"outcome": "conversion", "maturity_minutes": 30.0, "limit": 200_000},
+    _scores,
+    example={"outcome": "conversion", "maturity_minutes": 30.0, "limit": 200_000},
     metrics=("model_auc", "model_calibration"),
     method="AUC as the Mann–Whitney U statistic of the positives' scores over the negatives' (scipy); reliability "
-           "over score deciles with Wilson 95% intervals; Brier score against the base rate's.")
+    "over score deciles with Wilson 95% intervals; Brier score against the base rate's.",
+)
 
 
 def scored_decisions(
@@ -143,8 +145,14 @@ class Calibration:
         return 1.0 - self.brier / self.brier_reference
 
 
-_BIN_SCHEMA = {"bin": pl.Int64, "n": pl.Int64, "mean_score": pl.Float64, "observed_rate": pl.Float64,
-               "ci_lower": pl.Float64, "ci_upper": pl.Float64}
+_BIN_SCHEMA = {
+    "bin": pl.Int64,
+    "n": pl.Int64,
+    "mean_score": pl.Float64,
+    "observed_rate": pl.Float64,
+    "ci_lower": pl.Float64,
+    "ci_upper": pl.Float64,
+}
 
 
 def calibration(scores: np.ndarray, labels: np.ndarray, bins: int = 10) -> Calibration:
@@ -160,14 +168,18 @@ def calibration(scores: np.ndarray, labels: np.ndarray, bins: int = 10) -> Calib
     frame = (
         pl.DataFrame({"bin": index, "score": scores, "label": labels})
         .group_by("bin")
-        .agg(pl.len().cast(pl.Int64).alias("n"), pl.col("score").mean().alias("mean_score"),
-             pl.col("label").sum().alias("positives"))
+        .agg(
+            pl.len().cast(pl.Int64).alias("n"),
+            pl.col("score").mean().alias("mean_score"),
+            pl.col("label").sum().alias("positives"),
+        )
         .sort("bin")
     )
     low, high = _wilson(frame["positives"].to_numpy(), frame["n"].to_numpy())
     frame = frame.with_columns(
         (pl.col("positives") / pl.col("n")).alias("observed_rate"),
-        pl.Series("ci_lower", low), pl.Series("ci_upper", high),
+        pl.Series("ci_lower", low),
+        pl.Series("ci_upper", high),
     ).select(list(_BIN_SCHEMA))
     base = float(labels.mean())
     return Calibration(
@@ -198,8 +210,12 @@ class Quality:
 
 
 def quality(
-    wh: Warehouse, filters: Filters, outcome: str = "conversion", maturity_minutes: float = 30.0,
-    bins: int = 10, limit: int = 200_000,
+    wh: Warehouse,
+    filters: Filters,
+    outcome: str = "conversion",
+    maturity_minutes: float = 30.0,
+    bins: int = 10,
+    limit: int = 200_000,
 ) -> Quality:
     """AUC and calibration of the propensity model's scores against the outcomes that followed."""
     frame = scored_decisions(wh, filters, outcome, maturity_minutes, limit)
@@ -212,9 +228,11 @@ LIFT = Query(
     "Per placement the model serves: mature decisions driven by the model and by static rules, and how many led to "
     "the outcome.",
     lambda filters, outcome, maturity_minutes: Statement(_LIFT_SQL, _params(filters, outcome, maturity_minutes)),
-    example={"outcome": "conversion", "maturity_minutes": 30.0}, metrics=("model_vs_rules_lift",),
+    example={"outcome": "conversion", "maturity_minutes": 30.0},
+    metrics=("model_vs_rules_lift",),
     method="Outcome rate per decision of each side; the model's relative lift over the rules by the delta method "
-           "with an always-valid 95% interval.")
+    "with an always-valid 95% interval.",
+)
 
 
 def lift_vs_rules(
@@ -228,9 +246,18 @@ def lift_vs_rules(
     for placement in counts["placement"].unique(maintain_order=True).to_list():
         sides = {r["driver"]: r for r in counts.filter(pl.col("placement") == placement).iter_rows(named=True)}
         model, rules = sides.get("model"), sides.get("rules")
-        row = {"placement": placement, "model_decisions": 0, "model_rate": None, "rules_decisions": 0,
-               "rules_rate": None, "lift": None, "ci_lower": None, "ci_upper": None, "p_value": None,
-               "status": "not enough data"}
+        row = {
+            "placement": placement,
+            "model_decisions": 0,
+            "model_rate": None,
+            "rules_decisions": 0,
+            "rules_rate": None,
+            "lift": None,
+            "ci_lower": None,
+            "ci_upper": None,
+            "p_value": None,
+            "status": "not enough data",
+        }
         if model:
             row.update(model_decisions=model["decisions"], model_rate=model["outcomes"] / model["decisions"])
         if rules:
@@ -239,16 +266,27 @@ def lift_vs_rules(
             comparison = stats.compare(_arm("rules", rules), _arm("model", model), "proportion", alpha=alpha)
             if comparison.status == "ok" and comparison.relative.estimate is not None:
                 rel = comparison.relative
-                row.update(lift=rel.estimate, ci_lower=rel.ci_lower, ci_upper=rel.ci_upper, p_value=rel.p_value,
-                           status="ok")
+                row.update(
+                    lift=rel.estimate, ci_lower=rel.ci_lower, ci_upper=rel.ci_upper, p_value=rel.p_value, status="ok"
+                )
             else:
                 row.update(status=comparison.reason or "not enough data")
         rows.append(row)
-    return pl.DataFrame(rows, schema={
-        "placement": pl.String, "model_decisions": pl.Int64, "model_rate": pl.Float64, "rules_decisions": pl.Int64,
-        "rules_rate": pl.Float64, "lift": pl.Float64, "ci_lower": pl.Float64, "ci_upper": pl.Float64,
-        "p_value": pl.Float64, "status": pl.String,
-    })
+    return pl.DataFrame(
+        rows,
+        schema={
+            "placement": pl.String,
+            "model_decisions": pl.Int64,
+            "model_rate": pl.Float64,
+            "rules_decisions": pl.Int64,
+            "rules_rate": pl.Float64,
+            "lift": pl.Float64,
+            "ci_lower": pl.Float64,
+            "ci_upper": pl.Float64,
+            "p_value": pl.Float64,
+            "status": pl.String,
+        },
+    )
 
 
 def _arm(name: str, side: dict[str, Any]) -> stats.ArmStats:

@@ -236,8 +236,9 @@ def _percentile(estimate: float, replicates: FloatArray, test: bool, alpha: floa
         return Estimate(estimate)
     lower, upper = np.quantile(replicates, [alpha / 2.0, 1.0 - alpha / 2.0])
     tail = min(float((replicates <= 0).mean()), float((replicates >= 0).mean()))
-    return Estimate(estimate, float(lower), float(upper), min(1.0, 2.0 * tail) if test else None,
-                    float(replicates.std(ddof=1)))
+    return Estimate(
+        estimate, float(lower), float(upper), min(1.0, 2.0 * tail) if test else None, float(replicates.std(ddof=1))
+    )
 
 
 def _replicates(ratios: list[_Ratio], opts: _Options) -> FloatArray:
@@ -263,6 +264,7 @@ def _replicates(ratios: list[_Ratio], opts: _Options) -> FloatArray:
 
 def _finite(e: Estimate) -> Estimate:
     """NaN or infinite parts become None, as in the statistics engine."""
+
     def keep(x: float | None) -> float | None:
         return None if x is None or not math.isfinite(x) else float(x)
 
@@ -298,16 +300,22 @@ def _diagnostics(log: BanditLog, probabilities: FloatArray, weight: FloatArray, 
 def _unsupported_reason(name: str, d: Diagnostics, policy: str) -> str:
     """Why the log cannot judge the candidate ('' when it can), the thresholds named."""
     if d.unsupported_share is not None and d.unsupported_share > MAX_UNSUPPORTED_SHARE:
-        return (f"{d.unsupported_share:.0%} of {name}'s choices go to actions {policy} gave less than "
-                f"{d.support_floor:.0%} (at most {MAX_UNSUPPORTED_SHARE:.0%} allowed)")
+        return (
+            f"{d.unsupported_share:.0%} of {name}'s choices go to actions {policy} gave less than "
+            f"{d.support_floor:.0%} (at most {MAX_UNSUPPORTED_SHARE:.0%} allowed)"
+        )
     if d.effective_sample_size < MIN_EFFECTIVE_DECISIONS:
-        return (f"only {d.effective_sample_size:,.0f} effective decisions for {name} "
-                f"(at least {MIN_EFFECTIVE_DECISIONS:,.0f} needed)")
+        return (
+            f"only {d.effective_sample_size:,.0f} effective decisions for {name} "
+            f"(at least {MIN_EFFECTIVE_DECISIONS:,.0f} needed)"
+        )
     if not d.weights_consistent:
         w = d.mean_weight
-        return (f"importance weights for {name} average {w.estimate:.3f} [{w.ci_lower:.3f}, {w.ci_upper:.3f}], "
-                f"not 1 (p = {w.p_value:.2g}): the logged propensities do not describe how {policy} chose, "
-                f"or {name} takes actions {policy} never took")
+        return (
+            f"importance weights for {name} average {w.estimate:.3f} [{w.ci_lower:.3f}, {w.ci_upper:.3f}], "
+            f"not 1 (p = {w.p_value:.2g}): the logged propensities do not describe how {policy} chose, "
+            f"or {name} takes actions {policy} never took"
+        )
     return ""
 
 
@@ -342,13 +350,24 @@ def evaluate(
     values = dict(zip(names, estimates[:m]))
     diagnostics = _diagnostics(log, candidate.probabilities, terms.weight, support_floor)
     reason = _unsupported_reason(candidate.name, diagnostics, log.policy)
-    versus = _judged(candidate.name, log.policy, chosen, opts, [values[chosen], *estimates[m:]],
-                     diagnostics.effective_sample_size, reason)
+    versus = _judged(
+        candidate.name,
+        log.policy,
+        chosen,
+        opts,
+        [values[chosen], *estimates[m:]],
+        diagnostics.effective_sample_size,
+        reason,
+    )
     return PolicyEvaluation(candidate.name, alpha, opts.interval, values, diagnostics, not reason, reason, versus)
 
 
 def on_policy_value(
-    log: BanditLog, *, alpha: float = 0.05, interval: Interval = "clt", n_bootstrap: int = DEFAULT_BOOTSTRAP,
+    log: BanditLog,
+    *,
+    alpha: float = 0.05,
+    interval: Interval = "clt",
+    n_bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
 ) -> Estimate:
     """The logging policy's own value: the mean logged reward, with its interval."""
@@ -384,12 +403,26 @@ def compare(
         ratios.append(terms.ratios[chosen])
         reasons.append(_unsupported_reason(policy.name, diagnostics, log.policy))
         ess.append(diagnostics.effective_sample_size)
-    return _judged(candidate.name, baseline.name, chosen, opts, _estimates(ratios, [(0, 1)], opts), min(ess),
-                   "; ".join(r for r in reasons if r))
+    return _judged(
+        candidate.name,
+        baseline.name,
+        chosen,
+        opts,
+        _estimates(ratios, [(0, 1)], opts),
+        min(ess),
+        "; ".join(r for r in reasons if r),
+    )
 
 
-def _judged(candidate: str, baseline: str, estimator: Estimator, opts: _Options, estimates: list[Estimate],
-            effective: float, unsupported: str) -> PolicyComparison:
+def _judged(
+    candidate: str,
+    baseline: str,
+    estimator: Estimator,
+    opts: _Options,
+    estimates: list[Estimate],
+    effective: float,
+    unsupported: str,
+) -> PolicyComparison:
     """The comparison with its verdict, from [candidate value, baseline value, difference]."""
     value, base, d = estimates
     verdict: Verdict
@@ -405,12 +438,17 @@ def _judged(candidate: str, baseline: str, estimator: Estimator, opts: _Options,
             verdict, reason = "worse", f"{candidate} trails {baseline} by {span}"
         else:
             verdict, reason = "cannot tell", f"the difference {span} includes 0"
-    return PolicyComparison(candidate, baseline, estimator, opts.alpha, opts.interval, value, base, d, effective,
-                            verdict, reason)
+    return PolicyComparison(
+        candidate, baseline, estimator, opts.alpha, opts.interval, value, base, d, effective, verdict, reason
+    )
 
 
-_VERDICT_WORDS: dict[Verdict, str] = {"better": "a clear gain", "worse": "a clear loss",
-                                      "cannot tell": "too close to call", "not supported": ""}
+_VERDICT_WORDS: dict[Verdict, str] = {
+    "better": "a clear gain",
+    "worse": "a clear loss",
+    "cannot tell": "too close to call",
+    "not supported": "",
+}
 
 
 def summary(comparison: PolicyComparison, *, verb: str = "earned", value_format: str = "{:.3g}") -> str:
@@ -428,9 +466,11 @@ def summary(comparison: PolicyComparison, *, verb: str = "earned", value_format:
     def fmt(x: float | None) -> str:
         return "n/a" if x is None else value_format.format(x)
 
-    return _capital(f"{c.candidate} would have {verb} {fmt(v.estimate)} [{fmt(v.ci_lower)}, {fmt(v.ci_upper)}] "
-                    f"against {fmt(b.estimate)} for {c.baseline} ({_VERDICT_WORDS[c.verdict]}); "
-                    f"{_compact(c.effective_decisions)} effective decisions.")
+    return _capital(
+        f"{c.candidate} would have {verb} {fmt(v.estimate)} [{fmt(v.ci_lower)}, {fmt(v.ci_upper)}] "
+        f"against {fmt(b.estimate)} for {c.baseline} ({_VERDICT_WORDS[c.verdict]}); "
+        f"{_compact(c.effective_decisions)} effective decisions."
+    )
 
 
 def _capital(text: str) -> str:
@@ -477,10 +517,13 @@ def _estimator(estimator: str | None, outcome: OutcomeModel | None) -> Estimator
 
 def _check(log: BanditLog, candidate: Candidate, outcome: OutcomeModel | None, floor: float) -> None:
     if candidate.probabilities.shape != (log.n, log.k):
-        raise InvalidBanditLog(f"candidate {candidate.name!r}: probabilities",
-                               f"must be ({log.n}, {log.k}) like the log, got {candidate.probabilities.shape}")
+        raise InvalidBanditLog(
+            f"candidate {candidate.name!r}: probabilities",
+            f"must be ({log.n}, {log.k}) like the log, got {candidate.probabilities.shape}",
+        )
     if outcome is not None and outcome.predictions.shape != (log.n, log.k):
-        raise InvalidBanditLog("outcome.predictions",
-                               f"must be ({log.n}, {log.k}) like the log, got {outcome.predictions.shape}")
+        raise InvalidBanditLog(
+            "outcome.predictions", f"must be ({log.n}, {log.k}) like the log, got {outcome.predictions.shape}"
+        )
     if not 0.0 <= floor <= 1.0:
         raise InvalidBanditLog("support_floor", f"must be in [0, 1], got {floor!r}")

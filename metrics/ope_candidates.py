@@ -74,8 +74,9 @@ def eligibility(log: BanditLog) -> np.ndarray:
 
 def _features(log: BanditLog) -> np.ndarray:
     if log.context.shape[1] != len(FEATURE_NAMES):
-        raise InvalidBanditLog("context", f"the service's policies read {len(FEATURE_NAMES)} features, "
-                                          f"the log has {log.context.shape[1]}")
+        raise InvalidBanditLog(
+            "context", f"the service's policies read {len(FEATURE_NAMES)} features, the log has {log.context.shape[1]}"
+        )
     return log.context
 
 
@@ -104,8 +105,7 @@ def posterior(log: BanditLog, rows: np.ndarray | None = None) -> tuple[np.ndarra
     """Beta(1 + successes, 1 + failures) per variant from the log's rewards (> 0 a success)."""
     action, reward = (log.action, log.reward) if rows is None else (log.action[rows], log.reward[rows])
     success = reward > 0
-    return (1.0 + np.bincount(action[success], minlength=log.k),
-            1.0 + np.bincount(action[~success], minlength=log.k))
+    return (1.0 + np.bincount(action[success], minlength=log.k), 1.0 + np.bincount(action[~success], minlength=log.k))
 
 
 def thompson(log: BanditLog, alpha: np.ndarray, beta: np.ndarray) -> Candidate:
@@ -127,7 +127,7 @@ def train_propensity(log: BanditLog, rows: np.ndarray | None = None, initial: np
     order = np.argsort(log.time, kind="stable") if rows is None else rows[np.argsort(log.time[rows], kind="stable")]
     weights = initial_logistic_weights(log.k, None) if initial is None else initial
     for start in range(0, len(order), SGD_BATCH):
-        batch = order[start:start + SGD_BATCH]
+        batch = order[start : start + SGD_BATCH]
         weights = logistic_step(weights, x[batch], log.action[batch], log.reward[batch])
     return weights
 
@@ -139,9 +139,16 @@ def propensity(log: BanditLog, weights: np.ndarray, name: str = "the propensity 
 
 def subset(log: BanditLog, rows: np.ndarray) -> BanditLog:
     """The log restricted to `rows` (in their order)."""
-    return BanditLog(actions=log.actions, action=log.action[rows], propensity=log.propensity[rows],
-                     reward=log.reward[rows], time=log.time[rows], context=log.context[rows],
-                     logging=None if log.logging is None else log.logging[rows], policy=log.policy)
+    return BanditLog(
+        actions=log.actions,
+        action=log.action[rows],
+        propensity=log.propensity[rows],
+        reward=log.reward[rows],
+        time=log.time[rows],
+        context=log.context[rows],
+        logging=None if log.logging is None else log.logging[rows],
+        policy=log.policy,
+    )
 
 
 def time_split(log: BanditLog, train_share: float = DEFAULT_TRAIN_SHARE) -> tuple[np.ndarray, np.ndarray]:
@@ -170,8 +177,10 @@ def build(log: BanditLog, shape: PolicyShape, kinds: Sequence[str]) -> list[Cand
         elif kind == "propensity":
             out.append(propensity(log, train_propensity(log)))
         elif kind != "split":
-            raise InvalidBanditLog("candidates", f"unknown candidate {kind!r} (known: {', '.join(CANDIDATE_KINDS)}, "
-                                                 f"{SINGLE_PREFIX}<variant>)")
+            raise InvalidBanditLog(
+                "candidates",
+                f"unknown candidate {kind!r} (known: {', '.join(CANDIDATE_KINDS)}, {SINGLE_PREFIX}<variant>)",
+            )
     return out
 
 

@@ -135,8 +135,12 @@ class BanditLog:
         for name in ("propensity", "reward", "time", "context"):
             if len(getattr(self, name)) != n:
                 raise InvalidBanditLog(name, f"has {len(getattr(self, name))} rows, action has {n}")
-        _refuse("propensity", ~((self.propensity > 0) & (self.propensity <= 1)), self.propensity,
-                "the chosen action's logging probability is in (0, 1]")
+        _refuse(
+            "propensity",
+            ~((self.propensity > 0) & (self.propensity <= 1)),
+            self.propensity,
+            "the chosen action's logging probability is in (0, 1]",
+        )
         _refuse("reward", ~np.isfinite(self.reward), self.reward, "a finite reward")
         _refuse("context", ~np.isfinite(self.context), self.context, "finite features")
         if self.logging is not None:
@@ -152,8 +156,12 @@ class BanditLog:
         known = ~np.isnan(logging).all(axis=1)
         _check_distributions("logging", logging, known)
         chosen = logging[np.arange(n), self.action]
-        _refuse("logging", known & (np.abs(chosen - self.propensity) > SUM_TOLERANCE), chosen,
-                "the chosen action's entry equals its propensity")
+        _refuse(
+            "logging",
+            known & (np.abs(chosen - self.propensity) > SUM_TOLERANCE),
+            chosen,
+            "the chosen action's entry equals its propensity",
+        )
         return logging
 
     @functools.cached_property
@@ -228,21 +236,31 @@ def check_propensities(
     """
     m = _integrity_masks(action, propensity, distribution, floor, tolerance)
     return PropensityIntegrity(
-        rows=len(m["unknown"]), unknown=int(m["unknown"].sum()), malformed=int(m["malformed"].sum()),
-        not_summing_to_one=int(m["summing"].sum()), chosen_zero=int(m["zero"].sum()),
-        mismatched=int(m["mismatched"].sum()), below_floor=int(m["below"].sum()), problems=int(m["problems"].sum()),
-        floor=floor)
+        rows=len(m["unknown"]),
+        unknown=int(m["unknown"].sum()),
+        malformed=int(m["malformed"].sum()),
+        not_summing_to_one=int(m["summing"].sum()),
+        chosen_zero=int(m["zero"].sum()),
+        mismatched=int(m["mismatched"].sum()),
+        below_floor=int(m["below"].sum()),
+        problems=int(m["problems"].sum()),
+        floor=floor,
+    )
 
 
 def propensity_problems(
-    action: Any, propensity: Any, distribution: Any | None = None, tolerance: float = SUM_TOLERANCE,
+    action: Any,
+    propensity: Any,
+    distribution: Any | None = None,
+    tolerance: float = SUM_TOLERANCE,
 ) -> NDArray[np.bool_]:
     """(n,) True on the rows `check_propensities` counts as problems: those `BanditLog` refuses."""
     return _integrity_masks(action, propensity, distribution, PROPENSITY_FLOOR, tolerance)["problems"]
 
 
-def _integrity_masks(action: Any, propensity: Any, distribution: Any | None, floor: float,
-                     tolerance: float) -> dict[str, NDArray[np.bool_]]:
+def _integrity_masks(
+    action: Any, propensity: Any, distribution: Any | None, floor: float, tolerance: float
+) -> dict[str, NDArray[np.bool_]]:
     """Per row, each problem of `check_propensities` (and `problems`, their union)."""
     a = np.asarray(action)
     if a.ndim != 1 or a.dtype.kind not in "iu":
@@ -271,5 +289,12 @@ def _integrity_masks(action: Any, propensity: Any, distribution: Any | None, flo
         below = np.where(known, ((d > 0) & (d < floor)).any(axis=1), below)
     else:
         malformed |= a < 0
-    return {"unknown": unknown, "malformed": malformed, "summing": summing, "zero": zero, "mismatched": mismatched,
-            "below": below, "problems": malformed | summing | zero | mismatched}
+    return {
+        "unknown": unknown,
+        "malformed": malformed,
+        "summing": summing,
+        "zero": zero,
+        "mismatched": mismatched,
+        "below": below,
+        "problems": malformed | summing | zero | mismatched,
+    }

@@ -48,47 +48,81 @@ class Lab:
         for e, logging, n in self.evaluations:
             c, d = e.versus_logging, e.diagnostics
             value = c.candidate_value
-            rows.append({
-                "candidate": e.name, "estimator": c.estimator.upper(), "value": value.estimate,
-                "ci_lower": value.ci_lower, "ci_upper": value.ci_upper, "logging_value": logging.estimate,
-                "difference": c.difference.estimate, "verdict": c.verdict, "decisions": n,
-                "ips": e.values["ips"].estimate, "snips": e.values["snips"].estimate,
-                "dm": e.values["dm"].estimate if "dm" in e.values else None,
-                "dr": e.values["dr"].estimate if "dr" in e.values else None,
-                "ess": d.effective_sample_size, "max_weight": d.max_weight,
-                "mean_weight": d.mean_weight.estimate, "unsupported_share": d.unsupported_share,
-                "reason": c.reason,
-            })
+            rows.append(
+                {
+                    "candidate": e.name,
+                    "estimator": c.estimator.upper(),
+                    "value": value.estimate,
+                    "ci_lower": value.ci_lower,
+                    "ci_upper": value.ci_upper,
+                    "logging_value": logging.estimate,
+                    "difference": c.difference.estimate,
+                    "verdict": c.verdict,
+                    "decisions": n,
+                    "ips": e.values["ips"].estimate,
+                    "snips": e.values["snips"].estimate,
+                    "dm": e.values["dm"].estimate if "dm" in e.values else None,
+                    "dr": e.values["dr"].estimate if "dr" in e.values else None,
+                    "ess": d.effective_sample_size,
+                    "max_weight": d.max_weight,
+                    "mean_weight": d.mean_weight.estimate,
+                    "unsupported_share": d.unsupported_share,
+                    "reason": c.reason,
+                }
+            )
         return pl.DataFrame(rows, schema=_TABLE_SCHEMA)
 
     def sentence(self) -> str:
         """The best supported candidate against the logging policy, in one sentence (or why none)."""
         if not self.evaluations:
             return "No candidate could be evaluated on this log."
-        supported = [e for e, _, _ in self.evaluations if e.supported and e.versus_logging.candidate_value.estimate
-                     is not None]
+        supported = [
+            e for e, _, _ in self.evaluations if e.supported and e.versus_logging.candidate_value.estimate is not None
+        ]
         best = max(supported, key=lambda e: e.versus_logging.candidate_value.estimate or 0.0, default=None)
         if best is None:
             first = self.evaluations[0][0]
-            return (f"The log cannot judge any of the {len(self.evaluations)} candidates yet; for instance "
-                    f"{first.name}: {first.reason}.")
+            return (
+                f"The log cannot judge any of the {len(self.evaluations)} candidates yet; for instance "
+                f"{first.name}: {first.reason}."
+            )
         chosen = best
         reward = REWARDS[self.reward]
         return summary(chosen.versus_logging, verb=reward.verb, value_format="{:.2%}" if reward.rate else "BRL {:,.2f}")
 
 
 _TABLE_SCHEMA = {
-    "candidate": pl.String, "estimator": pl.String, "value": pl.Float64, "ci_lower": pl.Float64,
-    "ci_upper": pl.Float64, "logging_value": pl.Float64, "difference": pl.Float64, "verdict": pl.String,
-    "decisions": pl.Int64, "ips": pl.Float64, "snips": pl.Float64, "dm": pl.Float64, "dr": pl.Float64,
-    "ess": pl.Float64, "max_weight": pl.Float64, "mean_weight": pl.Float64, "unsupported_share": pl.Float64,
+    "candidate": pl.String,
+    "estimator": pl.String,
+    "value": pl.Float64,
+    "ci_lower": pl.Float64,
+    "ci_upper": pl.Float64,
+    "logging_value": pl.Float64,
+    "difference": pl.Float64,
+    "verdict": pl.String,
+    "decisions": pl.Int64,
+    "ips": pl.Float64,
+    "snips": pl.Float64,
+    "dm": pl.Float64,
+    "dr": pl.Float64,
+    "ess": pl.Float64,
+    "max_weight": pl.Float64,
+    "mean_weight": pl.Float64,
+    "unsupported_share": pl.Float64,
     "reason": pl.String,
 }
 
 
-def run_lab(wh: Warehouse, filters: Filters, experience_id: str, shape: PolicyShape, kinds: tuple[str, ...],
-            reward: str = "conversion", window_hours: float = DEFAULT_WINDOW_HOURS,
-            train_share: float = DEFAULT_TRAIN_SHARE) -> Lab:
+def run_lab(
+    wh: Warehouse,
+    filters: Filters,
+    experience_id: str,
+    shape: PolicyShape,
+    kinds: tuple[str, ...],
+    reward: str = "conversion",
+    window_hours: float = DEFAULT_WINDOW_HOURS,
+    train_share: float = DEFAULT_TRAIN_SHARE,
+) -> Lab:
     """The lab of one experience for `filters` (see the module docstring)."""
     loaded = load_log(wh, filters, experience_id, shape.variants, reward, window_hours)
     log = loaded.log
@@ -110,5 +144,6 @@ def run_lab(wh: Warehouse, filters: Filters, experience_id: str, shape: PolicySh
             evaluations.append((evaluate(evaluation, candidate, later), on_policy_value(evaluation), evaluation.n))
         else:
             skipped.append((candidate.name, f"only {evaluation.n} decisions in the later window"))
-    return Lab(loaded, reward, on_policy, tuple(evaluations), tuple(skipped),
-               None if outcome is None else outcome.r_squared)
+    return Lab(
+        loaded, reward, on_policy, tuple(evaluations), tuple(skipped), None if outcome is None else outcome.r_squared
+    )

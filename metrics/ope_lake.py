@@ -44,15 +44,28 @@ class Reward:
     """How the lab's sentence says a policy would have done ("would have converted 6.1%")."""
 
 
-REWARDS: dict[str, Reward] = {r.name: r for r in (
-    Reward("click", "click-through", f"max(CASE WHEN e.event_type IN ({sql_list(CLICK_EVENTS)}) THEN 1 ELSE 0 END)",
-           True, "drawn clicks on"),
-    Reward("conversion", "conversion", "max(CASE WHEN e.event_type = 'purchase' THEN 1 ELSE 0 END)", True,
-           "converted"),
-    Reward("revenue", "revenue (BRL)",
-           "sum(CASE WHEN e.event_type = 'purchase' THEN coalesce(e.revenue, 0) ELSE 0 END)", False,
-           "earned per decision"),
-)}
+REWARDS: dict[str, Reward] = {
+    r.name: r
+    for r in (
+        Reward(
+            "click",
+            "click-through",
+            f"max(CASE WHEN e.event_type IN ({sql_list(CLICK_EVENTS)}) THEN 1 ELSE 0 END)",
+            True,
+            "drawn clicks on",
+        ),
+        Reward(
+            "conversion", "conversion", "max(CASE WHEN e.event_type = 'purchase' THEN 1 ELSE 0 END)", True, "converted"
+        ),
+        Reward(
+            "revenue",
+            "revenue (BRL)",
+            "sum(CASE WHEN e.event_type = 'purchase' THEN coalesce(e.revenue, 0) ELSE 0 END)",
+            False,
+            "earned per decision",
+        ),
+    )
+}
 """Rewards the lab can judge a policy on (the catalogue's click, conversion and revenue, per decision)."""
 
 DEFAULT_WINDOW_HOURS = 24.0
@@ -91,10 +104,12 @@ LOG = Query(
     "ope.bandit_log",
     "One experience's decisions a policy chose, with their logged distributions, context and the decision's reward "
     "within the window.",
-    _log, example={"experience_id": "home_showcase", "reward": "conversion", "window_hours": DEFAULT_WINDOW_HOURS},
+    _log,
+    example={"experience_id": "home_showcase", "reward": "conversion", "window_hours": DEFAULT_WINDOW_HOURS},
     method="Off-policy evaluation (metrics/ope.py): IPS, self-normalised IPS, direct method and doubly robust with "
-           "an outcome model cross-fitted over 5 time folds; 95% intervals from each estimator's influence function; "
-           "effective sample size, largest weight, mean weight and support check before any verdict.")
+    "an outcome model cross-fitted over 5 time folds; 95% intervals from each estimator's influence function; "
+    "effective sample size, largest weight, mean weight and support check before any verdict.",
+)
 
 
 _IMPORTED_SQL = f"""
@@ -113,7 +128,9 @@ def _imported(filters: Filters) -> Statement:
 IMPORTED = Query(
     "ope.imported_campaigns",
     "Campaigns imported from another system's bandit logs (`momento import bandit-log`), with their variants.",
-    _imported, method="Listed so the Policy lab can evaluate candidates on them too.")
+    _imported,
+    method="Listed so the Policy lab can evaluate candidates on them too.",
+)
 
 
 def imported_campaigns(wh: Warehouse, filters: Filters) -> dict[str, tuple[str, ...]]:
@@ -137,14 +154,17 @@ def _integrity(filters: Filters) -> Statement:
 INTEGRITY = Query(
     "ope.propensity_integrity",
     "Every decision a policy chose: its experience, chosen variant, logged propensity and logged distribution.",
-    _integrity, method="Per experience, the rows whose distribution does not sum to 1 (within 1e-6), whose chosen "
-                       "variant has probability 0, whose propensity differs from its distribution's entry, or that "
-                       "are malformed; and the rows with a probability below the 1% floor "
-                       "(metrics.ope_data.check_propensities).")
+    _integrity,
+    method="Per experience, the rows whose distribution does not sum to 1 (within 1e-6), whose chosen "
+    "variant has probability 0, whose propensity differs from its distribution's entry, or that "
+    "are malformed; and the rows with a probability below the 1% floor "
+    "(metrics.ope_data.check_propensities).",
+)
 
 
-def integrity_by_experience(wh: Warehouse, filters: Filters,
-                            experiences: tuple[tuple[str, tuple[str, ...]], ...]) -> pl.DataFrame:
+def integrity_by_experience(
+    wh: Warehouse, filters: Filters, experiences: tuple[tuple[str, tuple[str, ...]], ...]
+) -> pl.DataFrame:
     """One row per experience (id, its variants) with decisions: the integrity counts of its logged
     propensities (`metrics.ope_data.check_propensities`)."""
     frame = INTEGRITY.run(wh, filters)
@@ -155,14 +175,20 @@ def integrity_by_experience(wh: Warehouse, filters: Filters,
             continue
         index = {name: i for i, name in enumerate(actions)}
         action = np.array([index.get(v, -1) for v in part["variant"].to_list()], dtype=np.int64)
-        check = check_propensities(action, part["propensity"].to_numpy().astype(np.float64),
-                                   _distributions(part["action_probabilities"], index))
+        check = check_propensities(
+            action,
+            part["propensity"].to_numpy().astype(np.float64),
+            _distributions(part["action_probabilities"], index),
+        )
         rows.append({"experience_id": experience_id, **dataclasses.asdict(check)})
     return pl.DataFrame(rows, schema=_INTEGRITY_SCHEMA)
 
 
-_INTEGRITY_SCHEMA = {"experience_id": pl.String, **{f.name: pl.Int64 for f in dataclasses.fields(PropensityIntegrity)
-                                                     if f.name != "floor"}, "floor": pl.Float64}
+_INTEGRITY_SCHEMA = {
+    "experience_id": pl.String,
+    **{f.name: pl.Int64 for f in dataclasses.fields(PropensityIntegrity) if f.name != "floor"},
+    "floor": pl.Float64,
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -181,8 +207,14 @@ class LoadedLog:
     policies: dict[str, int]
 
 
-def load_log(wh: Warehouse, filters: Filters, experience_id: str, actions: tuple[str, ...], reward: str = "conversion",
-             window_hours: float = DEFAULT_WINDOW_HOURS) -> LoadedLog:
+def load_log(
+    wh: Warehouse,
+    filters: Filters,
+    experience_id: str,
+    actions: tuple[str, ...],
+    reward: str = "conversion",
+    window_hours: float = DEFAULT_WINDOW_HOURS,
+) -> LoadedLog:
     """The experience's logged bandit feedback over `actions` (its variants, in order)."""
     frame = LOG.run(wh, filters, experience_id=experience_id, reward=reward, window_hours=window_hours)
     return build_log(frame, actions)
@@ -204,10 +236,16 @@ def build_log(frame: pl.DataFrame, actions: tuple[str, ...]) -> LoadedLog:
     if ok.any():
         rows = np.flatnonzero(ok)
         context = np.array(same["context"].to_list(), dtype=np.float64)[rows]  # rows is not empty: ok.any()
-        log = BanditLog(actions=actions, action=action[rows], propensity=propensity[rows],
-                        reward=same["reward"].to_numpy().astype(np.float64)[rows],
-                        time=same["ts"].dt.epoch("us").to_numpy()[rows], context=context,
-                        logging=distribution[rows], policy=_policy_name(policies))
+        log = BanditLog(
+            actions=actions,
+            action=action[rows],
+            propensity=propensity[rows],
+            reward=same["reward"].to_numpy().astype(np.float64)[rows],
+            time=same["ts"].dt.epoch("us").to_numpy()[rows],
+            context=context,
+            logging=distribution[rows],
+            policy=_policy_name(policies),
+        )
     return LoadedLog(frame.height, integrity, log, version, frame.height - same.height, policies)
 
 

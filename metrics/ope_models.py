@@ -88,7 +88,7 @@ def fit_outcome_model(log: BanditLog, n_folds: int = DEFAULT_FOLDS, ridge: float
     x, r = np.take(log.context, order, axis=0), log.reward[order]  # take: ~5x faster than x[order]
     gram, cross = np.zeros((n_folds, k, p, p)), np.zeros((n_folds, k, p))
     for b in range(n_folds * k):  # the Gram matrix of (1, x) and its cross-product with r, per block
-        xb, rb = x[bounds[b]:bounds[b + 1]], r[bounds[b]:bounds[b + 1]]
+        xb, rb = x[bounds[b] : bounds[b + 1]], r[bounds[b] : bounds[b + 1]]
         g, c = gram[divmod(b, k)], cross[divmod(b, k)]  # views
         g[0, 0] = len(xb)
         g[0, 1:] = g[1:, 0] = xb.sum(axis=0)
@@ -114,7 +114,7 @@ def fit_outcome_model(log: BanditLog, n_folds: int = DEFAULT_FOLDS, ridge: float
 def _chunks(rows: FloatArray, width: int) -> list[FloatArray]:
     """`rows` in consecutive slices (views) whose product with a `width`-entry operand stays serial."""
     size = max(64, _SERIAL_PRODUCT // max(width, 1))
-    return [rows[start:start + size] for start in range(0, len(rows), size)]
+    return [rows[start : start + size] for start in range(0, len(rows), size)]
 
 
 def _standardiser(gram: FloatArray) -> FloatArray:

@@ -36,9 +36,14 @@ EffectScale = Literal["relative", "absolute"]
 _NORMAL = statistics.NormalDist()
 
 
-def detectable_effect(variance_per_unit: float, total_n: float, alpha: float = 0.05, power: float = DEFAULT_POWER,
-                      method: stats.Method = "sequential",
-                      sequential_tuning_n: float = stats.DEFAULT_TUNING_N) -> float:
+def detectable_effect(
+    variance_per_unit: float,
+    total_n: float,
+    alpha: float = 0.05,
+    power: float = DEFAULT_POWER,
+    method: stats.Method = "sequential",
+    sequential_tuning_n: float = stats.DEFAULT_TUNING_N,
+) -> float:
     """The minimum detectable absolute effect after `total_n` units, MDE(t) = (m(t) + z_power)·sqrt(K/t),
     where K = `variance_per_unit` is the standard error squared times the units (both arms)."""
     _check(variance_per_unit, power)
@@ -48,9 +53,14 @@ def detectable_effect(variance_per_unit: float, total_n: float, alpha: float = 0
     return (m + _NORMAL.inv_cdf(power)) * math.sqrt(variance_per_unit / total_n)
 
 
-def units_to_detect(variance_per_unit: float, effect: float, alpha: float = 0.05, power: float = DEFAULT_POWER,
-                    method: stats.Method = "sequential",
-                    sequential_tuning_n: float = stats.DEFAULT_TUNING_N) -> float:
+def units_to_detect(
+    variance_per_unit: float,
+    effect: float,
+    alpha: float = 0.05,
+    power: float = DEFAULT_POWER,
+    method: stats.Method = "sequential",
+    sequential_tuning_n: float = stats.DEFAULT_TUNING_N,
+) -> float:
     """Total units (both arms) at which an absolute `effect` is detected with probability `power`:
     the t solving MDE(t) = |effect| (closed form for "fixed", bisection on log t for "sequential")."""
     _check(variance_per_unit, power)
@@ -113,9 +123,14 @@ class Plan(stats.JsonMixin):
     fixed: Horizon | None = None
 
 
-def plan(comparison: stats.Comparison, days_elapsed: float, power: float = DEFAULT_POWER,
-         target_effect: float | None = None, effect_scale: EffectScale = "relative",
-         sequential_tuning_n: float | None = None) -> Plan:
+def plan(
+    comparison: stats.Comparison,
+    days_elapsed: float,
+    power: float = DEFAULT_POWER,
+    target_effect: float | None = None,
+    effect_scale: EffectScale = "relative",
+    sequential_tuning_n: float | None = None,
+) -> Plan:
     """Power and duration for `comparison` after `days_elapsed` days of traffic.
 
     The variance per unit is the comparison's own (K = se² × units, CUPED included), the traffic
@@ -131,20 +146,28 @@ def plan(comparison: stats.Comparison, days_elapsed: float, power: float = DEFAU
         raise stats.InvalidStats("target_effect", f"must be a finite number > 0, got {target_effect!r}")
     _check(1.0, power)
     units = comparison.n_control + comparison.n_variant
-    base: dict[str, Any] = {"alpha": comparison.alpha, "power": power, "units": units,
-                            "target_effect": target_effect, "effect_scale": effect_scale}
+    base: dict[str, Any] = {
+        "alpha": comparison.alpha,
+        "power": power,
+        "units": units,
+        "target_effect": target_effect,
+        "effect_scale": effect_scale,
+    }
     se, mean = comparison.absolute.se, comparison.control_mean
     if comparison.status != "ok" or se is None or mean is None:
-        return Plan(status="not_enough_data", reason=comparison.reason, units_per_day=None, target_absolute=None,
-                    **base)
+        return Plan(
+            status="not_enough_data", reason=comparison.reason, units_per_day=None, target_absolute=None, **base
+        )
     relative_ok = comparison.relative.estimate is not None
     target: float | None = target_effect
     reason = ""
     if target_effect is not None and effect_scale == "relative":
         target = target_effect * abs(mean) if relative_ok else None
         if not relative_ok:
-            reason = ("a relative target needs the relative lift, undefined here (the control mean is not clearly "
-                      "away from zero); give target_effect with effect_scale 'absolute'")
+            reason = (
+                "a relative target needs the relative lift, undefined here (the control mean is not clearly "
+                "away from zero); give target_effect with effect_scale 'absolute'"
+            )
     variance = se**2 * units
     rate = units / days_elapsed
     tuning = sequential_tuning_n or comparison.sequential_tuning_n or stats.DEFAULT_TUNING_N
@@ -152,8 +175,20 @@ def plan(comparison: stats.Comparison, days_elapsed: float, power: float = DEFAU
     def horizon(method: stats.Method) -> Horizon:
         mde = detectable_effect(variance, units, comparison.alpha, power, method, tuning)
         needed = None if target is None else units_to_detect(variance, target, comparison.alpha, power, method, tuning)
-        return Horizon(method, mde, mde / abs(mean) if relative_ok else None, needed,
-                       None if needed is None else max(needed - units, 0.0) / rate)
+        return Horizon(
+            method,
+            mde,
+            mde / abs(mean) if relative_ok else None,
+            needed,
+            None if needed is None else max(needed - units, 0.0) / rate,
+        )
 
-    return Plan(status="ok", reason=reason, units_per_day=rate, target_absolute=target,
-                sequential=horizon("sequential"), fixed=horizon("fixed"), **base)
+    return Plan(
+        status="ok",
+        reason=reason,
+        units_per_day=rate,
+        target_absolute=target,
+        sequential=horizon("sequential"),
+        fixed=horizon("fixed"),
+        **base,
+    )

@@ -24,32 +24,91 @@ from momento.kpis import MEASURES, METRICS, OPERATIONAL
 from momento.scenario import Scenario, ScenarioError, load_scenario
 from momento.settings import Settings
 
-QUERIES: dict[str, Query] = {q.name: q for q in (
-    *rollup_read.READS,
-    executive.SUMMARY, executive.TREND,
-    journeys.FUNNEL, experiments.STATS, experiments.CUMULATIVE,
-    health.NEWEST, health.SUMMARY, health.ARRIVALS, health.BURN, health.OVER_TIME, health.EVENTS_OVER_TIME,
-    health.ERRORS, health.FALLBACKS, health.MODELS, model_quality.SCORES, model_quality.LIFT,
-    compliance.CONSENT, compliance.CONSENT_DAILY, compliance.SATURATION, compliance.PARITY, compliance.AUDIT,
-    compliance.ERASURES, ope_lake.LOG, ope_lake.IMPORTED, ope_lake.INTEGRITY,
-    monitor_inputs.WINDOWS, monitor_inputs.PAUSES, monitor_inputs.MODEL_WINDOWS,
-    alert_history.CHANGES, alert_history.OPEN, alert_history.AUDIT,
-)}
+QUERIES: dict[str, Query] = {
+    q.name: q
+    for q in (
+        *rollup_read.READS,
+        executive.SUMMARY,
+        executive.TREND,
+        journeys.FUNNEL,
+        experiments.STATS,
+        experiments.CUMULATIVE,
+        health.NEWEST,
+        health.SUMMARY,
+        health.ARRIVALS,
+        health.BURN,
+        health.OVER_TIME,
+        health.EVENTS_OVER_TIME,
+        health.ERRORS,
+        health.FALLBACKS,
+        health.MODELS,
+        model_quality.SCORES,
+        model_quality.LIFT,
+        compliance.CONSENT,
+        compliance.CONSENT_DAILY,
+        compliance.SATURATION,
+        compliance.PARITY,
+        compliance.AUDIT,
+        compliance.ERASURES,
+        ope_lake.LOG,
+        ope_lake.IMPORTED,
+        ope_lake.INTEGRITY,
+        monitor_inputs.WINDOWS,
+        monitor_inputs.PAUSES,
+        monitor_inputs.MODEL_WINDOWS,
+        alert_history.CHANGES,
+        alert_history.OPEN,
+        alert_history.AUDIT,
+    )
+}
 
 PAGES: dict[str, tuple[str, ...]] = {
     "executive": ("executive.summary", "executive.trend", *(q.name for q in rollup_read.READS)),
-    "journeys": ("journeys.funnel", "experiments.stats", "experiments.cumulative", *(q.name for q in rollup_read.READS)),
-    "experiments": ("experiments.stats", "experiments.cumulative", "monitors.pauses", "monitors.pause_audit",
-                    *(q.name for q in rollup_read.READS)),
-    "engine_health": ("health.summary", "health.arrivals", "health.newest_received", "health.burn_rates",
-                      "health.latency_over_time", "health.events_over_time", "health.errors_by_code",
-                      "health.fallbacks_by_reason", "health.model_versions", "model_quality.scores",
-                      "model_quality.lift_vs_rules", *(q.name for q in rollup_read.READS)),
-    "alerts": ("monitors.open_alerts", "monitors.pauses", "monitors.pause_audit", "monitors.alerts",
-               "monitors.windows", "monitors.model_windows"),
-    "governance": ("compliance.consent", "compliance.consent_daily", "compliance.saturation", "compliance.parity",
-                   "compliance.audit", "compliance.erasures", "ope.propensity_integrity",
-                   *(q.name for q in rollup_read.READS)),
+    "journeys": (
+        "journeys.funnel",
+        "experiments.stats",
+        "experiments.cumulative",
+        *(q.name for q in rollup_read.READS),
+    ),
+    "experiments": (
+        "experiments.stats",
+        "experiments.cumulative",
+        "monitors.pauses",
+        "monitors.pause_audit",
+        *(q.name for q in rollup_read.READS),
+    ),
+    "engine_health": (
+        "health.summary",
+        "health.arrivals",
+        "health.newest_received",
+        "health.burn_rates",
+        "health.latency_over_time",
+        "health.events_over_time",
+        "health.errors_by_code",
+        "health.fallbacks_by_reason",
+        "health.model_versions",
+        "model_quality.scores",
+        "model_quality.lift_vs_rules",
+        *(q.name for q in rollup_read.READS),
+    ),
+    "alerts": (
+        "monitors.open_alerts",
+        "monitors.pauses",
+        "monitors.pause_audit",
+        "monitors.alerts",
+        "monitors.windows",
+        "monitors.model_windows",
+    ),
+    "governance": (
+        "compliance.consent",
+        "compliance.consent_daily",
+        "compliance.saturation",
+        "compliance.parity",
+        "compliance.audit",
+        "compliance.erasures",
+        "ope.propensity_integrity",
+        *(q.name for q in rollup_read.READS),
+    ),
     "policy_lab": ("ope.imported_campaigns", "ope.bandit_log"),
 }
 """Page (its file in pages/, without .py) -> the queries it runs, in the page's order."""
@@ -85,10 +144,15 @@ def definition(name: str) -> Definition:
     if name in METRICS:
         m = METRICS[name]
         measures = " / ".join(MEASURES[n].label for n in m.measures)
-        window = "" if m.window.end_day is None else f", counted on days {m.window.start_day}–" \
-                                                      f"{m.window.end_day - 1} after the day of the first exposure (UTC)"
-        kind = {"proportion": f"share of users with any {measures}", "mean": f"{measures} per user",
-                "ratio": measures}[m.type]
+        window = (
+            ""
+            if m.window.end_day is None
+            else f", counted on days {m.window.start_day}–"
+            f"{m.window.end_day - 1} after the day of the first exposure (UTC)"
+        )
+        kind = {"proportion": f"share of users with any {measures}", "mean": f"{measures} per user", "ratio": measures}[
+            m.type
+        ]
         return Definition(m.name, m.label, m.description, f"{m.type}: {kind}{window}")
     if name in OPERATIONAL:
         o = OPERATIONAL[name]
@@ -100,8 +164,9 @@ def explain(query: Query, filters: Filters, metrics: Iterable[str] | None = None
     """How `query`, run with `filters` and `arguments` as the panel runs it, gives the numbers of
     `metrics` (default: every metric the query computes)."""
     names = tuple(query.metrics if metrics is None else metrics)
-    return Explanation(query, tuple(definition(n) for n in names), display(query.statement(filters, **arguments)),
-                       query.method)
+    return Explanation(
+        query, tuple(definition(n) for n in names), display(query.statement(filters, **arguments)), query.method
+    )
 
 
 def explain_source(aggregates: Aggregates) -> tuple[Explanation, ...]:
@@ -116,13 +181,20 @@ def as_text(explanation: Explanation) -> str:
     for d in explanation.definitions:
         lines += [f"{d.label} ({d.name}): {d.description}", f"  {d.formula}"]
     q = explanation.query
-    lines += ["", f"-- {q.name}: {q.description}", explanation.sql, "",
-              f"Method: {explanation.method}", f"See {explanation.docs} for the formulas and their references."]
+    lines += [
+        "",
+        f"-- {q.name}: {q.description}",
+        explanation.sql,
+        "",
+        f"Method: {explanation.method}",
+        f"See {explanation.docs} for the formulas and their references.",
+    ]
     return "\n".join(lines)
 
 
-def explain_metric(metric: str, scenario: Scenario, budget_ms: float, *, experiment: str | None = None,
-                   page: str | None = None) -> Explanation:
+def explain_metric(
+    metric: str, scenario: Scenario, budget_ms: float, *, experiment: str | None = None, page: str | None = None
+) -> Explanation:
     """How the cockpit computes `metric` on `page` (default: the first page that shows it), with no
     filter; with `experiment`, its statistics for that experiment alone (Experiments page)."""
     definition(metric)
@@ -130,10 +202,19 @@ def explain_metric(metric: str, scenario: Scenario, budget_ms: float, *, experim
         if experiment not in scenario.experiment_by_id:
             raise ValueError(f"unknown experiment {experiment!r} (known: {', '.join(scenario.experiment_by_id)})")
         if metric not in experiments.EXPERIMENT_METRICS:
-            raise ValueError(f"metric {metric!r} is not measured on an experiment's exposed users (experiments use: "
-                             f"{', '.join(experiments.EXPERIMENT_METRICS)})")
-        return explain(experiments.STATS, Filters(), (metric,), pre_days=scenario.business.pre_period_days,
-                       metric_names=(metric,), experiment_id=experiment, as_of=rollup_read.EXAMPLE_AS_OF)
+            raise ValueError(
+                f"metric {metric!r} is not measured on an experiment's exposed users (experiments use: "
+                f"{', '.join(experiments.EXPERIMENT_METRICS)})"
+            )
+        return explain(
+            experiments.STATS,
+            Filters(),
+            (metric,),
+            pre_days=scenario.business.pre_period_days,
+            metric_names=(metric,),
+            experiment_id=experiment,
+            as_of=rollup_read.EXAMPLE_AS_OF,
+        )
     if page is not None and page not in PAGES:
         raise ValueError(f"unknown page {page!r} (known: {', '.join(PAGES)})")
     pages = [page] if page is not None else list(PAGES)
@@ -148,13 +229,19 @@ def explain_metric(metric: str, scenario: Scenario, budget_ms: float, *, experim
 
 def _arguments(scenario: Scenario, budget_ms: float, metric: str) -> Mapping[str, Any]:
     """The arguments the cockpit passes its queries for this scenario and settings."""
-    return {"pre_days": scenario.business.pre_period_days, "metric_names": experiments.scenario_metrics(scenario),
-            "metric_name": metric, "budget_ms": budget_ms,
-            "offer_variants": scenario.offer_variants, "offer_placements": scenario.offer_placements}
+    return {
+        "pre_days": scenario.business.pre_period_days,
+        "metric_names": experiments.scenario_metrics(scenario),
+        "metric_name": metric,
+        "budget_ms": budget_ms,
+        "offer_variants": scenario.offer_variants,
+        "offer_placements": scenario.offer_placements,
+    }
 
 
-def sql_command(settings: Settings, metric: str, out: TextIO, err: TextIO, *, experiment: str | None = None,
-                page: str | None = None) -> int:
+def sql_command(
+    settings: Settings, metric: str, out: TextIO, err: TextIO, *, experiment: str | None = None, page: str | None = None
+) -> int:
     """`momento sql METRIC [--experiment ID] [--page NAME]`: print how the cockpit computes METRIC;
     2 and a message naming what is wrong for an unknown metric, experiment or page."""
     try:

@@ -51,8 +51,15 @@ every arm before its normal-approximation interval is shown (docs/statistics.md,
 _TOLERANCE = 1e-9  # relative rounding slack before a sum is called impossible
 _FLAT = 1e-12  # a centred second moment below this share of Σx² is zero (rounding of a constant)
 _COLUMNS = (  # ArmStats' numeric fields, in order
-    "n", "sum", "sum_squares", "pre_sum", "pre_sum_squares", "sum_product",
-    "denominator_sum", "denominator_sum_squares")
+    "n",
+    "sum",
+    "sum_squares",
+    "pre_sum",
+    "pre_sum_squares",
+    "sum_product",
+    "denominator_sum",
+    "denominator_sum_squares",
+)
 _COVARIATE = ("pre_sum", "pre_sum_squares", "sum_product")
 
 
@@ -356,8 +363,13 @@ class _Boundary:
         return cast(np.ndarray, np.minimum(1.0, np.sqrt(a + 1.0) * np.exp(-(z**2) * a / (2.0 * (a + 1.0)))))
 
 
-def critical_value(total_n: float, alpha: float, method: Method = "sequential",
-                   sequential_tuning_n: float = DEFAULT_TUNING_N, df: float = math.inf) -> float:
+def critical_value(
+    total_n: float,
+    alpha: float,
+    method: Method = "sequential",
+    sequential_tuning_n: float = DEFAULT_TUNING_N,
+    df: float = math.inf,
+) -> float:
     """The multiplier m of the standard error in the interval est ± m·se at `total_n` units (both
     arms together): the confidence sequence's for "sequential", Student's t (normal at infinite
     `df`) for "fixed". Power planning uses the very boundary the comparisons use."""
@@ -390,10 +402,14 @@ def _interval(estimate: np.ndarray, se: np.ndarray, half: np.ndarray, p_value: n
 _SHORTAGES: dict[int, Callable[[ArmStats], str]] = {
     1: lambda a: f"has {a.n} unit(s); at least 2 per arm are needed",
     2: lambda a: "has denominator_sum 0, so its ratio is undefined",
-    3: lambda a: (f"has {a.sum:g} event(s) and {a.n - a.sum:g} non-event(s); at least {MIN_EVENTS} of each per arm "
-                  "are needed before a normal-approximation interval means anything"),
-    4: lambda a: ("has no variation (every unit has the same value, or for a ratio the same ratio), so its "
-                  "uncertainty cannot be estimated yet"),
+    3: lambda a: (
+        f"has {a.sum:g} event(s) and {a.n - a.sum:g} non-event(s); at least {MIN_EVENTS} of each per arm "
+        "are needed before a normal-approximation interval means anything"
+    ),
+    4: lambda a: (
+        "has no variation (every unit has the same value, or for a ratio the same ratio), so its "
+        "uncertainty cannot be estimated yet"
+    ),
 }
 """Why an arm cannot be compared yet: data that is possible but too little (codes ordered most basic first)."""
 
@@ -442,23 +458,35 @@ def _arms(arms: Sequence[ArmStats], metric_type: MetricType) -> _Arms:
     col = _columns(arms)
     n, s, ss = col["n"], col["sum"], col["sum_squares"]
     m2 = _comoment(n, s, s, ss)
-    impossible = [  # most specific first: a proportion's count is checked before its sum of squares
-        ((s < 0) | (s > n), "sum", "a conversion count must lie in 0..n"),
-        (np.abs(s - np.round(s)) > _TOLERANCE * np.maximum(s, 1.0), "sum", "a conversion count must be whole"),
-        (np.abs(ss - s) > _TOLERANCE * np.maximum(s, 1.0), "sum_squares",
-         "a proportion's sum_squares must equal its sum (x² = x for 0/1 values)"),
-    ] if metric_type == "proportion" else []
-    impossible.append((_negative(m2, ss), "sum_squares",
-                       "sum_squares is below sum²/n, which no real data can produce"))
+    impossible = (
+        [  # most specific first: a proportion's count is checked before its sum of squares
+            ((s < 0) | (s > n), "sum", "a conversion count must lie in 0..n"),
+            (np.abs(s - np.round(s)) > _TOLERANCE * np.maximum(s, 1.0), "sum", "a conversion count must be whole"),
+            (
+                np.abs(ss - s) > _TOLERANCE * np.maximum(s, 1.0),
+                "sum_squares",
+                "a proportion's sum_squares must equal its sum (x² = x for 0/1 values)",
+            ),
+        ]
+        if metric_type == "proportion"
+        else []
+    )
+    impossible.append((_negative(m2, ss), "sum_squares", "sum_squares is below sum²/n, which no real data can produce"))
     mean, var, spread, scale = s / n, np.maximum(m2, 0.0) / (n - 1), m2, ss
     if metric_type == "ratio":
         d, dd = col["denominator_sum"], col["denominator_sum_squares"]
         dm2, cm2 = _comoment(n, d, d, dd), _comoment(n, s, d, col["sum_product"])
         impossible += [
-            (_negative(dm2, dd), "denominator_sum_squares",
-             "denominator_sum_squares is below denominator_sum²/n, which no real data can produce"),
-            (_schwarz_broken(cm2, m2, dm2), "sum_product",
-             "sum_product is inconsistent with the sums of squares (|covariance| above both deviations)"),
+            (
+                _negative(dm2, dd),
+                "denominator_sum_squares",
+                "denominator_sum_squares is below denominator_sum²/n, which no real data can produce",
+            ),
+            (
+                _schwarz_broken(cm2, m2, dm2),
+                "sum_product",
+                "sum_product is inconsistent with the sums of squares (|covariance| above both deviations)",
+            ),
         ]
         mean = s / d  # ratio of sums; its delta-method unit variance is Var(x − R·y) / ȳ²
         spread = m2 - mean * (2 * cm2 - mean * dm2)  # products ordered so no square overflows first
@@ -467,17 +495,23 @@ def _arms(arms: Sequence[ArmStats], metric_type: MetricType) -> _Arms:
     xm2, xym2 = _comoment(n, x, x, xx), _comoment(n, s, x, col["sum_product"])  # NaN without a covariate
     impossible += [
         (_negative(xm2, xx), "pre_sum_squares", "pre_sum_squares is below pre_sum²/n, which no real data can produce"),
-        (_schwarz_broken(xym2, xm2, m2), "sum_product",
-         "sum_product is inconsistent with the sums of squares (|covariance| above both deviations)"),
+        (
+            _schwarz_broken(xym2, xm2, m2),
+            "sum_product",
+            "sum_product is inconsistent with the sums of squares (|covariance| above both deviations)",
+        ),
     ]
     _raise_first(impossible, arms)
     xm2 = np.where(_flat(xm2, xx), 0.0, np.maximum(xm2, 0.0))  # a constant covariate carries no information
-    shortage = _first_code([
-        (1, n < 2),
-        (2, metric_type == "ratio" and col["denominator_sum"] == 0),
-        (3, metric_type == "proportion" and ((s < MIN_EVENTS) | (n - s < MIN_EVENTS))),
-        (4, _flat(spread, scale)),
-    ], n.shape)
+    shortage = _first_code(
+        [
+            (1, n < 2),
+            (2, metric_type == "ratio" and col["denominator_sum"] == 0),
+            (3, metric_type == "proportion" and ((s < MIN_EVENTS) | (n - s < MIN_EVENTS))),
+            (4, _flat(spread, scale)),
+        ],
+        n.shape,
+    )
     return _Arms(n, mean, var, xm2 / (n - 1), xym2 / (n - 1), x / n, shortage)
 
 
@@ -571,8 +605,12 @@ def compare_many(
 
 
 def _evaluate(
-    pairs: Sequence[tuple[ArmStats, ArmStats]], metric_type: MetricType, alpha: float, method: Method,
-    tuning_n: float, prior: NormalPrior | None,
+    pairs: Sequence[tuple[ArmStats, ArmStats]],
+    metric_type: MetricType,
+    alpha: float,
+    method: Method,
+    tuning_n: float,
+    prior: NormalPrior | None,
 ) -> _Batch:
     _check_arguments(metric_type, alpha, method, tuning_n, prior)
     for control, variant in pairs:
@@ -588,32 +626,49 @@ def _evaluate(
         df = np.full_like(total_n, np.inf) if metric_type == "ratio" else _welch_df(c_var, c.n, v_var, v.n)
         boundary = _Boundary(method, alpha, tuning_n)
         multiplier = boundary.multiplier(total_n, df)
-        absolute = _interval(difference, se_abs, multiplier * se_abs,
-                             boundary.p_value(difference / se_abs, total_n, df))
+        absolute = _interval(
+            difference, se_abs, multiplier * se_abs, boundary.p_value(difference / se_abs, total_n, df)
+        )
         # Relative lift D/|μ_c| (μ_c the observed control mean); delta method over the four arm
         # means with θ fixed: ∂/∂ȳ_c = −(1 + D/μ_c)/|μ_c|, ∂/∂x̄_c = θ/|μ_c|, the variant's as for D.
         scale = np.abs(c.mean)
         relative_se = np.sqrt(v_var / v.n + _residual_var(c, theta, 1.0 + difference / c.mean) / c.n) / scale
         relative_estimate = difference / scale
-        relative = _interval(relative_estimate, relative_se, multiplier * relative_se,
-                             boundary.p_value(relative_estimate / relative_se, total_n, df))
+        relative = _interval(
+            relative_estimate,
+            relative_se,
+            multiplier * relative_se,
+            boundary.p_value(relative_estimate / relative_se, total_n, df),
+        )
         clear_of_zero = scale > multiplier * np.sqrt(c.var / c.n)  # Fieller: the ratio's set is bounded
         relative_defined = clear_of_zero & np.isfinite(relative_estimate) & np.isfinite(relative_se)
         chance, loss = _posterior(difference, se_abs, prior)
         reduction = 1.0 - se_abs**2 / (c.var / c.n + v.var / v.n)
     _raise_overflow(pairs, c, v, absolute, metric_type)
-    rows = zip(pairs, c.shortage.tolist(), v.shortage.tolist(), _floats(se_abs), absolute.rows(), relative.rows(),
-               relative_defined.tolist(), *map(_floats, (c.mean, v.mean, chance, loss, theta, reduction)))
+    rows = zip(
+        pairs,
+        c.shortage.tolist(),
+        v.shortage.tolist(),
+        _floats(se_abs),
+        absolute.rows(),
+        relative.rows(),
+        relative_defined.tolist(),
+        *map(_floats, (c.mean, v.mean, chance, loss, theta, reduction)),
+    )
     common: dict[str, Any] = {
-        "metric_type": metric_type, "method": method, "alpha": alpha,
+        "metric_type": metric_type,
+        "method": method,
+        "alpha": alpha,
         "p_value_kind": "always_valid" if method == "sequential" else "fixed_horizon",
-        "sequential_tuning_n": float(tuning_n) if method == "sequential" else None}
+        "sequential_tuning_n": float(tuning_n) if method == "sequential" else None,
+    }
     comparisons = [_comparison(*row, **common) for row in rows]
     return _Batch(comparisons, total_n, df, absolute, relative, relative_defined)
 
 
-def _raise_overflow(pairs: Sequence[tuple[ArmStats, ArmStats]], c: _Arms, v: _Arms, absolute: _Interval,
-                    metric_type: MetricType) -> None:
+def _raise_overflow(
+    pairs: Sequence[tuple[ArmStats, ArmStats]], c: _Arms, v: _Arms, absolute: _Interval, metric_type: MetricType
+) -> None:
     """Comparable rows whose difference left floating-point range: an input error, with its field."""
     comparable = (c.shortage == 0) & (v.shortage == 0)
     broken = comparable & ~(np.isfinite(absolute.estimate) & np.isfinite(absolute.se))
@@ -625,8 +680,11 @@ def _raise_overflow(pairs: Sequence[tuple[ArmStats, ArmStats]], c: _Arms, v: _Ar
     arm = control if control_broken or c.var[i] / c.n[i] >= v.var[i] / v.n[i] else variant
     field = "denominator_sum" if metric_type == "ratio" else "sum_squares"
     what = "its ratio sum/denominator_sum" if metric_type == "ratio" else "its variance"
-    raise InvalidStats(field, f"arm {arm.name!r}: {what} is beyond floating-point range "
-                              f"(got {field} = {getattr(arm, field)!r})", arm.name)
+    raise InvalidStats(
+        field,
+        f"arm {arm.name!r}: {what} is beyond floating-point range (got {field} = {getattr(arm, field)!r})",
+        arm.name,
+    )
 
 
 def _check_arguments(metric_type: str, alpha: float, method: str, tuning_n: float, prior: NormalPrior | None) -> None:
@@ -674,15 +732,26 @@ def _posterior(estimate: np.ndarray, se: np.ndarray, prior: NormalPrior | None) 
 
 
 def _comparison(
-    pair: tuple[ArmStats, ArmStats], shortage_c: int, shortage_v: int, se: float | None,
-    absolute: Estimate, relative: Estimate, relative_defined: bool,
-    mean_c: float | None, mean_v: float | None, chance: float | None, loss: float | None,
-    theta: float | None, reduction: float | None, **common: Any,
+    pair: tuple[ArmStats, ArmStats],
+    shortage_c: int,
+    shortage_v: int,
+    se: float | None,
+    absolute: Estimate,
+    relative: Estimate,
+    relative_defined: bool,
+    mean_c: float | None,
+    mean_v: float | None,
+    chance: float | None,
+    loss: float | None,
+    theta: float | None,
+    reduction: float | None,
+    **common: Any,
 ) -> Comparison:
     """Assemble one row of a batch: not_enough_data with the first reason found, else the full result."""
     control, variant = pair
-    base: dict[str, Any] = dict(control=control.name, variant=variant.name, n_control=int(control.n),
-                                n_variant=int(variant.n), **common)
+    base: dict[str, Any] = dict(
+        control=control.name, variant=variant.name, n_control=int(control.n), n_variant=int(variant.n), **common
+    )
     for arm, code in ((control, shortage_c), (variant, shortage_v)):
         if code:
             return Comparison(status="not_enough_data", reason=f"arm {arm.name!r} {_SHORTAGES[code](arm)}", **base)
@@ -690,8 +759,12 @@ def _comparison(
         return Comparison(status="not_enough_data", reason="no variation is left after the CUPED adjustment", **base)
     return Comparison(
         status="ok",
-        reason="" if relative_defined else (f"relative lift undefined: the control mean {mean_c:g} is not clearly "
-                                            "away from zero (its own interval contains 0); absolute reported"),
+        reason=""
+        if relative_defined
+        else (
+            f"relative lift undefined: the control mean {mean_c:g} is not clearly "
+            "away from zero (its own interval contains 0); absolute reported"
+        ),
         control_mean=mean_c,
         variant_mean=mean_v,
         absolute=absolute,
@@ -752,8 +825,8 @@ def adjust_pvalues(p_values: Sequence[float | None], method: Correction = DEFAUL
     if method not in get_args(Correction):
         raise InvalidStats("method", f"must be one of {get_args(Correction)}, got {method!r}")
     out = list(p_values)
-    order = sorted((i for i, p in enumerate(p_values) if p is not None and not math.isnan(p)),
-                   key=lambda i: p_values[i])  # type: ignore[arg-type,return-value]
+    present = [(p, i) for i, p in enumerate(p_values) if p is not None and not math.isnan(p)]
+    order = [i for _, i in sorted(present)]  # by p, ties in their given order
     m, running = len(order), 1.0 if method == "bh" else 0.0
     if method == "bh":  # step-up: from the largest p down, p·m/rank, never above the next one
         for rank in range(m, 0, -1):
@@ -784,8 +857,9 @@ def non_inferiority(
     base: dict[str, Any] = {"name": name, "variant": comparison.variant, "margin": margin}
     if comparison.status != "ok" or diff.ci_lower is None or diff.ci_upper is None or comparison.control_mean is None:
         why = comparison.reason or "difference unavailable"
-        return GuardrailResult(verdict="inconclusive", passed=False, bound=None, reason=f"not enough data: {why}",
-                               **base)
+        return GuardrailResult(
+            verdict="inconclusive", passed=False, bound=None, reason=f"not enough data: {why}", **base
+        )
     scale = abs(comparison.control_mean)
     tolerated = margin * scale
     sign = 1.0 if higher_is_better else -1.0
@@ -804,8 +878,15 @@ def non_inferiority(
     else:
         verdict = "inconclusive"
         reason = f"worst plausible change {share(bad)} could exceed {allowed}; keep collecting"
-    return GuardrailResult(verdict=verdict, passed=verdict == "passed", bound=bad / scale if scale else None,
-                           reason=reason, bound_absolute=bad, margin_absolute=tolerated, **base)
+    return GuardrailResult(
+        verdict=verdict,
+        passed=verdict == "passed",
+        bound=bad / scale if scale else None,
+        reason=reason,
+        bound_absolute=bad,
+        margin_absolute=tolerated,
+        **base,
+    )
 
 
 def incremental_value(
@@ -824,8 +905,13 @@ def incremental_value(
     if isinstance(users_exposed, bool) or not isinstance(users_exposed, Integral) or users_exposed < 0:
         raise InvalidStats("users_exposed", f"must be a non-negative integer, got {users_exposed!r}")
     comp = compare(holdout, exposed, "mean", alpha, method, sequential_tuning_n)
-    return IncrementalValue(status=comp.status, reason=comp.reason, users_exposed=int(users_exposed),
-                            per_user=comp.absolute, total=comp.absolute.scaled(float(users_exposed)))
+    return IncrementalValue(
+        status=comp.status,
+        reason=comp.reason,
+        users_exposed=int(users_exposed),
+        per_user=comp.absolute,
+        total=comp.absolute.scaled(float(users_exposed)),
+    )
 
 
 def cumulative(
@@ -840,8 +926,10 @@ def cumulative(
     Sequential intervals are valid at every point simultaneously, so the whole curve can be read.
     """
     comps = compare_many([(c, v) for _, c, v in series], metric_type, alpha, method, sequential_tuning_n)
-    return [LiftPoint(label, comp.status, comp.n_control, comp.n_variant, comp.relative)
-            for (label, _, _), comp in zip(series, comps)]
+    return [
+        LiftPoint(label, comp.status, comp.n_control, comp.n_variant, comp.relative)
+        for (label, _, _), comp in zip(series, comps)
+    ]
 
 
 def recommend(
@@ -864,18 +952,23 @@ def recommend(
     if len(adjusted_p_values) != len(comparisons):
         raise InvalidStats("adjusted_p_values", f"{len(adjusted_p_values)} p-values for {len(comparisons)} comparisons")
     if srm is not None and not srm.ok:
-        return Recommendation("investigate", f"sample ratio mismatch (p = {srm.p_value:.2g}): the traffic split is "
-                              "not what was configured, so no result can be trusted; check assignment and logging")
+        return Recommendation(
+            "investigate",
+            f"sample ratio mismatch (p = {srm.p_value:.2g}): the traffic split is "
+            "not what was configured, so no result can be trusted; check assignment and logging",
+        )
     failed = [g for g in guardrails if g.verdict == "failed"]
     if failed:
-        return Recommendation("stop", "; ".join(f"guardrail {g.name!r} failed for {g.variant!r}: {g.reason}"
-                                                for g in failed))
+        return Recommendation(
+            "stop", "; ".join(f"guardrail {g.name!r} failed for {g.variant!r}: {g.reason}" for g in failed)
+        )
 
     def gain(c: Comparison) -> float:
         return (c.absolute.estimate or 0.0) * (1.0 if higher_is_better else -1.0)
 
-    significant = [(c, p) for c, p in zip(comparisons, adjusted_p_values)
-                   if c.status == "ok" and p is not None and p <= c.alpha]
+    significant = [
+        (c, p) for c, p in zip(comparisons, adjusted_p_values) if c.status == "ok" and p is not None and p <= c.alpha
+    ]
     winners = [(c, p) for c, p in significant if gain(c) > 0]
     losers = [(c, p) for c, p in significant if gain(c) < 0]
     if winners:
@@ -883,10 +976,15 @@ def recommend(
         pending = [g for g in guardrails if g.variant == best.variant and g.verdict != "passed"]
         if pending:
             names = ", ".join(repr(g.name) for g in pending)
-            return Recommendation("keep_running", f"{best.variant!r} wins on the primary metric (adjusted p = {p:.2g}) "
-                                  f"but guardrail {names} is not yet shown non-inferior")
-        return Recommendation("ship", f"{best.variant!r} beats {best.control!r} on the primary metric "
-                              f"({_describe(best)}, adjusted p = {p:.2g})")
+            return Recommendation(
+                "keep_running",
+                f"{best.variant!r} wins on the primary metric (adjusted p = {p:.2g}) "
+                f"but guardrail {names} is not yet shown non-inferior",
+            )
+        return Recommendation(
+            "ship",
+            f"{best.variant!r} beats {best.control!r} on the primary metric ({_describe(best)}, adjusted p = {p:.2g})",
+        )
     if losers:
         names = ", ".join(f"{c.variant!r} ({_describe(c)})" for c, _ in losers)
         return Recommendation("stop", f"significantly worse than control after correction: {names}")
@@ -932,12 +1030,16 @@ def segment_effects(
     wide = _interval(absolute.estimate, absolute.se, multiplier * absolute.se, absolute.p_value).rows()
     wide_relative = _interval(relative.estimate, relative.se, multiplier * relative.se, relative.p_value).rows()
     effects = []
-    for (label, _, _), comp, p, est, rel, rel_ok in zip(cells, batch.comparisons, adjusted, wide, wide_relative,
-                                                        batch.relative_defined.tolist()):
+    for (label, _, _), comp, p, est, rel, rel_ok in zip(
+        cells, batch.comparisons, adjusted, wide, wide_relative, batch.relative_defined.tolist()
+    ):
         ok = comp.status == "ok" and est.ci_lower is not None and est.ci_upper is not None
         flagged = ok and (est.ci_lower > 0 or est.ci_upper < 0)
-        effects.append(SegmentEffect(label, comp, p, est if ok else Estimate(),
-                                     rel if ok and rel_ok else Estimate(), bool(flagged)))
+        effects.append(
+            SegmentEffect(
+                label, comp, p, est if ok else Estimate(), rel if ok and rel_ok else Estimate(), bool(flagged)
+            )
+        )
     return SegmentAnalysis(looked_at, sum(e.flagged for e in effects), alpha, level, effects)
 
 

@@ -31,7 +31,11 @@ Source = Literal["events", "exposures", "decisions"]
 # Decision predicates (SQL over the decisions alias `d`), shared by every panel.
 
 GOVERNANCE_BLOCKS: tuple[Code, ...] = (
-    Code.NO_CONSENT, Code.FREQUENCY_CAP, Code.BOUGHT_TODAY, Code.OUT_OF_STOCK, Code.CHANNEL_NOT_SERVED,
+    Code.NO_CONSENT,
+    Code.FREQUENCY_CAP,
+    Code.BOUGHT_TODAY,
+    Code.OUT_OF_STOCK,
+    Code.CHANNEL_NOT_SERVED,
     Code.EXPERIENCE_INACTIVE,
 )
 """Fallback reasons that mean governance, not a failure, kept the decision from personalising."""
@@ -84,14 +88,19 @@ MEASURES: dict[str, Measure] = {
     "orders": Measure("orders", ("purchase",)),
     "revenue": Measure("revenue (BRL)", ("purchase",), "coalesce(e.revenue, 0)"),
     "net_margin": Measure(
-        "margin net of discounts and returns (BRL)", ("purchase", "return"),
-        "CASE WHEN e.event_type = 'purchase' THEN coalesce(e.margin, 0) ELSE -abs(coalesce(e.margin, 0)) END"),
+        "margin net of discounts and returns (BRL)",
+        ("purchase", "return"),
+        "CASE WHEN e.event_type = 'purchase' THEN coalesce(e.margin, 0) ELSE -abs(coalesce(e.margin, 0)) END",
+    ),
     "returns": Measure("returns", ("return",)),
     "clicks": Measure("clicks on the element", CLICK_EVENTS, element=True),
     "exposures": Measure("exposures of the element", source="exposures"),
     "nps_points": Measure(
-        "NPS points (+100 promoter, −100 detractor)", ("nps_response",),
-        "CASE WHEN e.nps_score >= 9 THEN 100 WHEN e.nps_score <= 6 THEN -100 ELSE 0 END", "e.nps_score IS NOT NULL"),
+        "NPS points (+100 promoter, −100 detractor)",
+        ("nps_response",),
+        "CASE WHEN e.nps_score >= 9 THEN 100 WHEN e.nps_score <= 6 THEN -100 ELSE 0 END",
+        "e.nps_score IS NOT NULL",
+    ),
     "nps_responses": Measure("NPS responses", ("nps_response",), where="e.nps_score IS NOT NULL"),
     "opt_outs": Measure("opt-outs", ("opt_out",)),
     "visits": Measure("page views", ("page_view",)),
@@ -163,34 +172,126 @@ class Metric:
 
 _WEEK = Window(1, 8)
 
-METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("conversion_rate", "Conversion rate", "share", "proportion", "orders", cuped=True,
-           description="Share of users with at least one purchase after their first exposure."),
-    Metric("revenue_per_user", "Revenue per user", "money", "mean", "revenue", cuped=True, population=("exposed",),
-           description="Purchase revenue after the first exposure, per exposed user (non-buyers count as 0)."),
-    Metric("arpu", "ARPU", "money", "mean", "revenue", cuped=True, population=("reached",),
-           description="Average revenue per user reached by the engine, from the user's first decision in the period."),
-    Metric("aov", "Average order value", "money_per_order", "ratio", "revenue", "orders",
-           description="Revenue per order (Σ revenue / Σ orders over users; delta-method variance)."),
-    Metric("ctr", "Click-through rate", "share", "ratio", "clicks", "exposures", population=("exposed",),
-           description="Clicks on the personalised element per exposure of it."),
-    Metric("margin_per_user", "Margin per user", "money", "mean", "net_margin", cuped=True,
-           description="Margin net of discount cost, minus the margin of returned orders, per user."),
-    Metric("return_rate", "Return rate", "share", "ratio", "returns", "orders", higher_is_better=False,
-           description="Returns per order placed after the first exposure."),
-    Metric("retention_7d", "7-day retention", "share", "proportion", "visits", window=_WEEK,
-           description="Share of users who came back (a page view) on one of the 7 calendar days (UTC) after "
-                       "the day of their first exposure; counted once those 7 days are over."),
-    Metric("opt_out_rate", "Opt-out rate", "share", "proportion", "opt_outs", higher_is_better=False,
-           description="Share of users who opted out of messages after their first exposure."),
-    Metric("nps", "NPS", "score", "ratio", "nps_points", "nps_responses",
-           description="Net promoter score of the responses after the first exposure (−100..100)."),
-    Metric("coverage", "Coverage", "share", "proportion", "personalised", population=("reached",),
-           description="Share of users reached by the engine who received at least one personalised decision."),
-    Metric("eligible_share", "Eligible traffic", "share", "ratio", "eligible", "decisions", population=("reached",),
-           description="Share of decisions the engine was allowed to personalise (not holdout, consented, "
-                       "no frequency cap or other governance block); per experience on the Journeys page."),
-)}
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric(
+            "conversion_rate",
+            "Conversion rate",
+            "share",
+            "proportion",
+            "orders",
+            cuped=True,
+            description="Share of users with at least one purchase after their first exposure.",
+        ),
+        Metric(
+            "revenue_per_user",
+            "Revenue per user",
+            "money",
+            "mean",
+            "revenue",
+            cuped=True,
+            population=("exposed",),
+            description="Purchase revenue after the first exposure, per exposed user (non-buyers count as 0).",
+        ),
+        Metric(
+            "arpu",
+            "ARPU",
+            "money",
+            "mean",
+            "revenue",
+            cuped=True,
+            population=("reached",),
+            description="Average revenue per user reached by the engine, from the user's first decision in the period.",
+        ),
+        Metric(
+            "aov",
+            "Average order value",
+            "money_per_order",
+            "ratio",
+            "revenue",
+            "orders",
+            description="Revenue per order (Σ revenue / Σ orders over users; delta-method variance).",
+        ),
+        Metric(
+            "ctr",
+            "Click-through rate",
+            "share",
+            "ratio",
+            "clicks",
+            "exposures",
+            population=("exposed",),
+            description="Clicks on the personalised element per exposure of it.",
+        ),
+        Metric(
+            "margin_per_user",
+            "Margin per user",
+            "money",
+            "mean",
+            "net_margin",
+            cuped=True,
+            description="Margin net of discount cost, minus the margin of returned orders, per user.",
+        ),
+        Metric(
+            "return_rate",
+            "Return rate",
+            "share",
+            "ratio",
+            "returns",
+            "orders",
+            higher_is_better=False,
+            description="Returns per order placed after the first exposure.",
+        ),
+        Metric(
+            "retention_7d",
+            "7-day retention",
+            "share",
+            "proportion",
+            "visits",
+            window=_WEEK,
+            description="Share of users who came back (a page view) on one of the 7 calendar days (UTC) after "
+            "the day of their first exposure; counted once those 7 days are over.",
+        ),
+        Metric(
+            "opt_out_rate",
+            "Opt-out rate",
+            "share",
+            "proportion",
+            "opt_outs",
+            higher_is_better=False,
+            description="Share of users who opted out of messages after their first exposure.",
+        ),
+        Metric(
+            "nps",
+            "NPS",
+            "score",
+            "ratio",
+            "nps_points",
+            "nps_responses",
+            description="Net promoter score of the responses after the first exposure (−100..100).",
+        ),
+        Metric(
+            "coverage",
+            "Coverage",
+            "share",
+            "proportion",
+            "personalised",
+            population=("reached",),
+            description="Share of users reached by the engine who received at least one personalised decision.",
+        ),
+        Metric(
+            "eligible_share",
+            "Eligible traffic",
+            "share",
+            "ratio",
+            "eligible",
+            "decisions",
+            population=("reached",),
+            description="Share of decisions the engine was allowed to personalise (not holdout, consented, "
+            "no frequency cap or other governance block); per experience on the Journeys page.",
+        ),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -205,20 +306,57 @@ class OpsMetric:
     description: str
 
 
-OPERATIONAL: dict[str, OpsMetric] = {m.name: m for m in (
-    OpsMetric("latency_p50_p95_p99", "Decision latency percentiles", "ms", False, "metrics.health",
-              "In-process decision time (decisions.latency_us) percentiles over time."),
-    OpsMetric("error_rate", "Error rate", "share", False, "metrics.health", "Decisions with status 'error', by code."),
-    OpsMetric("fallback_rate", "Fallback rate", "share", False, "metrics.health",
-              "Decisions served the default, by reason."),
-    OpsMetric("events_per_second", "Events per second", "events/s", True, "metrics.health", "Ingestion throughput."),
-    OpsMetric("model_auc", "Model AUC", "score", True, "metrics.model_quality",
-              "AUC of the propensity model's scores against the outcomes that followed."),
-    OpsMetric("model_calibration", "Model calibration", "score", True, "metrics.model_quality",
-              "Reliability bins and Brier score of the propensity model."),
-    OpsMetric("model_vs_rules_lift", "Model vs rules lift", "share", True, "metrics.model_quality",
-              "Lift of model-driven over rule-driven decisions."),
-)}
+OPERATIONAL: dict[str, OpsMetric] = {
+    m.name: m
+    for m in (
+        OpsMetric(
+            "latency_p50_p95_p99",
+            "Decision latency percentiles",
+            "ms",
+            False,
+            "metrics.health",
+            "In-process decision time (decisions.latency_us) percentiles over time.",
+        ),
+        OpsMetric(
+            "error_rate", "Error rate", "share", False, "metrics.health", "Decisions with status 'error', by code."
+        ),
+        OpsMetric(
+            "fallback_rate",
+            "Fallback rate",
+            "share",
+            False,
+            "metrics.health",
+            "Decisions served the default, by reason.",
+        ),
+        OpsMetric(
+            "events_per_second", "Events per second", "events/s", True, "metrics.health", "Ingestion throughput."
+        ),
+        OpsMetric(
+            "model_auc",
+            "Model AUC",
+            "score",
+            True,
+            "metrics.model_quality",
+            "AUC of the propensity model's scores against the outcomes that followed.",
+        ),
+        OpsMetric(
+            "model_calibration",
+            "Model calibration",
+            "score",
+            True,
+            "metrics.model_quality",
+            "Reliability bins and Brier score of the propensity model.",
+        ),
+        OpsMetric(
+            "model_vs_rules_lift",
+            "Model vs rules lift",
+            "share",
+            True,
+            "metrics.model_quality",
+            "Lift of model-driven over rule-driven decisions.",
+        ),
+    )
+}
 
 
 def metric(name: str) -> Metric:
@@ -231,11 +369,34 @@ def metric(name: str) -> Metric:
 
 def catalogue() -> pl.DataFrame:
     """The whole catalogue as a table, for the cockpit and the docs."""
-    rows = [dict(name=m.name, label=m.label, unit=m.unit, type=m.type,
-                 definition=" / ".join(MEASURES[name].label for name in m.measures),
-                 higher_is_better=m.higher_is_better, window=m.window.key, cuped=m.cuped,
-                 implemented_in="momento.kpis", description=m.description) for m in METRICS.values()]
-    rows += [dict(name=o.name, label=o.label, unit=o.unit, type="operational", definition="",
-                  higher_is_better=o.higher_is_better, window="", cuped=False, implemented_in=o.implemented_in,
-                  description=o.description) for o in OPERATIONAL.values()]
+    rows = [
+        dict(
+            name=m.name,
+            label=m.label,
+            unit=m.unit,
+            type=m.type,
+            definition=" / ".join(MEASURES[name].label for name in m.measures),
+            higher_is_better=m.higher_is_better,
+            window=m.window.key,
+            cuped=m.cuped,
+            implemented_in="momento.kpis",
+            description=m.description,
+        )
+        for m in METRICS.values()
+    ]
+    rows += [
+        dict(
+            name=o.name,
+            label=o.label,
+            unit=o.unit,
+            type="operational",
+            definition="",
+            higher_is_better=o.higher_is_better,
+            window="",
+            cuped=False,
+            implemented_in=o.implemented_in,
+            description=o.description,
+        )
+        for o in OPERATIONAL.values()
+    ]
     return pl.DataFrame(rows)

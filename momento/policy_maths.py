@@ -39,7 +39,8 @@ FEATURE_NAMES: tuple[str, ...] = (
 """The features every policy is given, in this order (`decisioning.features` encodes them)."""
 
 CONTEXT_VERSION = "features-{}-{}".format(
-    len(FEATURE_NAMES), hashlib.blake2b(",".join(FEATURE_NAMES).encode(), digest_size=4).hexdigest())
+    len(FEATURE_NAMES), hashlib.blake2b(",".join(FEATURE_NAMES).encode(), digest_size=4).hexdigest()
+)
 """The name of the feature set a logged `context` is in: its values are the features in
 `FEATURE_NAMES` order. Derived from the names, so it changes whenever they or their order do."""
 
@@ -154,8 +155,13 @@ def thompson_probabilities(alpha: np.ndarray, beta: np.ndarray, eligible: np.nda
     return rows[inverse.reshape(-1)]
 
 
-def propensity_probabilities(logits: np.ndarray, eligible: np.ndarray, *, temperature: float = PROPENSITY_TEMPERATURE,
-                             epsilon: float = PROPENSITY_EPSILON) -> np.ndarray:
+def propensity_probabilities(
+    logits: np.ndarray,
+    eligible: np.ndarray,
+    *,
+    temperature: float = PROPENSITY_TEMPERATURE,
+    epsilon: float = PROPENSITY_EPSILON,
+) -> np.ndarray:
     """(n, k): softmax of the eligible variants' logits at `temperature`, mixed with `epsilon`
     uniform exploration over them (every eligible variant keeps >= epsilon / eligible count)."""
     logits = np.where(eligible, logits, -np.inf)
@@ -165,16 +171,24 @@ def propensity_probabilities(logits: np.ndarray, eligible: np.ndarray, *, temper
     return probabilities
 
 
-def initial_logistic_weights(k: int, rng: np.random.Generator | None, prior_rate: float = PROPENSITY_PRIOR_RATE
-                             ) -> np.ndarray:
+def initial_logistic_weights(
+    k: int, rng: np.random.Generator | None, prior_rate: float = PROPENSITY_PRIOR_RATE
+) -> np.ndarray:
     """(k, d) starting weights: the prior rate's logit as bias, tiny random slopes (zero without `rng`)."""
     weights = np.zeros((k, len(FEATURE_NAMES))) if rng is None else rng.normal(0.0, 0.01, size=(k, len(FEATURE_NAMES)))
     weights[:, 0] = special.logit(prior_rate)
     return weights
 
 
-def logistic_step(weights: np.ndarray, X: np.ndarray, chosen: np.ndarray, reward: np.ndarray, *,
-                  learning_rate: float = PROPENSITY_LEARNING_RATE, l2: float = PROPENSITY_L2) -> np.ndarray:
+def logistic_step(
+    weights: np.ndarray,
+    X: np.ndarray,
+    chosen: np.ndarray,
+    reward: np.ndarray,
+    *,
+    learning_rate: float = PROPENSITY_LEARNING_RATE,
+    l2: float = PROPENSITY_L2,
+) -> np.ndarray:
     """New (k, d) weights after one SGD step on the log loss of each chosen variant's model
     (reward > 0 = converted); `weights` is left as it was."""
     X = np.asarray(X, dtype=np.float64)

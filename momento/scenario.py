@@ -196,9 +196,11 @@ def _experiment_metric(name: str) -> str:
     if name not in METRICS:
         raise ValueError(f"unknown metric {name!r} {_known(usable)}")
     if name not in usable:
-        raise ValueError(f"metric {name!r} is not measured on an experiment's exposed users "
-                         f"(it is measured on: {', '.join(METRICS[name].population)}); experiments can use "
-                         f"{', '.join(usable)}")
+        raise ValueError(
+            f"metric {name!r} is not measured on an experiment's exposed users "
+            f"(it is measured on: {', '.join(METRICS[name].population)}); experiments can use "
+            f"{', '.join(usable)}"
+        )
     return name
 
 
@@ -289,8 +291,12 @@ class Scenario(_Model):
         yield from self._effects_and_incidents()
 
     def _ids_used_twice(self) -> Iterator[FieldError]:
-        for field_name, items in (("journeys", self.journeys), ("placements", self.placements),
-                                  ("experiences", self.experiences), ("experiments", self.experiments)):
+        for field_name, items in (
+            ("journeys", self.journeys),
+            ("placements", self.placements),
+            ("experiences", self.experiences),
+            ("experiments", self.experiments),
+        ):
             duplicate = _first_duplicate(item.id for item in items)
             if duplicate is not None:
                 yield FieldError((field_name, duplicate, "id"), f"id {items[duplicate].id!r} is used twice")
@@ -305,11 +311,14 @@ class Scenario(_Model):
         shown: dict[str, str] = {}
         for i, e in enumerate(self.experiences):
             if e.placement not in placements:
-                yield FieldError(("experiences", i, "placement"),
-                                 f"unknown placement {e.placement!r} {_known(placements)}")
+                yield FieldError(
+                    ("experiences", i, "placement"), f"unknown placement {e.placement!r} {_known(placements)}"
+                )
             elif e.placement in shown:
-                yield FieldError(("experiences", i, "placement"),
-                                 f"placement {e.placement!r} already shows experience {shown[e.placement]!r}")
+                yield FieldError(
+                    ("experiences", i, "placement"),
+                    f"placement {e.placement!r} already shows experience {shown[e.placement]!r}",
+                )
             shown.setdefault(e.placement, e.id)
 
     def _experiments(self) -> Iterator[FieldError]:
@@ -319,18 +328,23 @@ class Scenario(_Model):
         for i, x in enumerate(self.experiments):
             experience = experiences.get(x.experience)
             if experience is None:
-                yield FieldError(("experiments", i, "experience"),
-                                 f"unknown experience {x.experience!r} {_known(experiences)}")
+                yield FieldError(
+                    ("experiments", i, "experience"), f"unknown experience {x.experience!r} {_known(experiences)}"
+                )
                 continue
             if x.experience in tested:
-                yield FieldError(("experiments", i, "experience"), f"experience {x.experience!r} is already tested "
-                                                                   f"by experiment {tested[x.experience]!r}")
+                yield FieldError(
+                    ("experiments", i, "experience"),
+                    f"experience {x.experience!r} is already tested by experiment {tested[x.experience]!r}",
+                )
             tested.setdefault(x.experience, x.id)
             for a, arm in enumerate(x.arms):
                 if arm.variant is not None and arm.variant not in experience.variants:
-                    yield FieldError(("experiments", i, "arms", a, "variant"),
-                                     f"unknown variant {arm.variant!r} of experience {experience.id!r} "
-                                     f"{_known(experience.variants)}")
+                    yield FieldError(
+                        ("experiments", i, "arms", a, "variant"),
+                        f"unknown variant {arm.variant!r} of experience {experience.id!r} "
+                        f"{_known(experience.variants)}",
+                    )
 
     def _effects_and_incidents(self) -> Iterator[FieldError]:
         """True effects name variants; an incident names an experiment and one of its arms."""
@@ -342,11 +356,14 @@ class Scenario(_Model):
         for i, incident in enumerate(self.incidents):
             experiment = experiments.get(incident.experiment) if incident.experiment is not None else None
             if incident.experiment is not None and experiment is None:
-                yield FieldError(("incidents", i, "experiment"),
-                                 f"unknown experiment {incident.experiment!r} {_known(experiments)}")
+                yield FieldError(
+                    ("incidents", i, "experiment"), f"unknown experiment {incident.experiment!r} {_known(experiments)}"
+                )
             elif experiment is not None and incident.arm is not None and incident.arm not in experiment.shares:
-                yield FieldError(("incidents", i, "arm"), f"unknown arm {incident.arm!r} of experiment "
-                                                          f"{experiment.id!r} {_known(experiment.shares)}")
+                yield FieldError(
+                    ("incidents", i, "arm"),
+                    f"unknown arm {incident.arm!r} of experiment {experiment.id!r} {_known(experiment.shares)}",
+                )
 
     @cached_property
     def placement_by_id(self) -> dict[str, Placement]:
@@ -412,7 +429,7 @@ def load_scenario(path: Path) -> Scenario:
 
 
 def _first_error(exc: ValidationError) -> str:
-    """"path.of.the.field: what is wrong" for the first error pydantic found."""
+    """ "path.of.the.field: what is wrong" for the first error pydantic found."""
     first = exc.errors()[0]
     loc: Loc = tuple(first["loc"])
     message = first["msg"]

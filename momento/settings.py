@@ -139,10 +139,15 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         site_key=env.get("MOMENTO_SITE_KEY") or None,
         max_body_bytes=_int(env, "MOMENTO_MAX_BODY_BYTES", defaults.max_body_bytes),
         max_batch_events=_int(env, "MOMENTO_MAX_BATCH_EVENTS", defaults.max_batch_events),
-        rate_limit_per_second=_at_least("MOMENTO_RATE_LIMIT_PER_SECOND", _float(
-            env, "MOMENTO_RATE_LIMIT_PER_SECOND", defaults.rate_limit_per_second), 0.0),
-        rate_limit_burst=_at_least("MOMENTO_RATE_LIMIT_BURST", _int(
-            env, "MOMENTO_RATE_LIMIT_BURST", defaults.rate_limit_burst), 1),
-        rate_limit_clients=_at_least("MOMENTO_RATE_LIMIT_CLIENTS", _int(
-            env, "MOMENTO_RATE_LIMIT_CLIENTS", defaults.rate_limit_clients), 1),
+        rate_limit_per_second=_at_least(
+            "MOMENTO_RATE_LIMIT_PER_SECOND",
+            _float(env, "MOMENTO_RATE_LIMIT_PER_SECOND", defaults.rate_limit_per_second),
+            0.0,
+        ),
+        rate_limit_burst=_at_least(
+            "MOMENTO_RATE_LIMIT_BURST", _int(env, "MOMENTO_RATE_LIMIT_BURST", defaults.rate_limit_burst), 1
+        ),
+        rate_limit_clients=_at_least(
+            "MOMENTO_RATE_LIMIT_CLIENTS", _int(env, "MOMENTO_RATE_LIMIT_CLIENTS", defaults.rate_limit_clients), 1
+        ),
     )

@@ -34,8 +34,11 @@ def open_alerts() -> None:
     else:
         for row in found.iter_rows(named=True):
             action = f" · action: **{row['action']}**" if row["action"] else ""
-            st.error(f"**{row['rule']}** · {row['subject']} — {row['summary']}{action} "
-                     f"(since {fmt.timestamp(row['since'])} UTC)", icon=":material/notifications_active:")
+            st.error(
+                f"**{row['rule']}** · {row['subject']} — {row['summary']}{action} "
+                f"(since {fmt.timestamp(row['since'])} UTC)",
+                icon=":material/notifications_active:",
+            )
     how_computed(explain(history.OPEN, Filters()))
 
 
@@ -46,16 +49,36 @@ def paused() -> None:
     if now_paused.is_empty():
         st.caption("No arm is paused: every experiment serves its configured arms.")
     else:
-        tables.table(now_paused.drop("action"), "paused_arms", {
-            "experiment_id": "Experiment", "arm": "Arm", "actor": "Paused by", "rule": "Rule",
-            "reason": tables.text("Why"), "ts": tables.timestamp("Since (UTC)")})
+        tables.table(
+            now_paused.drop("action"),
+            "paused_arms",
+            {
+                "experiment_id": "Experiment",
+                "arm": "Arm",
+                "actor": "Paused by",
+                "rule": "Rule",
+                "reason": tables.text("Why"),
+                "ts": tables.timestamp("Since (UTC)"),
+            },
+        )
     how_computed(explain(inputs.PAUSES, Filters()))
     audit = cached(history.pause_audit)
     if not audit.is_empty():
         st.markdown("**Audit** — every pause and resume")
-        tables.table(audit, "pause_audit", {
-            "ts": tables.timestamp("Time (UTC)"), "experiment_id": "Experiment", "arm": "Arm", "action": "Change",
-            "actor": "By", "rule": "Rule", "reason": tables.text("Why"), "evidence": tables.text("Evidence")})
+        tables.table(
+            audit,
+            "pause_audit",
+            {
+                "ts": tables.timestamp("Time (UTC)"),
+                "experiment_id": "Experiment",
+                "arm": "Arm",
+                "action": "Change",
+                "actor": "By",
+                "rule": "Rule",
+                "reason": tables.text("Why"),
+                "evidence": tables.text("Evidence"),
+            },
+        )
     how_computed(explain(history.AUDIT, Filters(), limit=200))
 
 
@@ -63,13 +86,25 @@ def recent_changes() -> None:
     st.subheader("Alert history")
     found = cached(history.changes)
     if found.is_empty():
-        ui.no_data("No alert has fired yet. `momento watch` (started by `momento demo`) evaluates the monitors "
-                   "every few seconds.")
+        ui.no_data(
+            "No alert has fired yet. `momento watch` (started by `momento demo`) evaluates the monitors "
+            "every few seconds."
+        )
     else:
-        tables.table(found.drop("alert_id"), "alert_history", {
-            "ts": tables.timestamp("Time (UTC)"), "rule": "Rule", "kind": "Kind", "subject": "Subject",
-            "state": "State", "summary": tables.text("What"), "action": "Action",
-            "evidence": tables.text("Evidence")})
+        tables.table(
+            found.drop("alert_id"),
+            "alert_history",
+            {
+                "ts": tables.timestamp("Time (UTC)"),
+                "rule": "Rule",
+                "kind": "Kind",
+                "subject": "Subject",
+                "state": "State",
+                "summary": tables.text("What"),
+                "action": "Action",
+                "evidence": tables.text("Evidence"),
+            },
+        )
     how_computed(explain(history.CHANGES, Filters(), limit=200))
 
 
@@ -89,8 +124,11 @@ def service() -> None:
         cols[1].metric("Within the latency budget", fmt.percent(row["within_budget"] / n, 2))
         cols[2].metric("Errors", fmt.percent(row["errors"] / n, 2))
         cols[3].metric("Engine-failure fallbacks", fmt.percent(row["failure_fallbacks"] / n, 2))
-        cols[4].metric("Personalised without consent", fmt.number(row["consent_violations"]),
-                       help="Must stay 0: the consent_violation rule alerts on any.")
+        cols[4].metric(
+            "Personalised without consent",
+            fmt.number(row["consent_violations"]),
+            help="Must stay 0: the consent_violation rule alerts on any.",
+        )
     how_computed(explain(inputs.WINDOWS, Filters(), **arguments))
 
 
@@ -109,25 +147,40 @@ def model_health() -> None:
     for rule in rules:
         recent, reference = cached(inputs.model_windows, rule, now)
         findings = evaluate(rule, Numbers(now, models={rule.name: (recent, reference)}))
-        verdict = findings[0].summary if findings else (
-            f"Not judged yet: each window needs {rule.min_decisions:,} mature decisions and {rule.min_outcomes} "
-            f"{rule.outcome}s.")
+        verdict = (
+            findings[0].summary
+            if findings
+            else (
+                f"Not judged yet: each window needs {rule.min_decisions:,} mature decisions and {rule.min_outcomes} "
+                f"{rule.outcome}s."
+            )
+        )
         (st.warning if findings and findings[0].firing else st.caption)(f"**{rule.name}** — {verdict}")
         cols = st.columns(4)
         for col, label, window in ((cols[0], "recent", recent), (cols[2], "reference", reference)):
-            col.metric(f"AUC, {label}", "—" if window.auc is None else fmt.number(window.auc, 3),
-                       help=f"{fmt.number(window.decisions)} mature decisions, {fmt.number(window.outcomes)} "
-                            f"{rule.outcome}s")
+            col.metric(
+                f"AUC, {label}",
+                "—" if window.auc is None else fmt.number(window.auc, 3),
+                help=f"{fmt.number(window.decisions)} mature decisions, {fmt.number(window.outcomes)} {rule.outcome}s",
+            )
         for col, label, window in ((cols[1], "recent", recent), (cols[3], "reference", reference)):
-            col.metric(f"Calibration gap, {label}", fmt.number(window.calibration_gap, 3) if window.decisions else "—",
-                       help="Mean score minus the observed rate: 0 is calibrated in the large.")
+            col.metric(
+                f"Calibration gap, {label}",
+                fmt.number(window.calibration_gap, 3) if window.decisions else "—",
+                help="Mean score minus the observed rate: 0 is calibrated in the large.",
+            )
         how_computed(explain(inputs.MODEL_WINDOWS, Filters(), rule=rule, now=now))
 
 
 @st.fragment(run_every=ui.REFRESH_SECONDS)
 def live() -> None:
-    for name, draw in (("Open alerts", open_alerts), ("Paused arms", paused), ("Service", service),
-                       ("Model health", model_health), ("Alert history", recent_changes)):
+    for name, draw in (
+        ("Open alerts", open_alerts),
+        ("Paused arms", paused),
+        ("Service", service),
+        ("Model health", model_health),
+        ("Alert history", recent_changes),
+    ):
         with ui.panel(name):
             draw()
 

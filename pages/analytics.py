@@ -41,8 +41,10 @@ def source_note() -> None:
     and why."""
     src = aggregates().source
     if src.mode == "rollups":
-        st.caption(f"From the rollups (run finished {src.watermark:%H:%M:%S} UTC) plus {src.tail_rows:,} rows "
-                   "loaded since, folded live: exact.")
+        st.caption(
+            f"From the rollups (run finished {src.watermark:%H:%M:%S} UTC) plus {src.tail_rows:,} rows "
+            "loaded since, folded live: exact."
+        )
     else:
         st.caption(f"Computed from every raw row: {src.reason}.")
 
@@ -50,22 +52,35 @@ def source_note() -> None:
 def stats(filters: Filters) -> dict[str, Any]:
     """Every experiment's sufficient statistics for the scenario's metrics (`experiments.STATS`)."""
     sc = scenario()
-    return {"filters": replace(filters, journey=None), "pre_days": sc.business.pre_period_days,
-            "metric_names": experiments.scenario_metrics(sc), "as_of": aggregates().source.as_of}
+    return {
+        "filters": replace(filters, journey=None),
+        "pre_days": sc.business.pre_period_days,
+        "metric_names": experiments.scenario_metrics(sc),
+        "as_of": aggregates().source.as_of,
+    }
 
 
 def revenue(filters: Filters, experiment_id: str) -> dict[str, Any]:
     """One experiment's revenue per exposed user statistics (`experiments.STATS` for one
     experiment and one metric)."""
-    return {"filters": replace(filters, journey=None), "pre_days": scenario().business.pre_period_days,
-            "metric_names": (journeys.REVENUE_METRIC,), "experiment_id": experiment_id,
-            "as_of": aggregates().source.as_of}
+    return {
+        "filters": replace(filters, journey=None),
+        "pre_days": scenario().business.pre_period_days,
+        "metric_names": (journeys.REVENUE_METRIC,),
+        "experiment_id": experiment_id,
+        "as_of": aggregates().source.as_of,
+    }
 
 
 def days(filters: Filters, experiment_id: str, metric: str) -> dict[str, Any]:
     """One experiment's statistics of one metric as of each day (`experiments.CUMULATIVE`)."""
-    return {"filters": replace(filters, journey=None), "experiment_id": experiment_id, "metric_name": metric,
-            "pre_days": scenario().business.pre_period_days, "as_of": aggregates().source.as_of}
+    return {
+        "filters": replace(filters, journey=None),
+        "experiment_id": experiment_id,
+        "metric_name": metric,
+        "pre_days": scenario().business.pre_period_days,
+        "as_of": aggregates().source.as_of,
+    }
 
 
 def summary(filters: Filters) -> dict[str, Any]:

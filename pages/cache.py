@@ -66,14 +66,16 @@ def shared(fn: Callable[Concatenate[Warehouse, P], T], *args: P.args, **kwargs: 
 
 
 @st.cache_resource(show_spinner=False, max_entries=SHARED_ENTRIES)
-def _shared(_fn: Callable[..., Any], name: str, lake: Snapshot, args: tuple[Any, ...],
-            kwargs: tuple[tuple[str, Any], ...]) -> Any:
+def _shared(
+    _fn: Callable[..., Any], name: str, lake: Snapshot, args: tuple[Any, ...], kwargs: tuple[tuple[str, Any], ...]
+) -> Any:
     return _fn(warehouse(), *args, **dict(kwargs))
 
 
 @st.cache_data(show_spinner=False, max_entries=MAX_ENTRIES)
-def _cached(_fn: Callable[..., Any], name: str, lake: Snapshot, args: tuple[Any, ...],
-            kwargs: tuple[tuple[str, Any], ...]) -> Any:
+def _cached(
+    _fn: Callable[..., Any], name: str, lake: Snapshot, args: tuple[Any, ...], kwargs: tuple[tuple[str, Any], ...]
+) -> Any:
     """The cached call; `name`, `lake` and the arguments are the key (`_fn` is not hashed:
     Streamlit skips parameters whose name starts with an underscore)."""
     return _fn(warehouse(), *args, **dict(kwargs))

@@ -1,4 +1,4 @@
-""""How this is computed": under a panel, the definition of its metrics from the KPI catalogue, the
+""" "How this is computed": under a panel, the definition of its metrics from the KPI catalogue, the
 SQL that produced its numbers with the filters bound, and the statistical method.
 
 Each `Explanation` is rendered from the same `Query` and arguments the panel ran

@@ -29,15 +29,24 @@ def consent(f: Filters) -> None:
         how_computed(explain(compliance.CONSENT, f))
         return
     row = st.columns(4)
-    row[0].metric("Consent rate", fmt.percent(c.consent_rate),
-                  help=f"{fmt.number(c.consented)} of {fmt.number(c.decisions)} decisions were for a visitor who "
-                       "consented to personalisation.")
-    row[1].metric("Consent withdrawals", fmt.percent(c.withdrawal_rate, 2),
-                  help=f"{fmt.number(c.withdrawn_users)} users withdrew consent; the engine decided for "
-                       f"{fmt.number(c.decided_users)} users.")
-    row[2].metric("Opt-out rate", fmt.percent(c.opt_out_rate, 2),
-                  help=f"{fmt.number(c.opted_out_users)} of {fmt.number(c.messaged_users)} users reached by e-mail "
-                       "or push opted out.")
+    row[0].metric(
+        "Consent rate",
+        fmt.percent(c.consent_rate),
+        help=f"{fmt.number(c.consented)} of {fmt.number(c.decisions)} decisions were for a visitor who "
+        "consented to personalisation.",
+    )
+    row[1].metric(
+        "Consent withdrawals",
+        fmt.percent(c.withdrawal_rate, 2),
+        help=f"{fmt.number(c.withdrawn_users)} users withdrew consent; the engine decided for "
+        f"{fmt.number(c.decided_users)} users.",
+    )
+    row[2].metric(
+        "Opt-out rate",
+        fmt.percent(c.opt_out_rate, 2),
+        help=f"{fmt.number(c.opted_out_users)} of {fmt.number(c.messaged_users)} users reached by e-mail "
+        "or push opted out.",
+    )
     row[3].metric("Users reached by messages", fmt.number(c.messaged_users))
     how_computed(explain(compliance.CONSENT, f))
     daily = compliance.consent_daily(analytics.aggregates(), f)
@@ -59,15 +68,26 @@ def saturation(f: Filters) -> None:
         return
     caps: dict[str, int] = dict(scenario().caps.items())
     top = compliance.SATURATION_CAP
-    shown = dist.with_columns(pl.col("exposures").clip(upper_bound=top)).group_by(
-        "channel", "exposures").agg(pl.col("user_days").sum())
+    shown = (
+        dist.with_columns(pl.col("exposures").clip(upper_bound=top))
+        .group_by("channel", "exposures")
+        .agg(pl.col("user_days").sum())
+    )
     ui.chart(charts.saturation(shown, top))
-    tables.table(compliance.saturation_summary(dist, caps), "frequency_saturation", {
-        "channel": "Channel", "user_days": tables.count("User-days"), "mean": tables.decimal("Mean", 2),
-        "median": tables.count("Median"), "p95": tables.count("p95"), "max": tables.count("Max"),
-        "cap": tables.count("Daily cap", help="Personalised decisions per user, channel and day."),
-        "over_cap": tables.percent("User-days over cap"),
-    })
+    tables.table(
+        compliance.saturation_summary(dist, caps),
+        "frequency_saturation",
+        {
+            "channel": "Channel",
+            "user_days": tables.count("User-days"),
+            "mean": tables.decimal("Mean", 2),
+            "median": tables.count("Median"),
+            "p95": tables.count("p95"),
+            "max": tables.count("Max"),
+            "cap": tables.count("Daily cap", help="Personalised decisions per user, channel and day."),
+            "over_cap": tables.percent("User-days over cap"),
+        },
+    )
     how_computed(explain(compliance.SATURATION, f))
 
 
@@ -75,35 +95,56 @@ def saturation(f: Filters) -> None:
 def parity(f: Filters) -> None:
     """What the engine chose for each group (heavier: refreshed slowly)."""
     st.subheader("Personalisation and offer parity")
-    st.caption("What the engine chose for each group. A disparity is flagged when a chi-square test finds the "
-               "groups differ (p < 0.01) and the lowest group's rate is under four fifths of the highest's.")
-    dimension = st.segmented_control("Across", compliance.DIMENSIONS, default="segment",
-                                     key="parity_dimension") or "segment"
+    st.caption(
+        "What the engine chose for each group. A disparity is flagged when a chi-square test finds the "
+        "groups differ (p < 0.01) and the lowest group's rate is under four fifths of the highest's."
+    )
+    dimension = (
+        st.segmented_control("Across", compliance.DIMENSIONS, default="segment", key="parity_dimension") or "segment"
+    )
     with ui.panel("Parity"):
         sc = scenario()
-        arguments: dict[str, Any] = {"dimension": dimension, "offer_variants": sc.offer_variants,
-                                     "offer_placements": sc.offer_placements}
+        arguments: dict[str, Any] = {
+            "dimension": dimension,
+            "offer_variants": sc.offer_variants,
+            "offer_placements": sc.offer_placements,
+        }
         p = cached(compliance.parity, f, **arguments)
         if p.groups.is_empty():
             ui.no_data(f"No decisions for {ui.describe(f)}.")
             how_computed(explain(compliance.PARITY, f, **arguments))
             return
         left, right = st.columns(2)
-        for column, test, rate, title in ((left, p.personalisation, "personalised_rate",
-                                           "Personalised share of decisions"),
-                                          (right, p.offers, "offer_rate", "Discount-offer share (offer placements)")):
+        for column, test, rate, title in (
+            (left, p.personalisation, "personalised_rate", "Personalised share of decisions"),
+            (right, p.offers, "offer_rate", "Discount-offer share (offer placements)"),
+        ):
             with column:
                 ui.chart(charts.parity(p.groups, rate, title, dimension))
-                statistic = "" if test.chi2 is None else (f" (χ² = {fmt.number(test.chi2, 1)}, {test.dof} df, "
-                                                          f"Cramér's V = {fmt.number(test.cramers_v, 3)})")
+                statistic = (
+                    ""
+                    if test.chi2 is None
+                    else (
+                        f" (χ² = {fmt.number(test.chi2, 1)}, {test.dof} df, "
+                        f"Cramér's V = {fmt.number(test.cramers_v, 3)})"
+                    )
+                )
                 (st.error if test.disparity else st.success if test.disparity is False else st.info)(
-                    f"{title}: {test.verdict}{statistic}")
-        tables.table(p.groups, f"parity_by_{dimension}", {
-            "grp": dimension.capitalize(), "decisions": tables.count("Decisions"),
-            "personalised": tables.count("Personalised"), "personalised_rate": tables.percent("Personalised share"),
-            "offer_eligible": tables.count("On offer placements"), "offered": tables.count("Offered a discount"),
-            "offer_rate": tables.percent("Offer share"),
-        })
+                    f"{title}: {test.verdict}{statistic}"
+                )
+        tables.table(
+            p.groups,
+            f"parity_by_{dimension}",
+            {
+                "grp": dimension.capitalize(),
+                "decisions": tables.count("Decisions"),
+                "personalised": tables.count("Personalised"),
+                "personalised_rate": tables.percent("Personalised share"),
+                "offer_eligible": tables.count("On offer placements"),
+                "offered": tables.count("Offered a discount"),
+                "offer_rate": tables.percent("Offer share"),
+            },
+        )
         how_computed(explain(compliance.PARITY, f, **arguments))
 
 
@@ -123,8 +164,14 @@ def audit(f: Filters) -> None:
         a, b, c, d = st.columns([3, 3, 3, 1])
         decision_id = a.text_input("Decision id", key="audit_decision", placeholder="e.g. 3f2a…")
         user_id = b.text_input("Pseudonymised user id", key="audit_user", placeholder="32 hex characters")
-        reason = c.selectbox("Reason code", [code.value for code in Code], index=None, key="audit_reason",
-                             placeholder="Any reason", format_func=lambda code: f"{code} — {sentence(code)}")
+        reason = c.selectbox(
+            "Reason code",
+            [code.value for code in Code],
+            index=None,
+            key="audit_reason",
+            placeholder="Any reason",
+            format_func=lambda code: f"{code} — {sentence(code)}",
+        )
         limit = d.number_input("Rows", min_value=1, max_value=10_000, value=200, step=100, key="audit_limit")
         st.form_submit_button("Search", icon=":material/search:")
     search = compliance.AuditQuery(decision_id=decision_id, user_id=user_id, reason=reason, limit=int(limit))
@@ -133,14 +180,44 @@ def audit(f: Filters) -> None:
         ui.no_data(f"No decision matches this search for {ui.describe(f)}.")
     else:
         st.caption(f"{fmt.number(found.height)} newest matching decisions")
-        tables.table(found, "audit_trail", {
-            "ts": tables.timestamp("Time (UTC)"), "decision_id": "Decision", "user_id": "User (pseudonymised)",
-            "propensity": tables.decimal("Propensity", 3), "latency_us": tables.count("Latency (µs)"),
-            "reasons": st.column_config.ListColumn("Reason codes"), "explanation": tables.text("Why"),
-        }, column_order=["ts", "decision_id", "user_id", "placement", "arm", "variant", "policy", "explanation",
-                         "reasons", "fallback", "fallback_reason", "status", "error_code", "consent", "channel",
-                         "segment", "device", "region", "journey", "experiment_id", "model_version", "propensity",
-                         "latency_us"])
+        tables.table(
+            found,
+            "audit_trail",
+            {
+                "ts": tables.timestamp("Time (UTC)"),
+                "decision_id": "Decision",
+                "user_id": "User (pseudonymised)",
+                "propensity": tables.decimal("Propensity", 3),
+                "latency_us": tables.count("Latency (µs)"),
+                "reasons": st.column_config.ListColumn("Reason codes"),
+                "explanation": tables.text("Why"),
+            },
+            column_order=[
+                "ts",
+                "decision_id",
+                "user_id",
+                "placement",
+                "arm",
+                "variant",
+                "policy",
+                "explanation",
+                "reasons",
+                "fallback",
+                "fallback_reason",
+                "status",
+                "error_code",
+                "consent",
+                "channel",
+                "segment",
+                "device",
+                "region",
+                "journey",
+                "experiment_id",
+                "model_version",
+                "propensity",
+                "latency_us",
+            ],
+        )
     how_computed(explain(compliance.AUDIT, f, search=search))
 
 
@@ -153,13 +230,21 @@ def propensities(f: Filters) -> None:
         ui.no_data(f"No decision chosen by a policy for {ui.describe(f)}.")
     else:
         floor = fmt.percent(counts["floor"][0], 0)
-        tables.table(counts.drop("floor"), "propensity_integrity", {
-            "experience_id": "Experience", "rows": tables.count("Decisions"),
-            "problems": tables.count("Untrustworthy", help="Left out of the Policy lab's estimates"),
-            "not_summing_to_one": tables.count("Not summing to 1"), "chosen_zero": tables.count("Chosen with p = 0"),
-            "mismatched": tables.count("Propensity ≠ distribution"), "malformed": tables.count("Malformed"),
-            "below_floor": tables.count(f"Below {floor}"), "unknown": tables.count("No distribution logged"),
-        })
+        tables.table(
+            counts.drop("floor"),
+            "propensity_integrity",
+            {
+                "experience_id": "Experience",
+                "rows": tables.count("Decisions"),
+                "problems": tables.count("Untrustworthy", help="Left out of the Policy lab's estimates"),
+                "not_summing_to_one": tables.count("Not summing to 1"),
+                "chosen_zero": tables.count("Chosen with p = 0"),
+                "mismatched": tables.count("Propensity ≠ distribution"),
+                "malformed": tables.count("Malformed"),
+                "below_floor": tables.count(f"Below {floor}"),
+                "unknown": tables.count("No distribution logged"),
+            },
+        )
     how_computed(explain(ope_lake.INTEGRITY, f))
 
 
@@ -169,11 +254,18 @@ def erasures() -> None:
     if log.is_empty():
         ui.no_data("No erasure has been requested.")
     else:
-        tables.table(log, "erasure_log", {
-            "ts": tables.timestamp("Time (UTC)"), "erasure_id": "Erasure",
-            "subject_hash": "Subject (SHA-256 of the pseudonymised id)", "rows_deleted": tables.count("Rows deleted"),
-            "tables": st.column_config.ListColumn("Tables"), "requested_by": "Requested by",
-        })
+        tables.table(
+            log,
+            "erasure_log",
+            {
+                "ts": tables.timestamp("Time (UTC)"),
+                "erasure_id": "Erasure",
+                "subject_hash": "Subject (SHA-256 of the pseudonymised id)",
+                "rows_deleted": tables.count("Rows deleted"),
+                "tables": st.column_config.ListColumn("Tables"),
+                "requested_by": "Requested by",
+            },
+        )
     how_computed(explain(compliance.ERASURES, Filters()))
 
 

@@ -16,24 +16,45 @@ from pages.explain import how_computed
 
 
 def overview_table(funnel: pl.DataFrame) -> None:
-    tables.table(journeys.overview(funnel, scenario()), "journeys_overview", {
-        "journey": None, "name": "Journey", "experience": "Experience",
-        "traffic": tables.count("Traffic", help="Decisions requested"), "eligible": tables.count("Eligible"),
-        "eligible_share": tables.percent("Eligible share"), "personalised": tables.count("Served by model"),
-        "exposed": tables.count("Exposed"), "clicked": tables.count("Clicked"), "converted": tables.count("Converted"),
-        "ctr": tables.percent("CTR"),
-    })
+    tables.table(
+        journeys.overview(funnel, scenario()),
+        "journeys_overview",
+        {
+            "journey": None,
+            "name": "Journey",
+            "experience": "Experience",
+            "traffic": tables.count("Traffic", help="Decisions requested"),
+            "eligible": tables.count("Eligible"),
+            "eligible_share": tables.percent("Eligible share"),
+            "personalised": tables.count("Served by model"),
+            "exposed": tables.count("Exposed"),
+            "clicked": tables.count("Clicked"),
+            "converted": tables.count("Converted"),
+            "ctr": tables.percent("CTR"),
+        },
+    )
 
 
 def waterfall(view: journeys.Journey) -> None:
-    st.caption("From every decision requested to the conversions it led to; each stage is a subset of "
-               "the eligible traffic, and the three ways of serving it add up to it.")
+    st.caption(
+        "From every decision requested to the conversions it led to; each stage is a subset of "
+        "the eligible traffic, and the three ways of serving it add up to it."
+    )
     ui.chart(charts.waterfall(view.waterfall, f"{view.name}: eligibility to conversion"))
-    tables.table(view.serving, f"serving_{view.id}", {
-        "serving": None, "label": "Served as", "decisions": tables.count("Decisions"),
-        "exposed": tables.count("Exposed"), "clicked": tables.count("Clicked"), "converted": tables.count("Converted"),
-        "ctr": tables.percent("CTR"), "conversion": tables.percent("Conversion / exposure"),
-    })
+    tables.table(
+        view.serving,
+        f"serving_{view.id}",
+        {
+            "serving": None,
+            "label": "Served as",
+            "decisions": tables.count("Decisions"),
+            "exposed": tables.count("Exposed"),
+            "clicked": tables.count("Clicked"),
+            "converted": tables.count("Converted"),
+            "ctr": tables.percent("CTR"),
+            "conversion": tables.percent("Conversion / exposure"),
+        },
+    )
 
 
 def revenue(view: journeys.Journey, filters: Filters) -> None:
@@ -49,10 +70,16 @@ def revenue(view: journeys.Journey, filters: Filters) -> None:
     left, right = st.columns([2, 3])
     with left:
         st.markdown("**Revenue per exposed user**")
-        tables.table(per_arm, f"revenue_{view.id}", {
-            "arm": "Arm", "users": tables.count("Exposed users"), "revenue": tables.money("Revenue"),
-            "revenue_per_user": tables.money("Revenue / user"),
-        })
+        tables.table(
+            per_arm,
+            f"revenue_{view.id}",
+            {
+                "arm": "Arm",
+                "users": tables.count("Exposed users"),
+                "revenue": tables.money("Revenue"),
+                "revenue_per_user": tables.money("Revenue / user"),
+            },
+        )
         how_computed(explain(experiments.STATS, **arguments), *analytics.source())
     with right:
         primary = experiment.primary_metric
@@ -74,8 +101,10 @@ def live() -> None:
         funnel = journeys.funnel_frame(analytics.aggregates(), filters)
         analytics.source_note()
         if not funnel.height:
-            ui.no_data(f"No decisions for {ui.describe(filters)}. Widen the filters, or run "
-                       "`momento backfill` / `momento demo` to fill the lake.")
+            ui.no_data(
+                f"No decisions for {ui.describe(filters)}. Widen the filters, or run "
+                "`momento backfill` / `momento demo` to fill the lake."
+            )
             how_computed(explain(journeys.FUNNEL, filters), *analytics.source())
             return
         st.subheader("Eligible traffic per experience")
@@ -83,9 +112,16 @@ def live() -> None:
         sc = scenario()
         names = {j.id: j.name for j in sc.journeys}
         options = [filters.journey] if filters.journey else list(names)
-        chosen = st.segmented_control("Journey", options, default=options[0],
-                                      format_func=lambda journey: names.get(journey, journey),
-                                      key="journey_view") or options[0]
+        chosen = (
+            st.segmented_control(
+                "Journey",
+                options,
+                default=options[0],
+                format_func=lambda journey: names.get(journey, journey),
+                key="journey_view",
+            )
+            or options[0]
+        )
         view = journeys.journey(funnel, sc, chosen)
         st.subheader(f"{view.name} · {view.experience}")
         if not view.traffic:
@@ -99,6 +135,8 @@ def live() -> None:
             revenue(view, filters)
 
 
-ui.header("Journeys", "Each journey from eligible traffic to conversion, its revenue per exposed user "
-                      "and its uplift against control.")
+ui.header(
+    "Journeys",
+    "Each journey from eligible traffic to conversion, its revenue per exposed user and its uplift against control.",
+)
 live()

@@ -51,8 +51,10 @@ def _ask(experiment_id: str, arm: str, action: str, reason: str) -> None:
 
 def pause_control(experiment: Experiment) -> None:
     """The experiment's paused arms, a pause/resume button for every arm but control, their audit."""
-    st.markdown("**Safeguards** — pause an arm: its users are served as control (reason `paused_by_guardrail`) "
-                "until it is resumed; guardrail rules with `action = \"pause\"` do this by themselves.")
+    st.markdown(
+        "**Safeguards** — pause an arm: its users are served as control (reason `paused_by_guardrail`) "
+        'until it is resumed; guardrail rules with `action = "pause"` do this by themselves.'
+    )
     paused = cached(inputs.paused_arms).get(experiment.id, frozenset())
     experience = scenario().experience_by_id[experiment.experience]
     arms = [arm.name for arm in experiment.arms if arm.variant != experience.default_variant]
@@ -63,9 +65,13 @@ def pause_control(experiment: Experiment) -> None:
     columns = st.columns(len(arms))
     for column, arm in zip(columns, arms, strict=True):
         action = "resume" if arm in paused else "pause"
-        column.button(f"{action.capitalize()} {arm}", key=f"pause_{experiment.id}_{arm}",
-                      icon=":material/play_arrow:" if action == "resume" else ":material/pause:",
-                      on_click=_ask, args=(experiment.id, arm, action, reason))
+        column.button(
+            f"{action.capitalize()} {arm}",
+            key=f"pause_{experiment.id}_{arm}",
+            icon=":material/play_arrow:" if action == "resume" else ":material/pause:",
+            on_click=_ask,
+            args=(experiment.id, arm, action, reason),
+        )
         if arm in paused:
             column.warning(f"{arm} is paused", icon=":material/pause_circle:")
     outcome = st.session_state.pop("pause_outcome", None)
@@ -73,8 +79,20 @@ def pause_control(experiment: Experiment) -> None:
         (st.success if outcome[0] == "ok" else st.error)(outcome[1])
     audit = cached(history.pause_audit, AUDIT_ROWS, experiment.id)
     if not audit.is_empty():
-        tables.table(audit.drop("experiment_id"), f"pause_audit_{experiment.id}", {
-            "ts": tables.timestamp("Time (UTC)"), "arm": "Arm", "action": "Change", "actor": "By", "rule": "Rule",
-            "reason": tables.text("Why"), "evidence": tables.text("Evidence")})
-    how_computed(explain(inputs.PAUSES, Filters()), explain(history.AUDIT, Filters(), limit=AUDIT_ROWS,
-                                                            experiment_id=experiment.id))
+        tables.table(
+            audit.drop("experiment_id"),
+            f"pause_audit_{experiment.id}",
+            {
+                "ts": tables.timestamp("Time (UTC)"),
+                "arm": "Arm",
+                "action": "Change",
+                "actor": "By",
+                "rule": "Rule",
+                "reason": tables.text("Why"),
+                "evidence": tables.text("Evidence"),
+            },
+        )
+    how_computed(
+        explain(inputs.PAUSES, Filters()),
+        explain(history.AUDIT, Filters(), limit=AUDIT_ROWS, experiment_id=experiment.id),
+    )

@@ -25,20 +25,31 @@ def integrity(check: PropensityIntegrity) -> None:
     """The propensity integrity check over every decision read."""
     row = st.columns(4)
     row[0].metric("Decisions read", fmt.number(check.rows))
-    row[1].metric("Untrustworthy propensities", fmt.number(check.problems),
-                  help=f"Left out of the evaluation: {fmt.number(check.not_summing_to_one)} distributions not summing "
-                       f"to 1, {fmt.number(check.chosen_zero)} chosen variants with probability 0, "
-                       f"{fmt.number(check.mismatched)} propensities differing from their distribution, "
-                       f"{fmt.number(check.malformed)} malformed.")
-    row[2].metric(f"Probabilities below {fmt.percent(check.floor, 0)}", fmt.number(check.below_floor),
-                  help="Decisions whose distribution gives some variant a positive probability under the floor: "
-                       "a choice of it weighs heavily in the estimates.")
-    row[3].metric("Without a logged distribution", fmt.number(check.unknown),
-                  help="Logged before distributions were, or imported from a log that has only the chosen "
-                       "propensity: the support check cannot read them.")
+    row[1].metric(
+        "Untrustworthy propensities",
+        fmt.number(check.problems),
+        help=f"Left out of the evaluation: {fmt.number(check.not_summing_to_one)} distributions not summing "
+        f"to 1, {fmt.number(check.chosen_zero)} chosen variants with probability 0, "
+        f"{fmt.number(check.mismatched)} propensities differing from their distribution, "
+        f"{fmt.number(check.malformed)} malformed.",
+    )
+    row[2].metric(
+        f"Probabilities below {fmt.percent(check.floor, 0)}",
+        fmt.number(check.below_floor),
+        help="Decisions whose distribution gives some variant a positive probability under the floor: "
+        "a choice of it weighs heavily in the estimates.",
+    )
+    row[3].metric(
+        "Without a logged distribution",
+        fmt.number(check.unknown),
+        help="Logged before distributions were, or imported from a log that has only the chosen "
+        "propensity: the support check cannot read them.",
+    )
     if check.problems:
-        st.warning(f"{fmt.number(check.problems)} decisions carry propensities that cannot be trusted and are left "
-                   "out of every estimate below.")
+        st.warning(
+            f"{fmt.number(check.problems)} decisions carry propensities that cannot be trusted and are left "
+            "out of every estimate below."
+        )
 
 
 def results(lab: Lab) -> None:
@@ -48,28 +59,55 @@ def results(lab: Lab) -> None:
     assert log is not None and on_policy is not None
     st.markdown(f"**{lab.sentence()}**")
     row = st.columns(3)
-    row[0].metric(f"{log.policy[:1].upper()}{log.policy[1:]} (logging policy)", value(on_policy.estimate),
-                  help=f"The on-policy value: the mean {reward.label} per decision, 95% interval "
-                       f"{value(on_policy.ci_lower)} – {value(on_policy.ci_upper)}.")
+    row[0].metric(
+        f"{log.policy[:1].upper()}{log.policy[1:]} (logging policy)",
+        value(on_policy.estimate),
+        help=f"The on-policy value: the mean {reward.label} per decision, 95% interval "
+        f"{value(on_policy.ci_lower)} – {value(on_policy.ci_upper)}.",
+    )
     row[1].metric("Logged decisions evaluated", fmt.number(log.n))
-    row[2].metric("Outcome model R² (cross-fitted)", fmt.number(lab.r_squared, 3) if lab.r_squared is not None
-                  else "—", help="What the outcome model explains of the reward: what it buys the doubly robust "
-                                 "estimator. None below 50 decisions (DR and DM are then not computed).")
+    row[2].metric(
+        "Outcome model R² (cross-fitted)",
+        fmt.number(lab.r_squared, 3) if lab.r_squared is not None else "—",
+        help="What the outcome model explains of the reward: what it buys the doubly robust "
+        "estimator. None below 50 decisions (DR and DM are then not computed).",
+    )
     table = lab.table
-    ui.chart(charts.policy_values(table, on_policy.estimate or 0.0, f"Candidates vs {log.policy}: {reward.label}",
-                                  ".1%" if reward.rate else ",.2f"))
+    ui.chart(
+        charts.policy_values(
+            table,
+            on_policy.estimate or 0.0,
+            f"Candidates vs {log.policy}: {reward.label}",
+            ".1%" if reward.rate else ",.2f",
+        )
+    )
     shown = tables.percent if reward.rate else tables.money
-    tables.table(table, "policy_lab", {
-        "candidate": "Candidate", "estimator": "Estimator", "value": shown("Value"), "ci_lower": shown("Lower"),
-        "ci_upper": shown("Upper"), "logging_value": shown("Logging policy", help="On the same decisions"),
-        "difference": None, "verdict": "Verdict", "decisions": tables.count("Decisions"),
-        "ips": shown("IPS"), "snips": shown("SNIPS"), "dm": shown("DM"), "dr": shown("DR"),
-        "ess": tables.count("Effective decisions", help="(Σw)² / Σw² of the importance weights"),
-        "max_weight": tables.decimal("Largest weight", 1), "mean_weight": tables.decimal("Mean weight", 3),
-        "unsupported_share": tables.percent("Unsupported mass", help="Share of the candidate's choices on variants "
-                                                                     "the logging policy gave under 1%"),
-        "reason": tables.text("Why"),
-    })
+    tables.table(
+        table,
+        "policy_lab",
+        {
+            "candidate": "Candidate",
+            "estimator": "Estimator",
+            "value": shown("Value"),
+            "ci_lower": shown("Lower"),
+            "ci_upper": shown("Upper"),
+            "logging_value": shown("Logging policy", help="On the same decisions"),
+            "difference": None,
+            "verdict": "Verdict",
+            "decisions": tables.count("Decisions"),
+            "ips": shown("IPS"),
+            "snips": shown("SNIPS"),
+            "dm": shown("DM"),
+            "dr": shown("DR"),
+            "ess": tables.count("Effective decisions", help="(Σw)² / Σw² of the importance weights"),
+            "max_weight": tables.decimal("Largest weight", 1),
+            "mean_weight": tables.decimal("Mean weight", 3),
+            "unsupported_share": tables.percent(
+                "Unsupported mass", help="Share of the candidate's choices on variants the logging policy gave under 1%"
+            ),
+            "reason": tables.text("Why"),
+        },
+    )
     for name, why in lab.skipped:
         st.info(f"{name}: {why}")
 
@@ -86,12 +124,21 @@ class Subject:
 
 
 def subjects(filters: Filters) -> dict[str, Subject]:
-    out = {e.id: Subject(e.id, e.name, PolicyShape(tuple(e.variants), e.default_variant, tuple(e.discount.items())),
-                         e.candidate_kinds, e.lab_candidates) for e in scenario().experiences}
+    out = {
+        e.id: Subject(
+            e.id,
+            e.name,
+            PolicyShape(tuple(e.variants), e.default_variant, tuple(e.discount.items())),
+            e.candidate_kinds,
+            e.lab_candidates,
+        )
+        for e in scenario().experiences
+    }
     for campaign, variants in cached(imported_campaigns, filters).items():
         kinds = (*CONTEXT_FREE, *(f"{SINGLE_PREFIX}{v}" for v in variants))
-        out.setdefault(campaign, Subject(campaign, f"{campaign} (imported)", PolicyShape(variants, variants[0]),
-                                         kinds, kinds))
+        out.setdefault(
+            campaign, Subject(campaign, f"{campaign} (imported)", PolicyShape(variants, variants[0]), kinds, kinds)
+        )
     return out
 
 
@@ -101,18 +148,27 @@ def live() -> None:
     with ui.panel("Policy lab"):
         options = subjects(filters)
         left, middle, right = st.columns([3, 2, 3])
-        chosen = left.selectbox("Adaptive experience", list(options), format_func=lambda i: options[i].name,
-                                key="lab_experience")
-        reward = middle.selectbox("Reward", list(REWARDS), format_func=lambda r: REWARDS[r].label, key="lab_reward",
-                                  index=list(REWARDS).index("click"))
+        chosen = left.selectbox(
+            "Adaptive experience", list(options), format_func=lambda i: options[i].name, key="lab_experience"
+        )
+        reward = middle.selectbox(
+            "Reward",
+            list(REWARDS),
+            format_func=lambda r: REWARDS[r].label,
+            key="lab_reward",
+            index=list(REWARDS).index("click"),
+        )
         subject = options[chosen]
-        kinds = right.multiselect("Candidates", subject.kinds, default=list(subject.default),
-                                  key=f"lab_candidates_{chosen}")
+        kinds = right.multiselect(
+            "Candidates", subject.kinds, default=list(subject.default), key=f"lab_candidates_{chosen}"
+        )
         arguments = {"experience_id": chosen, "reward": reward, "window_hours": DEFAULT_WINDOW_HOURS}
         lab = cached(run_lab, filters, chosen, subject.shape, tuple(kinds), reward, DEFAULT_WINDOW_HOURS)
         if not lab.loaded.rows:
-            ui.no_data(f"No decisions chosen by a policy for {subject.name} for {ui.describe(filters)}. Widen the "
-                       "filters, or run `momento backfill` / `momento demo` to fill the lake.")
+            ui.no_data(
+                f"No decisions chosen by a policy for {subject.name} for {ui.describe(filters)}. Widen the "
+                "filters, or run `momento backfill` / `momento demo` to fill the lake."
+            )
         else:
             st.subheader("Propensity integrity")
             integrity(lab.loaded.integrity)
@@ -124,6 +180,9 @@ def live() -> None:
         how_computed(explain(IMPORTED, filters, metrics=()), explain(LOG, filters, metrics=(), **arguments))
 
 
-ui.header("Policy lab", "What another policy would have earned on the traffic already served, before exposing "
-                        "anyone to it (off-policy evaluation).")
+ui.header(
+    "Policy lab",
+    "What another policy would have earned on the traffic already served, before exposing "
+    "anyone to it (off-policy evaluation).",
+)
 live()

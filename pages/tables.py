@@ -104,11 +104,18 @@ def table(frame: pl.DataFrame, name: str, columns: Mapping[str, Spec] | None = N
     else:
         shown = frame.with_columns(pl.col(c).map_elements(text, return_dtype=pl.String) for c, text in texts.items())
     st.dataframe(shown, hide_index=True, column_config=config, placeholder=fmt.MISSING, **kwargs)
-    st.download_button("Download CSV", csv(frame), file_name=f"{name}.csv", mime="text/csv", key=f"csv_{name}",
-                       icon=":material/download:")
+    st.download_button(
+        "Download CSV",
+        csv(frame),
+        file_name=f"{name}.csv",
+        mime="text/csv",
+        key=f"csv_{name}",
+        icon=":material/download:",
+    )
 
 
 def csv(frame: pl.DataFrame) -> str:
     """The table as CSV: the values themselves (numbers as numbers), lists joined by spaces."""
-    return frame.with_columns(pl.col(c).cast(pl.List(pl.String)).list.join(" ")
-                              for c, t in frame.schema.items() if isinstance(t, pl.List)).write_csv()
+    return frame.with_columns(
+        pl.col(c).cast(pl.List(pl.String)).list.join(" ") for c, t in frame.schema.items() if isinstance(t, pl.List)
+    ).write_csv()

@@ -74,12 +74,21 @@ def sidebar_filters() -> Filters:
     journey), so a view can be shared and survives page switches; pages read the values with
     `filters()`."""
     st.sidebar.header("Filters")
-    st.sidebar.date_input("Date range (UTC)", value=[], min_value=FIRST_DAY, max_value=LAST_DAY, key="dates",
-                          bind="query-params", help="Leave empty for all dates.")
-    st.sidebar.selectbox("Channel", CHANNELS, index=None, placeholder="All channels", key="channel",
-                         bind="query-params")
-    st.sidebar.selectbox("Segment", SEGMENTS, index=None, placeholder="All segments", key="segment",
-                         bind="query-params")
+    st.sidebar.date_input(
+        "Date range (UTC)",
+        value=[],
+        min_value=FIRST_DAY,
+        max_value=LAST_DAY,
+        key="dates",
+        bind="query-params",
+        help="Leave empty for all dates.",
+    )
+    st.sidebar.selectbox(
+        "Channel", CHANNELS, index=None, placeholder="All channels", key="channel", bind="query-params"
+    )
+    st.sidebar.selectbox(
+        "Segment", SEGMENTS, index=None, placeholder="All segments", key="segment", bind="query-params"
+    )
     try:
         journeys = {j.id: j.name for j in scenario().journeys}
     except ScenarioError as exc:
@@ -87,8 +96,15 @@ def sidebar_filters() -> Filters:
         journeys = {}
     # Options are the journeys' ids, not their names: a bound widget writes what it displays
     # into the URL, and ids keep shared links valid when a journey is renamed.
-    st.sidebar.selectbox("Journey", list(journeys), index=None, placeholder="All journeys", key="journey",
-                         bind="query-params", help=" · ".join(f"{k}: {v}" for k, v in journeys.items()))
+    st.sidebar.selectbox(
+        "Journey",
+        list(journeys),
+        index=None,
+        placeholder="All journeys",
+        key="journey",
+        bind="query-params",
+        help=" · ".join(f"{k}: {v}" for k, v in journeys.items()),
+    )
     return filters()
 
 
@@ -97,8 +113,9 @@ def filters() -> Filters:
     through_app()
     state = st.session_state
     start, end = _date_range(state.get("dates"))
-    return Filters(start=start, end=end, channel=state.get("channel"), segment=state.get("segment"),
-                   journey=state.get("journey"))
+    return Filters(
+        start=start, end=end, channel=state.get("channel"), segment=state.get("segment"), journey=state.get("journey")
+    )
 
 
 def _date_range(value: Any) -> tuple[date | None, date | None]:
@@ -113,8 +130,11 @@ def describe(f: Filters) -> str:
     parts = []
     if f.start and f.end:
         parts.append(f"{fmt.date(f.start)} – {fmt.date(f.end)}")
-    parts += [f"{name} = {value}" for name, value in
-              (("channel", f.channel), ("segment", f.segment), ("journey", f.journey)) if value]
+    parts += [
+        f"{name} = {value}"
+        for name, value in (("channel", f.channel), ("segment", f.segment), ("journey", f.journey))
+        if value
+    ]
     return ", ".join(parts) or "no filter"
 
 
@@ -142,8 +162,11 @@ def _status_row() -> None:
         _freshness()
     with right:
         up, sentence = service_status(settings().service_url)
-        st.markdown(f":green-badge[:material/check_circle: Engine up] {sentence}" if up
-                    else f":red-badge[:material/error: Engine down] {sentence}")
+        st.markdown(
+            f":green-badge[:material/check_circle: Engine up] {sentence}"
+            if up
+            else f":red-badge[:material/error: Engine down] {sentence}"
+        )
 
 
 def _freshness() -> None:
@@ -166,8 +189,10 @@ def _freshness() -> None:
         return
     seconds = (datetime.now(UTC) - newest).total_seconds()
     color, label = ("green", "Live") if seconds < 30 else ("orange", "Delayed") if seconds < 600 else ("red", "Stale")
-    st.markdown(f":{color}-badge[:material/schedule: {label}] Newest event **{fmt.duration(seconds)}** ago",
-                help=f"{fmt.timestamp(newest)} UTC. Live under 30 s, delayed under 10 min, stale after.")
+    st.markdown(
+        f":{color}-badge[:material/schedule: {label}] Newest event **{fmt.duration(seconds)}** ago",
+        help=f"{fmt.timestamp(newest)} UTC. Live under 30 s, delayed under 10 min, stale after.",
+    )
 
 
 # -- panels and charts ---------------------------------------------------------------------

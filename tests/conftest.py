@@ -37,8 +37,15 @@ def bundled_scenario() -> Scenario:
 def small_lake(tmp_path_factory: pytest.TempPathFactory, bundled_scenario: Scenario) -> Path:
     """Root of a backfilled lake (read-only; see the module docstring)."""
     lake = tmp_path_factory.mktemp("small_lake") / "lake"
-    backfill(lake, bundled_scenario, days=SMALL_LAKE_DAYS, users=SMALL_LAKE_USERS, seed=SMALL_LAKE_SEED,
-             progress=False, end=SMALL_LAKE_END)
+    backfill(
+        lake,
+        bundled_scenario,
+        days=SMALL_LAKE_DAYS,
+        users=SMALL_LAKE_USERS,
+        seed=SMALL_LAKE_SEED,
+        progress=False,
+        end=SMALL_LAKE_END,
+    )
     return lake
 
 

@@ -71,8 +71,12 @@ def write_tables(lake: Path, frames: dict[str, Iterator[pl.DataFrame]], progress
     written = dict.fromkeys(TABLES, 0)
     tables = {name: ensure_table(lake, name) for name in TABLES}
     clock = LoadClock(lake)
-    with tqdm(desc="writing lake", unit="row", unit_scale=True, disable=not progress, file=sys.stderr,
-              leave=False) as bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-write") as pool:
+    with (
+        tqdm(
+            desc="writing lake", unit="row", unit_scale=True, disable=not progress, file=sys.stderr, leave=False
+        ) as bar,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-write") as pool,
+    ):
         pending: Future[None] | None = None
 
         def append(name: str, frame: pl.DataFrame | None) -> None:
@@ -105,9 +109,19 @@ SHARD_USERS = 100_000
 2 GB of memory): a backfill of more streams them in shards of this size."""
 
 
-def backfill(lake: Path, scenario: Scenario, days: int, users: int | None = None, seed: int = 7,
-             progress: bool = True, end: datetime | None = None, *, pseudonym_key: str = Settings.pseudonym_key,
-             incidents: bool = True, shard_users: int = SHARD_USERS) -> BackfillResult:
+def backfill(
+    lake: Path,
+    scenario: Scenario,
+    days: int,
+    users: int | None = None,
+    seed: int = 7,
+    progress: bool = True,
+    end: datetime | None = None,
+    *,
+    pseudonym_key: str = Settings.pseudonym_key,
+    incidents: bool = True,
+    shard_users: int = SHARD_USERS,
+) -> BackfillResult:
     """Simulate `days` days of `users` customers ending at `end` (default now) into `lake`, in
     shards of at most `shard_users` customers (see the module docstring).
 
@@ -129,11 +143,23 @@ def backfill(lake: Path, scenario: Scenario, days: int, users: int | None = None
     sim: Simulation | None = None
     for shard, first in enumerate(firsts):
         sim = None  # the previous shard is freed before the next one is drawn
-        sim = Simulation(scenario, days, min(shard_users, users - first), seed, int(end.timestamp() * 1_000_000),
-                         pseudonym_key, incidents, first_user=first, shard=shard)
+        sim = Simulation(
+            scenario,
+            days,
+            min(shard_users, users - first),
+            seed,
+            int(end.timestamp() * 1_000_000),
+            pseudonym_key,
+            incidents,
+            first_user=first,
+            shard=shard,
+        )
         if progress:
-            print(f"backfill: {sim.sessions:,} sessions of {sim.population.size:,} users over {days} days"
-                  + (f" (shard {shard + 1} of {len(firsts)})" if len(firsts) > 1 else ""), file=sys.stderr)
+            print(
+                f"backfill: {sim.sessions:,} sessions of {sim.population.size:,} users over {days} days"
+                + (f" (shard {shard + 1} of {len(firsts)})" if len(firsts) > 1 else ""),
+                file=sys.stderr,
+            )
         clock.lap("plan")
         sim.run(progress)
         clock.lap("simulate")
@@ -146,8 +172,18 @@ def backfill(lake: Path, scenario: Scenario, days: int, users: int | None = None
     assert sim is not None and total is not None  # users >= 1: one shard at least
     path = ground_truth.write(Path(lake), truth_mod.document(sim, total))
     clock.lap("truth")
-    return BackfillResult(Path(lake), path, datetime.fromtimestamp(sim.start_us / 1e6, UTC), end,
-                          users, total["sessions"], written, sum(clock.laps.values()), clock.laps, len(firsts))
+    return BackfillResult(
+        Path(lake),
+        path,
+        datetime.fromtimestamp(sim.start_us / 1e6, UTC),
+        end,
+        users,
+        total["sessions"],
+        written,
+        sum(clock.laps.values()),
+        clock.laps,
+        len(firsts),
+    )
 
 
 class _Clock:
@@ -172,7 +208,9 @@ def run_backfill(settings: Settings, days: int, users: int | None, seed: int) ->
         print(f"momento backfill: {exc}", file=sys.stderr)
         return 2
     rows = ", ".join(f"{count:,} {name}" for name, count in result.rows.items() if count)
-    print(f"backfilled {days} days of {result.users:,} users ({result.sessions:,} sessions) into {result.lake}: "
-          f"{rows} in {result.seconds:.1f} s ({result.events / max(result.seconds, 1e-9):,.0f} events/s); "
-          f"ground truth in {result.truth_path}")
+    print(
+        f"backfilled {days} days of {result.users:,} users ({result.sessions:,} sessions) into {result.lake}: "
+        f"{rows} in {result.seconds:.1f} s ({result.events / max(result.seconds, 1e-9):,.0f} events/s); "
+        f"ground truth in {result.truth_path}"
+    )
     return 0

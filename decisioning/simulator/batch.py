@@ -67,8 +67,15 @@ class Served:
 class ExperienceDecider:
     """Decides one experience's requests; holds the arm policies, which learn across batches."""
 
-    def __init__(self, experience: Experience, experiment: Experiment, placement: Placement,
-                 governance: Governance, caps: dict[str, int], policies: dict[str, Policy]) -> None:
+    def __init__(
+        self,
+        experience: Experience,
+        experiment: Experiment,
+        placement: Placement,
+        governance: Governance,
+        caps: dict[str, int],
+        policies: dict[str, Policy],
+    ) -> None:
         self.experience, self.experiment, self.placement = experience, experiment, placement
         self.governance, self.caps = governance, caps
         self.k = len(experience.variants)
@@ -111,13 +118,18 @@ class ExperienceDecider:
         versions = np.full((n, len(arms)), None, dtype=object)
         scores = np.full((n, len(arms), self.k), np.nan)
         for a, arm in enumerate(arms):
-            stops[:, a] = flow.first_steps(flow.bind({
-                **shared,
-                "control": np.full(n, flow.is_control(arm, self.experience)),
-                "fixed": np.full(n, arm.variant is not None),
-                "features_failed": features,
-                "model_unavailable": r.outage & (arm.policy == flow.OUTAGE_TARGET),
-            }), n)
+            stops[:, a] = flow.first_steps(
+                flow.bind(
+                    {
+                        **shared,
+                        "control": np.full(n, flow.is_control(arm, self.experience)),
+                        "fixed": np.full(n, arm.variant is not None),
+                        "features_failed": features,
+                        "model_unavailable": r.outage & (arm.policy == flow.OUTAGE_TARGET),
+                    }
+                ),
+                n,
+            )
             if arm.variant is not None:
                 fixed = flow.SERVES[stops[:, a]] == Serves.FIXED
                 dists[fixed, a] = np.eye(self.k)[self.experience.variants.index(arm.variant)]

@@ -114,23 +114,33 @@ def make_population(scenario: Scenario, users: int, seed: int, key: str, first: 
         return np.random.Generator(bits)
 
     raw = raw_user_id(np.arange(first, first + users))
-    return Population(pl.DataFrame(
-        {
-            "raw_id": raw,
-            "user_id": [customer_unit(r, key) for r in raw],
-            "segment": np.where(stream(0).random(users) < pop.returning_share, "returning", "new"),
-            "device": draw(stream(1), pop.devices, users),
-            "region": draw(stream(2), pop.regions, users),
-            "price_sensitivity": draw(stream(3), pop.price_sensitivity, users),
-            "style": draw(stream(4), pop.styles, users),
-            "consent": stream(5).random(users) < pop.consent_rate,
-            # a gamma draw takes a varying number of outputs: the first customers' are drawn
-            "activity": np.random.default_rng([seed, 1, 6]).gamma(ACTIVITY_SHAPE, 1.0 / ACTIVITY_SHAPE,
-                                                                   first + users)[first:],
-        },
-        schema_overrides={"raw_id": pl.String, "user_id": pl.String, "segment": pl.String, "device": pl.String,
-                          "region": pl.String, "price_sensitivity": pl.String, "style": pl.String},
-    ))
+    return Population(
+        pl.DataFrame(
+            {
+                "raw_id": raw,
+                "user_id": [customer_unit(r, key) for r in raw],
+                "segment": np.where(stream(0).random(users) < pop.returning_share, "returning", "new"),
+                "device": draw(stream(1), pop.devices, users),
+                "region": draw(stream(2), pop.regions, users),
+                "price_sensitivity": draw(stream(3), pop.price_sensitivity, users),
+                "style": draw(stream(4), pop.styles, users),
+                "consent": stream(5).random(users) < pop.consent_rate,
+                # a gamma draw takes a varying number of outputs: the first customers' are drawn
+                "activity": np.random.default_rng([seed, 1, 6]).gamma(
+                    ACTIVITY_SHAPE, 1.0 / ACTIVITY_SHAPE, first + users
+                )[first:],
+            },
+            schema_overrides={
+                "raw_id": pl.String,
+                "user_id": pl.String,
+                "segment": pl.String,
+                "device": pl.String,
+                "region": pl.String,
+                "price_sensitivity": pl.String,
+                "style": pl.String,
+            },
+        )
+    )
 
 
 # -- true effects -------------------------------------------------------------------------------
@@ -223,8 +233,13 @@ def recovery_purchase_probability(conversion_multiplier: np.ndarray) -> np.ndarr
 
 def recovery_click_probability(behaviour: Behaviour, multipliers: np.ndarray) -> np.ndarray:
     """Chance an opened recovery message is clicked (every recovered order clicked first)."""
-    return cast(np.ndarray, np.maximum(np.minimum(1.0, behaviour.email_click_rate * multipliers[..., 0]),
-                      recovery_purchase_probability(multipliers[..., 1])))
+    return cast(
+        np.ndarray,
+        np.maximum(
+            np.minimum(1.0, behaviour.email_click_rate * multipliers[..., 0]),
+            recovery_purchase_probability(multipliers[..., 1]),
+        ),
+    )
 
 
 def order_value_mean(behaviour: Behaviour, order_value_multiplier: np.ndarray) -> np.ndarray:
@@ -238,7 +253,9 @@ def order_value(behaviour: Behaviour, z: np.ndarray, order_value_multiplier: np.
     return order_value_mean(behaviour, order_value_multiplier) * np.exp(sigma * z - sigma**2 / 2)
 
 
-def margin_and_discount(behaviour: Behaviour, revenue: np.ndarray, discount: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def margin_and_discount(
+    behaviour: Behaviour, revenue: np.ndarray, discount: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """An order's margin net of discount and the discount's cost: the customer paid `revenue`
     after a `discount` share off the list price; margin is `margin_rate` of list minus the cost."""
     list_price = revenue / (1.0 - discount)
@@ -267,8 +284,14 @@ def day_multipliers(scenario: Scenario, days: int) -> tuple[np.ndarray, int]:
     return mult, pre
 
 
-def session_starts(scenario: Scenario, population: Population, start_us: int, days: int,
-                   local_hours: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+def session_starts(
+    scenario: Scenario,
+    population: Population,
+    start_us: int,
+    days: int,
+    local_hours: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, int]:
     """Sorted session start times over `days` from `start_us`, following the diurnal curve at
     each hour's local time (`local_hours`, one per hour) and the campaign's ramp; and the
     number of pre-campaign days."""
@@ -300,12 +323,14 @@ def make_catalogue(scenario: Scenario, rng: np.random.Generator) -> pl.DataFrame
     low = np.array([PRICE_BANDS.get(b, (50.0, 300.0))[0] for b in band])
     high = np.array([PRICE_BANDS.get(b, (50.0, 300.0))[1] for b in band])
     code = draw_codes(rng, scenario.catalogue.categories, n)
-    return pl.DataFrame({
-        "item_id": [f"item-{i:05d}" for i in range(n)],
-        "category": pl.Series(list(scenario.catalogue.categories), dtype=pl.String).gather(code),
-        "category_code": code,
-        "price": np.round(rng.uniform(low, high), 2),
-    })
+    return pl.DataFrame(
+        {
+            "item_id": [f"item-{i:05d}" for i in range(n)],
+            "category": pl.Series(list(scenario.catalogue.categories), dtype=pl.String).gather(code),
+            "category_code": code,
+            "price": np.round(rng.uniform(low, high), 2),
+        }
+    )
 
 
 PRICE_BANDS = {"ate_100": (40.0, 100.0), "de_100_a_300": (100.0, 300.0), "acima_300": (300.0, 800.0)}
@@ -324,8 +349,14 @@ def items_in(catalogue: pl.DataFrame, category: np.ndarray, rng: np.random.Gener
     return out
 
 
-def plan_sessions(scenario: Scenario, population: Population, catalogue: pl.DataFrame, users: np.ndarray,
-                  starts_us: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def plan_sessions(
+    scenario: Scenario,
+    population: Population,
+    catalogue: pl.DataFrame,
+    users: np.ndarray,
+    starts_us: np.ndarray,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
     """Everything about sessions that no decision can change, drawn up front.
 
     One entry per session: who (population index), when, on which channel, how many pages, the

@@ -56,8 +56,14 @@ def active(windows: list[Window], name: str, ts_us: np.ndarray) -> np.ndarray:
     return out
 
 
-def srm_drops(windows: list[Window], scenario: Scenario, experiment_id: np.ndarray, arm: np.ndarray,
-              ts_us: np.ndarray, u: np.ndarray) -> np.ndarray:
+def srm_drops(
+    windows: list[Window],
+    scenario: Scenario,
+    experiment_id: np.ndarray,
+    arm: np.ndarray,
+    ts_us: np.ndarray,
+    u: np.ndarray,
+) -> np.ndarray:
     """Exposures the `srm_bug` loses on the client side (its experiment and arm only)."""
     dropped = np.zeros(np.shape(ts_us), dtype=bool)
     for window in windows:

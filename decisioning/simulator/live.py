@@ -77,9 +77,11 @@ class LiveStats:
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
-        return (f"simulate {elapsed:6.1f}s  sessions {self.sessions} ({self.sessions / elapsed:.1f}/s)  "
-                f"decisions {self.decisions} (fallback {self.fallbacks})  events {self.events}  "
-                f"exposures {self.exposures}  errors {self.errors}  retries {self.retries}  unsent {self.unsent}")
+        return (
+            f"simulate {elapsed:6.1f}s  sessions {self.sessions} ({self.sessions / elapsed:.1f}/s)  "
+            f"decisions {self.decisions} (fallback {self.fallbacks})  events {self.events}  "
+            f"exposures {self.exposures}  errors {self.errors}  retries {self.retries}  unsent {self.unsent}"
+        )
 
 
 def _now() -> str:
@@ -130,7 +132,7 @@ class _Client:
                 continue
             rows, self.buffers[kind] = self.buffers[kind], []
             for start in range(0, len(rows), BATCH_ROWS):
-                batch = rows[start:start + BATCH_ROWS]
+                batch = rows[start : start + BATCH_ROWS]
                 if await self.post(f"/v1/{kind}", {kind: batch}, len(batch)) is not None:
                     setattr(self.stats, kind, getattr(self.stats, kind) + len(batch))
 
@@ -150,9 +152,20 @@ class _Visitor:
 class LiveSimulator:
     """Drives the service at `url` with sessions of `population` (see the module docstring)."""
 
-    def __init__(self, url: str, scenario: Scenario, population: bh.Population, catalogue: pl.DataFrame, *, rate: float,
-                 seed: int | None = None, incidents: Collection[str] = (), speed: float = DEFAULT_SPEED,
-                 token: str | None = None, schedule_start: datetime | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        scenario: Scenario,
+        population: bh.Population,
+        catalogue: pl.DataFrame,
+        *,
+        rate: float,
+        seed: int | None = None,
+        incidents: Collection[str] = (),
+        speed: float = DEFAULT_SPEED,
+        token: str | None = None,
+        schedule_start: datetime | None = None,
+    ) -> None:
         unknown = set(incidents) - set(inc.NAMES)
         if unknown:
             raise ValueError(f"unknown incident {sorted(unknown)[0]!r} (known: {', '.join(inc.NAMES)})")
@@ -166,8 +179,11 @@ class LiveSimulator:
         self.srm = inc.srm_setting(scenario)
         self.token = token
         self.catalogue = catalogue
-        self.effects = {p.id: bh.EffectTable(scenario, scenario.experience_by_placement[p.id]) for p in scenario.placements
-                        if p.id in scenario.experience_by_placement}
+        self.effects = {
+            p.id: bh.EffectTable(scenario, scenario.experience_by_placement[p.id])
+            for p in scenario.placements
+            if p.id in scenario.experience_by_placement
+        }
         self.categories = list(scenario.catalogue.categories)
         self.withdrawn: set[int] = set()
         self.messages: dict[tuple[int, int], int] = {}
@@ -265,21 +281,31 @@ class LiveSimulator:
         person = int(row["user"])
         pop = self.population
         visitor = _Visitor(
-            ids={"user_id": bh.raw_user_id(person)}, person=person, session_id=self._next_id("session"),
-            channel=str(row["channel"]), attrs=bh.attributes(pop, np.array([person])),
+            ids={"user_id": bh.raw_user_id(person)},
+            person=person,
+            session_id=self._next_id("session"),
+            channel=str(row["channel"]),
+            attrs=bh.attributes(pop, np.array([person])),
         )
         if row["anonymous"]:
             anonymous = f"a{self.rng.integers(0, 2**63):016x}"
             visitor.ids = {"anonymous_id": anonymous}
             if row["login"]:
-                await self.client.post("/v1/identify", {"anonymous_id": anonymous, "user_id": bh.raw_user_id(person)}, 1)
+                await self.client.post(
+                    "/v1/identify", {"anonymous_id": anonymous, "user_id": bh.raw_user_id(person)}, 1
+                )
                 visitor.ids = {"user_id": bh.raw_user_id(person), "anonymous_id": anonymous}
         category = self.categories[int(row["category"])]
         item = self.catalogue.row(int(row["cart_item"]), named=True)
         context = {
-            "session_id": visitor.session_id, "channel": visitor.channel, "device": visitor.attrs["device"][0],
-            "referrer": str(row["referrer"]), "price_sensitivity": visitor.attrs["price_sensitivity"][0],
-            "segment": visitor.attrs["segment"][0], "region": visitor.attrs["region"][0], "category": category,
+            "session_id": visitor.session_id,
+            "channel": visitor.channel,
+            "device": visitor.attrs["device"][0],
+            "referrer": str(row["referrer"]),
+            "price_sensitivity": visitor.attrs["price_sensitivity"][0],
+            "segment": visitor.attrs["segment"][0],
+            "region": visitor.attrs["region"][0],
+            "category": category,
         }
         multiplier = np.ones(len(bh.EFFECT_KINDS))
         credited: dict[str, Any] | None = None
@@ -297,10 +323,22 @@ class LiveSimulator:
             if placement == "product_cta":
                 self._event(visitor, "page_view", item_id=item["item_id"], category=category)
             if cart_item is not None:
-                self._event(visitor, "add_to_cart", item_id=cart_item["item_id"], category=cart_item["category"],
-                            revenue=cart_value, quantity=1)
-            decision = await self._decide(visitor, placement, context, pages_viewed=pages, cart_value=cart_value or None,
-                                          in_stock=bool(row["in_stock"][index]))
+                self._event(
+                    visitor,
+                    "add_to_cart",
+                    item_id=cart_item["item_id"],
+                    category=cart_item["category"],
+                    revenue=cart_value,
+                    quantity=1,
+                )
+            decision = await self._decide(
+                visitor,
+                placement,
+                context,
+                pages_viewed=pages,
+                cart_value=cart_value or None,
+                in_stock=bool(row["in_stock"][index]),
+            )
             if decision is None:
                 continue
             m = self._multipliers(placement, decision, visitor)
@@ -317,8 +355,11 @@ class LiveSimulator:
         await self._pause(max(row["end_us"] - elapsed, 0) / (later + 1))
         bought = False
         if row["cart"]:
-            p = bh.purchase_given_cart(self.b, bh.conversion_base(self.b, visitor.attrs["segment"], visitor.attrs["price_sensitivity"]),
-                                       multiplier[1:2])[0]
+            p = bh.purchase_given_cart(
+                self.b,
+                bh.conversion_base(self.b, visitor.attrs["segment"], visitor.attrs["price_sensitivity"]),
+                multiplier[1:2],
+            )[0]
             bought = bool(row["u_buy"] < p)
             if bought:
                 await self._pause(row["checkout_us"])
@@ -339,9 +380,14 @@ class LiveSimulator:
             return
         channel = "push" if visitor.channel == "app" else "email"
         message = _Visitor(visitor.ids, visitor.person, None, channel, visitor.attrs)
-        context = {"channel": channel, "device": visitor.attrs["device"][0],
-                   "price_sensitivity": visitor.attrs["price_sensitivity"][0], "segment": visitor.attrs["segment"][0],
-                   "region": visitor.attrs["region"][0], "category": item["category"]}
+        context = {
+            "channel": channel,
+            "device": visitor.attrs["device"][0],
+            "price_sensitivity": visitor.attrs["price_sensitivity"][0],
+            "segment": visitor.attrs["segment"][0],
+            "region": visitor.attrs["region"][0],
+            "category": item["category"],
+        }
         decision = await self._decide(message, "cart_recovery_offer", context, cart_value=float(item["price"]))
         if decision is None:
             return
@@ -367,9 +413,16 @@ class LiveSimulator:
 
     # -- requests ------------------------------------------------------------------------------
 
-    async def _decide(self, visitor: _Visitor, placement: str, context: dict[str, Any], **extra: Any) -> dict[str, Any] | None:
-        body = {**visitor.ids, **context, **{k: v for k, v in extra.items() if v is not None},
-                "placement": placement, "consent": self._consent(visitor.person)}
+    async def _decide(
+        self, visitor: _Visitor, placement: str, context: dict[str, Any], **extra: Any
+    ) -> dict[str, Any] | None:
+        body = {
+            **visitor.ids,
+            **context,
+            **{k: v for k, v in extra.items() if v is not None},
+            "placement": placement,
+            "consent": self._consent(visitor.person),
+        }
         service_incidents = sorted(self.active() & set(SERVICE_INCIDENTS))
         if service_incidents:
             body["incidents"] = service_incidents
@@ -387,47 +440,100 @@ class LiveSimulator:
 
     def _exposure(self, visitor: _Visitor, decision: dict[str, Any]) -> None:
         experiment, arm, share = self.srm
-        if ("srm_bug" in self.active() and decision.get("experiment_id") == experiment and decision.get("arm") == arm
-                and self.rng.random() < share):
+        if (
+            "srm_bug" in self.active()
+            and decision.get("experiment_id") == experiment
+            and decision.get("arm") == arm
+            and self.rng.random() < share
+        ):
             return
-        row = {"decision_id": decision["decision_id"], "ts": _now(), "placement": decision["placement"],
-               "experiment_id": decision.get("experiment_id"), "arm": decision["arm"], "variant": decision["variant"],
-               "channel": visitor.channel, **visitor.ids}  # complete: a restarted service has forgotten the decision
+        row = {
+            "decision_id": decision["decision_id"],
+            "ts": _now(),
+            "placement": decision["placement"],
+            "experiment_id": decision.get("experiment_id"),
+            "arm": decision["arm"],
+            "variant": decision["variant"],
+            "channel": visitor.channel,
+            **visitor.ids,
+        }  # complete: a restarted service has forgotten the decision
         if visitor.session_id:
             row["session_id"] = visitor.session_id
         self.client.queue("exposures", row)
 
     def _event(self, visitor: _Visitor, event_type: str, decision: dict[str, Any] | None = None, **fields: Any) -> None:
-        row = {"event_id": self._next_id("ev"), "event_type": event_type, "ts": _now(), "channel": visitor.channel,
-               "device": visitor.attrs["device"][0], "segment": visitor.attrs["segment"][0],
-               "region": visitor.attrs["region"][0], **visitor.ids, **fields}
+        row = {
+            "event_id": self._next_id("ev"),
+            "event_type": event_type,
+            "ts": _now(),
+            "channel": visitor.channel,
+            "device": visitor.attrs["device"][0],
+            "segment": visitor.attrs["segment"][0],
+            "region": visitor.attrs["region"][0],
+            **visitor.ids,
+            **fields,
+        }
         if visitor.session_id:
             row["session_id"] = visitor.session_id
         if decision is not None:
-            row.update(decision_id=decision["decision_id"], placement=decision["placement"],
-                       experiment_id=decision.get("experiment_id"))
+            row.update(
+                decision_id=decision["decision_id"],
+                placement=decision["placement"],
+                experiment_id=decision.get("experiment_id"),
+            )
         self.client.queue("events", row)
 
-    def _order(self, visitor: _Visitor, revenue: float, discount: float, item: dict[str, Any],
-               decision: dict[str, Any] | None) -> None:
+    def _order(
+        self, visitor: _Visitor, revenue: float, discount: float, item: dict[str, Any], decision: dict[str, Any] | None
+    ) -> None:
         margin, cost = bh.margin_and_discount(self.b, np.array([revenue]), np.array([discount]))
-        self._event(visitor, "purchase", decision=decision, item_id=item["item_id"], category=item["category"],
-                    quantity=1, revenue=round(revenue, 2), margin=round(float(margin[0]), 2),
-                    discount_cost=round(float(cost[0]), 2))
+        self._event(
+            visitor,
+            "purchase",
+            decision=decision,
+            item_id=item["item_id"],
+            category=item["category"],
+            quantity=1,
+            revenue=round(revenue, 2),
+            margin=round(float(margin[0]), 2),
+            discount_cost=round(float(cost[0]), 2),
+        )
 
 
-def simulate(url: str, scenario: Scenario, *, rate: float, duration: float | None, seed: int | None = None,
-             incidents: Collection[str] = (), users: int | None = None, population_seed: int = POPULATION_SEED,
-             speed: float = DEFAULT_SPEED, key: str = Settings.pseudonym_key, token: str | None = None,
-             schedule_start: datetime | None = None, progress: bool = False) -> LiveStats:
+def simulate(
+    url: str,
+    scenario: Scenario,
+    *,
+    rate: float,
+    duration: float | None,
+    seed: int | None = None,
+    incidents: Collection[str] = (),
+    users: int | None = None,
+    population_seed: int = POPULATION_SEED,
+    speed: float = DEFAULT_SPEED,
+    key: str = Settings.pseudonym_key,
+    token: str | None = None,
+    schedule_start: datetime | None = None,
+    progress: bool = False,
+) -> LiveStats:
     """Run live mode against the service at `url` (blocking) and return what it did.
 
     `schedule_start`: day 0 of the scenario's incident schedule (e.g. the backfill's start), so
     scheduled incidents switch on and off by the clock; without it only `incidents` are on."""
     population = bh.make_population(scenario, users or scenario.population.users, population_seed, key)
     catalogue = bh.make_catalogue(scenario, bh.catalogue_rng(population_seed))
-    simulator = LiveSimulator(url, scenario, population, catalogue, rate=rate, seed=seed, incidents=incidents, speed=speed,
-                              token=token, schedule_start=schedule_start)
+    simulator = LiveSimulator(
+        url,
+        scenario,
+        population,
+        catalogue,
+        rate=rate,
+        seed=seed,
+        incidents=incidents,
+        speed=speed,
+        token=token,
+        schedule_start=schedule_start,
+    )
     return asyncio.run(_run_until_signal(simulator, duration, progress))
 
 
@@ -439,13 +545,23 @@ async def _run_until_signal(simulator: LiveSimulator, duration: float | None, pr
     return await simulator.run(duration, progress)
 
 
-def run_live(settings: Settings, url: str, rate: float, duration: float | None, seed: int | None,
-             incidents: Collection[str]) -> int:
+def run_live(
+    settings: Settings, url: str, rate: float, duration: float | None, seed: int | None, incidents: Collection[str]
+) -> int:
     """`momento simulate`: drive the service until the duration ends or Ctrl-C."""
     try:
         scenario = load_scenario(settings.scenario)
-        stats = simulate(url, scenario, rate=rate, duration=duration, seed=seed, incidents=incidents,
-                         key=settings.pseudonym_key, token=settings.api_token, progress=True)
+        stats = simulate(
+            url,
+            scenario,
+            rate=rate,
+            duration=duration,
+            seed=seed,
+            incidents=incidents,
+            key=settings.pseudonym_key,
+            token=settings.api_token,
+            progress=True,
+        )
     except (ValueError, ScenarioError) as exc:
         print(f"momento simulate: {exc}", file=sys.stderr)
         return 2

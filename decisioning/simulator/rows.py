@@ -72,16 +72,20 @@ class _Assembler:
         pop = sim.population
         person = sim.unit_person[self.plan["unit"]]
         n = len(self.plan["ts"])
-        self.who = pl.DataFrame([  # one row per session
-            pl.select(_ids(f"s-{self.run}-", pl.int_range(0, n))).to_series().alias("session_id"),
-            series("user_id", sim.unit_ids).gather(self.plan["unit"]),
-            series("anonymous_id", self.plan["anonymous_id"]),
-            series("device", pop.column("device")).gather(person),
-            series("segment", pop.column("segment")).gather(person),
-            series("region", pop.column("region")).gather(person),
-            series("session_channel", self.plan["channel"]),
-        ])
-        empty = pl.DataFrame({"item_id": [None], "category": [None]}, schema={"item_id": pl.String, "category": pl.String})
+        self.who = pl.DataFrame(
+            [  # one row per session
+                pl.select(_ids(f"s-{self.run}-", pl.int_range(0, n))).to_series().alias("session_id"),
+                series("user_id", sim.unit_ids).gather(self.plan["unit"]),
+                series("anonymous_id", self.plan["anonymous_id"]),
+                series("device", pop.column("device")).gather(person),
+                series("segment", pop.column("segment")).gather(person),
+                series("region", pop.column("region")).gather(person),
+                series("session_channel", self.plan["channel"]),
+            ]
+        )
+        empty = pl.DataFrame(
+            {"item_id": [None], "category": [None]}, schema={"item_id": pl.String, "category": pl.String}
+        )
         self.items = pl.concat([empty, sim.catalogue.select("item_id", "category")])  # row 0: no item
 
     def _who(self, sessions: np.ndarray | pl.Series) -> pl.DataFrame:
@@ -124,21 +128,41 @@ class _Assembler:
             drawn = ledger.dists(len(experiment.arms), len(variants))[np.arange(frame.height), arm]  # its own arm's
             contexts = ledger.contexts()[np.cumsum(learned)[keep & learned] - 1]
             logged = frame.filter(pl.Series(keep)).with_columns(
-                _action_probabilities(variants, drawn[keep]), _contexts(learned[keep], contexts))
+                _action_probabilities(variants, drawn[keep]), _contexts(learned[keep], contexts)
+            )
             who = self._who(logged.get_column("session")).select("user_id", "session_id", "device", "segment", "region")
-            frames.append(pl.concat([logged, who], how="horizontal").select(
-                "decision_id", pl.col("ts").cast(UTC), "user_id", "session_id", "journey", "placement", "channel",
-                "experience_id", "experiment_id", pl.col("arm_name").alias("arm"), pl.col("variant_name").alias("variant"),
-                "policy", "model_version", "propensity", pl.col("score").fill_nan(None),
-                pl.concat_list("reason").alias("reasons"), "fallback",
-                pl.when(pl.col("fallback")).then(pl.col("reason")).alias("fallback_reason"), "consent", "latency_us",
-                pl.when(pl.col("status_error")).then(pl.lit("error")).otherwise(pl.lit("ok")).alias("status"),
-                pl.when(pl.col("status_error")).then(pl.col("reason")).alias("error_code"),
-                "device", "segment", "region",
-                "action_probabilities",
-                "context",
-                pl.when(pl.col("learned")).then(pl.lit(CONTEXT_VERSION)).alias("context_version"),
-            ))
+            frames.append(
+                pl.concat([logged, who], how="horizontal").select(
+                    "decision_id",
+                    pl.col("ts").cast(UTC),
+                    "user_id",
+                    "session_id",
+                    "journey",
+                    "placement",
+                    "channel",
+                    "experience_id",
+                    "experiment_id",
+                    pl.col("arm_name").alias("arm"),
+                    pl.col("variant_name").alias("variant"),
+                    "policy",
+                    "model_version",
+                    "propensity",
+                    pl.col("score").fill_nan(None),
+                    pl.concat_list("reason").alias("reasons"),
+                    "fallback",
+                    pl.when(pl.col("fallback")).then(pl.col("reason")).alias("fallback_reason"),
+                    "consent",
+                    "latency_us",
+                    pl.when(pl.col("status_error")).then(pl.lit("error")).otherwise(pl.lit("ok")).alias("status"),
+                    pl.when(pl.col("status_error")).then(pl.col("reason")).alias("error_code"),
+                    "device",
+                    "segment",
+                    "region",
+                    "action_probabilities",
+                    "context",
+                    pl.when(pl.col("learned")).then(pl.lit(CONTEXT_VERSION)).alias("context_version"),
+                )
+            )
         return pl.concat(frames).sort("ts")
 
     def exposures(self, ledgers: dict[str, pl.DataFrame]) -> pl.DataFrame:
@@ -146,11 +170,20 @@ class _Assembler:
         for frame in ledgers.values():
             exposed = frame.filter(pl.col("exposed") & (pl.col("exposure_ts") <= self.sim.end_us))
             who = self._who(exposed.get_column("session")).select("user_id", "session_id")
-            frames.append(pl.concat([exposed, who], how="horizontal").select(
-                pl.col("decision_id").str.replace("^d-", "x-").alias("exposure_id"), "decision_id",
-                pl.col("exposure_ts").cast(UTC).alias("ts"), "user_id", "session_id", "placement", "experiment_id",
-                pl.col("arm_name").alias("arm"), pl.col("variant_name").alias("variant"), "channel",
-            ))
+            frames.append(
+                pl.concat([exposed, who], how="horizontal").select(
+                    pl.col("decision_id").str.replace("^d-", "x-").alias("exposure_id"),
+                    "decision_id",
+                    pl.col("exposure_ts").cast(UTC).alias("ts"),
+                    "user_id",
+                    "session_id",
+                    "placement",
+                    "experiment_id",
+                    pl.col("arm_name").alias("arm"),
+                    pl.col("variant_name").alias("variant"),
+                    "channel",
+                )
+            )
         return pl.concat(frames).sort("ts")
 
     # -- events ---------------------------------------------------------------------------------
@@ -163,8 +196,14 @@ class _Assembler:
         second, end = plan["second_page_us"][session], plan["end_us"][session]
         offset = np.where(k == 0, 0, second + (k - 1) * (end - second) // np.maximum(pages[session], 1))
         item = bh.items_in(self.sim.catalogue, plan["category"][session], self.rng)
-        return pl.DataFrame({"session": session, "ts": plan["ts"][session] + offset, "event_type": "page_view",
-                             "item": np.where(k > 0, item, -1)})
+        return pl.DataFrame(
+            {
+                "session": session,
+                "ts": plan["ts"][session] + offset,
+                "event_type": "page_view",
+                "item": np.where(k > 0, item, -1),
+            }
+        )
 
     def _session_events(self) -> list[pl.DataFrame]:
         """Carts, direct orders and their returns, NPS answers, consent withdrawals, opt-outs."""
@@ -183,32 +222,70 @@ class _Assembler:
         # numpy's stubs reject None, which np.where takes as an object scalar
         placement = np.where(has, placements[np.maximum(credited[:, 0], 0)], None)  # type: ignore[call-overload]
         experiment = np.array([sim.deciders[p].experiment.id if p else None for p in placement], dtype=object)
-        orders = pl.DataFrame([
-            pl.Series("session", bought), pl.Series("ts", order_ts), pl.Series("item", plan["cart_item"][bought]),
-            pl.Series("revenue", revenue), pl.Series("margin", margin), pl.Series("discount_cost", cost),
-            series("decision_id", decision_id), series("placement", placement), series("experiment_id", experiment),
-        ]).with_columns(event_type=pl.lit("purchase"))
+        orders = pl.DataFrame(
+            [
+                pl.Series("session", bought),
+                pl.Series("ts", order_ts),
+                pl.Series("item", plan["cart_item"][bought]),
+                pl.Series("revenue", revenue),
+                pl.Series("margin", margin),
+                pl.Series("discount_cost", cost),
+                series("decision_id", decision_id),
+                series("placement", placement),
+                series("experiment_id", experiment),
+            ]
+        ).with_columns(event_type=pl.lit("purchase"))
         returned = plan["u_return"][bought] < b.return_rate
         returns = orders.filter(pl.Series(returned)).with_columns(
-            pl.col("ts") + pl.Series(plan["return_us"][bought][returned]), event_type=pl.lit("return"),
-            discount_cost=pl.lit(None, dtype=pl.Float64))
+            pl.col("ts") + pl.Series(plan["return_us"][bought][returned]),
+            event_type=pl.lit("return"),
+            discount_cost=pl.lit(None, dtype=pl.Float64),
+        )
         nps = np.flatnonzero(plan["nps"])
         withdraw = np.flatnonzero(plan["withdraw"])
         withdraw = withdraw[sim.consent_at(plan["unit"][withdraw], plan["ts"][withdraw])]
         out = [
-            pl.DataFrame({"session": cart, "ts": plan["ts"][cart] + plan["cart_us"][cart] - _S,
-                          "event_type": "add_to_cart", "item": plan["cart_item"][cart], "revenue": plan["cart_price"][cart]}),
-            orders, returns,
-            pl.DataFrame({"session": nps, "ts": plan["ts"][nps] + plan["end_us"][nps] + 60 * _S,
-                          "event_type": "nps_response", "nps_score": bh.nps_score(b, plan["nps_z"][nps])}),
-            pl.DataFrame({"session": withdraw, "ts": sim.withdrawal_ts[withdraw], "event_type": "consent_change",
-                          "consent": np.zeros(withdraw.size, dtype=bool)}),
+            pl.DataFrame(
+                {
+                    "session": cart,
+                    "ts": plan["ts"][cart] + plan["cart_us"][cart] - _S,
+                    "event_type": "add_to_cart",
+                    "item": plan["cart_item"][cart],
+                    "revenue": plan["cart_price"][cart],
+                }
+            ),
+            orders,
+            returns,
+            pl.DataFrame(
+                {
+                    "session": nps,
+                    "ts": plan["ts"][nps] + plan["end_us"][nps] + 60 * _S,
+                    "event_type": "nps_response",
+                    "nps_score": bh.nps_score(b, plan["nps_z"][nps]),
+                }
+            ),
+            pl.DataFrame(
+                {
+                    "session": withdraw,
+                    "ts": sim.withdrawal_ts[withdraw],
+                    "event_type": "consent_change",
+                    "consent": np.zeros(withdraw.size, dtype=bool),
+                }
+            ),
         ]
         if sim.opt_outs:
             sessions = np.concatenate([o[0] for o in sim.opt_outs])
-            out.append(pl.DataFrame({"session": sessions, "ts": np.concatenate([o[2] for o in sim.opt_outs]),
-                                     "event_type": "opt_out", "consent": np.zeros(sessions.size, dtype=bool),
-                                     "channel": np.where(plan["channel"][sessions] == "app", "push", "email")}))
+            out.append(
+                pl.DataFrame(
+                    {
+                        "session": sessions,
+                        "ts": np.concatenate([o[2] for o in sim.opt_outs]),
+                        "event_type": "opt_out",
+                        "consent": np.zeros(sessions.size, dtype=bool),
+                        "channel": np.where(plan["channel"][sessions] == "app", "push", "email"),
+                    }
+                )
+            )
         return out
 
     def _decision_events(self, ledgers: dict[str, pl.DataFrame]) -> list[pl.DataFrame]:
@@ -218,28 +295,54 @@ class _Assembler:
         for placement, frame in ledgers.items():
             logged = frame.filter(pl.col("logged"))
             if placement != "cart_recovery_offer":
-                out.append(logged.filter(pl.col("clicked")).select(
-                    *link, (pl.col("ts") + CLICK_DELAY_US).alias("ts"), pl.lit("click").alias("event_type")))
+                out.append(
+                    logged.filter(pl.col("clicked")).select(
+                        *link, (pl.col("ts") + CLICK_DELAY_US).alias("ts"), pl.lit("click").alias("event_type")
+                    )
+                )
                 continue
             push = pl.col("channel") == "push"
             opened = logged.filter(pl.col("seen"))
-            out.append(opened.select(*link, "channel", pl.col("exposure_ts").alias("ts"),
-                                     pl.when(push).then(pl.lit("push_open")).otherwise(pl.lit("email_open")).alias("event_type")))
-            out.append(opened.filter(pl.col("clicked")).select(
-                *link, "channel", (pl.col("exposure_ts") + RECOVERY_CLICK_DELAY_US).alias("ts"),
-                pl.when(push).then(pl.lit("click")).otherwise(pl.lit("email_click")).alias("event_type")))
+            out.append(
+                opened.select(
+                    *link,
+                    "channel",
+                    pl.col("exposure_ts").alias("ts"),
+                    pl.when(push).then(pl.lit("push_open")).otherwise(pl.lit("email_open")).alias("event_type"),
+                )
+            )
+            out.append(
+                opened.filter(pl.col("clicked")).select(
+                    *link,
+                    "channel",
+                    (pl.col("exposure_ts") + RECOVERY_CLICK_DELAY_US).alias("ts"),
+                    pl.when(push).then(pl.lit("click")).otherwise(pl.lit("email_click")).alias("event_type"),
+                )
+            )
             orders = opened.filter(pl.col("bought"))
             session = orders.get_column("session").to_numpy()
-            margin, cost = bh.margin_and_discount(self.sim.b, orders.get_column("revenue").to_numpy(),
-                                                  orders.get_column("discount").to_numpy())
+            margin, cost = bh.margin_and_discount(
+                self.sim.b, orders.get_column("revenue").to_numpy(), orders.get_column("discount").to_numpy()
+            )
             orders = orders.select(
-                *link, "channel", "revenue", (pl.col("exposure_ts") + RECOVERY_ORDER_DELAY_US).alias("ts"),
-                pl.lit("purchase").alias("event_type"), pl.Series("margin", margin), pl.Series("discount_cost", cost),
-                pl.Series("item", self.plan["cart_item"][session]))
+                *link,
+                "channel",
+                "revenue",
+                (pl.col("exposure_ts") + RECOVERY_ORDER_DELAY_US).alias("ts"),
+                pl.lit("purchase").alias("event_type"),
+                pl.Series("margin", margin),
+                pl.Series("discount_cost", cost),
+                pl.Series("item", self.plan["cart_item"][session]),
+            )
             returned = self.plan["u_return"][session] < self.sim.b.return_rate
-            out += [orders, orders.filter(pl.Series(returned)).with_columns(
-                pl.col("ts") + pl.Series(self.plan["return_us"][session][returned]), event_type=pl.lit("return"),
-                discount_cost=pl.lit(None, dtype=pl.Float64))]
+            out += [
+                orders,
+                orders.filter(pl.Series(returned)).with_columns(
+                    pl.col("ts") + pl.Series(self.plan["return_us"][session][returned]),
+                    event_type=pl.lit("return"),
+                    discount_cost=pl.lit(None, dtype=pl.Float64),
+                ),
+            ]
         return out
 
     def _received(self, ts: np.ndarray) -> np.ndarray:
@@ -255,8 +358,9 @@ class _Assembler:
     def events(self, ledgers: dict[str, pl.DataFrame]) -> Iterator[pl.DataFrame]:
         """The events in time order, in chunks of `CHUNK_ROWS` (sorted once while still slim;
         the wide session and item columns are gathered chunk by chunk)."""
-        raw = pl.concat([self._page_views(), *self._session_events(), *self._decision_events(ledgers)],
-                        how="diagonal_relaxed")
+        raw = pl.concat(
+            [self._page_views(), *self._session_events(), *self._decision_events(ledgers)], how="diagonal_relaxed"
+        )
         raw = raw.filter(pl.col("ts") <= self.sim.end_us).sort("ts")
         received = self._received(raw.get_column("ts").to_numpy())
         for start in range(0, raw.height, CHUNK_ROWS):
@@ -265,11 +369,29 @@ class _Assembler:
             frame = pl.concat([part, self._who(part.get_column("session")), items], how="horizontal")
             yield frame.select(
                 _ids(f"e-{self.run}-", pl.int_range(start, start + pl.len())).alias("event_id"),
-                pl.col("ts").cast(UTC), pl.Series("received_at", received[start:start + part.height]).cast(UTC),
-                "user_id", "anonymous_id", "session_id", pl.coalesce("channel", "session_channel").alias("channel"),
-                "event_type", "placement", "decision_id", "experiment_id", "item_id", "category",
-                pl.when(pl.col("event_type").is_in(["add_to_cart", "purchase", "return"])).then(pl.lit(1)).alias("quantity"),
-                "revenue", "margin", "discount_cost", "nps_score", "consent", "device", "segment", "region",
+                pl.col("ts").cast(UTC),
+                pl.Series("received_at", received[start : start + part.height]).cast(UTC),
+                "user_id",
+                "anonymous_id",
+                "session_id",
+                pl.coalesce("channel", "session_channel").alias("channel"),
+                "event_type",
+                "placement",
+                "decision_id",
+                "experiment_id",
+                "item_id",
+                "category",
+                pl.when(pl.col("event_type").is_in(["add_to_cart", "purchase", "return"]))
+                .then(pl.lit(1))
+                .alias("quantity"),
+                "revenue",
+                "margin",
+                "discount_cost",
+                "nps_score",
+                "consent",
+                "device",
+                "segment",
+                "region",
             )
 
     def identities(self) -> pl.DataFrame:

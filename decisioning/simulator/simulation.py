@@ -95,8 +95,10 @@ def _local_offsets_us(start_us: int, hours: int, tz: str) -> np.ndarray:
     """UTC offset (µs) of the local time zone at each hour from `start_us` (one extra at the end)."""
     zone = ZoneInfo(tz)
     return np.array(
-        [_offset_s(datetime.fromtimestamp(start_us / 1e6 + h * 3600, tz=UTC).astimezone(zone)) * 1_000_000
-         for h in range(hours + 1)],
+        [
+            _offset_s(datetime.fromtimestamp(start_us / 1e6 + h * 3600, tz=UTC).astimezone(zone)) * 1_000_000
+            for h in range(hours + 1)
+        ],
         dtype=np.int64,
     )
 
@@ -109,8 +111,19 @@ class Simulation:
     """One backfill run: the plan, the hourly block loop, and the state the loop carries
     (consent, purchases today, frequency caps, messages sent, policies)."""
 
-    def __init__(self, scenario: Scenario, days: int, users: int, seed: int, end_us: int, key: str,
-                 with_incidents: bool = True, *, first_user: int = 0, shard: int = 0) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        days: int,
+        users: int,
+        seed: int,
+        end_us: int,
+        key: str,
+        with_incidents: bool = True,
+        *,
+        first_user: int = 0,
+        shard: int = 0,
+    ) -> None:
         """`first_user` and `shard`: a shard of a streamed backfill simulates customers
         `first_user` onwards, with random streams of its own (shard 0's are the one-shot run's)."""
         self.s, self.b = scenario, scenario.behaviour
@@ -132,13 +145,16 @@ class Simulation:
         self.plan = bh.plan_sessions(scenario, self.population, self.catalogue, people, starts, self.rng)
         self.plan["block"] = (starts - self.start_us) // HOUR_US
         self.plan["campaign"] = starts >= self.campaign_start_us
-        self.plan["base"] = bh.conversion_base(self.b, self.population.column("segment")[people],
-                                               self.population.column("price_sensitivity")[people])
+        self.plan["base"] = bh.conversion_base(
+            self.b, self.population.column("segment")[people], self.population.column("price_sensitivity")[people]
+        )
         self.plan["cart_price"] = self.catalogue.get_column("price").to_numpy()[self.plan["cart_item"]]
         self._units()
         self._state()
-        self.effects = {p: bh.person_effects(scenario, scenario.experience_by_placement[p], self.population)
-                        for p in (*STATIC, RECOVERY)}
+        self.effects = {
+            p: bh.person_effects(scenario, scenario.experience_by_placement[p], self.population)
+            for p in (*STATIC, RECOVERY)
+        }
         self.deciders = {p: self._decider(p) for p in (*STATIC, RECOVERY)}
         self.ledgers = {p: Ledger() for p in (*STATIC, RECOVERY)}
 
@@ -166,8 +182,9 @@ class Simulation:
         plan, pop = self.plan, self.population
         n = len(plan["ts"])
         anonymous = np.flatnonzero(plan["anonymous"])
-        stored = np.array([anonymous_unit(f"a{v:016x}", self.key) for v in self.rng.integers(0, 2**63, anonymous.size)],
-                          dtype=object)
+        stored = np.array(
+            [anonymous_unit(f"a{v:016x}", self.key) for v in self.rng.integers(0, 2**63, anonymous.size)], dtype=object
+        )
         plan["anonymous_id"] = np.full(n, None, dtype=object)
         plan["anonymous_id"][anonymous] = stored
         anon_only = plan["anonymous"] & ~plan["login"]
@@ -223,10 +240,14 @@ class Simulation:
         s = self.s
         experience = s.experience_by_placement[placement_id]
         experiment = s.experiment_by_experience[experience.id]
-        policies = {arm.name: make_policy(experience, np.random.default_rng([*self.streams, i]), arm.policy)
-                    for i, arm in enumerate(experiment.arms) if arm.policy}
-        return ExperienceDecider(experience, experiment, s.placement_by_id[placement_id], s.governance,
-                                 dict(s.caps.items()), policies)
+        policies = {
+            arm.name: make_policy(experience, np.random.default_rng([*self.streams, i]), arm.policy)
+            for i, arm in enumerate(experiment.arms)
+            if arm.policy
+        }
+        return ExperienceDecider(
+            experience, experiment, s.placement_by_id[placement_id], s.governance, dict(s.caps.items()), policies
+        )
 
     def consent_at(self, units: np.ndarray, ts: np.ndarray) -> np.ndarray:
         return cast(np.ndarray, self.unit_consent[units] & (ts < self.withdrawn_at[units]))
@@ -237,8 +258,9 @@ class Simulation:
         plan = self.plan
         bounds = np.searchsorted(plan["block"], np.arange(self.hours + 1))
         self._buy(np.flatnonzero(~plan["campaign"]), np.ones((int((~plan["campaign"]).sum()), len(bh.EFFECT_KINDS))))
-        for b in tqdm(range(self.hours), desc="backfill hours", unit="h", disable=not progress, file=sys.stderr,
-                      leave=False):
+        for b in tqdm(
+            range(self.hours), desc="backfill hours", unit="h", disable=not progress, file=sys.stderr, leave=False
+        ):
             sessions = np.arange(bounds[b], bounds[b + 1])
             sessions = sessions[plan["campaign"][sessions]]
             if sessions.size:
@@ -251,15 +273,18 @@ class Simulation:
         p = bh.purchase_given_cart(self.b, plan["base"][sessions], multiplier[:, 1])
         bought: np.ndarray = plan["cart"][sessions] & (plan["u_buy"][sessions] < p)
         self.purchased[sessions] = bought
-        self.revenue[sessions] = np.where(bought, bh.order_value(self.b, plan["z_value"][sessions], multiplier[:, 2]), 0.0)
+        self.revenue[sessions] = np.where(
+            bought, bh.order_value(self.b, plan["z_value"][sessions], multiplier[:, 2]), 0.0
+        )
         self.multiplier[sessions] = multiplier
         ts = plan["ts"][sessions] + plan["end_us"][sessions] + plan["checkout_us"][sessions]
         units = plan["unit"][sessions[bought]]
         self.bought_day[units] = np.maximum(self.bought_day[units], self.local_day(ts[bought]))
         return bought
 
-    def _features(self, sessions: np.ndarray, ts: np.ndarray, pages: np.ndarray, cart_value: np.ndarray,
-                  rows: np.ndarray) -> np.ndarray:
+    def _features(
+        self, sessions: np.ndarray, ts: np.ndarray, pages: np.ndarray, cart_value: np.ndarray, rows: np.ndarray
+    ) -> np.ndarray:
         """The model features the service would have for the `rows` (mask) of these requests
         (`features.encode_columns`)."""
         sessions, ts, pages, cart_value = sessions[rows], ts[rows], pages[rows], cart_value[rows]
@@ -269,19 +294,24 @@ class Simulation:
         prev = plan["prev_session"][sessions]
         has_prev = prev >= 0
         last_open = self.last_open[units]
-        return encode_columns({
-            "recency_seconds": np.where(has_prev, (ts - plan["ts"][np.maximum(prev, 0)]) / 1e6, np.nan),
-            "pages_viewed": pages,
-            "cart_value": cart_value,
-            "device": pop.column("device")[person],
-            "returning": (pop.column("segment")[person] == "returning").astype(np.float64),
-            "price_sensitivity": pop.column("price_sensitivity")[person],
-            "last_category": np.where(has_prev, plan["category"][np.maximum(prev, 0)], -1),
-            "category": plan["category"][sessions],
-            "referrer": plan["referrer"][sessions],
-            "hour": self._local_hour(ts),
-            "seconds_since_email_open": np.where(last_open > np.iinfo(np.int64).min, (ts - last_open) / 1e6, np.nan),
-        }, len(sessions))
+        return encode_columns(
+            {
+                "recency_seconds": np.where(has_prev, (ts - plan["ts"][np.maximum(prev, 0)]) / 1e6, np.nan),
+                "pages_viewed": pages,
+                "cart_value": cart_value,
+                "device": pop.column("device")[person],
+                "returning": (pop.column("segment")[person] == "returning").astype(np.float64),
+                "price_sensitivity": pop.column("price_sensitivity")[person],
+                "last_category": np.where(has_prev, plan["category"][np.maximum(prev, 0)], -1),
+                "category": plan["category"][sessions],
+                "referrer": plan["referrer"][sessions],
+                "hour": self._local_hour(ts),
+                "seconds_since_email_open": np.where(
+                    last_open > np.iinfo(np.int64).min, (ts - last_open) / 1e6, np.nan
+                ),
+            },
+            len(sessions),
+        )
 
     def _caps_used(self, units: np.ndarray, ch: np.ndarray, day: np.ndarray, counted: np.ndarray) -> np.ndarray:
         """Personalised decisions each request's user already had today on its channel: the
@@ -306,9 +336,16 @@ class Simulation:
         self.cap_day[units, ch] = day
         np.add.at(self.cap_used, (units, ch), 1)
 
-    def _decide(self, placement: str, sessions: np.ndarray, ts: np.ndarray, channel: np.ndarray,
-                features: Callable[[np.ndarray], np.ndarray],
-                in_stock: np.ndarray, real: np.ndarray) -> tuple[Served, Requests]:
+    def _decide(
+        self,
+        placement: str,
+        sessions: np.ndarray,
+        ts: np.ndarray,
+        channel: np.ndarray,
+        features: Callable[[np.ndarray], np.ndarray],
+        in_stock: np.ndarray,
+        real: np.ndarray,
+    ) -> tuple[Served, Requests]:
         """Run one placement's requests through the decision flow; count the frequency caps of
         the `real` ones (the others are would-be decisions kept only for the ground truth)."""
         decider = self.deciders[placement]
@@ -332,14 +369,30 @@ class Simulation:
         served = decider.decide(requests, self.rng)
         latency = inc.latency_us(self.rng, served.reason == Code.BUDGET_EXCEEDED)
         self._take_caps(units, ch, day, served.takes_cap & real)
-        self.ledgers[placement].add({
-            "session": sessions, "unit": units, "ts": ts, "channel": channel, "logged": real,
-            "holdout": holdout, "arm": requests.arm, "variant": served.variant, "propensity": served.propensity,
-            "policy": served.policy.astype(object), "model_version": served.model_version.astype(object),
-            "score": served.score.astype(np.float64), "reason": served.reason.astype(str).astype(object),
-            "fallback": served.fallback, "status_error": served.error, "latency_us": latency, "consent": consent,
-            "learned": served.learned,
-        }, served.dists, served.X[served.learned].astype(np.float32))
+        self.ledgers[placement].add(
+            {
+                "session": sessions,
+                "unit": units,
+                "ts": ts,
+                "channel": channel,
+                "logged": real,
+                "holdout": holdout,
+                "arm": requests.arm,
+                "variant": served.variant,
+                "propensity": served.propensity,
+                "policy": served.policy.astype(object),
+                "model_version": served.model_version.astype(object),
+                "score": served.score.astype(np.float64),
+                "reason": served.reason.astype(str).astype(object),
+                "fallback": served.fallback,
+                "status_error": served.error,
+                "latency_us": latency,
+                "consent": consent,
+                "learned": served.learned,
+            },
+            served.dists,
+            served.X[served.learned].astype(np.float32),
+        )
         return served, requests
 
     def _outcomes(self, placement: str, seen: np.ndarray, exposure_ts: np.ndarray, **columns: np.ndarray) -> None:
@@ -348,8 +401,14 @@ class Simulation:
         part = self.ledgers[placement].parts[-1]
         experiment = self.deciders[placement].experiment
         arm = arm_labels(experiment, part["holdout"], part["arm"])
-        lost = inc.srm_drops(self.windows, self.s, np.full(len(seen), experiment.id, dtype=object), arm, exposure_ts,
-                             self.rng.random(len(seen)))
+        lost = inc.srm_drops(
+            self.windows,
+            self.s,
+            np.full(len(seen), experiment.id, dtype=object),
+            arm,
+            exposure_ts,
+            self.rng.random(len(seen)),
+        )
         part.update(seen=seen, exposed=seen & part["logged"] & ~lost, exposure_ts=exposure_ts, **columns)
 
     def _sessions_block(self, sessions: np.ndarray) -> None:
@@ -358,12 +417,21 @@ class Simulation:
         ts0 = plan["ts"][sessions]
         channel = plan["channel"][sessions]
         pages = plan["pages"][sessions]
-        timing = {"homepage_showcase": np.zeros(n, dtype=np.int64), "product_cta": plan["second_page_us"][sessions],
-                  "cart_cross_sell": plan["cart_us"][sessions]}
-        shown = {"homepage_showcase": np.ones(n, dtype=bool), "product_cta": pages >= 2,
-                 "cart_cross_sell": plan["cart"][sessions]}
-        pages_so_far = {"homepage_showcase": np.ones(n), "product_cta": np.full(n, 2.0),
-                        "cart_cross_sell": pages.astype(np.float64)}
+        timing = {
+            "homepage_showcase": np.zeros(n, dtype=np.int64),
+            "product_cta": plan["second_page_us"][sessions],
+            "cart_cross_sell": plan["cart_us"][sessions],
+        }
+        shown = {
+            "homepage_showcase": np.ones(n, dtype=bool),
+            "product_cta": pages >= 2,
+            "cart_cross_sell": plan["cart"][sessions],
+        }
+        pages_so_far = {
+            "homepage_showcase": np.ones(n),
+            "product_cta": np.full(n, 2.0),
+            "cart_cross_sell": pages.astype(np.float64),
+        }
         multiplier = np.ones((n, len(bh.EFFECT_KINDS)))
         last_seen = np.full(n, -1)
         learning = []
@@ -377,8 +445,15 @@ class Simulation:
             pages = pages_so_far[placement][rows]
             features = functools.partial(self._features, s_rows, ts, pages, cart_value)
             offset = self.ledgers[placement].size
-            served, requests = self._decide(placement, s_rows, ts, channel[rows], features, plan["in_stock"][s_rows, p],
-                                            np.ones(rows.size, dtype=bool))
+            served, requests = self._decide(
+                placement,
+                s_rows,
+                ts,
+                channel[rows],
+                features,
+                plan["in_stock"][s_rows, p],
+                np.ones(rows.size, dtype=bool),
+            )
             m = self.effects[placement][self.unit_person[plan["unit"][s_rows]], served.variant]
             seen = plan["seen"][s_rows, p]
             multiplier[rows] *= np.where(seen[:, None], m, 1.0)
@@ -393,8 +468,9 @@ class Simulation:
             self._learn(placement, served, requests, clicked | (bought[rows] & (last_seen[rows] == p)))
         self._schedule_recovery(sessions[plan["cart"][sessions]])
 
-    def _learn(self, placement: str, served: Served, requests: Requests, reward: np.ndarray,
-               real: np.ndarray | None = None) -> None:
+    def _learn(
+        self, placement: str, served: Served, requests: Requests, reward: np.ndarray, real: np.ndarray | None = None
+    ) -> None:
         """The block's outcomes update the policies that chose (never the would-be rows)."""
         decider = self.deciders[placement]
         for a, arm in enumerate(decider.experiment.arms):
@@ -412,8 +488,14 @@ class Simulation:
         if sessions.size:
             plan = self.plan
             ts = plan["ts"][sessions] + plan["end_us"][sessions] + plan["message_us"][sessions]
-            self.pending.append({"session": sessions, "ts": ts, "block": (ts - self.start_us) // HOUR_US,
-                                 "real": ~self.purchased[sessions]})
+            self.pending.append(
+                {
+                    "session": sessions,
+                    "ts": ts,
+                    "block": (ts - self.start_us) // HOUR_US,
+                    "real": ~self.purchased[sessions],
+                }
+            )
 
     def _recovery_block(self, b: int) -> None:
         if not self.pending:
@@ -430,8 +512,12 @@ class Simulation:
         plan = self.plan
         units = plan["unit"][sessions]
         channel = np.where(plan["channel"][sessions] == "app", "push", "email").astype(object)
-        features = functools.partial(self._features, sessions, ts, np.zeros(len(sessions)), plan["cart_price"][sessions])
-        served, requests = self._decide(RECOVERY, sessions, ts, channel, features, np.ones(len(sessions), dtype=bool), real)
+        features = functools.partial(
+            self._features, sessions, ts, np.zeros(len(sessions)), plan["cart_price"][sessions]
+        )
+        served, requests = self._decide(
+            RECOVERY, sessions, ts, channel, features, np.ones(len(sessions), dtype=bool), real
+        )
         m = self.effects[RECOVERY][self.unit_person[units], served.variant]
         opened = real & (plan["u_open"][sessions] < bh.open_probability(self.b, channel))
         u = plan["u_message"][sessions]
@@ -439,15 +525,24 @@ class Simulation:
         bought = opened & (u < bh.recovery_purchase_probability(m[:, 1]))
         revenue = np.where(bought, bh.order_value(self.b, plan["z_value"][sessions], m[:, 2]), 0.0)
         open_ts = ts + plan["open_us"][sessions]
-        self._outcomes(RECOVERY, opened, open_ts, clicked=clicked, bought=bought, revenue=revenue,
-                       discount=bh.discounts(self.deciders[RECOVERY].experience)[served.variant])
+        self._outcomes(
+            RECOVERY,
+            opened,
+            open_ts,
+            clicked=clicked,
+            bought=bought,
+            revenue=revenue,
+            discount=bh.discounts(self.deciders[RECOVERY].experience)[served.variant],
+        )
         day = self.local_day(ts)
         self._messages(units[real], ts[real], day[real], plan["u_opt_out"][sessions][real], sessions[real])
         self.last_open[units[opened]] = np.maximum(self.last_open[units[opened]], open_ts[opened])
         self.bought_day[units[bought]] = np.maximum(self.bought_day[units[bought]], self.local_day(open_ts[bought]))
         self._learn(RECOVERY, served, requests, clicked | bought | (opened & (channel == "push")), real)
 
-    def _messages(self, units: np.ndarray, ts: np.ndarray, day: np.ndarray, u: np.ndarray, sessions: np.ndarray) -> None:
+    def _messages(
+        self, units: np.ndarray, ts: np.ndarray, day: np.ndarray, u: np.ndarray, sessions: np.ndarray
+    ) -> None:
         """Count each customer's messages per day; past the first, a message may cause an opt-out."""
         stale = self.message_day[units] != day
         self.messages[units[stale]] = 0

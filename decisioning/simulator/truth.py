@@ -142,8 +142,12 @@ class _Experiment:
         populations (the shards of a streamed backfill), `_outcomes` turns them into means."""
         sim, plan = self.sim, self.sim.plan
         arms = self.here.n_arms
-        none = {"users": 0, "users_by_arm": np.zeros(arms, dtype=np.int64), "exposures": 0,
-                "sums": {name: np.zeros(arms) for name in ("converted", "revenue", "margin", "orders", "clicks")}}
+        none = {
+            "users": 0,
+            "users_by_arm": np.zeros(arms, dtype=np.int64),
+            "exposures": 0,
+            "sums": {name: np.zeros(arms) for name in ("converted", "revenue", "margin", "orders", "clicks")},
+        }
         if self.here.empty:
             return none
         units, first = self.population()
@@ -175,8 +179,13 @@ class _Experiment:
             "users": int(n),
             "users_by_arm": np.bincount(assigned, minlength=arms),
             "exposures": int(exposures.sum()),
-            "sums": {"converted": (1 - no_order).sum(axis=0), "revenue": revenue.sum(axis=0),
-                     "margin": margin.sum(axis=0), "orders": orders.sum(axis=0), "clicks": clicks.sum(axis=0)},
+            "sums": {
+                "converted": (1 - no_order).sum(axis=0),
+                "revenue": revenue.sum(axis=0),
+                "margin": margin.sum(axis=0),
+                "orders": orders.sum(axis=0),
+                "clicks": clicks.sum(axis=0),
+            },
         }
 
     def _direct(self, sessions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -243,8 +252,13 @@ class _Experiment:
         it: the metric subtracts them, whatever the arm."""
         sim, plan = self.sim, self.sim.plan
         direct = np.flatnonzero(sim.purchased & (member[plan["unit"]] >= 0))
-        orders = [(direct, plan["ts"][direct] + plan["end_us"][direct] + plan["checkout_us"][direct],
-                   sim.revenue[direct] * sim.b.margin_rate)]
+        orders = [
+            (
+                direct,
+                plan["ts"][direct] + plan["end_us"][direct] + plan["checkout_us"][direct],
+                sim.revenue[direct] * sim.b.margin_rate,
+            )
+        ]
         if not self.recovery.empty:
             c = self.recovery.col
             bought = np.flatnonzero(c["bought"] & (member[c["unit"]] >= 0))
@@ -294,9 +308,14 @@ def _effects(value: np.ndarray, arms: list[str]) -> dict[str, Any]:
     control = float(value[0])
     return {
         "arms": {arm: float(value[a]) for a, arm in enumerate(arms)},
-        "effects": {arm: {"absolute": float(value[a] - control),
-                          "relative": float(value[a] / control - 1.0) if control else None}
-                    for a, arm in enumerate(arms) if a > 0},
+        "effects": {
+            arm: {
+                "absolute": float(value[a] - control),
+                "relative": float(value[a] / control - 1.0) if control else None,
+            }
+            for a, arm in enumerate(arms)
+            if a > 0
+        },
     }
 
 
@@ -313,7 +332,7 @@ def _incremental(sim: Simulation) -> dict[str, Any]:
     d_actual, d_default = bh.purchase_given_cart(b, base, M[:, 1]), bh.purchase_given_cart(b, base, np.ones_like(base))
     order_ts = plan["ts"][sessions] + plan["end_us"][sessions] + plan["checkout_us"][sessions]
     kept = ~((plan["u_return"][sessions] < b.return_rate) & (order_ts + plan["return_us"][sessions] <= sim.end_us))
-    direct = (d_actual * bh.order_value_mean(b, M[:, 2]) - d_default * bh.order_value_mean(b, np.ones_like(base)))
+    direct = d_actual * bh.order_value_mean(b, M[:, 2]) - d_default * bh.order_value_mean(b, np.ones_like(base))
     direct = direct * (order_ts <= sim.end_us)
     revenue, margin = float(direct.sum()), float((direct * b.margin_rate * kept).sum())
     rec = _Placement(sim, RECOVERY)
@@ -332,7 +351,9 @@ def _incremental(sim: Simulation) -> dict[str, Any]:
         n = np.arange(r.size)
 
         def expected(variant: np.ndarray, abandon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            value = abandon * bh.recovery_purchase_probability(m[n, variant, 1]) * bh.order_value_mean(b, m[n, variant, 2])
+            value = (
+                abandon * bh.recovery_purchase_probability(m[n, variant, 1]) * bh.order_value_mean(b, m[n, variant, 2])
+            )
             return value * weight, value * share[variant] * weight * kept_r
 
         actual = expected(rec.col["variant"][r], 1 - d_actual[has])
@@ -356,8 +377,9 @@ def tally(sim: Simulation) -> dict[str, Any]:
         "decided": int(decided.sum()),
         "decided_holdout": int(sim.holdout[decided].sum()),
         "consenting": int(sim.population.column("consent").sum()),
-        "experiments": {sim.deciders[placement].experiment.id: _Experiment(sim, placement).sums()
-                        for placement in sim.ledgers},
+        "experiments": {
+            sim.deciders[placement].experiment.id: _Experiment(sim, placement).sums() for placement in sim.ledgers
+        },
         "incremental": _incremental(sim),
     }
 
@@ -422,8 +444,9 @@ class DecisionRewards:
     expected: np.ndarray  # (n, k)
 
 
-def decision_rewards(sim: Simulation, placement: str, reward: Reward,
-                     window_seconds: float | None = None) -> DecisionRewards:
+def decision_rewards(
+    sim: Simulation, placement: str, reward: Reward, window_seconds: float | None = None
+) -> DecisionRewards:
     """Per logged decision of `placement`: the expected `reward` under each variant, counting what
     happens by the backfill's end and, given `window_seconds`, within that long of the decision."""
     if reward not in REWARDS:
@@ -455,8 +478,11 @@ def decision_rewards(sim: Simulation, placement: str, reward: Reward,
         click = bh.click_probability(b, m[:, :, 0])
         order = bh.purchase_given_cart(b, plan["base"][sessions][:, None], others[:, None, 1] * m[:, :, 1])
         value = bh.order_value_mean(b, others[:, None, 2] * m[:, :, 2])
-    expected = {"click": clicked[:, None] * click, "conversion": ordered[:, None] * order,
-                "revenue": ordered[:, None] * order * value}[reward]
+    expected = {
+        "click": clicked[:, None] * click,
+        "conversion": ordered[:, None] * order,
+        "revenue": ordered[:, None] * order * value,
+    }[reward]
     ids = np.array([f"{decision_prefix(sim, placement)}{row}" for row in rows], dtype=object)
     return DecisionRewards(ids, tuple(here.experience.variants), np.asarray(expected, dtype=np.float64))
 

@@ -62,13 +62,15 @@ def report(reduction: Reduction, scenario: Scenario, experiment_id: str | None =
         used = (*roles(experiment), "exposed")
         columns = [c for c in reduction.stats.columns if "__" in c and c.split("__")[0] in used]
         analysis = analyse(rows, experiment)
-        out.append({
-            "experiment": experiment.id,
-            "as_of": reduction.as_of.isoformat(),
-            "arms": {arm.name: {c: per_arm[arm.name].get(c, 0) for c in columns} for arm in experiment.arms},
-            "results": [{k: _finite(v) for k, v in row.items()} for row in analysis.results.to_dicts()],
-            "recommendation": analysis.recommendation.to_dict(),
-        })
+        out.append(
+            {
+                "experiment": experiment.id,
+                "as_of": reduction.as_of.isoformat(),
+                "arms": {arm.name: {c: per_arm[arm.name].get(c, 0) for c in columns} for arm in experiment.arms},
+                "results": [{k: _finite(v) for k, v in row.items()} for row in analysis.results.to_dicts()],
+                "recommendation": analysis.recommendation.to_dict(),
+            }
+        )
     return out
 
 

@@ -46,12 +46,17 @@ def _spark_session(master: str, conf: Mapping[str, str]) -> SparkSession:
     except ImportError:
         raise EngineUnavailable("the Spark engine needs pyspark: pip install momento[spark]") from None
     if master.startswith("local") and shutil.which("java") is None:
-        raise EngineUnavailable("the Spark engine needs a Java runtime (17 or later) on the PATH: "
-                                "on Debian, apt-get install openjdk-17-jre-headless")
-    builder = (SparkSession.builder.master(master).appName("momento")
-               .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.ui.enabled", "false")
-               .config("spark.ui.showConsoleProgress", "false"))
+        raise EngineUnavailable(
+            "the Spark engine needs a Java runtime (17 or later) on the PATH: "
+            "on Debian, apt-get install openjdk-17-jre-headless"
+        )
+    builder = (
+        SparkSession.builder.master(master)
+        .appName("momento")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+    )
     if master.startswith("local"):
         builder = builder.config("spark.sql.shuffle.partitions", LOCAL_SHUFFLE_PARTITIONS)
     for key, value in conf.items():

@@ -44,20 +44,27 @@ class Telemetry:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.evaluations = Counter("momento_watch_evaluations_total", "Evaluations of every rule",
-                                   registry=self.registry)
-        self.evaluation_errors = Counter("momento_watch_evaluation_errors_total",
-                                         "Evaluations that failed (the lake unreadable, ...)", registry=self.registry)
-        self.alerts = Counter("momento_alerts_total", "Alert changes written", ["rule", "state"],
-                              registry=self.registry)
-        self.deliveries = Counter("momento_webhook_deliveries_total", "Messages the webhook acknowledged",
-                                  registry=self.registry)
-        self.delivery_failures = Counter("momento_webhook_delivery_failures_total",
-                                         "Delivery attempts that failed (retried)", registry=self.registry)
-        self.outbox = Gauge("momento_webhook_outbox_messages", "Messages waiting in the outbox",
-                            registry=self.registry)
-        self.pauses = Counter("momento_pause_requests_total", "Pause requests sent to the service", ["outcome"],
-                              registry=self.registry)
+        self.evaluations = Counter(
+            "momento_watch_evaluations_total", "Evaluations of every rule", registry=self.registry
+        )
+        self.evaluation_errors = Counter(
+            "momento_watch_evaluation_errors_total",
+            "Evaluations that failed (the lake unreadable, ...)",
+            registry=self.registry,
+        )
+        self.alerts = Counter(
+            "momento_alerts_total", "Alert changes written", ["rule", "state"], registry=self.registry
+        )
+        self.deliveries = Counter(
+            "momento_webhook_deliveries_total", "Messages the webhook acknowledged", registry=self.registry
+        )
+        self.delivery_failures = Counter(
+            "momento_webhook_delivery_failures_total", "Delivery attempts that failed (retried)", registry=self.registry
+        )
+        self.outbox = Gauge("momento_webhook_outbox_messages", "Messages waiting in the outbox", registry=self.registry)
+        self.pauses = Counter(
+            "momento_pause_requests_total", "Pause requests sent to the service", ["outcome"], registry=self.registry
+        )
 
 
 def message(change: Change) -> dict[str, Any]:
@@ -65,8 +72,10 @@ def message(change: Change) -> dict[str, Any]:
     row = change.row()
     mark = "FIRING" if change.state == FIRING else "RESOLVED"
     action = f" (action: {row['action']})" if row["action"] else ""
-    return {"text": f"[{mark}] {row['rule']}: {row['summary']}{action}",
-            "momento": {**row, "ts": change.at.isoformat(), "evidence": json.loads(row["evidence"])}}
+    return {
+        "text": f"[{mark}] {row['rule']}: {row['summary']}{action}",
+        "momento": {**row, "ts": change.at.isoformat(), "evidence": json.loads(row["evidence"])},
+    }
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -182,8 +191,12 @@ class Pauser:
         experiment_id, arm = f.subject.split("/", 1)
         body = {"rule": f.rule, "reason": f.summary, "evidence": f.evidence}
         try:
-            response = httpx.post(f"{self.url}/v1/experiments/{experiment_id}/arms/{arm}/pause", json=body,
-                                  headers=self.headers, timeout=self.timeout_s)
+            response = httpx.post(
+                f"{self.url}/v1/experiments/{experiment_id}/arms/{arm}/pause",
+                json=body,
+                headers=self.headers,
+                timeout=self.timeout_s,
+            )
         except httpx.HTTPError as exc:
             log.warning("pause of %s not sent (%s); retried at the next evaluation", f.subject, exc)
             self.telemetry.pauses.labels("unreachable").inc()

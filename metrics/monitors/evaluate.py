@@ -137,11 +137,22 @@ def _srm(rule: Srm, numbers: Numbers) -> list[Finding]:
         if x.paused or total < rule.min_users or x.srm.p_value is None:
             continue  # a paused arm's traffic goes to control: the split is off by design
         firing = x.srm.p_value < rule.threshold
-        summary = (f"{x.experiment_id}: sample-ratio mismatch, p = {x.srm.p_value:.2g} < {rule.threshold:g} "
-                   f"over {total:,} users" if firing else f"{x.experiment_id}: split as allocated")
-        out.append(Finding(rule.name, rule.kind, x.experiment_id, firing, summary,
-                           {"users": dict(x.users), "chi2": x.srm.chi2, "p_value": x.srm.p_value,
-                            "threshold": rule.threshold}))
+        summary = (
+            f"{x.experiment_id}: sample-ratio mismatch, p = {x.srm.p_value:.2g} < {rule.threshold:g} "
+            f"over {total:,} users"
+            if firing
+            else f"{x.experiment_id}: split as allocated"
+        )
+        out.append(
+            Finding(
+                rule.name,
+                rule.kind,
+                x.experiment_id,
+                firing,
+                summary,
+                {"users": dict(x.users), "chi2": x.srm.chi2, "p_value": x.srm.p_value, "threshold": rule.threshold},
+            )
+        )
     return out
 
 
@@ -153,11 +164,22 @@ def _guardrail(rule: Guardrail, numbers: Numbers) -> list[Finding]:
             failed = [g for g in results if g.verdict == "failed"]
             firing = bool(failed)
             subject = f"{x.experiment_id}/{variant}"
-            summary = (f"{subject}: guardrail {', '.join(g.name for g in failed)} breached: {failed[0].reason}"
-                       if firing else f"{subject}: no guardrail breached")
-            out.append(Finding(rule.name, rule.kind, subject, firing, summary,
-                               {"alpha": rule.alpha, "guardrails": [g.to_dict() for g in results]},
-                               _action(rule, firing)))
+            summary = (
+                f"{subject}: guardrail {', '.join(g.name for g in failed)} breached: {failed[0].reason}"
+                if firing
+                else f"{subject}: no guardrail breached"
+            )
+            out.append(
+                Finding(
+                    rule.name,
+                    rule.kind,
+                    subject,
+                    firing,
+                    summary,
+                    {"alpha": rule.alpha, "guardrails": [g.to_dict() for g in results]},
+                    _action(rule, firing),
+                )
+            )
     return out
 
 
@@ -176,12 +198,23 @@ def _harmful_arm(rule: HarmfulArm, numbers: Numbers) -> list[Finding]:
             firing = harmful(c, x.higher_is_better)
             subject = f"{x.experiment_id}/{variant}"
             d = c.absolute
-            summary = (f"{subject}: {x.primary_metric} is worse than control, difference {d.estimate:+.4g} "
-                       f"(always-valid {1 - rule.alpha:.0%} interval {d.ci_lower:+.4g} to {d.ci_upper:+.4g})"
-                       if firing else f"{subject}: {x.primary_metric} not shown worse")
-            out.append(Finding(rule.name, rule.kind, subject, firing, summary,
-                               {"metric": x.primary_metric, "alpha": rule.alpha, "comparison": c.to_dict()},
-                               _action(rule, firing)))
+            summary = (
+                f"{subject}: {x.primary_metric} is worse than control, difference {d.estimate:+.4g} "
+                f"(always-valid {1 - rule.alpha:.0%} interval {d.ci_lower:+.4g} to {d.ci_upper:+.4g})"
+                if firing
+                else f"{subject}: {x.primary_metric} not shown worse"
+            )
+            out.append(
+                Finding(
+                    rule.name,
+                    rule.kind,
+                    subject,
+                    firing,
+                    summary,
+                    {"metric": x.primary_metric, "alpha": rule.alpha, "comparison": c.to_dict()},
+                    _action(rule, firing),
+                )
+            )
     return out
 
 
@@ -197,18 +230,35 @@ def _latency_burn(rule: LatencyBurn, numbers: Numbers) -> list[Finding]:
     for pair in rule.windows:
         long_w, short_w = numbers.windows[pair.long_s], numbers.windows[pair.short_s]
         long_b, short_b = burn(long_w, rule.target), burn(short_w, rule.target)
-        on = (long_w.decisions >= rule.min_decisions and short_w.decisions >= rule.min_decisions
-              and long_b is not None and short_b is not None and long_b > pair.burn and short_b > pair.burn)
-        pairs.append({"long_s": pair.long_s, "short_s": pair.short_s, "threshold": pair.burn, "long_burn": long_b,
-                      "short_burn": short_b, "long_decisions": long_w.decisions,
-                      "short_decisions": short_w.decisions, "firing": on})
+        on = (
+            long_w.decisions >= rule.min_decisions
+            and short_w.decisions >= rule.min_decisions
+            and long_b is not None
+            and short_b is not None
+            and long_b > pair.burn
+            and short_b > pair.burn
+        )
+        pairs.append(
+            {
+                "long_s": pair.long_s,
+                "short_s": pair.short_s,
+                "threshold": pair.burn,
+                "long_burn": long_b,
+                "short_burn": short_b,
+                "long_decisions": long_w.decisions,
+                "short_decisions": short_w.decisions,
+                "firing": on,
+            }
+        )
         if on:
             firing_pairs.append(pairs[-1])
     firing = bool(firing_pairs)
     if firing:
         p = firing_pairs[0]
-        summary = (f"decision latency SLO burning {p['long_burn']:.1f}x over {p['long_s']} s and "
-                   f"{p['short_burn']:.1f}x over {p['short_s']} s (threshold {p['threshold']:g}x)")
+        summary = (
+            f"decision latency SLO burning {p['long_burn']:.1f}x over {p['long_s']} s and "
+            f"{p['short_burn']:.1f}x over {p['short_s']} s (threshold {p['threshold']:g}x)"
+        )
     else:
         summary = "decision latency SLO within its burn thresholds"
     return [Finding(rule.name, rule.kind, SERVICE, firing, summary, {"target": rule.target, "windows": pairs})]
@@ -220,11 +270,27 @@ def _rate(rule: ErrorRate | FallbackRate, numbers: Numbers) -> list[Finding]:
     rate = count / w.decisions if w.decisions else None
     firing = rate is not None and w.decisions >= rule.min_decisions and rate > rule.threshold
     what = "errors" if rule.kind == "error_rate" else "failure fallbacks"
-    summary = (f"{what} at {rate:.1%} of {w.decisions:,} decisions over {rule.window_s} s "
-               f"(threshold {rule.threshold:.1%})" if firing else f"{what} below {rule.threshold:.1%}")
-    return [Finding(rule.name, rule.kind, SERVICE, firing, summary,
-                    {"window_s": rule.window_s, "decisions": w.decisions, "count": count, "rate": rate,
-                     "threshold": rule.threshold})]
+    summary = (
+        f"{what} at {rate:.1%} of {w.decisions:,} decisions over {rule.window_s} s (threshold {rule.threshold:.1%})"
+        if firing
+        else f"{what} below {rule.threshold:.1%}"
+    )
+    return [
+        Finding(
+            rule.name,
+            rule.kind,
+            SERVICE,
+            firing,
+            summary,
+            {
+                "window_s": rule.window_s,
+                "decisions": w.decisions,
+                "count": count,
+                "rate": rate,
+                "threshold": rule.threshold,
+            },
+        )
+    ]
 
 
 def _freshness(rule: Freshness, numbers: Numbers) -> list[Finding]:
@@ -232,18 +298,32 @@ def _freshness(rule: Freshness, numbers: Numbers) -> list[Finding]:
     if lag is None:
         return []
     firing = lag > rule.max_lag_s
-    summary = (f"the newest event reached the lake {lag:.0f} s ago (limit {rule.max_lag_s:g} s)" if firing
-               else "the lake is fresh")
+    summary = (
+        f"the newest event reached the lake {lag:.0f} s ago (limit {rule.max_lag_s:g} s)"
+        if firing
+        else "the lake is fresh"
+    )
     return [Finding(rule.name, rule.kind, SERVICE, firing, summary, {"lag_s": lag, "max_lag_s": rule.max_lag_s})]
 
 
 def _consent(rule: ConsentViolation, numbers: Numbers) -> list[Finding]:
     w = numbers.windows[rule.window_s]
     firing = w.consent_violations > 0
-    summary = (f"{w.consent_violations} personalised decisions for visitors without consent in {rule.window_s} s"
-               if firing else "no decision personalised without consent")
-    return [Finding(rule.name, rule.kind, SERVICE, firing, summary,
-                    {"window_s": rule.window_s, "violations": w.consent_violations, "decisions": w.decisions})]
+    summary = (
+        f"{w.consent_violations} personalised decisions for visitors without consent in {rule.window_s} s"
+        if firing
+        else "no decision personalised without consent"
+    )
+    return [
+        Finding(
+            rule.name,
+            rule.kind,
+            SERVICE,
+            firing,
+            summary,
+            {"window_s": rule.window_s, "violations": w.consent_violations, "decisions": w.decisions},
+        )
+    ]
 
 
 def _model_health(rule: ModelHealth, numbers: Numbers) -> list[Finding]:
@@ -254,32 +334,60 @@ def _model_health(rule: ModelHealth, numbers: Numbers) -> list[Finding]:
         return []  # too little to judge either window yet
     problems = []
     auc_drop = None
-    if recent.auc is not None and reference.auc is not None and recent.auc_se is not None \
-            and reference.auc_se is not None:
+    if (
+        recent.auc is not None
+        and reference.auc is not None
+        and recent.auc_se is not None
+        and reference.auc_se is not None
+    ):
         auc_drop = reference.auc - recent.auc
         if auc_drop > rule.max_auc_drop and auc_drop > rule.z * math.hypot(recent.auc_se, reference.auc_se):
             problems.append(f"AUC fell from {reference.auc:.3f} to {recent.auc:.3f}")
     drift = recent.calibration_gap - reference.calibration_gap
-    if abs(drift) > rule.max_calibration_drift and abs(drift) > rule.z * math.hypot(recent.rate_se,
-                                                                                     reference.rate_se):
-        problems.append(f"calibration gap (mean score - {rule.outcome} rate) moved from "
-                        f"{reference.calibration_gap:+.3f} to {recent.calibration_gap:+.3f}")
+    if abs(drift) > rule.max_calibration_drift and abs(drift) > rule.z * math.hypot(recent.rate_se, reference.rate_se):
+        problems.append(
+            f"calibration gap (mean score - {rule.outcome} rate) moved from "
+            f"{reference.calibration_gap:+.3f} to {recent.calibration_gap:+.3f}"
+        )
     firing = bool(problems)
-    summary = (f"propensity model on {rule.outcome}s, last {rule.recent_s} s against the {rule.reference_s} s before: "
-               + "; ".join(problems) if firing else "propensity model as good as on its reference window")
-    evidence = {"outcome": rule.outcome, "auc_drop": auc_drop, "calibration_drift": drift,
-                "recent": {"decisions": recent.decisions, "outcomes": recent.outcomes, "auc": recent.auc,
-                           "mean_score": recent.mean_score},
-                "reference": {"decisions": reference.decisions, "outcomes": reference.outcomes, "auc": reference.auc,
-                              "mean_score": reference.mean_score}}
+    summary = (
+        f"propensity model on {rule.outcome}s, last {rule.recent_s} s against the {rule.reference_s} s before: "
+        + "; ".join(problems)
+        if firing
+        else "propensity model as good as on its reference window"
+    )
+    evidence = {
+        "outcome": rule.outcome,
+        "auc_drop": auc_drop,
+        "calibration_drift": drift,
+        "recent": {
+            "decisions": recent.decisions,
+            "outcomes": recent.outcomes,
+            "auc": recent.auc,
+            "mean_score": recent.mean_score,
+        },
+        "reference": {
+            "decisions": reference.decisions,
+            "outcomes": reference.outcomes,
+            "auc": reference.auc,
+            "mean_score": reference.mean_score,
+        },
+    }
     return [Finding(rule.name, rule.kind, MODEL, firing, summary, evidence)]
 
 
 # each kind's judge takes that kind's rule (a pairing the type of a dict cannot state)
 _JUDGES: dict[str, Callable[[Any, Numbers], list[Finding]]] = {
-    "srm": _srm, "guardrail": _guardrail, "harmful_arm": _harmful_arm, "latency_burn": _latency_burn,
-    "error_rate": _rate, "fallback_rate": _rate, "freshness": _freshness, "consent_violation": _consent,
-    "model_health": _model_health}
+    "srm": _srm,
+    "guardrail": _guardrail,
+    "harmful_arm": _harmful_arm,
+    "latency_burn": _latency_burn,
+    "error_rate": _rate,
+    "fallback_rate": _rate,
+    "freshness": _freshness,
+    "consent_violation": _consent,
+    "model_health": _model_health,
+}
 
 
 def evaluate(rule: Rule, numbers: Numbers) -> list[Finding]:
@@ -318,9 +426,17 @@ class Change:
 
     def row(self) -> dict[str, Any]:
         f = self.finding
-        return {"alert_id": self.alert_id, "ts": self.at, "rule": f.rule, "kind": f.kind, "subject": f.subject,
-                "state": self.state, "summary": f.summary,
-                "evidence": json.dumps(f.evidence, default=str, allow_nan=False), "action": f.action}
+        return {
+            "alert_id": self.alert_id,
+            "ts": self.at,
+            "rule": f.rule,
+            "kind": f.kind,
+            "subject": f.subject,
+            "state": self.state,
+            "summary": f.summary,
+            "evidence": json.dumps(f.evidence, default=str, allow_nan=False),
+            "action": f.action,
+        }
 
 
 class Tracker:

@@ -35,22 +35,28 @@ LIMIT $limit
 """
 
 CHANGES = Query(
-    "monitors.alerts", "The newest alert changes (firing and resolved), newest first.",
-    lambda filters, limit: Statement(_CHANGES_SQL, {"limit": limit}), example={"limit": 200},
-    method="One row per change of an alert, written by `momento watch` when a rule starts or stops firing.")
+    "monitors.alerts",
+    "The newest alert changes (firing and resolved), newest first.",
+    lambda filters, limit: Statement(_CHANGES_SQL, {"limit": limit}),
+    example={"limit": 200},
+    method="One row per change of an alert, written by `momento watch` when a rule starts or stops firing.",
+)
 
 OPEN = Query(
-    "monitors.open_alerts", "The alerts open now: each rule and subject whose newest change is a firing.",
+    "monitors.open_alerts",
+    "The alerts open now: each rule and subject whose newest change is a firing.",
     lambda filters: Statement(_OPEN_SQL, {}),
-    method="An alert is open from the change that fired it until the change that resolved it.")
+    method="An alert is open from the change that fired it until the change that resolved it.",
+)
 
 
 AUDIT = Query(
-    "monitors.pause_audit", "Every pause and resume of an experiment arm, newest first: who or which rule, why, "
-    "on what evidence.",
+    "monitors.pause_audit",
+    "Every pause and resume of an experiment arm, newest first: who or which rule, why, on what evidence.",
     lambda filters, limit, experiment_id=None: Statement(_AUDIT_SQL, {"limit": limit, "experiment": experiment_id}),
     example={"limit": 200},
-    method="One row per change, written by the service before it answers the pause or resume request.")
+    method="One row per change, written by the service before it answers the pause or resume request.",
+)
 
 
 def pause_audit(wh: Warehouse, limit: int = 200, experiment_id: str | None = None) -> pl.DataFrame:

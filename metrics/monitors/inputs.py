@@ -44,18 +44,27 @@ ORDER BY w.window_s
 
 
 def _windows_statement(filters: Filters, windows: Sequence[int], now: datetime, budget_ms: float) -> Statement:
-    return Statement(_WINDOWS_SQL, {"windows": list(windows), "now": now, "budget_us": budget_ms * 1000.0,
-                                    "failures": sorted(str(code) for code in FAILURES)})
+    return Statement(
+        _WINDOWS_SQL,
+        {
+            "windows": list(windows),
+            "now": now,
+            "budget_us": budget_ms * 1000.0,
+            "failures": sorted(str(code) for code in FAILURES),
+        },
+    )
 
 
 WINDOWS = Query(
     "monitors.windows",
     "Decisions over each monitor window ending now: within the latency budget, errored, fallen back for an engine "
     "failure, and personalised without consent.",
-    _windows_statement, example={"windows": [300, 3600], "now": EXAMPLE_NOW, "budget_ms": 10.0},
+    _windows_statement,
+    example={"windows": [300, 3600], "now": EXAMPLE_NOW, "budget_ms": 10.0},
     method="Burn rate = (1 - within budget / decisions) / (1 - SLO target), judged on a long and a short window "
-           "at once (SRE workbook); error and fallback rates = count / decisions over the window; consent "
-           "violations must stay 0.")
+    "at once (SRE workbook); error and fallback rates = count / decisions over the window; consent "
+    "violations must stay 0.",
+)
 
 _MODEL_WINDOWS_SQL = f"""
 WITH outcomes AS (
@@ -73,9 +82,15 @@ WHERE d.policy = '{mq.MODEL_POLICY}' AND d.score IS NOT NULL AND d.status = 'ok'
 
 def _model_windows_statement(filters: Filters, rule: ModelHealth, now: datetime) -> Statement:
     mature_until = now - timedelta(minutes=rule.maturity_minutes)
-    return Statement(_MODEL_WINDOWS_SQL, {"event_types": list(mq.OUTCOMES[rule.outcome]),
-                                          "mature_until": mature_until, "recent_s": rule.recent_s,
-                                          "reference_s": rule.reference_s})
+    return Statement(
+        _MODEL_WINDOWS_SQL,
+        {
+            "event_types": list(mq.OUTCOMES[rule.outcome]),
+            "mature_until": mature_until,
+            "recent_s": rule.recent_s,
+            "reference_s": rule.reference_s,
+        },
+    )
 
 
 MODEL_WINDOWS = Query(
@@ -86,8 +101,9 @@ MODEL_WINDOWS = Query(
     example={"rule": ModelHealth.model_validate({"name": "model_health", "kind": "model_health"}), "now": EXAMPLE_NOW},
     metrics=("model_auc", "model_calibration"),
     method="Per window: AUC (Mann–Whitney U) with its DeLong standard error, and the calibration gap (mean "
-           "score − observed rate). Fires when the recent AUC is more than max_auc_drop below the reference's, or the "
-           "gap moved more than max_calibration_drift, and the change exceeds z standard errors.")
+    "score − observed rate). Fires when the recent AUC is more than max_auc_drop below the reference's, or the "
+    "gap moved more than max_calibration_drift, and the change exceeds z standard errors.",
+)
 
 
 def model_windows(wh: Warehouse, rule: ModelHealth, now: datetime) -> tuple[ModelWindow, ModelWindow]:
@@ -97,8 +113,15 @@ def model_windows(wh: Warehouse, rule: ModelHealth, now: datetime) -> tuple[Mode
     for name in ("recent", "reference"):
         part = frame.filter(pl.col("window") == name)
         scores, labels = part["score"].to_numpy(), part["outcome"].to_numpy().astype(bool)
-        out.append(ModelWindow(part.height, int(labels.sum()), mq.auc(scores, labels),
-                               mq.auc_standard_error(scores, labels), float(scores.mean()) if part.height else 0.0))
+        out.append(
+            ModelWindow(
+                part.height,
+                int(labels.sum()),
+                mq.auc(scores, labels),
+                mq.auc_standard_error(scores, labels),
+                float(scores.mean()) if part.height else 0.0,
+            )
+        )
     return out[0], out[1]
 
 
@@ -111,9 +134,11 @@ ORDER BY experiment_id, arm
 """
 
 PAUSES = Query(
-    "monitors.pauses", "Each experiment arm's newest pause or resume: its state, who changed it, why and when.",
+    "monitors.pauses",
+    "Each experiment arm's newest pause or resume: its state, who changed it, why and when.",
     lambda filters: Statement(_PAUSES_SQL, {}),
-    method="An arm is paused when its newest change in the audit (arm_pauses) is a pause.")
+    method="An arm is paused when its newest change in the audit (arm_pauses) is a pause.",
+)
 
 
 def pause_states(wh: Warehouse) -> pl.DataFrame:
@@ -135,14 +160,16 @@ def service_windows(wh: Warehouse, windows: Sequence[int], now: datetime, budget
     return WINDOWS.run(wh, Filters(), windows=windows, now=now, budget_ms=budget_ms)
 
 
-def experiment_numbers(wh: Warehouse, scenario: Scenario, alphas: Sequence[float],
-                       paused: dict[str, frozenset[str]]) -> dict[float, dict[str, ExperimentNumbers]]:
+def experiment_numbers(
+    wh: Warehouse, scenario: Scenario, alphas: Sequence[float], paused: dict[str, frozenset[str]]
+) -> dict[float, dict[str, ExperimentNumbers]]:
     """Per alpha, every running experiment's numbers, as the Experiments page computes them."""
     running = [x for x in scenario.experiments if x.status == "running"]
     if not alphas or not running:
         return {}
-    frame = experiments.load_stats(wh, Filters(), scenario.business.pre_period_days,
-                                   experiments.scenario_metrics(scenario))
+    frame = experiments.load_stats(
+        wh, Filters(), scenario.business.pre_period_days, experiments.scenario_metrics(scenario)
+    )
     out: dict[float, dict[str, ExperimentNumbers]] = {}
     for alpha in alphas:
         options = experiments.Options(alpha=alpha)
@@ -151,10 +178,15 @@ def experiment_numbers(wh: Warehouse, scenario: Scenario, alphas: Sequence[float
             report = experiments.analyse(frame, x, options)
             users = {row["arm"]: int(row["users"]) for row in report.arms.iter_rows(named=True)}
             per[x.id] = ExperimentNumbers(
-                experiment_id=x.id, users=users, srm=report.srm, guardrails=tuple(report.guardrails),
+                experiment_id=x.id,
+                users=users,
+                srm=report.srm,
+                guardrails=tuple(report.guardrails),
                 primary={variant: c for (name, variant), c in report.comparisons.items() if name == x.primary_metric},
-                primary_metric=x.primary_metric, higher_is_better=METRICS[x.primary_metric].higher_is_better,
-                paused=paused.get(x.id, frozenset()))
+                primary_metric=x.primary_metric,
+                higher_is_better=METRICS[x.primary_metric].higher_is_better,
+                paused=paused.get(x.id, frozenset()),
+            )
         out[alpha] = per
     return out
 
@@ -167,11 +199,17 @@ def read_numbers(wh: Warehouse, scenario: Scenario, monitors: Monitors, now: dat
     needed = windows_needed(rules)
     if needed:
         frame = service_windows(wh, needed, now, scenario.governance.decision_budget_ms)
-        windows = {row["window_s"]: Window(seconds=row["window_s"], decisions=row["decisions"],
-                                           within_budget=row["within_budget"], errors=row["errors"],
-                                           failure_fallbacks=row["failure_fallbacks"],
-                                           consent_violations=row["consent_violations"])
-                   for row in frame.iter_rows(named=True)}
+        windows = {
+            row["window_s"]: Window(
+                seconds=row["window_s"],
+                decisions=row["decisions"],
+                within_budget=row["within_budget"],
+                errors=row["errors"],
+                failure_fallbacks=row["failure_fallbacks"],
+                consent_violations=row["consent_violations"],
+            )
+            for row in frame.iter_rows(named=True)
+        }
     judged = [rule for rule in rules if rule.kind in EXPERIMENT_KINDS]
     numbers = experiment_numbers(wh, scenario, alphas_needed(judged), paused_arms(wh)) if judged else {}
     lag = health.writer_lag(health.newest_received(wh), now) if any(r.kind == "freshness" for r in rules) else None

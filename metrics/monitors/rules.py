@@ -82,7 +82,8 @@ class LatencyBurn(_Rule):
     target: float = Field(0.99, gt=0, lt=1)
     windows: tuple[BurnWindow, ...] = Field(
         (BurnWindow(long_s=3600, short_s=300, burn=14.4), BurnWindow(long_s=21600, short_s=1800, burn=6.0)),
-        min_length=1)
+        min_length=1,
+    )
     min_decisions: int = Field(20, ge=1)
 
 
@@ -147,8 +148,10 @@ class ModelHealth(_Rule):
         return self
 
 
-Rule = Annotated[Srm | Guardrail | HarmfulArm | LatencyBurn | ErrorRate | FallbackRate | Freshness | ConsentViolation
-                 | ModelHealth, Field(discriminator="kind")]
+Rule = Annotated[
+    Srm | Guardrail | HarmfulArm | LatencyBurn | ErrorRate | FallbackRate | Freshness | ConsentViolation | ModelHealth,
+    Field(discriminator="kind"),
+]
 EXPERIMENT_KINDS = frozenset({"srm", "guardrail", "harmful_arm"})
 
 

@@ -80,25 +80,54 @@ def day_of(ts: str) -> str:
 
 _SPAN = (Column("first_ts", UTC_TS, "min"), Column("last_ts", UTC_TS, "max"))
 
-USER_HOURS = Additive("user_hours", (key("user_id", _STR), key("hour", _BIG)),
-                      summed([col(m) for m in USER_MEASURES]) + _SPAN)
-PLACEMENT_HOURS = Additive("placement_hours", (key("user_id", _STR), key("placement", _STR), key("hour", _BIG)),
-                           summed([col(m) for m in ELEMENT_MEASURES]) + _SPAN)
-EXPOSURE_FIRSTS = Pick("exposure_firsts", (key("experiment_id", _STR), key("user_id", _STR)),
-                       (Column("first_ts", UTC_TS), Column("first_id", _STR), Column("arm", _STR),
-                        Column("placement", _STR), Column("channel", _STR)),
-                       (("first_ts", False), ("first_id", False)))
-EXPOSURE_HOURS = Additive("exposure_hours", (key("experiment_id", _STR), key("user_id", _STR), key("hour", _BIG)),
-                          summed([col(m) for m in EXPOSURE_MEASURES]))
-DECISION_FIRSTS = Pick("decision_firsts", (key("scope", _STR), key("user_id", _STR)),
-                       (Column("first_ts", UTC_TS), Column("first_id", _STR), Column("arm", _STR),
-                        Column("channel", _STR), Column("segment", _STR)),
-                       (("first_ts", False), ("first_id", False)))
-DECISION_HOURS = Additive("decision_hours", (key("scope", _STR), key("user_id", _STR), key("hour", _BIG)),
-                          summed([col(m) for m in DECISION_MEASURES]))
-PARTIALS = Pick("partials", (key("family", _STR), key("unit", _STR), key("user_id", _STR)),
-                (Column("first_ts", UTC_TS), *(Column(col(m), pa.float64()) for m in (*USER_MEASURES, *ELEMENT_MEASURES))),
-                (("run_id", True),))
+USER_HOURS = Additive(
+    "user_hours", (key("user_id", _STR), key("hour", _BIG)), summed([col(m) for m in USER_MEASURES]) + _SPAN
+)
+PLACEMENT_HOURS = Additive(
+    "placement_hours",
+    (key("user_id", _STR), key("placement", _STR), key("hour", _BIG)),
+    summed([col(m) for m in ELEMENT_MEASURES]) + _SPAN,
+)
+EXPOSURE_FIRSTS = Pick(
+    "exposure_firsts",
+    (key("experiment_id", _STR), key("user_id", _STR)),
+    (
+        Column("first_ts", UTC_TS),
+        Column("first_id", _STR),
+        Column("arm", _STR),
+        Column("placement", _STR),
+        Column("channel", _STR),
+    ),
+    (("first_ts", False), ("first_id", False)),
+)
+EXPOSURE_HOURS = Additive(
+    "exposure_hours",
+    (key("experiment_id", _STR), key("user_id", _STR), key("hour", _BIG)),
+    summed([col(m) for m in EXPOSURE_MEASURES]),
+)
+DECISION_FIRSTS = Pick(
+    "decision_firsts",
+    (key("scope", _STR), key("user_id", _STR)),
+    (
+        Column("first_ts", UTC_TS),
+        Column("first_id", _STR),
+        Column("arm", _STR),
+        Column("channel", _STR),
+        Column("segment", _STR),
+    ),
+    (("first_ts", False), ("first_id", False)),
+)
+DECISION_HOURS = Additive(
+    "decision_hours",
+    (key("scope", _STR), key("user_id", _STR), key("hour", _BIG)),
+    summed([col(m) for m in DECISION_MEASURES]),
+)
+PARTIALS = Pick(
+    "partials",
+    (key("family", _STR), key("unit", _STR), key("user_id", _STR)),
+    (Column("first_ts", UTC_TS), *(Column(col(m), pa.float64()) for m in (*USER_MEASURES, *ELEMENT_MEASURES))),
+    (("run_id", True),),
+)
 """The first hour of each unit from its first exposure or decision on (`family`: exposed, whose
 `unit` is the experiment, or reached, whose `unit` is the scope); recomputed whole, newest wins."""
 
@@ -112,8 +141,10 @@ the exact nearest-rank percentile: the exact value lies in the same bucket."""
 
 def latency_bucket(latency_us: str) -> str:
     """SQL: the histogram bucket of a latency in µs (NULL stays NULL)."""
-    return (f"CASE WHEN {latency_us} <= 1 THEN 0 "
-            f"ELSE CAST(ceil(log10({latency_us}) * {LATENCY_BUCKETS_PER_DECADE}) AS INTEGER) END")
+    return (
+        f"CASE WHEN {latency_us} <= 1 THEN 0 "
+        f"ELSE CAST(ceil(log10({latency_us}) * {LATENCY_BUCKETS_PER_DECADE}) AS INTEGER) END"
+    )
 
 
 def latency_value(bucket: str) -> str:
@@ -129,31 +160,67 @@ def within_budget(bucket: str, budget_us: str) -> str:
 
 
 _OPS_KEYS = (key("hour", _BIG), key("journey", _STR), key("channel", _STR), key("segment", _STR))
-DECISION_OPS = Additive("decision_ops", (key("user_id", _STR), *_OPS_KEYS, key("error_code", _STR),
-                                         key("fallback_reason", _STR), key("latency_bucket", _INT)),
-                        (Column("decisions", _BIG, "sum"), Column("consented", _BIG, "sum")))
+DECISION_OPS = Additive(
+    "decision_ops",
+    (
+        key("user_id", _STR),
+        *_OPS_KEYS,
+        key("error_code", _STR),
+        key("fallback_reason", _STR),
+        key("latency_bucket", _INT),
+    ),
+    (Column("decisions", _BIG, "sum"), Column("consented", _BIG, "sum")),
+)
 """A user's decisions per hour, journey, channel, segment, error code (errors only), fallback
 reason (fallbacks only) and latency bucket; and how many had consent."""
-EVENT_OPS = Additive("event_ops", (key("user_id", _STR), key("hour", _BIG), key("channel", _STR), key("segment", _STR)),
-                     (Column("events", _BIG, "sum"), Column("consent_events", _BIG, "sum"),
-                      Column("withdrawals", _BIG, "sum"), Column("opt_outs", _BIG, "sum")))
+EVENT_OPS = Additive(
+    "event_ops",
+    (key("user_id", _STR), key("hour", _BIG), key("channel", _STR), key("segment", _STR)),
+    (
+        Column("events", _BIG, "sum"),
+        Column("consent_events", _BIG, "sum"),
+        Column("withdrawals", _BIG, "sum"),
+        Column("opt_outs", _BIG, "sum"),
+    ),
+)
 """A user's events per hour (of event time), channel and segment; consent changes and opt-outs
 (`consent_events`), consent withdrawals, opt-outs."""
 
-SERVED_DECISIONS = Additive("served_decisions", (key("user_id", _STR), key("decision_id", _STR), key("day", _INT),
-                                                 key("journey", _STR), key("channel", _STR), key("segment", _STR),
-                                                 key("serving", _STR)),
-                            (Column("decisions", _BIG, "sum"),))
+SERVED_DECISIONS = Additive(
+    "served_decisions",
+    (
+        key("user_id", _STR),
+        key("decision_id", _STR),
+        key("day", _INT),
+        key("journey", _STR),
+        key("channel", _STR),
+        key("segment", _STR),
+        key("serving", _STR),
+    ),
+    (Column("decisions", _BIG, "sum"),),
+)
 """A user's decisions with the journey funnel's attributes (day, journey, channel, segment and
 serving class: `SERVING_SQL`); a decision delivered twice counts twice, as in the raw table."""
-DECISION_LINKS = Additive("decision_links", (key("user_id", _STR), key("decision_id", _STR)),
-                          (Column("exposures", _BIG, "sum"), Column("clicks", _BIG, "sum"),
-                           Column("purchases", _BIG, "sum")))
+DECISION_LINKS = Additive(
+    "decision_links",
+    (key("user_id", _STR), key("decision_id", _STR)),
+    (Column("exposures", _BIG, "sum"), Column("clicks", _BIG, "sum"), Column("purchases", _BIG, "sum")),
+)
 """What followed a user's decision: exposures, clicks and purchases that carry its id (from
 whichever batch they arrive in, before or after the decision)."""
 
-FACTS: tuple[StateTable, ...] = (USER_HOURS, PLACEMENT_HOURS, EXPOSURE_FIRSTS, EXPOSURE_HOURS, DECISION_FIRSTS,
-                                 DECISION_HOURS, DECISION_OPS, EVENT_OPS, SERVED_DECISIONS, DECISION_LINKS)
+FACTS: tuple[StateTable, ...] = (
+    USER_HOURS,
+    PLACEMENT_HOURS,
+    EXPOSURE_FIRSTS,
+    EXPOSURE_HOURS,
+    DECISION_FIRSTS,
+    DECISION_HOURS,
+    DECISION_OPS,
+    EVENT_OPS,
+    SERVED_DECISIONS,
+    DECISION_LINKS,
+)
 """State tables made from raw rows alone (additive, or first-by-time)."""
 STATE: tuple[StateTable, ...] = (*FACTS, PARTIALS)
 USER_TABLES: tuple[StateTable, ...] = (DECISION_OPS, EVENT_OPS, EXPOSURE_FIRSTS, DECISION_LINKS)
@@ -165,8 +232,11 @@ def _sum(measure: str) -> str:
     m = MEASURES[measure]
     total = "count(*)" if m.value == "1" else f"sum({m.value})"
     where = m.predicate() if m.source == "events" else m.where
-    return f"CAST(coalesce({total} FILTER (WHERE {where}), 0) AS DOUBLE) AS {col(measure)}" if where != "TRUE" \
+    return (
+        f"CAST(coalesce({total} FILTER (WHERE {where}), 0) AS DOUBLE) AS {col(measure)}"
+        if where != "TRUE"
         else f"CAST(coalesce({total}, 0) AS DOUBLE) AS {col(measure)}"
+    )
 
 
 def _types(measures: Sequence[str]) -> str:
@@ -183,8 +253,10 @@ SERVING_SQL = f"""CASE WHEN NOT d.consent THEN 'no_consent'
 """A decision's serving class, in the order governance decides them (`metrics.journeys.SERVING`)."""
 
 _EXPOSED = "f.experiment_id IS NOT NULL AND f.arm IS NOT NULL AND f.arm <> 'holdout'"
-_SCOPED = (f"(SELECT '{ALL_JOURNEYS}' AS scope, d.* FROM in_decisions d "
-           f"UNION ALL SELECT d.journey AS scope, d.* FROM in_decisions d) d")
+_SCOPED = (
+    f"(SELECT '{ALL_JOURNEYS}' AS scope, d.* FROM in_decisions d "
+    f"UNION ALL SELECT d.journey AS scope, d.* FROM in_decisions d) d"
+)
 
 
 @functools.cache
@@ -196,40 +268,42 @@ def facts_sql(table: str) -> str:
     span = "min(e.ts) AS first_ts, max(e.ts) AS last_ts"
     sql = {
         "user_hours": f"SELECT e.user_id, {hour_of('e.ts')} AS hour, {user_measures}, {span} FROM in_events e "
-                      f"WHERE e.event_type IN ({_types(USER_MEASURES)}) GROUP BY e.user_id, hour",
+        f"WHERE e.event_type IN ({_types(USER_MEASURES)}) GROUP BY e.user_id, hour",
         "placement_hours": f"SELECT e.user_id, e.placement, {hour_of('e.ts')} AS hour, {element_measures}, {span} "
-                           f"FROM in_events e WHERE e.event_type IN ({_types(ELEMENT_MEASURES)}) "
-                           f"AND e.placement IS NOT NULL GROUP BY e.user_id, e.placement, hour",
+        f"FROM in_events e WHERE e.event_type IN ({_types(ELEMENT_MEASURES)}) "
+        f"AND e.placement IS NOT NULL GROUP BY e.user_id, e.placement, hour",
         "exposure_firsts": EXPOSURE_FIRSTS.merged_sql(
             f"(SELECT f.experiment_id, f.user_id, f.ts AS first_ts, f.exposure_id AS first_id, f.arm, f.placement, "
-            f"f.channel FROM in_exposures f WHERE {_EXPOSED})"),
+            f"f.channel FROM in_exposures f WHERE {_EXPOSED})"
+        ),
         "exposure_hours": f"SELECT f.experiment_id, f.user_id, {hour_of('f.ts')} AS hour, "
-                          f"{', '.join(_sum(m) for m in EXPOSURE_MEASURES)} FROM in_exposures f WHERE {_EXPOSED} "
-                          f"GROUP BY f.experiment_id, f.user_id, hour",
+        f"{', '.join(_sum(m) for m in EXPOSURE_MEASURES)} FROM in_exposures f WHERE {_EXPOSED} "
+        f"GROUP BY f.experiment_id, f.user_id, hour",
         "decision_firsts": DECISION_FIRSTS.merged_sql(
             f"(SELECT d.scope, d.user_id, d.ts AS first_ts, d.decision_id AS first_id, d.arm, d.channel, d.segment "
-            f"FROM {_SCOPED})"),
+            f"FROM {_SCOPED})"
+        ),
         "decision_hours": f"SELECT d.scope, d.user_id, {hour_of('d.ts')} AS hour, "
-                          f"{', '.join(_sum(m) for m in DECISION_MEASURES)} FROM {_SCOPED} "
-                          f"GROUP BY d.scope, d.user_id, hour",
+        f"{', '.join(_sum(m) for m in DECISION_MEASURES)} FROM {_SCOPED} "
+        f"GROUP BY d.scope, d.user_id, hour",
         "decision_ops": f"SELECT d.user_id, {hour_of('d.ts')} AS hour, d.journey, d.channel, d.segment, "
-                        "CASE WHEN d.status = 'error' THEN coalesce(d.error_code, 'unknown') END AS error_code, "
-                        "CASE WHEN d.fallback THEN coalesce(d.fallback_reason, 'unknown') END AS fallback_reason, "
-                        f"{latency_bucket('d.latency_us')} AS latency_bucket, count(*) AS decisions, "
-                        "count(*) FILTER (WHERE d.consent) AS consented FROM in_decisions d GROUP BY ALL",
+        "CASE WHEN d.status = 'error' THEN coalesce(d.error_code, 'unknown') END AS error_code, "
+        "CASE WHEN d.fallback THEN coalesce(d.fallback_reason, 'unknown') END AS fallback_reason, "
+        f"{latency_bucket('d.latency_us')} AS latency_bucket, count(*) AS decisions, "
+        "count(*) FILTER (WHERE d.consent) AS consented FROM in_decisions d GROUP BY ALL",
         "served_decisions": f"SELECT d.user_id, d.decision_id, {day_of('d.ts')} AS day, d.journey, d.channel, "
-                            f"d.segment, {SERVING_SQL} AS serving, count(*) AS decisions FROM in_decisions d GROUP BY ALL",
+        f"d.segment, {SERVING_SQL} AS serving, count(*) AS decisions FROM in_decisions d GROUP BY ALL",
         "decision_links": "SELECT user_id, decision_id, sum(exposures) AS exposures, sum(clicks) AS clicks, "
-                          "sum(purchases) AS purchases FROM (SELECT x.user_id, x.decision_id, 1 AS exposures, 0 AS clicks, "
-                          "0 AS purchases FROM in_exposures x WHERE x.decision_id IS NOT NULL UNION ALL "
-                          f"SELECT e.user_id, e.decision_id, 0, CASE WHEN e.event_type IN ({sql_list(CLICK_EVENTS)}) "
-                          "THEN 1 ELSE 0 END, CASE WHEN e.event_type = 'purchase' THEN 1 ELSE 0 END FROM in_events e "
-                          f"WHERE e.decision_id IS NOT NULL AND e.event_type IN ({sql_list((*CLICK_EVENTS, 'purchase'))})) "
-                          "GROUP BY user_id, decision_id",
+        "sum(purchases) AS purchases FROM (SELECT x.user_id, x.decision_id, 1 AS exposures, 0 AS clicks, "
+        "0 AS purchases FROM in_exposures x WHERE x.decision_id IS NOT NULL UNION ALL "
+        f"SELECT e.user_id, e.decision_id, 0, CASE WHEN e.event_type IN ({sql_list(CLICK_EVENTS)}) "
+        "THEN 1 ELSE 0 END, CASE WHEN e.event_type = 'purchase' THEN 1 ELSE 0 END FROM in_events e "
+        f"WHERE e.decision_id IS NOT NULL AND e.event_type IN ({sql_list((*CLICK_EVENTS, 'purchase'))})) "
+        "GROUP BY user_id, decision_id",
         "event_ops": f"SELECT e.user_id, {hour_of('e.ts')} AS hour, e.channel, e.segment, count(*) AS events, "
-                     "count(*) FILTER (WHERE e.event_type IN ('consent_change', 'opt_out')) AS consent_events, "
-                     "count(*) FILTER (WHERE e.event_type = 'consent_change' AND e.consent = false) AS withdrawals, "
-                     "count(*) FILTER (WHERE e.event_type = 'opt_out') AS opt_outs FROM in_events e GROUP BY ALL",
+        "count(*) FILTER (WHERE e.event_type IN ('consent_change', 'opt_out')) AS consent_events, "
+        "count(*) FILTER (WHERE e.event_type = 'consent_change' AND e.consent = false) AS withdrawals, "
+        "count(*) FILTER (WHERE e.event_type = 'opt_out') AS opt_outs FROM in_events e GROUP BY ALL",
     }
     return sql[table]
 
@@ -241,15 +315,17 @@ def partials_sql(events: Literal["events", "in_events"]) -> str:
     events' time (so only the files of those hours are read) and `$upper` their load time (only
     rows a watermark covers)."""
     sums = [_sum(m) for m in USER_MEASURES]
-    sums += [f"CAST(count(*) FILTER (WHERE {MEASURES[m].predicate()} AND e.placement = a.placement) AS DOUBLE) "
-             f"AS {col(m)}" for m in ELEMENT_MEASURES]
-    return f"""SELECT a.family, a.unit, a.user_id, a.first_ts, {', '.join(sums)}
+    sums += [
+        f"CAST(count(*) FILTER (WHERE {MEASURES[m].predicate()} AND e.placement = a.placement) AS DOUBLE) AS {col(m)}"
+        for m in ELEMENT_MEASURES
+    ]
+    return f"""SELECT a.family, a.unit, a.user_id, a.first_ts, {", ".join(sums)}
 FROM anchors a LEFT JOIN (
     SELECT * FROM {events}
     WHERE ts >= $lo AND ts < $hi AND (loaded_at IS NULL OR loaded_at <= $upper)
       AND event_type IN ({_types((*USER_MEASURES, *ELEMENT_MEASURES))})
 ) e ON e.user_id = a.user_id AND e.ts >= a.first_ts
-   AND e.ts < make_timestamptz(({hour_of('a.first_ts')} + 1) * {HOUR_US})
+   AND e.ts < make_timestamptz(({hour_of("a.first_ts")} + 1) * {HOUR_US})
 GROUP BY a.family, a.unit, a.user_id, a.first_ts"""
 
 
@@ -258,37 +334,75 @@ GROUP BY a.family, a.unit, a.user_id, a.first_ts"""
 
 
 def stat_columns(metrics: Sequence[Metric]) -> tuple[Column, ...]:
-    return tuple(Column(f"{m.name}__{f}", _BIG if f == "n" else pa.float64(), "sum")
-                 for m in metrics for f in stat_fields(m))
+    return tuple(
+        Column(f"{m.name}__{f}", _BIG if f == "n" else pa.float64(), "sum") for m in metrics for f in stat_fields(m)
+    )
 
 
 EXPERIMENT_STATS = Aggregate(
     "experiment_stats",
-    (key("experiment_id", _STR), key("arm", _STR), key("segment", _STR), key("channel", _STR),
-     key("cohort_day", _INT), key("change_day", _INT)),
-    (Column("exposed__users", _BIG, "sum"), *stat_columns(EXPOSED_METRICS)))
+    (
+        key("experiment_id", _STR),
+        key("arm", _STR),
+        key("segment", _STR),
+        key("channel", _STR),
+        key("cohort_day", _INT),
+        key("change_day", _INT),
+    ),
+    (Column("exposed__users", _BIG, "sum"), *stat_columns(EXPOSED_METRICS)),
+)
 EXECUTIVE_STATS = Aggregate(
     "executive_stats",
-    (key("scope", _STR), key("grp", _STR), key("segment", _STR), key("channel", _STR),
-     key("cohort_day", _INT), key("change_day", _INT)),
-    (Column("users", _BIG, "sum"), *stat_columns(REACHED_METRICS)))
+    (
+        key("scope", _STR),
+        key("grp", _STR),
+        key("segment", _STR),
+        key("channel", _STR),
+        key("cohort_day", _INT),
+        key("change_day", _INT),
+    ),
+    (Column("users", _BIG, "sum"), *stat_columns(REACHED_METRICS)),
+)
 EXECUTIVE_REVENUE = Aggregate(
     "executive_revenue",
-    (key("scope", _STR), key("grp", _STR), key("segment", _STR), key("channel", _STR),
-     key("cohort_day", _INT), key("hour", _BIG)),
-    (Column("revenue", pa.float64(), "sum"),))
+    (
+        key("scope", _STR),
+        key("grp", _STR),
+        key("segment", _STR),
+        key("channel", _STR),
+        key("cohort_day", _INT),
+        key("hour", _BIG),
+    ),
+    (Column("revenue", pa.float64(), "sum"),),
+)
 HEALTH_OPS = Aggregate(
-    "health_ops", (*_OPS_KEYS, key("error_code", _STR), key("fallback_reason", _STR)),
-    (Column("decisions", _BIG, "sum"), Column("consented", _BIG, "sum")))
-LATENCY_HISTOGRAM = Aggregate("latency_histogram", (*_OPS_KEYS, key("latency_bucket", _INT)),
-                              (Column("decisions", _BIG, "sum"),))
-EVENT_COUNTS = Aggregate("event_counts", (key("hour", _BIG), key("channel", _STR), key("segment", _STR)),
-                         (Column("events", _BIG, "sum"), Column("consent_events", _BIG, "sum"),
-                          Column("withdrawals", _BIG, "sum"), Column("opt_outs", _BIG, "sum")))
-JOURNEY_FUNNEL = Aggregate("journey_funnel", (key("day", _INT), key("journey", _STR), key("channel", _STR),
-                                               key("segment", _STR), key("serving", _STR)),
-                            (Column("decisions", _BIG, "sum"), Column("exposed", _BIG, "sum"),
-                             Column("clicked", _BIG, "sum"), Column("converted", _BIG, "sum")))
+    "health_ops",
+    (*_OPS_KEYS, key("error_code", _STR), key("fallback_reason", _STR)),
+    (Column("decisions", _BIG, "sum"), Column("consented", _BIG, "sum")),
+)
+LATENCY_HISTOGRAM = Aggregate(
+    "latency_histogram", (*_OPS_KEYS, key("latency_bucket", _INT)), (Column("decisions", _BIG, "sum"),)
+)
+EVENT_COUNTS = Aggregate(
+    "event_counts",
+    (key("hour", _BIG), key("channel", _STR), key("segment", _STR)),
+    (
+        Column("events", _BIG, "sum"),
+        Column("consent_events", _BIG, "sum"),
+        Column("withdrawals", _BIG, "sum"),
+        Column("opt_outs", _BIG, "sum"),
+    ),
+)
+JOURNEY_FUNNEL = Aggregate(
+    "journey_funnel",
+    (key("day", _INT), key("journey", _STR), key("channel", _STR), key("segment", _STR), key("serving", _STR)),
+    (
+        Column("decisions", _BIG, "sum"),
+        Column("exposed", _BIG, "sum"),
+        Column("clicked", _BIG, "sum"),
+        Column("converted", _BIG, "sum"),
+    ),
+)
 """Decisions per day and funnel attributes, and how many of them were seen, clicked, converted."""
 OPERATIONS: tuple[Aggregate, ...] = (HEALTH_OPS, LATENCY_HISTOGRAM, EVENT_COUNTS)
 """Hourly operational counts: each decision (event) in its hour, from the per-user state."""
@@ -322,15 +436,15 @@ def _family_sql(family: str, pre_days: int) -> dict[str, str]:
     zero = dict.fromkeys(measures, "0.0")
     if exposed:
         units = f"""SELECT x.side, x.experiment_id, x.user_id, x.first_ts, x.arm, x.placement, x.channel,
-           coalesce(s.segment, 'unknown') AS segment, {day_of('x.first_ts')} AS cohort_day,
-           {hour_of('x.first_ts')} AS first_hour
+           coalesce(s.segment, 'unknown') AS segment, {day_of("x.first_ts")} AS cohort_day,
+           {hour_of("x.first_ts")} AS first_hour
     FROM exposure_firsts x
     LEFT JOIN decision_firsts s ON s.side = x.side AND s.scope = '{ALL_JOURNEYS}' AND s.user_id = x.user_id"""
     else:
         units = f"""SELECT r.side, r.scope, r.user_id, r.first_ts, CAST(NULL AS VARCHAR) AS placement, r.channel,
            CASE WHEN r.arm = 'holdout' THEN 'holdout' ELSE 'exposed' END AS grp,
-           coalesce(r.segment, 'unknown') AS segment, {day_of('r.first_ts')} AS cohort_day,
-           {hour_of('r.first_ts')} AS first_hour
+           coalesce(r.segment, 'unknown') AS segment, {day_of("r.first_ts")} AS cohort_day,
+           {hour_of("r.first_ts")} AS first_hour
     FROM decision_firsts r"""
 
     def part(source: str, values: dict[str, str], join: str, day: str) -> str:
@@ -340,24 +454,57 @@ def _family_sql(family: str, pre_days: int) -> dict[str, str]:
     parts = [part("units u", zero, "", "u.cohort_day")]  # the entry day exists for every unit
     user_m = {n: f"h.{col(n)}" for n in measures if n in USER_MEASURES}
     if user_m:
-        parts.append(part("units u", user_m, "JOIN user_hours h ON h.side = u.side AND h.user_id = u.user_id AND h.hour > u.first_hour",
-                          "CAST(h.hour // 24 AS INTEGER)"))
+        parts.append(
+            part(
+                "units u",
+                user_m,
+                "JOIN user_hours h ON h.side = u.side AND h.user_id = u.user_id AND h.hour > u.first_hour",
+                "CAST(h.hour // 24 AS INTEGER)",
+            )
+        )
     element_m = {n: f"p.{col(n)}" for n in measures if n in ELEMENT_MEASURES}
     if element_m:
-        parts.append(part("units u", element_m, "JOIN placement_hours p ON p.side = u.side AND p.user_id = u.user_id "
-                          "AND p.placement = u.placement AND p.hour > u.first_hour", "CAST(p.hour // 24 AS INTEGER)"))
+        parts.append(
+            part(
+                "units u",
+                element_m,
+                "JOIN placement_hours p ON p.side = u.side AND p.user_id = u.user_id "
+                "AND p.placement = u.placement AND p.hour > u.first_hour",
+                "CAST(p.hour // 24 AS INTEGER)",
+            )
+        )
     exposure_m = {n: f"x.{col(n)}" for n in measures if n in EXPOSURE_MEASURES}
     if exposure_m:
-        parts.append(part("units u", exposure_m, "JOIN exposure_hours x ON x.side = u.side AND x.experiment_id = u.experiment_id "
-                          "AND x.user_id = u.user_id", "CAST(x.hour // 24 AS INTEGER)"))
+        parts.append(
+            part(
+                "units u",
+                exposure_m,
+                "JOIN exposure_hours x ON x.side = u.side AND x.experiment_id = u.experiment_id "
+                "AND x.user_id = u.user_id",
+                "CAST(x.hour // 24 AS INTEGER)",
+            )
+        )
     decision_m = {n: f"h.{col(n)}" for n in measures if n in DECISION_MEASURES}
     if decision_m:
-        parts.append(part("units u", decision_m, "JOIN decision_hours h ON h.side = u.side AND h.scope = u.scope AND h.user_id = u.user_id",
-                          "CAST(h.hour // 24 AS INTEGER)"))
+        parts.append(
+            part(
+                "units u",
+                decision_m,
+                "JOIN decision_hours h ON h.side = u.side AND h.scope = u.scope AND h.user_id = u.user_id",
+                "CAST(h.hour // 24 AS INTEGER)",
+            )
+        )
     partial_m = {n: f"p.{col(n)}" for n in measures if n in USER_MEASURES or n in ELEMENT_MEASURES}
     if partial_m:
-        parts.append(part("units u", partial_m, f"JOIN partials p ON p.side = u.side AND p.family = '{family}' AND p.unit = u.{unit[0]} "
-                          "AND p.user_id = u.user_id AND p.first_ts = u.first_ts", "u.cohort_day"))
+        parts.append(
+            part(
+                "units u",
+                partial_m,
+                f"JOIN partials p ON p.side = u.side AND p.family = '{family}' AND p.unit = u.{unit[0]} "
+                "AND p.user_id = u.user_id AND p.first_ts = u.first_ts",
+                "u.cohort_day",
+            )
+        )
 
     daily = ", ".join(f"sum({col(n)}) AS {col(n)}" for n in measures)
     running_cols = []
@@ -368,10 +515,13 @@ def _family_sql(family: str, pre_days: int) -> dict[str, str]:
         start = m.window.start_day
         for n in m.measures:
             masked = col(n) if not start else f"CASE WHEN day >= cohort_day + {start} THEN {col(n)} ELSE 0.0 END"
-            running_cols.append(f"sum({masked}) OVER ({per_unit} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) "
-                                f"AS c_{m.name}__{n}")
-            running_cols.append(f"coalesce(sum({masked}) OVER ({per_unit} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 "
-                                f"PRECEDING), 0.0) AS b_{m.name}__{n}")
+            running_cols.append(
+                f"sum({masked}) OVER ({per_unit} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS c_{m.name}__{n}"
+            )
+            running_cols.append(
+                f"coalesce(sum({masked}) OVER ({per_unit} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 "
+                f"PRECEDING), 0.0) AS b_{m.name}__{n}"
+            )
     cuped = [m for m in metrics if m.cuped]
     pre = ", ".join(f"sum(h.{col(m.numerator)}) AS x_{m.name}" for m in cuped)
 
@@ -385,17 +535,24 @@ def _family_sql(family: str, pre_days: int) -> dict[str, str]:
         if m.window.end_day is not None:
             windowed.append(m)
             continue
-        stats = {"n": "CASE WHEN c.day = c.cohort_day THEN 1 ELSE 0 END",
-                 "sum": f"c.v_{m.name} - c.v0_{m.name}",
-                 "sum_squares": f"c.v_{m.name} * c.v_{m.name} - c.v0_{m.name} * c.v0_{m.name}"}
+        stats = {
+            "n": "CASE WHEN c.day = c.cohort_day THEN 1 ELSE 0 END",
+            "sum": f"c.v_{m.name} - c.v0_{m.name}",
+            "sum_squares": f"c.v_{m.name} * c.v_{m.name} - c.v0_{m.name} * c.v0_{m.name}",
+        }
         if d is not None:
-            stats |= {"denominator_sum": f"c.d_{m.name} - c.d0_{m.name}",
-                      "denominator_sum_squares": f"c.d_{m.name} * c.d_{m.name} - c.d0_{m.name} * c.d0_{m.name}",
-                      "sum_product": f"c.v_{m.name} * c.d_{m.name} - c.v0_{m.name} * c.d0_{m.name}"}
+            stats |= {
+                "denominator_sum": f"c.d_{m.name} - c.d0_{m.name}",
+                "denominator_sum_squares": f"c.d_{m.name} * c.d_{m.name} - c.d0_{m.name} * c.d0_{m.name}",
+                "sum_product": f"c.v_{m.name} * c.d_{m.name} - c.v0_{m.name} * c.d0_{m.name}",
+            }
         if x is not None:
             entry = "CASE WHEN c.day = c.cohort_day THEN 1.0 ELSE 0.0 END"
-            stats |= {"pre_sum": f"{entry} * {x}", "pre_sum_squares": f"{entry} * {x} * {x}",
-                      "sum_product": f"(c.v_{m.name} - c.v0_{m.name}) * {x}"}
+            stats |= {
+                "pre_sum": f"{entry} * {x}",
+                "pre_sum_squares": f"{entry} * {x} * {x}",
+                "sum_product": f"(c.v_{m.name} - c.v0_{m.name}) * {x}",
+            }
         increments.append((m, stats, v, d))
         values += [f"{v} AS v_{m.name}", f"{v0} AS v0_{m.name}"]
         if d is not None:
@@ -419,13 +576,18 @@ def _family_sql(family: str, pre_days: int) -> dict[str, str]:
         f"    FROM valued v JOIN units u USING ({ukey})\n)",
     ]
     if cuped:
-        ctes.append(f"pre AS (\n    SELECT u.side, u.{unit[0]}, u.user_id, {pre}\n    FROM units u JOIN user_hours h "
-                    f"ON h.side = u.side AND h.user_id = u.user_id AND h.hour >= (u.cohort_day - {pre_days}) * 24 "
-                    f"AND h.hour < u.cohort_day * 24\n    GROUP BY u.side, u.{unit[0]}, u.user_id\n)")
+        ctes.append(
+            f"pre AS (\n    SELECT u.side, u.{unit[0]}, u.user_id, {pre}\n    FROM units u JOIN user_hours h "
+            f"ON h.side = u.side AND h.user_id = u.user_id AND h.hour >= (u.cohort_day - {pre_days}) * 24 "
+            f"AND h.hour < u.cohort_day * 24\n    GROUP BY u.side, u.{unit[0]}, u.user_id\n)"
+        )
     else:
         ctes.append(f"pre AS (SELECT {ukey} FROM units)")
-    stats_select = (f"SELECT {bucket}, c.day AS change_day,\n    " + ",\n    ".join(select)
-                    + f"\nFROM changes c LEFT JOIN pre p USING ({ukey})\nGROUP BY {bucket}, c.day")
+    stats_select = (
+        f"SELECT {bucket}, c.day AS change_day,\n    "
+        + ",\n    ".join(select)
+        + f"\nFROM changes c LEFT JOIN pre p USING ({ukey})\nGROUP BY {bucket}, c.day"
+    )
     blocks = [stats_select]
     for m in windowed:
         w = m.window
@@ -445,11 +607,17 @@ def _family_sql(family: str, pre_days: int) -> dict[str, str]:
                 expr = f"sum(c.side * ({fields[f]}))" if other is m else "0"
                 columns.append(f"CAST({expr} AS {'BIGINT' if f == 'n' else 'DOUBLE'}) AS {other.name}__{f}")
         blocks.append(
-            f"SELECT {bucket}, c.cohort_day + {w.end_day} AS change_day,\n    " + ",\n    ".join(columns)
+            f"SELECT {bucket}, c.cohort_day + {w.end_day} AS change_day,\n    "
+            + ",\n    ".join(columns)
             + f"\nFROM units c JOIN (SELECT {ukey}, {sums} FROM daily GROUP BY {ukey}) s USING ({ukey}) "
-            f"LEFT JOIN pre p USING ({ukey})\nGROUP BY {bucket}, c.cohort_day + {w.end_day}")
-    out = {("experiment_stats" if exposed else "executive_stats"):
-           "WITH " + ",\n".join(ctes) + "\n" + "\nUNION ALL\n".join(blocks)}
+            f"LEFT JOIN pre p USING ({ukey})\nGROUP BY {bucket}, c.cohort_day + {w.end_day}"
+        )
+    out = {
+        ("experiment_stats" if exposed else "executive_stats"): "WITH "
+        + ",\n".join(ctes)
+        + "\n"
+        + "\nUNION ALL\n".join(blocks)
+    }
     if not exposed:
         revenue = col("revenue")
         revenue = col("revenue")
@@ -511,7 +679,7 @@ def definitions_hash(pre_days: int) -> str:
 ANCHOR_SQL: dict[str, str] = {
     "exposed": "SELECT 'exposed' AS family, experiment_id AS unit, user_id, first_ts, placement FROM exposure_firsts",
     "reached": "SELECT 'reached' AS family, scope AS unit, user_id, first_ts, CAST(NULL AS VARCHAR) AS placement "
-               "FROM decision_firsts",
+    "FROM decision_firsts",
 }
 """The units whose first hour needs a partial: (family, unit, user_id, first_ts, placement)."""
 

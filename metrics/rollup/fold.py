@@ -70,14 +70,18 @@ def _empty(session: SqlSession, name: str, table: StateTable) -> None:
     session.register(name, pa.schema([f for f in schema(table) if f.name != RUN_ID]).empty_table())
 
 
-def fold(session: SqlSession, batch: Batch, pre_days: int, *, prior: bool,
-         existing: frozenset[str], keep_state: bool = True) -> Folded:
+def fold(
+    session: SqlSession, batch: Batch, pre_days: int, *, prior: bool, existing: frozenset[str], keep_state: bool = True
+) -> Folded:
     """Fold `batch` into the rollups' state (see the module docstring). `prior`: read the
     committed state of the touched users (False for a rebuild: nothing came before);
     `existing`: the rollup tables present in the lake (views `rollup_<name>`); `keep_state`:
     return the state rows to append (a reader that only wants the increments says False)."""
-    for name, sql in (("in_events", batch.events), ("in_exposures", batch.exposures),
-                      ("in_decisions", batch.decisions)):
+    for name, sql in (
+        ("in_events", batch.events),
+        ("in_exposures", batch.exposures),
+        ("in_decisions", batch.decisions),
+    ):
         # A whole table is a view (each use reads only the columns it needs); a tail, which
         # takes bound parameters, is copied (a view cannot keep them; the tail is small).
         session.create(name, sql, batch.params, view=not used_params(sql, batch.params))
@@ -100,8 +104,10 @@ def fold(session: SqlSession, batch: Batch, pre_days: int, *, prior: bool,
         if rebuild:  # nothing before: the state after is the batch's facts, merged already
             session.create(f"cur_{table.name}", f"SELECT {columns} FROM batch_{table.name}", view=True)
             continue
-        union = (f"(SELECT {columns} FROM old_{table.name} UNION ALL SELECT {columns} FROM batch_{table.name}) "
-                 "WHERE user_id NOT IN (SELECT user_id FROM erased)")
+        union = (
+            f"(SELECT {columns} FROM old_{table.name} UNION ALL SELECT {columns} FROM batch_{table.name}) "
+            "WHERE user_id NOT IN (SELECT user_id FROM erased)"
+        )
         session.create(f"cur_{table.name}", table.merged_sql(f"(SELECT * FROM {union})"))
     _partials(session, batch, "in_events" if rebuild else "events")
 
@@ -119,8 +125,9 @@ def fold(session: SqlSession, batch: Batch, pre_days: int, *, prior: bool,
         sql = f"SELECT * FROM (SELECT {keys}, {total} FROM ({rows}) GROUP BY {keys}) WHERE {nonzero}"
         increments[aggregate.name] = session.arrow(sql)
 
-    state = {table.name: session.arrow(f"SELECT * FROM {_appended(table)}") for table in defs.STATE} \
-        if keep_state else {}
+    state = (
+        {table.name: session.arrow(f"SELECT * FROM {_appended(table)}") for table in defs.STATE} if keep_state else {}
+    )
     users = session.arrow("SELECT count(*) AS users FROM touched").column(0)[0].as_py()
     return Folded(state, increments, int(users))
 
@@ -139,23 +146,36 @@ def _partials(session: SqlSession, batch: Batch, events: Literal["events", "in_e
     (`events`: the whole table, or, in a rebuild, the batch's events, which hold all of theirs)."""
     anchors = " UNION ALL ".join(sql.replace("FROM ", "FROM cur_") for sql in defs.ANCHOR_SQL.values())
     session.create("cur_anchors", anchors)
-    session.create("anchors", """
+    session.create(
+        "anchors",
+        """
         SELECT a.* FROM cur_anchors a JOIN old_partials p
-          ON p.family = a.family AND p.unit = a.unit AND p.user_id = a.user_id AND p.first_ts = a.first_ts""")
+          ON p.family = a.family AND p.unit = a.unit AND p.user_id = a.user_id AND p.first_ts = a.first_ts""",
+    )
     measures = [defs.col(m) for m in (*defs.USER_MEASURES, *defs.ELEMENT_MEASURES)]
     columns = ", ".join(["family", "unit", "user_id", "first_ts", *measures])
     open_ended = {"lo": _FAR_PAST, "hi": _FAR_FUTURE, "upper": batch.upper}
     added = ", ".join(f"p.{c} + n.{c} AS {c}" for c in measures)
-    session.create("kept_partials", f"""
+    session.create(
+        "kept_partials",
+        f"""
         SELECT p.family, p.unit, p.user_id, p.first_ts, {added}
-        FROM old_partials p JOIN ({defs.partials_sql('in_events')}) n
-          USING (family, unit, user_id, first_ts)""", open_ended)
-    session.create("anchors", """
-        SELECT a.* FROM cur_anchors a ANTI JOIN kept_partials k USING (family, unit, user_id, first_ts)""")
+        FROM old_partials p JOIN ({defs.partials_sql("in_events")}) n
+          USING (family, unit, user_id, first_ts)""",
+        open_ended,
+    )
+    session.create(
+        "anchors",
+        """
+        SELECT a.* FROM cur_anchors a ANTI JOIN kept_partials k USING (family, unit, user_id, first_ts)""",
+    )
     span = session.arrow("SELECT min(first_ts) AS lo, max(first_ts) AS hi FROM anchors").to_pylist()[0]
     lo, hi = (span["lo"], span["hi"] + timedelta(hours=1)) if span["lo"] is not None else (_FAR_PAST, _FAR_PAST)
-    session.create("cur_partials", f"""
+    session.create(
+        "cur_partials",
+        f"""
         SELECT {columns} FROM kept_partials
         UNION ALL
-        SELECT {columns} FROM ({defs.partials_sql(events)})""", {"lo": lo, "hi": hi, "upper": batch.upper})
-
+        SELECT {columns} FROM ({defs.partials_sql(events)})""",
+        {"lo": lo, "hi": hi, "upper": batch.upper},
+    )

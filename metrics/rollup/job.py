@@ -39,6 +39,7 @@ from momento.lake.warehouse import Warehouse, used_params
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class Run:
     """A logged run: its id, kind, definitions and the watermark it left."""
@@ -76,8 +77,14 @@ def run_of(frame: pl.DataFrame) -> Run | None:
     if not frame.height:
         return None
     row = frame.row(0, named=True)
-    return Run(row[RUN_ID], row["kind"], row["definitions"],
-               {t: row[f"{t}_loaded_to"] for t in WATERMARKED}, row["finished_at"], row["events_max_ts"])
+    return Run(
+        row[RUN_ID],
+        row["kind"],
+        row["definitions"],
+        {t: row[f"{t}_loaded_to"] for t in WATERMARKED},
+        row["finished_at"],
+        row["events_max_ts"],
+    )
 
 
 def _tail(table: RawTable) -> str:
@@ -103,16 +110,18 @@ def rebuild_parts(wh: Warehouse, batch: Batch, partition_rows: int = PARTITION_R
         # `parts` and `part` are this function's integers (no user text reaches the SQL); the
         # remainder is made non-negative for engines whose hash is signed (Spark's)
         where = f" WHERE coalesce(((hash(user_id) % {parts}) + {parts}) % {parts}, 0) = {part}"
-        events, exposures, decisions = (f"SELECT * FROM ({sql}){where}"
-                                        for sql in (batch.events, batch.exposures, batch.decisions))
+        events, exposures, decisions = (
+            f"SELECT * FROM ({sql}){where}" for sql in (batch.events, batch.exposures, batch.decisions)
+        )
         yield Batch(events, exposures, decisions, batch.params, batch.upper)
 
 
 class RollupJob:
     """Keeps the rollups of one lake up to date (see the module docstring)."""
 
-    def __init__(self, lake: Path, pre_days: int, engine: Engine = duckdb_engine,
-                 partition_rows: int = PARTITION_ROWS) -> None:
+    def __init__(
+        self, lake: Path, pre_days: int, engine: Engine = duckdb_engine, partition_rows: int = PARTITION_ROWS
+    ) -> None:
         self.lake = Path(lake)
         self.pre_days = pre_days
         self.definitions = defs.definitions_hash(pre_days)
@@ -155,8 +164,9 @@ class RollupJob:
                     folded = fold(session, part, self.pre_days, prior=kind == "fold", existing=existing)
                 self._append(folded, run_id)
                 touched += folded.touched_users
-            counts = " + ".join(f"(SELECT count(*) FROM ({sql}))" for sql in (batch.events, batch.exposures,
-                                                                               batch.decisions))
+            counts = " + ".join(
+                f"(SELECT count(*) FROM ({sql}))" for sql in (batch.events, batch.exposures, batch.decisions)
+            )
             rows = wh.scalar(f"SELECT {counts}", batch.params)
             kind = "erase" if batch.erased else kind
             self._log(run_id, kind, started_at, upper, int(rows), self._newest_event(wh, last, kind, upper))
@@ -175,8 +185,13 @@ class RollupJob:
     def _batch_all(self, upper: dict[str, datetime | None]) -> Batch:
         """Every row of this snapshot (the warehouse's views are pinned to it, so `upper` is what
         they hold)."""
-        return Batch("SELECT * FROM events", "SELECT * FROM exposures", "SELECT * FROM decisions", {},
-                     upper["events"] or datetime.now(UTC))
+        return Batch(
+            "SELECT * FROM events",
+            "SELECT * FROM exposures",
+            "SELECT * FROM decisions",
+            {},
+            upper["events"] or datetime.now(UTC),
+        )
 
     def _batch_since(self, wh: Warehouse, last: Run, upper: dict[str, datetime | None]) -> Batch:
         params: dict[str, object] = {}
@@ -184,22 +199,32 @@ class RollupJob:
             params[f"{table}_w"] = last.loaded_to[table] or datetime(1970, 1, 1, tzinfo=UTC)
             params[f"{table}_u"] = upper[table] or params[f"{table}_w"]
         erased = self._erased(wh, params)
-        return Batch(_tail("events"), _tail("exposures"), _tail("decisions"), params,
-                     upper["events"] or datetime.now(UTC), erased)
+        return Batch(
+            _tail("events"),
+            _tail("exposures"),
+            _tail("decisions"),
+            params,
+            upper["events"] or datetime.now(UTC),
+            erased,
+        )
 
     def _erased(self, wh: Warehouse, params: dict[str, Any]) -> tuple[str, ...]:
         """The users in the rollups whose erasure was logged since the watermark."""
-        subjects = wh.query(_tail("erasures").replace("SELECT *", "SELECT DISTINCT subject_hash"),
-                            {k: v for k, v in params.items() if k.startswith("erasures_")})
+        subjects = wh.query(
+            _tail("erasures").replace("SELECT *", "SELECT DISTINCT subject_hash"),
+            {k: v for k, v in params.items() if k.startswith("erasures_")},
+        )
         if not subjects.height:
             return ()
         found: set[str] = set()
         for table in defs.USER_TABLES:
             name = defs.TABLE_NAMES(table.name)
             if wh.has(name):
-                frame = wh.query(f"SELECT DISTINCT user_id FROM {name} WHERE {COMMITTED} "
-                                 f"AND list_contains($subjects, sha256(user_id))",
-                                 {"subjects": subjects["subject_hash"].to_list()})
+                frame = wh.query(
+                    f"SELECT DISTINCT user_id FROM {name} WHERE {COMMITTED} "
+                    f"AND list_contains($subjects, sha256(user_id))",
+                    {"subjects": subjects["subject_hash"].to_list()},
+                )
                 found.update(frame["user_id"].to_list())
         return tuple(sorted(found))
 
@@ -212,34 +237,55 @@ class RollupJob:
         return max(now, (last.run_id + 1) if last else 0)
 
     def _append(self, folded: Folded, run_id: int) -> None:
-        tables = [(t, folded.state[t.name]) for t in defs.STATE] + [(a, folded.increments[a.name]) for a in defs.AGGREGATES]
+        tables = [(t, folded.state[t.name]) for t in defs.STATE] + [
+            (a, folded.increments[a.name]) for a in defs.AGGREGATES
+        ]
         for table, rows in tables:
             if rows.num_rows or self.store.table(defs.TABLE_NAMES(table.name)) is None:
                 stamped = rows.append_column(RUN_ID, pa.array([run_id] * rows.num_rows, pa.int64()))
                 self.store.append(defs.TABLE_NAMES(table.name), stamped, schema(table))
 
-    def _newest_event(self, wh: Warehouse, last: Run | None, kind: str,
-                      upper: dict[str, datetime | None]) -> datetime | None:
+    def _newest_event(
+        self, wh: Warehouse, last: Run | None, kind: str, upper: dict[str, datetime | None]
+    ) -> datetime | None:
         """The newest event time folded so far (the as-of of every analysis)."""
         if kind == "rebuild" or last is None:
-            newest: datetime | None = wh.scalar("SELECT max(ts) FROM events WHERE loaded_at IS NULL OR loaded_at <= $u",
-                                                {"u": upper["events"]})
+            newest: datetime | None = wh.scalar(
+                "SELECT max(ts) FROM events WHERE loaded_at IS NULL OR loaded_at <= $u", {"u": upper["events"]}
+            )
             return newest
-        tail = wh.scalar("SELECT max(ts) FROM events WHERE loaded_at > $w AND loaded_at <= $u",
-                         {"w": last.loaded_to["events"], "u": upper["events"]})
+        tail = wh.scalar(
+            "SELECT max(ts) FROM events WHERE loaded_at > $w AND loaded_at <= $u",
+            {"w": last.loaded_to["events"], "u": upper["events"]},
+        )
         known = [t for t in (last.events_max_ts, tail) if t is not None]
         return max(known) if known else None
 
-    def _log(self, run_id: int, kind: str, started_at: datetime, upper: dict[str, datetime | None], rows: int,
-             newest: datetime | None) -> None:
+    def _log(
+        self,
+        run_id: int,
+        kind: str,
+        started_at: datetime,
+        upper: dict[str, datetime | None],
+        rows: int,
+        newest: datetime | None,
+    ) -> None:
         versions = {}
         for table in (*defs.STATE, *defs.AGGREGATES):
             delta = self.store.table(defs.TABLE_NAMES(table.name))
             if delta is not None:
                 versions[defs.TABLE_NAMES(table.name)] = delta.version()
-        record = {RUN_ID: run_id, "kind": kind, "definitions": self.definitions, "started_at": started_at,
-                  "finished_at": datetime.now(UTC), "rows_folded": rows, "events_max_ts": newest,
-                  TABLE_VERSIONS: dump_versions(versions), **{f"{t}_loaded_to": upper[t] for t in WATERMARKED}}
+        record = {
+            RUN_ID: run_id,
+            "kind": kind,
+            "definitions": self.definitions,
+            "started_at": started_at,
+            "finished_at": datetime.now(UTC),
+            "rows_folded": rows,
+            "events_max_ts": newest,
+            TABLE_VERSIONS: dump_versions(versions),
+            **{f"{t}_loaded_to": upper[t] for t in WATERMARKED},
+        }
         self.store.append(ROLLUP_RUNS, pa.Table.from_pylist([record], RUNS_SCHEMA), RUNS_SCHEMA)
 
     def _forget(self, users: tuple[str, ...]) -> None:
@@ -293,8 +339,14 @@ class RollupJob:
                 with self.store.lock():
                     report = self._run()
                     if report.kind != "idle":
-                        log.info("rollup run %s (%s): %d rows, %d users in %.2f s", report.run_id, report.kind,
-                                 report.rows_folded, report.users, report.seconds)
+                        log.info(
+                            "rollup run %s (%s): %d rows, %d users in %.2f s",
+                            report.run_id,
+                            report.kind,
+                            report.rows_folded,
+                            report.users,
+                            report.seconds,
+                        )
                     if time.monotonic() >= next_compaction:
                         next_compaction = time.monotonic() + compact_every
                         self.compact()

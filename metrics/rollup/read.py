@@ -69,8 +69,11 @@ def period_params(filters: Filters, as_of: datetime) -> dict[str, object]:
     hour of the last instant counted, so rows changed up to them count."""
     until = min(filters.end_ts, as_of) if filters.end_ts is not None else as_of
     last = until - timedelta(microseconds=1) - EPOCH
-    return {"first_day": day_number(filters.start_ts) if filters.start_ts is not None else None,
-            "last_day": last.days, "last_hour": last.days * 24 + last.seconds // 3600}
+    return {
+        "first_day": day_number(filters.start_ts) if filters.start_ts is not None else None,
+        "last_day": last.days,
+        "last_hour": last.days * 24 + last.seconds // 3600,
+    }
 
 
 def run_on(aggregates: Aggregates, statement: Statement) -> pl.DataFrame:
@@ -103,8 +106,9 @@ class Aggregates:
         panels of a page, and of every session sharing these aggregates, query the same one)."""
         with self._lock:
             if not self._database:
-                con = duckdb.connect(config={"autoinstall_known_extensions": "false",
-                                             "autoload_known_extensions": "false"})
+                con = duckdb.connect(
+                    config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
+                )
                 con.execute("SET TimeZone = 'UTC'")
                 for name, frame in self.frames.items():
                     con.register("frame", frame)
@@ -116,38 +120,60 @@ class Aggregates:
 
 _TAIL = "SELECT * FROM {table} WHERE loaded_at > ${table}_w"
 _ALL = "SELECT * FROM {table}"
-TAIL_ROWS = "SELECT " + " + ".join(f"(SELECT count(*) FROM ({_TAIL.format(table=t)}))"
-                                   for t in ("events", "exposures", "decisions")) + " AS tail_rows"
+TAIL_ROWS = (
+    "SELECT "
+    + " + ".join(f"(SELECT count(*) FROM ({_TAIL.format(table=t)}))" for t in ("events", "exposures", "decisions"))
+    + " AS tail_rows"
+)
 """How many raw rows were loaded after the newest run's watermark (the tail to fold)."""
 PENDING_ERASURES = "SELECT count(*) AS pending FROM erasures WHERE loaded_at > $erasures_w"
 
-_SOURCE_METHOD = ("The rollup job keeps these sums up to date from a watermark (the newest load time it has "
-                  "folded); the raw rows loaded after it are folded on the spot by the same definitions and added, "
-                  "so the numbers are exact and live. Without usable rollups every raw row is folded instead.")
+_SOURCE_METHOD = (
+    "The rollup job keeps these sums up to date from a watermark (the newest load time it has "
+    "folded); the raw rows loaded after it are folded on the spot by the same definitions and added, "
+    "so the numbers are exact and live. Without usable rollups every raw row is folded instead."
+)
 _EXAMPLE_WATERMARKS = {f"{t}_w": EXAMPLE_AS_OF for t in WATERMARKED}
 
-LATEST = Query("rollups.latest_run", "The rollup job's newest logged run: its watermark per raw table and the "
-               "versions of the rollup tables it left.", lambda filters: Statement(LATEST_RUN, {}),
-               method=_SOURCE_METHOD)
-TAIL = Query("rollups.tail_rows", "How many raw rows were loaded after the newest run's watermark (the live tail).",
-             lambda filters, **watermarks: Statement(TAIL_ROWS, watermarks), example=_EXAMPLE_WATERMARKS,
-             method=_SOURCE_METHOD)
-PENDING = Query("rollups.pending_erasures", "Erasures logged after the newest run (the rollups still hold those "
-                "users: the numbers come from raw rows until the job has removed them).",
-                lambda filters, **watermarks: Statement(PENDING_ERASURES, watermarks), example=_EXAMPLE_WATERMARKS,
-                method=_SOURCE_METHOD)
+LATEST = Query(
+    "rollups.latest_run",
+    "The rollup job's newest logged run: its watermark per raw table and the versions of the rollup tables it left.",
+    lambda filters: Statement(LATEST_RUN, {}),
+    method=_SOURCE_METHOD,
+)
+TAIL = Query(
+    "rollups.tail_rows",
+    "How many raw rows were loaded after the newest run's watermark (the live tail).",
+    lambda filters, **watermarks: Statement(TAIL_ROWS, watermarks),
+    example=_EXAMPLE_WATERMARKS,
+    method=_SOURCE_METHOD,
+)
+PENDING = Query(
+    "rollups.pending_erasures",
+    "Erasures logged after the newest run (the rollups still hold those "
+    "users: the numbers come from raw rows until the job has removed them).",
+    lambda filters, **watermarks: Statement(PENDING_ERASURES, watermarks),
+    example=_EXAMPLE_WATERMARKS,
+    method=_SOURCE_METHOD,
+)
 
 
 def _merged_query(aggregate: Aggregate) -> Query:
     name = defs.TABLE_NAMES(aggregate.name)
     sql = aggregate.merged_sql(f"(SELECT * FROM {name} WHERE {COMMITTED})")
-    return Query(f"rollups.{aggregate.name}", f"The rollups' {aggregate.name}: the rows of every logged run, added "
-                 "up per bucket.", lambda filters: Statement(sql, {}), method=_SOURCE_METHOD)
+    return Query(
+        f"rollups.{aggregate.name}",
+        f"The rollups' {aggregate.name}: the rows of every logged run, added up per bucket.",
+        lambda filters: Statement(sql, {}),
+        method=_SOURCE_METHOD,
+    )
 
 
 MERGED: dict[str, Query] = {a.name: _merged_query(a) for a in defs.AGGREGATES}
 READS: tuple[Query, ...] = (LATEST, TAIL, PENDING, *MERGED.values())
 """What `aggregates` may read from the warehouse (listed for "How this is computed" and the goldens)."""
+
+
 def aggregates(wh: Warehouse, pre_days: int, max_tail_rows: int = MAX_TAIL_ROWS) -> Aggregates:
     """Every aggregate now: the rollups plus the live tail, or every raw row folded (see the module
     docstring). Callers that read often keep the result per snapshot (the cockpit's cache)."""
@@ -195,15 +221,20 @@ def _fold(reads: _Reads, pre_days: int, max_tail_rows: int, last: Run | None, re
         events, exposures, decisions = (template.format(table=t) for t in ("events", "exposures", "decisions"))
         batch = Batch(events, exposures, decisions, params, upper=datetime(9999, 1, 1, tzinfo=UTC))
         with duckdb_engine(wh) as session:
-            folded = fold(session, batch, pre_days, prior=not reason, existing=frozenset(n for n in wh.versions if wh.has(n)),
-                          keep_state=False)
+            folded = fold(
+                session,
+                batch,
+                pre_days,
+                prior=not reason,
+                existing=frozenset(n for n in wh.versions if wh.has(n)),
+                keep_state=False,
+            )
             newest = session.arrow("SELECT max(ts) AS newest FROM in_events").column(0)[0].as_py()
         increments = {name: _frame(table) for name, table in folded.increments.items()}
     frames = {}
     for aggregate in defs.AGGREGATES:
         name = defs.TABLE_NAMES(aggregate.name)
-        parts = [] if reason or not wh.has(name) else \
-            [reads.query(MERGED[aggregate.name])]
+        parts = [] if reason or not wh.has(name) else [reads.query(MERGED[aggregate.name])]
         if aggregate.name in increments:
             parts.append(increments[aggregate.name])
         if not parts:
@@ -214,8 +245,9 @@ def _fold(reads: _Reads, pre_days: int, max_tail_rows: int, last: Run | None, re
     folded_newest = None if reason or last is None else last.events_max_ts
     known = [t for t in (newest, folded_newest) if t is not None]
     as_of = max(known) + timedelta(microseconds=1) if known else datetime.now(UTC)
-    source = Source("raw" if reason else "rollups", reason, None if reason or last is None else last.finished_at,
-                    tail_rows, as_of)
+    source = Source(
+        "raw" if reason else "rollups", reason, None if reason or last is None else last.finished_at, tail_rows, as_of
+    )
     return Aggregates(frames, source, tuple(reads.done))
 
 

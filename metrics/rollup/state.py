@@ -26,20 +26,22 @@ from momento.lake.schema import UTC_TS
 RUN_ID = "run_id"
 Merge = Literal["sum", "min", "max"]
 
-RUNS_SCHEMA = pa.schema([
-    pa.field(RUN_ID, pa.int64(), nullable=False),
-    pa.field("kind", pa.string(), nullable=False),  # rebuild | fold | erase | compact
-    pa.field("definitions", pa.string(), nullable=False),  # hash of every rollup SQL text
-    pa.field("started_at", UTC_TS, nullable=False),
-    pa.field("finished_at", UTC_TS, nullable=False),
-    pa.field("events_loaded_to", UTC_TS),  # the watermark per raw table: loaded_at folded up to
-    pa.field("decisions_loaded_to", UTC_TS),
-    pa.field("exposures_loaded_to", UTC_TS),
-    pa.field("erasures_loaded_to", UTC_TS),
-    pa.field("rows_folded", pa.int64(), nullable=False),
-    pa.field("events_max_ts", UTC_TS),  # the newest event time folded: the analyses' as-of
-    pa.field(TABLE_VERSIONS, pa.string(), nullable=False),  # JSON {table: Delta version}: the snapshot
-])
+RUNS_SCHEMA = pa.schema(
+    [
+        pa.field(RUN_ID, pa.int64(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),  # rebuild | fold | erase | compact
+        pa.field("definitions", pa.string(), nullable=False),  # hash of every rollup SQL text
+        pa.field("started_at", UTC_TS, nullable=False),
+        pa.field("finished_at", UTC_TS, nullable=False),
+        pa.field("events_loaded_to", UTC_TS),  # the watermark per raw table: loaded_at folded up to
+        pa.field("decisions_loaded_to", UTC_TS),
+        pa.field("exposures_loaded_to", UTC_TS),
+        pa.field("erasures_loaded_to", UTC_TS),
+        pa.field("rows_folded", pa.int64(), nullable=False),
+        pa.field("events_max_ts", UTC_TS),  # the newest event time folded: the analyses' as-of
+        pa.field(TABLE_VERSIONS, pa.string(), nullable=False),  # JSON {table: Delta version}: the snapshot
+    ]
+)
 RawTable = Literal["events", "decisions", "exposures", "erasures"]
 WATERMARKED: tuple[RawTable, ...] = ("events", "decisions", "exposures", "erasures")
 """The raw tables whose rows the rollups fold; `<table>_loaded_to` is each one's watermark."""
@@ -83,8 +85,10 @@ class Pick:
         keys = ", ".join(c.name for c in self.keys)
         order = ", ".join(f"{name} {'DESC' if descending else 'ASC'}" for name, descending in self.order)
         columns = ", ".join(c.name for c in (*self.keys, *self.values))
-        return (f"SELECT {columns} FROM (SELECT {columns}, row_number() OVER (PARTITION BY {keys} ORDER BY {order}) "
-                f"AS pick_rank FROM {rows}) WHERE pick_rank = 1")
+        return (
+            f"SELECT {columns} FROM (SELECT {columns}, row_number() OVER (PARTITION BY {keys} ORDER BY {order}) "
+            f"AS pick_rank FROM {rows}) WHERE pick_rank = 1"
+        )
 
 
 StateTable = Additive | Pick
@@ -110,8 +114,13 @@ class Aggregate:
         return f"SELECT {keys}, {values} FROM {rows} GROUP BY {keys}"
 
 
-_SQL_TYPES = {pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.float64(): "DOUBLE", pa.string(): "VARCHAR",
-              UTC_TS: "TIMESTAMPTZ"}
+_SQL_TYPES = {
+    pa.int64(): "BIGINT",
+    pa.int32(): "INTEGER",
+    pa.float64(): "DOUBLE",
+    pa.string(): "VARCHAR",
+    UTC_TS: "TIMESTAMPTZ",
+}
 
 
 def sql_type(type_: pa.DataType) -> str:

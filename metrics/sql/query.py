@@ -94,8 +94,11 @@ def _display(sql: str, params: tuple[tuple[str, Any], ...]) -> str:
     values = dict(params)
     tree = sqlglot.parse_one(sql, read=DIALECT)
     for test in list(tree.find_all(exp.Is)):
-        if (isinstance(test.expression, exp.Null) and isinstance(test.this, exp.Placeholder)
-                and test.this.name in values):
+        if (
+            isinstance(test.expression, exp.Null)
+            and isinstance(test.this, exp.Placeholder)
+            and test.this.name in values
+        ):
             test.replace(exp.Boolean(this=values[test.this.name] is None))
     for placeholder in list(tree.find_all(exp.Placeholder)):
         if placeholder.name in values:

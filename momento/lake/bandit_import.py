@@ -45,10 +45,14 @@ NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 class ImportRefused(ValueError):
     """The file cannot be imported; `line` and `column` say where (None: the whole file)."""
 
-    def __init__(self, message: str, line: int | None = None, column: str | None = None,
-                 row_word: str = "line") -> None:
-        where = ", ".join(part for part in (f"{row_word} {line}" if line is not None else "",
-                                            f"column {column!r}" if column else "") if part)
+    def __init__(
+        self, message: str, line: int | None = None, column: str | None = None, row_word: str = "line"
+    ) -> None:
+        where = ", ".join(
+            part
+            for part in (f"{row_word} {line}" if line is not None else "", f"column {column!r}" if column else "")
+            if part
+        )
         super().__init__(f"{where}: {message}" if where else message)
         self.line, self.column = line, column
 
@@ -86,8 +90,12 @@ def validate(frame: pl.DataFrame, row_word: str = "line", first: int = 2) -> pl.
     at the first bad row. `first` is the number of the first data row (2 in a CSV with a header)."""
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
-        raise ImportRefused(f"missing column {missing[0]!r} (required: {', '.join(REQUIRED)})", 1 if row_word == "line"
-                            else None, missing[0], row_word)
+        raise ImportRefused(
+            f"missing column {missing[0]!r} (required: {', '.join(REQUIRED)})",
+            1 if row_word == "line" else None,
+            missing[0],
+            row_word,
+        )
     if not frame.height:
         raise ImportRefused("the file has no rows")
     text = {c: frame[c].cast(pl.String) for c in REQUIRED}
@@ -97,24 +105,37 @@ def validate(frame: pl.DataFrame, row_word: str = "line", first: int = 2) -> pl.
     for name in ("item_id", "position"):
         checks.append((name, text[name].is_null() | (text[name].str.strip_chars() == ""), "missing value"))
     propensity = text["propensity_score"].str.strip_chars().cast(pl.Float64, strict=False)
-    checks.append(("propensity_score", ~(propensity > 0).fill_null(False) | ~(propensity <= 1).fill_null(False),
-                   "propensity outside (0, 1]"))
+    checks.append(
+        (
+            "propensity_score",
+            ~(propensity > 0).fill_null(False) | ~(propensity <= 1).fill_null(False),
+            "propensity outside (0, 1]",
+        )
+    )
     click = text["click"].str.strip_chars().cast(pl.Float64, strict=False)
     checks.append(("click", ~click.is_in([0.0, 1.0]).fill_null(False), "click must be 0 or 1"))
     position = text["position"].str.strip_chars().cast(pl.Float64, strict=False)
     checks.append(("position", position.is_null(), "position must be a number"))
     features, _ = feature_columns(frame)
     values = {c: frame[c].cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False) for c in features}
-    checks += [(c, values[c].is_null() | ~values[c].is_finite().fill_null(False), "not a finite number")
-               for c in features]
-    bad = [(int(np.flatnonzero(mask.to_numpy())[0]), column, message) for column, mask, message in checks
-           if mask.any()]
+    checks += [
+        (c, values[c].is_null() | ~values[c].is_finite().fill_null(False), "not a finite number") for c in features
+    ]
+    bad = [(int(np.flatnonzero(mask.to_numpy())[0]), column, message) for column, mask, message in checks if mask.any()]
     if bad:
         row, column, message = min(bad)
         shown = frame[column][row]
         raise ImportRefused(f"{message} ({shown!r})", row + first, column, row_word)
-    return pl.DataFrame({"ts": ts, "item_id": text["item_id"].str.strip_chars(), "position": position,
-                         "click": click.cast(pl.Int8), "propensity": propensity, **values})
+    return pl.DataFrame(
+        {
+            "ts": ts,
+            "item_id": text["item_id"].str.strip_chars(),
+            "position": position,
+            "click": click.cast(pl.Int8),
+            "propensity": propensity,
+            **values,
+        }
+    )
 
 
 def feature_columns(frame: pl.DataFrame) -> tuple[list[str], list[str]]:
@@ -133,8 +154,7 @@ def _times(column: pl.Series) -> pl.Series:
     """UTC times, null where a value does not parse (polars first, then ISO 8601 row by row)."""
     dtype = column.dtype
     if isinstance(dtype, pl.Datetime):
-        return column.dt.replace_time_zone("UTC") if dtype.time_zone is None else \
-            column.dt.convert_time_zone("UTC")
+        return column.dt.replace_time_zone("UTC") if dtype.time_zone is None else column.dt.convert_time_zone("UTC")
     text = column.cast(pl.String).str.strip_chars()
     parsed = text.str.to_datetime(strict=False, time_unit="us", time_zone="UTC")
     retry = parsed.is_null() & text.is_not_null()
@@ -154,35 +174,70 @@ def _iso(value: str) -> datetime | None:
 
 
 def _ids(prefix: str, campaign: str, policy: str, keys: list[str]) -> list[str]:
-    return [f"{prefix}{hashlib.blake2b(f'{campaign}|{policy}|{k}'.encode(), digest_size=12).hexdigest()}"
-            for k in keys]
+    return [f"{prefix}{hashlib.blake2b(f'{campaign}|{policy}|{k}'.encode(), digest_size=12).hexdigest()}" for k in keys]
 
 
 def to_rows(rows: pl.DataFrame, campaign: str, policy: str, features: list[str]) -> dict[str, pl.DataFrame]:
     """The decisions, exposures and click events of validated rows (`validate`)."""
     n = rows.height
-    keys = (pl.int_range(n, eager=True).cast(pl.String) + "|" + rows["ts"].cast(pl.String) + "|"
-            + rows["item_id"] + "|" + rows["position"].cast(pl.String)).to_list()
+    keys = (
+        pl.int_range(n, eager=True).cast(pl.String)
+        + "|"
+        + rows["ts"].cast(pl.String)
+        + "|"
+        + rows["item_id"]
+        + "|"
+        + rows["position"].cast(pl.String)
+    ).to_list()
     decision_id = _ids("", campaign, policy, keys)
     user_id = _ids("", campaign, "user", keys)
     context = np.column_stack([rows["position"].to_numpy(), *(rows[c].to_numpy() for c in features)]).astype(np.float32)
     version = _version(features)
-    decisions = pl.DataFrame({
-        "decision_id": decision_id, "ts": rows["ts"], "user_id": user_id, "journey": [JOURNEY] * n,
-        "placement": [campaign] * n, "channel": [CHANNEL] * n, "experience_id": [campaign] * n, "arm": [ARM] * n,
-        "variant": ("item_" + rows["item_id"]), "policy": [policy] * n, "propensity": rows["propensity"],
-        "reasons": [[]] * n, "fallback": [False] * n, "consent": [True] * n, "latency_us": [0] * n,
-        "status": ["ok"] * n, "context": pl.Series(list(context), dtype=pl.List(pl.Float32)),
-        "context_version": [version] * n,
-    }, schema_overrides={"reasons": pl.List(pl.String)})
+    decisions = pl.DataFrame(
+        {
+            "decision_id": decision_id,
+            "ts": rows["ts"],
+            "user_id": user_id,
+            "journey": [JOURNEY] * n,
+            "placement": [campaign] * n,
+            "channel": [CHANNEL] * n,
+            "experience_id": [campaign] * n,
+            "arm": [ARM] * n,
+            "variant": ("item_" + rows["item_id"]),
+            "policy": [policy] * n,
+            "propensity": rows["propensity"],
+            "reasons": [[]] * n,
+            "fallback": [False] * n,
+            "consent": [True] * n,
+            "latency_us": [0] * n,
+            "status": ["ok"] * n,
+            "context": pl.Series(list(context), dtype=pl.List(pl.Float32)),
+            "context_version": [version] * n,
+        },
+        schema_overrides={"reasons": pl.List(pl.String)},
+    )
     exposures = decisions.select(
-        (pl.col("decision_id") + ":x").alias("exposure_id"), "decision_id", "ts", "user_id", "placement",
-        pl.col("arm"), "variant", "channel")
+        (pl.col("decision_id") + ":x").alias("exposure_id"),
+        "decision_id",
+        "ts",
+        "user_id",
+        "placement",
+        pl.col("arm"),
+        "variant",
+        "channel",
+    )
     clicked = decisions.filter(rows["click"] == 1)
     events = clicked.select(
-        (pl.col("decision_id") + ":c").alias("event_id"), "ts", pl.col("ts").alias("received_at"), "user_id",
-        "channel", pl.lit("click").alias("event_type"), "placement", "decision_id",
-        pl.col("variant").str.strip_prefix("item_").alias("item_id"))
+        (pl.col("decision_id") + ":c").alias("event_id"),
+        "ts",
+        pl.col("ts").alias("received_at"),
+        "user_id",
+        "channel",
+        pl.lit("click").alias("event_type"),
+        "placement",
+        "decision_id",
+        pl.col("variant").str.strip_prefix("item_").alias("item_id"),
+    )
     return {"decisions": decisions, "exposures": exposures, "events": events}
 
 
@@ -210,15 +265,27 @@ def import_bandit_log(lake: Path, path: Path, campaign: str, policy: str) -> Imp
     fresh = _not_in_lake(Path(lake), campaign, to_rows(rows, campaign, policy, features))
     # One flush of every table (after the decisions' facts, the decisions themselves), buffered
     # whole: the writer never flushes part of the file on its own.
-    with LakeWriter(lake, background=False, compact_every_seconds=None, queue_limit=3 * rows.height + 1,
-                    flush_rows=3 * rows.height + 1) as writer:
+    with LakeWriter(
+        lake,
+        background=False,
+        compact_every_seconds=None,
+        queue_limit=3 * rows.height + 1,
+        flush_rows=3 * rows.height + 1,
+    ) as writer:
         for name in ("events", "exposures", "decisions"):
             if fresh[name].height:
                 writer.append(name, fresh[name])
         writer.flush()
-    return ImportReport(rows.height, int(rows["click"].sum()), fresh["decisions"].height, fresh["exposures"].height,
-                        fresh["events"].height, ("position", *features), tuple(ignored),
-                        fresh["decisions"]["context_version"][0] if fresh["decisions"].height else _version(features))
+    return ImportReport(
+        rows.height,
+        int(rows["click"].sum()),
+        fresh["decisions"].height,
+        fresh["exposures"].height,
+        fresh["events"].height,
+        ("position", *features),
+        tuple(ignored),
+        fresh["decisions"]["context_version"][0] if fresh["decisions"].height else _version(features),
+    )
 
 
 def _not_in_lake(lake: Path, campaign: str, tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:

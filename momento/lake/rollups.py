@@ -53,8 +53,11 @@ def rollup_tables(root: Path) -> dict[str, Path]:
     folder = Path(root) / ROLLUPS_DIR
     if not folder.is_dir():
         return {}
-    return {path.name: path for path in sorted(folder.iterdir())
-            if _NAME.match(path.name) and (path / "_delta_log").is_dir()}
+    return {
+        path.name: path
+        for path in sorted(folder.iterdir())
+        if _NAME.match(path.name) and (path / "_delta_log").is_dir()
+    }
 
 
 def parse_versions(text: str) -> dict[str, int]:
@@ -138,4 +141,3 @@ class RollupStore:
             yield
         finally:
             handle.close()
-

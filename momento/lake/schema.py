@@ -195,7 +195,8 @@ _FIELD_NAMES: dict[str, frozenset[str]] = {name: frozenset(schema.names) for nam
 _ROW_TYPES: dict[str, pa.StructType] = {name: pa.struct(list(schema)) for name, schema in TABLES.items()}
 # Each table's required (non-nullable) columns as (position, name).
 _REQUIRED: dict[str, tuple[tuple[int, str], ...]] = {
-    name: tuple((i, field.name) for i, field in enumerate(schema) if not field.nullable) for name, schema in TABLES.items()
+    name: tuple((i, field.name) for i, field in enumerate(schema) if not field.nullable)
+    for name, schema in TABLES.items()
 }
 _CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
 

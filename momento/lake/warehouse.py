@@ -31,7 +31,10 @@ from momento.lake.rollups import ROLLUP_RUNS, TABLE_VERSIONS, parse_versions, ro
 from momento.lake.schema import TABLES, empty_table
 from momento.lake.writer import table_path
 
-_DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}
+_DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "autoinstall_known_extensions": "false",
+    "autoload_known_extensions": "false",
+}
 
 
 def used_params(sql: str, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -161,7 +164,8 @@ class Warehouse:
         groups: dict[frozenset[str], list[str]] = {}
         for path in files:
             columns = columns_of[path] = known.get(path) or frozenset(
-                row[0] for row in cursor.execute(f"DESCRIBE SELECT * FROM {_read([path])}").fetchall())
+                row[0] for row in cursor.execute(f"DESCRIBE SELECT * FROM {_read([path])}").fetchall()
+            )
             groups.setdefault(columns, []).append(path)
         self._file_columns[name] = columns_of
         names = TABLES[name].names
@@ -169,7 +173,8 @@ class Warehouse:
             return f"SELECT * FROM {_read(files)}"
         types = self._duckdb_types(name)
         return " UNION ALL ".join(
-            "SELECT " + ", ".join(f'"{c}"' if c in columns else f'CAST(NULL AS {types[c]}) AS "{c}"' for c in names)
+            "SELECT "
+            + ", ".join(f'"{c}"' if c in columns else f'CAST(NULL AS {types[c]}) AS "{c}"' for c in names)
             + f" FROM {_read(paths)}"
             for columns, paths in groups.items()
         )
@@ -271,8 +276,11 @@ class Warehouse:
         """Refuse a query that reads a table recorded as unreadable (it would see no rows).
 
         A textual check, not DuckDB's binder: a parameterised statement cannot be bound alone."""
-        broken = [message for name, message in sorted(self.errors.items())
-                  if re.search(rf"\b(?:FROM|JOIN)\s+{name}\b", sql, re.IGNORECASE)]
+        broken = [
+            message
+            for name, message in sorted(self.errors.items())
+            if re.search(rf"\b(?:FROM|JOIN)\s+{name}\b", sql, re.IGNORECASE)
+        ]
         if broken:
             raise WarehouseError("; ".join(broken))
 

@@ -66,8 +66,9 @@ def ensure_table(root: Path, table: str) -> DeltaTable:
     if existing is None:
         path = table_path(root, table)
         path.mkdir(parents=True, exist_ok=True)
-        return DeltaTable.create(str(path), schema, mode="ignore", name=table,
-                                 configuration={"delta.dataSkippingStatsColumns": stats})
+        return DeltaTable.create(
+            str(path), schema, mode="ignore", name=table, configuration={"delta.dataSkippingStatsColumns": stats}
+        )
     present = set(pa.schema(existing.schema().to_arrow()).names)
     missing = [field for field in schema if field.name not in present]
     if missing:
@@ -116,7 +117,9 @@ def _newest_loaded(root: Path) -> datetime | None:
 def stamp_loaded(data: pa.Table, at: datetime) -> pa.Table:
     """`data` with `loaded_at` set to `at` on every row (one commit, one load time)."""
     index = data.schema.get_field_index(LOADED_AT)
-    return data.set_column(index, data.schema.field(index), pa.array([at] * data.num_rows, data.schema.field(index).type))
+    return data.set_column(
+        index, data.schema.field(index), pa.array([at] * data.num_rows, data.schema.field(index).type)
+    )
 
 
 def _storage_reason(error: Exception) -> str:
@@ -445,7 +448,9 @@ class LakeWriter:
             dataset = table.to_pyarrow_dataset()
             time_col = "received_at" if "received_at" in TABLES[name].names else "ts"
             horizon = datetime.now(UTC) - timedelta(hours=6)
-            keys = dataset.to_table(columns=[key], filter=pc.field(time_col) >= pa.scalar(horizon, TABLES[name].field(time_col).type))
+            keys = dataset.to_table(
+                columns=[key], filter=pc.field(time_col) >= pa.scalar(horizon, TABLES[name].field(time_col).type)
+            )
             self._recent[name].add_new(keys.column(key).to_pylist()[-capacity:])
 
     def close(self) -> None:

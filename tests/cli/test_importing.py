@@ -38,10 +38,15 @@ def test_per_policy_click_rates_in_the_warehouse_equal_the_files(tmp_path, monke
     lake = tmp_path / "lake"
     random_log = obd_file(tmp_path / "random.csv", 3_000, 1, 0.04)
     bts_log = obd_file(tmp_path / "bts.parquet", 2_000, 2, 0.07)
-    assert run(lake, str(tmp_path / "random.csv"), "--campaign", "obd_all", "--policy", "random",
-               monkeypatch=monkeypatch)[0] == 0
-    code, out, _ = run(lake, str(tmp_path / "bts.parquet"), "--campaign", "obd_all", "--policy", "bts",
-                       monkeypatch=monkeypatch)
+    assert (
+        run(lake, str(tmp_path / "random.csv"), "--campaign", "obd_all", "--policy", "random", monkeypatch=monkeypatch)[
+            0
+        ]
+        == 0
+    )
+    code, out, _ = run(
+        lake, str(tmp_path / "bts.parquet"), "--campaign", "obd_all", "--policy", "bts", monkeypatch=monkeypatch
+    )
     assert code == 0 and "added 2,000 decisions" in out and "user_feature_0" in out
     wh = Warehouse(lake)
     rates = wh.query("""
@@ -72,32 +77,59 @@ def test_reimporting_the_same_file_adds_nothing(tmp_path, monkeypatch):
     code, _, _ = run(lake, str(tmp_path / "log.csv"), "--campaign", "c", "--policy", "random", monkeypatch=monkeypatch)
     assert code == 0
     before = counts(lake)
-    code, out, _ = run(lake, str(tmp_path / "log.csv"), "--campaign", "c", "--policy", "random",
-                       monkeypatch=monkeypatch)
+    code, out, _ = run(
+        lake, str(tmp_path / "log.csv"), "--campaign", "c", "--policy", "random", monkeypatch=monkeypatch
+    )
     assert code == 0 and "added 0 decisions, 0 exposures, 0 click events (1,000 already in the lake)" in out
     assert counts(lake) == before
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda f: f.drop("propensity_score"), "line 1, column 'propensity_score': missing column 'propensity_score'"),
-    (lambda f: f.with_columns(pl.when(pl.int_range(pl.len()) == 41).then(0.0).otherwise(pl.col("propensity_score"))
-                              .alias("propensity_score")), "line 43, column 'propensity_score': propensity outside"),
-    (lambda f: f.with_columns(pl.when(pl.int_range(pl.len()) == 7).then(1.5).otherwise(pl.col("propensity_score"))
-                              .alias("propensity_score")), "line 9, column 'propensity_score': propensity outside"),
-    (lambda f: f.with_columns(pl.when(pl.int_range(pl.len()) == 99).then(pl.lit("yesterday"))
-                              .otherwise(pl.col("timestamp")).alias("timestamp")),
-     "line 101, column 'timestamp': unparsable time ('yesterday')"),
-    (lambda f: f.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(2).otherwise(pl.col("click")).alias("click")),
-     "line 5, column 'click': click must be 0 or 1"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda f: f.drop("propensity_score"), "line 1, column 'propensity_score': missing column 'propensity_score'"),
+        (
+            lambda f: f.with_columns(
+                pl.when(pl.int_range(pl.len()) == 41)
+                .then(0.0)
+                .otherwise(pl.col("propensity_score"))
+                .alias("propensity_score")
+            ),
+            "line 43, column 'propensity_score': propensity outside",
+        ),
+        (
+            lambda f: f.with_columns(
+                pl.when(pl.int_range(pl.len()) == 7)
+                .then(1.5)
+                .otherwise(pl.col("propensity_score"))
+                .alias("propensity_score")
+            ),
+            "line 9, column 'propensity_score': propensity outside",
+        ),
+        (
+            lambda f: f.with_columns(
+                pl.when(pl.int_range(pl.len()) == 99)
+                .then(pl.lit("yesterday"))
+                .otherwise(pl.col("timestamp"))
+                .alias("timestamp")
+            ),
+            "line 101, column 'timestamp': unparsable time ('yesterday')",
+        ),
+        (
+            lambda f: f.with_columns(
+                pl.when(pl.int_range(pl.len()) == 3).then(2).otherwise(pl.col("click")).alias("click")
+            ),
+            "line 5, column 'click': click must be 0 or 1",
+        ),
+    ],
+)
 def test_a_bad_file_is_refused_whole_with_its_line(tmp_path, monkeypatch, edit, message):
     lake = tmp_path / "lake"
     good = obd_file(tmp_path / "good.csv", 200, 4, 0.05)
     assert run(lake, str(tmp_path / "good.csv"), "--campaign", "c", "--policy", "p", monkeypatch=monkeypatch)[0] == 0
     before = counts(lake)
     edit(good).write_csv(tmp_path / "bad.csv")
-    code, out, err = run(lake, str(tmp_path / "bad.csv"), "--campaign", "c2", "--policy", "p",
-                         monkeypatch=monkeypatch)
+    code, out, err = run(lake, str(tmp_path / "bad.csv"), "--campaign", "c2", "--policy", "p", monkeypatch=monkeypatch)
     assert code == 2 and not out
     assert message in err and "nothing was imported" in err and "Traceback" not in err
     assert counts(lake) == before
@@ -105,13 +137,16 @@ def test_a_bad_file_is_refused_whole_with_its_line(tmp_path, monkeypatch, edit, 
 
 def test_unreadable_files_and_bad_names(tmp_path, monkeypatch):
     (tmp_path / "x.parquet").write_bytes(b"not parquet")
-    code, _, err = run(tmp_path / "lake", str(tmp_path / "x.parquet"), "--campaign", "c", "--policy", "p",
-                       monkeypatch=monkeypatch)
+    code, _, err = run(
+        tmp_path / "lake", str(tmp_path / "x.parquet"), "--campaign", "c", "--policy", "p", monkeypatch=monkeypatch
+    )
     assert code == 2 and "cannot be read as Parquet" in err
-    code, _, err = run(tmp_path / "lake", str(tmp_path / "nope.csv"), "--campaign", "c", "--policy", "p",
-                       monkeypatch=monkeypatch)
+    code, _, err = run(
+        tmp_path / "lake", str(tmp_path / "nope.csv"), "--campaign", "c", "--policy", "p", monkeypatch=monkeypatch
+    )
     assert code == 2 and "no such file" in err
     obd_file(tmp_path / "ok.csv", 10, 5, 0.1)
-    code, _, err = run(tmp_path / "lake", str(tmp_path / "ok.csv"), "--campaign", "a b", "--policy", "p",
-                       monkeypatch=monkeypatch)
+    code, _, err = run(
+        tmp_path / "lake", str(tmp_path / "ok.csv"), "--campaign", "a b", "--policy", "p", monkeypatch=monkeypatch
+    )
     assert code == 2 and "--campaign 'a b'" in err

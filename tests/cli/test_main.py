@@ -32,7 +32,7 @@ def _session(sid: int) -> list[str]:
             continue
         try:
             stat = (entry / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+            fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
             if int(fields[3]) == sid and fields[0] != "Z":
                 found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip())
         except (OSError, ValueError):
@@ -44,9 +44,14 @@ def _start(args: list[str], tmp_path: Path, **env: str) -> subprocess.Popen:
     """`momento ARGS` in a session of its own, with its own lake and no inherited MOMENTO_*."""
     inherited = {key: value for key, value in os.environ.items() if not key.startswith("MOMENTO_")}
     log = (tmp_path / "command.log").open("wb")
-    return subprocess.Popen([sys.executable, "-m", "cli.main", *args], cwd=PROJECT_ROOT, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**inherited, "MOMENTO_LAKE": str(tmp_path / "lake"), **env})
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *args],
+        cwd=PROJECT_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**inherited, "MOMENTO_LAKE": str(tmp_path / "lake"), **env},
+    )
 
 
 def _wait(condition: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
@@ -86,8 +91,10 @@ def test_serve_stops_on_sigterm(tmp_path):
 def test_simulate_stops_on_sigterm(launch, tmp_path):
     service = launch(tmp_path)
     simulate = _start(["simulate", "--url", service.url, "--rate", "5"], tmp_path)
-    _wait(lambda: metric(httpx.get(f"{service.url}/metrics").text, "momento_decisions_total") > 0,
-          "the simulator's first decisions")
+    _wait(
+        lambda: metric(httpx.get(f"{service.url}/metrics").text, "momento_decisions_total") > 0,
+        "the simulator's first decisions",
+    )
     assert _kill_and_check(simulate, tmp_path) == 0
 
 

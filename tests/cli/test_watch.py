@@ -28,7 +28,6 @@ def test_watch_evaluates_serves_its_metrics_and_stops_on_sigterm(tmp_path):
     port = free_loopback_port()
     watch = _start(["watch", "--interval", "0.5", "--metrics-port", str(port)], tmp_path)
     url = f"http://127.0.0.1:{port}/metrics"
-    _wait(lambda: metric(httpx.get(url, timeout=2).text, "momento_watch_evaluations_total") >= 2,
-          "two evaluations")
+    _wait(lambda: metric(httpx.get(url, timeout=2).text, "momento_watch_evaluations_total") >= 2, "two evaluations")
     assert metric(httpx.get(url, timeout=2).text, "momento_watch_evaluation_errors_total") == 0
     assert _kill_and_check(watch, tmp_path, port) == 0

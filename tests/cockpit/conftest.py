@@ -41,8 +41,9 @@ def run_page(monkeypatch: pytest.MonkeyPatch, down_url: str) -> Iterator[RunPage
     draws the sidebar). The cockpit's caches are emptied first: AppTest runs in this process
     and they would otherwise carry the previous test's lake."""
 
-    def run(page: str | None, lake: Path, service_url: str | None = None,
-            query: Mapping[str, str | list[str]] | None = None) -> AppTest:
+    def run(
+        page: str | None, lake: Path, service_url: str | None = None, query: Mapping[str, str | list[str]] | None = None
+    ) -> AppTest:
         monkeypatch.setenv("MOMENTO_LAKE", str(lake))
         monkeypatch.setenv("MOMENTO_SERVICE_URL", service_url or down_url)
         _clear_caches()
@@ -113,7 +114,9 @@ def empty_lake(tmp_path: Path) -> Path:
 
 
 def _texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("error", "warning", "info", "success", "markdown", "caption") for e in getattr(at, kind)]
+    parts = [
+        e.value for kind in ("error", "warning", "info", "success", "markdown", "caption") for e in getattr(at, kind)
+    ]
     return "\n".join(str(p) for p in parts)
 
 

@@ -16,8 +16,13 @@ from metrics.rollup.read import aggregates
 from momento.lake.warehouse import Warehouse
 from momento.settings import load_settings
 
-PAGES = ["pages/executive.py", "pages/journeys.py", "pages/experiments.py", "pages/engine_health.py",
-         "pages/governance.py"]
+PAGES = [
+    "pages/executive.py",
+    "pages/journeys.py",
+    "pages/experiments.py",
+    "pages/engine_health.py",
+    "pages/governance.py",
+]
 TITLES = ["Executive", "Journeys", "Experiments", "Engine health", "Governance"]
 HEALTH = "pages/engine_health.py"
 BUDGET_MS = load_settings({}).decision_budget_ms
@@ -65,8 +70,7 @@ def test_a_damaged_lake_is_a_message_on_every_page(run_page, corrupt_lake, missi
 
 
 def test_a_shared_url_sets_the_sidebar(run_page, small_lake):
-    at = run_page(None, small_lake, query={"channel": "app", "journey": "cart",
-                                           "dates": ["2026-06-01", "2026-06-12"]})
+    at = run_page(None, small_lake, query={"channel": "app", "journey": "cart", "dates": ["2026-06-01", "2026-06-12"]})
     assert not at.exception
     assert at.selectbox(key="channel").value == "app"
     assert at.selectbox(key="journey").value == "cart"
@@ -88,7 +92,11 @@ def test_sidebar_choices_reach_every_page(run_page, small_lake, metric_values, p
         assert _filters_caption(at).endswith("Showing: segment = returning, journey = browse"), page
     wh = Warehouse(small_lake)
     try:
-        expected = health.summary(aggregates(wh, bundled_scenario.business.pre_period_days), Filters(segment="returning", journey="browse"), BUDGET_MS).decisions
+        expected = health.summary(
+            aggregates(wh, bundled_scenario.business.pre_period_days),
+            Filters(segment="returning", journey="browse"),
+            BUDGET_MS,
+        ).decisions
     finally:
         wh.close()
     at.switch_page(HEALTH).run()
@@ -98,8 +106,11 @@ def test_sidebar_choices_reach_every_page(run_page, small_lake, metric_values, p
 
 
 def test_nonsense_in_the_url_is_ignored(run_page, small_lake):
-    at = run_page(None, small_lake, query={"channel": "fax", "dates": ["yesterday", "2026-13-45"],
-                                           "segment": "'; DROP TABLE decisions; --"})
+    at = run_page(
+        None,
+        small_lake,
+        query={"channel": "fax", "dates": ["yesterday", "2026-13-45"], "segment": "'; DROP TABLE decisions; --"},
+    )
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="channel").value is None and at.selectbox(key="segment").value is None
     assert _filters_caption(at).endswith("Showing: no filter")

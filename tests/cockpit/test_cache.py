@@ -13,8 +13,13 @@ from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter
 from momento.settings import load_settings
 
-PAGES = ["pages/executive.py", "pages/journeys.py", "pages/experiments.py", "pages/engine_health.py",
-         "pages/governance.py"]
+PAGES = [
+    "pages/executive.py",
+    "pages/journeys.py",
+    "pages/experiments.py",
+    "pages/engine_health.py",
+    "pages/governance.py",
+]
 HEALTH = "pages/engine_health.py"
 BUDGET_MS = load_settings({}).decision_budget_ms
 
@@ -31,8 +36,9 @@ def test_a_quiet_lake_is_never_queried_twice(run_page, small_lake, statements_ru
         assert statements_run == [], f"{page} queried the unchanged lake again"
 
 
-def test_a_new_version_is_read_on_the_next_redraw(run_page, small_lake, tmp_path, statements_run, metric_values,
-                                                 pt_br, bundled_scenario):
+def test_a_new_version_is_read_on_the_next_redraw(
+    run_page, small_lake, tmp_path, statements_run, metric_values, pt_br, bundled_scenario
+):
     lake = tmp_path / "lake"
     shutil.copytree(small_lake, lake)
     at = run_page(HEALTH, lake)
@@ -42,7 +48,9 @@ def test_a_new_version_is_read_on_the_next_redraw(run_page, small_lake, tmp_path
     assert metric_values(at)["Decisions"] == pt_br(f"{before:,}")
     with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
         writer.erase_user(user, requested_by="test")
-    after = health.summary(aggregates(Warehouse(lake), bundled_scenario.business.pre_period_days), Filters(), BUDGET_MS).decisions
+    after = health.summary(
+        aggregates(Warehouse(lake), bundled_scenario.business.pre_period_days), Filters(), BUDGET_MS
+    ).decisions
     assert after < before
     time.sleep(1.1)  # the warehouse re-reads the Delta log at most once a second
     statements_run.clear()

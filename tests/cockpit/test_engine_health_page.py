@@ -78,8 +78,15 @@ def test_from_the_rollups_the_same_numbers(run_page, rolled_up_lake, small_lake,
     _no_traceback(at)
     assert "From the rollups" in _captions(at)
     raw = run_page(PAGE, small_lake)
-    for label in ("Decisions", "Latency p50", "Latency p95", "Latency p99", "Error rate", "Fallback rate",
-                  "Within budget"):
+    for label in (
+        "Decisions",
+        "Latency p50",
+        "Latency p95",
+        "Latency p99",
+        "Error rate",
+        "Fallback rate",
+        "Within budget",
+    ):
         assert metric_values(at)[label] == metric_values(raw)[label], label
 
 
@@ -126,10 +133,20 @@ def test_missing_parquet_file(run_page, missing_file_lake, metric_values):
 def stalled_service(tmp_path, monkeypatch):
     """The real service with a writer that stalls 8 s in every flush and holds 50 rows at most."""
     port = free_loopback_port()
-    env = {**os.environ, "MOMENTO_LAKE": str(tmp_path / "lake"), "MOMENTO_FLUSH_DELAY_SECONDS": "8",
-           "MOMENTO_QUEUE_LIMIT": "50", "MOMENTO_FLUSH_SECONDS": "0.2"}
-    process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port)], env=env,
-                               cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "MOMENTO_LAKE": str(tmp_path / "lake"),
+        "MOMENTO_FLUSH_DELAY_SECONDS": "8",
+        "MOMENTO_QUEUE_LIMIT": "50",
+        "MOMENTO_FLUSH_SECONDS": "0.2",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(url, process, timeout=60)
@@ -143,8 +160,10 @@ def stalled_service(tmp_path, monkeypatch):
 def test_backpressure_from_a_stalled_writer(run_page, small_lake, stalled_service, metric_values):
     refused = 0
     for batch in range(6):
-        events = [{"event_id": f"e{batch}-{i}", "user_id": f"u{i}", "event_type": "page_view", "channel": "web"}
-                  for i in range(20)]
+        events = [
+            {"event_id": f"e{batch}-{i}", "user_id": f"u{i}", "event_type": "page_view", "channel": "web"}
+            for i in range(20)
+        ]
         refused += httpx.post(f"{stalled_service}/v1/events", json={"events": events}, timeout=5).status_code == 503
     assert refused > 0  # the queue bound held
     at = run_page(PAGE, small_lake, service_url=stalled_service)

@@ -18,8 +18,9 @@ PAGE = "pages/experiments.py"
 @pytest.fixture(scope="module")
 def frame(small_lake, bundled_scenario):
     wh = Warehouse(small_lake)
-    stats = ex.load_stats(wh, Filters(), bundled_scenario.business.pre_period_days,
-                          ex.scenario_metrics(bundled_scenario))
+    stats = ex.load_stats(
+        wh, Filters(), bundled_scenario.business.pre_period_days, ex.scenario_metrics(bundled_scenario)
+    )
     wh.close()
     return stats
 

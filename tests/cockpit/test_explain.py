@@ -21,8 +21,13 @@ from momento.settings import load_settings
 from pages.explain import TITLE
 
 BUDGET_MS = load_settings({}).decision_budget_ms
-PAGES = ["pages/executive.py", "pages/journeys.py", "pages/experiments.py", "pages/engine_health.py",
-         "pages/governance.py"]
+PAGES = [
+    "pages/executive.py",
+    "pages/journeys.py",
+    "pages/experiments.py",
+    "pages/engine_health.py",
+    "pages/governance.py",
+]
 
 
 def _explained(at: Any, query: Query, filters: Filters, **arguments: Any) -> tuple[str, str]:
@@ -43,9 +48,13 @@ def test_incremental_revenue_on_executive(run_page, rolled_up_lake, bundled_scen
     at = run_page("pages/executive.py", rolled_up_lake, query={"channel": "app"})
     assert not at.exception and not at.error
     assert "Incremental revenue" in {m.label for m in at.metric}
-    text, sql = _explained(at, executive.SUMMARY, Filters(channel="app"),
-                           pre_days=bundled_scenario.business.pre_period_days,
-                           as_of=_as_of(rolled_up_lake, bundled_scenario))
+    text, sql = _explained(
+        at,
+        executive.SUMMARY,
+        Filters(channel="app"),
+        pre_days=bundled_scenario.business.pre_period_days,
+        as_of=_as_of(rolled_up_lake, bundled_scenario),
+    )
     assert "channel = 'app'" in sql and "$" not in sql  # the filter bound, written in
     shown = [code.value for expander in at.expander if expander.label == TITLE for code in expander.code]
     assert any("FROM rollup_executive_stats" in sql for sql in shown)  # where the sums come from
@@ -58,9 +67,14 @@ def test_relative_lift_on_experiments(run_page, rolled_up_lake, bundled_scenario
     at = run_page("pages/experiments.py", rolled_up_lake)
     assert not at.exception and not at.error
     first = bundled_scenario.experiments[0]
-    text, sql = _explained(at, experiments.STATS, Filters(), pre_days=bundled_scenario.business.pre_period_days,
-                           metric_names=experiments.scenario_metrics(bundled_scenario),
-                           as_of=_as_of(rolled_up_lake, bundled_scenario))
+    text, sql = _explained(
+        at,
+        experiments.STATS,
+        Filters(),
+        pre_days=bundled_scenario.business.pre_period_days,
+        metric_names=experiments.scenario_metrics(bundled_scenario),
+        as_of=_as_of(rolled_up_lake, bundled_scenario),
+    )
     assert f"AS {first.primary_metric}__sum" in sql
     assert METRICS[first.primary_metric].description in text
     assert "the relative lift by the delta method" in text and "confidence sequence" in text

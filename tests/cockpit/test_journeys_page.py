@@ -16,8 +16,9 @@ PAGE = "pages/journeys.py"
 def computed(small_lake, bundled_scenario):
     wh = Warehouse(small_lake)
     funnel = journeys.load_funnel(wh, Filters(), bundled_scenario.business.pre_period_days)
-    stats = experiments.load_stats(wh, Filters(), bundled_scenario.business.pre_period_days,
-                                   experiments.scenario_metrics(bundled_scenario))
+    stats = experiments.load_stats(
+        wh, Filters(), bundled_scenario.business.pre_period_days, experiments.scenario_metrics(bundled_scenario)
+    )
     wh.close()
     return funnel, stats
 

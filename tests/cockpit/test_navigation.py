@@ -11,8 +11,10 @@ from streamlit.runtime.scriptrunner import script_runner
 
 from momento.settings import PROJECT_ROOT
 
-CHANGED = ("Streamlit changed the legacy pages/ handling that pages/navigation.py works around: check whether "
-           "a public way exists now (or whether the workaround is still needed) and update navigation.py")
+CHANGED = (
+    "Streamlit changed the legacy pages/ handling that pages/navigation.py works around: check whether "
+    "a public way exists now (or whether the workaround is still needed) and update navigation.py"
+)
 
 
 def test_streamlit_still_has_the_flag_and_still_reads_it():

@@ -86,6 +86,10 @@ def test_an_imported_campaign_is_evaluated_too(run_page, small_lake, tmp_path, t
     at.selectbox(key="lab_experience").set_value("obd_campaign").run()
     assert not at.exception and not at.error, [e.value for e in (*at.exception, *at.error)]
     shown = _table(at)
-    assert shown["candidate"].tolist() == ["uniform random", "the bandit", "the bandit's greedy choice",
-                                           *(f"always item_{i}" for i in range(4))]
+    assert shown["candidate"].tolist() == [
+        "uniform random",
+        "the bandit",
+        "the bandit's greedy choice",
+        *(f"always item_{i}" for i in range(4)),
+    ]
     assert "obd_campaign (imported): candidate policies" in [s.value for s in at.subheader]

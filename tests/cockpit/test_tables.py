@@ -21,14 +21,30 @@ def _table() -> None:
 
     from pages import tables
 
-    frame = pl.DataFrame({
-        "users": [1234, None], "revenue": [1234.5, -2.0], "share": [0.1234, None], "lift": [0.034, -0.05],
-        "p": [0.01234, 0.5], "ts": [datetime(2026, 6, 12, 23, 5, 9, tzinfo=UTC)] * 2,
-        "plain": [1234567.891, 2.0], "name": ["a", "b"],
-    })
-    tables.table(frame, "t", {"users": tables.count("Users"), "revenue": tables.money("Revenue"),
-                              "share": tables.percent("Share"), "lift": tables.percent("Lift", signed=True),
-                              "p": tables.decimal("p", 3), "ts": tables.timestamp("When")})
+    frame = pl.DataFrame(
+        {
+            "users": [1234, None],
+            "revenue": [1234.5, -2.0],
+            "share": [0.1234, None],
+            "lift": [0.034, -0.05],
+            "p": [0.01234, 0.5],
+            "ts": [datetime(2026, 6, 12, 23, 5, 9, tzinfo=UTC)] * 2,
+            "plain": [1234567.891, 2.0],
+            "name": ["a", "b"],
+        }
+    )
+    tables.table(
+        frame,
+        "t",
+        {
+            "users": tables.count("Users"),
+            "revenue": tables.money("Revenue"),
+            "share": tables.percent("Share"),
+            "lift": tables.percent("Lift", signed=True),
+            "p": tables.decimal("p", 3),
+            "ts": tables.timestamp("When"),
+        },
+    )
 
 
 def _display(at: AppTest) -> pd.DataFrame:
@@ -57,8 +73,11 @@ def _big_table() -> None:
 
     from pages import tables
 
-    tables.table(pl.DataFrame({"users": list(range(1_000, 1_001 + tables.STYLED_CELLS))}), "big",
-                 {"users": tables.count("Users")})
+    tables.table(
+        pl.DataFrame({"users": list(range(1_000, 1_001 + tables.STYLED_CELLS))}),
+        "big",
+        {"users": tables.count("Users")},
+    )
 
 
 def test_a_table_too_big_to_style_reads_the_same():
@@ -68,8 +87,13 @@ def test_a_table_too_big_to_style_reads_the_same():
 
 
 def test_the_csv_holds_the_values():
-    frame = pl.DataFrame({"revenue": [1234.5, -2.0], "ts": [datetime(2026, 6, 12, tzinfo=UTC)] * 2,
-                          "reasons": [["no_consent", "holdout"], []]})
+    frame = pl.DataFrame(
+        {
+            "revenue": [1234.5, -2.0],
+            "ts": [datetime(2026, 6, 12, tzinfo=UTC)] * 2,
+            "reasons": [["no_consent", "holdout"], []],
+        }
+    )
     back = pl.read_csv(io.StringIO(tables.csv(frame)))
     assert back["revenue"].to_list() == [1234.5, -2.0]
     assert back["reasons"].to_list() == ["no_consent holdout", ""]

@@ -43,16 +43,18 @@ class RunningService:
         return self.process.returncode
 
 
-def start_service(workdir: Path, *, env: dict[str, str] | None = None, host: str = "127.0.0.1",
-                  wait: bool = True) -> RunningService:
+def start_service(
+    workdir: Path, *, env: dict[str, str] | None = None, host: str = "127.0.0.1", wait: bool = True
+) -> RunningService:
     """Start the real service (`python -m cli.main serve`) and wait until /healthz answers."""
     lake, log = workdir / "lake", workdir / "service.log"
     port = free_loopback_port()
     inherited = {key: value for key, value in os.environ.items() if not key.startswith("MOMENTO_")}
     environment = {**inherited, "MOMENTO_LAKE": str(lake), "MOMENTO_FLUSH_SECONDS": "0.2", **(env or {})}
     with log.open("wb") as sink:
-        process = subprocess.Popen(service_command(host, port), cwd=PROJECT_ROOT, env=environment,
-                                   stdout=sink, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            service_command(host, port), cwd=PROJECT_ROOT, env=environment, stdout=sink, stderr=subprocess.STDOUT
+        )
     service = RunningService(process, f"http://127.0.0.1:{port}", lake, log)
     if wait:
         try:

@@ -10,8 +10,11 @@ from decisioning.access import SERVER_CLIENT, Access, InsecureSettingsError, Rol
 from decisioning.errors import ForbiddenError, RateLimitedError, UnauthorisedError
 from momento.settings import DEV_PSEUDONYM_KEY, load_settings
 
-SECRETS = {"MOMENTO_API_TOKEN": "server-secret", "MOMENTO_SITE_KEY": "site-secret",
-           "MOMENTO_PSEUDONYM_KEY": "pseudonym-secret"}
+SECRETS = {
+    "MOMENTO_API_TOKEN": "server-secret",
+    "MOMENTO_SITE_KEY": "site-secret",
+    "MOMENTO_PSEUDONYM_KEY": "pseudonym-secret",
+}
 SERVER, SITE = "Bearer server-secret", "Bearer site-secret"
 
 
@@ -79,8 +82,11 @@ def test_the_rate_limit_client_is_the_server_key_else_the_address():
 def test_a_service_off_loopback_refuses_to_start_without_its_secrets():
     assert insecure_settings(load_settings({}), "127.0.0.1") == []
     assert insecure_settings(load_settings(SECRETS), "0.0.0.0") == []
-    for missing, named in (("MOMENTO_API_TOKEN", "MOMENTO_API_TOKEN"), ("MOMENTO_SITE_KEY", "MOMENTO_SITE_KEY"),
-                           ("MOMENTO_PSEUDONYM_KEY", "MOMENTO_PSEUDONYM_KEY")):
+    for missing, named in (
+        ("MOMENTO_API_TOKEN", "MOMENTO_API_TOKEN"),
+        ("MOMENTO_SITE_KEY", "MOMENTO_SITE_KEY"),
+        ("MOMENTO_PSEUDONYM_KEY", "MOMENTO_PSEUDONYM_KEY"),
+    ):
         (problem,) = insecure_settings(load_settings({**SECRETS, missing: ""}), "0.0.0.0")
         assert problem.startswith(named)
     (same,) = insecure_settings(load_settings({**SECRETS, "MOMENTO_SITE_KEY": "server-secret"}), "0.0.0.0")

@@ -36,8 +36,16 @@ def _unit(scenario, experiment_id: str | None, arm: str) -> str:
 
 
 def _ctx(unit: str, placement: str, channel: str = "web", **extra) -> Context:
-    return Context(unit=unit, placement=placement, channel=channel, consent=extra.pop("consent", True),
-                   session_id=extra.pop("session_id", "s1"), device="mobile", now=extra.pop("now", NOW), **extra)
+    return Context(
+        unit=unit,
+        placement=placement,
+        channel=channel,
+        consent=extra.pop("consent", True),
+        session_id=extra.pop("session_id", "s1"),
+        device="mobile",
+        now=extra.pop("now", NOW),
+        **extra,
+    )
 
 
 @pytest.fixture
@@ -74,9 +82,19 @@ def test_assignment_is_sticky_and_the_holdout_never_gets_a_personalised_decision
 
 def test_control_fixed_and_policy_arms(scenario, engine):
     control = engine.decide(_ctx(_unit(scenario, "exp_adaptive_cta", "control"), "product_cta"))
-    assert (control.variant, control.policy, control.reasons, control.fallback) == ("buy_now", "default", [Code.CONTROL_ARM], False)
+    assert (control.variant, control.policy, control.reasons, control.fallback) == (
+        "buy_now",
+        "default",
+        [Code.CONTROL_ARM],
+        False,
+    )
     fixed = engine.decide(_ctx(_unit(scenario, "exp_adaptive_cta", "free_shipping"), "product_cta"))
-    assert (fixed.variant, fixed.policy, fixed.propensity, fixed.reasons) == ("free_shipping", "fixed", 1.0, [Code.FIXED_ARM])
+    assert (fixed.variant, fixed.policy, fixed.propensity, fixed.reasons) == (
+        "free_shipping",
+        "fixed",
+        1.0,
+        [Code.FIXED_ARM],
+    )
     adaptive = engine.decide(_ctx(_unit(scenario, "exp_adaptive_cta", "adaptive"), "product_cta"))
     assert adaptive.policy == "propensity" and adaptive.reasons == [Code.POLICY_PROPENSITY]
     assert 0 < adaptive.propensity < 1 and adaptive.model_version.startswith("propensity-")
@@ -85,8 +103,11 @@ def test_control_fixed_and_policy_arms(scenario, engine):
 
 
 def test_decision_rows_fit_the_decisions_table(scenario, engine):
-    rows = [engine.decide(_ctx(customer_unit(f"r{i}", KEY), p)).row()
-            for i in range(30) for p in ("homepage_showcase", "cart_cross_sell", "product_cta")]
+    rows = [
+        engine.decide(_ctx(customer_unit(f"r{i}", KEY), p)).row()
+        for i in range(30)
+        for p in ("homepage_showcase", "cart_cross_sell", "product_cta")
+    ]
     table = to_table("decisions", rows)
     assert table.num_rows == 90 and table.column("reasons").null_count == 0
 
@@ -96,12 +117,15 @@ def _distribution(decision: Decision) -> dict[str, float]:
 
 
 def test_a_policys_decision_logs_the_distribution_it_was_drawn_from_and_the_features_it_saw(scenario, engine):
-    for experiment_id, arm, placement in [("exp_home_showcase", "treatment", "homepage_showcase"),
-                                          ("exp_adaptive_cta", "adaptive", "product_cta"),
-                                          ("exp_recovery_offer", "treatment", "cart_recovery_offer")]:
+    for experiment_id, arm, placement in [
+        ("exp_home_showcase", "treatment", "homepage_showcase"),
+        ("exp_adaptive_cta", "adaptive", "product_cta"),
+        ("exp_recovery_offer", "treatment", "cart_recovery_offer"),
+    ]:
         channel = "email" if placement == "cart_recovery_offer" else "web"
-        decision = engine.decide(_ctx(_unit(scenario, experiment_id, arm), placement, channel, pages_viewed=3,
-                                      price_sensitivity="high"))
+        decision = engine.decide(
+            _ctx(_unit(scenario, experiment_id, arm), placement, channel, pages_viewed=3, price_sensitivity="high")
+        )
         distribution = _distribution(decision)
         assert decision.policy in POLICY_CODES, decision.reasons
         assert list(distribution) == scenario.experience_by_id[decision.experience_id].variants
@@ -110,8 +134,11 @@ def test_a_policys_decision_logs_the_distribution_it_was_drawn_from_and_the_feat
         assert len(decision.context) == len(FEATURE_NAMES) and decision.context_version == flow.CONTEXT_VERSION
         assert decision.context[FEATURE_NAMES.index("bias")] == 1.0
         assert decision.context[FEATURE_NAMES.index("price_sensitivity")] == 1.0  # high
-    assert set(_distribution(engine.decide(_ctx(_unit(scenario, "exp_home_showcase", "treatment"),
-                                                "homepage_showcase"))).values()) == {0.25}  # Thompson's uniform prior
+    assert set(
+        _distribution(
+            engine.decide(_ctx(_unit(scenario, "exp_home_showcase", "treatment"), "homepage_showcase"))
+        ).values()
+    ) == {0.25}  # Thompson's uniform prior
 
 
 def test_a_decision_no_policy_drew_logs_the_point_mass_on_what_it_served_and_no_context(scenario, engine):
@@ -123,8 +150,13 @@ def test_a_decision_no_policy_drew_logs_the_point_mass_on_what_it_served_and_no_
         engine.decide(_ctx(unit, "product_cta", consent=False)),
         engine.decide(_ctx(unit, "product_cta"), incidents={"model_outage"}),
     ]
-    assert [d.reasons[0] for d in decisions] == [Code.HOLDOUT, Code.CONTROL_ARM, Code.FIXED_ARM, Code.NO_CONSENT,
-                                                 Code.MODEL_UNAVAILABLE]
+    assert [d.reasons[0] for d in decisions] == [
+        Code.HOLDOUT,
+        Code.CONTROL_ARM,
+        Code.FIXED_ARM,
+        Code.NO_CONSENT,
+        Code.MODEL_UNAVAILABLE,
+    ]
     for d in decisions:
         assert _distribution(d) == {v: float(v == d.variant) for v in ("buy_now", "free_shipping", "gift_message")}
         assert d.propensity == 1.0 and d.context is None and d.context_version is None
@@ -137,14 +169,27 @@ def test_the_logged_rows_propensities_are_their_distributions_in_the_lake(scenar
     writer = LakeWriter(tmp_path, background=False, compact_every_seconds=None)
     log = DecisionLog(writer, interval_seconds=3600)
     for i in range(400):
-        placement, channel = [("homepage_showcase", "web"), ("product_cta", "app"), ("cart_cross_sell", "web"),
-                              ("cart_recovery_offer", "email")][i % 4]
+        placement, channel = [
+            ("homepage_showcase", "web"),
+            ("product_cta", "app"),
+            ("cart_cross_sell", "web"),
+            ("cart_recovery_offer", "email"),
+        ][i % 4]
         incidents = {"model_outage"} if i % 7 == 0 else set()
-        log.add([engine.decide(_ctx(customer_unit(f"lake-{i}", KEY), placement, channel, consent=i % 9 != 0,
-                                    now=NOW + i), incidents).row()])
+        log.add(
+            [
+                engine.decide(
+                    _ctx(customer_unit(f"lake-{i}", KEY), placement, channel, consent=i % 9 != 0, now=NOW + i),
+                    incidents,
+                ).row()
+            ]
+        )
     log.close()
     writer.close()
-    checks = Warehouse(tmp_path).query("""
+    checks = (
+        Warehouse(tmp_path)
+        .query(
+            """
         SELECT count(*) AS decisions,
                count(*) FILTER (WHERE abs(list_sum([a.p FOR a IN action_probabilities]) - 1) > 1e-9) AS not_one,
                count(*) FILTER (WHERE propensity <> [a.p FOR a IN action_probabilities IF a.variant = variant][1])
@@ -153,7 +198,11 @@ def test_the_logged_rows_propensities_are_their_distributions_in_the_lake(scenar
                    AS context_not_of_a_policy,
                count(*) FILTER (WHERE len(context) = $features AND context_version = $version) AS with_context,
                count(DISTINCT policy) AS policies
-        FROM decisions""", {"features": len(FEATURE_NAMES), "version": flow.CONTEXT_VERSION}).row(0, named=True)
+        FROM decisions""",
+            {"features": len(FEATURE_NAMES), "version": flow.CONTEXT_VERSION},
+        )
+        .row(0, named=True)
+    )
     assert checks["decisions"] == 400 and checks["policies"] == 5 and checks["with_context"] > 50
     assert checks["not_one"] == checks["propensity_differs"] == checks["context_not_of_a_policy"] == 0
 
@@ -161,7 +210,12 @@ def test_the_logged_rows_propensities_are_their_distributions_in_the_lake(scenar
 def test_no_consent_or_a_withdrawal_serves_the_default(scenario, engine):
     unit = _unit(scenario, "exp_home_showcase", "treatment")
     refused = engine.decide(_ctx(unit, "homepage_showcase", consent=False))
-    assert (refused.variant, refused.fallback, refused.fallback_reason, refused.consent) == ("editorial", True, Code.NO_CONSENT, False)
+    assert (refused.variant, refused.fallback, refused.fallback_reason, refused.consent) == (
+        "editorial",
+        True,
+        Code.NO_CONSENT,
+        False,
+    )
     assert engine.decide(_ctx(unit, "homepage_showcase")).policy == "thompson"
     engine.store.observe_event(unit, "s1", "consent_change", NOW, consent=False)
     withdrawn = engine.decide(_ctx(unit, "homepage_showcase"))  # the client still says yes
@@ -201,7 +255,12 @@ def test_budget_model_and_error_faults_serve_the_default(scenario):
     assert outage.fallback_reason == Code.MODEL_UNAVAILABLE and outage.variant == "buy_now"
     assert engine.decide(_ctx(showcase, "homepage_showcase"), incidents={"model_outage"}).policy == "thompson"
     burst = engine.decide(_ctx(showcase, "homepage_showcase"), incidents={"error_burst"})
-    assert (burst.status, burst.error_code, burst.variant, burst.fallback) == ("error", Code.INTERNAL_ERROR, "editorial", True)
+    assert (burst.status, burst.error_code, burst.variant, burst.fallback) == (
+        "error",
+        Code.INTERNAL_ERROR,
+        "editorial",
+        True,
+    )
 
 
 class _BrokenPolicy:
@@ -270,7 +329,9 @@ def test_state_kept_between_decisions_is_invisible_to_the_cycle_collector(scenar
 
 
 def test_decision_log_batches_rows_and_keeps_them_when_the_writer_is_full(scenario, engine, tmp_path):
-    writer = LakeWriter(tmp_path / "lake", queue_limit=5, flush_seconds=3600, compact_every_seconds=None, background=False)
+    writer = LakeWriter(
+        tmp_path / "lake", queue_limit=5, flush_seconds=3600, compact_every_seconds=None, background=False
+    )
     log = DecisionLog(writer, interval_seconds=3600)
     try:
         rows = [engine.decide(_ctx(customer_unit(f"l{i}", KEY), "homepage_showcase")).row() for i in range(8)]
@@ -290,4 +351,3 @@ def test_decision_log_batches_rows_and_keeps_them_when_the_writer_is_full(scenar
     finally:
         log.close()
         writer.close()
-

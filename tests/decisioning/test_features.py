@@ -18,18 +18,32 @@ def _column(name: str) -> int:
 
 
 def test_encode_maps_each_signal_to_its_column():
-    X = encode([
-        {"device": "tablet", "price_sensitivity": "high", "referrer": "social", "hour": 6,
-         "category": "vestidos", "last_category": "vestidos", "cart_value": 999.0, "pages_viewed": 30,
-         "returning": True, "recency_seconds": 0.0, "seconds_since_email_open": 86_400.0},
-        {},
-    ])
+    X = encode(
+        [
+            {
+                "device": "tablet",
+                "price_sensitivity": "high",
+                "referrer": "social",
+                "hour": 6,
+                "category": "vestidos",
+                "last_category": "vestidos",
+                "cart_value": 999.0,
+                "pages_viewed": 30,
+                "returning": True,
+                "recency_seconds": 0.0,
+                "seconds_since_email_open": 86_400.0,
+            },
+            {},
+        ]
+    )
     full, empty = X
     assert X.shape == (2, len(FEATURE_NAMES)) and (X[:, _column("bias")] == 1).all()
     assert full[_column("device_tablet")] == 1 and full[_column("device_mobile")] == 0
     assert full[_column("price_sensitivity")] == 1.0 and empty[_column("price_sensitivity")] == 0.5
     assert full[_column("referrer_social")] == 1 and full[_column("referrer_search")] == 0
-    assert full[_column("hour_sin")] == pytest.approx(1.0) and full[_column("hour_cos")] == pytest.approx(0.0, abs=1e-12)
+    assert full[_column("hour_sin")] == pytest.approx(1.0) and full[_column("hour_cos")] == pytest.approx(
+        0.0, abs=1e-12
+    )
     assert full[_column("category_match")] == 1 and empty[_column("category_match")] == 0
     assert full[_column("cart_value")] == pytest.approx(math.log1p(999) / math.log1p(1000))
     assert full[_column("pages_viewed")] == 2.0  # capped at 20 pages
@@ -55,23 +69,34 @@ def test_encode_rows_and_encode_columns_agree():
         "hour": rng.integers(0, 24, n).astype(float),
         "seconds_since_email_open": rng.exponential(86_400, n),
     }
-    rows = [{key: (None if isinstance(v[i], float) and math.isnan(v[i]) else v[i]) for key, v in columns.items()}
-            for i in range(n)]
+    rows = [
+        {key: (None if isinstance(v[i], float) and math.isnan(v[i]) else v[i]) for key, v in columns.items()}
+        for i in range(n)
+    ]
     np.testing.assert_array_equal(encode(rows), encode_columns(columns, n))
 
 
-@pytest.mark.parametrize(("raw", "kind"), [
-    (None, "direct"), ("", "direct"), ("https://www.google.com/search?q=vestido", "search"),
-    ("https://l.instagram.com/", "social"), ("newsletter", "email"), ("email", "email"),
-    ("https://blog.example.org/", "other"),
-])
+@pytest.mark.parametrize(
+    ("raw", "kind"),
+    [
+        (None, "direct"),
+        ("", "direct"),
+        ("https://www.google.com/search?q=vestido", "search"),
+        ("https://l.instagram.com/", "social"),
+        ("newsletter", "email"),
+        ("email", "email"),
+        ("https://blog.example.org/", "other"),
+    ],
+)
 def test_referrer_type(raw, kind):
     assert referrer_type(raw) == kind
 
 
 def test_store_counts_pages_and_cart_per_session_and_remembers_the_user():
     store = FeatureStore()
-    store.observe_context("u", "s1", 1000.0, device="mobile", referrer="search", price_sensitivity="high", category="vestidos")
+    store.observe_context(
+        "u", "s1", 1000.0, device="mobile", referrer="search", price_sensitivity="high", category="vestidos"
+    )
     for t in (1001.0, 1002.0, 1003.0):
         store.observe_event("u", "s1", "page_view", t)
     store.observe_event("u", "s1", "add_to_cart", 1004.0, revenue=120.0, category="calcados")
@@ -155,15 +180,32 @@ def _random_calls(seed: int, n: int) -> list[tuple[str, tuple, dict]]:
         unit, session = rng.choice(units), rng.choice(sessions)
         kind = rng.random()
         if kind < 0.35:
-            calls.append(("observe_context", (unit, session, now), {
-                "device": rng.choice([None, "mobile", "desktop"]), "referrer": rng.choice([None, "search", "email"]),
-                "cart_value": rng.choice([None, 0.0, 80.0]), "category": rng.choice([None, "", "shoes", "dresses"]),
-                "price_sensitivity": rng.choice([None, "low", "high"])}))
+            calls.append(
+                (
+                    "observe_context",
+                    (unit, session, now),
+                    {
+                        "device": rng.choice([None, "mobile", "desktop"]),
+                        "referrer": rng.choice([None, "search", "email"]),
+                        "cart_value": rng.choice([None, 0.0, 80.0]),
+                        "category": rng.choice([None, "", "shoes", "dresses"]),
+                        "price_sensitivity": rng.choice([None, "low", "high"]),
+                    },
+                )
+            )
         elif kind < 0.75:
             event = rng.choice(["page_view", "add_to_cart", "purchase", "email_open", "consent_change", "opt_out"])
-            calls.append(("observe_event", (unit, session, event, now), {
-                "category": rng.choice([None, "bags"]), "revenue": rng.choice([None, 50.0]),
-                "consent": rng.choice([None, True, False])}))
+            calls.append(
+                (
+                    "observe_event",
+                    (unit, session, event, now),
+                    {
+                        "category": rng.choice([None, "bags"]),
+                        "revenue": rng.choice([None, 50.0]),
+                        "consent": rng.choice([None, True, False]),
+                    },
+                )
+            )
         elif kind < 0.85:
             calls.append(("merge", (rng.choice(["anon-a", "anon-b"]), unit, now), {}))
         elif kind < 0.88:
@@ -198,8 +240,16 @@ def test_the_sweep_drops_exactly_the_expired_users_and_reuses_their_rows():
         store.observe_context(f"{i:032x}", "s", 260.0, device="tablet")
     assert len(store._units) == rows_before  # new users took the freed rows
     assert store.row(f"{1_499:032x}", "s", 261.0) == {
-        "recency_seconds": None, "returning": False, "last_category": None, "price_sensitivity": None,
-        "seconds_since_email_open": None, "pages_viewed": 0, "cart_value": 0.0, "device": "tablet", "referrer": None}
+        "recency_seconds": None,
+        "returning": False,
+        "last_category": None,
+        "price_sensitivity": None,
+        "seconds_since_email_open": None,
+        "pages_viewed": 0,
+        "cart_value": 0.0,
+        "device": "tablet",
+        "referrer": None,
+    }
 
 
 def test_past_max_users_the_least_recently_seen_go_first():

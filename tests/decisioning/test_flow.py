@@ -11,7 +11,7 @@ from momento.scenario import Scenario
 
 
 def test_a_step_without_a_test_or_a_test_for_no_step_is_refused() -> None:
-    names = [step.name for step in flow.STEPS[:flow.POLICY_STEP]]
+    names = [step.name for step in flow.STEPS[: flow.POLICY_STEP]]
     with pytest.raises(ValueError, match=r"missing \['holdout'\]"):
         flow.bind({name: None for name in names if name != "holdout"})
     with pytest.raises(ValueError, match=r"unknown \['policy'\]"):
@@ -21,7 +21,7 @@ def test_a_step_without_a_test_or_a_test_for_no_step_is_refused() -> None:
 
 def test_one_request_and_a_batch_stop_at_the_first_step_that_holds() -> None:
     holds = {"control", "capped", "over_budget"}
-    one = flow.bind({step.name: (lambda _, hit=step.name in holds: hit) for step in flow.STEPS[:flow.POLICY_STEP]})
+    one = flow.bind({step.name: (lambda _, hit=step.name in holds: hit) for step in flow.STEPS[: flow.POLICY_STEP]})
     assert flow.STEPS[flow.first_step(one, None)].code == Code.CONTROL_ARM
     asked: list[np.ndarray] = []
 
@@ -30,9 +30,12 @@ def test_one_request_and_a_batch_stop_at_the_first_step_that_holds() -> None:
         return np.array([False, False, True, False])
 
     n = 4
-    tests = {step.name: np.zeros(n, dtype=bool) for step in flow.STEPS[:flow.POLICY_STEP]}
-    tests |= {"holdout": np.array([True, False, False, False]), "capped": np.array([True, True, False, False]),
-              "model_failed": costly}
+    tests = {step.name: np.zeros(n, dtype=bool) for step in flow.STEPS[: flow.POLICY_STEP]}
+    tests |= {
+        "holdout": np.array([True, False, False, False]),
+        "capped": np.array([True, True, False, False]),
+        "model_failed": costly,
+    }
     stops = flow.first_steps(flow.bind(tests), n)
     assert [flow.CODES[s] for s in stops] == [Code.HOLDOUT, Code.FREQUENCY_CAP, Code.MODEL_ERROR, None]
     assert asked[0].tolist() == [False, False, True, True]  # a costly test sees only the rows still open
@@ -45,4 +48,3 @@ def test_each_code_and_fallback_set_is_derived_from_the_one_table(bundled_scenar
     assert not {Code.HOLDOUT, Code.CONTROL_ARM, Code.EXPERIENCE_INACTIVE, Code.FIXED_ARM} & flow.FALLBACKS
     assert set(POLICY_CODES) == {experience.policy for experience in bundled_scenario.experiences}
     assert {step.code for step in flow.STEPS if step.code} | set(POLICY_CODES.values()) == set(Code)
-

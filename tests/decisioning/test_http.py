@@ -38,7 +38,6 @@ def _wait_for(warehouse: Warehouse, sql: str, params: dict, expected: int, timeo
         time.sleep(0.2)
 
 
-
 # -- end to end: the real service ------------------------------------------------------------
 
 
@@ -46,16 +45,33 @@ def _wait_for(warehouse: Warehouse, sql: str, params: dict, expected: int, timeo
 def test_every_endpoint_over_http(client, service, scenario):
     assert client.get("/healthz").json()["status"] == "ok"
     openapi = client.get("/openapi.json").json()
-    assert {"/v1/decide", "/v1/events", "/v1/exposures", "/v1/identify", "/v1/users/{user_id}",
-            "/v1/experiences", "/healthz", "/metrics"} <= set(openapi["paths"])
+    assert {
+        "/v1/decide",
+        "/v1/events",
+        "/v1/exposures",
+        "/v1/identify",
+        "/v1/users/{user_id}",
+        "/v1/experiences",
+        "/healthz",
+        "/metrics",
+    } <= set(openapi["paths"])
     decide = openapi["paths"]["/v1/decide"]["post"]  # served lean, still documented from its models
     assert decide["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/DecideRequest")
     assert decide["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/DecideResponse")
 
-    several = client.post("/v1/decide", json={
-        "anonymous_id": "cookie-1", "session_id": "s1", "placements": ["homepage_showcase", "product_cta"],
-        "channel": "web", "device": "mobile", "consent": True, "referrer": "https://www.google.com/", "cart_value": 120.5,
-    })
+    several = client.post(
+        "/v1/decide",
+        json={
+            "anonymous_id": "cookie-1",
+            "session_id": "s1",
+            "placements": ["homepage_showcase", "product_cta"],
+            "channel": "web",
+            "device": "mobile",
+            "consent": True,
+            "referrer": "https://www.google.com/",
+            "cart_value": 120.5,
+        },
+    )
     assert several.status_code == 200
     decisions = several.json()["decisions"]
     assert [d["placement"] for d in decisions] == ["homepage_showcase", "product_cta"]
@@ -64,13 +80,39 @@ def test_every_endpoint_over_http(client, service, scenario):
         assert 0 < d["propensity"] <= 1 and d["arm"] and d["variant"] and d["latency_us"] >= 0
 
     first = decisions[0]
-    events = client.post("/v1/events", params={"wait": "durable"}, json={"events": [
-        {"event_id": "ev-1", "event_type": "page_view", "anonymous_id": "cookie-1", "session_id": "s1", "channel": "web"},
-        {"event_id": "ev-2", "event_type": "click", "anonymous_id": "cookie-1", "session_id": "s1", "channel": "web",
-         "decision_id": first["decision_id"]},
-        {"event_id": "ev-3", "event_type": "purchase", "anonymous_id": "cookie-1", "channel": "web", "revenue": 250.0,
-         "margin": 110.0, "discount_cost": 0.0, "properties": {"items": 2}},
-    ]})
+    events = client.post(
+        "/v1/events",
+        params={"wait": "durable"},
+        json={
+            "events": [
+                {
+                    "event_id": "ev-1",
+                    "event_type": "page_view",
+                    "anonymous_id": "cookie-1",
+                    "session_id": "s1",
+                    "channel": "web",
+                },
+                {
+                    "event_id": "ev-2",
+                    "event_type": "click",
+                    "anonymous_id": "cookie-1",
+                    "session_id": "s1",
+                    "channel": "web",
+                    "decision_id": first["decision_id"],
+                },
+                {
+                    "event_id": "ev-3",
+                    "event_type": "purchase",
+                    "anonymous_id": "cookie-1",
+                    "channel": "web",
+                    "revenue": 250.0,
+                    "margin": 110.0,
+                    "discount_cost": 0.0,
+                    "properties": {"items": 2},
+                },
+            ]
+        },
+    )
     assert events.status_code == 200 and events.json() == {"accepted": 3, "durable": True}
     exposure = client.post("/v1/exposures", json={"exposures": [{"decision_id": first["decision_id"]}]})
     assert exposure.status_code == 200 and exposure.json()["accepted"] == 1
@@ -81,8 +123,10 @@ def test_every_endpoint_over_http(client, service, scenario):
     customer, anonymous = customer_unit("customer-1", DEV_KEY), anonymous_unit("cookie-1", DEV_KEY)
     assert _wait_for(warehouse, "SELECT count(*) FROM exposures WHERE user_id = $u", {"u": anonymous}, 1) == 1
     assert _wait_for(warehouse, "SELECT count(*) FROM identities WHERE user_id = $u", {"u": customer}, 1) == 1
-    stored = warehouse.query("SELECT event_type, placement, experiment_id, revenue FROM events WHERE user_id = $u "
-                             "ORDER BY event_id", {"u": anonymous})
+    stored = warehouse.query(
+        "SELECT event_type, placement, experiment_id, revenue FROM events WHERE user_id = $u ORDER BY event_id",
+        {"u": anonymous},
+    )
     assert stored["event_type"].to_list() == ["page_view", "click", "purchase"]
     assert stored["placement"][1] == "homepage_showcase" and stored["experiment_id"][1] == "exp_home_showcase"
     assert "cookie-1" not in warehouse.query("SELECT * FROM events").write_csv()  # raw ids never stored
@@ -96,9 +140,15 @@ def test_every_endpoint_over_http(client, service, scenario):
     metrics = client.get("/metrics")
     assert metrics.status_code == 200 and "text/plain" in metrics.headers["content-type"]
     text = metrics.text
-    for name in ("momento_decision_duration_seconds_bucket", "momento_decisions_total", "momento_events_ingested_total",
-                 "momento_writer_queue_rows", "momento_writer_committed_rows_total",
-                 "momento_writer_queue_full_rejections_total", "momento_writer_duplicates_dropped_total"):
+    for name in (
+        "momento_decision_duration_seconds_bucket",
+        "momento_decisions_total",
+        "momento_events_ingested_total",
+        "momento_writer_queue_rows",
+        "momento_writer_committed_rows_total",
+        "momento_writer_queue_full_rejections_total",
+        "momento_writer_duplicates_dropped_total",
+    ):
         assert name in text, name
     assert 'momento_events_ingested_total{event_type="purchase"} 1.0' in text
 
@@ -108,30 +158,99 @@ def test_every_endpoint_over_http(client, service, scenario):
     assert erased.json()["rows_deleted"]["events"] == 3 and erased.json()["rows_deleted"]["identities"] == 1
     warehouse.refresh(force=True)
     for table in ("events", "decisions", "exposures", "identities"):
-        assert warehouse.scalar(f"SELECT count(*) FROM {table} WHERE user_id IN ($a, $c)", {"a": anonymous, "c": customer}) == 0
+        assert (
+            warehouse.scalar(f"SELECT count(*) FROM {table} WHERE user_id IN ($a, $c)", {"a": anonymous, "c": customer})
+            == 0
+        )
     assert warehouse.scalar("SELECT count(*) FROM erasures WHERE requested_by = 'test'") >= 1
 
 
 BAD_REQUESTS = [
     ("post", "/v1/decide", b"{not json", 400, "malformed_json", "body"),
-    ("post", "/v1/decide", b'{"user_id": "u", "placement": "nowhere", "channel": "web"}', 422, "unknown_placement", "placement"),
+    (
+        "post",
+        "/v1/decide",
+        b'{"user_id": "u", "placement": "nowhere", "channel": "web"}',
+        422,
+        "unknown_placement",
+        "placement",
+    ),
     ("post", "/v1/decide", b'{"placement": "product_cta", "channel": "web"}', 422, "invalid_request", "user_id"),
-    ("post", "/v1/decide", b'{"user_id": "u", "placement": "product_cta", "channel": "web", "cart_value": "lots"}',
-     422, "invalid_request", "cart_value"),
-    ("post", "/v1/decide", b'{"user_id": ["u"], "placement": "product_cta", "channel": "web"}', 422, "invalid_request", "user_id"),
-    ("post", "/v1/decide", b'{"user_id": "u", "placement": "product_cta", "channel": "fax"}', 422, "invalid_request", "channel"),
-    ("post", "/v1/decide", b'{"user_id": "u", "placement": "product_cta", "channel": "web", "colour": 1}', 422, "invalid_request", "colour"),
+    (
+        "post",
+        "/v1/decide",
+        b'{"user_id": "u", "placement": "product_cta", "channel": "web", "cart_value": "lots"}',
+        422,
+        "invalid_request",
+        "cart_value",
+    ),
+    (
+        "post",
+        "/v1/decide",
+        b'{"user_id": ["u"], "placement": "product_cta", "channel": "web"}',
+        422,
+        "invalid_request",
+        "user_id",
+    ),
+    (
+        "post",
+        "/v1/decide",
+        b'{"user_id": "u", "placement": "product_cta", "channel": "fax"}',
+        422,
+        "invalid_request",
+        "channel",
+    ),
+    (
+        "post",
+        "/v1/decide",
+        b'{"user_id": "u", "placement": "product_cta", "channel": "web", "colour": 1}',
+        422,
+        "invalid_request",
+        "colour",
+    ),
     ("post", "/v1/decide", b"[]", 422, "invalid_request", None),
     ("post", "/v1/events", b'{"events": []}', 422, "invalid_request", "events"),
-    ("post", "/v1/events", b'{"events": [{"event_type": "click", "user_id": "u", "channel": "web"}]}', 422, "invalid_request",
-     "events.0.event_id"),
-    ("post", "/v1/events", b'{"events": [{"event_id": "x", "event_type": "teleport", "user_id": "u", "channel": "web"}]}',
-     422, "invalid_request", "events.0.event_type"),
-    ("post", "/v1/events", b'{"events": [{"event_id": "x", "event_type": "consent_change", "user_id": "u", "channel": "web"}]}',
-     422, "invalid_request", "events.0.consent"),
-    ("post", "/v1/events", b'{"events": [{"event_id": "x", "event_type": "click", "user_id": "u", "channel": "web", '
-     b'"ts": "0001-01-01T00:00:00Z"}]}', 422, "invalid_request", "events.0.ts"),
-    ("post", "/v1/exposures", b'{"exposures": [{"decision_id": "never-made"}]}', 422, "invalid_request", "exposures.0.user_id"),
+    (
+        "post",
+        "/v1/events",
+        b'{"events": [{"event_type": "click", "user_id": "u", "channel": "web"}]}',
+        422,
+        "invalid_request",
+        "events.0.event_id",
+    ),
+    (
+        "post",
+        "/v1/events",
+        b'{"events": [{"event_id": "x", "event_type": "teleport", "user_id": "u", "channel": "web"}]}',
+        422,
+        "invalid_request",
+        "events.0.event_type",
+    ),
+    (
+        "post",
+        "/v1/events",
+        b'{"events": [{"event_id": "x", "event_type": "consent_change", "user_id": "u", "channel": "web"}]}',
+        422,
+        "invalid_request",
+        "events.0.consent",
+    ),
+    (
+        "post",
+        "/v1/events",
+        b'{"events": [{"event_id": "x", "event_type": "click", "user_id": "u", "channel": "web", '
+        b'"ts": "0001-01-01T00:00:00Z"}]}',
+        422,
+        "invalid_request",
+        "events.0.ts",
+    ),
+    (
+        "post",
+        "/v1/exposures",
+        b'{"exposures": [{"decision_id": "never-made"}]}',
+        422,
+        "invalid_request",
+        "exposures.0.user_id",
+    ),
     ("post", "/v1/identify", b'{"anonymous_id": "a"}', 422, "invalid_request", "user_id"),
     ("get", "/v1/nothing-here", None, 404, "not_found", None),
 ]
@@ -148,8 +267,11 @@ def test_bad_input_gets_a_4xx_with_a_reason(client, method, path, body, status, 
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize(("path", "body"), [(path, body) for _, path, body, *_ in BAD_REQUESTS
-                                       if path in ("/v1/events", "/v1/exposures")] + [("/v1/events", b"{not json")])
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [(path, body) for _, path, body, *_ in BAD_REQUESTS if path in ("/v1/events", "/v1/exposures")]
+    + [("/v1/events", b"{not json")],
+)
 def test_ingestion_answers_alike_on_its_lean_and_its_documented_path(client, path, body):
     """A request with a query string takes FastAPI's own route; one without, the lean one."""
     headers = {"content-type": "application/json"}
@@ -193,11 +315,25 @@ def test_no_personalised_decision_without_consent_in_the_warehouse(client, servi
     withdrawn = [raw_user(scenario, "exp_adaptive_cta", "adaptive", f"withdrew-{i}") for i in range(8)]
     for user in refused:
         for placement in ("homepage_showcase", "product_cta", "cart_cross_sell"):
-            client.post("/v1/decide", json={"user_id": user, "placement": placement, "channel": "web", "consent": False})
+            client.post(
+                "/v1/decide", json={"user_id": user, "placement": placement, "channel": "web", "consent": False}
+            )
     for user in withdrawn:
         assert decide(client, user, "product_cta")["policy"] == "propensity"  # personalised while consenting
-        opt = client.post("/v1/events", json={"events": [{"event_id": f"{user}-c", "event_type": "consent_change",
-                                                          "user_id": user, "channel": "web", "consent": False}]})
+        opt = client.post(
+            "/v1/events",
+            json={
+                "events": [
+                    {
+                        "event_id": f"{user}-c",
+                        "event_type": "consent_change",
+                        "user_id": user,
+                        "channel": "web",
+                        "consent": False,
+                    }
+                ]
+            },
+        )
         assert opt.status_code == 200
         for placement in ("product_cta", "homepage_showcase"):
             after = decide(client, user, placement)  # the client still claims consent
@@ -209,7 +345,9 @@ def test_no_personalised_decision_without_consent_in_the_warehouse(client, servi
     assert _wait_for(warehouse, sql, {"units": units}, expected) == expected
     rows = warehouse.query(
         "SELECT user_id, policy, variant, consent, fallback_reason, experience_id, ts FROM decisions "
-        "WHERE list_contains($units, user_id) ORDER BY ts", {"units": units})
+        "WHERE list_contains($units, user_id) ORDER BY ts",
+        {"units": units},
+    )
     defaults = {e.id: e.default_variant for e in scenario.experiences}
     without = rows.filter(~rows["consent"])
     assert without.height == len(refused) * 3 + len(withdrawn) * 2
@@ -290,8 +428,14 @@ def test_off_loopback_refusals_are_answered_with_their_status_and_headers(tmp_pa
 
 
 def test_past_its_rate_limit_a_client_gets_429_with_retry_after_counted(tmp_path):
-    settings = load_settings({"MOMENTO_LAKE": str(tmp_path / "lake"), "MOMENTO_RATE_LIMIT_PER_SECOND": "0.5",
-                              "MOMENTO_RATE_LIMIT_BURST": "3", **EXPOSED})
+    settings = load_settings(
+        {
+            "MOMENTO_LAKE": str(tmp_path / "lake"),
+            "MOMENTO_RATE_LIMIT_PER_SECOND": "0.5",
+            "MOMENTO_RATE_LIMIT_BURST": "3",
+            **EXPOSED,
+        }
+    )
     with TestClient(create_app(settings, host="0.0.0.0")) as http:
         assert [http.post("/v1/decide", json=DECIDE, headers=SITE_KEY).status_code for _ in range(3)] == [200] * 3
         limited = http.post("/v1/decide", json=DECIDE, headers=SITE_KEY)
@@ -308,14 +452,22 @@ def test_past_its_rate_limit_a_client_gets_429_with_retry_after_counted(tmp_path
 
 def test_a_full_writer_queue_answers_503_with_retry_after_and_loses_nothing(tmp_path):
     lake = tmp_path / "lake"
-    settings = load_settings({"MOMENTO_LAKE": str(lake), "MOMENTO_QUEUE_LIMIT": "40", "MOMENTO_FLUSH_ROWS": "10",
-                              "MOMENTO_FLUSH_SECONDS": "0.05"})
+    settings = load_settings(
+        {
+            "MOMENTO_LAKE": str(lake),
+            "MOMENTO_QUEUE_LIMIT": "40",
+            "MOMENTO_FLUSH_ROWS": "10",
+            "MOMENTO_FLUSH_SECONDS": "0.05",
+        }
+    )
     accepted: list[str] = []
     refused = 0
     with TestClient(create_app(settings, flush_delay_seconds=1.0)) as http:
         for i in range(20):
-            batch = [{"event_id": f"bp-{i}-{j}", "event_type": "page_view", "user_id": f"u{i}", "channel": "web"}
-                     for j in range(10)]
+            batch = [
+                {"event_id": f"bp-{i}-{j}", "event_type": "page_view", "user_id": f"u{i}", "channel": "web"}
+                for j in range(10)
+            ]
             response = http.post("/v1/events", json={"events": batch})
             if response.status_code == 503:
                 refused += 1
@@ -345,8 +497,16 @@ def test_erasure_after_a_restart_follows_the_links_stored_in_the_lake(tmp_path):
     lake = tmp_path / "lake"
     settings = load_settings({"MOMENTO_LAKE": str(lake), "MOMENTO_FLUSH_SECONDS": "0.1"})
     with TestClient(create_app(settings)) as http:
-        assert http.post("/v1/identify", json={"anonymous_id": "old-cookie", "user_id": "returning-customer"}).status_code == 200
-        event = {"event_id": "before-login", "event_type": "page_view", "anonymous_id": "other-cookie", "channel": "web"}
+        assert (
+            http.post("/v1/identify", json={"anonymous_id": "old-cookie", "user_id": "returning-customer"}).status_code
+            == 200
+        )
+        event = {
+            "event_id": "before-login",
+            "event_type": "page_view",
+            "anonymous_id": "other-cookie",
+            "channel": "web",
+        }
         assert http.post("/v1/events", json={"events": [event]}).status_code == 200
         event = {**event, "event_id": "anonymous-visit", "anonymous_id": "old-cookie"}
         assert http.post("/v1/events", json={"events": [event]}, params={"wait": "durable"}).json()["durable"]

@@ -53,10 +53,15 @@ def _not_async(body: Body) -> Response:
     return Response()
 
 
-@pytest.mark.parametrize(("endpoint", "message"), [
-    (_not_async, "must be async"), (_two_bodies, "exactly one body"), (_unexplained, "'other'"),
-    (_sync_guard_endpoint, "async function of the request"),
-])
+@pytest.mark.parametrize(
+    ("endpoint", "message"),
+    [
+        (_not_async, "must be async"),
+        (_two_bodies, "exactly one body"),
+        (_unexplained, "'other'"),
+        (_sync_guard_endpoint, "async function of the request"),
+    ],
+)
 def test_an_endpoint_it_cannot_serve_fails_when_the_app_is_built(endpoint, message):
     with pytest.raises(TypeError, match=message):
         _app(endpoint)

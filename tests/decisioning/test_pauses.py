@@ -32,8 +32,14 @@ def test_a_paused_arm_is_served_as_control_audited_and_kept_across_a_restart(tmp
         assert {decide(http, user, PLACEMENT)["arm"] for user in treated} == {"treatment"}
         paused = _pause(http, by="ana", reason="returns up", evidence={"p": 0.001})
         assert paused.status_code == httpx.codes.OK, paused.text
-        assert paused.json() == {"experiment_id": EXPERIMENT, "arm": "treatment", "paused": True, "changed": True,
-                                 "served_as": "control", "durable": True}
+        assert paused.json() == {
+            "experiment_id": EXPERIMENT,
+            "arm": "treatment",
+            "paused": True,
+            "changed": True,
+            "served_as": "control",
+            "durable": True,
+        }
         again = _pause(http, rule="guardrail")
         assert again.json()["changed"] is False  # idempotent: nothing written
         for user in treated:
@@ -53,8 +59,9 @@ def test_a_paused_arm_is_served_as_control_audited_and_kept_across_a_restart(tmp
     warehouse = Warehouse(tmp_path / "lake")
     try:
         audit = warehouse.query("SELECT action, actor, reason, evidence FROM arm_pauses ORDER BY ts").rows()
-        logged = warehouse.query("SELECT arm, reasons FROM decisions WHERE list_contains(reasons, "
-                                 "'paused_by_guardrail')").rows()
+        logged = warehouse.query(
+            "SELECT arm, reasons FROM decisions WHERE list_contains(reasons, 'paused_by_guardrail')"
+        ).rows()
     finally:
         warehouse.close()
     assert audit == [("pause", "ana", "returns up", '{"p": 0.001}'), ("resume", "ana", "fixed", None)]
@@ -62,13 +69,16 @@ def test_a_paused_arm_is_served_as_control_audited_and_kept_across_a_restart(tmp
     assert {arm for arm, _ in logged} == {"control"}  # no decision logged in the paused arm
 
 
-@pytest.mark.parametrize(("path", "body", "field"), [
-    ("/v1/experiments/nope/arms/treatment/pause", None, "experiment_id"),
-    (f"/v1/experiments/{EXPERIMENT}/arms/nope/pause", None, "arm"),
-    (f"/v1/experiments/{EXPERIMENT}/arms/control/pause", None, "arm"),
-    (f"/v1/experiments/{EXPERIMENT}/arms/treatment/pause", {"bogus": 1}, "bogus"),
-    (f"/v1/experiments/{EXPERIMENT}/arms/treatment/resume", {"by": ""}, "by"),
-])
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/experiments/nope/arms/treatment/pause", None, "experiment_id"),
+        (f"/v1/experiments/{EXPERIMENT}/arms/nope/pause", None, "arm"),
+        (f"/v1/experiments/{EXPERIMENT}/arms/control/pause", None, "arm"),
+        (f"/v1/experiments/{EXPERIMENT}/arms/treatment/pause", {"bogus": 1}, "bogus"),
+        (f"/v1/experiments/{EXPERIMENT}/arms/treatment/resume", {"by": ""}, "by"),
+    ],
+)
 def test_bad_input_is_a_422_with_reason_and_field(client, path, body, field):
     response = client.post(path, json=body)
     assert response.status_code == httpx.codes.UNPROCESSABLE_ENTITY, response.text
@@ -80,12 +90,16 @@ def test_off_loopback_pausing_needs_the_server_key(tmp_path, launch):
     running = launch(tmp_path, host="0.0.0.0", env=SECRETS)
     with httpx.Client(base_url=running.url, timeout=30) as http:
         assert _pause(http).status_code == httpx.codes.UNAUTHORIZED
-        refused = http.post(f"/v1/experiments/{EXPERIMENT}/arms/treatment/pause",
-                            headers={"Authorization": f"Bearer {SITE_KEY}"})
+        refused = http.post(
+            f"/v1/experiments/{EXPERIMENT}/arms/treatment/pause", headers={"Authorization": f"Bearer {SITE_KEY}"}
+        )
         assert refused.status_code == httpx.codes.FORBIDDEN
         assert refused.json()["field"] == "Authorization"
-        allowed = http.post(f"/v1/experiments/{EXPERIMENT}/arms/treatment/pause", json={"rule": "guardrail"},
-                            headers={"Authorization": f"Bearer {TOKEN}"})
+        allowed = http.post(
+            f"/v1/experiments/{EXPERIMENT}/arms/treatment/pause",
+            json={"rule": "guardrail"},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
         assert allowed.status_code == httpx.codes.OK
         assert allowed.json()["paused"] is True
     running.stop()

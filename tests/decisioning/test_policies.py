@@ -33,8 +33,12 @@ def test_every_policy_returns_probability_rows_over_eligible_variants(scenario, 
         policy = make_policy(experience, rng, kind)
         assert isinstance(policy, Policy) and policy.name == kind
         k = len(experience.variants)
-        X = encode([{"price_sensitivity": rng.choice(["low", "medium", "high"]), "pages_viewed": int(p)}
-                    for p in rng.integers(0, 8, 500)])
+        X = encode(
+            [
+                {"price_sensitivity": rng.choice(["low", "medium", "high"]), "pages_viewed": int(p)}
+                for p in rng.integers(0, 8, 500)
+            ]
+        )
         eligible = _random_eligible(rng, 500, k)
         eligible[:, experience.variants.index(experience.default_variant)] = True
         probs = policy.probabilities(X, eligible)

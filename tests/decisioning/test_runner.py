@@ -40,8 +40,11 @@ def test_a_signal_stops_it_cleanly_and_flushes_every_decision(launch, tmp_path, 
 @pytest.mark.e2e
 @pytest.mark.parametrize("missing", ["MOMENTO_API_TOKEN", "MOMENTO_SITE_KEY", "MOMENTO_PSEUDONYM_KEY"])
 def test_refuses_to_listen_off_loopback_without_each_secret(launch, tmp_path, missing):
-    secrets = {"MOMENTO_API_TOKEN": "server-secret", "MOMENTO_SITE_KEY": "site-secret",
-               "MOMENTO_PSEUDONYM_KEY": "deployment-secret"}
+    secrets = {
+        "MOMENTO_API_TOKEN": "server-secret",
+        "MOMENTO_SITE_KEY": "site-secret",
+        "MOMENTO_PSEUDONYM_KEY": "deployment-secret",
+    }
     running = launch(tmp_path, host="0.0.0.0", env={**secrets, missing: ""}, wait=False)
     assert running.process.wait(timeout=60) == 2
     log = running.log.read_text()

@@ -31,10 +31,24 @@ from momento.settings import PROJECT_ROOT
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PAGES = {"executive": "", "journeys": "journeys", "experiments": "experiments", "policy_lab": "policy_lab",
-         "engine_health": "engine_health", "governance": "governance"}
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PAGES = {
+    "executive": "",
+    "journeys": "journeys",
+    "experiments": "experiments",
+    "policy_lab": "policy_lab",
+    "engine_health": "engine_health",
+    "governance": "governance",
+}
 """Screenshot name -> URL path of the page (st.navigation derives it from the file name)."""
 ARTIFACTS = PROJECT_ROOT / "artifacts" / "screenshots"
 DOCS = PROJECT_ROOT / "docs" / "screenshots"
@@ -72,8 +86,7 @@ def _stop(process: subprocess.Popen) -> None:
 def system(tmp_path_factory) -> Iterator[dict[str, str]]:
     """Backfill, then start service, simulator and cockpit on free loopback ports; stop them all."""
     lake = tmp_path_factory.mktemp("e2e") / "lake"
-    backfill(lake, load_scenario(PROJECT_ROOT / "data" / "scenario.toml"), days=3, users=2_000, seed=11,
-             progress=False)
+    backfill(lake, load_scenario(PROJECT_ROOT / "data" / "scenario.toml"), days=3, users=2_000, seed=11, progress=False)
     service_port, cockpit_port = free_loopback_port(), free_loopback_port()
     service_url, cockpit_url = f"http://127.0.0.1:{service_port}", f"http://127.0.0.1:{cockpit_port}"
     env = {**os.environ, "MOMENTO_LAKE": str(lake), "MOMENTO_SERVICE_URL": service_url, "PYTHONUNBUFFERED": "1"}
@@ -89,9 +102,24 @@ def system(tmp_path_factory) -> Iterator[dict[str, str]]:
         service = start("service", [sys.executable, "-m", "cli.main", "serve", "--port", str(service_port)])
         _wait_for(f"{service_url}/healthz", service, f"the service (log: {logs / 'service.log'})")
         start("simulator", [sys.executable, "-m", "cli.main", "simulate", "--url", service_url, "--rate", "5"])
-        cockpit = start("cockpit", [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port",
-                                    str(cockpit_port), "--server.address", "127.0.0.1", "--server.headless", "true",
-                                    "--browser.gatherUsageStats", "false"])
+        cockpit = start(
+            "cockpit",
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.port",
+                str(cockpit_port),
+                "--server.address",
+                "127.0.0.1",
+                "--server.headless",
+                "true",
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+        )
         _wait_for(f"{cockpit_url}/_stcore/health", cockpit, f"the cockpit (log: {logs / 'cockpit.log'})")
         yield {"cockpit": cockpit_url, "service": service_url}
 
@@ -120,7 +148,8 @@ def _ready(tab, timeout_ms: int = 45_000) -> None:
     tab.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
         " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
-        timeout=timeout_ms)
+        timeout=timeout_ms,
+    )
 
 
 def _screenshot(tab, path: Path) -> None:
@@ -145,7 +174,8 @@ def test_a_shared_link_opens_the_same_view_and_filters_follow_page_switches(syst
     channel = sidebar.locator('[data-testid="stSelectbox"]').filter(has_text="Channel")
     expect(channel.get_by_role("combobox")).to_have_value("app")
     expect(page.locator('[data-testid="stMain"] [data-testid="stCaptionContainer"]').first).to_contain_text(
-        "Showing: channel = app")
+        "Showing: channel = app"
+    )
     channel.click()
     page.get_by_role("option", name="web", exact=True).click()
     page.wait_for_url(re.compile(r"[?&]channel=web"), timeout=15_000)
@@ -154,7 +184,8 @@ def test_a_shared_link_opens_the_same_view_and_filters_follow_page_switches(syst
     page.wait_for_url(re.compile(r"/governance\?(.*&)?channel=web"), timeout=15_000)
     _ready(page)
     expect(page.locator('[data-testid="stMain"] [data-testid="stCaptionContainer"]').first).to_contain_text(
-        "Showing: channel = web")
+        "Showing: channel = web"
+    )
     expect(channel.get_by_role("combobox")).to_have_value("web")
     assert page.locator(EXCEPTION).count() == 0
 

@@ -60,7 +60,7 @@ def sessions_of_children(pid: int) -> set[int]:
             stat_line = (entry / "stat").read_text()
         except (OSError, ValueError):
             continue
-        fields = stat_line[stat_line.rindex(")") + 2:].split()  # after "pid (comm) "
+        fields = stat_line[stat_line.rindex(")") + 2 :].split()  # after "pid (comm) "
         if int(fields[1]) == pid:
             sessions.add(int(fields[3]))
     return sessions
@@ -74,7 +74,7 @@ def alive_in(sessions: set[int]) -> list[int]:
             stat_line = (entry / "stat").read_text()
         except (OSError, ValueError):
             continue
-        fields = stat_line[stat_line.rindex(")") + 2:].split()
+        fields = stat_line[stat_line.rindex(")") + 2 :].split()
         if int(fields[3]) in sessions and fields[0] != "Z":
             alive.append(int(entry.name))
     return alive
@@ -85,8 +85,11 @@ def port_closed(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
-@pytest.mark.parametrize("stop", [(signal.SIGINT,), (signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)],
-                         ids=["ctrl-c", "kill", "ctrl-c-twice"])
+@pytest.mark.parametrize(
+    "stop",
+    [(signal.SIGINT,), (signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)],
+    ids=["ctrl-c", "kill", "ctrl-c-twice"],
+)
 def test_demo_backfills_runs_everything_live_and_stops_cleanly(tmp_path, stop):
     lake = tmp_path / "lake"
     service_port, cockpit_port = free_port(), free_port()
@@ -94,18 +97,41 @@ def test_demo_backfills_runs_everything_live_and_stops_cleanly(tmp_path, stop):
     env = {**inherited, "MOMENTO_LAKE": str(lake), "MOMENTO_FLUSH_SECONDS": "0.5"}
     started = datetime.now(UTC)
     demo = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "demo", "--days", "3", "--users", "800", "--rate", "4",
-         "--port", str(service_port), "--cockpit-port", str(cockpit_port)],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "demo",
+            "--days",
+            "3",
+            "--users",
+            "800",
+            "--rate",
+            "4",
+            "--port",
+            str(service_port),
+            "--cockpit-port",
+            str(cockpit_port),
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         wait_for(lambda: httpx.get(f"http://127.0.0.1:{service_port}/healthz").status_code == 200, 120, "the service")
-        wait_for(lambda: httpx.get(f"http://127.0.0.1:{cockpit_port}/_stcore/health").status_code == 200, 60, "the cockpit")
+        wait_for(
+            lambda: httpx.get(f"http://127.0.0.1:{cockpit_port}/_stcore/health").status_code == 200, 60, "the cockpit"
+        )
         warehouse = Warehouse(lake, min_refresh_seconds=0)
-        assert warehouse.scalar("SELECT count(*) FROM events WHERE ts < $t", {"t": started}) > 0, "no backfilled history"
+        assert warehouse.scalar("SELECT count(*) FROM events WHERE ts < $t", {"t": started}) > 0, (
+            "no backfilled history"
+        )
         wait_for(
             lambda: warehouse.scalar("SELECT count(*) FROM decisions WHERE ts >= $t", {"t": started}) > 0,
-            60, "live decisions in the lake",
+            60,
+            "live decisions in the lake",
         )
         children = sessions_of_children(demo.pid)
         assert len(children) == 5, children  # service, rollup job, monitors, simulator, cockpit

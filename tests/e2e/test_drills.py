@@ -105,16 +105,39 @@ def drill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drill]:
     monitors.write_text(MONITORS.format(url=receiver.url))
     service = start_service(workdir)
     metrics_port = free_loopback_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MOMENTO_")},
-           "MOMENTO_LAKE": str(service.lake), "MOMENTO_SERVICE_URL": service.url}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MOMENTO_")},
+        "MOMENTO_LAKE": str(service.lake),
+        "MOMENTO_SERVICE_URL": service.url,
+    }
     watch_log = workdir / "watch.log"
     with watch_log.open("wb") as sink:
-        watch = subprocess.Popen([sys.executable, "-m", "cli.main", "watch", "--monitors", str(monitors),
-                                  "--metrics-port", str(metrics_port)], cwd=PROJECT_ROOT, env=env,
-                                 stdout=sink, stderr=subprocess.STDOUT)
+        watch = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cli.main",
+                "watch",
+                "--monitors",
+                str(monitors),
+                "--metrics-port",
+                str(metrics_port),
+            ],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        yield Drill(service.url, service.lake, receiver, watch, watch_log, f"http://127.0.0.1:{metrics_port}/metrics",
-                    load_scenario(PROJECT_ROOT / "data" / "scenario.toml"))
+        yield Drill(
+            service.url,
+            service.lake,
+            receiver,
+            watch,
+            watch_log,
+            f"http://127.0.0.1:{metrics_port}/metrics",
+            load_scenario(PROJECT_ROOT / "data" / "scenario.toml"),
+        )
     finally:
         watch.terminate()  # a plain SIGTERM stops it
         code = watch.wait(timeout=20)
@@ -141,15 +164,24 @@ def users(scenario: Scenario, experiment_id: str, per_arm: int, prefix: str) -> 
 
 
 def decide(http: httpx.Client, user: str, placement: str, **extra) -> dict:
-    response = http.post("/v1/decide", json={"user_id": user, "placement": placement, "channel": "web",
-                                             "consent": True, "session_id": f"s-{user}", **extra})
+    response = http.post(
+        "/v1/decide",
+        json={
+            "user_id": user,
+            "placement": placement,
+            "channel": "web",
+            "consent": True,
+            "session_id": f"s-{user}",
+            **extra,
+        },
+    )
     assert response.status_code == httpx.codes.OK, response.text
     return response.json()["decisions"][0]
 
 
 def post(http: httpx.Client, path: str, key: str, rows: list[dict], durable: bool = False) -> None:
     for start in range(0, len(rows), 500):
-        response = http.post(path + ("?wait=durable" if durable else ""), json={key: rows[start:start + 500]})
+        response = http.post(path + ("?wait=durable" if durable else ""), json={key: rows[start : start + 500]})
         assert response.status_code == httpx.codes.OK, response.text
 
 
@@ -234,8 +266,16 @@ def test_a_harmful_arm_is_alerted_and_paused_within_ten_seconds(drill):
                 assert d["arm"] == arm
                 exposures.append({"decision_id": d["decision_id"]})
                 if i < converts[arm] * len(ids):
-                    events.append({"event_id": uuid.uuid4().hex, "event_type": "purchase", "user_id": user,
-                                   "channel": "web", "decision_id": d["decision_id"], "revenue": 100.0})
+                    events.append(
+                        {
+                            "event_id": uuid.uuid4().hex,
+                            "event_type": "purchase",
+                            "user_id": user,
+                            "channel": "web",
+                            "decision_id": d["decision_id"],
+                            "revenue": 100.0,
+                        }
+                    )
         post(http, "/v1/exposures", "exposures", exposures, durable=True)
         time.sleep(0.05)  # outcomes after the first exposure
         post(http, "/v1/events", "events", events, durable=True)
@@ -255,9 +295,12 @@ def test_a_harmful_arm_is_alerted_and_paused_within_ten_seconds(drill):
         (pause,) = warehouse.query("SELECT * FROM arm_pauses").to_dicts()
         treated_since = warehouse.scalar(
             "SELECT count(*) FROM decisions WHERE experiment_id = 'exp_cart_cross_sell' AND arm = 'treatment' "
-            "AND ts > $at", {"at": pause["ts"]})
+            "AND ts > $at",
+            {"at": pause["ts"]},
+        )
         paused_logged = warehouse.scalar(
-            "SELECT count(*) FROM decisions WHERE list_contains(reasons, 'paused_by_guardrail') AND arm = 'control'")
+            "SELECT count(*) FROM decisions WHERE list_contains(reasons, 'paused_by_guardrail') AND arm = 'control'"
+        )
     finally:
         warehouse.close()
     assert (pause["experiment_id"], pause["arm"], pause["action"]) == ("exp_cart_cross_sell", "treatment", "pause")

@@ -7,5 +7,9 @@ import pytest
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--update-golden", action="store_true", default=False,
-                     help="rewrite tests/metrics/golden_sql/*.sql from the queries' current SQL")
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="rewrite tests/metrics/golden_sql/*.sql from the queries' current SQL",
+    )

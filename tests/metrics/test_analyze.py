@@ -35,8 +35,14 @@ def run_inprocess(request: object) -> tuple[int, dict]:
 
 
 def spawn(text: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", ENTRY], cwd=REPO, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", ENTRY],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(proc: subprocess.Popen, text: str) -> tuple[int, dict, str]:
@@ -68,8 +74,12 @@ def test_subprocess_happy_path_and_invalid_inputs():
     assert code == 0 and "Traceback" not in err
     assert out["control"] == "control" and out["srm"]["ok"] is True
     assert [c["variant"] for c in out["comparisons"]] == ["treatment", "other"]
-    reference = stats.compare(stats.ArmStats("control", 10_000, 1_000, 1_000),
-                              stats.ArmStats("treatment", 10_050, 1_130, 1_130), "proportion", method="fixed")
+    reference = stats.compare(
+        stats.ArmStats("control", 10_000, 1_000, 1_000),
+        stats.ArmStats("treatment", 10_050, 1_130, 1_130),
+        "proportion",
+        method="fixed",
+    )
     assert out["comparisons"][0]["absolute"] == pytest.approx(reference.to_dict()["absolute"])
     for name, (code, out, err) in results.items():
         assert code == 2, name
@@ -82,8 +92,17 @@ def test_defaults_sequential_alpha_and_control_named_control():
     assert code == 0
     assert (out["method"], out["alpha"], out["control"]) == ("sequential", 0.05, "control")
     first = out["comparisons"][0]
-    assert set(first) >= {"variant", "control_mean", "variant_mean", "absolute", "relative", "chance_to_win",
-                          "expected_loss", "status", "adjusted_p_value"}
+    assert set(first) >= {
+        "variant",
+        "control_mean",
+        "variant_mean",
+        "absolute",
+        "relative",
+        "chance_to_win",
+        "expected_loss",
+        "status",
+        "adjusted_p_value",
+    }
     assert set(first["absolute"]) >= {"estimate", "ci_lower", "ci_upper", "p_value"}
     assert out["adjusted_p_values"]["values"] == [c["adjusted_p_value"] for c in out["comparisons"]]
     adjusted = out["adjusted_p_values"]["values"]
@@ -92,33 +111,75 @@ def test_defaults_sequential_alpha_and_control_named_control():
 
 
 def test_control_defaults_to_first_arm_without_one_named_control():
-    request = {"metric_type": "mean", "variants": [
-        {"name": "a", "n": 500, "sum": 2_500.0, "sum_squares": 16_000.0},
-        {"name": "b", "n": 500, "sum": 2_600.0, "sum_squares": 17_000.0}]}
+    request = {
+        "metric_type": "mean",
+        "variants": [
+            {"name": "a", "n": 500, "sum": 2_500.0, "sum_squares": 16_000.0},
+            {"name": "b", "n": 500, "sum": 2_600.0, "sum_squares": 17_000.0},
+        ],
+    }
     code, out = run_inprocess(request)
     assert code == 0 and out["control"] == "a" and out["comparisons"][0]["variant"] == "b"
 
 
 def test_cuped_and_ratio_inputs():
-    cuped = {"metric_type": "mean", "variants": [
-        {"name": "control", "n": 1_000, "sum": 5_000, "sum_squares": 30_000,
-         "pre_sum": 4_000, "pre_sum_squares": 20_000, "sum_product": 22_000},
-        {"name": "b", "n": 1_000, "sum": 5_200, "sum_squares": 31_000,
-         "pre_sum": 4_000, "pre_sum_squares": 20_000, "sum_product": 22_500}]}
+    cuped = {
+        "metric_type": "mean",
+        "variants": [
+            {
+                "name": "control",
+                "n": 1_000,
+                "sum": 5_000,
+                "sum_squares": 30_000,
+                "pre_sum": 4_000,
+                "pre_sum_squares": 20_000,
+                "sum_product": 22_000,
+            },
+            {
+                "name": "b",
+                "n": 1_000,
+                "sum": 5_200,
+                "sum_squares": 31_000,
+                "pre_sum": 4_000,
+                "pre_sum_squares": 20_000,
+                "sum_product": 22_500,
+            },
+        ],
+    }
     code, out = run_inprocess(cuped)
     assert code == 0 and set(out["comparisons"][0]["cuped"]) == {"theta", "variance_reduction"}
-    ratio = {"metric_type": "ratio", "variants": [
-        {"name": "control", "n": 1_000, "sum": 32_000, "sum_squares": 3_000_000,
-         "denominator_sum": 800, "denominator_sum_squares": 1_400, "sum_product": 60_000},
-        {"name": "b", "n": 1_000, "sum": 34_000, "sum_squares": 3_200_000,
-         "denominator_sum": 810, "denominator_sum_squares": 1_420, "sum_product": 63_000}]}
+    ratio = {
+        "metric_type": "ratio",
+        "variants": [
+            {
+                "name": "control",
+                "n": 1_000,
+                "sum": 32_000,
+                "sum_squares": 3_000_000,
+                "denominator_sum": 800,
+                "denominator_sum_squares": 1_400,
+                "sum_product": 60_000,
+            },
+            {
+                "name": "b",
+                "n": 1_000,
+                "sum": 34_000,
+                "sum_squares": 3_200_000,
+                "denominator_sum": 810,
+                "denominator_sum_squares": 1_420,
+                "sum_product": 63_000,
+            },
+        ],
+    }
     code, out = run_inprocess(ratio)
     assert code == 0 and out["comparisons"][0]["control_mean"] == pytest.approx(40.0)
 
 
 def test_not_enough_data_is_a_result_with_nulls():
-    request = {"metric_type": "proportion", "variants": [
-        {"name": "control", "n": 1, "sum": 0}, {"name": "b", "n": 0, "sum": 0}]}
+    request = {
+        "metric_type": "proportion",
+        "variants": [{"name": "control", "n": 1, "sum": 0}, {"name": "b", "n": 0, "sum": 0}],
+    }
     code, out = run_inprocess(request)
     assert code == 0
     comparison = out["comparisons"][0]
@@ -190,19 +251,68 @@ def test_the_default_correction_is_benjamini_hochberg_over_the_requests_variants
         (with_variant(1, sum=10_001), "variants.1.sum"),
         (with_variant(2, sum=3.5), "variants.2.sum"),
         (with_variant(0, sum_squares=1_000), "variants.0.sum_squares"),
-        ({"metric_type": "mean", "variants": [{"name": "control", "n": 10, "sum": 100.0, "sum_squares": 50.0},
-                                              {"name": "b", "n": 10, "sum": 5.0, "sum_squares": 30.0}]},
-         "variants.0.sum_squares"),
-        ({"metric_type": "ratio", "variants": [
-            {"name": "control", "n": 10, "sum": 80.0, "sum_squares": 3_000.0, "denominator_sum": 4.0,
-             "denominator_sum_squares": 6.0, "sum_product": 130.0},
-            {"name": "b", "n": 10, "sum": 80.0, "sum_squares": 3_000.0, "denominator_sum": 4.0,
-             "denominator_sum_squares": 0.5, "sum_product": 130.0}]}, "variants.1.denominator_sum_squares"),
-        ({"metric_type": "ratio", "variants": [
-            {"name": "control", "n": 10, "sum": 80.0, "sum_squares": 3_000.0, "denominator_sum": 1e-300,
-             "denominator_sum_squares": 1e-300, "sum_product": 1e-299},
-            {"name": "b", "n": 10, "sum": 80.0, "sum_squares": 3_000.0, "denominator_sum": 4.0,
-             "denominator_sum_squares": 6.0, "sum_product": 130.0}]}, "variants.0.denominator_sum"),
+        (
+            {
+                "metric_type": "mean",
+                "variants": [
+                    {"name": "control", "n": 10, "sum": 100.0, "sum_squares": 50.0},
+                    {"name": "b", "n": 10, "sum": 5.0, "sum_squares": 30.0},
+                ],
+            },
+            "variants.0.sum_squares",
+        ),
+        (
+            {
+                "metric_type": "ratio",
+                "variants": [
+                    {
+                        "name": "control",
+                        "n": 10,
+                        "sum": 80.0,
+                        "sum_squares": 3_000.0,
+                        "denominator_sum": 4.0,
+                        "denominator_sum_squares": 6.0,
+                        "sum_product": 130.0,
+                    },
+                    {
+                        "name": "b",
+                        "n": 10,
+                        "sum": 80.0,
+                        "sum_squares": 3_000.0,
+                        "denominator_sum": 4.0,
+                        "denominator_sum_squares": 0.5,
+                        "sum_product": 130.0,
+                    },
+                ],
+            },
+            "variants.1.denominator_sum_squares",
+        ),
+        (
+            {
+                "metric_type": "ratio",
+                "variants": [
+                    {
+                        "name": "control",
+                        "n": 10,
+                        "sum": 80.0,
+                        "sum_squares": 3_000.0,
+                        "denominator_sum": 1e-300,
+                        "denominator_sum_squares": 1e-300,
+                        "sum_product": 1e-299,
+                    },
+                    {
+                        "name": "b",
+                        "n": 10,
+                        "sum": 80.0,
+                        "sum_squares": 3_000.0,
+                        "denominator_sum": 4.0,
+                        "denominator_sum_squares": 6.0,
+                        "sum_product": 130.0,
+                    },
+                ],
+            },
+            "variants.0.denominator_sum",
+        ),
         (dict(PROPORTIONS, plan={"days_elapsed": 0}), "plan.days_elapsed"),
         (dict(PROPORTIONS, plan={"days_elapsed": 7, "power": 1.5}), "plan.power"),
         (dict(PROPORTIONS, plan={"days_elapsed": 7, "effect_scale": "percent"}), "plan.effect_scale"),
@@ -218,8 +328,10 @@ def test_a_plan_comes_with_every_comparison():
     request = dict(PROPORTIONS, method="sequential", plan={"days_elapsed": 7, "target_effect": 0.05})
     code, out = run_inprocess(request)
     assert code == 0
-    control, treatment = (stats.ArmStats(v["name"], v["n"], v["sum"], v["sum_squares"])
-                          for v in (PROPORTIONS["variants"][1], PROPORTIONS["variants"][0]))
+    control, treatment = (
+        stats.ArmStats(v["name"], v["n"], v["sum"], v["sum_squares"])
+        for v in (PROPORTIONS["variants"][1], PROPORTIONS["variants"][0])
+    )
     expected = power.plan(stats.compare(control, treatment, "proportion"), 7, target_effect=0.05).to_dict()
     plan = out["comparisons"][0]["plan"]
     assert plan == expected and plan["sequential"]["days_to_detect"] is not None
@@ -231,8 +343,12 @@ def test_p_values_say_which_kind_they_are_and_missing_ones_are_null():
     sequential = run_inprocess({k: v for k, v in PROPORTIONS.items() if k != "method"})[1]["comparisons"][0]
     fixed = run_inprocess(PROPORTIONS)[1]["comparisons"][0]
     assert (sequential["p_value_kind"], fixed["p_value_kind"]) == ("always_valid", "fixed_horizon")
-    short = run_inprocess({"metric_type": "proportion", "variants": [{"name": "control", "n": 1, "sum": 0},
-                                                                     {"name": "b", "n": 0, "sum": 0}]})[1]
+    short = run_inprocess(
+        {
+            "metric_type": "proportion",
+            "variants": [{"name": "control", "n": 1, "sum": 0}, {"name": "b", "n": 0, "sum": 0}],
+        }
+    )[1]
     assert short["comparisons"][0]["relative"]["p_value"] is None
 
 
@@ -247,12 +363,21 @@ def run_jsonl(lines: list[bytes]) -> tuple[int, list[dict]]:
 
 def mixed_requests() -> list[dict]:
     """Requests of every kind and option, so one batch holds several groups."""
-    mean = {"metric_type": "mean", "variants": [
-        {"name": "a", "n": 500, "sum": 2_500.0, "sum_squares": 16_000.0},
-        {"name": "b", "n": 500, "sum": 2_600.0, "sum_squares": 17_000.0}]}
-    return [PROPORTIONS, dict(PROPORTIONS, method="sequential"), mean, dict(mean, alpha=0.1),
-            dict(PROPORTIONS, method="sequential", plan={"days_elapsed": 3, "target_effect": 0.1}),
-            dict(mean, method="fixed", sequential_tuning_n=900)]
+    mean = {
+        "metric_type": "mean",
+        "variants": [
+            {"name": "a", "n": 500, "sum": 2_500.0, "sum_squares": 16_000.0},
+            {"name": "b", "n": 500, "sum": 2_600.0, "sum_squares": 17_000.0},
+        ],
+    }
+    return [
+        PROPORTIONS,
+        dict(PROPORTIONS, method="sequential"),
+        mean,
+        dict(mean, alpha=0.1),
+        dict(PROPORTIONS, method="sequential", plan={"days_elapsed": 3, "target_effect": 0.1}),
+        dict(mean, method="fixed", sequential_tuning_n=900),
+    ]
 
 
 def test_jsonl_answers_each_line_as_a_single_request_would():
@@ -284,20 +409,30 @@ def test_jsonl_reads_lines_split_across_reads_and_a_last_line_without_newline():
     stdout = io.StringIO()
     assert main_jsonl(Trickle(text), stdout) == 0
     assert [json.loads(line) for line in stdout.getvalue().splitlines()] == [
-        analyze(json.dumps(r)) for r in mixed_requests()]
+        analyze(json.dumps(r)) for r in mixed_requests()
+    ]
 
 
 def test_the_cli_converses_line_by_line_and_imports_only_what_the_request_needs():
     """`momento analyze --jsonl` answers a line before the next is written (it flushes what it has
     read), and a sequential request never loads scipy or statsmodels (cold start); a fixed one
     loads scipy for Student's t."""
-    report = ("import json, runpy, sys\nsys.argv = ['momento', 'analyze', '--jsonl']\n"
-              "try:\n    runpy.run_module('cli.main', run_name='__main__')\n"
-              "finally:\n"
-              "    heavy = ('scipy', 'statsmodels', 'pandas', 'polars')\n"
-              "    print(json.dumps(sorted(m for m in heavy if m in sys.modules)))\n")
-    proc = subprocess.Popen([sys.executable, "-c", report], cwd=REPO, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+    report = (
+        "import json, runpy, sys\nsys.argv = ['momento', 'analyze', '--jsonl']\n"
+        "try:\n    runpy.run_module('cli.main', run_name='__main__')\n"
+        "finally:\n"
+        "    heavy = ('scipy', 'statsmodels', 'pandas', 'polars')\n"
+        "    print(json.dumps(sorted(m for m in heavy if m in sys.modules)))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", report],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
     sequential = dict(PROPORTIONS, method="sequential")
     for _ in range(2):
         proc.stdin.write(json.dumps(sequential) + "\n")
@@ -306,6 +441,13 @@ def test_the_cli_converses_line_by_line_and_imports_only_what_the_request_needs(
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "Traceback" not in err
     assert json.loads(out) == []
-    fixed = subprocess.run([sys.executable, "-c", report], cwd=REPO, input=json.dumps(PROPORTIONS) + "\n",
-                           capture_output=True, text=True, timeout=60, check=True)
+    fixed = subprocess.run(
+        [sys.executable, "-c", report],
+        cwd=REPO,
+        input=json.dumps(PROPORTIONS) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert json.loads(fixed.stdout.splitlines()[-1]) == ["scipy"]

@@ -28,46 +28,68 @@ ERASED = f"{7:032x}"
 def _rows(rng: np.random.Generator) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     region = rng.choice(["sudeste", "nordeste", "norte"], N)
     placement = rng.choice(["homepage_showcase", "cart_recovery_offer"], N)
-    channel = np.where(placement == "cart_recovery_offer", rng.choice(["email", "push"], N), rng.choice(["web", "app"], N))
+    channel = np.where(
+        placement == "cart_recovery_offer", rng.choice(["email", "push"], N), rng.choice(["web", "app"], N)
+    )
     # planted: 'norte' gets an offer a third as often as the other regions
     offer_p = np.where(region == "norte", 0.15, 0.45)
     offered = (placement == "cart_recovery_offer") & (rng.random(N) < offer_p)
-    variant = np.where(offered, rng.choice(OFFERS, N), np.where(placement == "cart_recovery_offer", "reminder", "editorial"))
+    variant = np.where(
+        offered, rng.choice(OFFERS, N), np.where(placement == "cart_recovery_offer", "reminder", "editorial")
+    )
     fallback = rng.random(N) < 0.1
-    decisions = pl.DataFrame({
-        "decision_id": [f"d{i:05d}" for i in range(N)],
-        "ts": [T0 + timedelta(seconds=int(s)) for s in np.sort(rng.integers(0, 3 * 86_400, N))],
-        "user_id": [f"{u:032x}" for u in rng.integers(0, 300, N)],
-        "journey": np.where(placement == "cart_recovery_offer", "recovery", "browse"),
-        "placement": placement, "channel": channel, "experience_id": "x",
-        "arm": rng.choice(["holdout", "control", "treatment"], N, p=[0.05, 0.45, 0.5]),
-        "variant": variant,
-        "policy": rng.choice(["rules", "thompson", "fixed", "default"], N),
-        "propensity": 1.0,
-        "reasons": [["policy_rules", "frequency_cap"] if f else ["policy_rules"] for f in fallback],
-        "fallback": fallback,
-        "fallback_reason": ["frequency_cap" if f else None for f in fallback],
-        "consent": rng.random(N) < 0.85,
-        "latency_us": 700, "status": "ok",
-        "segment": rng.choice(["new", "returning"], N),
-        "device": rng.choice(["mobile", "desktop", "tablet"], N),
-        "region": region,
-    })
+    decisions = pl.DataFrame(
+        {
+            "decision_id": [f"d{i:05d}" for i in range(N)],
+            "ts": [T0 + timedelta(seconds=int(s)) for s in np.sort(rng.integers(0, 3 * 86_400, N))],
+            "user_id": [f"{u:032x}" for u in rng.integers(0, 300, N)],
+            "journey": np.where(placement == "cart_recovery_offer", "recovery", "browse"),
+            "placement": placement,
+            "channel": channel,
+            "experience_id": "x",
+            "arm": rng.choice(["holdout", "control", "treatment"], N, p=[0.05, 0.45, 0.5]),
+            "variant": variant,
+            "policy": rng.choice(["rules", "thompson", "fixed", "default"], N),
+            "propensity": 1.0,
+            "reasons": [["policy_rules", "frequency_cap"] if f else ["policy_rules"] for f in fallback],
+            "fallback": fallback,
+            "fallback_reason": ["frequency_cap" if f else None for f in fallback],
+            "consent": rng.random(N) < 0.85,
+            "latency_us": 700,
+            "status": "ok",
+            "segment": rng.choice(["new", "returning"], N),
+            "device": rng.choice(["mobile", "desktop", "tablet"], N),
+            "region": region,
+        }
+    )
     seen = decisions.filter(pl.Series(rng.random(N) < 0.7))
     # e-mail twice for some: saturation above the cap of 1
     exposures = pl.concat([seen, seen.filter(pl.col("channel") == "email")[::3]]).select(
         (pl.lit("x") + pl.int_range(pl.len()).cast(pl.String)).alias("exposure_id"),
-        "decision_id", "ts", "user_id", "placement", "variant", "channel")
+        "decision_id",
+        "ts",
+        "user_id",
+        "placement",
+        "variant",
+        "channel",
+    )
     n_events = 2_000
     e_ts = [T0 + timedelta(seconds=int(s)) for s in rng.integers(0, 3 * 86_400, n_events)]
     event_type = rng.choice(["page_view", "consent_change", "opt_out"], n_events, p=[0.9, 0.05, 0.05])
-    events = pl.DataFrame({
-        "event_id": [f"e{i}" for i in range(n_events)], "ts": e_ts, "received_at": e_ts,
-        "user_id": [f"{u:032x}" for u in rng.integers(0, 300, n_events)],
-        "channel": rng.choice(["web", "email"], n_events), "event_type": event_type,
-        "consent": [bool(c) if t == "consent_change" else None for c, t in zip(rng.random(n_events) < 0.3, event_type)],
-        "segment": rng.choice(["new", "returning"], n_events),
-    })
+    events = pl.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in range(n_events)],
+            "ts": e_ts,
+            "received_at": e_ts,
+            "user_id": [f"{u:032x}" for u in rng.integers(0, 300, n_events)],
+            "channel": rng.choice(["web", "email"], n_events),
+            "event_type": event_type,
+            "consent": [
+                bool(c) if t == "consent_change" else None for c, t in zip(rng.random(n_events) < 0.3, event_type)
+            ],
+            "segment": rng.choice(["new", "returning"], n_events),
+        }
+    )
     return decisions, exposures, events
 
 
@@ -138,7 +160,11 @@ def test_parity_finds_the_planted_offer_disparity(lake):
     seen = decisions
     region = gov.parity(wh, Filters(), "region", OFFERS, OFFER_PLACEMENTS)
     eligible = seen.filter(pl.col("placement") == "cart_recovery_offer")
-    want = eligible.group_by("region").agg(pl.len().alias("n"), pl.col("variant").is_in(OFFERS).sum().alias("k")).sort("region")
+    want = (
+        eligible.group_by("region")
+        .agg(pl.len().alias("n"), pl.col("variant").is_in(OFFERS).sum().alias("k"))
+        .sort("region")
+    )
     got = region.groups.sort("grp")
     assert got["offer_eligible"].to_list() == want["n"].to_list()
     assert got["offered"].to_list() == want["k"].to_list()
@@ -147,8 +173,7 @@ def test_parity_finds_the_planted_offer_disparity(lake):
     assert region.offers.chi2 == pytest.approx(chi2) and region.offers.p_value == pytest.approx(p)
     assert region.offers.dof == dof == 2
     assert region.offers.disparity is True and "disparity" in region.offers.verdict
-    personalised = seen.filter((pl.col("status") == "ok") & ~pl.col("fallback")
-                               & pl.col("policy").is_in(POLICY_NAMES))
+    personalised = seen.filter((pl.col("status") == "ok") & ~pl.col("fallback") & pl.col("policy").is_in(POLICY_NAMES))
     assert got["personalised"].sum() == personalised.height
     assert got["decisions"].sum() == seen.height
 

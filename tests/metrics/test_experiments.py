@@ -51,13 +51,24 @@ def _per_user_truth(warehouse: Warehouse, experiment_id: str, segment: str | Non
     exposures = warehouse.query("SELECT * FROM exposures")
     events = warehouse.query("SELECT user_id, ts, event_type, placement, revenue FROM events")
     as_of = events["ts"].max() + timedelta(microseconds=1)
-    units = (exposures.filter((pl.col("experiment_id") == experiment_id) & (pl.col("arm") != "holdout"))
-             .sort("ts", "exposure_id").group_by("user_id")
-             .agg(pl.col("arm").first(), pl.col("ts").min().alias("first_ts"), pl.col("placement").first(),
-                  pl.len().alias("exposures")))
+    units = (
+        exposures.filter((pl.col("experiment_id") == experiment_id) & (pl.col("arm") != "holdout"))
+        .sort("ts", "exposure_id")
+        .group_by("user_id")
+        .agg(
+            pl.col("arm").first(),
+            pl.col("ts").min().alias("first_ts"),
+            pl.col("placement").first(),
+            pl.len().alias("exposures"),
+        )
+    )
     if segment is not None:
-        first_segment = (warehouse.query("SELECT user_id, ts, segment FROM decisions").sort("ts")
-                         .group_by("user_id").agg(pl.col("segment").first()))
+        first_segment = (
+            warehouse.query("SELECT user_id, ts, segment FROM decisions")
+            .sort("ts")
+            .group_by("user_id")
+            .agg(pl.col("segment").first())
+        )
         units = units.join(first_segment, on="user_id").filter(pl.col("segment") == segment)
     joined = units.join(events, on="user_id", how="left")
     after = (pl.col("ts") >= pl.col("first_ts")) & (pl.col("ts") < as_of)
@@ -67,8 +78,13 @@ def _per_user_truth(warehouse: Warehouse, experiment_id: str, segment: str | Non
     return joined.group_by("user_id", "arm", "exposures").agg(
         (after & purchase_).sum().alias("orders"),
         pl.when(after & purchase_).then(pl.col("revenue")).otherwise(0.0).sum().alias("revenue"),
-        (after & pl.col("event_type").is_in(["click", "email_click"])
-         & (pl.col("placement") == pl.col("placement_right"))).sum().alias("clicks"),
+        (
+            after
+            & pl.col("event_type").is_in(["click", "email_click"])
+            & (pl.col("placement") == pl.col("placement_right"))
+        )
+        .sum()
+        .alias("clicks"),
         (before & purchase_).sum().alias("pre_orders"),
     )
 
@@ -76,17 +92,24 @@ def _per_user_truth(warehouse: Warehouse, experiment_id: str, segment: str | Non
 @pytest.mark.parametrize("experiment_id", ["exp_home_showcase", "exp_adaptive_cta"])
 def test_sufficient_statistics_match_an_independent_polars_computation(warehouse, frame, experiment_id):
     users = _per_user_truth(warehouse, experiment_id)
-    sql = (frame.filter(pl.col("experiment_id") == experiment_id).group_by("arm")
-           .agg(pl.col("^.*__.*$").sum()).sort("arm"))
-    expected = users.group_by("arm").agg(
-        pl.len().alias("users"),
-        (pl.col("orders") > 0).sum().alias("converted"),
-        (pl.col("pre_orders") > 0).sum().alias("pre_converted"),
-        ((pl.col("orders") > 0) & (pl.col("pre_orders") > 0)).sum().alias("both"),
-        pl.col("revenue").sum(), (pl.col("revenue") ** 2).sum().alias("revenue_sq"),
-        pl.col("clicks").sum(), pl.col("exposures").sum(),
-        (pl.col("clicks") * pl.col("exposures")).sum().alias("cross"),
-    ).sort("arm")
+    sql = (
+        frame.filter(pl.col("experiment_id") == experiment_id).group_by("arm").agg(pl.col("^.*__.*$").sum()).sort("arm")
+    )
+    expected = (
+        users.group_by("arm")
+        .agg(
+            pl.len().alias("users"),
+            (pl.col("orders") > 0).sum().alias("converted"),
+            (pl.col("pre_orders") > 0).sum().alias("pre_converted"),
+            ((pl.col("orders") > 0) & (pl.col("pre_orders") > 0)).sum().alias("both"),
+            pl.col("revenue").sum(),
+            (pl.col("revenue") ** 2).sum().alias("revenue_sq"),
+            pl.col("clicks").sum(),
+            pl.col("exposures").sum(),
+            (pl.col("clicks") * pl.col("exposures")).sum().alias("cross"),
+        )
+        .sort("arm")
+    )
     assert sql["arm"].to_list() == expected["arm"].to_list()
     assert sql["exposed__users"].to_list() == expected["users"].to_list()
     assert sql["conversion_rate__n"].to_list() == expected["users"].to_list()
@@ -137,8 +160,10 @@ def test_one_family_one_adjusted_p_value_per_row(frame, bundled_scenario):
     for x in bundled_scenario.experiments:
         report = ex.analyse(frame, x)
         table = report.results
-        assert table.filter(pl.col("role") == "guardrail")["p_adjusted"].null_count() == table.filter(
-            pl.col("role") == "guardrail").height
+        assert (
+            table.filter(pl.col("role") == "guardrail")["p_adjusted"].null_count()
+            == table.filter(pl.col("role") == "guardrail").height
+        )
         family = table.filter(pl.col("role") != "guardrail")
         expected = stats.adjust_pvalues(family["p_value"].to_list(), "bh")
         assert family["p_adjusted"].to_list() == pytest.approx(expected, nan_ok=True)
@@ -147,8 +172,10 @@ def test_one_family_one_adjusted_p_value_per_row(frame, bundled_scenario):
         n, rate = pl.col("conversion_rate__n"), {"control": 0.10, "treatment": treated}
         conversions = (n * pl.col("arm").replace_strict(rate, default=0.0)).round()
         rows = frame.filter(pl.col("experiment_id") == x.id).with_columns(
-            conversions.alias("conversion_rate__sum"), conversions.alias("conversion_rate__sum_squares"),
-            *(pl.lit(0.0).alias(f"conversion_rate__{c}") for c in ("pre_sum", "pre_sum_squares", "sum_product")))
+            conversions.alias("conversion_rate__sum"),
+            conversions.alias("conversion_rate__sum_squares"),
+            *(pl.lit(0.0).alias(f"conversion_rate__{c}") for c in ("pre_sum", "pre_sum_squares", "sum_product")),
+        )
         report = ex.analyse(rows, x, ex.Options(method="fixed"))
         primary = report.results.filter(pl.col("metric") == "conversion_rate").row(0, named=True)
         if quoted is None:  # significant alone, not within the family: no one may call it a win
@@ -167,7 +194,9 @@ def test_a_handmade_experiment_gives_exact_means_lifts_and_verdicts(tmp_path, bu
     frame = ex.load_stats(wh, Filters(), PRE_DAYS, ex.scenario_metrics(bundled_scenario))
     report = ex.analyse(frame, x, ex.Options(method="fixed"))
     assert report.arms.select("arm", "users", "share", "conversion_rate", "revenue_per_user").rows() == [
-        ("control", 5, 0.5, 0.2, 20.0), ("treatment", 5, 0.5, 0.6, 60.0)]
+        ("control", 5, 0.5, 0.2, 20.0),
+        ("treatment", 5, 0.5, 0.6, 60.0),
+    ]
     conversion = report.results.filter(pl.col("metric") == "conversion_rate").row(0, named=True)
     assert conversion["verdict"] == "not enough data" and conversion["lift"] is None  # 1 and 3 conversions
     assert f"at least {stats.MIN_EVENTS}" in conversion["note"]
@@ -191,7 +220,8 @@ def test_a_margin_guardrail_with_a_negative_control_mean_is_judged_on_the_cockpi
     rows = frame.filter(pl.col("experiment_id") == x.id).with_columns(
         (n * pl.col("arm").replace_strict(mean, default=0.0)).alias("margin_per_user__sum"),
         (n * (1.0 + pl.col("arm").replace_strict(mean, default=0.0) ** 2)).alias("margin_per_user__sum_squares"),
-        *(pl.lit(0.0).alias(f"margin_per_user__{c}") for c in ("pre_sum", "pre_sum_squares", "sum_product")))
+        *(pl.lit(0.0).alias(f"margin_per_user__{c}") for c in ("pre_sum", "pre_sum_squares", "sum_product")),
+    )
     report = ex.analyse(rows, x, ex.Options(method="fixed"))
     margin = report.results.filter(pl.col("metric") == "margin_per_user").row(0, named=True)
     assert margin["control_mean"] == pytest.approx(-5.0) and margin["absolute"] == pytest.approx(-1.0)
@@ -225,9 +255,14 @@ def test_segments_split_the_same_users_and_are_one_bh_family(frame, bundled_scen
     assert set(by_segment["segment"]) == {"new", "returning"}
     assert by_segment["n_variant"].sum() == report.comparisons[("conversion_rate", "treatment")].n_variant
     rows = ex.arm_rows(frame, x, ["segment"])
-    raw = [stats.compare(arm_stats(rows[(s,)]["control"], METRICS["conversion_rate"], "control"),
-                            arm_stats(rows[(s,)]["treatment"], METRICS["conversion_rate"], "treatment"),
-                            "proportion").absolute.p_value for s in by_segment["segment"]]
+    raw = [
+        stats.compare(
+            arm_stats(rows[(s,)]["control"], METRICS["conversion_rate"], "control"),
+            arm_stats(rows[(s,)]["treatment"], METRICS["conversion_rate"], "treatment"),
+            "proportion",
+        ).absolute.p_value
+        for s in by_segment["segment"]
+    ]
     expected = multipletests(raw, method="fdr_bh")[1]
     assert seg.looked_at == 2 and by_segment["p_adjusted"].to_list() == pytest.approx(list(expected), rel=1e-12)
     assert seg.flagged == sum(by_segment["flagged"]) == sum(p <= 0.05 for p in expected)
@@ -235,8 +270,9 @@ def test_segments_split_the_same_users_and_are_one_bh_family(frame, bundled_scen
 
 def test_days_observed_run_from_the_first_exposure_day():
     x_id = "exp_home_showcase"
-    frame = pl.DataFrame({"experiment_id": [x_id, x_id, "other"],
-                          "day": [date(2026, 2, 3), date(2026, 2, 1), date(2026, 1, 1)]})
+    frame = pl.DataFrame(
+        {"experiment_id": [x_id, x_id, "other"], "day": [date(2026, 2, 3), date(2026, 2, 1), date(2026, 1, 1)]}
+    )
     x = type("X", (), {"id": x_id})()
     as_of = datetime(2026, 2, 4, 12, tzinfo=UTC)
     assert ex.days_observed(frame, x, as_of) == pytest.approx(3.5)
@@ -251,13 +287,15 @@ def test_plans_are_the_power_module_plans_of_the_primary_comparisons(frame, bund
         table = ex.plans(report, 7.0)
         assert table["variant"].to_list() == [a.name for a in x.arms[1:]]
         for row in table.iter_rows(named=True):
-            expected = power.plan(report.comparisons[(x.primary_metric, row["variant"])], 7.0,
-                                  target_effect=x.target_effect).sequential
+            expected = power.plan(
+                report.comparisons[(x.primary_metric, row["variant"])], 7.0, target_effect=x.target_effect
+            ).sequential
             if expected is None:
                 assert row["mde"] is None and row["note"]
             else:
                 assert row["mde"] == pytest.approx(expected.mde) and row["days_to_detect"] == pytest.approx(
-                    expected.days_to_detect)
+                    expected.days_to_detect
+                )
         assert ex.plan_sentence(x, table).startswith(METRICS[x.primary_metric].label)
     nothing = ex.plans(ex.analyse(frame, bundled_scenario.experiments[0]), None)
     assert nothing["mde"].is_null().all() and set(nothing["note"]) == {"no user exposed yet"}
@@ -289,8 +327,12 @@ def test_no_data_is_flagged_not_an_error(warehouse, bundled_scenario, names):
         assert not report.has_data and report.srm.p_value is None
         assert set(report.results["verdict"]) <= {"not enough data", "see guardrails"}
         assert report.recommendation.action == "keep_running"
-        assert ex.cumulative_lift(ex.load_cumulative(warehouse, past, x.id, x.primary_metric, PRE_DAYS),
-                                  x, x.primary_metric).height == 0
+        assert (
+            ex.cumulative_lift(
+                ex.load_cumulative(warehouse, past, x.id, x.primary_metric, PRE_DAYS), x, x.primary_metric
+            ).height
+            == 0
+        )
     assert ex.experiment_list(empty, bundled_scenario)["users"].to_list() == [0] * len(bundled_scenario.experiments)
 
 
@@ -300,7 +342,8 @@ def test_the_true_lifts_sit_next_to_the_estimates(frame, bundled_scenario, small
     results = ex.with_truth(ex.analyse(frame, x).results, known)
     row = results.filter((pl.col("metric") == x.primary_metric) & (pl.col("variant") == "treatment")).row(0, named=True)
     assert row["truth"] == pytest.approx(
-        small_truth["experiments"][x.id]["metrics"][x.primary_metric]["effects"]["treatment"]["relative"])
+        small_truth["experiments"][x.id]["metrics"][x.primary_metric]["effects"]["treatment"]["relative"]
+    )
     assert ex.true_lifts(None, x.id).height == 0
     assert ex.with_truth(results.drop("truth"), ex.true_lifts(None, x.id))["truth"].null_count() == results.height
 

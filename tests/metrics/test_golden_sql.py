@@ -42,7 +42,8 @@ def test_the_generated_sql_matches_its_golden_file(name, request):
     assert path.exists(), f"no golden file for {name}: run pytest {Path(__file__).name} --update-golden"
     assert path.read_text(encoding="utf-8") == text, (
         f"the SQL of {name} changed: if intended, run pytest tests/metrics/{Path(__file__).name} --update-golden "
-        "and review the diff of its golden file")
+        "and review the diff of its golden file"
+    )
 
 
 def test_every_golden_file_has_its_query():

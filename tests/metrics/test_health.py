@@ -28,44 +28,51 @@ N = 3_000
 def _decisions(rng: np.random.Generator) -> pl.DataFrame:
     status = rng.choice(["ok", "error"], N, p=[0.97, 0.03])
     fallback = (status == "error") | (rng.random(N) < 0.06)
-    reason = np.where(status == "error", rng.choice(["model_error", "internal_error"], N),
-                      rng.choice(["no_consent", "frequency_cap", "budget_exceeded"], N))
-    return pl.DataFrame({
-        "decision_id": [f"d{i:05d}" for i in range(N)],
-        "ts": [T0 + timedelta(seconds=float(s)) for s in np.sort(rng.uniform(0, 30 * 3600, N))],
-        "user_id": [f"{u:032x}" for u in rng.integers(0, 400, N)],
-        "journey": rng.choice(["browse", "cart"], N),
-        "placement": "homepage_showcase",
-        "channel": rng.choice(["web", "app"], N),
-        "experience_id": "home_showcase",
-        "arm": "treatment",
-        "variant": "editorial",
-        "policy": rng.choice(["thompson", "propensity"], N),
-        "model_version": rng.choice(["m-1", "m-2", "learner-v1.0", "learner-v1.1", "learner-v1.12", None], N),
-        "propensity": 0.5,
-        "reasons": [["policy_thompson"]] * N,
-        "fallback": fallback,
-        "fallback_reason": [r if f else None for r, f in zip(reason, fallback)],
-        "consent": True,
-        "latency_us": np.round(rng.lognormal(np.log(2_000), 0.9, N)).astype(np.int64),
-        "status": status,
-        "error_code": [r if s == "error" else None for r, s in zip(reason, status)],
-        "segment": rng.choice(["new", "returning"], N),
-    })
+    reason = np.where(
+        status == "error",
+        rng.choice(["model_error", "internal_error"], N),
+        rng.choice(["no_consent", "frequency_cap", "budget_exceeded"], N),
+    )
+    return pl.DataFrame(
+        {
+            "decision_id": [f"d{i:05d}" for i in range(N)],
+            "ts": [T0 + timedelta(seconds=float(s)) for s in np.sort(rng.uniform(0, 30 * 3600, N))],
+            "user_id": [f"{u:032x}" for u in rng.integers(0, 400, N)],
+            "journey": rng.choice(["browse", "cart"], N),
+            "placement": "homepage_showcase",
+            "channel": rng.choice(["web", "app"], N),
+            "experience_id": "home_showcase",
+            "arm": "treatment",
+            "variant": "editorial",
+            "policy": rng.choice(["thompson", "propensity"], N),
+            "model_version": rng.choice(["m-1", "m-2", "learner-v1.0", "learner-v1.1", "learner-v1.12", None], N),
+            "propensity": 0.5,
+            "reasons": [["policy_thompson"]] * N,
+            "fallback": fallback,
+            "fallback_reason": [r if f else None for r, f in zip(reason, fallback)],
+            "consent": True,
+            "latency_us": np.round(rng.lognormal(np.log(2_000), 0.9, N)).astype(np.int64),
+            "status": status,
+            "error_code": [r if s == "error" else None for r, s in zip(reason, status)],
+            "segment": rng.choice(["new", "returning"], N),
+        }
+    )
 
 
 def _events(rng: np.random.Generator) -> pl.DataFrame:
     n = 5_000
     ts = [T0 + timedelta(seconds=float(s)) for s in np.sort(rng.uniform(0, 30 * 3600, n))]
-    return pl.DataFrame({
-        "event_id": [f"e{i:05d}" for i in range(n)],
-        "ts": ts,
-        "received_at": [t + timedelta(seconds=2) for t in ts],
-        "user_id": [f"{u:032x}" for u in rng.integers(0, 400, n)],
-        "channel": rng.choice(["web", "app", "email"], n),
-        "event_type": rng.choice(["page_view", "click", "purchase"], n),
-        "segment": rng.choice(["new", "returning"], n),
-    })
+    return pl.DataFrame(
+        {
+            "event_id": [f"e{i:05d}" for i in range(n)],
+            "ts": ts,
+            "received_at": [t + timedelta(seconds=2) for t in ts],
+            "user_id": [f"{u:032x}" for u in rng.integers(0, 400, n)],
+            "channel": rng.choice(["web", "app", "email"], n),
+            "event_type": rng.choice(["page_view", "click", "purchase"], n),
+            "segment": rng.choice(["new", "returning"], n),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +85,7 @@ def lake(tmp_path_factory):
         writer.append("events", events)
         writer.flush()
         RollupJob(root, PRE_DAYS).run_once()
-        writer.append("decisions", decisions[N // 2:])  # the live tail, folded on read
+        writer.append("decisions", decisions[N // 2 :])  # the live tail, folded on read
     wh = Warehouse(root)
     served = aggregates(wh, PRE_DAYS)
     assert served.source.mode == "rollups", served.source.reason
@@ -149,8 +156,12 @@ def test_latency_over_time_buckets_match_polars(lake):
     got = health.latency_over_time(served, Filters(), 3600, BUDGET_MS)
     expected = (
         decisions.group_by(pl.col("ts").dt.truncate("1h").alias("bucket"))
-        .agg(pl.len().alias("n"), pl.col("latency_us"), (pl.col("status") == "error").mean().alias("error_rate"),
-             (pl.col("latency_us") <= BUDGET_MS * 1000).sum().alias("within"))
+        .agg(
+            pl.len().alias("n"),
+            pl.col("latency_us"),
+            (pl.col("status") == "error").mean().alias("error_rate"),
+            (pl.col("latency_us") <= BUDGET_MS * 1000).sum().alias("within"),
+        )
         .sort("bucket")
     )
     assert got.height == expected.height == 30
@@ -215,9 +226,16 @@ def test_model_versions_group_a_models_updates_per_policy(lake):
     sums = got.group_by("policy").agg(pl.col("share").sum())
     assert sums["share"].to_list() == pytest.approx([1.0, 1.0])
     model = pl.col("model_version").str.replace(r"\.\d+$", "").fill_null("(none)")
-    want = (decisions.sort("ts").group_by("policy", model.alias("model"))
-            .agg(pl.len().alias("decisions"), pl.col("model_version").drop_nulls().n_unique().alias("versions"),
-                 pl.col("model_version").last().alias("latest_version"), pl.col("ts").max().alias("last_seen")))
+    want = (
+        decisions.sort("ts")
+        .group_by("policy", model.alias("model"))
+        .agg(
+            pl.len().alias("decisions"),
+            pl.col("model_version").drop_nulls().n_unique().alias("versions"),
+            pl.col("model_version").last().alias("latest_version"),
+            pl.col("ts").max().alias("last_seen"),
+        )
+    )
     assert set(want["model"]) == {"m-1", "m-2", "learner-v1", "(none)"}
     assert want.filter(pl.col("model") == "learner-v1")["versions"].to_list() == [3, 3]
     columns = ["policy", "model", "latest_version", "versions", "decisions", "last_seen"]
@@ -232,7 +250,9 @@ def test_writer_lag_and_throughput_now(lake):
     now = decisions["ts"].max()
     t = health.throughput_now(wh, window_s=600, now=now)
     since = now - timedelta(seconds=600)
-    assert t.decisions_per_s == pytest.approx(decisions.filter((pl.col("ts") > since) & (pl.col("ts") <= now)).height / 600)
+    assert t.decisions_per_s == pytest.approx(
+        decisions.filter((pl.col("ts") > since) & (pl.col("ts") <= now)).height / 600
+    )
     arrived = events.filter((pl.col("received_at") > since) & (pl.col("received_at") <= now)).height
     assert t.events_per_s == pytest.approx(arrived / 600)
 

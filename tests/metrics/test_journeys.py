@@ -51,10 +51,26 @@ def handmade(tmp_path_factory) -> Warehouse:
 def test_every_serving_class_and_stage_is_counted_exactly(handmade, bundled_scenario):
     view = journeys.journey(journeys.load_funnel(handmade, Filters(), PRE_DAYS), bundled_scenario, "browse")
     assert dict(view.serving.select("serving", "decisions").rows()) == {
-        "no_consent": 1, "capped": 1, "holdout": 1, "blocked": 1, "fallback": 2, "model": 2, "fixed": 1}
+        "no_consent": 1,
+        "capped": 1,
+        "holdout": 1,
+        "blocked": 1,
+        "fallback": 2,
+        "model": 2,
+        "fixed": 1,
+    }
     assert dict(view.waterfall.select("stage", "decisions").rows()) == {
-        "traffic": 9, "consented": 8, "not_capped": 7, "eligible": 5, "model": 2, "fixed": 1, "fallback": 2,
-        "exposed": 4, "clicked": 1, "converted": 2}
+        "traffic": 9,
+        "consented": 8,
+        "not_capped": 7,
+        "eligible": 5,
+        "model": 2,
+        "fixed": 1,
+        "fallback": 2,
+        "exposed": 4,
+        "clicked": 1,
+        "converted": 2,
+    }
     model = view.serving.filter(pl.col("serving") == "model").row(0, named=True)
     assert (model["ctr"], model["conversion"]) == (0.5, 1.0)
     assert view.waterfall.filter(pl.col("stage") == "eligible")["share"].item() == pytest.approx(5 / 9)
@@ -76,8 +92,11 @@ def test_small_lake_counts_equal_an_independent_polars_count(small_lake, bundled
     funnel = journeys.load_funnel(wh, Filters(), PRE_DAYS)
     raw = wh.query("SELECT journey, arm, consent, fallback, fallback_reason, status FROM decisions")
     blocks = [c.value for c in GOVERNANCE_BLOCKS]
-    eligible = raw.filter((pl.col("arm") != "holdout") & pl.col("consent")
-                          & ~(pl.col("fallback") & pl.col("fallback_reason").is_in(blocks)))
+    eligible = raw.filter(
+        (pl.col("arm") != "holdout")
+        & pl.col("consent")
+        & ~(pl.col("fallback") & pl.col("fallback_reason").is_in(blocks))
+    )
     for j in bundled_scenario.journeys:
         view = journeys.journey(funnel, bundled_scenario, j.id)
         stage = dict(view.waterfall.select("stage", "decisions").rows())

@@ -76,7 +76,8 @@ def test_calibration_bins_and_brier_match_polars():
     expected = (
         pl.DataFrame({"s": scores, "y": labels.astype(float)})
         .with_columns(pl.col("s").bin_intervals(list(edges[1:-1]), labels=False).alias("q"))
-        .group_by("q").agg(pl.len().alias("n"), pl.col("s").mean().alias("m"), pl.col("y").mean().alias("r"))
+        .group_by("q")
+        .agg(pl.len().alias("n"), pl.col("s").mean().alias("m"), pl.col("y").mean().alias("r"))
         .sort("q")
     )
     assert cal.bins["n"].to_list() == expected["n"].to_list()
@@ -95,23 +96,41 @@ def _lake_rows(rng: np.random.Generator) -> tuple[pl.DataFrame, pl.DataFrame]:
     rate = np.where(policy == "propensity", score, 0.08)
     converted = rng.random(N) < rate
     ts = [T0 + timedelta(seconds=int(s)) for s in np.sort(rng.integers(0, 6 * 3600, N))]
-    decisions = pl.DataFrame({
-        "decision_id": [f"d{i:05d}" for i in range(N)], "ts": ts,
-        "user_id": [f"{u:032x}" for u in rng.integers(0, 900, N)],
-        "journey": "cart", "placement": placement, "channel": rng.choice(["web", "app"], N),
-        "experience_id": "x", "arm": arm, "variant": "v", "policy": policy,
-        "propensity": 0.5, "score": [None if np.isnan(s) else float(s) for s in score], "reasons": [[]] * N,
-        "fallback": rng.random(N) < 0.05, "consent": True, "latency_us": 900, "status": "ok",
-    })
+    decisions = pl.DataFrame(
+        {
+            "decision_id": [f"d{i:05d}" for i in range(N)],
+            "ts": ts,
+            "user_id": [f"{u:032x}" for u in rng.integers(0, 900, N)],
+            "journey": "cart",
+            "placement": placement,
+            "channel": rng.choice(["web", "app"], N),
+            "experience_id": "x",
+            "arm": arm,
+            "variant": "v",
+            "policy": policy,
+            "propensity": 0.5,
+            "score": [None if np.isnan(s) else float(s) for s in score],
+            "reasons": [[]] * N,
+            "fallback": rng.random(N) < 0.05,
+            "consent": True,
+            "latency_us": 900,
+            "status": "ok",
+        }
+    )
     bought = decisions.filter(pl.Series(converted))
-    events = pl.concat([
-        bought.select("decision_id", "ts", "user_id", "channel", "placement",
-                      pl.lit("purchase").alias("event_type")),
-        # a click on every other decision: must not count as a conversion
-        decisions[::2].select("decision_id", "ts", "user_id", "channel", "placement",
-                              pl.lit("click").alias("event_type")),
-    ]).with_columns(pl.col("ts").alias("received_at"),
-                    (pl.lit("e") + pl.int_range(pl.len()).cast(pl.String)).alias("event_id"))
+    events = pl.concat(
+        [
+            bought.select(
+                "decision_id", "ts", "user_id", "channel", "placement", pl.lit("purchase").alias("event_type")
+            ),
+            # a click on every other decision: must not count as a conversion
+            decisions[::2].select(
+                "decision_id", "ts", "user_id", "channel", "placement", pl.lit("click").alias("event_type")
+            ),
+        ]
+    ).with_columns(
+        pl.col("ts").alias("received_at"), (pl.lit("e") + pl.int_range(pl.len()).cast(pl.String)).alias("event_id")
+    )
     return decisions, events
 
 
@@ -136,8 +155,11 @@ def test_quality_matches_an_independent_join(lake):
     wh, decisions, events = lake
     got = mq.quality(wh, Filters(), outcome="conversion", maturity_minutes=30)
     buyers = events.filter(pl.col("event_type") == "purchase")["decision_id"]
-    scored = _mature(decisions, 30).filter(pl.col("policy") == "propensity").with_columns(
-        pl.col("decision_id").is_in(buyers.implode()).alias("y"))
+    scored = (
+        _mature(decisions, 30)
+        .filter(pl.col("policy") == "propensity")
+        .with_columns(pl.col("decision_id").is_in(buyers.implode()).alias("y"))
+    )
     assert got.decisions == scored.height
     assert got.outcomes == scored["y"].sum()
     assert got.auc == pytest.approx(_pairwise_auc(scored["score"].to_numpy(), scored["y"].to_numpy()))
@@ -169,9 +191,12 @@ def test_lift_vs_rules_per_placement(lake):
     buyers = events.filter(pl.col("event_type") == "purchase")["decision_id"]
     expected = (
         _mature(decisions, 30)
-        .with_columns(pl.when(pl.col("policy") == "propensity").then(pl.lit("model")).otherwise(pl.lit("rules"))
-                      .alias("driver"), pl.col("decision_id").is_in(buyers.implode()).alias("y"))
-        .group_by("placement", "driver").agg(pl.len().alias("n"), pl.col("y").mean().alias("rate"))
+        .with_columns(
+            pl.when(pl.col("policy") == "propensity").then(pl.lit("model")).otherwise(pl.lit("rules")).alias("driver"),
+            pl.col("decision_id").is_in(buyers.implode()).alias("y"),
+        )
+        .group_by("placement", "driver")
+        .agg(pl.len().alias("n"), pl.col("y").mean().alias("rate"))
     )
     assert got.height == 2
     for row in got.iter_rows(named=True):

@@ -33,14 +33,25 @@ Z = sps.norm.ppf(0.975)
 
 
 def hand_log() -> BanditLog:
-    return BanditLog(actions=("a", "b"), action=[0, 1, 1, 0], propensity=[0.5, 0.25, 0.25, 0.8],
-                     reward=[1.0, 0.0, 2.0, 1.0], time=[1, 2, 3, 4], context=np.zeros((4, 0)),
-                     logging=[[0.5, 0.5], [0.75, 0.25], [0.75, 0.25], [0.8, 0.2]], policy="the rules")
+    return BanditLog(
+        actions=("a", "b"),
+        action=[0, 1, 1, 0],
+        propensity=[0.5, 0.25, 0.25, 0.8],
+        reward=[1.0, 0.0, 2.0, 1.0],
+        time=[1, 2, 3, 4],
+        context=np.zeros((4, 0)),
+        logging=[[0.5, 0.5], [0.75, 0.25], [0.75, 0.25], [0.8, 0.2]],
+        policy="the rules",
+    )
 
 
 HAND_CANDIDATE = Candidate("the model", [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0], [0.5, 0.5]])
-HAND_OUTCOME = OutcomeModel(predictions=np.array([[0.8, 0.2], [0.5, 0.5], [1.0, 1.5], [0.9, 0.3]]),
-                            folds=np.array([0, 0, 1, 1]), ridge=1.0, r_squared=math.nan)
+HAND_OUTCOME = OutcomeModel(
+    predictions=np.array([[0.8, 0.2], [0.5, 0.5], [1.0, 1.5], [0.9, 0.3]]),
+    folds=np.array([0, 0, 1, 1]),
+    ridge=1.0,
+    r_squared=math.nan,
+)
 
 
 def test_estimators_on_fixed_inputs_match_hand_computed_values():
@@ -108,8 +119,12 @@ def loop_estimates(action, propensity, reward, pi, q):
 
     snips = sum(ips_terms) / sum(w)
     snips_var = sum((w[i] * (reward[i] - snips)) ** 2 for i in range(n)) / sum(w) ** 2
-    out = {"ips": mean_and_se(ips_terms), "snips": (snips, math.sqrt(snips_var * n / (n - 1))),
-           "dm": mean_and_se(direct), "dr": mean_and_se(dr_terms)}
+    out = {
+        "ips": mean_and_se(ips_terms),
+        "snips": (snips, math.sqrt(snips_var * n / (n - 1))),
+        "dm": mean_and_se(direct),
+        "dr": mean_and_se(dr_terms),
+    }
     ess = sum(w) ** 2 / sum(x * x for x in w)
     return out, w, dr_terms, ess
 
@@ -117,9 +132,15 @@ def loop_estimates(action, propensity, reward, pi, q):
 def random_inputs(rng, n, k, d=3):
     mu = rng.dirichlet(np.ones(k), n) * 0.9 + 0.1 / k
     action = np.array([rng.choice(k, p=row) for row in mu])
-    log = BanditLog(actions=tuple("abcdef"[:k]), action=action, propensity=mu[np.arange(n), action],
-                    reward=rng.gamma(2.0, 1.0, n) * (rng.random(n) < 0.3), time=rng.random(n),
-                    context=rng.normal(size=(n, d)), logging=mu)
+    log = BanditLog(
+        actions=tuple("abcdef"[:k]),
+        action=action,
+        propensity=mu[np.arange(n), action],
+        reward=rng.gamma(2.0, 1.0, n) * (rng.random(n) < 0.3),
+        time=rng.random(n),
+        context=rng.normal(size=(n, d)),
+        logging=mu,
+    )
     return log, Candidate("pi", rng.dirichlet(np.ones(k) * 0.5, n))
 
 
@@ -129,8 +150,13 @@ def test_estimators_match_a_row_by_row_implementation(seed):
     log, pi = random_inputs(rng, 400, 4)
     outcome = fit_outcome_model(log, n_folds=4)
     result = evaluate(log, pi, outcome)
-    expected, w, dr_terms, ess = loop_estimates(log.action.tolist(), log.propensity.tolist(), log.reward.tolist(),
-                                                pi.probabilities.tolist(), outcome.predictions.tolist())
+    expected, w, dr_terms, ess = loop_estimates(
+        log.action.tolist(),
+        log.propensity.tolist(),
+        log.reward.tolist(),
+        pi.probabilities.tolist(),
+        outcome.predictions.tolist(),
+    )
     for name, (value, se) in expected.items():
         assert result.values[name].estimate == pytest.approx(value, rel=1e-10)
         assert result.values[name].se == pytest.approx(se, rel=1e-10)
@@ -157,8 +183,9 @@ def test_candidate_against_candidate_matches_a_row_by_row_difference():
     q = outcome.predictions
     terms = []
     for p in (pi.probabilities, other.probabilities):
-        _, _, dr_terms, _ = loop_estimates(log.action.tolist(), log.propensity.tolist(), log.reward.tolist(),
-                                           p.tolist(), q.tolist())
+        _, _, dr_terms, _ = loop_estimates(
+            log.action.tolist(), log.propensity.tolist(), log.reward.tolist(), p.tolist(), q.tolist()
+        )
         terms.append(dr_terms)
     diff = [a - b for a, b in zip(*terms)]
     m = sum(diff) / 300
@@ -278,8 +305,11 @@ class World:
     def candidates(self, x):
         logit = self.intercept + x @ self.theta
         greedy = np.eye(self.k)[(x @ self.psi).argmax(axis=1)]
-        return {"the model": softmax(3.0 * logit), "greedy": 0.9 * greedy + 0.1 / self.k,
-                "the contrarian": softmax(-3.0 * logit)}
+        return {
+            "the model": softmax(3.0 * logit),
+            "greedy": 0.9 * greedy + 0.1 / self.k,
+            "the contrarian": softmax(-3.0 * logit),
+        }
 
     def log(self, rng, n, logged_phi=None):
         """n decisions; `logged_phi` logs the propensities of another logging score than the one used."""
@@ -288,8 +318,16 @@ class World:
         action = (mu.cumsum(axis=1) >= rng.random((n, 1))).argmax(axis=1)
         reward = (rng.random(n) < self.rates(x)[np.arange(n), action]).astype(float)
         logged = mu if logged_phi is None else self.logging(x, logged_phi)
-        log = BanditLog(actions=("a", "b", "c", "d"), action=action, propensity=logged[np.arange(n), action],
-                        reward=reward, time=np.arange(n), context=x, logging=logged, policy="the rules")
+        log = BanditLog(
+            actions=("a", "b", "c", "d"),
+            action=action,
+            propensity=logged[np.arange(n), action],
+            reward=reward,
+            time=np.arange(n),
+            context=x,
+            logging=logged,
+            policy="the rules",
+        )
         return log, [Candidate(name, pi) for name, pi in self.candidates(x).items()]
 
 
@@ -392,8 +430,16 @@ def test_a_candidate_the_logging_policy_never_tried_is_not_supported():
     n = 5_000
     rules = np.eye(3)[rng.integers(0, 2, n)]  # deterministic rules that never show action c
     action = rules.argmax(axis=1)
-    log = BanditLog(actions=("a", "b", "c"), action=action, propensity=np.ones(n), reward=rng.random(n),
-                    time=np.arange(n), context=rng.normal(size=(n, 2)), logging=rules, policy="the rules")
+    log = BanditLog(
+        actions=("a", "b", "c"),
+        action=action,
+        propensity=np.ones(n),
+        reward=rng.random(n),
+        time=np.arange(n),
+        context=rng.normal(size=(n, 2)),
+        logging=rules,
+        policy="the rules",
+    )
     always_c = evaluate(log, Candidate("always c", np.eye(3)[np.full(n, 2)]))
     assert always_c.diagnostics.unsupported_share == 1.0 and not always_c.supported
     assert always_c.versus_logging.verdict == "not supported"
@@ -408,10 +454,18 @@ def test_a_candidate_the_logging_policy_never_tried_is_not_supported():
 def test_degenerate_inputs_give_missing_numbers_not_errors(interval):
     n = 400
     rules = np.eye(3)[np.arange(n) % 2]  # never action c
-    log = BanditLog(actions=("a", "b", "c"), action=rules.argmax(axis=1), propensity=np.ones(n),
-                    reward=np.ones(n), time=np.arange(n), context=np.zeros((n, 0)), logging=rules)
-    always_c = evaluate(log, Candidate("always c", np.eye(3)[np.full(n, 2)]), fit_outcome_model(log),
-                        interval=interval, n_bootstrap=50)
+    log = BanditLog(
+        actions=("a", "b", "c"),
+        action=rules.argmax(axis=1),
+        propensity=np.ones(n),
+        reward=np.ones(n),
+        time=np.arange(n),
+        context=np.zeros((n, 0)),
+        logging=rules,
+    )
+    always_c = evaluate(
+        log, Candidate("always c", np.eye(3)[np.full(n, 2)]), fit_outcome_model(log), interval=interval, n_bootstrap=50
+    )
     assert always_c.values["snips"] == Estimate()  # no weight anywhere: undefined
     assert always_c.values["ips"].estimate == 0.0
     assert always_c.diagnostics.effective_sample_size == 0.0 and not always_c.supported
@@ -431,24 +485,35 @@ def test_too_few_effective_decisions_is_not_supported():
 
 def comparison(verdict="better", **changes):
     base = PolicyComparison(
-        candidate="the propensity model", baseline="the rules", estimator="dr", alpha=0.05, interval="clt",
-        candidate_value=Estimate(0.061, 0.057, 0.065, None, 0.002), baseline_value=Estimate(0.052, 0.05, 0.054),
-        difference=Estimate(0.009, 0.005, 0.013, 0.0001, 0.002), effective_decisions=38_212.4, verdict=verdict,
-        reason="the propensity model beats the rules by +0.009 [+0.005, +0.013]")
+        candidate="the propensity model",
+        baseline="the rules",
+        estimator="dr",
+        alpha=0.05,
+        interval="clt",
+        candidate_value=Estimate(0.061, 0.057, 0.065, None, 0.002),
+        baseline_value=Estimate(0.052, 0.05, 0.054),
+        difference=Estimate(0.009, 0.005, 0.013, 0.0001, 0.002),
+        effective_decisions=38_212.4,
+        verdict=verdict,
+        reason="the propensity model beats the rules by +0.009 [+0.005, +0.013]",
+    )
     return dataclasses.replace(base, **changes)
 
 
 def test_summary_sentence():
     assert summary(comparison(), verb="converted", value_format="{:.1%}") == (
         "The propensity model would have converted 6.1% [5.7%, 6.5%] against 5.2% for the rules (a clear gain); "
-        "38k effective decisions.")
+        "38k effective decisions."
+    )
     assert summary(comparison("cannot tell", effective_decisions=1_234.0), value_format="BRL {:,.2f}") == (
         "The propensity model would have earned BRL 0.06 [BRL 0.06, BRL 0.07] against BRL 0.05 for the rules "
-        "(too close to call); 1.2k effective decisions.")
+        "(too close to call); 1.2k effective decisions."
+    )
     worse = summary(comparison("worse", effective_decisions=2_500_000.0))
     assert worse.endswith("(a clear loss); 2.5M effective decisions.")
     assert summary(comparison("not supported", reason="only 120 effective decisions for x (at least 200 needed)")) == (
-        "The log cannot judge the propensity model: only 120 effective decisions for x (at least 200 needed).")
+        "The log cannot judge the propensity model: only 120 effective decisions for x (at least 200 needed)."
+    )
 
 
 # --- bad input -----------------------------------------------------------------------------------
@@ -458,8 +523,10 @@ def test_summary_sentence():
     ("call", "field"),
     [
         (lambda log: evaluate(log, Candidate("short", [[1.0, 0.0]] * 3)), "candidate 'short': probabilities"),
-        (lambda log: evaluate(log, HAND_CANDIDATE, dataclasses.replace(HAND_OUTCOME, predictions=np.zeros((4, 3)))),
-         "outcome.predictions"),
+        (
+            lambda log: evaluate(log, HAND_CANDIDATE, dataclasses.replace(HAND_OUTCOME, predictions=np.zeros((4, 3)))),
+            "outcome.predictions",
+        ),
         (lambda log: evaluate(log, HAND_CANDIDATE, alpha=1.0), "alpha"),
         (lambda log: evaluate(log, HAND_CANDIDATE, interval="jackknife"), "interval"),
         (lambda log: evaluate(log, HAND_CANDIDATE, interval="bootstrap", n_bootstrap=1), "n_bootstrap"),

@@ -22,14 +22,21 @@ def contexts(rng: np.random.Generator, n: int) -> np.ndarray:
     return x
 
 
-def make_log(rng: np.random.Generator, n: int, k: int, logging: np.ndarray | None = None,
-             actions: tuple[str, ...] | None = None) -> BanditLog:
+def make_log(
+    rng: np.random.Generator, n: int, k: int, logging: np.ndarray | None = None, actions: tuple[str, ...] | None = None
+) -> BanditLog:
     x = contexts(rng, n)
     mu = np.full((n, k), 1.0 / k) if logging is None else logging
     action = (mu.cumsum(axis=1) >= rng.random((n, 1))).argmax(axis=1)
-    return BanditLog(actions=actions or tuple(f"v{j}" for j in range(k)), action=action, propensity=mu[np.arange(n), action],
-                     reward=(rng.random(n) < 0.1 + 0.05 * action).astype(float), time=np.arange(n), context=x,
-                     logging=mu)
+    return BanditLog(
+        actions=actions or tuple(f"v{j}" for j in range(k)),
+        action=action,
+        propensity=mu[np.arange(n), action],
+        reward=(rng.random(n) < 0.1 + 0.05 * action).astype(float),
+        time=np.arange(n),
+        context=x,
+        logging=mu,
+    )
 
 
 def shape(experience) -> oc.PolicyShape:
@@ -104,8 +111,14 @@ def test_build_by_name_and_refuse_unknown_names(bundled_scenario):
     experience = bundled_scenario.experience_by_id["home_showcase"]
     log = make_log(np.random.default_rng(6), 500, 4, actions=tuple(experience.variants))
     built = oc.build(log, shape(experience), experience.lab_candidates)
-    assert [c.name for c in built] == ["uniform random", "the rules", "the bandit", "the bandit's greedy choice",
-                                       "the propensity model", *(f"always {v}" for v in experience.variants)]
+    assert [c.name for c in built] == [
+        "uniform random",
+        "the rules",
+        "the bandit",
+        "the bandit's greedy choice",
+        "the propensity model",
+        *(f"always {v}" for v in experience.variants),
+    ]
     with pytest.raises(InvalidBanditLog, match="candidates"):
         oc.build(log, shape(experience), ("always_best",))
     with pytest.raises(InvalidBanditLog, match="variant"):

@@ -14,9 +14,15 @@ NAN = float("nan")
 
 
 def columns(**changes):
-    base = dict(actions=("a", "b", "c"), action=[0, 2, 1], propensity=[0.5, 0.25, 1.0], reward=[1.0, 0.0, 3.5],
-                time=[3.0, 1.0, 2.0], context=[[0.1, 1.0], [0.2, 0.0], [0.3, 1.0]],
-                logging=[[0.5, 0.25, 0.25], [0.5, 0.25, 0.25], [0.0, 1.0, 0.0]])
+    base = dict(
+        actions=("a", "b", "c"),
+        action=[0, 2, 1],
+        propensity=[0.5, 0.25, 1.0],
+        reward=[1.0, 0.0, 3.5],
+        time=[3.0, 1.0, 2.0],
+        context=[[0.1, 1.0], [0.2, 0.0], [0.3, 1.0]],
+        logging=[[0.5, 0.25, 0.25], [0.5, 0.25, 0.25], [0.0, 1.0, 0.0]],
+    )
     return {**base, **changes}
 
 
@@ -37,10 +43,23 @@ def test_a_valid_log_is_stored_as_read_only_arrays():
 
 def test_polars_columns_and_datetimes_are_accepted():
     t0 = datetime(2026, 6, 12, tzinfo=UTC)
-    frame = pl.DataFrame({"action": [0, 2, 1], "propensity": [0.5, 0.25, 1.0], "reward": [1.0, 0.0, 3.5],
-                          "ts": [t0 + timedelta(minutes=m) for m in (3, 1, 2)], "x1": [0.1, 0.2, 0.3]})
-    log = BanditLog(actions=("a", "b", "c"), action=frame["action"], propensity=frame["propensity"],
-                    reward=frame["reward"], time=frame["ts"], context=frame.select("x1").to_numpy())
+    frame = pl.DataFrame(
+        {
+            "action": [0, 2, 1],
+            "propensity": [0.5, 0.25, 1.0],
+            "reward": [1.0, 0.0, 3.5],
+            "ts": [t0 + timedelta(minutes=m) for m in (3, 1, 2)],
+            "x1": [0.1, 0.2, 0.3],
+        }
+    )
+    log = BanditLog(
+        actions=("a", "b", "c"),
+        action=frame["action"],
+        propensity=frame["propensity"],
+        reward=frame["reward"],
+        time=frame["ts"],
+        context=frame.select("x1").to_numpy(),
+    )
     assert log.time.dtype.kind == "M" and np.argsort(log.time).tolist() == [1, 2, 0]
     assert log.logging is None
     python_times = BanditLog(**columns(time=[t0 + timedelta(seconds=1), t0, t0 - timedelta(days=1)]))

@@ -37,14 +37,21 @@ def test_the_log_equals_an_independent_reading_of_the_tables(small_lake, wh, bun
     loaded = load_log(wh, Filters(), EXPERIENCE, tuple(experience.variants), reward, 24.0)
     decisions = delta(small_lake, "decisions")
     cutoff = decisions["ts"].max() - timedelta(hours=24)
-    chosen = decisions.filter((pl.col("experience_id") == EXPERIENCE) & pl.col("context").is_not_null()
-                              & (pl.col("status") == "ok") & ~pl.col("fallback") & (pl.col("ts") <= cutoff))
+    chosen = decisions.filter(
+        (pl.col("experience_id") == EXPERIENCE)
+        & pl.col("context").is_not_null()
+        & (pl.col("status") == "ok")
+        & ~pl.col("fallback")
+        & (pl.col("ts") <= cutoff)
+    )
     decided = chosen.select("decision_id", pl.col("ts").alias("d_ts"))
     events = delta(small_lake, "events").join(decided, on="decision_id")
     events = events.filter((pl.col("ts") >= pl.col("d_ts")) & (pl.col("ts") < pl.col("d_ts") + timedelta(hours=24)))
-    value = {"click": pl.col("event_type").is_in(["click", "email_click"]).any().cast(pl.Float64),
-             "conversion": (pl.col("event_type") == "purchase").any().cast(pl.Float64),
-             "revenue": pl.when(pl.col("event_type") == "purchase").then(pl.col("revenue")).otherwise(0.0).sum()}
+    value = {
+        "click": pl.col("event_type").is_in(["click", "email_click"]).any().cast(pl.Float64),
+        "conversion": (pl.col("event_type") == "purchase").any().cast(pl.Float64),
+        "revenue": pl.when(pl.col("event_type") == "purchase").then(pl.col("revenue")).otherwise(0.0).sum(),
+    }
     per = events.group_by("decision_id").agg(value[reward].alias("r"))
     expected = chosen.join(per, on="decision_id", how="left").sort("ts", "decision_id")["r"].fill_null(0.0)
     log = loaded.log
@@ -62,8 +69,9 @@ def test_filters_narrow_the_log(wh, bundled_scenario):
     everything = load_log(wh, Filters(), EXPERIENCE, variants)
     web = load_log(wh, Filters(channel="web"), EXPERIENCE, variants)
     assert 0 < web.rows < everything.rows
-    none = load_log(wh, Filters(start=datetime(2001, 1, 1).date(), end=datetime(2001, 1, 2).date()),
-                    EXPERIENCE, variants)
+    none = load_log(
+        wh, Filters(start=datetime(2001, 1, 1).date(), end=datetime(2001, 1, 2).date()), EXPERIENCE, variants
+    )
     assert none.rows == 0 and none.log is None
 
 
@@ -71,12 +79,19 @@ def test_rows_with_untrustworthy_propensities_are_counted_and_left_out(wh, bundl
     variants = tuple(bundled_scenario.experience_by_id[EXPERIENCE].variants)
     frame = load_log(wh, Filters(), EXPERIENCE, variants).log
     assert frame is not None
-    raw = wh.query("SELECT * FROM decisions WHERE experience_id = $e AND context IS NOT NULL AND status = 'ok' "
-                   "AND NOT fallback ORDER BY ts LIMIT 40", {"e": EXPERIENCE}).with_columns(pl.lit(0.0).alias("reward"))
+    raw = wh.query(
+        "SELECT * FROM decisions WHERE experience_id = $e AND context IS NOT NULL AND status = 'ok' "
+        "AND NOT fallback ORDER BY ts LIMIT 40",
+        {"e": EXPERIENCE},
+    ).with_columns(pl.lit(0.0).alias("reward"))
     bad = raw.with_columns(
-        pl.when(pl.int_range(pl.len()) == 0).then(0.0)  # row 0: the chosen variant logged with p = 0
-        .when(pl.int_range(pl.len()) == 1).then(pl.col("propensity") / 2)  # row 1: propensity != its entry
-        .otherwise(pl.col("propensity")).alias("propensity"))
+        pl.when(pl.int_range(pl.len()) == 0)
+        .then(0.0)  # row 0: the chosen variant logged with p = 0
+        .when(pl.int_range(pl.len()) == 1)
+        .then(pl.col("propensity") / 2)  # row 1: propensity != its entry
+        .otherwise(pl.col("propensity"))
+        .alias("propensity")
+    )
     loaded = build_log(bad, variants)
     assert loaded.integrity.problems == 2 and loaded.integrity.mismatched >= 1
     assert loaded.log is not None and loaded.log.n == 38

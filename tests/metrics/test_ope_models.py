@@ -20,8 +20,14 @@ def make_log(rng, n=600, k=3, d=4, only_early=None, reward=None):
     truth = context @ rng.normal(0, 0.5, (d, k))
     r = truth[np.arange(n), action] + rng.normal(0, 1.0, n) if reward is None else reward
     mu = np.full((n, k), 1.0 / k)
-    return BanditLog(actions=tuple("abcde"[:k]), action=action, propensity=mu[np.arange(n), action], reward=r,
-                     time=time, context=context), truth
+    return BanditLog(
+        actions=tuple("abcde"[:k]),
+        action=action,
+        propensity=mu[np.arange(n), action],
+        reward=r,
+        time=time,
+        context=context,
+    ), truth
 
 
 def reference(log, n_folds, ridge):
@@ -39,7 +45,7 @@ def reference(log, n_folds, ridge):
         out = np.zeros((len(rows), p * (k + 1)))
         out[:, :p] = z[rows]
         for j, (i, a) in enumerate(zip(rows, actions)):
-            out[j, p * (a + 1): p * (a + 2)] = z[i]
+            out[j, p * (a + 1) : p * (a + 2)] = z[i]
         return out
 
     penalty = np.sqrt(ridge) * np.eye(p * (k + 1))
@@ -81,9 +87,14 @@ def test_a_decision_never_shapes_its_own_prediction():
     log, _ = make_log(rng)
     before = fit_outcome_model(log)
     in_fold = before.folds == 2
-    changed = BanditLog(actions=log.actions, action=log.action, propensity=log.propensity,
-                        reward=np.where(in_fold, log.reward + rng.normal(0, 5, log.n), log.reward),
-                        time=log.time, context=log.context)
+    changed = BanditLog(
+        actions=log.actions,
+        action=log.action,
+        propensity=log.propensity,
+        reward=np.where(in_fold, log.reward + rng.normal(0, 5, log.n), log.reward),
+        time=log.time,
+        context=log.context,
+    )
     after = fit_outcome_model(changed)
     np.testing.assert_array_equal(after.predictions[in_fold], before.predictions[in_fold])
     assert not np.allclose(after.predictions[~in_fold], before.predictions[~in_fold])
@@ -101,8 +112,14 @@ def test_without_context_the_model_is_each_actions_mean_in_the_other_folds():
     rng = np.random.default_rng(4)
     n = 2_000
     action = rng.integers(0, 3, n)
-    log = BanditLog(actions=("a", "b", "c"), action=action, propensity=np.full(n, 1 / 3),
-                    reward=rng.normal(action, 1.0), time=np.arange(n), context=np.zeros((n, 0)))
+    log = BanditLog(
+        actions=("a", "b", "c"),
+        action=action,
+        propensity=np.full(n, 1 / 3),
+        reward=rng.normal(action, 1.0),
+        time=np.arange(n),
+        context=np.zeros((n, 0)),
+    )
     model = fit_outcome_model(log, n_folds=4, ridge=1e-9)
     for f in range(4):
         train = model.folds != f
@@ -119,8 +136,14 @@ def test_predictions_stay_within_the_training_rewards():
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [(dict(n_folds=1), "n_folds"), (dict(n_folds=601), "n_folds"), (dict(n_folds=2.5), "n_folds"),
-     (dict(ridge=0.0), "ridge"), (dict(ridge=float("inf")), "ridge"), (dict(ridge=True), "ridge")],
+    [
+        (dict(n_folds=1), "n_folds"),
+        (dict(n_folds=601), "n_folds"),
+        (dict(n_folds=2.5), "n_folds"),
+        (dict(ridge=0.0), "ridge"),
+        (dict(ridge=float("inf")), "ridge"),
+        (dict(ridge=True), "ridge"),
+    ],
 )
 def test_bad_arguments_raise_naming_the_field(kwargs, field):
     log, _ = make_log(np.random.default_rng(6))

@@ -22,8 +22,9 @@ def test_fixed_sample_size_matches_statsmodels(alpha, target, ratio):
     share_c = 1.0 / (1.0 + ratio)
     variance = sd**2 / share_c + sd**2 / (1.0 - share_c)  # K = σ²/w_c + σ²/w_v
     units = power.units_to_detect(variance, effect, alpha, target, "fixed")
-    one_tail = NormalIndPower().solve_power(effect_size=effect / sd, alpha=alpha / 2, power=target, ratio=ratio,
-                                            alternative="larger")  # the formula, exactly
+    one_tail = NormalIndPower().solve_power(
+        effect_size=effect / sd, alpha=alpha / 2, power=target, ratio=ratio, alternative="larger"
+    )  # the formula, exactly
     assert units == pytest.approx(one_tail * (1.0 + ratio), rel=1e-9)
     both_tails = NormalIndPower().solve_power(effect_size=effect / sd, alpha=alpha, power=target, ratio=ratio)
     assert units == pytest.approx(both_tails * (1.0 + ratio), rel=2e-3)  # the opposite tail is negligible
@@ -49,8 +50,9 @@ def test_sequential_units_solve_the_mde_equation_and_mde_falls_with_units():
     assert units > power.units_to_detect(variance, 0.15, method="fixed")
 
 
-def normal_experiments(rng: np.random.Generator, reps: int, looks: int, per_look: int, effect: float,
-                       sd: float) -> tuple[list[ArmStats], list[ArmStats]]:
+def normal_experiments(
+    rng: np.random.Generator, reps: int, looks: int, per_look: int, effect: float, sd: float
+) -> tuple[list[ArmStats], list[ArmStats]]:
     """Cumulative sufficient statistics of normal outcomes after each look, drawn exactly."""
     arms = []
     for name, mu in (("control", 0.0), ("b", effect)):
@@ -58,8 +60,13 @@ def normal_experiments(rng: np.random.Generator, reps: int, looks: int, per_look
         within = sd**2 * rng.chisquare(per_look - 1, (reps, looks))
         squares = (within + sums**2 / per_look).cumsum(axis=1)
         sums = sums.cumsum(axis=1)
-        arms.append([ArmStats(name, per_look * (k + 1), float(s), float(q))
-                     for row_s, row_q in zip(sums, squares) for k, (s, q) in enumerate(zip(row_s, row_q))])
+        arms.append(
+            [
+                ArmStats(name, per_look * (k + 1), float(s), float(q))
+                for row_s, row_q in zip(sums, squares)
+                for k, (s, q) in enumerate(zip(row_s, row_q))
+            ]
+        )
     return arms[0], arms[1]
 
 
@@ -86,16 +93,19 @@ def test_the_planned_sample_size_holds_for_proportions():
     reps, p, lift = 4_000, 0.05, 0.15
     variance = 2 * p * (1 - p) + 2 * p * (1 + lift) * (1 - p * (1 + lift))  # K with an equal split
     per_arm = math.ceil(power.units_to_detect(variance, p * lift) / 2)
-    pairs = [(ArmStats("control", per_arm, float(c), float(c)), ArmStats("b", per_arm, float(v), float(v)))
-             for c, v in zip(rng.binomial(per_arm, p, reps), rng.binomial(per_arm, p * (1 + lift), reps))]
+    pairs = [
+        (ArmStats("control", per_arm, float(c), float(c)), ArmStats("b", per_arm, float(v), float(v)))
+        for c, v in zip(rng.binomial(per_arm, p, reps), rng.binomial(per_arm, p * (1 + lift), reps))
+    ]
     lower = np.array([r.absolute.ci_lower for r in compare_many(pairs, "proportion")])
     assert np.mean(lower > 0) == pytest.approx(0.8, abs=0.05)
 
 
 def observed(n: int, mean: float = 10.0, sd: float = 4.0, lift: float = 0.02) -> stats.Comparison:
     v = mean * (1 + lift)
-    return compare(ArmStats("control", n, n * mean, n * (sd**2 + mean**2)),
-                   ArmStats("b", n, n * v, n * (sd**2 + v**2)), "mean")
+    return compare(
+        ArmStats("control", n, n * mean, n * (sd**2 + mean**2)), ArmStats("b", n, n * v, n * (sd**2 + v**2)), "mean"
+    )
 
 
 def test_a_plan_from_a_comparison_uses_its_variance_boundary_and_traffic():
@@ -126,10 +136,15 @@ def test_a_plan_says_why_it_has_no_numbers():
     assert absolute.target_absolute == 0.1 and absolute.sequential.days_to_detect > 0
 
 
-@pytest.mark.parametrize(("changes", "field"), [
-    ({"days_elapsed": 0.0}, "days_elapsed"), ({"days_elapsed": float("nan")}, "days_elapsed"),
-    ({"power": 1.0}, "power"), ({"target_effect": -0.1}, "target_effect"),
-])
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"days_elapsed": 0.0}, "days_elapsed"),
+        ({"days_elapsed": float("nan")}, "days_elapsed"),
+        ({"power": 1.0}, "power"),
+        ({"target_effect": -0.1}, "target_effect"),
+    ],
+)
 def test_invalid_plans_name_the_field(changes, field):
     arguments = {"days_elapsed": 3.0, "power": 0.8, "target_effect": 0.05} | changes
     with pytest.raises(stats.InvalidStats) as err:

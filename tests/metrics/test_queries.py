@@ -38,8 +38,9 @@ def test_a_metric_is_explained_from_the_first_page_that_shows_it(bundled_scenari
     assert "LOG(10, 12500.0)" in latency.sql
     on_experiments = explain_metric("conversion_rate", bundled_scenario, 10.0, page="experiments")
     assert on_experiments.query.name == "experiments.stats"
-    expected = experiments.STATS.statement(Filters(), pre_days=14, as_of=EXAMPLE_AS_OF,
-                                           metric_names=experiments.scenario_metrics(bundled_scenario))
+    expected = experiments.STATS.statement(
+        Filters(), pre_days=14, as_of=EXAMPLE_AS_OF, metric_names=experiments.scenario_metrics(bundled_scenario)
+    )
     assert on_experiments.sql.count("AS ctr__n") == pretty(expected.sql).count("AS ctr__n") == 1
 
 
@@ -51,13 +52,19 @@ def test_one_experiment_alone(bundled_scenario):
     assert "confidence sequence" in lift.method
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    (dict(metric="margin_per_usr"), "unknown metric 'margin_per_usr' (known: conversion_rate, "),
-    (dict(metric="arpu", experiment="exp_nope"), "unknown experiment 'exp_nope' (known: exp_home_showcase"),
-    (dict(metric="arpu", experiment="exp_home_showcase"), "metric 'arpu' is not measured on an experiment's exposed"),
-    (dict(metric="arpu", page="sales"), "unknown page 'sales' (known: executive, journeys, experiments"),
-    (dict(metric="arpu", page="governance"), "no panel of the governance page shows 'arpu' (shown on: executive)"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(metric="margin_per_usr"), "unknown metric 'margin_per_usr' (known: conversion_rate, "),
+        (dict(metric="arpu", experiment="exp_nope"), "unknown experiment 'exp_nope' (known: exp_home_showcase"),
+        (
+            dict(metric="arpu", experiment="exp_home_showcase"),
+            "metric 'arpu' is not measured on an experiment's exposed",
+        ),
+        (dict(metric="arpu", page="sales"), "unknown page 'sales' (known: executive, journeys, experiments"),
+        (dict(metric="arpu", page="governance"), "no panel of the governance page shows 'arpu' (shown on: executive)"),
+    ],
+)
 def test_bad_requests_name_what_is_wrong(bundled_scenario, kwargs, message):
     metric = kwargs.pop("metric")
     with pytest.raises(ValueError) as caught:  # noqa: PT011 (the message is checked below)

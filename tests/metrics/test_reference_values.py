@@ -67,8 +67,9 @@ def test_comparisons_reproduce_the_published_values(case_id):
 def test_the_sample_ratio_check_reproduces_the_published_p_value():
     case = CASES["srm-two-arms"]
     arms = [ArmStats(f"a{i}", n, 0.0, 0.0) for i, n in enumerate(case["counts"])]
-    assert srm_check(arms, case["shares"]).p_value == pytest.approx(case["expected"]["p_value"], rel=0,
-                                                                    abs=case["tolerance"])
+    assert srm_check(arms, case["shares"]).p_value == pytest.approx(
+        case["expected"]["p_value"], rel=0, abs=case["tolerance"]
+    )
 
 
 @pytest.mark.parametrize("case_id", [c for c, case in CASES.items() if case["kind"] == "power"])
@@ -78,8 +79,14 @@ def test_power_planning_reproduces_the_published_scaling_factor(case_id):
     fixed = compare(arm("control", case["control"]), arm("b", case["variant"]), "mean", method="fixed")
     units = case["control"]["n"] + case["variant"]["n"]
     variance = fixed.relative.se**2 * units
-    needed = power.units_to_detect(variance, case["target_relative_effect"], engine["alpha"], case["power"],
-                                   engine["method"], engine.get("sequential_tuning_n", 5_000))
+    needed = power.units_to_detect(
+        variance,
+        case["target_relative_effect"],
+        engine["alpha"],
+        case["power"],
+        engine["method"],
+        engine.get("sequential_tuning_n", 5_000),
+    )
     assert needed / units - 1.0 == pytest.approx(case["expected"]["scaling_factor"], rel=0, abs=case["tolerance"])
 
 

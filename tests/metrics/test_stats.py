@@ -45,8 +45,9 @@ def arm(name: str, y: np.ndarray, x: np.ndarray | None = None, den: np.ndarray |
     if x is not None:
         extra = dict(pre_sum=float(x.sum()), pre_sum_squares=float(x @ x), sum_product=float(x @ y))
     if den is not None:
-        extra = dict(denominator_sum=float(den.sum()), denominator_sum_squares=float(den @ den),
-                     sum_product=float(y @ den))
+        extra = dict(
+            denominator_sum=float(den.sum()), denominator_sum_squares=float(den @ den), sum_product=float(y @ den)
+        )
     return ArmStats(name, len(y), float(y.sum()), float(y @ y), **extra)
 
 
@@ -100,7 +101,8 @@ def test_proportions_match_statsmodels():
     _, p, _ = means.ttest_ind(usevar="unequal")
     assert result.absolute.p_value == pytest.approx(p, rel=1e-8)
     assert (result.absolute.ci_lower, result.absolute.ci_upper) == pytest.approx(
-        means.tconfint_diff(alpha=0.1, usevar="unequal"), rel=1e-8)
+        means.tconfint_diff(alpha=0.1, usevar="unequal"), rel=1e-8
+    )
     wald = confint_proportions_2indep(v.sum(), len(v), c.sum(), len(c), method="wald", alpha=0.1)
     assert (result.absolute.ci_lower, result.absolute.ci_upper) == pytest.approx(wald, rel=2e-3)
 
@@ -185,7 +187,8 @@ def test_adjust_pvalues_matches_multipletests_and_passes_gaps_through(method, re
     assert adjust_pvalues([], method) == []
     if method == "bh":
         assert [p for p in adjusted if p is not None and not math.isnan(p)] == pytest.approx(
-            sps.false_discovery_control(present, method="bh"))
+            sps.false_discovery_control(present, method="bh")
+        )
 
 
 @given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=40), st.sampled_from(["bh", "holm"]))
@@ -222,7 +225,9 @@ def test_bayesian_summaries_match_the_normal_posterior():
 
 arm_strategy = st.builds(
     lambda n, mean, var: (n, n * mean, n * (var + mean * mean)),
-    st.integers(0, 200_000), st.floats(-1e3, 1e3), st.floats(0, 1e4) | st.just(0.0),
+    st.integers(0, 200_000),
+    st.floats(-1e3, 1e3),
+    st.floats(0, 1e4) | st.just(0.0),
 )
 
 
@@ -269,8 +274,9 @@ def test_fixed_intervals_cover_true_mean_and_relative_effect():
 def test_fixed_intervals_cover_true_proportion_effects():
     rng = np.random.default_rng(11)
     reps, n, p_c, p_v = 2_000, 3_000, 0.10, 0.12
-    pairs = list(zip(binomial_arms("control", n, rng.binomial(n, p_c, reps)),
-                     binomial_arms("b", n, rng.binomial(n, p_v, reps))))
+    pairs = list(
+        zip(binomial_arms("control", n, rng.binomial(n, p_c, reps)), binomial_arms("b", n, rng.binomial(n, p_v, reps)))
+    )
     results = compare_many(pairs, "proportion", method="fixed")
     assert 0.93 <= covers(results, "absolute", p_v - p_c) <= 0.97
     assert 0.93 <= covers(results, "relative", p_v / p_c - 1) <= 0.97
@@ -296,8 +302,9 @@ def normal_chunks(rng, reps: int, looks: int, m: int, mu: float, sd: float) -> t
     return sums.cumsum(axis=1), (within + sums**2 / m).cumsum(axis=1)
 
 
-def ever_significant(metric_type: str, control: list[ArmStats], variant: list[ArmStats], reps: int,
-                     method: str) -> float:
+def ever_significant(
+    metric_type: str, control: list[ArmStats], variant: list[ArmStats], reps: int, method: str
+) -> float:
     """Share of simulated experiments whose absolute p-value crossed 0.05 at any look."""
     results = compare_many(list(zip(control, variant)), metric_type, method=method)
     p = column(results, "absolute", "p_value").reshape(reps, -1)
@@ -316,8 +323,11 @@ def test_sequential_controls_peeking_where_fixed_does_not(metric_type):
             sums, squares = conversions, conversions
         else:
             sums, squares = normal_chunks(rng, reps, looks, m, 5.0, 3.0)
-        arms[name] = [ArmStats(name, int(n), float(s), float(q))
-                      for row_s, row_q in zip(sums, squares) for n, s, q in zip(ns, row_s, row_q)]
+        arms[name] = [
+            ArmStats(name, int(n), float(s), float(q))
+            for row_s, row_q in zip(sums, squares)
+            for n, s, q in zip(ns, row_s, row_q)
+        ]
     sequential = ever_significant(metric_type, arms["control"], arms["b"], reps, "sequential")
     fixed = ever_significant(metric_type, arms["control"], arms["b"], reps, "fixed")
     assert sequential <= 0.065
@@ -335,8 +345,10 @@ def test_cuped_narrows_intervals_without_bias():
         pairs_cuped.append(arms_from_rows(name, y, x))
     raw = compare_many(list(zip(*pairs_raw)), "mean", method="fixed")
     adjusted = compare_many(list(zip(*pairs_cuped)), "mean", method="fixed")
-    width = {k: np.mean(column(r, "absolute", "ci_upper") - column(r, "absolute", "ci_lower"))
-             for k, r in (("raw", raw), ("cuped", adjusted))}
+    width = {
+        k: np.mean(column(r, "absolute", "ci_upper") - column(r, "absolute", "ci_lower"))
+        for k, r in (("raw", raw), ("cuped", adjusted))
+    }
     assert width["cuped"] / width["raw"] == pytest.approx(math.sqrt(1 - rho**2), rel=0.03)
     estimates = column(adjusted, "absolute", "estimate")
     assert abs(estimates.mean() - effect) < 4 * estimates.std() / math.sqrt(reps)
@@ -354,14 +366,24 @@ DEGENERATE = {
     "zero variance": (ArmStats("control", 50, 100.0, 200.0), ArmStats("b", 60, 120.0, 240.0), "mean", "no variation"),
     "one flat arm": (ArmStats("control", 50, 0.0, 0.0), ArmStats("b", 60, 12.0, 30.0), "mean", "no variation"),
     "no conversions": (ArmStats("control", 500, 0.0, 0.0), ArmStats("b", 500, 0.0, 0.0), "proportion", "0 event(s)"),
-    "few conversions": (ArmStats("control", 5_000, 40.0, 40.0), ArmStats("b", 5_000, 3.0, 3.0), "proportion",
-                        "3 event(s)"),
-    "few non-conversions": (ArmStats("control", 100, 95.0, 95.0), ArmStats("b", 100, 50.0, 50.0), "proportion",
-                            "5 non-event(s)"),
-    "zero denominator": (ArmStats("control", 10, 0.0, 0.0, denominator_sum=0.0, denominator_sum_squares=0.0,
-                                  sum_product=0.0),
-                         ArmStats("b", 10, 5.0, 9.0, denominator_sum=3.0, denominator_sum_squares=3.0,
-                                  sum_product=5.0), "ratio", "denominator_sum 0"),
+    "few conversions": (
+        ArmStats("control", 5_000, 40.0, 40.0),
+        ArmStats("b", 5_000, 3.0, 3.0),
+        "proportion",
+        "3 event(s)",
+    ),
+    "few non-conversions": (
+        ArmStats("control", 100, 95.0, 95.0),
+        ArmStats("b", 100, 50.0, 50.0),
+        "proportion",
+        "5 non-event(s)",
+    ),
+    "zero denominator": (
+        ArmStats("control", 10, 0.0, 0.0, denominator_sum=0.0, denominator_sum_squares=0.0, sum_product=0.0),
+        ArmStats("b", 10, 5.0, 9.0, denominator_sum=3.0, denominator_sum_squares=3.0, sum_product=5.0),
+        "ratio",
+        "denominator_sum 0",
+    ),
 }
 
 
@@ -418,12 +440,24 @@ def test_zero_control_mean_keeps_absolute_and_drops_relative():
         (lambda: compare(ArmStats("a", 10, 1, 1), ArmStats("b", 10, 1, 1), "median"), "metric_type"),
         (lambda: compare(ArmStats("a", 10, 1, 1), ArmStats("b", 10, 1, 1), "mean", alpha=1.5), "alpha"),
         (lambda: compare(ArmStats("a", 10, 1, 1), ArmStats("b", 10, 1, 1), "ratio"), "denominator_sum"),
-        (lambda: compare(ArmStats("a", 10, 1, 1, pre_sum=1, pre_sum_squares=1, sum_product=1),
-                         ArmStats("b", 10, 1, 1), "mean"), "pre_sum"),
-        (lambda: compare(ArmStats("a", 10, 1, 1, pre_sum=1, pre_sum_squares=1),
-                         ArmStats("b", 10, 1, 1, pre_sum=1, pre_sum_squares=1), "mean"), "sum_product"),
-        (lambda: compare(ArmStats("a", 10, 1, 1, denominator_sum=1), ArmStats("b", 10, 1, 1), "mean"),
-         "denominator_sum"),
+        (
+            lambda: compare(
+                ArmStats("a", 10, 1, 1, pre_sum=1, pre_sum_squares=1, sum_product=1), ArmStats("b", 10, 1, 1), "mean"
+            ),
+            "pre_sum",
+        ),
+        (
+            lambda: compare(
+                ArmStats("a", 10, 1, 1, pre_sum=1, pre_sum_squares=1),
+                ArmStats("b", 10, 1, 1, pre_sum=1, pre_sum_squares=1),
+                "mean",
+            ),
+            "sum_product",
+        ),
+        (
+            lambda: compare(ArmStats("a", 10, 1, 1, denominator_sum=1), ArmStats("b", 10, 1, 1), "mean"),
+            "denominator_sum",
+        ),
     ],
 )
 def test_invalid_numbers_raise_naming_the_field(make, field):
@@ -434,37 +468,81 @@ def test_invalid_numbers_raise_naming_the_field(make, field):
 
 def ratio_arm(name: str, n: int = 10, **changes) -> ArmStats:
     """A possible ratio arm (10 units; 3 ordered 1, 1 and 2 times for 10, 20 and 50), changed by `changes`."""
-    fields = {"sum": 80.0, "sum_squares": 3_000.0, "denominator_sum": 4.0, "denominator_sum_squares": 6.0,
-              "sum_product": 130.0}
+    fields = {
+        "sum": 80.0,
+        "sum_squares": 3_000.0,
+        "denominator_sum": 4.0,
+        "denominator_sum_squares": 6.0,
+        "sum_product": 130.0,
+    }
     return ArmStats(name, n, **(fields | changes))
 
 
 IMPOSSIBLE = {  # regression (issue 14 defect 3): each used to be "not enough data", blaming the wrong field
-    "sum_squares below sum²/n": (ArmStats("control", 10, 100.0, 50.0), ArmStats("b", 10, 5.0, 30.0), "mean",
-                                 "sum_squares", "control"),
-    "conversions above n": (ArmStats("control", 10, 8.0, 8.0), ArmStats("b", 10, 12.0, 12.0), "proportion",
-                            "sum", "b"),
-    "negative conversions": (ArmStats("control", 10, -1.0, -1.0), ArmStats("b", 10, 2.0, 2.0), "proportion",
-                             "sum", "control"),
-    "fractional conversions": (ArmStats("control", 10, 2.5, 2.5), ArmStats("b", 10, 2.0, 2.0), "proportion",
-                               "sum", "control"),
-    "proportion sum_squares != sum": (ArmStats("control", 10, 2.0, 3.0), ArmStats("b", 10, 2.0, 2.0), "proportion",
-                                      "sum_squares", "control"),
-    "ratio denominator_sum_squares below its sum²/n": (ratio_arm("control"), ratio_arm("b", denominator_sum_squares=0.5),
-                                                       "ratio", "denominator_sum_squares", "b"),
-    "ratio cross sum impossible": (ratio_arm("control", sum_product=500.0), ratio_arm("b"), "ratio", "sum_product",
-                                   "control"),
+    "sum_squares below sum²/n": (
+        ArmStats("control", 10, 100.0, 50.0),
+        ArmStats("b", 10, 5.0, 30.0),
+        "mean",
+        "sum_squares",
+        "control",
+    ),
+    "conversions above n": (ArmStats("control", 10, 8.0, 8.0), ArmStats("b", 10, 12.0, 12.0), "proportion", "sum", "b"),
+    "negative conversions": (
+        ArmStats("control", 10, -1.0, -1.0),
+        ArmStats("b", 10, 2.0, 2.0),
+        "proportion",
+        "sum",
+        "control",
+    ),
+    "fractional conversions": (
+        ArmStats("control", 10, 2.5, 2.5),
+        ArmStats("b", 10, 2.0, 2.0),
+        "proportion",
+        "sum",
+        "control",
+    ),
+    "proportion sum_squares != sum": (
+        ArmStats("control", 10, 2.0, 3.0),
+        ArmStats("b", 10, 2.0, 2.0),
+        "proportion",
+        "sum_squares",
+        "control",
+    ),
+    "ratio denominator_sum_squares below its sum²/n": (
+        ratio_arm("control"),
+        ratio_arm("b", denominator_sum_squares=0.5),
+        "ratio",
+        "denominator_sum_squares",
+        "b",
+    ),
+    "ratio cross sum impossible": (
+        ratio_arm("control", sum_product=500.0),
+        ratio_arm("b"),
+        "ratio",
+        "sum_product",
+        "control",
+    ),
     "covariate pre_sum_squares below its sum²/n": (
         ArmStats("control", 10, 5.0, 5.0, pre_sum=5.0, pre_sum_squares=1.0, sum_product=3.0),
-        ArmStats("b", 10, 5.0, 5.0, pre_sum=5.0, pre_sum_squares=5.0, sum_product=3.0), "mean", "pre_sum_squares",
-        "control"),
+        ArmStats("b", 10, 5.0, 5.0, pre_sum=5.0, pre_sum_squares=5.0, sum_product=3.0),
+        "mean",
+        "pre_sum_squares",
+        "control",
+    ),
     "covariate cross sum impossible": (
         ArmStats("control", 10, 5.0, 5.0, pre_sum=5.0, pre_sum_squares=5.0, sum_product=50.0),
-        ArmStats("b", 10, 5.0, 5.0, pre_sum=5.0, pre_sum_squares=5.0, sum_product=3.0), "mean", "sum_product",
-        "control"),
-    "ratio beyond floating-point range": (ratio_arm("control", denominator_sum=1e-300, denominator_sum_squares=1e-300,
-                                                    sum_product=1e-299), ratio_arm("b"), "ratio", "denominator_sum",
-                                          "control"),
+        ArmStats("b", 10, 5.0, 5.0, pre_sum=5.0, pre_sum_squares=5.0, sum_product=3.0),
+        "mean",
+        "sum_product",
+        "control",
+    ),
+    "ratio beyond floating-point range": (
+        ratio_arm("control", denominator_sum=1e-300, denominator_sum_squares=1e-300, sum_product=1e-299),
+        ratio_arm("b"),
+        "ratio",
+        "denominator_sum",
+        "control",
+    ),
 }
 
 
@@ -482,26 +560,41 @@ def test_impossible_numbers_are_input_errors_naming_the_exact_field(case):
 
 def test_relative_lift_divides_by_the_absolute_control_mean():
     """Regression (issue 14 defect 1): control −5 and variant −6 is a drop of 20%, not a rise."""
-    worse = compare(ArmStats("control", 1_000, -5_000.0, 1_000 * (25.0 + 4.0)),
-                    ArmStats("b", 1_000, -6_000.0, 1_000 * (36.0 + 4.0)), "mean", method="fixed")
+    worse = compare(
+        ArmStats("control", 1_000, -5_000.0, 1_000 * (25.0 + 4.0)),
+        ArmStats("b", 1_000, -6_000.0, 1_000 * (36.0 + 4.0)),
+        "mean",
+        method="fixed",
+    )
     assert worse.absolute.estimate == pytest.approx(-1.0)
     assert worse.relative.estimate == pytest.approx(-0.2)
     assert worse.relative.ci_upper < 0 and worse.absolute.ci_upper < 0
-    better = compare(ArmStats("control", 1_000, -5_000.0, 1_000 * (25.0 + 4.0)),
-                     ArmStats("b", 1_000, -4_000.0, 1_000 * (16.0 + 4.0)), "mean")
+    better = compare(
+        ArmStats("control", 1_000, -5_000.0, 1_000 * (25.0 + 4.0)),
+        ArmStats("b", 1_000, -4_000.0, 1_000 * (16.0 + 4.0)),
+        "mean",
+    )
     assert better.relative.estimate == pytest.approx(0.2) and better.relative.ci_lower > 0
 
 
-@given(st.floats(0.5, 50.0), st.floats(-0.5, 0.5), st.floats(0.1, 20.0), st.integers(30, 5_000),
-       st.sampled_from(["fixed", "sequential"]))
+@given(
+    st.floats(0.5, 50.0),
+    st.floats(-0.5, 0.5),
+    st.floats(0.1, 20.0),
+    st.integers(30, 5_000),
+    st.sampled_from(["fixed", "sequential"]),
+)
 @settings(max_examples=60, deadline=None)
 def test_mirroring_the_metric_mirrors_the_relative_lift(mean, lift, sd, n, method):
     """Negating every value negates the control mean: the relative lift and its interval flip sign
     exactly, with the same standard error (the delta method with |control mean|)."""
+
     def arms(sign: float) -> tuple[ArmStats, ArmStats]:
         v = mean * (1 + lift)
-        return (ArmStats("control", n, sign * n * mean, n * (sd**2 + mean**2)),
-                ArmStats("b", n, sign * n * v, n * (sd**2 + v**2)))
+        return (
+            ArmStats("control", n, sign * n * mean, n * (sd**2 + mean**2)),
+            ArmStats("b", n, sign * n * v, n * (sd**2 + v**2)),
+        )
 
     up, down = compare(*arms(1.0), "mean", method=method), compare(*arms(-1.0), "mean", method=method)
     assert up.status == down.status
@@ -511,7 +604,8 @@ def test_mirroring_the_metric_mirrors_the_relative_lift(mean, lift, sd, n, metho
     assert down.relative.estimate == pytest.approx(-up.relative.estimate, rel=1e-9, abs=1e-12)
     assert down.relative.se == pytest.approx(up.relative.se, rel=1e-9)
     assert (down.relative.ci_lower, down.relative.ci_upper) == pytest.approx(
-        (-up.relative.ci_upper, -up.relative.ci_lower), rel=1e-9, abs=1e-12)
+        (-up.relative.ci_upper, -up.relative.ci_lower), rel=1e-9, abs=1e-12
+    )
 
 
 def test_relative_intervals_cover_the_truth_for_a_negative_metric():
@@ -594,8 +688,9 @@ def with_absolute(lo: float, hi: float, control_mean: float = 10.0) -> Compariso
     ],
 )
 @pytest.mark.parametrize("control_mean", [10.0, -10.0])
-def test_non_inferiority_reads_the_bad_side_bound_on_the_absolute_scale(lo, hi, higher_is_better, verdict,
-                                                                          control_mean):
+def test_non_inferiority_reads_the_bad_side_bound_on_the_absolute_scale(
+    lo, hi, higher_is_better, verdict, control_mean
+):
     """Margin 2% of |control mean| 10 tolerates 0.2 units of harm, whatever the metric's sign."""
     result = non_inferiority(with_absolute(lo, hi, control_mean), 0.02, higher_is_better, name="latency")
     assert result.verdict == verdict and result.passed == (verdict == "passed")
@@ -630,7 +725,8 @@ def test_incremental_value_scales_per_user_difference():
     per_user = compare(holdout, exposed, "mean", method="fixed").absolute
     assert value.per_user == per_user
     assert (value.total.estimate, value.total.ci_lower, value.total.ci_upper) == pytest.approx(
-        (per_user.estimate * 250_000, per_user.ci_lower * 250_000, per_user.ci_upper * 250_000))
+        (per_user.estimate * 250_000, per_user.ci_lower * 250_000, per_user.ci_upper * 250_000)
+    )
     assert value.total.p_value == per_user.p_value
     json_roundtrip(value)
     with pytest.raises(InvalidStats, match="users_exposed"):
@@ -640,8 +736,14 @@ def test_incremental_value_scales_per_user_difference():
 def test_cumulative_lift_matches_pointwise_comparisons_and_narrows():
     rng = np.random.default_rng(50)
     daily_c, daily_v = rng.binomial(1_000, 0.10, 14).cumsum(), rng.binomial(1_000, 0.11, 14).cumsum()
-    series = [(f"day {d + 1}", ArmStats("control", 1_000 * (d + 1), float(c), float(c)),
-               ArmStats("b", 1_000 * (d + 1), float(v), float(v))) for d, (c, v) in enumerate(zip(daily_c, daily_v))]
+    series = [
+        (
+            f"day {d + 1}",
+            ArmStats("control", 1_000 * (d + 1), float(c), float(c)),
+            ArmStats("b", 1_000 * (d + 1), float(v), float(v)),
+        )
+        for d, (c, v) in enumerate(zip(daily_c, daily_v))
+    ]
     points = cumulative(series, "proportion")
     assert [p.label for p in points] == [label for label, _, _ in series]
     assert points[4].relative == compare(series[4][1], series[4][2], "proportion").relative
@@ -724,7 +826,9 @@ def test_critical_value_is_the_boundary_the_comparisons_use():
 # --- segments ---------------------------------------------------------------------------------
 
 
-def segment_cells(rng: np.random.Generator, effects: list[float], n: int = 4_000) -> list[tuple[str, ArmStats, ArmStats]]:
+def segment_cells(
+    rng: np.random.Generator, effects: list[float], n: int = 4_000
+) -> list[tuple[str, ArmStats, ArmStats]]:
     cells = []
     for i, effect in enumerate(effects):
         c, v = rng.binomial(n, 0.10), rng.binomial(n, 0.10 * (1 + effect))
@@ -763,9 +867,11 @@ def test_segment_intervals_at_the_fcr_level_are_the_fixed_intervals_at_that_leve
     for (_, c, v), effect in zip(cells, result.effects):
         at_level = compare(c, v, "proportion", alpha=result.adjusted_alpha, method="fixed")
         assert (effect.adjusted.ci_lower, effect.adjusted.ci_upper) == pytest.approx(
-            (at_level.absolute.ci_lower, at_level.absolute.ci_upper), rel=1e-12)
+            (at_level.absolute.ci_lower, at_level.absolute.ci_upper), rel=1e-12
+        )
         assert (effect.adjusted_relative.ci_lower, effect.adjusted_relative.ci_upper) == pytest.approx(
-            (at_level.relative.ci_lower, at_level.relative.ci_upper), rel=1e-12)
+            (at_level.relative.ci_lower, at_level.relative.ci_upper), rel=1e-12
+        )
 
 
 def test_segment_fishing_in_a_a_tests_rarely_flags_anything():

@@ -17,22 +17,40 @@ def test_defaults_keep_every_door_local_and_every_secret_unset():
     assert "secret" not in repr(load_settings({"MOMENTO_SITE_KEY": "secret", "MOMENTO_COCKPIT_PROXY_SECRET": "secret"}))
 
 
-@pytest.mark.parametrize(("raw", "value"), [("1", True), ("true", True), ("YES", True), ("0", False), ("off", False),
-                                            ("", False)])
+@pytest.mark.parametrize(
+    ("raw", "value"), [("1", True), ("true", True), ("YES", True), ("0", False), ("off", False), ("", False)]
+)
 def test_allow_drills_reads_the_usual_spellings(raw, value):
     assert load_settings({"MOMENTO_ALLOW_DRILLS": raw}).allow_drills is value
 
 
-@pytest.mark.parametrize(("name", "raw"), [("MOMENTO_ALLOW_DRILLS", "maybe"), ("MOMENTO_RATE_LIMIT_PER_SECOND", "-1"),
-                                           ("MOMENTO_RATE_LIMIT_BURST", "0"), ("MOMENTO_RATE_LIMIT_CLIENTS", "0"),
-                                           ("MOMENTO_RATE_LIMIT_BURST", "lots")])
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("MOMENTO_ALLOW_DRILLS", "maybe"),
+        ("MOMENTO_RATE_LIMIT_PER_SECOND", "-1"),
+        ("MOMENTO_RATE_LIMIT_BURST", "0"),
+        ("MOMENTO_RATE_LIMIT_CLIENTS", "0"),
+        ("MOMENTO_RATE_LIMIT_BURST", "lots"),
+    ],
+)
 def test_an_unusable_value_is_an_error_naming_the_variable(name, raw):
     with pytest.raises(SettingsError, match=name):
         load_settings({name: raw})
 
 
-@pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("127.8.9.10", True), ("::1", True),
-                                                ("localhost", True), ("0.0.0.0", False), ("::", False),
-                                                ("192.0.2.7", False), ("example.com", False)])
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.0.2.7", False),
+        ("example.com", False),
+    ],
+)
 def test_is_loopback(host, loopback):
     assert is_loopback(host) is loopback

@@ -43,13 +43,21 @@ def test_sigkill_mid_load_loses_nothing_durable_and_resends_count_once(launch, t
     def post_events() -> None:
         with httpx.Client(base_url=first.url, timeout=10) as http:
             for i in itertools.count():
-                batch = [{"event_id": f"crash-{i}-{j}", "event_type": "page_view", "user_id": f"crash-user-{j}",
-                          "channel": "web"} for j in range(25)]
+                batch = [
+                    {
+                        "event_id": f"crash-{i}-{j}",
+                        "event_type": "page_view",
+                        "user_id": f"crash-user-{j}",
+                        "channel": "web",
+                    }
+                    for j in range(25)
+                ]
                 batches.append(batch)
                 wait = i % DURABLE_EVERY == DURABLE_EVERY - 1
                 try:
-                    response = http.post("/v1/events", json={"events": batch},
-                                         params={"wait": "durable"} if wait else None)
+                    response = http.post(
+                        "/v1/events", json={"events": batch}, params={"wait": "durable"} if wait else None
+                    )
                 except httpx.HTTPError:
                     return  # the service is gone
                 if response.status_code != 200:
@@ -63,8 +71,15 @@ def test_sigkill_mid_load_loses_nothing_durable_and_resends_count_once(launch, t
         with httpx.Client(base_url=first.url, timeout=10) as http:
             for i in itertools.count():
                 try:
-                    response = http.post("/v1/decide", json={"user_id": f"crash-user-{i % 50}", "channel": "web",
-                                                             "placement": "homepage_showcase", "consent": True})
+                    response = http.post(
+                        "/v1/decide",
+                        json={
+                            "user_id": f"crash-user-{i % 50}",
+                            "channel": "web",
+                            "placement": "homepage_showcase",
+                            "consent": True,
+                        },
+                    )
                 except httpx.HTTPError:
                     return
                 if response.status_code != 200:
@@ -95,13 +110,20 @@ def test_sigkill_mid_load_loses_nothing_durable_and_resends_count_once(launch, t
     boundary = durable[-1]
     before_boundary = [event["event_id"] for i in acked if i <= boundary for event in batches[i]]
     assert before_boundary and set(before_boundary) <= stored  # nothing acknowledged before it is missing
-    lost_acked = [event["event_id"] for i in acked if i > boundary for event in batches[i] if event["event_id"] not in stored]
+    lost_acked = [
+        event["event_id"] for i in acked if i > boundary for event in batches[i] if event["event_id"] not in stored
+    ]
     lost_decisions = [(at, d) for at, d in decisions if d not in stored_decisions]
-    print(f"\nSIGKILL after {len(batches)} batches ({len(acked)} acknowledged, {len(durable)} durable); "
-          f"acknowledged after the last durable one and lost: {len(lost_acked)} events; decisions lost: "
-          f"{len(lost_decisions)} of {len(decisions)}"
-          + (f", answered at most {killed_at - min(at for at, _ in lost_decisions):.2f} s before the kill"
-             if lost_decisions else ""))
+    print(
+        f"\nSIGKILL after {len(batches)} batches ({len(acked)} acknowledged, {len(durable)} durable); "
+        f"acknowledged after the last durable one and lost: {len(lost_acked)} events; decisions lost: "
+        f"{len(lost_decisions)} of {len(decisions)}"
+        + (
+            f", answered at most {killed_at - min(at for at, _ in lost_decisions):.2f} s before the kill"
+            if lost_decisions
+            else ""
+        )
+    )
 
     # Restart on the same lake; the client re-sends everything it ever tried.
     second = launch(tmp_path / "second", env={"MOMENTO_LAKE": str(lake), "MOMENTO_RATE_LIMIT_PER_SECOND": "0"})

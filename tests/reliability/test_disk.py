@@ -68,8 +68,10 @@ class Client:
 
     def post(self, n: int = 20, wait: bool = False) -> httpx.Response:
         ids = [f"disk-{uuid.uuid4().hex}" for _ in range(n)]
-        events = [{"event_id": i, "event_type": "page_view", "channel": "web", "user_id": "disk-user",
-                   "session_id": "disk-s"} for i in ids]
+        events = [
+            {"event_id": i, "event_type": "page_view", "channel": "web", "user_id": "disk-user", "session_id": "disk-s"}
+            for i in ids
+        ]
         response = self.http.post("/v1/events" + ("?wait=durable" if wait else ""), json={"events": events})
         if response.status_code == httpx.codes.OK:
             self.acked.extend(ids)
@@ -86,8 +88,10 @@ class Client:
         pytest.fail(f"no {status} within {PATIENCE_SECONDS:.0f} s (last: {response.status_code} {response.text})")
 
     def decide(self) -> int:
-        return self.http.post("/v1/decide", json={"user_id": "disk-user", "placement": "homepage_showcase",
-                                                  "channel": "web", "consent": True}).status_code
+        return self.http.post(
+            "/v1/decide",
+            json={"user_id": "disk-user", "placement": "homepage_showcase", "channel": "web", "consent": True},
+        ).status_code
 
 
 def _refused_for(response: httpx.Response, reason: str) -> None:
@@ -123,11 +127,14 @@ def test_a_full_or_read_only_disk_gets_503_with_its_reason_loses_nothing_and_rec
     assert service.stop() == 0
     warehouse = Warehouse(small_disk)
     try:
-        stored = warehouse.query("SELECT event_id, count(*) AS n FROM events WHERE starts_with(event_id, 'disk-') "
-                                 "GROUP BY event_id")
+        stored = warehouse.query(
+            "SELECT event_id, count(*) AS n FROM events WHERE starts_with(event_id, 'disk-') GROUP BY event_id"
+        )
     finally:
         warehouse.close()
-    print(f"\ndisk trouble: {len(client.acked)} events acknowledged ({waiting} before the disk filled), "
-          f"{stored.height} stored")
+    print(
+        f"\ndisk trouble: {len(client.acked)} events acknowledged ({waiting} before the disk filled), "
+        f"{stored.height} stored"
+    )
     assert set(stored["event_id"].to_list()) == set(client.acked)
     assert stored["n"].max() == 1

@@ -31,14 +31,19 @@ MAX_EXAMPLES = 25
 """Per operation and mode (17 pairs): keeps the whole run near 15 s on 2 busy cores."""
 REQUEST_TIMEOUT = 10.0
 WITH_INPUT = [
-    ("POST", "/v1/decide"), ("POST", "/v1/events"), ("POST", "/v1/exposures"), ("POST", "/v1/identify"),
-    ("DELETE", "/v1/users/{user_id}"), ("POST", "/v1/experiments/{experiment_id}/arms/{arm}/pause"),
+    ("POST", "/v1/decide"),
+    ("POST", "/v1/events"),
+    ("POST", "/v1/exposures"),
+    ("POST", "/v1/identify"),
+    ("DELETE", "/v1/users/{user_id}"),
+    ("POST", "/v1/experiments/{experiment_id}/arms/{arm}/pause"),
     ("POST", "/v1/experiments/{experiment_id}/arms/{arm}/resume"),
 ]
 WITHOUT_INPUT = [("GET", "/v1/experiences"), ("GET", "/healthz"), ("GET", "/metrics")]  # nothing to get wrong
 OPERATIONS = WITH_INPUT + WITHOUT_INPUT
 CASES = [(method, path, GenerationMode.POSITIVE) for method, path in OPERATIONS] + [
-    (method, path, GenerationMode.NEGATIVE) for method, path in WITH_INPUT]
+    (method, path, GenerationMode.NEGATIVE) for method, path in WITH_INPUT
+]
 
 pytestmark = pytest.mark.e2e
 
@@ -60,8 +65,7 @@ def test_no_request_gets_a_5xx_or_hangs(api_schema, service, method, path, mode)
     operation = api_schema[path][method]
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     def check(case) -> None:
         response = case.call(base_url=service.url, timeout=REQUEST_TIMEOUT)  # a hang fails with a timeout
         SENT[(method, path, str(mode), response.status_code)] += 1
@@ -122,8 +126,10 @@ def test_the_service_still_answers_after_fuzzing(service):
     statuses = Counter()
     for (_, _, _, status), n in SENT.items():
         statuses[status] += n
-    print(f"\nfuzzing: {sum(SENT.values())} requests over {len({k[:2] for k in SENT})} operations, "
-          f"statuses {dict(sorted(statuses.items()))}")
+    print(
+        f"\nfuzzing: {sum(SENT.values())} requests over {len({k[:2] for k in SENT})} operations, "
+        f"statuses {dict(sorted(statuses.items()))}"
+    )
     assert {key[:2] for key in SENT} == set(OPERATIONS)
     assert not [status for status in statuses if status >= 500]
     health = httpx.get(f"{service.url}/healthz", timeout=REQUEST_TIMEOUT)

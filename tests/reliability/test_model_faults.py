@@ -43,9 +43,11 @@ def _logged(lake, decisions: list[dict]) -> dict[str, dict]:
     sql = "SELECT count(*) FROM decisions WHERE list_contains($ids, decision_id)"
     assert wait_for_count(lake, sql, {"ids": ids}, expected=len(ids)) == len(ids)
     warehouse = Warehouse(lake)
-    rows = warehouse.query("SELECT decision_id, variant, policy, fallback, fallback_reason, reasons, status, "
-                                 "error_code, latency_us FROM decisions WHERE list_contains($ids, decision_id)",
-                                 {"ids": ids})
+    rows = warehouse.query(
+        "SELECT decision_id, variant, policy, fallback, fallback_reason, reasons, status, "
+        "error_code, latency_us FROM decisions WHERE list_contains($ids, decision_id)",
+        {"ids": ids},
+    )
     warehouse.close()
     return {row["decision_id"]: row for row in rows.iter_rows(named=True)}
 
@@ -111,8 +113,10 @@ def test_a_policy_that_raises_or_overruns_serves_the_default(tmp_path, scenario)
     app = create_app(settings)
     engine = app.state.service.engine
     budget_s = settings.decision_budget_ms / 1000
-    for key, fault in ((("adaptive_cta", "propensity"), {"error": FloatingPointError("model weights are NaN")}),
-                       (("home_showcase", "thompson"), {"delay_s": 2 * budget_s})):
+    for key, fault in (
+        (("adaptive_cta", "propensity"), {"error": FloatingPointError("model weights are NaN")}),
+        (("home_showcase", "thompson"), {"delay_s": 2 * budget_s}),
+    ):
         engine.policies[key] = _Faulty(engine.policies[key], **fault)
     broken = [raw_user(scenario, ADAPTIVE[0], ADAPTIVE[1], f"broken-{i}") for i in range(5)]
     slow = [raw_user(scenario, SHOWCASE[0], SHOWCASE[1], f"slow-{i}") for i in range(5)]

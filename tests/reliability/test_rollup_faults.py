@@ -32,8 +32,13 @@ def lake(small_lake: Path, tmp_path: Path) -> Path:
 
 def _rollup(lake: Path) -> subprocess.Popen:
     env = {**os.environ, "MOMENTO_LAKE": str(lake)}
-    return subprocess.Popen([sys.executable, "-m", "cli.main", "rollup"], cwd=PROJECT_ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "rollup"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def test_a_job_killed_at_any_moment_leaves_the_cockpit_exact_and_the_next_run_completes(lake):
@@ -67,8 +72,17 @@ def test_a_job_far_behind_sends_the_cockpit_to_raw_rows_and_says_why(lake):
     with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
         decisions = check(lake, PRE_DAYS).source  # before: the rollups serve
         assert decisions.mode == "rollups"
-        rows = [{"event_id": f"late-{i}", "ts": decisions.as_of, "received_at": decisions.as_of,
-                 "user_id": f"{i:032x}", "channel": "web", "event_type": "page_view"} for i in range(50)]
+        rows = [
+            {
+                "event_id": f"late-{i}",
+                "ts": decisions.as_of,
+                "received_at": decisions.as_of,
+                "user_id": f"{i:032x}",
+                "channel": "web",
+                "event_type": "page_view",
+            }
+            for i in range(50)
+        ]
         writer.append("events", rows)
         writer.flush()
     served = check(lake, PRE_DAYS, expect_mode="raw", max_tail_rows=10)

@@ -96,8 +96,11 @@ def _outside(running: RunningService) -> str:
 def exposed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningService, str]]:
     """The service bound to every interface with its secrets and small limits; with the URL to
     reach it through this machine's non-loopback address if it has one."""
-    running = start_service(tmp_path_factory.mktemp("exposed"), host="0.0.0.0", env={
-        **SECRETS, "MOMENTO_MAX_BODY_BYTES": str(MAX_BODY), "MOMENTO_MAX_BATCH_EVENTS": str(MAX_BATCH)})
+    running = start_service(
+        tmp_path_factory.mktemp("exposed"),
+        host="0.0.0.0",
+        env={**SECRETS, "MOMENTO_MAX_BODY_BYTES": str(MAX_BODY), "MOMENTO_MAX_BATCH_EVENTS": str(MAX_BATCH)},
+    )
     try:
         yield running, _outside(running)
     finally:
@@ -112,11 +115,19 @@ def _event(event_id: str, user: str = "sec-user", **extra) -> dict:
 def test_binds_to_loopback_by_default(tmp_path):
     assert load_settings({}).host == "127.0.0.1"
     port = free_loopback_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MOMENTO_")}, "MOMENTO_LAKE": str(tmp_path / "lake")}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MOMENTO_")},
+        "MOMENTO_LAKE": str(tmp_path / "lake"),
+    }
     log = tmp_path / "service.log"
     with log.open("wb") as sink:  # `momento serve` with no --host and no MOMENTO_HOST
-        process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
-                                   cwd=PROJECT_ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     running = RunningService(process, f"http://127.0.0.1:{port}", tmp_path / "lake", log)
     try:
         wait_until_healthy(running.url, process)
@@ -152,23 +163,36 @@ def test_off_loopback_every_state_changing_route_needs_its_credential(exposed):
         for method, path, body in writes:  # the site key may sit in a web page: it writes nothing
             refused = http.request(method, path, json=body, headers=SITE_HEADERS)
             assert refused.status_code == 403 and refused.json()["field"] == "Authorization", (path, refused.text)
-        stored = http.post("/v1/events", json={"events": [_event("allowed-1")]}, headers=SERVER_HEADERS,
-                           params={"wait": "durable"})
+        stored = http.post(
+            "/v1/events", json={"events": [_event("allowed-1")]}, headers=SERVER_HEADERS, params={"wait": "durable"}
+        )
         assert stored.status_code == 200 and stored.json()["durable"] is True
         for method, path, body in writes[1:]:
             assert http.request(method, path, json=body, headers=SERVER_HEADERS).status_code == 200, path
         assert http.get("/v1/experiences").status_code == 200  # the catalogue changes nothing: no credential
     ids = Warehouse(running.lake).query("SELECT event_id FROM events")["event_id"].to_list()
     assert "refused-1" not in ids  # a refused write left nothing behind
-    assert wait_for_count(running.lake, "SELECT count(*) FROM decisions WHERE user_id = $u",
-                          {"u": customer_unit("sec-decider", KEY)}, expected=2) == 2  # only the two admitted
+    assert (
+        wait_for_count(
+            running.lake,
+            "SELECT count(*) FROM decisions WHERE user_id = $u",
+            {"u": customer_unit("sec-decider", KEY)},
+            expected=2,
+        )
+        == 2
+    )  # only the two admitted
 
 
 @pytest.mark.e2e
 def test_off_loopback_drills_need_the_switch_and_the_server_key(exposed, launch, tmp_path, scenario):
     user = raw_user(scenario, "exp_adaptive_cta", "adaptive", "drill", key=KEY)  # the propensity model decides
-    drill = {"user_id": user, "placement": "product_cta", "channel": "web", "consent": True,
-             "incidents": ["model_outage"]}
+    drill = {
+        "user_id": user,
+        "placement": "product_cta",
+        "channel": "web",
+        "consent": True,
+        "incidents": ["model_outage"],
+    }
     _, url = exposed  # drills not switched on
     with httpx.Client(base_url=url, timeout=30) as http:
         for headers in (SERVER_HEADERS, SITE_HEADERS):
@@ -186,8 +210,9 @@ def test_off_loopback_drills_need_the_switch_and_the_server_key(exposed, launch,
 
 @pytest.mark.e2e
 def test_a_client_past_its_rate_limit_gets_429_with_retry_after(launch, tmp_path):
-    running = launch(tmp_path, host="0.0.0.0", env={**SECRETS, "MOMENTO_RATE_LIMIT_PER_SECOND": "1",
-                                                     "MOMENTO_RATE_LIMIT_BURST": "5"})
+    running = launch(
+        tmp_path, host="0.0.0.0", env={**SECRETS, "MOMENTO_RATE_LIMIT_PER_SECOND": "1", "MOMENTO_RATE_LIMIT_BURST": "5"}
+    )
     decide = {"user_id": "busy-user", "placement": "product_cta", "channel": "web"}
     with httpx.Client(base_url=_outside(running), timeout=30) as http:
         answers = [http.post("/v1/decide", json=decide, headers=SITE_HEADERS) for _ in range(12)]
@@ -210,10 +235,14 @@ def test_request_size_and_batch_length_are_bounded(exposed):
         assert oversize.status_code == 413 and oversize.json()["error"] == "body_too_large"
         too_many = http.post("/v1/events", json={"events": [_event(f"many-{i}") for i in range(MAX_BATCH + 1)]})
         assert too_many.status_code == 413 and too_many.json()["error"] == "batch_too_large"
-        exposures = [{"decision_id": f"d{i}", "user_id": "u", "placement": "p", "variant": "v", "channel": "web"}
-                     for i in range(MAX_BATCH + 1)]
+        exposures = [
+            {"decision_id": f"d{i}", "user_id": "u", "placement": "p", "variant": "v", "channel": "web"}
+            for i in range(MAX_BATCH + 1)
+        ]
         assert http.post("/v1/exposures", json={"exposures": exposures}).status_code == 413
-        assert http.post("/v1/events", json={"events": [_event(f"ok-{i}") for i in range(MAX_BATCH)]}).status_code == 200
+        assert (
+            http.post("/v1/events", json={"events": [_event(f"ok-{i}") for i in range(MAX_BATCH)]}).status_code == 200
+        )
         nine = http.post("/v1/decide", json={"user_id": "u", "channel": "web", "placements": ["product_cta"] * 9})
         assert nine.status_code == 422 and nine.json()["field"] == "placements"
         long_id = http.post("/v1/decide", json={"user_id": "u" * 129, "channel": "web", "placement": "product_cta"})
@@ -226,15 +255,35 @@ def test_ids_are_stored_only_as_keyed_hashes(exposed):
     running, url = exposed
     customer, cookie = "maria.silva+vip@example.com.br", "cookie-raw-0f3e9d"
     with httpx.Client(base_url=url, timeout=30, headers=SERVER_HEADERS) as http:
-        anonymous = http.post("/v1/decide", json={"anonymous_id": cookie, "session_id": "sec-s1", "channel": "web",
-                                                  "placement": "homepage_showcase", "consent": True})
+        anonymous = http.post(
+            "/v1/decide",
+            json={
+                "anonymous_id": cookie,
+                "session_id": "sec-s1",
+                "channel": "web",
+                "placement": "homepage_showcase",
+                "consent": True,
+            },
+        )
         assert http.post("/v1/identify", json={"anonymous_id": cookie, "user_id": customer}).status_code == 200
-        known = http.post("/v1/decide", json={"user_id": customer, "anonymous_id": cookie, "session_id": "sec-s1",
-                                              "channel": "web", "placement": "cart_cross_sell", "consent": True})
+        known = http.post(
+            "/v1/decide",
+            json={
+                "user_id": customer,
+                "anonymous_id": cookie,
+                "session_id": "sec-s1",
+                "channel": "web",
+                "placement": "cart_cross_sell",
+                "consent": True,
+            },
+        )
         exposures = [{"decision_id": r.json()["decisions"][0]["decision_id"]} for r in (anonymous, known)]
         assert http.post("/v1/exposures", json={"exposures": exposures}).status_code == 200
-        events = [_event("pii-1", customer), _event("pii-2", customer, anonymous_id=cookie),
-                  {**_event("pii-3", customer), "event_type": "purchase", "revenue": 99.0}]
+        events = [
+            _event("pii-1", customer),
+            _event("pii-2", customer, anonymous_id=cookie),
+            {**_event("pii-3", customer), "event_type": "purchase", "revenue": 99.0},
+        ]
         assert http.post("/v1/events", json={"events": events}, params={"wait": "durable"}).json()["durable"]
     assert wait_for_count(running.lake, "SELECT count(*) FROM decisions WHERE session_id = 'sec-s1'", expected=2) == 2
     assert wait_for_count(running.lake, "SELECT count(*) FROM exposures WHERE session_id = 'sec-s1'", expected=2) == 2
@@ -252,7 +301,7 @@ def test_ids_are_stored_only_as_keyed_hashes(exposed):
 HOSTILE = [
     "' OR '1'='1",
     "x'); DROP TABLE events; --",
-    "\" UNION SELECT * FROM decisions --",
+    '" UNION SELECT * FROM decisions --',
     "$f_channel",
     "1; DELETE FROM decisions WHERE TRUE",
 ]
@@ -261,9 +310,19 @@ HOSTILE = [
 @pytest.mark.e2e
 def test_sql_injection_shaped_input_is_only_data(client, service):
     for i, text in enumerate(HOSTILE):
-        decided = client.post("/v1/decide", json={"user_id": text, "session_id": text, "placement": "homepage_showcase",
-                                                  "channel": "web", "category": text, "region": text, "device": text,
-                                                  "consent": True})
+        decided = client.post(
+            "/v1/decide",
+            json={
+                "user_id": text,
+                "session_id": text,
+                "placement": "homepage_showcase",
+                "channel": "web",
+                "category": text,
+                "region": text,
+                "device": text,
+                "consent": True,
+            },
+        )
         assert decided.status_code == 200, decided.text
         unknown = client.post("/v1/decide", json={"user_id": "u", "placement": text, "channel": "web"})
         assert unknown.status_code == 422 and unknown.json()["error"] == "unknown_placement"
@@ -272,12 +331,18 @@ def test_sql_injection_shaped_input_is_only_data(client, service):
     bystander = {**_event("inj-bystander", "inj-bystander-user")}
     assert client.post("/v1/events", json={"events": [bystander]}, params={"wait": "durable"}).json()["durable"]
     units = [customer_unit(text, DEV_KEY) for text in HOSTILE]
-    assert wait_for_count(service.lake, "SELECT count(*) FROM decisions WHERE list_contains($u, user_id)", {"u": units},
-                          expected=len(HOSTILE)) == len(HOSTILE)
+    assert wait_for_count(
+        service.lake,
+        "SELECT count(*) FROM decisions WHERE list_contains($u, user_id)",
+        {"u": units},
+        expected=len(HOSTILE),
+    ) == len(HOSTILE)
 
     warehouse = Warehouse(service.lake)
-    stored = warehouse.query("SELECT event_id, user_id, category, session_id, properties FROM events "
-                             "WHERE starts_with(event_id, 'inj-') AND event_id <> 'inj-bystander' ORDER BY event_id")
+    stored = warehouse.query(
+        "SELECT event_id, user_id, category, session_id, properties FROM events "
+        "WHERE starts_with(event_id, 'inj-') AND event_id <> 'inj-bystander' ORDER BY event_id"
+    )
     assert stored["category"].to_list() == sorted(HOSTILE, key=lambda t: f"inj-{HOSTILE.index(t)}-{t}")  # verbatim
     assert set(stored["user_id"]) == set(units)
     decisions_before = warehouse.scalar("SELECT count(*) FROM decisions")
@@ -327,12 +392,18 @@ def test_the_audit_trail_returns_at_most_ten_thousand_rows(small_lake):
 # catalogue...) or is listed here with the reason it can never carry a caller's text. Module-level
 # SQL (built from constants at import) needs no entry. What it cannot see: a parameter copied to
 # a local first; the dynamic tests above cover behaviour.
-REVIEWED: dict[tuple[str, str, str], str] = {  # all in metrics/ and momento/lake/: the service and the pages build no SQL
+REVIEWED: dict[
+    tuple[str, str, str], str
+] = {  # all in metrics/ and momento/lake/: the service and the pages build no SQL
     ("momento/lake/warehouse.py", "_refresh_table", "name"): "a table name from TABLES or a rollup directory name "
-                                                             "that rollup_tables checked (rollup_[a-z0-9_]+)",
+    "that rollup_tables checked (rollup_[a-z0-9_]+)",
     ("momento/lake/warehouse.py", "_drop", "name"): "a table name from momento.lake.schema.TABLES",
     ("metrics/compliance.py", "_parity", "dimension"): "checked against compliance.DIMENSIONS first",
-    ("metrics/rollup/state.py", "merged_sql", "rows"): "a relation the rollup code names (a table, or SQL of constants)",
+    (
+        "metrics/rollup/state.py",
+        "merged_sql",
+        "rows",
+    ): "a relation the rollup code names (a table, or SQL of constants)",
     ("metrics/rollup/definitions.py", "_sum", "measure"): "a key of the catalogue's MEASURES",
     ("metrics/rollup/definitions.py", "part", "source"): "'units u', a constant of _family_sql",
     ("metrics/rollup/definitions.py", "part", "join"): "join clauses written in _family_sql from constants",
@@ -341,7 +412,7 @@ REVIEWED: dict[tuple[str, str, str], str] = {  # all in metrics/ and momento/lak
     ("metrics/rollup/session.py", "create", "name"): "checked by relation_name (a plain identifier) in place",
     ("metrics/rollup/session.py", "register", "name"): "checked by relation_name (a plain identifier) in place",
     ("metrics/rollup/session.py", "create", "sql"): "SQL the fold writes from the rollup definitions (a session "
-                                                    "runs statements; callers bind values as parameters)",
+    "runs statements; callers bind values as parameters)",
 }
 _SQL_WORDS = re.compile(r"\b(select|delete|insert|update|drop|create|where)\b", re.I)
 _TEXT_TYPES = re.compile(r"\b(str|Any|object)\b")
@@ -367,9 +438,13 @@ def _template(node: ast.AST) -> tuple[str, list[ast.expr]] | None:
 def _sql_templates(function: ast.AST) -> Iterator[tuple[ast.AST, list[ast.expr]]]:
     """Each string built in place that is SQL: it reads like SQL, or it is the SQL argument of
     execute/query/scalar/sql/delete or of a `Statement` (then whatever it says)."""
-    arguments = {id(node.args[0]) for node in ast.walk(function) if isinstance(node, ast.Call) and node.args
-                 and (node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None))
-                 in _SQL_CALLS}
+    arguments = {
+        id(node.args[0])
+        for node in ast.walk(function)
+        if isinstance(node, ast.Call)
+        and node.args
+        and (node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)) in _SQL_CALLS
+    }
     for node in ast.walk(function):
         built = _template(node)
         if built is not None and (id(node) in arguments or _SQL_WORDS.search(built[0])):
@@ -382,9 +457,16 @@ def _caller_values_in_sql(source: str, module: str) -> Iterator[tuple[tuple[str,
         if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         arguments = function.args
-        parameters = {a.arg for a in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs,
-                                      *filter(None, (arguments.vararg, arguments.kwarg)))
-                      if a.annotation is None or _TEXT_TYPES.search(ast.unparse(a.annotation))}  # may hold text
+        parameters = {
+            a.arg
+            for a in (
+                *arguments.posonlyargs,
+                *arguments.args,
+                *arguments.kwonlyargs,
+                *filter(None, (arguments.vararg, arguments.kwarg)),
+            )
+            if a.annotation is None or _TEXT_TYPES.search(ast.unparse(a.annotation))
+        }  # may hold text
         for node, values in _sql_templates(function):
             for value in values:
                 for name in sorted({n.id for n in ast.walk(value) if isinstance(n, ast.Name)} & parameters):
@@ -406,19 +488,25 @@ def search(wh, text, table, flag: bool, n: int):
 
 
 def test_no_sql_text_is_built_from_caller_values():
-    sources = [p for package in ("momento", "metrics", "decisioning", "pages", "bench", "cli")
-               for p in (PROJECT_ROOT / package).rglob("*.py")] + [PROJECT_ROOT / "app.py"]
-    found = [hit for path in sources
-             for hit in _caller_values_in_sql(path.read_text(), path.relative_to(PROJECT_ROOT).as_posix())]
+    sources = [
+        p
+        for package in ("momento", "metrics", "decisioning", "pages", "bench", "cli")
+        for p in (PROJECT_ROOT / package).rglob("*.py")
+    ] + [PROJECT_ROOT / "app.py"]
+    found = [
+        hit
+        for path in sources
+        for hit in _caller_values_in_sql(path.read_text(), path.relative_to(PROJECT_ROOT).as_posix())
+    ]
     assert len(sources) > 20
-    unreviewed = [f"{where} puts parameter {key[2]!r} of {key[1]}() into SQL text" for key, where in found
-                  if key not in REVIEWED]
+    unreviewed = [
+        f"{where} puts parameter {key[2]!r} of {key[1]}() into SQL text" for key, where in found if key not in REVIEWED
+    ]
     assert not unreviewed, "\n".join(unreviewed)
     assert {key for key, _ in found} == set(REVIEWED), "stale allow-list entries"
 
 
 # -- consent and erasure ----------------------------------------------------------------------
-
 
 
 def _post(client: httpx.Client, *events: dict) -> None:
@@ -430,25 +518,39 @@ def _post(client: httpx.Client, *events: dict) -> None:
 def test_consent_withdrawal_stops_personalisation_on_the_next_decision(client, service, scenario):
     withdraws, opts_out = (raw_user(scenario, "exp_adaptive_cta", "adaptive", f"consent-{k}") for k in ("w", "o"))
     decided = []
-    for user, event in ((withdraws, {"event_type": "consent_change", "consent": False}),
-                        (opts_out, {"event_type": "opt_out"})):
+    for user, event in (
+        (withdraws, {"event_type": "consent_change", "consent": False}),
+        (opts_out, {"event_type": "opt_out"}),
+    ):
         before = decide(client, user, "product_cta")
         assert before["policy"] == "propensity" and before["consent"] is True
         _post(client, {**_event(f"{user}-withdraw", user), **event})
         after = decide(client, user, "product_cta")  # the client still says consent: true
-        assert after["policy"] == "default" and after["fallback_reason"] == Code.NO_CONSENT and after["consent"] is False
+        assert (
+            after["policy"] == "default" and after["fallback_reason"] == Code.NO_CONSENT and after["consent"] is False
+        )
         decided += [before, after]
     _post(client, {**_event(f"{withdraws}-again", withdraws), "event_type": "consent_change", "consent": True})
     assert decide(client, withdraws, "product_cta")["policy"] == "propensity"  # consent given back: live again
     ids = [d["decision_id"] for d in decided]
-    assert wait_for_count(service.lake, "SELECT count(*) FROM decisions WHERE list_contains($ids, decision_id)",
-                          {"ids": ids}, expected=len(ids)) == len(ids)
-    rows = Warehouse(service.lake).query("SELECT decision_id, consent, policy, fallback_reason FROM decisions "
-                                         "WHERE list_contains($ids, decision_id)", {"ids": ids})
+    assert wait_for_count(
+        service.lake,
+        "SELECT count(*) FROM decisions WHERE list_contains($ids, decision_id)",
+        {"ids": ids},
+        expected=len(ids),
+    ) == len(ids)
+    rows = Warehouse(service.lake).query(
+        "SELECT decision_id, consent, policy, fallback_reason FROM decisions WHERE list_contains($ids, decision_id)",
+        {"ids": ids},
+    )
     logged = {r["decision_id"]: r for r in rows.iter_rows(named=True)}
     for after in decided[1::2]:
-        assert logged[after["decision_id"]] == {"decision_id": after["decision_id"], "consent": False,
-                                                "policy": "default", "fallback_reason": Code.NO_CONSENT}
+        assert logged[after["decision_id"]] == {
+            "decision_id": after["decision_id"],
+            "consent": False,
+            "policy": "default",
+            "fallback_reason": Code.NO_CONSENT,
+        }
 
 
 @pytest.mark.e2e
@@ -458,13 +560,18 @@ def test_erasure_forgets_the_user_in_the_lake_and_the_feature_store(client, serv
     cookie = f"{user}-cookie"
     unit, cookie_unit = customer_unit(user, DEV_KEY), anonymous_unit(cookie, DEV_KEY)
     offer = {"price_sensitivity": "high", "cart_value": 180.0}
-    _post(client, {"event_id": f"{user}-anon-view", "event_type": "page_view", "anonymous_id": cookie, "channel": "web"})
+    _post(
+        client, {"event_id": f"{user}-anon-view", "event_type": "page_view", "anonymous_id": cookie, "channel": "web"}
+    )
     assert client.post("/v1/identify", json={"anonymous_id": cookie, "user_id": user}).status_code == 200
     first = decide(client, user, "cart_recovery_offer", "email", **offer)
     assert first["policy"] == "rules" and first["variant"] == "discount_15"  # personalised: takes today's e-mail cap
     assert decide(client, user, "cart_recovery_offer", "email", **offer)["fallback_reason"] == Code.FREQUENCY_CAP
-    _post(client, {**_event(f"{user}-order", user), "event_type": "purchase", "revenue": 180.0},
-          _event(f"{bystander}-view", bystander))
+    _post(
+        client,
+        {**_event(f"{user}-order", user), "event_type": "purchase", "revenue": 180.0},
+        _event(f"{bystander}-view", bystander),
+    )
     assert decide(client, user, "cart_recovery_offer", "email", **offer)["fallback_reason"] == Code.BOUGHT_TODAY
     assert decide(client, bystander, "cart_recovery_offer", "email", **offer)["policy"] == "rules"
 
@@ -475,8 +582,10 @@ def test_erasure_forgets_the_user_in_the_lake_and_the_feature_store(client, serv
     # The lake: none of the user's rows, under the customer id or the linked cookie; others untouched.
     warehouse = Warehouse(service.lake)
     for table in ("events", "decisions", "exposures", "identities"):
-        assert warehouse.scalar(f"SELECT count(*) FROM {table} WHERE user_id IN ($u, $a)",
-                                {"u": unit, "a": cookie_unit}) == 0, table
+        assert (
+            warehouse.scalar(f"SELECT count(*) FROM {table} WHERE user_id IN ($u, $a)", {"u": unit, "a": cookie_unit})
+            == 0
+        ), table
     assert warehouse.scalar("SELECT count(*) FROM events WHERE anonymous_id = $a", {"a": cookie_unit}) == 0
     assert warehouse.scalar("SELECT count(*) FROM events WHERE event_id = $e", {"e": f"{bystander}-view"}) == 1
     logged = compliance.erasures(warehouse)
@@ -493,8 +602,19 @@ def test_erasure_leaves_the_pseudonymised_id_in_no_file_of_the_lake(tmp_path):
     lake, unit = tmp_path / "lake", customer_unit("log-residue", DEV_KEY)
     now = datetime.now(UTC)
     with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
-        writer.append("events", [{"event_id": "residue-1", "ts": now, "received_at": now, "user_id": unit,
-                                  "channel": "web", "event_type": "page_view"}])
+        writer.append(
+            "events",
+            [
+                {
+                    "event_id": "residue-1",
+                    "ts": now,
+                    "received_at": now,
+                    "user_id": unit,
+                    "channel": "web",
+                    "event_type": "page_view",
+                }
+            ],
+        )
         writer.flush()
         assert writer.erase_user(unit)["events"] == 1
     assert not _files_containing(lake, unit)
@@ -548,13 +668,22 @@ def exposed_cockpit(small_lake: Path, tmp_path_factory: pytest.TempPathFactory) 
     """`momento cockpit` bound to every interface with the proxy secret; its URL through this
     machine's own address when it has one."""
     port = free_loopback_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MOMENTO_")}, "MOMENTO_LAKE": str(small_lake),
-           "MOMENTO_COCKPIT_HOST": "0.0.0.0", "MOMENTO_COCKPIT_PROXY_SECRET": PROXY_SECRET,
-           "MOMENTO_SERVICE_URL": f"http://127.0.0.1:{free_loopback_port()}"}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MOMENTO_")},
+        "MOMENTO_LAKE": str(small_lake),
+        "MOMENTO_COCKPIT_HOST": "0.0.0.0",
+        "MOMENTO_COCKPIT_PROXY_SECRET": PROXY_SECRET,
+        "MOMENTO_SERVICE_URL": f"http://127.0.0.1:{free_loopback_port()}",
+    }
     log = tmp_path_factory.mktemp("cockpit") / "cockpit.log"
     with log.open("wb") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "cli.main", "cockpit", "--port", str(port)],
-                                   cwd=PROJECT_ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "cockpit", "--port", str(port)],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://{host_address() or '127.0.0.1'}:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -573,17 +702,22 @@ def exposed_cockpit(small_lake: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize(("headers", "signed_in"), [
-    ({}, False),
-    ({PROXY_USER_HEADER: "ana@retailer.example"}, False),  # a user header anyone could send
-    ({PROXY_USER_HEADER: "ana@retailer.example", PROXY_SECRET_HEADER: "guess"}, False),
-    ({PROXY_USER_HEADER: "ana@retailer.example", PROXY_SECRET_HEADER: PROXY_SECRET}, True),  # the proxy's
-], ids=["no-headers", "user-only", "wrong-secret", "signed-in"])
+@pytest.mark.parametrize(
+    ("headers", "signed_in"),
+    [
+        ({}, False),
+        ({PROXY_USER_HEADER: "ana@retailer.example"}, False),  # a user header anyone could send
+        ({PROXY_USER_HEADER: "ana@retailer.example", PROXY_SECRET_HEADER: "guess"}, False),
+        ({PROXY_USER_HEADER: "ana@retailer.example", PROXY_SECRET_HEADER: PROXY_SECRET}, True),  # the proxy's
+    ],
+    ids=["no-headers", "user-only", "wrong-secret", "signed-in"],
+)
 def test_off_loopback_the_cockpit_opens_only_for_the_proxys_user_over_http(exposed_cockpit, headers, signed_in):
     assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: `make chromium` installs Debian's"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--headless", "--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
         try:
             tab = browser.new_context(extra_http_headers=headers).new_page()
             tab.goto(exposed_cockpit)

@@ -26,8 +26,9 @@ BATCH = 100
 
 @pytest.mark.e2e
 def test_a_slow_writer_never_stops_decisions_and_never_loses_an_event(launch, tmp_path):
-    running = launch(tmp_path, env={"MOMENTO_FLUSH_DELAY_SECONDS": str(FLUSH_DELAY_SECONDS),
-                                    "MOMENTO_QUEUE_LIMIT": str(QUEUE_LIMIT)})
+    running = launch(
+        tmp_path, env={"MOMENTO_FLUSH_DELAY_SECONDS": str(FLUSH_DELAY_SECONDS), "MOMENTO_QUEUE_LIMIT": str(QUEUE_LIMIT)}
+    )
     stop = threading.Event()
     accepted: list[str] = []
     refusals: list[httpx.Response] = []
@@ -40,8 +41,15 @@ def test_a_slow_writer_never_stops_decisions_and_never_loses_an_event(launch, tm
             for i in itertools.count():
                 if stop.is_set():
                     return
-                batch = [{"event_id": f"stall-{i}-{j}", "event_type": "page_view", "user_id": f"stall-user-{j}",
-                          "channel": "web"} for j in range(BATCH)]
+                batch = [
+                    {
+                        "event_id": f"stall-{i}-{j}",
+                        "event_type": "page_view",
+                        "user_id": f"stall-user-{j}",
+                        "channel": "web",
+                    }
+                    for j in range(BATCH)
+                ]
                 while (response := http.post("/v1/events", json={"events": batch})).status_code == 503:
                     refusals.append(response)
                     time.sleep(float(response.headers["retry-after"]))
@@ -59,23 +67,34 @@ def test_a_slow_writer_never_stops_decisions_and_never_loses_an_event(launch, tm
             if time.monotonic() - started > STALL_SECONDS:
                 break
             sent = time.perf_counter()
-            response = http.post("/v1/decide", json={"user_id": f"stall-decider-{i}", "placement": "homepage_showcase",
-                                                     "channel": "web", "consent": True})
+            response = http.post(
+                "/v1/decide",
+                json={
+                    "user_id": f"stall-decider-{i}",
+                    "placement": "homepage_showcase",
+                    "channel": "web",
+                    "consent": True,
+                },
+            )
             http_ms.append((time.perf_counter() - sent) * 1000)
             assert response.status_code == 200, response.text  # decisions are never refused
             decision_ids.append(response.json()["decisions"][0]["decision_id"])
             if i % 10 == 0:
                 text = http.get("/metrics").text
-                depth.append(metric(text, "momento_writer_queue_rows") + metric(text, "momento_decision_log_pending_rows"))
+                depth.append(
+                    metric(text, "momento_writer_queue_rows") + metric(text, "momento_decision_log_pending_rows")
+                )
             time.sleep(0.02)
         stop.set()
         poster.join(timeout=60)
         assert not poster.is_alive() and not unexpected
         text = http.get("/metrics").text
 
-    print(f"\nwriter stalled {FLUSH_DELAY_SECONDS} s per flush: {len(http_ms)} decisions, HTTP p50 "
-          f"{np.percentile(http_ms, 50):.1f} ms p99 {np.percentile(http_ms, 99):.1f} ms; {len(refusals)} event "
-          f"batches refused (503), queue depth max {max(depth):.0f} of {QUEUE_LIMIT}")
+    print(
+        f"\nwriter stalled {FLUSH_DELAY_SECONDS} s per flush: {len(http_ms)} decisions, HTTP p50 "
+        f"{np.percentile(http_ms, 50):.1f} ms p99 {np.percentile(http_ms, 99):.1f} ms; {len(refusals)} event "
+        f"batches refused (503), queue depth max {max(depth):.0f} of {QUEUE_LIMIT}"
+    )
     assert np.percentile(http_ms, 50) < 50  # a decision never waits for the writer (a flush takes 1.5 s+)
     assert refusals and {r.headers["retry-after"] for r in refusals} == {"1"}
     assert {r.json()["error"] for r in refusals} == {"backpressure"}
@@ -87,8 +106,14 @@ def test_a_slow_writer_never_stops_decisions_and_never_loses_an_event(launch, tm
     assert pressure.queue_limit == QUEUE_LIMIT and pressure.refused_requests == len(refusals)
 
     # Once the writer catches up, every acknowledged event and every decision is stored, once.
-    assert wait_for_count(running.lake, "SELECT count(DISTINCT event_id) FROM events", expected=len(accepted),
-                          timeout=30) == len(accepted)
+    assert wait_for_count(
+        running.lake, "SELECT count(DISTINCT event_id) FROM events", expected=len(accepted), timeout=30
+    ) == len(accepted)
     assert wait_for_count(running.lake, "SELECT count(*) FROM events", expected=len(accepted)) == len(accepted)
-    assert wait_for_count(running.lake, "SELECT count(*) FROM decisions WHERE list_contains($ids, decision_id)",
-                          {"ids": decision_ids}, expected=len(decision_ids), timeout=30) == len(decision_ids)
+    assert wait_for_count(
+        running.lake,
+        "SELECT count(*) FROM decisions WHERE list_contains($ids, decision_id)",
+        {"ids": decision_ids},
+        expected=len(decision_ids),
+        timeout=30,
+    ) == len(decision_ids)

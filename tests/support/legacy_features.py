@@ -87,8 +87,15 @@ class FeatureStore:
 
     def _touch(self, unit: str, session_id: str | None, now: float) -> tuple[_User, _Session | None]:
         user = self._find(unit, now) or _User(
-            touched=now, last_visit=None, current_session=None, sessions_seen=0, last_category=None,
-            price_sensitivity=None, last_email_open=None, purchase_day=None)
+            touched=now,
+            last_visit=None,
+            current_session=None,
+            sessions_seen=0,
+            last_category=None,
+            price_sensitivity=None,
+            last_email_open=None,
+            purchase_day=None,
+        )
         if session_id and user["current_session"] != session_id:
             if user["current_session"] is not None:
                 user["last_visit"] = user["touched"]
@@ -118,8 +125,15 @@ class FeatureStore:
         self._session_ids[unit] = tuple(s for s in self._session_ids[unit] if s != session_id)
 
     def observe_context(
-        self, unit: str, session_id: str | None, now: float, *, device: str | None = None,
-        referrer: str | None = None, cart_value: float | None = None, category: str | None = None,
+        self,
+        unit: str,
+        session_id: str | None,
+        now: float,
+        *,
+        device: str | None = None,
+        referrer: str | None = None,
+        cart_value: float | None = None,
+        category: str | None = None,
         price_sensitivity: str | float | None = None,
     ) -> None:
         """Record what a decide request tells about the visitor (newest value wins)."""
@@ -137,8 +151,15 @@ class FeatureStore:
                     session["cart_value"] = cart_value
 
     def observe_event(
-        self, unit: str, session_id: str | None, event_type: str, ts: float, *,
-        category: str | None = None, revenue: float | None = None, consent: bool | None = None,
+        self,
+        unit: str,
+        session_id: str | None,
+        event_type: str,
+        ts: float,
+        *,
+        category: str | None = None,
+        revenue: float | None = None,
+        consent: bool | None = None,
     ) -> None:
         """Apply one ingested event to the live state (synchronously, before the next decision)."""
         with self._lock:
@@ -186,8 +207,12 @@ class FeatureStore:
             }
             session = self._live_session(unit, session_id, now)
             if session is not None:
-                row.update(pages_viewed=session["pages_viewed"], cart_value=session["cart_value"],
-                           device=session["device"], referrer=session["referrer"])
+                row.update(
+                    pages_viewed=session["pages_viewed"],
+                    cart_value=session["cart_value"],
+                    device=session["device"],
+                    referrer=session["referrer"],
+                )
             return row
 
     def merge(self, anonymous_unit: str, user_unit: str, now: float) -> None:
@@ -195,7 +220,9 @@ class FeatureStore:
         with self._lock:
             if anonymous_unit in self._withdrawn:
                 self._withdrawn.add(user_unit)
-            anon_sessions = {sid: self._sessions[(anonymous_unit, sid)] for sid in self._session_ids.get(anonymous_unit, ())}
+            anon_sessions = {
+                sid: self._sessions[(anonymous_unit, sid)] for sid in self._session_ids.get(anonymous_unit, ())
+            }
             anon = self._drop(anonymous_unit)
             if anon is None:
                 return

@@ -17,8 +17,9 @@ def assert_same(served: Aggregates, scanned: Aggregates) -> None:
     side lacks counts as zeros (a retracted bucket may keep a row of rounding residue)."""
     for aggregate in defs.AGGREGATES:
         keys = [c.name for c in aggregate.keys]
-        both = served[aggregate.name].join(scanned[aggregate.name], on=keys, how="full", suffix="_raw",
-                                           coalesce=True, nulls_equal=True)
+        both = served[aggregate.name].join(
+            scanned[aggregate.name], on=keys, how="full", suffix="_raw", coalesce=True, nulls_equal=True
+        )
         assert both.height >= scanned[aggregate.name].height
         for column in aggregate.values:
             x, y = both[column.name].fill_null(0), both[f"{column.name}_raw"].fill_null(0)
@@ -26,12 +27,14 @@ def assert_same(served: Aggregates, scanned: Aggregates) -> None:
                 assert (x == y).all(), f"{aggregate.name}.{column.name}: counts differ"
                 continue
             worst = ((x - y).abs() / y.abs().clip(lower_bound=1.0)).max()
-            assert (worst is None and not both.height) or (worst is not None and worst <= 1e-9), \
+            assert (worst is None and not both.height) or (worst is not None and worst <= 1e-9), (
                 f"{aggregate.name}.{column.name} differs by {worst}"
+            )
 
 
-def check(lake: Path, pre_days: int, expect_mode: str | None = "rollups",
-          max_tail_rows: int | None = None) -> Aggregates:
+def check(
+    lake: Path, pre_days: int, expect_mode: str | None = "rollups", max_tail_rows: int | None = None
+) -> Aggregates:
     """Read the lake as the cockpit does and as a full scan; assert they agree (and, unless
     `expect_mode` is None, that the cockpit read it that way); return the former."""
     wh = Warehouse(lake, min_refresh_seconds=0.0)
@@ -46,4 +49,3 @@ def check(lake: Path, pre_days: int, expect_mode: str | None = "rollups",
         return served
     finally:
         wh.close()
-

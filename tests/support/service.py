@@ -25,7 +25,16 @@ from momento.lake.warehouse import Warehouse
 from momento.scenario import Scenario
 from tests.decisioning.conftest import RunningService, start_service
 
-__all__ = ["DEV_KEY", "RunningService", "decide", "host_address", "metric", "raw_user", "start_service", "wait_for_count"]
+__all__ = [
+    "DEV_KEY",
+    "RunningService",
+    "decide",
+    "host_address",
+    "metric",
+    "raw_user",
+    "start_service",
+    "wait_for_count",
+]
 
 DEV_KEY = "momento-dev-key"
 """The service's pseudonym key when `MOMENTO_PSEUDONYM_KEY` is not set (as in these tests)."""
@@ -35,8 +44,10 @@ def decide(client: httpx.Client, user: str | None, placement: str, channel: str 
     """The one decision for `placement` (200 asserted): a consenting visitor in session "s",
     `user` as the customer id (None: identified by what `extra` holds, e.g. `anonymous_id`)."""
     who = {"user_id": user} if user is not None else {}
-    response = client.post("/v1/decide", json={**who, "placement": placement, "channel": channel, "consent": True,
-                                               "session_id": "s", **extra})
+    response = client.post(
+        "/v1/decide",
+        json={**who, "placement": placement, "channel": channel, "consent": True, "session_id": "s", **extra},
+    )
     assert response.status_code == 200, response.text  # no error ever reaches the client
     (decision,) = response.json()["decisions"]
     return decision
@@ -54,8 +65,9 @@ def metric(text: str, name: str, labels: Mapping[str, str] | None = None) -> flo
     return total
 
 
-def wait_for_count(lake: Path, sql: str, params: Mapping[str, object] | None = None, *, expected: int,
-                   timeout: float = 20.0) -> int:
+def wait_for_count(
+    lake: Path, sql: str, params: Mapping[str, object] | None = None, *, expected: int, timeout: float = 20.0
+) -> int:
     """Poll `sql` (a count) on a fresh snapshot of `lake` until it reaches `expected` or
     `timeout` passes; returns the last count (so the caller's assertion shows it)."""
     warehouse = Warehouse(lake)

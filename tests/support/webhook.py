@@ -54,8 +54,10 @@ class Receiver:
     def verify(self, headers: Any, raw: bytes) -> bool:
         if self.secret is None:
             return False
-        expected = "sha256=" + hmac.new(self.secret, headers["X-Momento-Timestamp"].encode() + b"." + raw,
-                                        hashlib.sha256).hexdigest()
+        expected = (
+            "sha256="
+            + hmac.new(self.secret, headers["X-Momento-Timestamp"].encode() + b"." + raw, hashlib.sha256).hexdigest()
+        )
         return hmac.compare_digest(expected, headers.get("X-Momento-Signature", ""))
 
     def stop(self) -> None:

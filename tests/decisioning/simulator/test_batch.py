@@ -35,11 +35,18 @@ def _decider(scenario: Scenario, placement: str, engine: Engine | None = None) -
     """The placement's batch decider; with the policies of `engine` when given (the same state)."""
     experience = scenario.experience_by_placement[placement]
     experiment = scenario.experiment_by_experience[experience.id]
-    policies = {arm.name: (engine.policies[(experience.id, arm.policy)] if engine
-                           else make_policy(experience, np.random.default_rng(0), arm.policy))
-                for arm in experiment.arms if arm.policy}
-    return ExperienceDecider(experience, experiment, scenario.placement_by_id[placement], scenario.governance,
-                             dict(scenario.caps), policies)
+    policies = {
+        arm.name: (
+            engine.policies[(experience.id, arm.policy)]
+            if engine
+            else make_policy(experience, np.random.default_rng(0), arm.policy)
+        )
+        for arm in experiment.arms
+        if arm.policy
+    }
+    return ExperienceDecider(
+        experience, experiment, scenario.placement_by_id[placement], scenario.governance, dict(scenario.caps), policies
+    )
 
 
 def _paused(scenario: Scenario, experiment_id: str) -> Scenario:
@@ -81,10 +88,20 @@ def _both(scenario: Scenario, placement: str, seed: int) -> Both:
         for _ in range(rng.integers(0, 3)):
             engine.caps.try_take(unit, channel[i], day)
         used[i] = engine.caps.used(unit, channel[i], day)
-        incidents = [name for name, on in (("error_burst", error[i]), ("latency_spike", spike[i]),
-                                           ("model_outage", outage[i])) if on]
-        ctx = Context(unit=unit, placement=placement, channel=channel[i], consent=bool(consent[i]),
-                      in_stock=bool(in_stock[i]), price_sensitivity=str(rng.choice(["low", "medium", "high"])), now=now)
+        incidents = [
+            name
+            for name, on in (("error_burst", error[i]), ("latency_spike", spike[i]), ("model_outage", outage[i]))
+            if on
+        ]
+        ctx = Context(
+            unit=unit,
+            placement=placement,
+            channel=channel[i],
+            consent=bool(consent[i]),
+            in_stock=bool(in_stock[i]),
+            price_sensitivity=str(rng.choice(["low", "medium", "high"])),
+            now=now,
+        )
         answers.append(engine.decide(ctx, incidents))
     taken = np.array([engine.caps.used(u, c, day) for u, c in zip(units, channel, strict=True)]) - used
 
@@ -97,8 +114,15 @@ def _both(scenario: Scenario, placement: str, seed: int) -> Both:
     requests = Requests(
         holdout=np.array([in_holdout(u, scenario.population) for u in units]),
         arm=np.array([arm_index[assign_arm(u, experiment)] for u in units]),
-        consent=consent, channel=channel, cap_used=used, in_stock=in_stock, bought_today=bought,
-        features=lambda rows: seen[rows], error=error, spike=spike, outage=outage,
+        consent=consent,
+        channel=channel,
+        cap_used=used,
+        in_stock=in_stock,
+        bought_today=bought,
+        features=lambda rows: seen[rows],
+        error=error,
+        spike=spike,
+        outage=outage,
     )
     return Both(scenario, engine, answers, requests, decider.decide(requests, rng), taken)
 
@@ -114,15 +138,19 @@ def test_the_engine_and_the_batch_decide_every_request_alike(bundled_scenario: S
     for scenario, placement, seed in cases:
         both = _both(scenario, placement, seed)
         s, r = both.served, both.requests
-        arms = arm_labels(scenario.experiment_by_experience[scenario.experience_by_placement[placement].id],
-                          r.holdout, r.arm)
+        arms = arm_labels(
+            scenario.experiment_by_experience[scenario.experience_by_placement[placement].id], r.holdout, r.arm
+        )
         drawn = s.dists[np.arange(N), r.arm]  # under each request's own arm
         for i, answer in enumerate(both.answers):
             where = (placement, i, answer.reasons, s.reason[i])
             assert answer.arm == arms[i], where
             assert answer.reasons == [s.reason[i]], where
             assert (answer.fallback, answer.policy, answer.status) == (
-                s.fallback[i], s.policy[i], "error" if s.error[i] else "ok"), where
+                s.fallback[i],
+                s.policy[i],
+                "error" if s.error[i] else "ok",
+            ), where
             assert both.taken[i] == s.takes_cap[i], where
             logged = [entry["p"] for entry in answer.action_probabilities]
             assert logged == pytest.approx(drawn[i].tolist(), abs=1e-12), where
@@ -141,9 +169,15 @@ def test_the_logged_propensity_is_the_probability_the_variant_was_chosen_with(bu
     rng = np.random.default_rng(3)
     X = np.column_stack([np.ones(n), rng.random((n, len(FEATURE_NAMES) - 1))])
     requests = Requests(
-        holdout=np.zeros(n, dtype=bool), arm=np.ones(n, dtype=np.int64), consent=np.ones(n, dtype=bool),
-        channel=np.full(n, "web", dtype=object), cap_used=np.zeros(n, dtype=np.int64), in_stock=np.ones(n, dtype=bool),
-        bought_today=np.zeros(n, dtype=bool), features=lambda rows: X[rows], error=np.zeros(n, dtype=bool),
+        holdout=np.zeros(n, dtype=bool),
+        arm=np.ones(n, dtype=np.int64),
+        consent=np.ones(n, dtype=bool),
+        channel=np.full(n, "web", dtype=object),
+        cap_used=np.zeros(n, dtype=np.int64),
+        in_stock=np.ones(n, dtype=bool),
+        bought_today=np.zeros(n, dtype=bool),
+        features=lambda rows: X[rows],
+        error=np.zeros(n, dtype=bool),
         spike=np.zeros(n, dtype=bool),
         outage=np.zeros(n, dtype=bool),
     )
@@ -158,16 +192,24 @@ def test_the_logged_propensity_is_the_probability_the_variant_was_chosen_with(bu
     assert (control[:, decider.default] == 1.0).all()
 
 
-def test_a_capped_or_blocked_decision_does_not_take_from_the_cap_and_control_never_does(bundled_scenario: Scenario) -> None:
+def test_a_capped_or_blocked_decision_does_not_take_from_the_cap_and_control_never_does(
+    bundled_scenario: Scenario,
+) -> None:
     decider = _decider(bundled_scenario, "cart_recovery_offer")
     limit = bundled_scenario.caps["email"]
     n = 4
     requests = Requests(
-        holdout=np.zeros(n, dtype=bool), arm=np.array([1, 1, 1, 0]), consent=np.array([True, True, False, True]),
-        channel=np.full(n, "email", dtype=object), cap_used=np.array([0, limit, 0, 0]), in_stock=np.ones(n, dtype=bool),
-        bought_today=np.zeros(n, dtype=bool), features=lambda rows: np.ones((rows.sum(), len(FEATURE_NAMES))),
+        holdout=np.zeros(n, dtype=bool),
+        arm=np.array([1, 1, 1, 0]),
+        consent=np.array([True, True, False, True]),
+        channel=np.full(n, "email", dtype=object),
+        cap_used=np.array([0, limit, 0, 0]),
+        in_stock=np.ones(n, dtype=bool),
+        bought_today=np.zeros(n, dtype=bool),
+        features=lambda rows: np.ones((rows.sum(), len(FEATURE_NAMES))),
         error=np.zeros(n, dtype=bool),
-        spike=np.zeros(n, dtype=bool), outage=np.zeros(n, dtype=bool),
+        spike=np.zeros(n, dtype=bool),
+        outage=np.zeros(n, dtype=bool),
     )
     served = decider.decide(requests, np.random.default_rng(0))
     assert served.takes_cap.tolist() == [True, False, False, False]

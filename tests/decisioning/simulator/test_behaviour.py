@@ -34,7 +34,9 @@ def test_effects_by_segment_override_the_base_effect_of_matching_users(bundled_s
     assert cta.of(np.array([default]), _attrs())[0].tolist() == [1.0, 1.0, 1.0]
 
 
-def test_a_cart_is_bought_at_the_rate_that_makes_the_session_conversion_the_scenarios(bundled_scenario: Scenario) -> None:
+def test_a_cart_is_bought_at_the_rate_that_makes_the_session_conversion_the_scenarios(
+    bundled_scenario: Scenario,
+) -> None:
     b = bundled_scenario.behaviour
     base = bh.conversion_base(b, np.array(["returning", "new"]), np.array(["high", "low"]))
     assert base == pytest.approx([b.conversion_rate * 1.35 * 0.85, b.conversion_rate * 1.15])
@@ -53,7 +55,9 @@ def test_order_values_have_the_scenarios_mean_times_the_effect(bundled_scenario:
     assert (values > 0).all()
 
 
-def test_margin_is_net_of_the_discount_and_the_discount_cost_is_what_the_customer_saved(bundled_scenario: Scenario) -> None:
+def test_margin_is_net_of_the_discount_and_the_discount_cost_is_what_the_customer_saved(
+    bundled_scenario: Scenario,
+) -> None:
     b = bundled_scenario.behaviour
     margin, cost = bh.margin_and_discount(b, np.array([90.0, 100.0]), np.array([0.10, 0.0]))
     assert cost == pytest.approx([10.0, 0.0])  # list price 100 for a 10% discount paid 90
@@ -66,7 +70,9 @@ def test_recovery_clicks_include_every_recovered_order(bundled_scenario: Scenari
     assert (bh.recovery_click_probability(b, multipliers) >= bh.recovery_purchase_probability(multipliers[:, 1])).all()
 
 
-def test_a_short_backfill_keeps_half_of_it_for_the_campaign_and_peaks_on_the_last_day(bundled_scenario: Scenario) -> None:
+def test_a_short_backfill_keeps_half_of_it_for_the_campaign_and_peaks_on_the_last_day(
+    bundled_scenario: Scenario,
+) -> None:
     traffic = bundled_scenario.traffic
     mult, pre = bh.day_multipliers(bundled_scenario, 28)
     assert pre == bundled_scenario.business.pre_period_days == 14

@@ -39,8 +39,10 @@ def _eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
 def _counts(lake: Path) -> dict[str, int]:
     w = Warehouse(lake)
     try:
-        return w.query("SELECT (SELECT count(*) FROM decisions) AS decisions, (SELECT count(*) FROM exposures) "
-                       "AS exposures, (SELECT count(*) FROM events) AS events").row(0, named=True)
+        return w.query(
+            "SELECT (SELECT count(*) FROM decisions) AS decisions, (SELECT count(*) FROM exposures) "
+            "AS exposures, (SELECT count(*) FROM events) AS events"
+        ).row(0, named=True)
     finally:
         w.close()
 
@@ -49,25 +51,52 @@ def _counts(lake: Path) -> dict[str, int]:
 def test_momento_simulate_fills_the_warehouse_within_seconds(tmp_path: Path, launch) -> None:
     service = launch(tmp_path)
     run = subprocess.run(
-        [sys.executable, "-m", "cli.main", "simulate", "--url", service.url, "--rate", "20", "--duration", "4",
-         "--seed", "1", "--incident", "model_outage", "--incident", "ingestion_stall"],
-        cwd=PROJECT_ROOT, env=_environment(service.lake), capture_output=True, text=True, timeout=60, check=False)
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "simulate",
+            "--url",
+            service.url,
+            "--rate",
+            "20",
+            "--duration",
+            "4",
+            "--seed",
+            "1",
+            "--incident",
+            "model_outage",
+            "--incident",
+            "ingestion_stall",
+        ],
+        cwd=PROJECT_ROOT,
+        env=_environment(service.lake),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr
     assert "decisions" in run.stderr and "unsent 0" in run.stderr
     assert _eventually(lambda: min(_counts(service.lake).values()) > 0, timeout=5.0), _counts(service.lake)
     w = Warehouse(service.lake)
     linked = w.query(
         "SELECT count(*) FILTER (WHERE d.decision_id IS NULL) AS orphans, count(*) AS linked "
-        "FROM events e LEFT JOIN decisions d USING (decision_id) WHERE e.decision_id IS NOT NULL").row(0, named=True)
-    propensity = w.query("SELECT reasons[1] AS reason, count(*) AS n FROM decisions WHERE consent "
-                         "AND experience_id = 'adaptive_cta' AND arm = 'adaptive' GROUP BY 1")
+        "FROM events e LEFT JOIN decisions d USING (decision_id) WHERE e.decision_id IS NOT NULL"
+    ).row(0, named=True)
+    propensity = w.query(
+        "SELECT reasons[1] AS reason, count(*) AS n FROM decisions WHERE consent "
+        "AND experience_id = 'adaptive_cta' AND arm = 'adaptive' GROUP BY 1"
+    )
     kinds = w.query("SELECT DISTINCT event_type FROM events").get_column("event_type").to_list()
     held = w.query("SELECT (SELECT min(received_at) FROM events) > (SELECT max(ts) FROM decisions) AS held").item()
     w.close()
     assert held  # the stalled pipeline delivered every event only after the last decision
     assert linked["orphans"] == 0 and linked["linked"] > 0
     reasons = dict(zip(propensity.get_column("reason"), propensity.get_column("n")))
-    assert reasons.get("model_unavailable", 0) > 0 and "policy_propensity" not in reasons  # the incident reached the engine
+    assert (
+        reasons.get("model_unavailable", 0) > 0 and "policy_propensity" not in reasons
+    )  # the incident reached the engine
     assert {"page_view", "click"} <= set(kinds)
 
 
@@ -79,8 +108,13 @@ def restartable(tmp_path: Path) -> Iterator[dict]:
 
     def start() -> None:
         with (tmp_path / "service.log").open("ab") as log:
-            state["process"] = subprocess.Popen(service_command("127.0.0.1", port), cwd=PROJECT_ROOT,
-                                                env=_environment(state["lake"]), stdout=log, stderr=subprocess.STDOUT)
+            state["process"] = subprocess.Popen(
+                service_command("127.0.0.1", port),
+                cwd=PROJECT_ROOT,
+                env=_environment(state["lake"]),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         wait_until_healthy(state["url"], state["process"])
 
     def stop() -> None:
@@ -102,8 +136,11 @@ def restartable(tmp_path: Path) -> Iterator[dict]:
 @pytest.mark.e2e
 def test_a_service_restart_costs_retries_not_data(restartable: dict, bundled_scenario: Scenario) -> None:
     result: dict[str, LiveStats] = {}
-    runner = threading.Thread(target=lambda: result.update(stats=simulate(
-        restartable["url"], bundled_scenario, rate=15, duration=14, seed=2, users=5_000)))
+    runner = threading.Thread(
+        target=lambda: result.update(
+            stats=simulate(restartable["url"], bundled_scenario, rate=15, duration=14, seed=2, users=5_000)
+        )
+    )
     runner.start()
     time.sleep(2.5)
     restartable["stop"]()

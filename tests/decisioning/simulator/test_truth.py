@@ -69,8 +69,9 @@ def measured(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     (whose truth is the sum of the shards' tallies: the same checks hold for it)."""
     scenario = _without(bundled_scenario, "srm_bug")
     lake = tmp_path_factory.mktemp("truth") / "lake"
-    result = backfill(lake, scenario, days=28, users=USERS, seed=SEED, progress=False, end=END,
-                      shard_users=request.param)
+    result = backfill(
+        lake, scenario, days=28, users=USERS, seed=SEED, progress=False, end=END, shard_users=request.param
+    )
     assert result.shards == -(-USERS // request.param)
     return scenario, *_analysed(lake, scenario)
 
@@ -86,7 +87,9 @@ def test_each_primary_metrics_interval_contains_the_true_effect(measured) -> Non
         for row in primary.iter_rows(named=True):
             effect = true["metrics"][experiment.primary_metric]["effects"][row["variant"]]["relative"]
             assert row["lift_lower"] <= effect <= row["lift_upper"], (experiment.id, row["variant"], effect, row)
-            assert row["lift_upper"] - row["lift_lower"] < MAX_WIDTH.get(experiment.id, 0.2)  # narrow enough to mean something
+            assert row["lift_upper"] - row["lift_lower"] < MAX_WIDTH.get(
+                experiment.id, 0.2
+            )  # narrow enough to mean something
     adaptive = reports["exp_adaptive_cta"].results
     ctr = adaptive.filter(adaptive.get_column("metric") == "ctr")
     assert (ctr.get_column("lift_lower") > 0).all()  # and the larger effects are detected, not just contained
@@ -130,11 +133,18 @@ def test_the_truth_file_describes_the_scenario(measured, bundled_scenario: Scena
     _, _, document, _ = measured
     assert document["holdout_share"] == bundled_scenario.population.holdout_share
     assert abs(document["holdout_share_realised"] - 0.05) < 0.01
-    assert {e["name"] for e in document["incidents"]} == {"latency_spike", "model_outage", "error_burst", "ingestion_stall"}
+    assert {e["name"] for e in document["incidents"]} == {
+        "latency_spike",
+        "model_outage",
+        "error_burst",
+        "ingestion_stall",
+    }
     assert set(document["experiments"]) == {x.id for x in bundled_scenario.experiments}
     assert document["incremental"]["revenue"] > 0 and document["incremental"]["users_reached"] > 0
     home = document["experiments"]["exp_home_showcase"]["metrics"]
-    assert home["ctr"]["arms"]["control"] == pytest.approx(bundled_scenario.behaviour.click_rate)  # the default has no effect
+    assert home["ctr"]["arms"]["control"] == pytest.approx(
+        bundled_scenario.behaviour.click_rate
+    )  # the default has no effect
 
 
 @pytest.mark.slow
@@ -172,14 +182,17 @@ def logged(tmp_path_factory: pytest.TempPathFactory, bundled_scenario: Scenario)
 def _lake(w: Warehouse, placement: str, decision_id: np.ndarray) -> pl.DataFrame:
     """The placement's decisions as the lake has them, in the order of `decision_id`: the
     distribution each was drawn from, its propensity, and the rewards the lake credits to it."""
-    frame = w.query("""
+    frame = w.query(
+        """
         SELECT d.decision_id, any_value(d.policy) AS policy, any_value(d.propensity) AS propensity,
                any_value(d.variant) AS variant, any_value([a.p FOR a IN d.action_probabilities]) AS logging,
                count(e.event_id) FILTER (WHERE e.event_type IN ('click', 'email_click')) AS click,
                count(e.event_id) FILTER (WHERE e.event_type = 'purchase') AS conversion,
                coalesce(sum(e.revenue) FILTER (WHERE e.event_type = 'purchase'), 0) AS revenue
         FROM decisions d LEFT JOIN events e ON e.decision_id = d.decision_id
-        WHERE d.placement = $placement GROUP BY d.decision_id""", {"placement": placement})
+        WHERE d.placement = $placement GROUP BY d.decision_id""",
+        {"placement": placement},
+    )
     order = pl.DataFrame({"decision_id": decision_id.tolist()}).with_row_index("i")
     return order.join(frame, on="decision_id", how="left").sort("i")
 
@@ -244,8 +257,9 @@ def test_a_window_counts_only_what_happens_within_it(logged) -> None:
     clicks = truth.decision_rewards(sim, "homepage_showcase", "click")
     assert clicks.expected.max() > 0
     assert truth.decision_rewards(sim, "homepage_showcase", "click", window_seconds=1).expected.max() == 0  # at +3 s
-    assert np.array_equal(truth.decision_rewards(sim, "homepage_showcase", "click", window_seconds=60).expected,
-                          clicks.expected)
+    assert np.array_equal(
+        truth.decision_rewards(sim, "homepage_showcase", "click", window_seconds=60).expected, clicks.expected
+    )
 
 
 def test_the_value_of_a_policy_needs_a_distribution_per_logged_decision(logged) -> None:

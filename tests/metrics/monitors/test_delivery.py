@@ -19,8 +19,10 @@ SECRET = b"hook-secret-5e1"
 def _changes(n: int):
     tracker = Tracker()
     at = datetime(2026, 6, 12, tzinfo=UTC)
-    return [tracker.update([Finding(f"rule{i}", "error_rate", "service", True, f"errors {i}", {"rate": 0.5})], at)[0]
-            for i in range(n)]
+    return [
+        tracker.update([Finding(f"rule{i}", "error_rate", "service", True, f"errors {i}", {"rate": 0.5})], at)[0]
+        for i in range(n)
+    ]
 
 
 def test_the_message_is_slack_and_teams_text_with_the_alert():

@@ -34,26 +34,46 @@ def proportion(name: str, n: int, successes: int) -> stats.ArmStats:
     return stats.ArmStats(name, n, float(successes), float(successes))
 
 
-def experiment(control: tuple[int, int], treatment: tuple[int, int], margin: float = 0.05,
-               paused: frozenset[str] = frozenset(), alpha: float = 0.05) -> ExperimentNumbers:
+def experiment(
+    control: tuple[int, int],
+    treatment: tuple[int, int],
+    margin: float = 0.05,
+    paused: frozenset[str] = frozenset(),
+    alpha: float = 0.05,
+) -> ExperimentNumbers:
     c, t = proportion("control", *control), proportion("treatment", *treatment)
     comparison = stats.compare(c, t, "proportion", alpha)
     guard = stats.non_inferiority(comparison, margin, True, "conversion_rate")
     srm = stats.srm_check([c, t], [0.5, 0.5])
-    return ExperimentNumbers("exp", {"control": control[0], "treatment": treatment[0]}, srm, (guard,),
-                             {"treatment": comparison}, "conversion_rate", True, paused)
+    return ExperimentNumbers(
+        "exp",
+        {"control": control[0], "treatment": treatment[0]},
+        srm,
+        (guard,),
+        {"treatment": comparison},
+        "conversion_rate",
+        True,
+        paused,
+    )
 
 
-def numbers(x: ExperimentNumbers | None = None, windows: dict[int, Window] | None = None,
-            lag: float | None = None) -> Numbers:
+def numbers(
+    x: ExperimentNumbers | None = None, windows: dict[int, Window] | None = None, lag: float | None = None
+) -> Numbers:
     return Numbers(AT, {0.05: {"exp": x}} if x else {}, windows or {}, lag)
 
 
 def window(seconds: int, decisions: int, within: int | None = None, **counts: int) -> Window:
     """A window of `decisions`, `within` of them within budget; `errors`, `failure_fallbacks`,
     `consent_violations` as given (else 0)."""
-    return Window(seconds, decisions, decisions if within is None else within, counts.get("errors", 0),
-                  counts.get("failure_fallbacks", 0), counts.get("consent_violations", 0))
+    return Window(
+        seconds,
+        decisions,
+        decisions if within is None else within,
+        counts.get("errors", 0),
+        counts.get("failure_fallbacks", 0),
+        counts.get("consent_violations", 0),
+    )
 
 
 def test_srm_fires_on_a_strict_threshold_and_skips_paused_experiments():
@@ -91,8 +111,15 @@ def test_harmful_arm_fires_when_the_primary_interval_is_below_zero():
 
 
 def test_latency_burn_needs_both_windows_of_a_pair_to_burn():
-    (rule,) = rules({"name": "burn", "kind": "latency_burn", "target": 0.99, "min_decisions": 10,
-                     "windows": [{"long_s": 600, "short_s": 60, "burn": 10}]})
+    (rule,) = rules(
+        {
+            "name": "burn",
+            "kind": "latency_burn",
+            "target": 0.99,
+            "min_decisions": 10,
+            "windows": [{"long_s": 600, "short_s": 60, "burn": 10}],
+        }
+    )
     assert windows_needed([rule]) == (60, 600)
     # 20% over budget over both windows: burn 20 > 10
     (hot,) = evaluate(rule, numbers(windows={600: window(600, 1000, 800), 60: window(60, 100, 80)}))
@@ -104,8 +131,10 @@ def test_latency_burn_needs_both_windows_of_a_pair_to_burn():
 
 
 def test_error_and_fallback_rates_fire_above_their_threshold_with_enough_decisions():
-    error, fallback = rules({"name": "e", "kind": "error_rate", "window_s": 60, "threshold": 0.05},
-                            {"name": "f", "kind": "fallback_rate", "window_s": 60, "threshold": 0.1})
+    error, fallback = rules(
+        {"name": "e", "kind": "error_rate", "window_s": 60, "threshold": 0.05},
+        {"name": "f", "kind": "fallback_rate", "window_s": 60, "threshold": 0.1},
+    )
     (hot,) = evaluate(error, numbers(windows={60: window(60, 100, errors=6)}))
     assert hot.firing
     assert hot.evidence["rate"] == pytest.approx(6 / 100)
@@ -116,8 +145,10 @@ def test_error_and_fallback_rates_fire_above_their_threshold_with_enough_decisio
 
 
 def test_freshness_and_consent():
-    fresh, consent = rules({"name": "lag", "kind": "freshness", "max_lag_s": 60},
-                           {"name": "c", "kind": "consent_violation", "window_s": 60})
+    fresh, consent = rules(
+        {"name": "lag", "kind": "freshness", "max_lag_s": 60},
+        {"name": "c", "kind": "consent_violation", "window_s": 60},
+    )
     assert evaluate(fresh, numbers(lag=None)) == []
     assert evaluate(fresh, numbers(lag=61))[0].firing
     assert not evaluate(fresh, numbers(lag=5))[0].firing
@@ -140,8 +171,16 @@ def test_the_tracker_opens_once_and_resolves_once():
 
 
 def test_model_health_fires_on_a_real_auc_drop_or_calibration_drift_not_on_noise():
-    (rule,) = rules({"name": "model", "kind": "model_health", "max_auc_drop": 0.05, "max_calibration_drift": 0.05,
-                     "min_decisions": 500, "min_outcomes": 20})
+    (rule,) = rules(
+        {
+            "name": "model",
+            "kind": "model_health",
+            "max_auc_drop": 0.05,
+            "max_calibration_drift": 0.05,
+            "min_decisions": 500,
+            "min_outcomes": 20,
+        }
+    )
     reference = ModelWindow(20_000, 2_000, 0.75, 0.006, 0.10)
 
     def judged(recent: ModelWindow) -> list[Finding]:

@@ -19,8 +19,17 @@ PLACEMENTS = {  # placement -> (journey, experience, experiment, arms)
     "cart_cross_sell": ("cart", "cart_cross_sell", "exp_cart_cross_sell", ("control", "treatment")),
     "product_cta": ("conversion", "adaptive_cta", "exp_adaptive_cta", ("control", "bandit")),
 }
-EVENT_TYPES = ("page_view", "purchase", "return", "click", "email_click", "nps_response", "opt_out", "add_to_cart",
-               "consent_change")
+EVENT_TYPES = (
+    "page_view",
+    "purchase",
+    "return",
+    "click",
+    "email_click",
+    "nps_response",
+    "opt_out",
+    "add_to_cart",
+    "consent_change",
+)
 CHANNELS = ("web", "app", "email")
 _ids = itertools.count()
 
@@ -65,29 +74,59 @@ class RandomLake:
         journey, experience, experiment, _ = PLACEMENTS[placement]
         arm = "holdout" if self.holdout[who] else self.arm[(who, placement)]
         fallback = bool(self.rng.random() < 0.1)
-        row = {"decision_id": f"d{next(_ids)}", "ts": ts, "user_id": user(who), "journey": journey,
-               "placement": placement, "channel": CHANNELS[int(self.rng.integers(3))], "experience_id": experience,
-               "experiment_id": experiment, "arm": arm, "variant": "v", "policy": "thompson" if arm != "control" else "default",
-               "propensity": 0.5, "reasons": [], "fallback": fallback, "consent": bool(self.rng.random() < 0.9),
-               "latency_us": int(self.rng.integers(200, 20_000)), "status": "error" if self.rng.random() < 0.05 else "ok",
-               "segment": ("new", "returning")[int(self.rng.integers(2))]}
+        row = {
+            "decision_id": f"d{next(_ids)}",
+            "ts": ts,
+            "user_id": user(who),
+            "journey": journey,
+            "placement": placement,
+            "channel": CHANNELS[int(self.rng.integers(3))],
+            "experience_id": experience,
+            "experiment_id": experiment,
+            "arm": arm,
+            "variant": "v",
+            "policy": "thompson" if arm != "control" else "default",
+            "propensity": 0.5,
+            "reasons": [],
+            "fallback": fallback,
+            "consent": bool(self.rng.random() < 0.9),
+            "latency_us": int(self.rng.integers(200, 20_000)),
+            "status": "error" if self.rng.random() < 0.05 else "ok",
+            "segment": ("new", "returning")[int(self.rng.integers(2))],
+        }
         self.decisions.append(row)
         return row
 
     def _exposure(self, d: dict[str, Any], late: bool) -> dict[str, Any]:
         after = float(self.rng.uniform(-3600, 7200)) if late else float(self.rng.uniform(0, 600))
-        return {"exposure_id": f"x{next(_ids)}", "decision_id": d["decision_id"],
-                "ts": d["ts"] + timedelta(seconds=after), "user_id": d["user_id"], "placement": d["placement"],
-                "experiment_id": d["experiment_id"], "arm": d["arm"], "variant": d["variant"],
-                "channel": d["channel"]}
+        return {
+            "exposure_id": f"x{next(_ids)}",
+            "decision_id": d["decision_id"],
+            "ts": d["ts"] + timedelta(seconds=after),
+            "user_id": d["user_id"],
+            "placement": d["placement"],
+            "experiment_id": d["experiment_id"],
+            "arm": d["arm"],
+            "variant": d["variant"],
+            "channel": d["channel"],
+        }
 
     def _event(self, who: int, ts: datetime) -> dict[str, Any]:
         event_type = EVENT_TYPES[int(self.rng.integers(len(EVENT_TYPES)))]
-        row: dict[str, Any] = {"event_id": f"e{next(_ids)}", "ts": ts, "received_at": ts, "user_id": user(who),
-                               "channel": CHANNELS[int(self.rng.integers(3))], "event_type": event_type,
-                               "placement": list(PLACEMENTS)[int(self.rng.integers(len(PLACEMENTS)))]}
+        row: dict[str, Any] = {
+            "event_id": f"e{next(_ids)}",
+            "ts": ts,
+            "received_at": ts,
+            "user_id": user(who),
+            "channel": CHANNELS[int(self.rng.integers(3))],
+            "event_type": event_type,
+            "placement": list(PLACEMENTS)[int(self.rng.integers(len(PLACEMENTS)))],
+        }
         if event_type in ("purchase", "return"):
-            row |= {"revenue": round(float(self.rng.uniform(20, 400)), 2), "margin": round(float(self.rng.uniform(-20, 150)), 2)}
+            row |= {
+                "revenue": round(float(self.rng.uniform(20, 400)), 2),
+                "margin": round(float(self.rng.uniform(-20, 150)), 2),
+            }
         if event_type == "consent_change":
             row["consent"] = bool(self.rng.random() < 0.5)
         if event_type == "nps_response":

@@ -110,10 +110,15 @@ def test_a_run_that_crashed_before_logging_is_never_counted_and_is_redone(tmp_pa
 
 
 BUDGET_MS = 10.0
-FILTERS = [Filters(start=span[0], end=span[1], channel=c, segment=s, journey=j)
-           for span, c, s, j in itertools.product(
-               [(None, None), (date(2026, 5, 23), date(2026, 5, 30))], [None, CHANNELS[0]], [None, "returning"],
-               [None, PLACEMENTS["cart_cross_sell"][0]])]
+FILTERS = [
+    Filters(start=span[0], end=span[1], channel=c, segment=s, journey=j)
+    for span, c, s, j in itertools.product(
+        [(None, None), (date(2026, 5, 23), date(2026, 5, 30))],
+        [None, CHANNELS[0]],
+        [None, "returning"],
+        [None, PLACEMENTS["cart_cross_sell"][0]],
+    )
+]
 """Every combination of the filters the pages take (each one unset or set)."""
 
 _SCANNED = f"""SELECT d.*, {defs.SERVING_SQL} AS serving,
@@ -186,10 +191,12 @@ def _check_health(served: Aggregates, f: Filters, d: pl.DataFrame, e: pl.DataFra
 
 def _check_funnel(served: Aggregates, f: Filters, d: pl.DataFrame) -> None:
     got = journeys.funnel_frame(served, f)
-    want = (d.group_by("journey", "serving")
-            .agg(pl.len().alias("decisions"), pl.col("seen").sum().alias("exposed"),
-                 (pl.col("seen") & pl.col("clicked")).sum().alias("clicked"),
-                 (pl.col("seen") & pl.col("converted")).sum().alias("converted")))
+    want = d.group_by("journey", "serving").agg(
+        pl.len().alias("decisions"),
+        pl.col("seen").sum().alias("exposed"),
+        (pl.col("seen") & pl.col("clicked")).sum().alias("clicked"),
+        (pl.col("seen") & pl.col("converted")).sum().alias("converted"),
+    )
     assert sorted(got.rows()) == sorted(want.rows()), f
 
 
@@ -197,9 +204,14 @@ def _check_consent(served: Aggregates, f: Filters, d: pl.DataFrame, e: pl.DataFr
     got = compliance.consent_daily(served, f)
     day = pl.col("ts").dt.date().alias("day")
     decided = d.group_by(day).agg(pl.len().alias("decisions"), pl.col("consent").sum().alias("consented"))
-    changes = (e.filter(pl.col("event_type").is_in(["consent_change", "opt_out"])).group_by(day)
-               .agg(((pl.col("event_type") == "consent_change") & (pl.col("consent") == False)).sum()  # noqa: E712
-                    .alias("withdrawals"), (pl.col("event_type") == "opt_out").sum().alias("opt_outs")))
+    changes = (
+        e.filter(pl.col("event_type").is_in(["consent_change", "opt_out"]))
+        .group_by(day)
+        .agg(
+            ((pl.col("event_type") == "consent_change") & pl.col("consent").not_()).sum().alias("withdrawals"),
+            (pl.col("event_type") == "opt_out").sum().alias("opt_outs"),
+        )
+    )
     want = decided.join(changes, on="day", how="full", coalesce=True).fill_null(0)
     columns = ["day", "decisions", "consented", "withdrawals", "opt_outs"]
     assert sorted(got.select(columns).rows()) == sorted(want.select(columns).rows()), f
@@ -219,6 +231,8 @@ def test_page_numbers_equal_the_raw_rows_under_every_filter_before_and_after_a_r
         writer.erase_user(user(7))
         job.run_once()  # the erasure folded: the user gone from every number
         check_pages(lake)
+
+
 @pytest.mark.parametrize("seed", range(2))
 def test_a_rebuild_in_partitions_of_the_users_is_exact_and_later_runs_fold_onto_it(tmp_path, seed):
     lake = tmp_path / "lake"

@@ -85,8 +85,11 @@ def test_the_run_logs_agree_and_the_cockpit_reads_spark_rollups_unchanged(lakes,
         assert (aggs.source.mode, aggs.source.tail_rows) == ("rollups", 0)
         read[name] = (run, aggs, stats)
     (duck_run, duck, duck_stats), (spark_run, spark, spark_stats) = read["duckdb"], read["spark"]
-    assert (spark_run.definitions, spark_run.loaded_to, spark_run.events_max_ts) == \
-           (duck_run.definitions, duck_run.loaded_to, duck_run.events_max_ts)
+    assert (spark_run.definitions, spark_run.loaded_to, spark_run.events_max_ts) == (
+        duck_run.definitions,
+        duck_run.loaded_to,
+        duck_run.events_max_ts,
+    )
     for aggregate in defs.AGGREGATES:
         assert_same(duck[aggregate.name], spark[aggregate.name], [c.name for c in aggregate.keys], aggregate.name)
     assert_same(duck_stats, spark_stats, ["experiment_id", "arm", "segment", "day"], "experiments.stats")
@@ -99,12 +102,16 @@ def _analyze_lake(lake: Path, engine: str, monkeypatch: pytest.MonkeyPatch) -> l
     return json.loads(out.getvalue())
 
 
-def test_analyze_lake_on_spark_gives_every_experiments_sufficient_statistics_as_duckdb(small_lake, spark_engine,
-                                                                                      bundled_scenario, monkeypatch):
+def test_analyze_lake_on_spark_gives_every_experiments_sufficient_statistics_as_duckdb(
+    small_lake, spark_engine, bundled_scenario, monkeypatch
+):
     duck = _analyze_lake(small_lake, "duckdb", monkeypatch)  # reads only: the shared lake is left as it is
     spark = _analyze_lake(small_lake, "spark", monkeypatch)  # on the session's Spark (getOrCreate)
-    assert [x["experiment"] for x in spark] == [x["experiment"] for x in duck] == \
-           [x.id for x in bundled_scenario.experiments]
+    assert (
+        [x["experiment"] for x in spark]
+        == [x["experiment"] for x in duck]
+        == [x.id for x in bundled_scenario.experiments]
+    )
     for d, s in zip(duck, spark, strict=True):
         assert s["as_of"] == d["as_of"]
         assert s["arms"].keys() == d["arms"].keys()
@@ -114,9 +121,11 @@ def test_analyze_lake_on_spark_gives_every_experiments_sufficient_statistics_as_
                 if column.endswith("__n") or column == "exposed__users":
                     assert s["arms"][arm][column] == value, (d["experiment"], arm, column)
                 else:
-                    assert s["arms"][arm][column] == pytest.approx(value, rel=RELATIVE, abs=RELATIVE), \
-                        (d["experiment"], arm, column)
+                    assert s["arms"][arm][column] == pytest.approx(value, rel=RELATIVE, abs=RELATIVE), (
+                        d["experiment"],
+                        arm,
+                        column,
+                    )
         assert s["recommendation"] == d["recommendation"]
         assert [r["verdict"] for r in s["results"]] == [r["verdict"] for r in d["results"]]
     assert any(stats["exposed__users"] > 0 for x in duck for stats in x["arms"].values())
-

@@ -23,8 +23,11 @@ def rollup_and_reduction_queries() -> dict[str, str]:
     """Every SQL text the rollup job and the experiment reduction run, by name."""
     texts = {f"facts.{t.name}": defs.facts_sql(t.name) for t in defs.FACTS}
     texts |= {f"partials.{source}": defs.partials_sql(source) for source in ("events", "in_events")}
-    texts |= {f"contributions.{a.name}.{state or 'plain'}": defs.contributions_sql(a.name, 14, state)
-              for a in defs.AGGREGATES for state in ("", "cur_", "both_")}
+    texts |= {
+        f"contributions.{a.name}.{state or 'plain'}": defs.contributions_sql(a.name, 14, state)
+        for a in defs.AGGREGATES
+        for state in ("", "cur_", "both_")
+    }
     texts |= {f"anchors.{family}": sql for family, sql in defs.ANCHOR_SQL.items()}
     texts |= {f"merged.{t.name}": t.merged_sql("(SELECT * FROM rows_of)") for t in (*defs.STATE, *defs.AGGREGATES)}
     texts |= {q.name: q.example_statement().sql for q in MERGED.values()}

@@ -20,8 +20,12 @@ from metrics.rollup.read import aggregates, run_on
 from metrics.sql.query import Query, Statement, display, parameters, pretty
 from momento.lake.warehouse import Warehouse
 
-FILTERS = {"none": Filters(), "some": Filters(start=date(2026, 5, 25), end=date(2026, 6, 12), channel="web",
-                                              segment="returning", journey="browse")}
+FILTERS = {
+    "none": Filters(),
+    "some": Filters(
+        start=date(2026, 5, 25), end=date(2026, 6, 12), channel="web", segment="returning", journey="browse"
+    ),
+}
 
 
 @pytest.fixture(scope="module")
@@ -57,18 +61,34 @@ def test_formatted_and_displayed_sql_give_the_same_rows(warehouse, name, filters
 
 
 def test_display_writes_the_values_in_and_folds_the_unset_filters():
-    sql = "SELECT count(*) FROM decisions d WHERE ($f_channel IS NULL OR d.channel = $f_channel) " \
-          "AND ($f_segment IS NULL OR d.segment = $f_segment) AND d.latency_us <= $budget_us AND d.ts >= $since"
-    shown = display(Statement(sql, {"f_channel": "app", "f_segment": None, "budget_us": 10_000.0,
-                                    "since": Filters(start=date(2026, 6, 1)).start_ts, "unused": 1}))
+    sql = (
+        "SELECT count(*) FROM decisions d WHERE ($f_channel IS NULL OR d.channel = $f_channel) "
+        "AND ($f_segment IS NULL OR d.segment = $f_segment) AND d.latency_us <= $budget_us AND d.ts >= $since"
+    )
+    shown = display(
+        Statement(
+            sql,
+            {
+                "f_channel": "app",
+                "f_segment": None,
+                "budget_us": 10_000.0,
+                "since": Filters(start=date(2026, 6, 1)).start_ts,
+                "unused": 1,
+            },
+        )
+    )
     assert "$" not in shown
     assert "d.channel = 'app'" in shown
     assert "segment" not in shown
     assert "d.latency_us <= 10000.0" in shown
     assert "d.ts >= CAST('2026-06-01 00:00:00+00:00' AS TIMESTAMPTZ)" in shown
     assert "IS NULL" not in shown
-    assert display(Statement("SELECT 1 FROM t WHERE ($x IS NULL OR t.a = $x)", {"x": None})).split() == \
-        ["SELECT", "1", "FROM", "t"]
+    assert display(Statement("SELECT 1 FROM t WHERE ($x IS NULL OR t.a = $x)", {"x": None})).split() == [
+        "SELECT",
+        "1",
+        "FROM",
+        "t",
+    ]
 
 
 def test_parameters_and_pretty_keep_the_placeholders():

@@ -1,9 +1,9 @@
 """A separate process that writes to or reads from a lake, for the lake's concurrency tests.
 
-    python tests/momento/lake/lake_worker.py write LAKE BATCHES ROWS [COMPACT_EVERY_S]
-        appends BATCHES batches of ROWS events, printing "committed <total>" after each commit.
-    python tests/momento/lake/lake_worker.py read LAKE SECONDS
-        queries the event count in a loop, printing "count <n>" or "error <message>".
+python tests/momento/lake/lake_worker.py write LAKE BATCHES ROWS [COMPACT_EVERY_S]
+    appends BATCHES batches of ROWS events, printing "committed <total>" after each commit.
+python tests/momento/lake/lake_worker.py read LAKE SECONDS
+    queries the event count in a loop, printing "count <n>" or "error <message>".
 """
 
 from __future__ import annotations

@@ -49,7 +49,17 @@ def test_bad_rows_name_the_field(rows, field, words):
 
 
 def test_arrow_input_with_a_wrong_type_names_the_field():
-    bad = pa.table({"event_id": [1], "ts": [NOW], "received_at": [NOW], "user_id": ["u"], "channel": ["w"], "event_type": ["x"], "revenue": ["a"]})
+    bad = pa.table(
+        {
+            "event_id": [1],
+            "ts": [NOW],
+            "received_at": [NOW],
+            "user_id": ["u"],
+            "channel": ["w"],
+            "event_type": ["x"],
+            "revenue": ["a"],
+        }
+    )
     with pytest.raises(BatchError, match=r"events\.revenue"):
         to_table("events", bad)
 
@@ -67,17 +77,37 @@ def test_empty_tables_have_the_schema():
 
 
 def decision(**overrides):
-    row = dict(decision_id="d1", ts=NOW, user_id="ab", journey="browse", placement="homepage_showcase", channel="web",
-               experience_id="home_showcase", arm="treatment", variant="b", policy="thompson", propensity=0.75,
-               reasons=["policy_thompson"], fallback=False, consent=True, latency_us=90, status="ok")
+    row = dict(
+        decision_id="d1",
+        ts=NOW,
+        user_id="ab",
+        journey="browse",
+        placement="homepage_showcase",
+        channel="web",
+        experience_id="home_showcase",
+        arm="treatment",
+        variant="b",
+        policy="thompson",
+        propensity=0.75,
+        reasons=["policy_thompson"],
+        fallback=False,
+        consent=True,
+        latency_us=90,
+        status="ok",
+    )
     row.update(overrides)
     return row
 
 
 def test_decisions_carry_the_action_distribution_and_the_context_or_leave_them_null():
-    rows = [decision(action_probabilities=[{"variant": "a", "p": 0.25}, {"variant": "b", "p": 0.75}],
-                     context=[1.0, 0.5], context_version="features-2-test"),
-            decision(decision_id="d2")]  # a row from a writer that does not know the columns
+    rows = [
+        decision(
+            action_probabilities=[{"variant": "a", "p": 0.25}, {"variant": "b", "p": 0.75}],
+            context=[1.0, 0.5],
+            context_version="features-2-test",
+        ),
+        decision(decision_id="d2"),
+    ]  # a row from a writer that does not know the columns
     table = to_table("decisions", rows)
     assert table.column("action_probabilities").to_pylist() == [rows[0]["action_probabilities"], None]
     assert table.column("context").type == pa.list_(pa.float32())

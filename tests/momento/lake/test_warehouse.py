@@ -121,13 +121,30 @@ def _decisions(start: int, rows: int, evaluated: bool) -> list[dict]:
     now = datetime.now(UTC)
     out = []
     for i in range(start, start + rows):
-        row = dict(decision_id=f"d{i}", ts=now, user_id=f"{i:032x}", journey="browse", placement="homepage_showcase",
-                   channel="web", experience_id="home_showcase", arm="treatment", variant="b", policy="thompson",
-                   propensity=0.75, reasons=["policy_thompson"], fallback=False, consent=True, latency_us=90,
-                   status="ok")
+        row = dict(
+            decision_id=f"d{i}",
+            ts=now,
+            user_id=f"{i:032x}",
+            journey="browse",
+            placement="homepage_showcase",
+            channel="web",
+            experience_id="home_showcase",
+            arm="treatment",
+            variant="b",
+            policy="thompson",
+            propensity=0.75,
+            reasons=["policy_thompson"],
+            fallback=False,
+            consent=True,
+            latency_us=90,
+            status="ok",
+        )
         if evaluated:
-            row |= dict(action_probabilities=[{"variant": "a", "p": 0.25}, {"variant": "b", "p": 0.75}],
-                        context=[1.0, 0.5], context_version="features-2-test")
+            row |= dict(
+                action_probabilities=[{"variant": "a", "p": 0.25}, {"variant": "b", "p": 0.75}],
+                context=[1.0, 0.5],
+                context_version="features-2-test",
+            )
         out.append(row)
     return out
 
@@ -146,8 +163,10 @@ def test_a_lake_from_before_the_evaluation_columns_reads_them_as_nulls_and_takes
     old = warehouse.query("SELECT * FROM decisions")
     assert old.columns == TABLES["decisions"].names and old.height == 3
     assert old.select(EVALUATION_COLUMNS).null_count().row(0) == (3, 3, 3)
-    assert warehouse.query("SELECT typeof(action_probabilities) AS t FROM decisions LIMIT 1").item() == \
-        "STRUCT(variant VARCHAR, p DOUBLE)[]"
+    assert (
+        warehouse.query("SELECT typeof(action_probabilities) AS t FROM decisions LIMIT 1").item()
+        == "STRUCT(variant VARCHAR, p DOUBLE)[]"
+    )
 
     writer = LakeWriter(tmp_path, background=False, compact_every_seconds=None)  # the new service on the old lake
     writer.append("decisions", _decisions(3, 2, evaluated=True))
@@ -155,7 +174,8 @@ def test_a_lake_from_before_the_evaluation_columns_reads_them_as_nulls_and_takes
     warehouse.refresh(force=True)
     mixed = warehouse.query(
         "SELECT decision_id, list_sum([a.p FOR a IN action_probabilities]) AS total, context, context_version "
-        "FROM decisions ORDER BY decision_id")
+        "FROM decisions ORDER BY decision_id"
+    )
     assert mixed.get_column("total").to_list() == [None, None, None, 1.0, 1.0]
     assert mixed.get_column("context").to_list()[3:] == [[1.0, 0.5], [1.0, 0.5]]
     assert DeltaTable(str(table_path(tmp_path, "decisions"))).to_pyarrow_table().num_rows == 5  # Delta readers too

@@ -118,9 +118,22 @@ def test_bad_batches_are_refused_and_committed_data_is_untouched(tmp_path):
 
 def decision(user: str, i: int) -> dict:
     return dict(
-        decision_id=f"d-{user}-{i}", ts=NOW, user_id=user, journey="browse", placement="homepage_showcase",
-        channel="web", experience_id="home_showcase", arm="control", variant="editorial", policy="fixed",
-        propensity=1.0, reasons=["control_arm"], fallback=False, consent=True, latency_us=120, status="ok",
+        decision_id=f"d-{user}-{i}",
+        ts=NOW,
+        user_id=user,
+        journey="browse",
+        placement="homepage_showcase",
+        channel="web",
+        experience_id="home_showcase",
+        arm="control",
+        variant="editorial",
+        policy="fixed",
+        propensity=1.0,
+        reasons=["control_arm"],
+        fallback=False,
+        consent=True,
+        latency_us=120,
+        status="ok",
     )
 
 
@@ -128,9 +141,35 @@ def test_erasure_removes_every_row_of_one_user_from_every_table(tmp_path):
     alice, bob = "a" * 32, "b" * 32
     writer = LakeWriter(tmp_path, background=False, compact_every_seconds=None)
     for user in (alice, bob):
-        writer.append("events", [dict(event_id=f"e-{user}-{i}", ts=NOW, received_at=NOW, user_id=user, channel="web", event_type="page_view") for i in range(5)])
+        writer.append(
+            "events",
+            [
+                dict(
+                    event_id=f"e-{user}-{i}",
+                    ts=NOW,
+                    received_at=NOW,
+                    user_id=user,
+                    channel="web",
+                    event_type="page_view",
+                )
+                for i in range(5)
+            ],
+        )
         writer.append("decisions", [decision(user, i) for i in range(3)])
-        writer.append("exposures", [dict(exposure_id=f"x-{user}", decision_id=f"d-{user}-0", ts=NOW, user_id=user, placement="homepage_showcase", variant="editorial", channel="web")])
+        writer.append(
+            "exposures",
+            [
+                dict(
+                    exposure_id=f"x-{user}",
+                    decision_id=f"d-{user}-0",
+                    ts=NOW,
+                    user_id=user,
+                    placement="homepage_showcase",
+                    variant="editorial",
+                    channel="web",
+                )
+            ],
+        )
         writer.append("identities", [dict(anonymous_id=f"anon-{user}", user_id=user, ts=NOW)])
     writer.flush()
     deleted = writer.erase_user(alice, requested_by="test")
@@ -170,7 +209,9 @@ def test_compaction_merges_small_files_and_keeps_every_row(tmp_path):
 
 
 def _start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(WORKER), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def test_reader_process_never_errors_and_never_goes_back_while_writer_appends_and_compacts(tmp_path):
@@ -206,7 +247,10 @@ def test_sigkill_mid_stream_leaves_a_readable_lake_with_every_committed_batch(tm
     stored = warehouse.scalar("SELECT count(*) FROM events")
     assert stored >= committed
     assert stored % 2000 == 0  # whole batches only: a commit is atomic
-    ids = warehouse.query("SELECT count(DISTINCT event_id) AS d, min(event_id) AS lo FROM events WHERE event_id < $last", {"last": f"ev-{committed:09d}"})
+    ids = warehouse.query(
+        "SELECT count(DISTINCT event_id) AS d, min(event_id) AS lo FROM events WHERE event_id < $last",
+        {"last": f"ev-{committed:09d}"},
+    )
     assert ids.row(0) == (committed, "ev-000000000")
 
 
