@@ -1,7 +1,8 @@
 """The whole system in a real headless Chromium: backfilled history, the service, the simulator
-driving it live, and the cockpit. Every page renders its charts with no Streamlit exception,
-a number moves as live data arrives, the sidebar's filters live in the URL across page
-switches, and each page's screenshot is saved in artifacts/screenshots/ (and copied to
+driving it live, the monitors (`momento watch`) and the cockpit. Every page renders its charts
+with no Streamlit exception, a number moves as live data arrives, the sidebar's filters live in
+the URL across page switches, an alert the watcher raised and an arm paused through the service
+show on their pages, and each page's screenshot is saved in artifacts/screenshots/ (and copied to
 docs/screenshots/ for the README when MOMENTO_UPDATE_SCREENSHOTS=1, so a test run leaves the
 checkout clean).
 """
@@ -50,6 +51,15 @@ PAGES = {
     "governance": "governance",
 }
 """Screenshot name -> URL path of the page (st.navigation derives it from the file name)."""
+MONITORS = """
+interval_s = 1
+
+[[rules]]
+name = "stale_lake"
+kind = "freshness"
+max_lag_s = 0.001  # below any writer lag: an alert open from the first evaluation, for the pages to show
+"""
+"""The watcher's rules in this system: one that always fires."""
 ARTIFACTS = PROJECT_ROOT / "artifacts" / "screenshots"
 DOCS = PROJECT_ROOT / "docs" / "screenshots"
 VIEWPORT = {"width": 1440, "height": 1000}
@@ -102,6 +112,11 @@ def system(tmp_path_factory) -> Iterator[dict[str, str]]:
         service = start("service", [sys.executable, "-m", "cli.main", "serve", "--port", str(service_port)])
         _wait_for(f"{service_url}/healthz", service, f"the service (log: {logs / 'service.log'})")
         start("simulator", [sys.executable, "-m", "cli.main", "simulate", "--url", service_url, "--rate", "5"])
+        monitors = logs / "monitors.toml"
+        monitors.write_text(MONITORS)
+        start(
+            "watcher", [sys.executable, "-m", "cli.main", "watch", "--monitors", str(monitors), "--metrics-port", "0"]
+        )
         cockpit = start(
             "cockpit",
             [
@@ -240,3 +255,10 @@ def test_a_paused_arm_shows_on_the_experiments_and_alerts_pages(system, page):
     finally:
         resumed = httpx.post(f"{base}/resume", json={"by": "browser test"}, timeout=10)
         assert resumed.status_code == 200, resumed.text
+
+
+def test_an_alert_the_watcher_raised_shows_on_the_alerts_page(system, page):
+    page.goto(f"{system['cockpit']}/alerts")
+    expect(page.get_by_text("stale_lake").first).to_be_visible(timeout=45_000)  # the watcher's alert, from the lake
+    expect(page.get_by_text("the newest event reached the lake").first).to_be_visible()
+    assert page.locator(EXCEPTION).count() == 0
