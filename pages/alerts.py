@@ -156,15 +156,14 @@ def model_health() -> None:
             )
         )
         (st.warning if findings and findings[0].firing else st.caption)(f"**{rule.name}** — {verdict}")
-        cols = st.columns(4)
-        for col, label, window in ((cols[0], "recent", recent), (cols[2], "reference", reference)):
-            col.metric(
+        cols = iter(st.columns(4))
+        for label, window in (("recent", recent), ("reference", reference)):
+            next(cols).metric(
                 f"AUC, {label}",
                 "—" if window.auc is None else fmt.number(window.auc, 3),
                 help=f"{fmt.number(window.decisions)} mature decisions, {fmt.number(window.outcomes)} {rule.outcome}s",
             )
-        for col, label, window in ((cols[1], "recent", recent), (cols[3], "reference", reference)):
-            col.metric(
+            next(cols).metric(
                 f"Calibration gap, {label}",
                 fmt.number(window.calibration_gap, 3) if window.decisions else "—",
                 help="Mean score minus the observed rate: 0 is calibrated in the large.",

@@ -96,13 +96,18 @@ PARTITION_ROWS = 4_000_000
 events: 2-3 GB of memory)."""
 
 
-def rebuild_parts(wh: Warehouse, batch: Batch, partition_rows: int = PARTITION_ROWS) -> Iterator[Batch]:
-    """A rebuild's batch cut into partitions of the users (by a hash of `user_id`) of about
-    `partition_rows` raw rows each. Every state row and every contribution to an aggregate
-    belongs to one user, so the partitions' state rows are the whole rebuild's and their
-    aggregate rows add up to its aggregates; a fold's memory is that of one partition."""
+def batch_rows(wh: Warehouse, batch: Batch) -> int:
+    """The raw rows (events, exposures and decisions) of `batch`."""
     counts = " + ".join(f"(SELECT count(*) FROM ({sql}))" for sql in (batch.events, batch.exposures, batch.decisions))
-    parts = max(1, -(-int(wh.scalar(f"SELECT {counts}", batch.params)) // partition_rows))
+    return int(wh.scalar(f"SELECT {counts}", batch.params))
+
+
+def rebuild_parts(batch: Batch, rows: int, partition_rows: int = PARTITION_ROWS) -> Iterator[Batch]:
+    """A rebuild's batch of `rows` raw rows cut into partitions of the users (by a hash of
+    `user_id`) of about `partition_rows` raw rows each. Every state row and every contribution
+    to an aggregate belongs to one user, so the partitions' state rows are the whole rebuild's
+    and their aggregate rows add up to its aggregates; a fold's memory is that of one partition."""
+    parts = max(1, -(-rows // partition_rows))
     if parts == 1:
         yield batch
         return
@@ -157,22 +162,19 @@ class RollupJob:
                 return RunReport(last.run_id if last else 0, "idle", 0, 0, time.perf_counter() - started)
             run_id = self._next_run_id(last)
             touched = 0
-            parts = rebuild_parts(wh, batch, self.partition_rows) if kind == "rebuild" else [batch]
-            existing = frozenset(n for n in wh.versions if wh.has(n)) if kind == "fold" else frozenset()
+            rows = batch_rows(wh, batch)
+            parts = rebuild_parts(batch, rows, self.partition_rows) if kind == "rebuild" else [batch]
+            existing = wh.readable if kind == "fold" else frozenset()
             for part in parts:
                 with self.engine(wh) as session:
                     folded = fold(session, part, self.pre_days, prior=kind == "fold", existing=existing)
                 self._append(folded, run_id)
                 touched += folded.touched_users
-            counts = " + ".join(
-                f"(SELECT count(*) FROM ({sql}))" for sql in (batch.events, batch.exposures, batch.decisions)
-            )
-            rows = wh.scalar(f"SELECT {counts}", batch.params)
             kind = "erase" if batch.erased else kind
-            self._log(run_id, kind, started_at, upper, int(rows), self._newest_event(wh, last, kind, upper))
+            self._log(run_id, kind, started_at, upper, rows, self._newest_event(wh, last, kind, upper))
             if batch.erased:
                 self._forget(batch.erased)
-            return RunReport(run_id, kind, int(rows), touched, time.perf_counter() - started)
+            return RunReport(run_id, kind, rows, touched, time.perf_counter() - started)
         finally:
             wh.close()
 

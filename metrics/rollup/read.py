@@ -226,7 +226,7 @@ def _fold(reads: _Reads, pre_days: int, max_tail_rows: int, last: Run | None, re
                 batch,
                 pre_days,
                 prior=not reason,
-                existing=frozenset(n for n in wh.versions if wh.has(n)),
+                existing=wh.readable,
                 keep_state=False,
             )
             newest = session.arrow("SELECT max(ts) AS newest FROM in_events").column(0)[0].as_py()

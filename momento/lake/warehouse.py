@@ -237,6 +237,11 @@ class Warehouse:
             return {name: list(self._files.get(name, [])) for name in self._kinds}
 
     @property
+    def readable(self) -> frozenset[str]:
+        """The tables a view answers for now (derived tables only once written)."""
+        return frozenset(name for name in self._versions if name in self._kinds)
+
+    @property
     def versions(self) -> dict[str, int | None]:
         """The Delta version each view shows (None: the table does not exist yet)."""
         return dict(self._versions)
