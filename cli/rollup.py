@@ -46,11 +46,16 @@ def run_rollup(settings: Settings, follow: bool, interval: float, choice: Engine
         )
         return 0
 
+    stop = threading.Event()
+
     def leave(signum: int, frame: object) -> None:
+        # The flag first: a DuckDB query running when the signal lands turns this SystemExit into
+        # its own "Query interrupted" error, which `follow` then recognises as the stop.
+        stop.set()
         raise SystemExit(0)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, leave)
     print(f"momento rollup: following {settings.lake} every {interval:g} s", file=sys.stderr, flush=True)
-    job.follow(interval, threading.Event())
+    job.follow(interval, stop)
     return 0

@@ -354,6 +354,8 @@ class RollupJob:
                         self.compact()
                         self.store.maintain(retention_hours=1)
             except Exception:
+                if stop.is_set():  # the run was broken off by the stop itself
+                    return
                 log.exception("rollup run failed; retried in %.0f s", interval)
             stop.wait(interval)
 

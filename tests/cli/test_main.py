@@ -6,6 +6,7 @@ tests/e2e/test_demo.py; the service's graceful flush in tests/decisioning/test_r
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -117,3 +118,16 @@ def test_a_benchmark_stops_the_service_it_started_on_sigterm(tmp_path):
     bench = _start(["bench", "decide", "--duration", "60", "--rates", "50", "--repeats", "1"], tmp_path)
     _wait(lambda: any("cli.main serve" in command for command in _session(bench.pid)), "the benchmark's service")
     assert _kill_and_check(bench, tmp_path) == 128 + signal.SIGTERM
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.35, 0.5])
+def test_rollup_follow_stops_on_sigterm_even_in_the_middle_of_a_query(small_lake, tmp_path, delay):
+    """A signal that lands while DuckDB runs a query comes back from it as "Query interrupted";
+    the job must take that as the stop, not as a failed run to retry (it then ignored the stop).
+    Rebuilding this lake's rollups takes about 0.6 s: the delays land the signal inside it."""
+    shutil.copytree(small_lake, tmp_path / "lake")
+    rollup = _start(["rollup", "--follow", "--interval", "60"], tmp_path)
+    _wait(lambda: "following" in (tmp_path / "command.log").read_text(), "the rollup job to start")
+    time.sleep(delay)
+    assert _kill_and_check(rollup, tmp_path) == 0
+    assert "rollup run failed" not in (tmp_path / "command.log").read_text()
