@@ -29,7 +29,7 @@ def run_analyze_lake(settings: Settings, choice: EngineChoice, experiment: str |
             file=err,
         )
         return 2
-    if not settings.lake.exists():
+    if not settings.lake.is_dir():
         print(f"momento analyze-lake: no lake at {settings.lake} (run `momento backfill` first)", file=err)
         return 2
     wh = Warehouse(settings.lake, min_refresh_seconds=0.0)

@@ -102,7 +102,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             return 2
 
     has_history = bool(Warehouse(settings.lake).scalar("SELECT count(*) FROM events"))
-    key, note = demo_pseudonym_key(settings.lake, settings.pseudonym_key, has_history)
+    key, note = demo_pseudonym_key(settings.lake.path, settings.pseudonym_key, has_history)
     if note:
         print(f"momento demo: {note}", file=sys.stderr)
     settings = replace(settings, pseudonym_key=key)
@@ -114,7 +114,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             f"momento demo: the lake at {settings.lake} is empty; backfilling {args.days} days of history…", flush=True
         )
         backfill(
-            settings.lake,
+            settings.lake.path,
             load_scenario(settings.scenario),
             days=args.days,
             users=args.users,

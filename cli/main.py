@@ -13,7 +13,8 @@ from typing import cast
 
 from cli.engines import add_engine_arguments, choice_of
 from cli.processes import become, cockpit_command, cockpit_refusal
-from momento.settings import PROJECT_ROOT, SettingsError, load_settings
+from momento.lake.location import LocationError
+from momento.settings import PROJECT_ROOT, Settings, SettingsError, load_settings
 
 BENCH_DIR = PROJECT_ROOT / "bench"
 
@@ -48,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     rollup = sub.add_parser("rollup", help="bring the lake's rollups up to date (once, or --follow)")
     rollup.add_argument("--follow", action="store_true", help="keep up with the lake until stopped")
     rollup.add_argument("--interval", type=float, default=2.0, help="seconds between runs with --follow")
+    rollup.add_argument(
+        "--release-lock",
+        action="store_true",
+        help="give back the rollup lock of a lake on object storage left by a job that died on another host",
+    )
     add_engine_arguments(rollup)
 
     analyze_lake = sub.add_parser(
@@ -142,6 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"momento: {exc}", file=sys.stderr)
         return 2
+    try:
+        return _run(args, settings)
+    except LocationError as exc:  # an object store out of reach, or a local-only command on one
+        print(f"momento {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    """The program `args` names, on `settings`."""
     if args.command == "analyze":
         from metrics.analyze import main as analyze
         from metrics.analyze import main_jsonl
@@ -182,8 +197,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_backfill(settings, days=args.days, users=args.users, seed=args.seed)
     if args.command == "rollup":
-        from cli.rollup import run_rollup
+        from cli.rollup import release_lock, run_rollup
 
+        if args.release_lock:
+            return release_lock(settings)
         return run_rollup(settings, follow=args.follow, interval=args.interval, choice=choice_of(args))
     if args.command == "analyze-lake":
         from cli.analyze_lake import run_analyze_lake

@@ -15,9 +15,16 @@ import threading
 from cli.engines import EngineChoice, engine_of
 from metrics.engines.spark import EngineUnavailable
 from metrics.rollup.job import RollupJob
-from momento.lake.rollups import RollupLocked
+from momento.lake.rollups import RollupLocked, RollupStore
 from momento.scenario import ScenarioError, load_scenario
 from momento.settings import Settings
+
+
+def release_lock(settings: Settings) -> int:
+    """Give back the rollup lock of the lake (object storage: see `momento.lake.rollups`)."""
+    RollupStore(settings.lake).release_lock()
+    print(f"momento rollup: the rollup lock of {settings.lake} is free", file=sys.stderr)
+    return 0
 
 
 def run_rollup(settings: Settings, follow: bool, interval: float, choice: EngineChoice = EngineChoice()) -> int:

@@ -48,7 +48,7 @@ class Watch:
         self.tracker = Tracker([] if opened is None else zip(opened["rule"], opened["subject"], strict=True))
         self.outbox = self.deliverer = None
         if monitors.webhook is not None:
-            self.outbox = Outbox(settings.lake / OUTBOX_DIR)
+            self.outbox = Outbox(settings.lake.path / OUTBOX_DIR)
             self.deliverer = Deliverer(self.outbox, monitors.webhook, telemetry)
             self.deliverer.start()
         self.pauser = Pauser(settings.service_url, settings.api_token, telemetry)

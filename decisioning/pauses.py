@@ -14,11 +14,11 @@ import json
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from momento.lake.location import Lake
 from momento.lake.writer import open_table
 
 PAUSE, RESUME = "pause", "resume"
@@ -79,7 +79,7 @@ def newest_states(rows: Iterable[dict[str, Any]]) -> dict[str, frozenset[str]]:
     return {key: frozenset(arms) for key, arms in out.items()}
 
 
-def load(root: Path) -> dict[str, frozenset[str]]:
+def load(root: Lake) -> dict[str, frozenset[str]]:
     """The paused arms recorded in the lake at `root` (read at start-up; empty without the table)."""
     table = open_table(root, TABLE)
     if table is None or not table.file_uris():

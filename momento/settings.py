@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from momento.lake.location import Location, lake_location
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 N = TypeVar("N", int, float)
+DEFAULT_LAKE = Location(str(PROJECT_ROOT / "data" / "lake"))
 DEV_PSEUDONYM_KEY = "momento-dev-key"
 """The pseudonym key when none is set: public, so only for a service on loopback (a keyed hash
 with a known key is a plain hash, and e-mail-like ids can be guessed back from it)."""
@@ -60,6 +63,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _lake(env: dict[str, str], default: Location) -> Location:
+    raw = env.get("MOMENTO_LAKE")
+    if not raw:
+        return default
+    try:
+        return lake_location(raw, env)
+    except ValueError as exc:
+        raise SettingsError(f"MOMENTO_LAKE: {exc}") from exc
+
+
 def _int(env: dict[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -74,7 +87,9 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
 class Settings:
     """Everything configurable, with the defaults a laptop demo needs."""
 
-    lake: Path = PROJECT_ROOT / "data" / "lake"
+    # A local directory or an object-storage URI (s3://bucket/prefix, ...), with the storage
+    # options `deltalake` takes from the AWS_* / AZURE_* / GOOGLE_* variables (momento.lake.location).
+    lake: Location = DEFAULT_LAKE
     scenario: Path = PROJECT_ROOT / "data" / "scenario.toml"
     service_url: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"
@@ -111,13 +126,17 @@ class Settings:
     rate_limit_burst: int = 2_000
     rate_limit_clients: int = 10_000
 
+    def __post_init__(self) -> None:
+        # A local path stands for the local lake, as it always did.
+        object.__setattr__(self, "lake", lake_location(self.lake))
+
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read the settings from `env` (default: the process environment)."""
     env = dict(os.environ if env is None else env)
     defaults = Settings()
     return Settings(
-        lake=Path(env.get("MOMENTO_LAKE") or defaults.lake),
+        lake=_lake(env, defaults.lake),
         scenario=Path(env.get("MOMENTO_SCENARIO") or defaults.scenario),
         service_url=env.get("MOMENTO_SERVICE_URL") or defaults.service_url,
         host=env.get("MOMENTO_HOST") or defaults.host,

@@ -228,7 +228,10 @@ def detail(
         return
     recommendation(report)
     arms_table(report)
-    known = experiments.true_lifts(truth.load(settings().lake) if filters == Filters() else None, experiment.id)
+    lake = settings().lake  # the ground truth is a local backfill's file
+    known = experiments.true_lifts(
+        truth.load(lake.path) if lake.is_local and filters == Filters() else None, experiment.id
+    )
     results = experiments.with_truth(report.results, known)
     if known.height:
         st.caption(

@@ -21,6 +21,7 @@ from metrics import health
 from metrics.filters import Filters
 from momento import formatting as fmt
 from momento.codes import CHANNELS
+from momento.lake.location import LocationError
 from momento.lake.warehouse import WarehouseError
 from momento.scenario import ScenarioError
 from momento.settings import is_loopback
@@ -171,7 +172,12 @@ def _status_row() -> None:
 
 def _freshness() -> None:
     lake = settings().lake
-    if not lake.exists():
+    try:
+        lake.check()
+    except LocationError as exc:  # object storage out of reach
+        st.error(f"The lake cannot be read: {exc}")
+        return
+    if not lake.is_dir():
         st.warning(f"No lake at `{lake}`: run `momento backfill` or `momento demo` to create one.")
         return
     try:

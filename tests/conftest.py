@@ -1,4 +1,5 @@
-"""Fixtures every suite shares: a small backfilled lake and its ground truth.
+"""Fixtures every suite shares: a small backfilled lake and its ground truth, and a local
+S3-compatible server for the lake on object storage (`s3`, `s3_lake`).
 
 `small_lake` is built once per test session in a temp dir (a few seconds): the bundled
 scenario, a few thousand users over the scenario's full 28 days (14 pre-campaign, 14 campaign,
@@ -10,6 +11,7 @@ read-only: copy it (`shutil.copytree`) to modify it. `small_truth` is its ground
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,10 @@ import pytest
 
 from decisioning.simulator.backfill import backfill
 from momento.lake import ground_truth as truth
+from momento.lake.location import Location
 from momento.scenario import Scenario, load_scenario
 from momento.settings import PROJECT_ROOT
+from tests.support.s3 import S3Server, s3_server
 
 SMALL_LAKE_USERS = 2_500
 SMALL_LAKE_DAYS = 28
@@ -55,3 +59,16 @@ def small_truth(small_lake: Path) -> dict[str, Any]:
     document = truth.load(small_lake)
     assert document is not None
     return document
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """moto's S3 server, started once per test session (tests.support.s3)."""
+    with s3_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_lake(s3: S3Server) -> Location:
+    """An empty lake on `s3`, in a bucket of its own."""
+    return s3.new_lake()

@@ -203,7 +203,7 @@ def run_backfill(settings: Settings, days: int, users: int | None, seed: int) ->
     """`momento backfill`: fill `settings.lake` and print what was written."""
     try:
         scenario = load_scenario(settings.scenario)
-        result = backfill(settings.lake, scenario, days, users, seed, pseudonym_key=settings.pseudonym_key)
+        result = backfill(settings.lake.path, scenario, days, users, seed, pseudonym_key=settings.pseudonym_key)
     except (ValueError, OSError) as exc:
         print(f"momento backfill: {exc}", file=sys.stderr)
         return 2

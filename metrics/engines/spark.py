@@ -8,6 +8,11 @@ column existed read it as null, as on DuckDB. What a fold produces comes back to
 Arrow and is committed by the job through the same writer as DuckDB's (`momento.lake.rollups`):
 the same rollup tables, the same `rollup_runs` row, so the cockpit reads them unchanged.
 
+A lake on S3 is read through Hadoop's s3a filesystem, configured from the lake's storage options
+(`s3a_settings`); its jars (hadoop-aws and the AWS SDK bundle) are not in pyspark, so the cluster
+provides them, and without them the engine says so before reading anything. Other object
+stores are refused by name (their Hadoop connectors are not wired here).
+
 pyspark is an optional extra (`pip install momento[spark]`) and needs a Java runtime: both are
 looked for only when the engine is first used, and their absence is said plainly.
 """
@@ -17,13 +22,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from metrics.engines.transpile import to_spark
 from metrics.rollup.session import SqlSession
+from momento.lake.location import Location
 from momento.lake.schema import TABLES, empty_table
 from momento.lake.warehouse import Warehouse, used_params
 
@@ -89,7 +95,9 @@ class SparkSql:
 
     def mount(self, wh: Warehouse) -> None:
         """Make every table the warehouse shows a view of the same name over the same files."""
-        for name, files in wh.snapshot_files().items():
+        spark_uri = _hadoop_uris(self.spark, wh.lake)
+        for name, uris in wh.snapshot_files().items():
+            files = [spark_uri(uri) for uri in uris]
             if name in TABLES:  # raw: read under the table's schema (older files lack newer columns)
                 empty = self.spark.createDataFrame(empty_table(name))
                 frame = self.spark.read.schema(empty.schema).parquet(*files) if files else empty
@@ -114,6 +122,49 @@ class SparkSql:
             self._cached[name] = frame
         if old is not None:
             old.unpersist()
+
+
+S3A_JARS = "hadoop-aws and its AWS SDK bundle (spark.jars.packages=org.apache.hadoop:hadoop-aws:<the cluster's Hadoop version>)"
+
+
+def s3a_settings(options: Mapping[str, str]) -> dict[str, str]:
+    """Hadoop's s3a settings for the storage options `deltalake` takes (`momento.lake.location`).
+    A custom endpoint (an S3-compatible server) is addressed by path, as `deltalake` does."""
+    endpoint = options.get("AWS_ENDPOINT_URL")
+    names = {
+        "AWS_ACCESS_KEY_ID": "fs.s3a.access.key",
+        "AWS_SECRET_ACCESS_KEY": "fs.s3a.secret.key",
+        "AWS_SESSION_TOKEN": "fs.s3a.session.token",
+        "AWS_REGION": "fs.s3a.endpoint.region",
+    }
+    settings = {key: options[name] for name, key in names.items() if options.get(name)}
+    if endpoint:
+        settings["fs.s3a.endpoint"] = endpoint
+        settings["fs.s3a.connection.ssl.enabled"] = str(endpoint.startswith("https://")).lower()
+        settings["fs.s3a.path.style.access"] = "true"
+    return settings
+
+
+def _hadoop_uris(spark: SparkSession, lake: Location) -> Callable[[str], str]:
+    """How Spark names the lake's files: as they are on a local disk, through s3a on S3 (set up
+    from the lake's storage options); `EngineUnavailable` when the cluster cannot read them."""
+    if lake.is_local:
+        return str
+    if lake.scheme != "s3":
+        raise EngineUnavailable(
+            f"the Spark engine reads a lake on object storage through s3a (s3://) only, not {lake.uri}"
+        )
+    hadoop = spark._jsc.hadoopConfiguration()
+    try:
+        spark._jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass("s3a", hadoop)  # type: ignore[union-attr]
+    except Exception as exc:  # py4j's error: the class is not on the classpath
+        raise EngineUnavailable(
+            f"the Spark engine reads {lake.uri} through s3a, which needs {S3A_JARS} on the cluster's "
+            f"classpath: {str(exc).splitlines()[0][:200]}"
+        ) from None
+    for key, value in s3a_settings(lake.storage_options).items():
+        hadoop.set(key, value)
+    return lambda uri: "s3a://" + uri.partition("://")[2]
 
 
 class SparkEngine:

@@ -23,7 +23,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -34,6 +33,7 @@ from metrics.rollup import definitions as defs
 from metrics.rollup.fold import Batch, Folded, fold
 from metrics.rollup.session import Engine, duckdb_engine
 from metrics.rollup.state import COMMITTED, RUN_ID, RUNS_SCHEMA, WATERMARKED, RawTable, schema
+from momento.lake.location import Lake, lake_location
 from momento.lake.rollups import ROLLUP_PREFIX, ROLLUP_RUNS, TABLE_VERSIONS, RollupStore, dump_versions
 from momento.lake.warehouse import Warehouse, used_params
 
@@ -125,9 +125,9 @@ class RollupJob:
     """Keeps the rollups of one lake up to date (see the module docstring)."""
 
     def __init__(
-        self, lake: Path, pre_days: int, engine: Engine = duckdb_engine, partition_rows: int = PARTITION_ROWS
+        self, lake: Lake, pre_days: int, engine: Engine = duckdb_engine, partition_rows: int = PARTITION_ROWS
     ) -> None:
-        self.lake = Path(lake)
+        self.lake = lake_location(lake)
         self.pre_days = pre_days
         self.definitions = defs.definitions_hash(pre_days)
         self.store = RollupStore(self.lake)

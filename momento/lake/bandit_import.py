@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from momento.lake.location import Lake, Location, lake_location
 from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter
 
@@ -254,7 +255,7 @@ _EXISTING = {
 }
 
 
-def import_bandit_log(lake: Path, path: Path, campaign: str, policy: str) -> ImportReport:
+def import_bandit_log(lake: Lake, path: Path, campaign: str, policy: str) -> ImportReport:
     """Validate the file at `path`, then add its rows the lake does not hold yet (see the module)."""
     for field, value in (("campaign", campaign), ("policy", policy)):
         if not NAME.match(value):
@@ -262,7 +263,7 @@ def import_bandit_log(lake: Path, path: Path, campaign: str, policy: str) -> Imp
     frame, row_word, first = read_log(path)
     rows = validate(frame, row_word, first)
     features, ignored = feature_columns(frame)
-    fresh = _not_in_lake(Path(lake), campaign, to_rows(rows, campaign, policy, features))
+    fresh = _not_in_lake(lake_location(lake), campaign, to_rows(rows, campaign, policy, features))
     # One flush of every table (after the decisions' facts, the decisions themselves), buffered
     # whole: the writer never flushes part of the file on its own.
     with LakeWriter(
@@ -288,9 +289,9 @@ def import_bandit_log(lake: Path, path: Path, campaign: str, policy: str) -> Imp
     )
 
 
-def _not_in_lake(lake: Path, campaign: str, tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+def _not_in_lake(lake: Location, campaign: str, tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     """Each table's rows whose id the lake does not hold yet (all of them in a new lake)."""
-    if not lake.exists():
+    if not lake.is_dir():
         return tables
     wh = Warehouse(lake)
     try:

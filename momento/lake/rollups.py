@@ -6,7 +6,14 @@ follows the KPI catalogue, so it is handed in rather than fixed here). Writes go
 the raw writer does, and the store's maintenance (merging small files, vacuuming) never takes a
 file from under a reader. Readers see the tables as `Warehouse` views of the same names.
 
-One rollup job per lake: `RollupStore.lock()` holds an exclusive lock file while it runs.
+One rollup job per lake: `RollupStore.lock()` holds the lake's rollup lock while it runs. On a
+local disk it is an exclusive lock file (the kernel lets go when the job dies). On object storage,
+where nothing locks a file, it is a Delta table of its own, `rollups/_job_lock`, whose commits
+take and give back the lock: a commit lands only as the very next version of the log (no
+retry), so of two jobs that read the lock free, one commits and the other is refused. A job that
+died holding it leaves it held: a job on the same host takes it over once that process is gone;
+from another host it has to be given back by hand (`momento rollup --release-lock`, after making
+sure that job is dead).
 """
 
 from __future__ import annotations
@@ -16,13 +23,15 @@ import fcntl
 import json
 import os
 import re
-import shutil
+import socket
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError
+
+from momento.lake.location import Lake, Location, lake_location
 
 ROLLUPS_DIR = "rollups"
 ROLLUP_PREFIX = "rollup_"
@@ -41,22 +50,18 @@ _NAME = re.compile(rf"^{ROLLUP_PREFIX}[a-z0-9_]+$")
 """A rollup table's name: also a SQL identifier (a view's name), so nothing else is accepted."""
 
 
-def rollup_path(root: Path, name: str) -> Path:
+def rollup_path(root: Lake, name: str) -> Location:
     """Where the rollup table `name` (`rollup_...`) lives."""
     if not _NAME.match(name):
         raise ValueError(f"not a rollup table name: {name!r}")
-    return Path(root) / ROLLUPS_DIR / name
+    return lake_location(root) / ROLLUPS_DIR / name
 
 
-def rollup_tables(root: Path) -> dict[str, Path]:
-    """The rollup tables that exist in the lake at `root`: name -> path."""
-    folder = Path(root) / ROLLUPS_DIR
-    if not folder.is_dir():
-        return {}
+def rollup_tables(root: Lake) -> dict[str, Location]:
+    """The rollup tables that exist in the lake at `root`: name -> location."""
+    folder = lake_location(root) / ROLLUPS_DIR
     return {
-        path.name: path
-        for path in sorted(folder.iterdir())
-        if _NAME.match(path.name) and (path / "_delta_log").is_dir()
+        path.name: path for path in folder.subdirectories() if _NAME.match(path.name) and (path / "_delta_log").is_dir()
     }
 
 
@@ -82,12 +87,13 @@ def conform(name: str, data: pa.Table, schema: pa.Schema) -> pa.Table:
 class RollupStore:
     """Appends, replaces and deletes rows of the lake's rollup tables (one job per lake)."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Lake) -> None:
+        self.root = lake_location(root)
+        self.root.check()
 
     def table(self, name: str) -> DeltaTable | None:
         path = rollup_path(self.root, name)
-        return DeltaTable(str(path)) if DeltaTable.is_deltatable(str(path)) else None
+        return path.delta() if path.is_delta() else None
 
     def append(self, name: str, data: pa.Table, schema: pa.Schema) -> None:
         """Commit `data` to `name`, creating the table with `schema` the first time."""
@@ -99,13 +105,12 @@ class RollupStore:
 
     def _write(self, name: str, data: pa.Table, schema: pa.Schema, mode: Literal["append", "overwrite"]) -> None:
         path = rollup_path(self.root, name)
-        path.mkdir(parents=True, exist_ok=True)
         if self.table(name) is None:
-            DeltaTable.create(str(path), schema, mode="ignore", name=name)
+            path.create_delta(schema, name=name)
         if mode == "append":  # deltalake types the two modes as separate overloads
-            write_deltalake(str(path), data, mode="append")
+            write_deltalake(path.uri, data, mode="append", storage_options=path.options)
         else:
-            write_deltalake(str(path), data, mode="overwrite")
+            write_deltalake(path.uri, data, mode="overwrite", storage_options=path.options)
 
     def maintain(self, retention_hours: float) -> None:
         """Merge small files and vacuum what no snapshot younger than the retention reads."""
@@ -121,12 +126,16 @@ class RollupStore:
     def drop_all(self) -> None:
         """Remove every rollup table (a rebuild starts from nothing)."""
         for path in rollup_tables(self.root).values():
-            shutil.rmtree(path)
+            path.remove()
+
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the lake's rollup lock; `RollupLocked` if another job has it (see the module
+        docstring for the two kinds)."""
+        return self._file_lock() if self.root.is_local else self._commit_lock()
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold the lake's rollup lock; `RollupLocked` if another job has it."""
-        folder = self.root / ROLLUPS_DIR
+    def _file_lock(self) -> Iterator[None]:
+        folder = (self.root / ROLLUPS_DIR).path
         folder.mkdir(parents=True, exist_ok=True)
         handle = open(folder / "_job.lock", "a+")  # noqa: SIM115 - held for the whole block
         try:
@@ -141,3 +150,66 @@ class RollupStore:
             yield
         finally:
             handle.close()
+
+    @contextlib.contextmanager
+    def _commit_lock(self) -> Iterator[None]:
+        table = self._lock_table()
+        holder, held = _lock_state(table)
+        me = f"{socket.gethostname()}:{os.getpid()}"
+        if held and not _gone(holder):
+            raise RollupLocked(
+                f"another rollup job ({holder}) holds the rollup lock of {self.root}; if it is dead, "
+                "give the lock back with `momento rollup --release-lock`"
+            )
+        try:
+            _commit_lock_state(table, me, held=True, retries=0)
+        except CommitFailedError:
+            raise RollupLocked(f"another rollup job took the rollup lock of {self.root} first") from None
+        try:
+            yield
+        finally:
+            _commit_lock_state(table, me, held=False)
+
+    def release_lock(self) -> None:
+        """Give back an object-storage lock left held by a job that died on another host (a lock
+        file needs no such thing: it is let go with its process)."""
+        if not self.root.is_local:
+            _commit_lock_state(self._lock_table(), "released by hand", held=False)
+
+    def _lock_table(self) -> DeltaTable:
+        # Empty commits only; checkpoints and log cleanup keep the log short.
+        configuration = {"delta.logRetentionDuration": "interval 1 hours", "delta.checkpointInterval": "100"}
+        return (self.root / ROLLUPS_DIR / LOCK_TABLE).create_delta(_LOCK_SCHEMA, configuration=configuration)
+
+
+LOCK_TABLE = "_job_lock"
+"""The object-storage rollup lock: a Delta table whose commits (empty, with metadata) hold it."""
+_LOCK_SCHEMA = pa.schema([pa.field("unused", pa.string())])
+
+
+def _lock_state(table: DeltaTable) -> tuple[str, bool]:
+    """(who last took or gave back the lock, whether it is held) from the newest commit."""
+    commit = table.history(1)[0]
+    return str(commit.get("holder", "")), commit.get("held") == "true"
+
+
+def _commit_lock_state(table: DeltaTable, holder: str, *, held: bool, retries: int | None = None) -> None:
+    """Commit the lock's new state on top of the version `table` shows; with `retries=0`, only as
+    the very next version (`CommitFailedError` if another commit got there first)."""
+    metadata = {"holder": holder, "held": "true" if held else "false"}
+    properties = CommitProperties(custom_metadata=metadata, max_commit_retries=retries)
+    write_deltalake(table, _LOCK_SCHEMA.empty_table(), mode="append", commit_properties=properties)
+
+
+def _gone(holder: str) -> bool:
+    """Whether the job holding the lock ran on this host and its process is gone."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

@@ -17,7 +17,6 @@ import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -27,6 +26,7 @@ import sqlalchemy
 from deltalake import DeltaTable
 from duckdb_engine import ConnectionWrapper
 
+from momento.lake.location import Lake, Location, lake_location
 from momento.lake.rollups import ROLLUP_RUNS, TABLE_VERSIONS, parse_versions, rollup_tables
 from momento.lake.schema import TABLES, empty_table
 from momento.lake.writer import table_path
@@ -43,6 +43,20 @@ def used_params(sql: str, params: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in params.items() if re.search(rf"\${re.escape(key)}\b", sql)}
 
 
+def _mount(con: duckdb.DuckDBPyConnection, lake: Location) -> None:
+    """Let DuckDB read the files of a lake on object storage. Its own S3/GCS/Azure readers are
+    extensions it downloads from its own site, which a deployment may not reach; pyarrow's
+    filesystems ship in the wheel, so DuckDB reads through them (as an fsspec filesystem, one
+    per database): the same `read_parquet` views, projections and filters pushed down alike."""
+    if lake.is_local:
+        return
+    from fsspec.implementations.arrow import ArrowFSWrapper
+
+    filesystem, _ = lake.filesystem()
+    wrapper = type(f"{lake.scheme}_lake_files", (ArrowFSWrapper,), {"protocol": lake.scheme})
+    con.register_filesystem(wrapper(filesystem))
+
+
 def _read(files: list[str]) -> str:
     """`read_parquet` of `files`. DDL cannot take bound parameters; the paths come from the
     Delta log, not from a user."""
@@ -57,17 +71,19 @@ class WarehouseError(RuntimeError):
 class Warehouse:
     """Read-only DuckDB views over the lake's current snapshot (see the module docstring)."""
 
-    def __init__(self, lake: Path, *, min_refresh_seconds: float = 1.0) -> None:
-        self.lake = Path(lake)
+    def __init__(self, lake: Lake, *, min_refresh_seconds: float = 1.0) -> None:
+        self.lake = lake_location(lake)
+        self.lake.check()
         self.min_refresh_seconds = min_refresh_seconds
         self._con = duckdb.connect(":memory:", config=_DUCKDB_CONFIG)
+        _mount(self._con, self.lake)
         self._con.execute("SET TimeZone = 'UTC'")  # storage is UTC; display converts
         self._versions: dict[str, int | None] = {}
         self._kinds: dict[str, str] = {}  # what answers for each name: a VIEW or an empty TABLE
         # Tables whose Delta log cannot be read: queries touching them raise WarehouseError.
         self.errors: dict[str, str] = {}
         self._tables: dict[str, DeltaTable] = {}
-        self._paths: dict[str, Path] = {}
+        self._paths: dict[str, Location] = {}
         self._files: dict[str, list[str]] = {}  # table -> the files its view reads
         self._file_columns: dict[str, dict[str, frozenset[str]]] = {}  # table -> file -> columns (a file never changes)
         self._types: dict[str, dict[str, str]] = {}  # table -> column -> DuckDB type
@@ -89,7 +105,10 @@ class Warehouse:
             # Order matters to readers that follow the lake: the rollups' run log first, then the
             # rollups at the versions its newest run left (one snapshot across them), then the
             # raw tables, so the raw rows loaded after that run's watermark are all visible.
-            rollups = rollup_tables(self.lake)
+            try:
+                rollups = rollup_tables(self.lake)
+            except OSError:  # object storage out of reach: each table's own read says why
+                rollups = {name: path for name, path in self._paths.items() if name not in TABLES}
             if ROLLUP_RUNS in rollups:
                 self._refresh_table(ROLLUP_RUNS, rollups[ROLLUP_RUNS], None)
             pins = self._pins()
@@ -103,7 +122,7 @@ class Warehouse:
             self._refreshed_at = time.monotonic()
             return dict(self._versions)
 
-    def _refresh_table(self, name: str, path: Path, empty: pa.Table | None, pin: int | None = None) -> None:
+    def _refresh_table(self, name: str, path: Location, empty: pa.Table | None, pin: int | None = None) -> None:
         """Point view `name` at the Delta table at `path` (at version `pin`, else the newest);
         `empty` answers while it has no files (None: no view at all, for derived tables, which
         readers check with `has`)."""
@@ -111,10 +130,10 @@ class Warehouse:
         table = self._tables.get(name)
         try:
             if table is None:
-                if not DeltaTable.is_deltatable(str(path)):
+                if not path.is_delta():
                     self._show_empty(name, empty)
                     return
-                table = self._tables[name] = DeltaTable(str(path), version=pin)
+                table = self._tables[name] = path.delta(version=pin)
             elif pin is not None:
                 if pin != table.version():
                     table.load_as_version(pin)

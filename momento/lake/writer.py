@@ -21,7 +21,6 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 
+from momento.lake.location import Lake, Location, lake_location
 from momento.lake.schema import LOADED_AT, PRIMARY_KEYS, TABLES, USER_TABLES, BatchError, schema_of, to_table
 
 log = logging.getLogger(__name__)
@@ -40,22 +40,22 @@ class QueueFull(RuntimeError):
     """The writer holds `queue_limit` rows already: the caller should retry later."""
 
 
-def table_path(root: Path, table: str) -> Path:
+def table_path(root: Lake, table: str) -> Location:
     """Where the Delta table `table` lives under the lake root."""
     schema_of(table)
-    return Path(root) / table
+    return lake_location(root) / table
 
 
-def open_table(root: Path, table: str) -> DeltaTable | None:
+def open_table(root: Lake, table: str) -> DeltaTable | None:
     """The Delta table, or None while nothing has been written to it."""
     path = table_path(root, table)
-    return DeltaTable(str(path)) if DeltaTable.is_deltatable(str(path)) else None
+    return path.delta() if path.is_delta() else None
 
 
 _STATS_COLUMNS = ("ts", "received_at", LOADED_AT)
 
 
-def ensure_table(root: Path, table: str) -> DeltaTable:
+def ensure_table(root: Lake, table: str) -> DeltaTable:
     """The Delta table, created when missing and brought up to the code's schema when it is older
     (columns added since are appended as nullable: old rows read them as null)."""
     schema = schema_of(table)
@@ -64,11 +64,8 @@ def ensure_table(root: Path, table: str) -> DeltaTable:
     stats = ",".join(name for name in _STATS_COLUMNS if name in schema.names)
     existing = open_table(root, table)
     if existing is None:
-        path = table_path(root, table)
-        path.mkdir(parents=True, exist_ok=True)
-        return DeltaTable.create(
-            str(path), schema, mode="ignore", name=table, configuration={"delta.dataSkippingStatsColumns": stats}
-        )
+        configuration = {"delta.dataSkippingStatsColumns": stats}
+        return table_path(root, table).create_delta(schema, name=table, configuration=configuration)
     present = set(pa.schema(existing.schema().to_arrow()).names)
     missing = [field for field in schema if field.name not in present]
     if missing:
@@ -88,7 +85,7 @@ class LoadClock:
     """The `loaded_at` of each commit: the wall clock, but strictly after the previous commit's
     (and after the newest already in the lake), so a watermark on it never skips a commit."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Lake) -> None:
         self._last = _newest_loaded(root)
 
     def next(self) -> datetime:
@@ -97,7 +94,7 @@ class LoadClock:
         return self._last
 
 
-def _newest_loaded(root: Path) -> datetime | None:
+def _newest_loaded(root: Lake) -> datetime | None:
     newest: datetime | None = None
     for name in TABLES:
         table = open_table(root, name)
@@ -213,7 +210,7 @@ class LakeWriter:
 
     def __init__(
         self,
-        root: Path,
+        root: Lake,
         *,
         flush_rows: int = 10_000,
         flush_seconds: float = 1.0,
@@ -224,7 +221,7 @@ class LakeWriter:
         flush_delay_seconds: float = 0.0,
         background: bool = True,
     ) -> None:
-        self.root = Path(root)
+        self.root = lake_location(root)
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self.queue_limit = queue_limit
@@ -242,7 +239,8 @@ class LakeWriter:
         self._wake = threading.Condition(self._lock)
         self._committed = threading.Condition()
         self._closed = False
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.check()
+        self.root.make_dirs()
         self._tables = {name: ensure_table(self.root, name) for name in TABLES}
         self._clock = LoadClock(self.root)
         self._recent = {name: RecentKeys(dedupe_capacity) for name in PRIMARY_KEYS}
