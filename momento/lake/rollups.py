@@ -58,11 +58,11 @@ def rollup_path(root: Lake, name: str) -> Location:
 
 
 def rollup_tables(root: Lake) -> dict[str, Location]:
-    """The rollup tables that exist in the lake at `root`: name -> location."""
+    """The rollup tables in the lake at `root`: name -> location. One listing (on object storage,
+    one request per refresh), so a directory whose table is half created or half dropped is
+    listed too: its users open it only if `is_delta` (the store's `table`, the warehouse)."""
     folder = lake_location(root) / ROLLUPS_DIR
-    return {
-        path.name: path for path in folder.subdirectories() if _NAME.match(path.name) and (path / "_delta_log").is_dir()
-    }
+    return {path.name: path for path in folder.subdirectories() if _NAME.match(path.name)}
 
 
 def parse_versions(text: str) -> dict[str, int]:

@@ -185,3 +185,23 @@ def test_a_lake_from_before_the_evaluation_columns_reads_them_as_nulls_and_takes
     assert warehouse.query("SELECT count(*) AS n, count(context) AS with_context FROM decisions").row(0) == (5, 2)
     writer.close()
     warehouse.close()
+
+
+def test_a_lake_on_s3_reads_through_the_same_views_with_columns_and_filters_pushed_down(s3_lake):
+    """DuckDB reads the snapshot's files on S3 through pyarrow's filesystem (moto's server here):
+    new commits appear after a refresh, and the Parquet reader still gets the projection and the
+    filter (it reads only what the query needs)."""
+    writer = events_lake(s3_lake, 10)
+    warehouse = Warehouse(s3_lake, min_refresh_seconds=0.0)
+    try:
+        assert warehouse.scalar("SELECT count(*) FROM events") == 10 and not warehouse.errors
+        writer.append("events", event_batch(10, 5))
+        writer.flush()
+        assert warehouse.scalar("SELECT count(DISTINCT event_id) FROM events") == 15
+        assert all(uri.startswith(f"{s3_lake.uri}/events/") for uri in warehouse.snapshot_files()["events"])
+        plan = warehouse.cursor().sql("EXPLAIN SELECT event_id FROM events WHERE event_type = 'click'").fetchall()
+        scan = plan[0][1]
+        assert "READ_PARQUET" in scan and "Projections: event_id" in scan and "Filters: event_type = 'click'" in scan
+    finally:
+        warehouse.close()
+        writer.close()

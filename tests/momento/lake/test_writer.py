@@ -261,3 +261,22 @@ def test_an_append_of_only_duplicates_is_committed_at_once(tmp_path):
     again = writer.append("events", event_batch(0, 5))
     assert again > seq and writer.wait_committed(again, timeout=1)
     writer.close()
+
+
+def test_on_s3_the_writer_appends_dedupes_across_a_restart_compacts_and_erases(s3_lake):
+    """The same writer on a lake on S3 (moto's server): what a restart seeds its duplicate
+    filter from, compaction's vacuum and an erasure all go through the storage options."""
+    writer = LakeWriter(s3_lake, background=False, compact_every_seconds=None, vacuum_retention_hours=0)
+    for b in range(3):
+        writer.append("events", event_batch(b * 10, 10))
+        writer.flush()
+    restarted = LakeWriter(s3_lake, background=False, compact_every_seconds=None, vacuum_retention_hours=0)
+    restarted.append("events", event_batch(25, 10))  # 5 re-sent after a "restart"
+    restarted.flush()
+    assert restarted.stats.duplicates_dropped == 5 and count(s3_lake) == 35
+    report = restarted.compact()
+    assert report["events"]["files_removed"] == 4 and report["events"]["files_added"] == 1
+    assert len((s3_lake / "events").delta().file_uris()) == 1
+    user = event_batch(0, 1).column("user_id")[0].as_py()
+    assert restarted.erase_user(user)["events"] == 1
+    assert count(s3_lake) == 34 and count(s3_lake, "erasures") == 1
