@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
+from deltalake import DeltaTable, WriterProperties, write_deltalake
 
 ROLLUPS_DIR = "rollups"
 ROLLUP_PREFIX = "rollup_"
@@ -31,6 +31,13 @@ ROLLUP_RUNS = "rollup_runs"
 TABLE_VERSIONS = "table_versions"
 """The run log's column holding, as JSON, the Delta version of every rollup table the run left:
 readers pin the rollups at the newest run's versions, a snapshot consistent across tables."""
+
+
+ROW_GROUP_ROWS = 16_384
+"""Rows per Parquet row group. The job writes per-user state in user order, so each row group
+spans a narrow range of users and a lookup of a few users (a fold of the live tail) reads the
+few row groups whose range holds them, not the whole table."""
+_WRITER = WriterProperties(max_row_group_size=ROW_GROUP_ROWS)
 
 
 class RollupLocked(RuntimeError):
@@ -103,9 +110,9 @@ class RollupStore:
         if self.table(name) is None:
             DeltaTable.create(str(path), schema, mode="ignore", name=name)
         if mode == "append":  # deltalake types the two modes as separate overloads
-            write_deltalake(str(path), data, mode="append")
+            write_deltalake(str(path), data, mode="append", writer_properties=_WRITER)
         else:
-            write_deltalake(str(path), data, mode="overwrite")
+            write_deltalake(str(path), data, mode="overwrite", writer_properties=_WRITER)
 
     def maintain(self, retention_hours: float) -> None:
         """Merge small files and vacuum what no snapshot younger than the retention reads."""
@@ -113,7 +120,7 @@ class RollupStore:
             table = self.table(name)
             if table is None:
                 continue
-            table.optimize.compact(target_size=128 * 1024 * 1024)
+            table.optimize.compact(target_size=128 * 1024 * 1024, writer_properties=_WRITER)
             table.create_checkpoint()
             table.cleanup_metadata()
             table.vacuum(retention_hours=int(retention_hours), dry_run=False, enforce_retention_duration=False)
