@@ -108,7 +108,11 @@ class RollupStore:
         path = rollup_path(self.root, name)
         path.mkdir(parents=True, exist_ok=True)
         if self.table(name) is None:
-            DeltaTable.create(str(path), schema, mode="ignore", name=name)
+            # No per-file statistics in the Delta log, which erasure cannot rewrite: the state's
+            # user ids would stay there (readers list files; the Parquet footers keep the ranges).
+            DeltaTable.create(
+                str(path), schema, mode="ignore", name=name, configuration={"delta.dataSkippingNumIndexedCols": "0"}
+            )
         if mode == "append":  # deltalake types the two modes as separate overloads
             write_deltalake(str(path), data, mode="append", writer_properties=_WRITER)
         else:

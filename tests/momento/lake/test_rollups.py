@@ -26,3 +26,15 @@ def test_appends_and_replacements_write_row_groups_of_row_group_rows(tmp_path):
     assert _row_groups(store, "rollup_example") == [[ROW_GROUP_ROWS] * 3 + [5]]
     store.replace("rollup_example", rows.slice(0, ROW_GROUP_ROWS + 1), rows.schema)
     assert _row_groups(store, "rollup_example") == [[ROW_GROUP_ROWS, 1]]
+
+
+def test_the_delta_log_keeps_no_column_statistics(tmp_path):
+    """Erasure rewrites files but cannot rewrite the log: no user id may be written there."""
+    store = RollupStore(tmp_path / "lake")
+    rows = pa.table({"user_id": ["someone", "someone else"], "hour": [1, 2]})
+    store.append("rollup_example", rows, rows.schema)
+    log = "".join(
+        path.read_text() for path in (tmp_path / "lake" / "rollups" / "rollup_example" / "_delta_log").glob("*.json")
+    )
+    assert "someone" not in log
+    assert '\\"numRecords\\":2' in log
