@@ -17,13 +17,8 @@ from metrics.filters import Filters
 from metrics.queries import Explanation, explain_source
 from metrics.rollup import read
 from metrics.sql.query import Query
-from pages.cache import scenario, shared
-
-
-def aggregates() -> read.Aggregates:
-    """Every rollup aggregate of this snapshot, plus the live tail (or from raw), shared by every
-    panel and session."""
-    return shared(read.aggregates, scenario().business.pre_period_days)
+from pages import cache
+from pages.cache import aggregates, scenario
 
 
 def run(query: Query, **arguments: Any) -> pl.DataFrame:
@@ -38,15 +33,24 @@ def source() -> tuple[Explanation, ...]:
 
 def source_note() -> None:
     """A caption saying where the numbers come from: the rollups and the live rows, or raw rows
-    and why."""
+    and why; and as of when (the cockpit renews them in the background)."""
     src = aggregates().source
-    if src.mode == "rollups":
+    as_of = f"exact as of {src.as_of:%Y-%m-%d %H:%M:%S} UTC"
+    if src.mode == "rollups" and src.tail_rows is None:
+        st.caption(
+            f"From the rollups as their run finished at {src.watermark:%H:%M:%S} UTC: {as_of}. The rows "
+            "loaded since are being folded in."
+        )
+    elif src.mode == "rollups":
         st.caption(
             f"From the rollups (run finished {src.watermark:%H:%M:%S} UTC) plus {src.tail_rows:,} rows "
-            "loaded since, folded live: exact."
+            f"loaded since, folded live: {as_of}."
         )
     else:
-        st.caption(f"Computed from every raw row: {src.reason}.")
+        st.caption(f"Computed from every raw row ({src.reason}): {as_of}.")
+    failure = cache.renewing().error(cache.AGGREGATES)
+    if failure:
+        st.warning(f"These numbers could not be renewed ({failure}); they are the last ones computed.")
 
 
 def stats(filters: Filters) -> dict[str, Any]:

@@ -1,23 +1,34 @@
-"""The cockpit's one cache: what a query returned is kept until the lake changes.
+"""The cockpit's caches: what a query returned is kept until the lake changes.
 
-Every panel reads through `cached(fn, *args)`, where `fn` is a function of `metrics/` taking the
-warehouse first. A result is keyed on the function, its arguments and the lake's snapshot (the
-table versions `Warehouse.refresh()` reports, re-read at most once a second), so a quiet lake is
-never queried twice however often the panels redraw, and a new version is read on the next
-redraw (every few seconds). The process-wide resources (settings, warehouse, scenario) live here
-too.
+Every panel reads through `cached(fn, *args)` or `latest(fn, *args)`, where `fn` is a function of
+`metrics/` taking the warehouse first. A result is keyed on the function, its arguments and the
+lake's snapshot (the table versions `Warehouse.refresh()` reports, re-read at most once per
+`SNAPSHOT_SECONDS`), so a quiet lake is never queried twice however often the panels redraw, the
+sessions that redraw in the same few seconds share one snapshot and its results, and a new
+version is read on a later redraw.
+
+- `cached` waits for the result of the snapshot: for what must be current when shown (alerts,
+  pauses, the freshness header) and for quick queries.
+- `latest` never waits once a result exists: a slow panel shows its newest result while the
+  next snapshot's is computed in the background (`pages.renewing`), and shows that on a later
+  redraw. The rollups' aggregates behind every analytics panel are read this way (`aggregates`).
+
+The process-wide resources (settings, warehouses, scenario) live here too.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import streamlit as st
 
+from metrics.rollup import read
 from momento.lake.warehouse import Warehouse
 from momento.scenario import Scenario, load_scenario
 from momento.settings import Settings, load_settings
+from pages.renewing import Renewing
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -25,8 +36,11 @@ Snapshot = tuple[tuple[str, int | None], ...]
 
 MAX_ENTRIES = 512
 """Results kept (least recently used go first): a few pages × filters × the last snapshots."""
-SHARED_ENTRIES = 4
-"""Shared results kept: the newest snapshots' (one is read, the rest are on their way out)."""
+SNAPSHOT_SECONDS = 5.0
+"""How long the cockpit keeps reading one snapshot of the lake (the live panels' refresh period):
+under live traffic the lake moves every second, and each new snapshot costs every panel a query."""
+AGGREGATES = "rollups.aggregates"
+"""The key of the aggregates among the renewed results."""
 
 
 @st.cache_resource
@@ -37,7 +51,7 @@ def settings() -> Settings:
 @st.cache_resource
 def warehouse() -> Warehouse:
     """One read-only warehouse per cockpit process; it refreshes its snapshot itself."""
-    return Warehouse(settings().lake)
+    return Warehouse(settings().lake, min_refresh_seconds=SNAPSHOT_SECONDS)
 
 
 @st.cache_resource
@@ -45,9 +59,26 @@ def scenario() -> Scenario:
     return load_scenario(settings().scenario)
 
 
+@st.cache_resource
+def renewing() -> Renewing:
+    """The results `latest` serves, one store per cockpit process."""
+    return Renewing(MAX_ENTRIES)
+
+
+@st.cache_resource
+def _fold_warehouse() -> tuple[Warehouse, threading.Lock]:
+    """A warehouse for folding the live tail, moved to a new snapshot only between folds (under
+    the lock), so a fold reads one snapshot while the panels' warehouse moves on."""
+    return Warehouse(settings().lake, min_refresh_seconds=0.0), threading.Lock()
+
+
 def snapshot() -> Snapshot:
     """The lake's table versions now."""
     return tuple(sorted(warehouse().refresh().items()))
+
+
+def _key(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    return f"{fn.__module__}.{fn.__qualname__}", args, tuple(sorted(kwargs.items()))
 
 
 def cached(fn: Callable[Concatenate[Warehouse, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -56,20 +87,30 @@ def cached(fn: Callable[Concatenate[Warehouse, P], T], *args: P.args, **kwargs: 
     `fn` is a module-level function of `metrics/`; its arguments must be hashable values
     (Filters, strings, numbers, tuples, frozen dataclasses). Errors are not cached: the next
     redraw tries again."""
-    return _cached(fn, f"{fn.__module__}.{fn.__qualname__}", snapshot(), args, tuple(sorted(kwargs.items())))
+    name, args_key, kwargs_key = _key(fn, args, kwargs)
+    return _cached(fn, name, snapshot(), args_key, kwargs_key)
 
 
-def shared(fn: Callable[Concatenate[Warehouse, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """`cached`, for large results every session reads and none changes (the rollups' aggregates):
-    kept once per snapshot and handed out as is, not copied for each reader."""
-    return _shared(fn, f"{fn.__module__}.{fn.__qualname__}", snapshot(), args, tuple(sorted(kwargs.items())))
+def latest(fn: Callable[Concatenate[Warehouse, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`cached`, except that once a result exists it is served at once, the newest snapshot's
+    being computed in the background (see the module docstring). The result is shared by every
+    session, not copied: callers only read it."""
+    return renewing().get(_key(fn, args, kwargs), snapshot(), lambda: fn(warehouse(), *args, **kwargs))
 
 
-@st.cache_resource(show_spinner=False, max_entries=SHARED_ENTRIES)
-def _shared(
-    _fn: Callable[..., Any], name: str, lake: Snapshot, args: tuple[Any, ...], kwargs: tuple[tuple[str, Any], ...]
-) -> Any:
-    return _fn(warehouse(), *args, **dict(kwargs))
+def aggregates() -> read.Aggregates:
+    """Every rollup aggregate plus the live tail (or from raw), as newly as the cockpit has folded
+    them; shared by every panel and session. The first read serves the rollups as their newest
+    run left them (exact as of it) and folds the tail in behind."""
+    pre_days = scenario().business.pre_period_days
+
+    def fold(tail: bool = True) -> read.Aggregates:
+        wh, lock = _fold_warehouse()
+        with lock:
+            wh.refresh(force=True)
+            return read.aggregates(wh, pre_days, tail=tail)
+
+    return renewing().get(AGGREGATES, snapshot(), fold, quick=lambda: fold(tail=False))
 
 
 @st.cache_data(show_spinner=False, max_entries=MAX_ENTRIES)

@@ -13,7 +13,7 @@ from metrics.filters import Filters
 from metrics.queries import explain
 from momento import formatting as fmt
 from pages import analytics, charts, tables, ui
-from pages.cache import cached, settings
+from pages.cache import cached, latest, settings
 from pages.explain import how_computed
 
 ui.header("Engine health", "Live status, latency against the budget, errors and fallbacks, the writer, the models.")
@@ -165,7 +165,7 @@ def breakdowns(f: Filters) -> None:
 
 def models(f: Filters) -> None:
     st.subheader("Models in use")
-    frame = cached(health.model_versions, f)
+    frame = latest(health.model_versions, f)
     tables.table(
         frame,
         "model_versions",
@@ -221,7 +221,7 @@ def model_quality(f: Filters) -> None:
     outcome = st.segmented_control("Outcome", list(mq.OUTCOMES), default="conversion", key="mq_outcome") or "conversion"
     with ui.panel("Model quality"):
         scores: dict[str, Any] = {"outcome": outcome, "maturity_minutes": MATURITY_MINUTES, "limit": SCORED_LIMIT}
-        q = cached(mq.quality, f, **scores)
+        q = latest(mq.quality, f, **scores)
         if q.decisions == 0:
             ui.no_data(
                 f"No mature propensity-model decisions for {ui.describe(f)} (decisions count once "
@@ -253,7 +253,7 @@ def model_quality(f: Filters) -> None:
             how_computed(explain(mq.SCORES, f, **scores))
         with right:
             st.subheader("Model-driven vs rule-driven decisions")
-            lift = cached(mq.lift_vs_rules, f, outcome=outcome, maturity_minutes=MATURITY_MINUTES)
+            lift = latest(mq.lift_vs_rules, f, outcome=outcome, maturity_minutes=MATURITY_MINUTES)
             if lift.is_empty():
                 ui.no_data("No placement has both model-driven and rule-driven decisions yet.")
             else:

@@ -14,7 +14,7 @@ from metrics.queries import explain
 from momento import formatting as fmt
 from momento.codes import Code, sentence
 from pages import analytics, charts, tables, ui
-from pages.cache import cached, scenario
+from pages.cache import cached, latest, scenario
 from pages.explain import how_computed
 
 ui.header("Governance", "Consent and opt-outs, frequency saturation, parity across segments, the audit trail.")
@@ -23,7 +23,7 @@ FILTERS = ui.filters()
 
 def consent(f: Filters) -> None:
     st.subheader("Consent and opt-outs")
-    c = cached(compliance.consent, f)
+    c = latest(compliance.consent, f)
     if c.decisions == 0 and c.withdrawn_users == 0 and c.opted_out_users == 0:
         ui.no_data(f"No decisions or events for {ui.describe(f)}.")
         how_computed(explain(compliance.CONSENT, f))
@@ -61,7 +61,7 @@ def consent(f: Filters) -> None:
 
 def saturation(f: Filters) -> None:
     st.subheader("Frequency saturation")
-    dist = cached(compliance.saturation, f)
+    dist = latest(compliance.saturation, f)
     if dist.is_empty():
         ui.no_data(f"No exposures for {ui.describe(f)}.")
         how_computed(explain(compliance.SATURATION, f))
@@ -109,7 +109,7 @@ def parity(f: Filters) -> None:
             "offer_variants": sc.offer_variants,
             "offer_placements": sc.offer_placements,
         }
-        p = cached(compliance.parity, f, **arguments)
+        p = latest(compliance.parity, f, **arguments)
         if p.groups.is_empty():
             ui.no_data(f"No decisions for {ui.describe(f)}.")
             how_computed(explain(compliance.PARITY, f, **arguments))
@@ -225,7 +225,7 @@ def propensities(f: Filters) -> None:
     st.subheader("Propensity integrity")
     st.caption("The probabilities logged with every policy's decision, which the Policy lab's estimates rest on.")
     experiences = tuple((e.id, tuple(e.variants)) for e in scenario().experiences)
-    counts = cached(ope_lake.integrity_by_experience, f, experiences)
+    counts = latest(ope_lake.integrity_by_experience, f, experiences)
     if counts.is_empty():
         ui.no_data(f"No decision chosen by a policy for {ui.describe(f)}.")
     else:

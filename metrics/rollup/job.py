@@ -239,7 +239,8 @@ class RollupJob:
         return max(now, (last.run_id + 1) if last else 0)
 
     def _append(self, folded: Folded, run_id: int) -> None:
-        tables = [(t, folded.state[t.name]) for t in defs.STATE] + [
+        # per-user state in user order: a fold's lookup of its users skips the rest (momento.lake.rollups)
+        tables = [(t, folded.state[t.name].sort_by("user_id")) for t in defs.STATE] + [
             (a, folded.increments[a.name]) for a in defs.AGGREGATES
         ]
         for table, rows in tables:

@@ -47,7 +47,8 @@ class Source:
     """Why raw (empty when the rollups served)."""
     watermark: datetime | None
     """When the newest run's rows were loaded (rollups only)."""
-    tail_rows: int
+    tail_rows: int | None
+    """Raw rows loaded after the watermark and folded in (None: not folded yet, see `aggregates`)."""
     as_of: datetime
     """The analysis time: just after the newest event (outcomes count before it)."""
 
@@ -174,16 +175,18 @@ READS: tuple[Query, ...] = (LATEST, TAIL, PENDING, *MERGED.values())
 """What `aggregates` may read from the warehouse (listed for "How this is computed" and the goldens)."""
 
 
-def aggregates(wh: Warehouse, pre_days: int, max_tail_rows: int = MAX_TAIL_ROWS) -> Aggregates:
+def aggregates(wh: Warehouse, pre_days: int, max_tail_rows: int = MAX_TAIL_ROWS, *, tail: bool = True) -> Aggregates:
     """Every aggregate now: the rollups plus the live tail, or every raw row folded (see the module
-    docstring). Callers that read often keep the result per snapshot (the cockpit's cache)."""
+    docstring). With `tail=False`, usable rollups are served as their newest run left them, exact
+    as of its newest event (`Source.tail_rows` None): what a cockpit shows at once while it folds
+    the tail. Callers that read often keep the result (`metrics.rollup.live`)."""
     wh.require(WATERMARKED)
     reads = _Reads(wh)
     last = run_of(reads.query(LATEST)) if wh.has(ROLLUP_RUNS) else None
     reason = _unusable(reads, last, pre_days)
     if not reason:
         try:
-            return _fold(reads, pre_days, max_tail_rows, last, reason)
+            return _fold(reads, pre_days, max_tail_rows if tail else None, last, reason)
         except (WarehouseError, duckdb.Error) as exc:  # a rollup file damaged past its footer
             reason = f"the rollups cannot be read ({exc}); the job rebuilds them"
     return _fold(reads, pre_days, max_tail_rows, last, reason)
@@ -205,11 +208,14 @@ class _Reads:
         return frame.item(0, 0) if frame.height else None
 
 
-def _fold(reads: _Reads, pre_days: int, max_tail_rows: int, last: Run | None, reason: str) -> Aggregates:
+def _fold(reads: _Reads, pre_days: int, max_tail_rows: int | None, last: Run | None, reason: str) -> Aggregates:
+    """The aggregates; `max_tail_rows` None: the rollups without their tail."""
     wh = reads.wh
     params: dict[str, object] = {}
-    tail_rows = 0
-    if not reason and last is not None:
+    tail_rows: int | None = 0
+    if max_tail_rows is None:
+        tail_rows = None
+    elif not reason and last is not None:
         params = {f"{t}_w": last.loaded_to[t] or EPOCH for t in WATERMARKED}
         tail_rows = int(reads.scalar(TAIL, **params) or 0)  # type: ignore[call-overload]
         if tail_rows > max_tail_rows:

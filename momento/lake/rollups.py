@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from typing import Literal
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
 from momento.lake.location import Lake, Location, lake_location
@@ -40,6 +40,13 @@ ROLLUP_RUNS = "rollup_runs"
 TABLE_VERSIONS = "table_versions"
 """The run log's column holding, as JSON, the Delta version of every rollup table the run left:
 readers pin the rollups at the newest run's versions, a snapshot consistent across tables."""
+
+
+ROW_GROUP_ROWS = 16_384
+"""Rows per Parquet row group. The job writes per-user state in user order, so each row group
+spans a narrow range of users and a lookup of a few users (a fold of the live tail) reads the
+few row groups whose range holds them, not the whole table."""
+_WRITER = WriterProperties(max_row_group_size=ROW_GROUP_ROWS)
 
 
 class RollupLocked(RuntimeError):
@@ -106,11 +113,13 @@ class RollupStore:
     def _write(self, name: str, data: pa.Table, schema: pa.Schema, mode: Literal["append", "overwrite"]) -> None:
         path = rollup_path(self.root, name)
         if self.table(name) is None:
-            path.create_delta(schema, name=name)
+            # No per-file statistics in the Delta log, which erasure cannot rewrite: the state's
+            # user ids would stay there (readers list files; the Parquet footers keep the ranges).
+            path.create_delta(schema, name=name, configuration={"delta.dataSkippingNumIndexedCols": "0"})
         if mode == "append":  # deltalake types the two modes as separate overloads
-            write_deltalake(path.uri, data, mode="append", storage_options=path.options)
+            write_deltalake(path.uri, data, mode="append", storage_options=path.options, writer_properties=_WRITER)
         else:
-            write_deltalake(path.uri, data, mode="overwrite", storage_options=path.options)
+            write_deltalake(path.uri, data, mode="overwrite", storage_options=path.options, writer_properties=_WRITER)
 
     def maintain(self, retention_hours: float) -> None:
         """Merge small files and vacuum what no snapshot younger than the retention reads."""
@@ -118,7 +127,7 @@ class RollupStore:
             table = self.table(name)
             if table is None:
                 continue
-            table.optimize.compact(target_size=128 * 1024 * 1024)
+            table.optimize.compact(target_size=128 * 1024 * 1024, writer_properties=_WRITER)
             table.create_checkpoint()
             table.cleanup_metadata()
             table.vacuum(retention_hours=int(retention_hours), dry_run=False, enforce_retention_duration=False)

@@ -1,5 +1,6 @@
 """pages/cache.py: the cockpit's one cache. A quiet lake is never queried twice however often the
-pages redraw; a new version of the lake is read on the next redraw."""
+pages redraw; a new version of the lake is shown within a few redraws (one snapshot is read for
+`SNAPSHOT_SECONDS`, and the aggregates are renewed in the background)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from metrics.rollup.read import aggregates
 from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter
 from momento.settings import load_settings
+from pages.cache import SNAPSHOT_SECONDS
 
 PAGES = [
     "pages/executive.py",
@@ -36,7 +38,7 @@ def test_a_quiet_lake_is_never_queried_twice(run_page, small_lake, statements_ru
         assert statements_run == [], f"{page} queried the unchanged lake again"
 
 
-def test_a_new_version_is_read_on_the_next_redraw(
+def test_a_new_version_is_shown_within_a_few_redraws(
     run_page, small_lake, tmp_path, statements_run, metric_values, pt_br, bundled_scenario
 ):
     lake = tmp_path / "lake"
@@ -52,9 +54,13 @@ def test_a_new_version_is_read_on_the_next_redraw(
         aggregates(Warehouse(lake), bundled_scenario.business.pre_period_days), Filters(), BUDGET_MS
     ).decisions
     assert after < before
-    time.sleep(1.1)  # the warehouse re-reads the Delta log at most once a second
+    time.sleep(SNAPSHOT_SECONDS)  # the cockpit reads one snapshot for that long
     statements_run.clear()
-    at.run()
+    deadline = time.monotonic() + 30
+    while metric_values(at)["Decisions"] != pt_br(f"{after:,}") and time.monotonic() < deadline:
+        at.run()  # the first redraw starts the renewal; the next ones show it once it is done
+        assert not at.exception
+        time.sleep(0.2)
     assert statements_run, "the new version was not read"
     assert metric_values(at)["Decisions"] == pt_br(f"{after:,}")
     wh.close()

@@ -44,7 +44,7 @@ def test_key_numbers_equal_metrics(run_page, small_lake, warehouse, metric_value
     at = run_page(PAGE, small_lake)
     _no_traceback(at)
     assert not at.error, [e.value for e in at.error]
-    assert "Computed from every raw row: no rollups yet" in _captions(at)
+    assert "Computed from every raw row (no rollups yet" in _captions(at)
     shown = metric_values(at)
     s = health.summary(aggregates(warehouse, PRE_DAYS), Filters(), BUDGET_MS)
     assert s.decisions > 0

@@ -6,6 +6,7 @@ page ran against the lake."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -94,9 +95,18 @@ def test_latency_p99_on_engine_health(run_page, small_lake):
 @pytest.mark.parametrize("page", PAGES)
 def test_every_statement_a_page_runs_is_shown_under_its_panel(run_page, rolled_up_lake, statements_run, page):
     at = run_page(page, rolled_up_lake)
-    assert not at.exception and not at.error
-    shown = {code.value for expander in at.expander if expander.label == TITLE for code in expander.code}
     newest = health.NEWEST.statement(Filters()).sql  # the header's freshness badge, on every page
-    ran = {display(s) for s in statements_run if page == "pages/engine_health.py" or s.sql != newest}
+    shown: set[str] = set()
+    deadline = time.monotonic() + 30
+    while True:
+        # The first render serves the rollups as their run left them and folds the tail in behind:
+        # what that fold ran is shown once a redraw serves its result.
+        assert not at.exception and not at.error
+        shown |= {code.value for expander in at.expander if expander.label == TITLE for code in expander.code}
+        ran = {display(s) for s in statements_run if page == "pages/engine_health.py" or s.sql != newest}
+        if ran <= shown or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+        at.run()
     assert ran, page
     assert ran <= shown, f"{page} ran SQL it does not show: {sorted(ran - shown)[0][:300]}"

@@ -60,6 +60,27 @@ def test_rollups_plus_tail_equal_a_full_scan_before_and_after_every_run(tmp_path
             check(lake)
 
 
+def test_the_rollups_without_their_tail_are_exact_as_of_their_run(tmp_path):
+    """What a cockpit serves at once while it folds the tail in (`aggregates(..., tail=False)`)."""
+    lake = tmp_path / "lake"
+    batches = stream(7, 4)
+    with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
+        for _ in range(3):
+            _append(writer, next(batches))
+        RollupJob(lake, PRE_DAYS).run_once()
+        wh = Warehouse(lake, min_refresh_seconds=0.0)
+        try:
+            as_of_run = aggregates(wh, PRE_DAYS, max_tail_rows=-1)
+            _append(writer, next(batches))  # a tail the read leaves out
+            wh.refresh(force=True)
+            served = aggregates(wh, PRE_DAYS, tail=False)
+        finally:
+            wh.close()
+    assert served.source.mode == "rollups" and served.source.tail_rows is None
+    assert served.source.as_of == as_of_run.source.as_of
+    rollups.assert_same(served, as_of_run)
+
+
 def test_an_erasure_is_exact_from_raw_until_folded_then_leaves_no_row_of_the_user(tmp_path):
     lake = tmp_path / "lake"
     job = RollupJob(lake, PRE_DAYS)

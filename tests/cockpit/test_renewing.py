@@ -1,0 +1,95 @@
+"""pages/renewing.py: once a key has a result, a request for a newer version gets it at once while
+one background thread computes the newer one; the first request waits (for `quick` if given);
+a failed renewal keeps the older result and says why."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from pages.renewing import Renewing
+
+
+def _eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+class Gate:
+    """A computation that blocks until released, counting its calls."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+        self.calls = 0
+        self.open = threading.Event()
+
+    def __call__(self) -> object:
+        self.calls += 1
+        assert self.open.wait(10), "never released"
+        return self.value
+
+
+def test_the_first_request_waits_and_the_same_version_is_never_computed_again():
+    store = Renewing(8)
+    calls = []
+    assert store.get("k", 1, lambda: calls.append(1) or "one") == "one"
+    assert store.get("k", 1, lambda: calls.append(1) or "again") == "one"
+    assert calls == [1]
+
+
+def test_a_newer_version_gets_the_older_result_at_once_and_the_newer_one_later():
+    store = Renewing(8)
+    store.get("k", 1, lambda: "one")
+    newer = Gate("two")
+    assert store.get("k", 2, newer) == "one"  # the gate is closed: this did not wait for it
+    assert store.get("k", 2, newer) == "one"
+    _eventually(lambda: newer.calls == 1)
+    newer.open.set()
+    _eventually(lambda: store.get("k", 2, newer) == "two")
+    assert newer.calls == 1  # one renewal at a time, and none once the version is there
+
+
+def test_a_quick_first_result_is_served_and_renewed_at_once():
+    store = Renewing(8)
+    full = Gate("full")
+    assert store.get("k", 1, full, quick=lambda: "quick") == "quick"
+    assert store.get("k", 1, full, quick=lambda: "quick") == "quick"  # starts the full computation
+    full.open.set()
+    _eventually(lambda: store.get("k", 1, full) == "full")
+    assert full.calls == 1
+
+
+def test_the_first_request_raises_what_the_computation_raises():
+    store = Renewing(8)
+    with pytest.raises(ZeroDivisionError):
+        store.get("k", 1, lambda: 1 / 0)
+    assert store.get("k", 1, lambda: "fine") == "fine"  # nothing was kept
+
+
+def test_a_failed_renewal_keeps_the_older_result_and_says_why_until_one_succeeds():
+    store = Renewing(8)
+    store.get("k", 1, lambda: "one")
+
+    def broken() -> str:
+        raise OSError("the lake's disk is gone")
+
+    assert store.get("k", 2, broken) == "one"
+    _eventually(lambda: store.error("k") == "the lake's disk is gone")
+    assert store.get("k", 2, broken) == "one"
+    _eventually(lambda: store.get("k", 2, lambda: "two") == "two")
+    assert store.error("k") == ""
+
+
+def test_the_least_recently_used_keys_go_first():
+    store = Renewing(2)
+    store.get("a", 1, lambda: "a")
+    store.get("b", 1, lambda: "b")
+    store.get("a", 1, lambda: "unused")  # a is used again: b is now the oldest
+    store.get("c", 1, lambda: "c")
+    assert store.get("a", 1, lambda: "recomputed") == "a"
+    assert store.get("b", 1, lambda: "recomputed") == "recomputed"
