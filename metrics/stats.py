@@ -354,7 +354,8 @@ class _Boundary:
         if self.method == "fixed":
             return _t_quantile(df, 1.0 - self.alpha / 2.0)
         a = self._mixture(total_n)
-        return cast(np.ndarray, np.sqrt(2.0 * (a + 1.0) / a * np.log(np.sqrt(a + 1.0) / self.alpha)))
+        with np.errstate(divide="ignore"):  # no units yet: the sequence is infinitely wide (inf)
+            return cast(np.ndarray, np.sqrt(2.0 * (a + 1.0) / a * np.log(np.sqrt(a + 1.0) / self.alpha)))
 
     def p_value(self, z: np.ndarray, total_n: np.ndarray, df: np.ndarray) -> np.ndarray:
         if self.method == "fixed":

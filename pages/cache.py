@@ -18,7 +18,6 @@ The process-wide resources (settings, warehouses, scenario) live here too.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -65,13 +64,6 @@ def renewing() -> Renewing:
     return Renewing(MAX_ENTRIES)
 
 
-@st.cache_resource
-def _fold_warehouse() -> tuple[Warehouse, threading.Lock]:
-    """A warehouse for folding the live tail, moved to a new snapshot only between folds (under
-    the lock), so a fold reads one snapshot while the panels' warehouse moves on."""
-    return Warehouse(settings().lake, min_refresh_seconds=0.0), threading.Lock()
-
-
 def snapshot() -> Snapshot:
     """The lake's table versions now."""
     return tuple(sorted(warehouse().refresh().items()))
@@ -101,13 +93,13 @@ def latest(fn: Callable[Concatenate[Warehouse, P], T], *args: P.args, **kwargs: 
 def aggregates() -> read.Aggregates:
     """Every rollup aggregate plus the live tail (or from raw), as newly as the cockpit has folded
     them; shared by every panel and session. The first read serves the rollups as their newest
-    run left them (exact as of it) and folds the tail in behind."""
+    run left them (exact as of it) and folds the tail in behind. A fold holds the warehouse on
+    its snapshot (the panels keep reading that snapshot until the fold ends)."""
     pre_days = scenario().business.pre_period_days
 
     def fold(tail: bool = True) -> read.Aggregates:
-        wh, lock = _fold_warehouse()
-        with lock:
-            wh.refresh(force=True)
+        wh = warehouse()
+        with wh.held():  # one snapshot for the whole fold, while the panels go on querying
             return read.aggregates(wh, pre_days, tail=tail)
 
     return renewing().get(AGGREGATES, snapshot(), fold, quick=lambda: fold(tail=False))

@@ -65,8 +65,11 @@ class Renewing:
             self._store(key, _PROVISIONAL if quick else version, value)
             return value
         if start:
+            # Not a daemon (said explicitly: Streamlit's script threads are, and a thread inherits
+            # it): an exiting process waits for the renewal to end rather than killing it inside a
+            # DuckDB query, which aborts the interpreter.
             threading.Thread(
-                target=self._renew, args=(key, version, compute), name=f"momento-renew-{key!r:.40}", daemon=True
+                target=self._renew, args=(key, version, compute), name=f"momento-renew-{key!r:.40}", daemon=False
             ).start()
         return entry.value
 

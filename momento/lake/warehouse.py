@@ -13,10 +13,11 @@ never text-built) or through SQLAlchemy connections from `engine()` that see the
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import duckdb
@@ -89,6 +90,7 @@ class Warehouse:
         self._types: dict[str, dict[str, str]] = {}  # table -> column -> DuckDB type
         self._refreshed_at = 0.0
         self._lock = threading.Lock()
+        self._held = 0  # readers inside `held()`: the snapshot stays
         self._engine: sqlalchemy.Engine | None = None
         self.refresh(force=True)
 
@@ -100,7 +102,7 @@ class Warehouse:
         Never raises: a table whose log cannot be read is recorded in `errors` and shown empty,
         so the other tables keep answering."""
         with self._lock:
-            if not force and time.monotonic() - self._refreshed_at < self.min_refresh_seconds:
+            if not force and (self._held or time.monotonic() - self._refreshed_at < self.min_refresh_seconds):
                 return dict(self._versions)
             # Order matters to readers that follow the lake: the rollups' run log first, then the
             # rollups at the versions its newest run left (one snapshot across them), then the
@@ -121,6 +123,19 @@ class Warehouse:
                 self._refresh_table(name, table_path(self.lake, name), empty_table(name))
             self._refreshed_at = time.monotonic()
             return dict(self._versions)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Keep the views on their snapshot for the block: refreshes that are not forced leave
+        them as they are. For a reader that must see one snapshot across many queries while other
+        threads query and refresh (the cockpit's fold of the live tail)."""
+        with self._lock:
+            self._held += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held -= 1
 
     def _refresh_table(self, name: str, path: Location, empty: pa.Table | None, pin: int | None = None) -> None:
         """Point view `name` at the Delta table at `path` (at version `pin`, else the newest);

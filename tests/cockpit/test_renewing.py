@@ -93,3 +93,19 @@ def test_the_least_recently_used_keys_go_first():
     store.get("c", 1, lambda: "c")
     assert store.get("a", 1, lambda: "recomputed") == "a"
     assert store.get("b", 1, lambda: "recomputed") == "recomputed"
+
+
+def test_a_renewal_is_not_a_daemon_even_when_asked_for_from_a_daemon_thread():
+    """Streamlit's script threads are daemons; a daemon renewal killed at exit inside a DuckDB
+    query aborts the interpreter, so an exiting cockpit must wait for it instead."""
+    store = Renewing(8)
+    store.get("k", 1, lambda: "one")
+    newer = Gate("two")
+    asker = threading.Thread(target=store.get, args=("k", 2, newer), daemon=True)
+    asker.start()
+    asker.join()
+    _eventually(lambda: newer.calls == 1)
+    (renewal,) = [t for t in threading.enumerate() if t.name.startswith("momento-renew-")]
+    assert not renewal.daemon
+    newer.open.set()
+    renewal.join(10)

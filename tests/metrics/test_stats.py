@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -885,3 +886,12 @@ def test_segment_fishing_in_a_a_tests_rarely_flags_anything():
         naive_any += any(e.comparison.absolute.p_value <= 0.05 for e in result.effects)
     assert naive_any / reps > 0.5
     assert adjusted_any / reps <= 0.09
+
+
+def test_the_sequential_boundary_with_no_units_is_infinitely_wide_without_a_warning():
+    from metrics.stats import _Boundary
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a divide-by-zero warning would fail here
+        width = _Boundary("sequential", 0.05, 1_000.0).multiplier(np.array([0.0, 500.0]), np.array([0.0, 498.0]))
+    assert math.isinf(width[0]) and 2.0 < width[1] < 10.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,6 +47,24 @@ def test_new_commits_appear_after_refresh_and_unchanged_tables_keep_their_view(t
     after = warehouse.refresh(force=True)
     assert after["events"] == before["events"] + 1 and after["decisions"] == before["decisions"]
     assert warehouse.scalar("SELECT count(*) FROM events") == 15
+
+
+def test_a_held_warehouse_keeps_its_snapshot_for_every_thread_until_released(tmp_path):
+    writer = events_lake(tmp_path, 10)
+    warehouse = Warehouse(tmp_path, min_refresh_seconds=0.0)
+    with warehouse.held():
+        writer.append("events", event_batch(10, 5))
+        writer.flush()
+        other = threading.Thread(target=warehouse.refresh)  # another session's redraw
+        other.start()
+        other.join()
+        assert warehouse.scalar("SELECT count(*) FROM events") == 10  # queries refresh too: held
+    assert warehouse.scalar("SELECT count(*) FROM events") == 15
+    with warehouse.held():
+        writer.append("events", event_batch(15, 1))
+        writer.flush()
+        warehouse.refresh(force=True)  # a forced refresh (a vanished file's retry) still moves it
+        assert warehouse.scalar("SELECT count(*) FROM events") == 16
 
 
 def test_parameters_are_bound_not_interpolated(tmp_path):
