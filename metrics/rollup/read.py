@@ -7,8 +7,8 @@ costs the new rows, not the history. When the rollups cannot serve — none yet,
 definitions, an erasure logged since the watermark, or a tail too long to fold quickly (the job is
 behind or stopped) — every aggregate is folded from raw instead, and `Source` says so and why.
 
-The cockpit keeps the result per snapshot of the lake (pages/cache.py), so the panels of a page,
-and several sessions, fold the same tail once.
+The cockpit keeps the newest result and renews it in the background (pages/cache.py), so the
+panels of a page, and several sessions, share one fold and never wait for the next.
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ def aggregates(wh: Warehouse, pre_days: int, max_tail_rows: int = MAX_TAIL_ROWS,
     """Every aggregate now: the rollups plus the live tail, or every raw row folded (see the module
     docstring). With `tail=False`, usable rollups are served as their newest run left them, exact
     as of its newest event (`Source.tail_rows` None): what a cockpit shows at once while it folds
-    the tail. Callers that read often keep the result (`metrics.rollup.live`)."""
+    the tail. Callers that read often keep the result (the cockpit: `pages.cache.aggregates`)."""
     wh.require(WATERMARKED)
     reads = _Reads(wh)
     last = run_of(reads.query(LATEST)) if wh.has(ROLLUP_RUNS) else None
