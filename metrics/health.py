@@ -145,17 +145,25 @@ SELECT policy, coalesce(regexp_replace(model_version, '[.][0-9]+$', ''), '(none)
 FROM versions GROUP BY policy, model ORDER BY policy, last_seen DESC
 """
 
-_NEWEST_RECEIVED_SQL = "SELECT max(received_at) FROM events"
+# `$events_from` / `$decisions_from`: a lower bound of the newest row's time from the Delta log
+# (`Warehouse.newest_bound`, NULL when unknown). Filtering on it changes no result and lets the
+# Parquet readers skip every older row group: the newest row costs the same at any history.
+_EVENTS_FROM = "coalesce($events_from, TIMESTAMPTZ '-infinity')"
+_DECISIONS_FROM = "coalesce($decisions_from, TIMESTAMPTZ '-infinity')"
+_NEWEST_RECEIVED_SQL = f"SELECT max(received_at) FROM events WHERE received_at >= {_EVENTS_FROM}"
 
 # The newest `$window_s` of each stream up to `$until` (NULL: up to its newest row, so the
 # result depends on the lake's snapshot only and the cockpit can cache it until the lake moves).
-_ARRIVALS_SQL = """
+_ARRIVALS_SQL = f"""
 SELECT 'decisions' AS stream, ts AS at FROM decisions
-WHERE ts > coalesce($until, (SELECT max(ts) FROM decisions)) - to_seconds($window_s)
+WHERE ts > coalesce($until, (SELECT max(ts) FROM decisions WHERE ts >= {_DECISIONS_FROM})) - to_seconds($window_s)
+  AND ($until IS NOT NULL OR ts >= {_DECISIONS_FROM} - to_seconds($window_s))
   AND ($until IS NULL OR ts <= $until)
 UNION ALL
 SELECT 'events' AS stream, received_at AS at FROM events
-WHERE received_at > coalesce($until, (SELECT max(received_at) FROM events)) - to_seconds($window_s)
+WHERE received_at > coalesce($until, (SELECT max(received_at) FROM events WHERE received_at >= {_EVENTS_FROM}))
+    - to_seconds($window_s)
+  AND ($until IS NOT NULL OR received_at >= {_EVENTS_FROM} - to_seconds($window_s))
   AND ($until IS NULL OR received_at <= $until)
 """
 
@@ -426,17 +434,40 @@ def model_versions(wh: Warehouse, filters: Filters) -> pl.DataFrame:
     return frame.with_columns((pl.col("decisions") / pl.col("decisions").sum().over("policy")).alias("share"))
 
 
+_BOUNDS_METHOD = (
+    "The newest rows are found through a lower bound of the newest time, read from the Delta log's "
+    "per-file statistics: the same answer as a scan of every row, at the cost of the newest files only."
+)
+
+
+def bounds(wh: Warehouse) -> dict[str, datetime | None]:
+    """The lower bounds of the newest decision and event times that `NEWEST` and `ARRIVALS` bind
+    (`Warehouse.newest_bound`); shown with them in "How this is computed"."""
+    return {
+        "decisions_from": wh.newest_bound("decisions", "ts"),
+        "events_from": wh.newest_bound("events", "received_at"),
+    }
+
+
+_EXAMPLE_BOUNDS = {
+    "decisions_from": datetime(2026, 6, 13, 1, 59, tzinfo=UTC),
+    "events_from": datetime(2026, 6, 13, 1, 59, tzinfo=UTC),
+}
+
 NEWEST = Query(
     "health.newest_received",
     "When the newest event reached the lake.",
-    lambda filters: Statement(_NEWEST_RECEIVED_SQL, {}),
-    method="Writer lag = now − the newest arrival; the freshness badge reads it (live under 30 s).",
+    lambda filters, events_from=None, decisions_from=None: Statement(
+        _NEWEST_RECEIVED_SQL, {"events_from": events_from}
+    ),
+    example=_EXAMPLE_BOUNDS,
+    method="Writer lag = now − the newest arrival; the freshness badge reads it (live under 30 s). " + _BOUNDS_METHOD,
 )
 
 
 def newest_received(wh: Warehouse) -> datetime | None:
     """When the newest event reached the lake (None: no events yet)."""
-    frame = NEWEST.run(wh, Filters())
+    frame = NEWEST.run(wh, Filters(), **bounds(wh))
     return frame.item(0, 0) if frame.height else None
 
 
@@ -456,24 +487,31 @@ class Throughput:
     window_s: float
 
 
-def _arrivals_statement(filters: Filters, window_s: float, until: datetime | None = None) -> Statement:
-    return Statement(_ARRIVALS_SQL, {"window_s": window_s, "until": until})
+def _arrivals_statement(
+    filters: Filters,
+    window_s: float,
+    until: datetime | None = None,
+    decisions_from: datetime | None = None,
+    events_from: datetime | None = None,
+) -> Statement:
+    params = {"window_s": window_s, "until": until, "decisions_from": decisions_from, "events_from": events_from}
+    return Statement(_ARRIVALS_SQL, params)
 
 
 ARRIVALS = Query(
     "health.arrivals",
     "When each decision (by decision time) and event (by arrival) of the newest window was made.",
     _arrivals_statement,
-    example={"window_s": 60.0},
+    example={"window_s": 60.0, **_EXAMPLE_BOUNDS},
     metrics=("events_per_second",),
-    method="Per second now = the rows of the last window before now / the window's length.",
+    method="Per second now = the rows of the last window before now / the window's length. " + _BOUNDS_METHOD,
 )
 
 
 def arrivals(wh: Warehouse, window_s: float = 60.0, until: datetime | None = None) -> pl.DataFrame:
     """The times of the decisions and events in the `window_s` before `until` (None: before each
     stream's newest row, an answer that changes only when the lake does): stream, at."""
-    return ARRIVALS.run(wh, Filters(), window_s=window_s, until=until)
+    return ARRIVALS.run(wh, Filters(), window_s=window_s, until=until, **bounds(wh))
 
 
 def throughput_at(recent: pl.DataFrame, now: datetime, window_s: float = 60.0) -> Throughput:

@@ -196,10 +196,11 @@ def live(f: Filters) -> None:
             ui.no_data(f"No decisions in the lake for {ui.describe(f)}: nothing to measure yet.")
         else:
             kpis(s)
+        newest = cached(health.bounds)  # the bounds the two queries ran with
         how_computed(
             explain(health.SUMMARY, f, budget_ms=BUDGET_MS),
-            explain(health.ARRIVALS, Filters(), window_s=WINDOW_S),
-            explain(health.NEWEST, Filters()),
+            explain(health.ARRIVALS, Filters(), None, window_s=WINDOW_S, **newest),
+            explain(health.NEWEST, Filters(), None, **newest),
             *analytics.source(),
         )
     if s is None or s.decisions == 0:

@@ -18,11 +18,13 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy
 from deltalake import DeltaTable
 from duckdb_engine import ConnectionWrapper
@@ -269,6 +271,23 @@ class Warehouse:
         raw table with no file yet): what another engine reads to see the same rows."""
         with self._lock:
             return {name: list(self._files.get(name, [])) for name in self._kinds}
+
+    def newest_bound(self, table: str, column: str) -> datetime | None:
+        """A lower bound of the newest `column` value in the snapshot of `table`, from the Delta
+        log's per-file statistics (the raw tables keep them for their time columns): a query for
+        the newest rows that also filters on it reads only the row groups that can hold them,
+        whatever the history. 1 ms under the largest file maximum (the log keeps times to the
+        millisecond); None when a file has no such statistic or there is no file."""
+        with self._lock:
+            delta = self._tables.get(table)
+            if delta is None:
+                return None
+            actions = pa.table(delta.get_add_actions(flatten=True))
+        name = f"max.{column}"
+        if not actions.num_rows or name not in actions.column_names or actions[name].null_count:
+            return None
+        newest = pc.max(actions[name]).as_py()
+        return newest - timedelta(milliseconds=1) if isinstance(newest, datetime) else None
 
     @property
     def readable(self) -> frozenset[str]:

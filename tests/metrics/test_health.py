@@ -257,6 +257,18 @@ def test_writer_lag_and_throughput_now(lake):
     assert t.events_per_s == pytest.approx(arrived / 600)
 
 
+def test_the_newest_window_found_through_the_delta_log_bounds_equals_a_scan(lake):
+    """`arrivals` with no `until` (the cockpit's form) binds lower bounds of the newest times read
+    from the Delta log; the rows are those of a plain scan."""
+    wh, _, decisions, events = lake
+    assert all(bound is not None for bound in health.bounds(wh).values())
+    got = health.arrivals(wh, window_s=600)
+    for stream, frame, column in (("decisions", decisions, "ts"), ("events", events, "received_at")):
+        since = frame[column].max() - timedelta(seconds=600)
+        want = sorted(frame.filter(pl.col(column) > since)[column].to_list())
+        assert sorted(got.filter(pl.col("stream") == stream)["at"].to_list()) == want, stream
+
+
 def test_empty_or_missing_lake_gives_empty_answers_not_errors(empty):
     empty, nothing = empty
     s = health.summary(nothing, Filters(), BUDGET_MS)

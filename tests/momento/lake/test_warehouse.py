@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -65,6 +65,17 @@ def test_a_held_warehouse_keeps_its_snapshot_for_every_thread_until_released(tmp
         writer.flush()
         warehouse.refresh(force=True)  # a forced refresh (a vanished file's retry) still moves it
         assert warehouse.scalar("SELECT count(*) FROM events") == 16
+
+
+def test_the_newest_bound_is_at_most_a_millisecond_under_the_newest_value(tmp_path):
+    assert Warehouse(tmp_path / "nowhere").newest_bound("events", "received_at") is None
+    writer = events_lake(tmp_path, 30)
+    warehouse = Warehouse(tmp_path, min_refresh_seconds=0.0)
+    newest = warehouse.scalar("SELECT max(received_at) FROM events")
+    bound = warehouse.newest_bound("events", "received_at")
+    assert bound is not None and newest - timedelta(milliseconds=2) < bound <= newest
+    assert warehouse.newest_bound("events", "event_id") is None  # no statistics kept for ids
+    writer.close()
 
 
 def test_parameters_are_bound_not_interpolated(tmp_path):
