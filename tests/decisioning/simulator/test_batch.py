@@ -24,8 +24,9 @@ from momento.settings import PROJECT_ROOT
 N = 500
 PLACEMENTS = ("homepage_showcase", "product_cta", "cart_cross_sell", "cart_recovery_offer")
 CHANNELS = np.array(["web", "app", "email", "push"], dtype=object)
-BUDGET_MS, SPIKE_MS = 40.0, 50.0
-"""A latency spike sleeps past the budget; nothing else on this shared machine comes near it."""
+BUDGET_MS, SPIKE_MS = 150.0, 200.0
+"""A latency spike sleeps past the budget; nothing else comes near it (a 40 ms budget was once
+exceeded by a plain decision while this shared machine ran at a load of 15 on 2 cores)."""
 NOT_SIMULATED = {Code.FEATURE_STORE_ERROR, Code.MODEL_ERROR, Code.PAUSED_BY_GUARDRAIL}
 """Failures of a real store or model: the simulated service has neither (its failures are the
 incidents a request carries); and paused arms, which only the live service has."""
