@@ -15,7 +15,9 @@ from metrics import experiments
 from metrics.engines.spark import EngineUnavailable, SparkEngine
 from metrics.engines.transpile import Untranslatable, to_spark
 from metrics.rollup import definitions as defs
-from metrics.rollup.read import MERGED
+from metrics.rollup.fold import Batch
+from metrics.rollup.job import rebuild_parts
+from metrics.rollup.read import EXAMPLE_AS_OF, MERGED
 from momento.settings import load_settings
 
 
@@ -32,6 +34,9 @@ def rollup_and_reduction_queries() -> dict[str, str]:
     texts |= {f"merged.{t.name}": t.merged_sql("(SELECT * FROM rows_of)") for t in (*defs.STATE, *defs.AGGREGATES)}
     texts |= {q.name: q.example_statement().sql for q in MERGED.values()}
     texts |= {q.name: q.example_statement().sql for q in (experiments.STATS, experiments.CUMULATIVE)}
+    whole = Batch("SELECT * FROM events", "SELECT * FROM exposures", "SELECT * FROM decisions", {}, EXAMPLE_AS_OF)
+    for number, part in enumerate(rebuild_parts(whole, rows=3, partition_rows=1)):
+        texts |= {f"rebuild_part.{number}.events": part.events, f"rebuild_part.{number}.decisions": part.decisions}
     return texts
 
 
