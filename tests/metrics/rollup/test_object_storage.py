@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from cli.analyze_lake import run_analyze_lake
@@ -160,3 +162,23 @@ def test_analyze_lake_on_spark_over_s3_gives_every_experiments_sufficient_statis
                     else pytest.approx(value, rel=RELATIVE, abs=RELATIVE)
                 )
                 assert s["arms"][arm][column] == expected, (d["experiment"], arm, column)
+
+
+def test_the_data_sources_reader_reads_a_file_lacking_a_column_as_null_under_the_tables_schema(tmp_path):
+    """The reader alone (no Spark): one partition per file, the store's options back under their
+    names, a column the file lacks null, the others cast to the schema Spark checks batches against."""
+    from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
+
+    from metrics.engines.lake_source import LakeFilesReader
+
+    old = tmp_path / "old.parquet"
+    pq.write_table(pa.table({"n": pa.array([1, 2], pa.int32()), "x": [0.5, None]}), old)
+    schema = StructType(
+        [StructField("n", LongType()), StructField("added", StringType()), StructField("x", DoubleType())]
+    )
+    reader = LakeFilesReader({"files": json.dumps([str(old)]), "storage.aws_region": "eu-west-1"}, schema)
+    assert reader.storage_options == {"AWS_REGION": "eu-west-1"}
+    (partition,) = reader.partitions()
+    batches = list(reader.read(partition))
+    assert all(batch.schema == reader.schema for batch in batches)
+    assert pa.Table.from_batches(batches).to_pydict() == {"n": [1, 2], "added": [None, None], "x": [0.5, None]}
