@@ -8,10 +8,11 @@ column existed read it as null, as on DuckDB. What a fold produces comes back to
 Arrow and is committed by the job through the same writer as DuckDB's (`momento.lake.rollups`):
 the same rollup tables, the same `rollup_runs` row, so the cockpit reads them unchanged.
 
-A lake on S3 is read through Hadoop's s3a filesystem, configured from the lake's storage options
-(`s3a_settings`); its jars (hadoop-aws and the AWS SDK bundle) are not in pyspark, so the cluster
-provides them, and without them the engine says so before reading anything. Other object
-stores are refused by name (their Hadoop connectors are not wired here).
+A lake on S3 is read through Hadoop's s3a filesystem where the cluster has it (hadoop-aws and
+the AWS SDK bundle on its classpath, configured from the lake's storage options: `s3a_settings`);
+otherwise, and for other object stores, through a Python data source that opens each file with
+pyarrow's filesystem of the lake's store (`metrics.engines.lake_source`), slower (Python workers,
+no column pruning) but needing nothing on the JVM's classpath.
 
 pyspark is an optional extra (`pip install momento[spark]`) and needs a Java runtime: both are
 looked for only when the engine is first used, and their absence is said plainly.
@@ -21,7 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +38,7 @@ from momento.lake.warehouse import Warehouse, used_params
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,10 @@ def _spark_session(master: str, conf: Mapping[str, str]) -> SparkSession:
             "the Spark engine needs a Java runtime (17 or later) on the PATH: "
             "on Debian, apt-get install openjdk-17-jre-headless"
         )
+    if master.startswith("local"):
+        # Python workers (the lake's data source) run this interpreter, which has pyarrow and
+        # momento, rather than the first `python3` on the PATH; read when the JVM starts.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.master(master)
         .appName("momento")
@@ -95,14 +103,13 @@ class SparkSql:
 
     def mount(self, wh: Warehouse) -> None:
         """Make every table the warehouse shows a view of the same name over the same files."""
-        spark_uri = _hadoop_uris(self.spark, wh.lake)
-        for name, uris in wh.snapshot_files().items():
-            files = [spark_uri(uri) for uri in uris]
+        read = _files_reader(self.spark, wh.lake)
+        for name, files in wh.snapshot_files().items():
             if name in TABLES:  # raw: read under the table's schema (older files lack newer columns)
                 empty = self.spark.createDataFrame(empty_table(name))
-                frame = self.spark.read.schema(empty.schema).parquet(*files) if files else empty
+                frame = read(files, empty.schema) if files else empty
             else:
-                frame = self.spark.read.parquet(*files)
+                frame = read(files, None)
             frame.createOrReplaceTempView(name)
 
     def close(self) -> None:
@@ -124,9 +131,6 @@ class SparkSql:
             old.unpersist()
 
 
-S3A_JARS = "hadoop-aws and its AWS SDK bundle (spark.jars.packages=org.apache.hadoop:hadoop-aws:<the cluster's Hadoop version>)"
-
-
 def s3a_settings(options: Mapping[str, str]) -> dict[str, str]:
     """Hadoop's s3a settings for the storage options `deltalake` takes (`momento.lake.location`).
     A custom endpoint (an S3-compatible server) is addressed by path, as `deltalake` does."""
@@ -145,26 +149,37 @@ def s3a_settings(options: Mapping[str, str]) -> dict[str, str]:
     return settings
 
 
-def _hadoop_uris(spark: SparkSession, lake: Location) -> Callable[[str], str]:
-    """How Spark names the lake's files: as they are on a local disk, through s3a on S3 (set up
-    from the lake's storage options); `EngineUnavailable` when the cluster cannot read them."""
+def _files_reader(spark: SparkSession, lake: Location) -> Callable[[list[str], StructType | None], DataFrame]:
+    """How Spark reads the lake's files (under a schema, else as their footers say): with its
+    Parquet reader on a local disk, and on S3 through s3a where the cluster has it (set up from
+    the lake's storage options); otherwise through the Python data source over pyarrow's
+    filesystem of the lake's store (`metrics.engines.lake_source`)."""
     if lake.is_local:
-        return str
-    if lake.scheme != "s3":
-        raise EngineUnavailable(
-            f"the Spark engine reads a lake on object storage through s3a (s3://) only, not {lake.uri}"
-        )
+        return lambda files, schema: _parquet(spark, files, schema)
+    if lake.scheme == "s3" and _has_s3a(spark):
+        hadoop = spark._jsc.hadoopConfiguration()
+        for key, value in s3a_settings(lake.storage_options).items():
+            hadoop.set(key, value)
+        return lambda files, schema: _parquet(spark, ["s3a://" + uri.partition("://")[2] for uri in files], schema)
+    from metrics.engines.lake_source import lake_files
+
+    return lake_files(spark, lake)
+
+
+def _parquet(spark: SparkSession, files: list[str], schema: StructType | None) -> DataFrame:
+    reader = spark.read if schema is None else spark.read.schema(schema)
+    return reader.parquet(*files)
+
+
+def _has_s3a(spark: SparkSession) -> bool:
+    """Whether Hadoop's s3a filesystem (hadoop-aws) is on the cluster's classpath."""
     hadoop = spark._jsc.hadoopConfiguration()
     try:
         spark._jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass("s3a", hadoop)  # type: ignore[union-attr]
-    except Exception as exc:  # py4j's error: the class is not on the classpath
-        raise EngineUnavailable(
-            f"the Spark engine reads {lake.uri} through s3a, which needs {S3A_JARS} on the cluster's "
-            f"classpath: {str(exc).splitlines()[0][:200]}"
-        ) from None
-    for key, value in s3a_settings(lake.storage_options).items():
-        hadoop.set(key, value)
-    return lambda uri: "s3a://" + uri.partition("://")[2]
+    except Exception:  # py4j's error: the class is not on the classpath
+        log.info("no s3a on the cluster's classpath: the lake is read through the Python data source")
+        return False
+    return True
 
 
 class SparkEngine:
