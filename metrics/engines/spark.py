@@ -71,6 +71,9 @@ def _spark_session(master: str, conf: Mapping[str, str]) -> SparkSession:
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
     )
+    # The relations a fold computes are checkpointed blocks, freed once unreferenced when the
+    # cleaner's garbage collection runs: often, for a job that folds every few seconds.
+    builder = builder.config("spark.cleaner.periodicGC.interval", "2min")
     if master.startswith("local"):
         builder = builder.config("spark.sql.shuffle.partitions", LOCAL_SHUFFLE_PARTITIONS)
     for key, value in conf.items():
@@ -82,17 +85,20 @@ def _spark_session(master: str, conf: Mapping[str, str]) -> SparkSession:
 
 class SparkSql:
     """A `SqlSession` on a Spark session: relations are temporary views, those made by `create`
-    cached (a fold reads each several times), released by `close`."""
+    computed at once (a fold reads each several times), dropped by `close` (their blocks then go
+    with Spark's cleaner, `spark.cleaner.periodicGC.interval`)."""
 
     def __init__(self, spark: SparkSession) -> None:
         self.spark = spark
-        self._cached: dict[str, DataFrame] = {}
+        self._views: set[str] = set()
 
     def create(self, name: str, sql: str, params: Mapping[str, Any] | None = None, *, view: bool = False) -> None:
         frame = self._frame(sql, params)
         if not view:
-            frame = frame.cache()
-            frame.count()  # computed now, as a DuckDB temporary table is
+            # Computed now, as a DuckDB temporary table is, and cut from the plan that made it: a
+            # fold's later statements join relations built on relations, and with their whole
+            # lineage inlined Spark's analyzer runs out of heap (a cached frame keeps its lineage).
+            frame = frame.localCheckpoint(eager=True)
         self._bind(name, frame)
 
     def register(self, name: str, rows: pa.Table) -> None:
@@ -113,22 +119,18 @@ class SparkSql:
             frame.createOrReplaceTempView(name)
 
     def close(self) -> None:
-        """Release the cached relations."""
-        for frame in self._cached.values():
-            frame.unpersist()
-        self._cached.clear()
+        """Drop the relations made here."""
+        for name in self._views:
+            self.spark.catalog.dropTempView(name)
+        self._views.clear()
 
     def _frame(self, sql: str, params: Mapping[str, Any] | None) -> DataFrame:
         bound = used_params(sql, params or {})
         return self.spark.sql(to_spark(sql), args=bound or None)
 
     def _bind(self, name: str, frame: DataFrame) -> None:
-        old = self._cached.pop(name, None)
         frame.createOrReplaceTempView(name)
-        if frame.is_cached:
-            self._cached[name] = frame
-        if old is not None:
-            old.unpersist()
+        self._views.add(name)
 
 
 def s3a_settings(options: Mapping[str, str]) -> dict[str, str]:

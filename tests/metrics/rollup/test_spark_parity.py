@@ -1,7 +1,8 @@
 """Spark (local[2]) gives DuckDB's numbers: on a backfilled lake, every rollup table the job builds
-on Spark (a rebuild in partitions of the users), the cockpit's aggregates and experiment statistics read over them, and every
-experiment's sufficient statistics from `momento analyze-lake --engine spark` equal DuckDB's:
-counts exactly, sums to 1e-9 relative."""
+on Spark (a rebuild in partitions of the users, then a fold of late rows and a duplicate), the
+cockpit's aggregates and experiment statistics read over them, and every experiment's sufficient
+statistics from `momento analyze-lake --engine spark` equal DuckDB's: counts exactly, sums to
+1e-9 relative."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pytest
 
 from cli.analyze_lake import run_analyze_lake
@@ -24,6 +26,7 @@ from metrics.rollup.read import aggregates
 from metrics.rollup.session import duckdb_engine
 from metrics.rollup.state import COMMITTED
 from momento.lake.warehouse import Warehouse
+from momento.lake.writer import LakeWriter
 from momento.settings import load_settings
 
 RELATIVE = 1e-9
@@ -59,20 +62,58 @@ def lakes(small_lake: Path, tmp_path_factory: pytest.TempPathFactory, spark_engi
     return out
 
 
+def _merged_tables(lake: Path) -> dict[str, pl.DataFrame]:
+    """Every rollup table's committed rows merged per key (each partition or run appends rows of its
+    own, and the engines' hashes cut the users differently: only the sums per key are the same)."""
+    wh = Warehouse(lake)
+    try:
+        return {
+            table.name: wh.query(table.merged_sql(f"(SELECT * FROM {defs.TABLE_NAMES(table.name)} WHERE {COMMITTED})"))
+            for table in (*defs.STATE, *defs.AGGREGATES)
+        }
+    finally:
+        wh.close()
+
+
+@pytest.fixture(scope="module")
+def folded(lakes: dict, tmp_path_factory: pytest.TempPathFactory, spark_engine, bundled_scenario) -> dict:
+    """The rolled-up lakes with the same new rows appended (late ones and a duplicate delivery
+    among them), folded in by the job on each engine: the incremental path."""
+    pre_days = bundled_scenario.business.pre_period_days
+    wh = Warehouse(lakes["duckdb"])
+    try:
+        late = wh.query("SELECT * EXCLUDE (loaded_at) FROM events ORDER BY ts LIMIT 40").to_arrow()
+    finally:
+        wh.close()
+    new_rows = late.set_column(
+        late.schema.get_field_index("event_id"), "event_id", pa.array([f"late-{i}" for i in range(late.num_rows)])
+    )
+    out = {}
+    for name, engine in (("duckdb", duckdb_engine), ("spark", spark_engine)):
+        lake = tmp_path_factory.mktemp(f"folded_{name}") / "lake"
+        shutil.copytree(lakes[name], lake)
+        with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
+            writer.append("events", new_rows.to_pylist())
+            writer.append("events", new_rows.slice(0, 5).to_pylist())  # delivered twice: stored once
+            writer.flush()
+        report = RollupJob(lake, pre_days, engine).run_once()
+        assert report.kind == "fold" and report.rows_folded > 0
+        out[name] = _merged_tables(lake)
+    return out
+
+
 @pytest.mark.parametrize("table", [*defs.STATE, *defs.AGGREGATES], ids=lambda t: t.name)
 def test_every_rollup_table_built_on_spark_equals_duckdbs(lakes, table):
-    frames = {}
-    for name, lake in lakes.items():
-        wh = Warehouse(lake)
-        try:
-            # merged per key: each partition appends its own rows, and the engines' hashes cut the
-            # users differently, so only the rows' sums per key are the same
-            rows = f"(SELECT * FROM {defs.TABLE_NAMES(table.name)} WHERE {COMMITTED})"
-            frames[name] = wh.query(table.merged_sql(rows))
-        finally:
-            wh.close()
+    frames = {name: _merged_tables(lake)[table.name] for name, lake in lakes.items()}
     assert frames["duckdb"].height > 0
     assert_same(frames["duckdb"], frames["spark"], [c.name for c in table.keys], table.name)
+
+
+@pytest.mark.parametrize("table", [*defs.STATE, *defs.AGGREGATES], ids=lambda t: t.name)
+def test_every_rollup_table_folded_on_spark_equals_duckdbs(folded, table):
+    assert folded["duckdb"][table.name].height > 0
+    keys = [c.name for c in table.keys]
+    assert_same(folded["duckdb"][table.name], folded["spark"][table.name], keys, f"folded {table.name}")
 
 
 def test_the_run_logs_agree_and_the_cockpit_reads_spark_rollups_unchanged(lakes, bundled_scenario):
