@@ -467,7 +467,7 @@ NEWEST = Query(
 
 def newest_received(wh: Warehouse) -> datetime | None:
     """When the newest event reached the lake (None: no events yet)."""
-    frame = NEWEST.run(wh, Filters(), **bounds(wh))
+    frame = NEWEST.run(wh, Filters(), events_from=wh.newest_bound("events", "received_at"))
     return frame.item(0, 0) if frame.height else None
 
 

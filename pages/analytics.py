@@ -17,8 +17,7 @@ from metrics.filters import Filters
 from metrics.queries import Explanation, explain_source
 from metrics.rollup import read
 from metrics.sql.query import Query
-from pages import cache
-from pages.cache import aggregates, scenario
+from pages.cache import AGGREGATES, aggregates, renewing, scenario
 
 
 def run(query: Query, **arguments: Any) -> pl.DataFrame:
@@ -48,7 +47,7 @@ def source_note() -> None:
         )
     else:
         st.caption(f"Computed from every raw row ({src.reason}): {as_of}.")
-    failure = cache.renewing().error(cache.AGGREGATES)
+    failure = renewing().error(AGGREGATES)
     if failure:
         st.warning(f"These numbers could not be renewed ({failure}); they are the last ones computed.")
 

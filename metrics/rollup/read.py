@@ -186,10 +186,10 @@ def aggregates(wh: Warehouse, pre_days: int, max_tail_rows: int = MAX_TAIL_ROWS,
     reason = _unusable(reads, last, pre_days)
     if not reason:
         try:
-            return _fold(reads, pre_days, max_tail_rows if tail else None, last, reason)
+            return _fold(reads, pre_days, max_tail_rows, last, reason, tail)
         except (WarehouseError, duckdb.Error) as exc:  # a rollup file damaged past its footer
             reason = f"the rollups cannot be read ({exc}); the job rebuilds them"
-    return _fold(reads, pre_days, max_tail_rows, last, reason)
+    return _fold(reads, pre_days, max_tail_rows, last, reason, tail=True)
 
 
 class _Reads:
@@ -208,12 +208,12 @@ class _Reads:
         return frame.item(0, 0) if frame.height else None
 
 
-def _fold(reads: _Reads, pre_days: int, max_tail_rows: int | None, last: Run | None, reason: str) -> Aggregates:
-    """The aggregates; `max_tail_rows` None: the rollups without their tail."""
+def _fold(reads: _Reads, pre_days: int, max_tail_rows: int, last: Run | None, reason: str, tail: bool) -> Aggregates:
+    """The aggregates; with usable rollups and not `tail`, the rollups without their tail."""
     wh = reads.wh
     params: dict[str, object] = {}
     tail_rows: int | None = 0
-    if max_tail_rows is None:
+    if not reason and not tail:
         tail_rows = None
     elif not reason and last is not None:
         params = {f"{t}_w": last.loaded_to[t] or EPOCH for t in WATERMARKED}
