@@ -14,7 +14,6 @@ so one bad row never stops a page.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,14 @@ import numpy as np
 import polars as pl
 
 from metrics.filters import Filters
-from metrics.ope_data import BanditLog, PropensityIntegrity, check_propensities, propensity_problems
+from metrics.ope_data import (
+    PROPENSITY_FLOOR,
+    SUM_TOLERANCE,
+    BanditLog,
+    PropensityIntegrity,
+    check_propensities,
+    propensity_problems,
+)
 from metrics.sql.query import Query, Statement
 from momento.kpis import CLICK_EVENTS
 from momento.lake.bandit_import import JOURNEY as IMPORTED_JOURNEY
@@ -139,56 +145,85 @@ def imported_campaigns(wh: Warehouse, filters: Filters) -> dict[str, tuple[str, 
     return {row["experience_id"]: tuple(row["variants"]) for row in frame.iter_rows(named=True)}
 
 
+# The rules of `metrics.ope_data.check_propensities`, counted in the warehouse: the Governance
+# page checks every policy decision of the history, which read into Python would cost memory and
+# time in proportion to it. Per row, `probs` is the logged distribution in the declared actions'
+# order (as `load_log` builds it: an action the distribution does not name has 0, an entry whose
+# p is missing is NaN, the last entry of a variant counts; a probability given to a variant
+# outside the actions is lost); `a` the chosen action's index (-1: not declared). DuckDB orders
+# NaN above every number, so each comparison below is false for NaN as it is in numpy.
 _INTEGRITY_SQL = f"""
-SELECT d.experience_id, d.variant, d.propensity, d.action_probabilities
-FROM decisions d
-WHERE {_WHERE} AND d.context IS NOT NULL AND d.status = 'ok' AND NOT d.fallback
-ORDER BY d.experience_id
+WITH declared AS (
+  SELECT unnest($experience_ids) AS experience_id, unnest($experience_actions) AS actions
+), logged AS (
+  SELECT x.experience_id, d.propensity AS p, coalesce(list_position(x.actions, d.variant), 0) - 1 AS a,
+         CASE WHEN d.action_probabilities IS NOT NULL THEN list_transform(x.actions, lambda v:
+           CASE WHEN len(list_filter(d.action_probabilities, lambda e: e.variant = v)) = 0 THEN 0.0
+                ELSE coalesce(list_filter(d.action_probabilities, lambda e: e.variant = v)[-1].p, 'NaN'::DOUBLE)
+           END) END AS probs
+  FROM decisions d JOIN declared x ON d.experience_id = x.experience_id
+  WHERE {_WHERE} AND d.context IS NOT NULL AND d.status = 'ok' AND NOT d.fallback
+), known AS (
+  SELECT *, probs IS NOT NULL AND NOT list_bool_and(list_transform(probs, lambda q: isnan(q))) AS known,
+         a >= 0 AS inside,
+         list_bool_or(list_transform(probs, lambda q: NOT (q >= 0 AND q <= 1))) AS bad_entry
+  FROM logged
+), flagged AS (
+  SELECT experience_id, known, probs[CASE WHEN inside THEN a + 1 ELSE 1 END] AS chosen, p, inside,
+         NOT coalesce(p >= 0 AND p <= 1, false) OR NOT inside OR (known AND bad_entry) AS malformed,
+         known AND NOT bad_entry AND abs(list_sum(probs) - 1.0) > $tolerance AS summing,
+         CASE WHEN known THEN list_bool_or(list_transform(probs, lambda q: q > 0 AND q < $floor))
+              ELSE coalesce(p > 0 AND p < $floor, false) END AS below
+  FROM known
+), counted AS (
+  SELECT *, coalesce(p = 0, false) OR (known AND inside AND chosen = 0) AS zero,
+         known AND inside AND NOT malformed AND abs(chosen - p) > $tolerance AS mismatched
+  FROM flagged
+)
+SELECT experience_id, count(*) AS rows, count(*) FILTER (WHERE NOT known) AS unknown,
+       count(*) FILTER (WHERE malformed) AS malformed, count(*) FILTER (WHERE summing) AS not_summing_to_one,
+       count(*) FILTER (WHERE zero) AS chosen_zero, count(*) FILTER (WHERE mismatched) AS mismatched,
+       count(*) FILTER (WHERE below) AS below_floor,
+       count(*) FILTER (WHERE malformed OR summing OR zero OR mismatched) AS problems,
+       CAST($floor AS DOUBLE) AS floor
+FROM counted
+GROUP BY experience_id
+ORDER BY list_position($experience_ids, experience_id)
 """
 
+Experiences = tuple[tuple[str, tuple[str, ...]], ...]
+"""(experience id, its declared variants in order), for each experience checked."""
 
-def _integrity(filters: Filters) -> Statement:
-    return Statement(_INTEGRITY_SQL, filters.params())
+
+def _integrity(filters: Filters, experiences: Experiences) -> Statement:
+    return Statement(
+        _INTEGRITY_SQL,
+        {
+            **filters.params(),
+            "experience_ids": tuple(experience_id for experience_id, _ in experiences),
+            "experience_actions": tuple(tuple(actions) for _, actions in experiences),
+            "tolerance": SUM_TOLERANCE,
+            "floor": PROPENSITY_FLOOR,
+        },
+    )
 
 
 INTEGRITY = Query(
     "ope.propensity_integrity",
-    "Every decision a policy chose: its experience, chosen variant, logged propensity and logged distribution.",
+    "Per experience, the decisions a policy chose and those whose logged propensities cannot be trusted.",
     _integrity,
+    example={"experiences": (("home_showcase", ("editorial", "style_affinity", "price_band_match", "gift_guide")),)},
     method="Per experience, the rows whose distribution does not sum to 1 (within 1e-6), whose chosen "
     "variant has probability 0, whose propensity differs from its distribution's entry, or that "
     "are malformed; and the rows with a probability below the 1% floor "
-    "(metrics.ope_data.check_propensities).",
+    "(the rules of metrics.ope_data.check_propensities, counted in the warehouse).",
 )
 
 
-def integrity_by_experience(
-    wh: Warehouse, filters: Filters, experiences: tuple[tuple[str, tuple[str, ...]], ...]
-) -> pl.DataFrame:
+def integrity_by_experience(wh: Warehouse, filters: Filters, experiences: Experiences) -> pl.DataFrame:
     """One row per experience (id, its variants) with decisions: the integrity counts of its logged
-    propensities (`metrics.ope_data.check_propensities`)."""
-    frame = INTEGRITY.run(wh, filters)
-    rows = []
-    for experience_id, actions in experiences:
-        part = frame.filter(pl.col("experience_id") == experience_id)
-        if not part.height:
-            continue
-        index = {name: i for i, name in enumerate(actions)}
-        action = np.array([index.get(v, -1) for v in part["variant"].to_list()], dtype=np.int64)
-        check = check_propensities(
-            action,
-            part["propensity"].to_numpy().astype(np.float64),
-            _distributions(part["action_probabilities"], index),
-        )
-        rows.append({"experience_id": experience_id, **dataclasses.asdict(check)})
-    return pl.DataFrame(rows, schema=_INTEGRITY_SCHEMA)
-
-
-_INTEGRITY_SCHEMA = {
-    "experience_id": pl.String,
-    **{f.name: pl.Int64 for f in dataclasses.fields(PropensityIntegrity) if f.name != "floor"},
-    "floor": pl.Float64,
-}
+    propensities (as `metrics.ope_data.check_propensities` counts them), in the order given."""
+    return INTEGRITY.run(wh, filters, experiences=experiences)
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,7 +11,11 @@ version is read on a later redraw.
   pauses, the freshness header) and for quick queries.
 - `latest` never waits once a result exists: a slow panel shows its newest result while the
   next snapshot's is computed in the background (`pages.renewing`), and shows that on a later
-  redraw. The rollups' aggregates behind every analytics panel are read this way (`aggregates`).
+  redraw. Its first result is waited for `FIRST_WAIT_SECONDS` at most: past them the panel says
+  it is being computed (`Pending`, drawn by `pages.ui.panel`) and fills in on a later redraw, so
+  a page's first render never waits for a scan of the whole history. `periodic` is `latest` for
+  the scans that cost seconds on a large lake: renewed at most every `PERIODIC_SECONDS`.
+  The rollups' aggregates behind every analytics panel are read this way too (`aggregates`).
 
 The process-wide resources (settings, warehouses, scenario) live here too.
 """
@@ -38,6 +42,10 @@ MAX_ENTRIES = 512
 SNAPSHOT_SECONDS = 5.0
 """How long the cockpit keeps reading one snapshot of the lake (the live panels' refresh period):
 under live traffic the lake moves every second, and each new snapshot costs every panel a query."""
+FIRST_WAIT_SECONDS = 1.0
+"""How long a panel's first request waits for a result computed in the background."""
+PERIODIC_SECONDS = 30.0
+"""How long a `periodic` result is kept however the lake moves."""
 AGGREGATES = "rollups.aggregates"
 """The key of the aggregates among the renewed results."""
 
@@ -85,9 +93,23 @@ def cached(fn: Callable[Concatenate[Warehouse, P], T], *args: P.args, **kwargs: 
 
 def latest(fn: Callable[Concatenate[Warehouse, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
     """`cached`, except that once a result exists it is served at once, the newest snapshot's
-    being computed in the background (see the module docstring). The result is shared by every
-    session, not copied: callers only read it."""
-    return renewing().get(_key(fn, args, kwargs), snapshot(), lambda: fn(warehouse(), *args, **kwargs))
+    being computed in the background, and that the first raises `Pending` past
+    `FIRST_WAIT_SECONDS` (see the module docstring). The result is shared by every session, not
+    copied: callers only read it."""
+    return _renewed(fn, args, kwargs, every=0.0)
+
+
+def periodic(fn: Callable[Concatenate[Warehouse, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`latest`, renewed at most every `PERIODIC_SECONDS`: for the scans of the raw tables that
+    cost seconds on a large lake (run once per snapshot, each would keep a core busy)."""
+    return _renewed(fn, args, kwargs, every=PERIODIC_SECONDS)
+
+
+def _renewed(fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], every: float) -> T:
+    def compute() -> T:
+        return fn(warehouse(), *args, **kwargs)
+
+    return renewing().get(_key(fn, args, kwargs), snapshot(), compute, wait=FIRST_WAIT_SECONDS, every=every)
 
 
 def aggregates() -> read.Aggregates:

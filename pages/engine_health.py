@@ -13,7 +13,7 @@ from metrics.filters import Filters
 from metrics.queries import explain
 from momento import formatting as fmt
 from pages import analytics, charts, tables, ui
-from pages.cache import cached, latest, settings
+from pages.cache import cached, latest, periodic, settings
 from pages.explain import how_computed
 
 ui.header("Engine health", "Live status, latency against the budget, errors and fallbacks, the writer, the models.")
@@ -215,14 +215,14 @@ def live(f: Filters) -> None:
         models(f)
 
 
-@st.fragment(run_every=ui.SLOW_REFRESH_SECONDS)
+@st.fragment(run_every=ui.REFRESH_SECONDS)
 def model_quality(f: Filters) -> None:
-    """The propensity model on the outcomes that followed its decisions (heavier: refreshed slowly)."""
+    """The propensity model on the outcomes that followed its decisions (scans renewed `periodic`ally)."""
     st.header("Model quality")
     outcome = st.segmented_control("Outcome", list(mq.OUTCOMES), default="conversion", key="mq_outcome") or "conversion"
     with ui.panel("Model quality"):
         scores: dict[str, Any] = {"outcome": outcome, "maturity_minutes": MATURITY_MINUTES, "limit": SCORED_LIMIT}
-        q = latest(mq.quality, f, **scores)
+        q = periodic(mq.quality, f, **scores)
         if q.decisions == 0:
             ui.no_data(
                 f"No mature propensity-model decisions for {ui.describe(f)} (decisions count once "
@@ -254,7 +254,7 @@ def model_quality(f: Filters) -> None:
             how_computed(explain(mq.SCORES, f, **scores))
         with right:
             st.subheader("Model-driven vs rule-driven decisions")
-            lift = latest(mq.lift_vs_rules, f, outcome=outcome, maturity_minutes=MATURITY_MINUTES)
+            lift = periodic(mq.lift_vs_rules, f, outcome=outcome, maturity_minutes=MATURITY_MINUTES)
             if lift.is_empty():
                 ui.no_data("No placement has both model-driven and rule-driven decisions yet.")
             else:

@@ -14,7 +14,7 @@ from metrics.queries import explain
 from momento import formatting as fmt
 from momento.codes import Code, sentence
 from pages import analytics, charts, tables, ui
-from pages.cache import cached, latest, scenario
+from pages.cache import cached, periodic, scenario
 from pages.explain import how_computed
 
 ui.header("Governance", "Consent and opt-outs, frequency saturation, parity across segments, the audit trail.")
@@ -23,7 +23,7 @@ FILTERS = ui.filters()
 
 def consent(f: Filters) -> None:
     st.subheader("Consent and opt-outs")
-    c = latest(compliance.consent, f)
+    c = periodic(compliance.consent, f)
     if c.decisions == 0 and c.withdrawn_users == 0 and c.opted_out_users == 0:
         ui.no_data(f"No decisions or events for {ui.describe(f)}.")
         how_computed(explain(compliance.CONSENT, f))
@@ -61,7 +61,7 @@ def consent(f: Filters) -> None:
 
 def saturation(f: Filters) -> None:
     st.subheader("Frequency saturation")
-    dist = latest(compliance.saturation, f)
+    dist = periodic(compliance.saturation, f)
     if dist.is_empty():
         ui.no_data(f"No exposures for {ui.describe(f)}.")
         how_computed(explain(compliance.SATURATION, f))
@@ -91,9 +91,9 @@ def saturation(f: Filters) -> None:
     how_computed(explain(compliance.SATURATION, f))
 
 
-@st.fragment(run_every=ui.SLOW_REFRESH_SECONDS)
+@st.fragment(run_every=ui.REFRESH_SECONDS)
 def parity(f: Filters) -> None:
-    """What the engine chose for each group (heavier: refreshed slowly)."""
+    """What the engine chose for each group (a scan renewed `periodic`ally)."""
     st.subheader("Personalisation and offer parity")
     st.caption(
         "What the engine chose for each group. A disparity is flagged when a chi-square test finds the "
@@ -109,7 +109,7 @@ def parity(f: Filters) -> None:
             "offer_variants": sc.offer_variants,
             "offer_placements": sc.offer_placements,
         }
-        p = latest(compliance.parity, f, **arguments)
+        p = periodic(compliance.parity, f, **arguments)
         if p.groups.is_empty():
             ui.no_data(f"No decisions for {ui.describe(f)}.")
             how_computed(explain(compliance.PARITY, f, **arguments))
@@ -221,11 +221,18 @@ def audit(f: Filters) -> None:
     how_computed(explain(compliance.AUDIT, f, search=search))
 
 
+@st.fragment(run_every=ui.REFRESH_SECONDS)
 def propensities(f: Filters) -> None:
+    """The logged propensities' integrity (a scan renewed `periodic`ally)."""
+    with ui.panel("Propensity integrity"):
+        propensity_counts(f)
+
+
+def propensity_counts(f: Filters) -> None:
     st.subheader("Propensity integrity")
     st.caption("The probabilities logged with every policy's decision, which the Policy lab's estimates rest on.")
     experiences = tuple((e.id, tuple(e.variants)) for e in scenario().experiences)
-    counts = latest(ope_lake.integrity_by_experience, f, experiences)
+    counts = periodic(ope_lake.integrity_by_experience, f, experiences)
     if counts.is_empty():
         ui.no_data(f"No decision chosen by a policy for {ui.describe(f)}.")
     else:
@@ -245,7 +252,7 @@ def propensities(f: Filters) -> None:
                 "unknown": tables.count("No distribution logged"),
             },
         )
-    how_computed(explain(ope_lake.INTEGRITY, f))
+    how_computed(explain(ope_lake.INTEGRITY, f, experiences=experiences))
 
 
 def erasures() -> None:
@@ -271,8 +278,7 @@ def erasures() -> None:
 
 live(FILTERS)
 parity(FILTERS)
-with ui.panel("Propensity integrity"):
-    propensities(FILTERS)
+propensities(FILTERS)
 with ui.panel("Audit trail"):
     audit(FILTERS)
 with ui.panel("Erasure log"):

@@ -17,7 +17,7 @@ from metrics.queries import explain
 from momento import formatting as fmt
 from momento.policy_maths import SINGLE_PREFIX
 from pages import charts, tables, ui
-from pages.cache import latest, scenario
+from pages.cache import periodic, scenario
 from pages.explain import how_computed
 
 
@@ -134,7 +134,7 @@ def subjects(filters: Filters) -> dict[str, Subject]:
         )
         for e in scenario().experiences
     }
-    for campaign, variants in latest(imported_campaigns, filters).items():
+    for campaign, variants in periodic(imported_campaigns, filters).items():
         kinds = (*CONTEXT_FREE, *(f"{SINGLE_PREFIX}{v}" for v in variants))
         out.setdefault(
             campaign, Subject(campaign, f"{campaign} (imported)", PolicyShape(variants, variants[0]), kinds, kinds)
@@ -142,7 +142,7 @@ def subjects(filters: Filters) -> dict[str, Subject]:
     return out
 
 
-@st.fragment(run_every=ui.SLOW_REFRESH_SECONDS)
+@st.fragment(run_every=ui.REFRESH_SECONDS)
 def live() -> None:
     filters: Filters = ui.filters()
     with ui.panel("Policy lab"):
@@ -163,7 +163,7 @@ def live() -> None:
             "Candidates", subject.kinds, default=list(subject.default), key=f"lab_candidates_{chosen}"
         )
         arguments = {"experience_id": chosen, "reward": reward, "window_hours": DEFAULT_WINDOW_HOURS}
-        lab = latest(run_lab, filters, chosen, subject.shape, tuple(kinds), reward, DEFAULT_WINDOW_HOURS)
+        lab = periodic(run_lab, filters, chosen, subject.shape, tuple(kinds), reward, DEFAULT_WINDOW_HOURS)
         if not lab.loaded.rows:
             ui.no_data(
                 f"No decisions chosen by a policy for {subject.name} for {ui.describe(filters)}. Widen the "

@@ -26,15 +26,19 @@ from momento.lake.warehouse import WarehouseError
 from momento.scenario import ScenarioError
 from momento.settings import is_loopback
 from pages import charts
-from pages.cache import cached, scenario, settings, warehouse
+from pages.cache import FIRST_WAIT_SECONDS, cached, scenario, settings, warehouse
 from pages.navigation import through_app
+from pages.renewing import Pending
 
 log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 5
 """How often live panels re-run (a query runs again only when the lake has changed)."""
-SLOW_REFRESH_SECONDS = 30
-"""How often heavy panels (model quality, parity) re-run."""
+PENDING = (
+    f"computed over the whole history for the first time (more than {FIRST_WAIT_SECONDS:g} s): "
+    f"it shows here within a few seconds."
+)
+"""What a panel whose first result is still being computed says."""
 
 SEGMENTS = ("new", "returning")
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
@@ -207,9 +211,13 @@ def _freshness() -> None:
 @contextlib.contextmanager
 def panel(name: str) -> Iterator[None]:
     """Run one panel's body; a damaged lake or scenario, or any unexpected failure, shows a
-    message there instead of a traceback, and the rest of the page keeps working."""
+    message there instead of a traceback, and the rest of the page keeps working. A result still
+    being computed for the first time (`Pending`) says so: the panel fills in on a later redraw
+    (every panel that can be pending is in a fragment redrawn every `REFRESH_SECONDS`)."""
     try:
         yield
+    except Pending:
+        st.info(f"{name}: {PENDING}", icon=":material/hourglass_top:")
     except (WarehouseError, duckdb.Error) as exc:  # duckdb.Error: see _freshness
         st.error(f"{name}: the warehouse cannot be read. {exc}")
     except ScenarioError as exc:

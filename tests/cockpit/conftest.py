@@ -18,6 +18,7 @@ from metrics.sql.query import Statement
 from momento.lake.warehouse import Warehouse
 from momento.scenario import load_scenario
 from momento.settings import PROJECT_ROOT
+from tests.support.cockpit import settled
 
 RunPage = Callable[..., AppTest]
 
@@ -35,14 +36,19 @@ def _clear_caches() -> None:
 
 @pytest.fixture
 def run_page(monkeypatch: pytest.MonkeyPatch, down_url: str) -> Iterator[RunPage]:
-    """`run_page(page, lake, service_url=down, query=None)`: a finished AppTest run of the app
+    """`run_page(page, lake, service_url=down, query=None, settle=True)`: a finished AppTest run of the app
     opened on `page` (e.g. "pages/governance.py"; None: the default page) with `query` in the
     URL. Pages run inside app.py, as in production (it puts the project on the import path and
     draws the sidebar). The cockpit's caches are emptied first: AppTest runs in this process
-    and they would otherwise carry the previous test's lake."""
+    and they would otherwise carry the previous test's lake. The run returned is the first whose
+    panels are all drawn (`settled`), unless `settle` is False."""
 
     def run(
-        page: str | None, lake: Path, service_url: str | None = None, query: Mapping[str, str | list[str]] | None = None
+        page: str | None,
+        lake: Path,
+        service_url: str | None = None,
+        query: Mapping[str, str | list[str]] | None = None,
+        settle: bool = True,
     ) -> AppTest:
         monkeypatch.setenv("MOMENTO_LAKE", str(lake))
         monkeypatch.setenv("MOMENTO_SERVICE_URL", service_url or down_url)
@@ -52,7 +58,7 @@ def run_page(monkeypatch: pytest.MonkeyPatch, down_url: str) -> Iterator[RunPage
             at.query_params[key] = value
         if page is not None:
             at.switch_page(page)
-        return at.run()
+        return settled(at.run()) if settle else at.run()
 
     yield run
     _clear_caches()

@@ -15,6 +15,7 @@ from metrics.filters import Filters
 from metrics.rollup.read import aggregates
 from momento.lake.warehouse import Warehouse
 from momento.settings import load_settings
+from tests.support.cockpit import settled
 
 PAGES = [
     "pages/executive.py",
@@ -30,7 +31,7 @@ BUDGET_MS = load_settings({}).decision_budget_ms
 
 def _visit_every_page(at) -> None:
     for page, title in zip(PAGES, TITLES):
-        at.switch_page(page).run()
+        settled(at.switch_page(page).run())
         assert not at.exception, (page, [e.value for e in at.exception])
         assert any(title in t.value for t in at.title), (page, [t.value for t in at.title])
         assert any("engine unreachable" in m.value for m in at.markdown), page  # live status on every page
@@ -86,7 +87,7 @@ def test_sidebar_choices_reach_every_page(run_page, small_lake, metric_values, p
     assert not at.exception
     assert _filters_caption(at).endswith("Showing: segment = returning, journey = browse")
     for page in PAGES[1:]:
-        at.switch_page(page).run()
+        settled(at.switch_page(page).run())
         assert not at.exception, page
         assert at.selectbox(key="segment").value == "returning", page
         assert _filters_caption(at).endswith("Showing: segment = returning, journey = browse"), page
@@ -99,7 +100,7 @@ def test_sidebar_choices_reach_every_page(run_page, small_lake, metric_values, p
         ).decisions
     finally:
         wh.close()
-    at.switch_page(HEALTH).run()
+    settled(at.switch_page(HEALTH).run())
     assert metric_values(at)["Decisions"] == pt_br(f"{expected:,}")
     at.selectbox(key="journey").select(None).run()
     assert _filters_caption(at).endswith("Showing: segment = returning")

@@ -14,6 +14,8 @@ from metrics import compliance
 from metrics.filters import Filters
 from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter
+from pages import cache
+from tests.support.cockpit import pending, settled
 
 PAGE = "pages/governance.py"
 
@@ -52,9 +54,26 @@ def test_key_numbers_equal_metrics(run_page, small_lake, warehouse, metric_value
     assert "No erasure has been requested." in texts(at)
 
 
+def test_a_panel_computed_for_the_first_time_says_so_and_fills_in_on_a_later_redraw(
+    run_page, small_lake, warehouse, metric_values, monkeypatch
+):
+    """The page's first render does not wait for its scans: each slow panel says it is being
+    computed, the rest of the page is drawn, and the numbers come on the next redraws."""
+    monkeypatch.setattr(cache, "FIRST_WAIT_SECONDS", 0.0)
+    at = run_page(PAGE, small_lake, settle=False)
+    assert not at.exception, [e.value for e in at.exception]
+    waiting = {text.split(":")[0] for text in pending(at)}
+    assert {"Consent", "Frequency saturation", "Parity", "Propensity integrity"} <= waiting
+    assert "Consent rate" not in metric_values(at)
+    assert "Audit trail" in [h.value for h in at.subheader]  # the rest of the page is drawn
+    settled(at)
+    c = compliance.consent(warehouse, Filters())
+    assert metric_values(at)["Users reached by messages"] == f"{c.messaged_users:,}".replace(",", ".")
+
+
 def test_parity_across_another_dimension(run_page, small_lake, warehouse, texts):
     at = run_page(PAGE, small_lake)
-    at.get("button_group")[0].set_value("region").run()
+    settled(at.get("button_group")[0].set_value("region").run())
     assert not at.exception
     want = compliance.parity(warehouse, Filters(), "region", ("discount_10", "discount_15"), ("cart_recovery_offer",))
     shown = _table(at, "personalised_rate")

@@ -1,6 +1,7 @@
 """pages/renewing.py: once a key has a result, a request for a newer version gets it at once while
-one background thread computes the newer one; the first request waits (for `quick` if given);
-a failed renewal keeps the older result and says why."""
+one background thread computes the newer one; the first request waits (for `quick` if given), or
+only so long and then gets `Pending`; a result may be kept for a while whatever the version; a
+failed renewal keeps the older result and says why."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from pages.renewing import Renewing
+from pages.renewing import Pending, Renewing
 
 
 def _eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -109,3 +110,65 @@ def test_a_renewal_is_not_a_daemon_even_when_asked_for_from_a_daemon_thread():
     assert not renewal.daemon
     newer.open.set()
     renewal.join(10)
+
+
+def test_a_first_request_that_may_wait_only_so_long_gets_pending_then_the_result():
+    store = Renewing(8)
+    first = Gate("one")
+    with pytest.raises(Pending):
+        store.get("k", 1, first, wait=0.05)
+    with pytest.raises(Pending):  # a second first request shares the computation
+        store.get("k", 1, first, wait=0.05)
+    first.open.set()
+    _eventually(lambda: store.get("k", 1, first, wait=0.05) == "one")
+    assert first.calls == 1
+    assert store.get("k", 2, lambda: "two", wait=0.05) == "one"  # from now on, as without a wait
+
+
+def test_a_first_request_within_its_wait_gets_the_result():
+    store = Renewing(8)
+    assert store.get("k", 1, lambda: "one", wait=10) == "one"
+    assert store.get("k", 1, lambda: "again", wait=10) == "one"
+
+
+def test_a_first_computation_that_fails_in_the_background_raises_once_then_is_tried_again():
+    store = Renewing(8)
+    failing = Gate(None)
+
+    def broken() -> str:
+        failing()
+        raise OSError("the lake's disk is gone")
+
+    with pytest.raises(Pending):
+        store.get("k", 1, broken, wait=0.05)
+    failing.open.set()
+    _eventually(
+        lambda: failing.calls == 1 and not any(t.name.startswith("momento-renew-") for t in threading.enumerate())
+    )
+    with pytest.raises(OSError, match="disk is gone"):
+        store.get("k", 1, broken, wait=0.05)
+    assert store.get("k", 1, lambda: "fine", wait=10) == "fine"
+
+
+def test_a_quick_first_result_computed_in_the_background_is_renewed_at_once():
+    store = Renewing(8)
+    full = Gate("full")
+    assert store.get("k", 1, full, quick=lambda: "quick", wait=10) == "quick"
+    assert store.get("k", 1, full, quick=lambda: "quick", wait=10) == "quick"  # starts the full one
+    full.open.set()
+    _eventually(lambda: store.get("k", 1, full) == "full")
+
+
+def test_a_result_is_kept_for_every_seconds_whatever_the_version_then_renewed():
+    now = [0.0]
+    store = Renewing(8, clock=lambda: now[0])
+    store.get("k", 1, lambda: "one", every=30)
+    newer = Gate("three")
+    now[0] = 29.0
+    assert store.get("k", 3, newer, every=30) == "one"
+    assert newer.calls == 0  # not renewed: stored 29 s ago
+    now[0] = 31.0
+    assert store.get("k", 3, newer, every=30) == "one"  # renewed in the background
+    _eventually(lambda: newer.calls == 1)
+    newer.open.set()
+    _eventually(lambda: store.get("k", 3, newer, every=30) == "three")

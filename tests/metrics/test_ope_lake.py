@@ -5,6 +5,7 @@ propensities cannot be trusted are counted and left out; the lab evaluates every
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -13,9 +14,11 @@ import pytest
 
 from metrics.filters import Filters
 from metrics.ope_candidates import PolicyShape
+from metrics.ope_data import check_propensities
 from metrics.ope_lab import run_lab
 from metrics.ope_lake import build_log, integrity_by_experience, load_log
 from momento.lake.warehouse import Warehouse
+from tests.metrics import handmade
 
 EXPERIENCE = "home_showcase"
 
@@ -125,3 +128,89 @@ def test_integrity_per_experience_counts_every_policy_decision(wh, bundled_scena
     # probability is lost, so no distribution sums to 1: every row is a problem
     assert wrong["malformed"].item() > 0
     assert wrong["problems"].item() == wrong["rows"].item()
+
+
+def _expected_integrity(rows: list[dict], actions: tuple[str, ...]) -> dict[str, int]:
+    """`check_propensities` on the rows as Python holds them: the plain path the warehouse's
+    counts must equal (each distribution built here from the rows, independently of the SQL)."""
+    index = {name: i for i, name in enumerate(actions)}
+    distribution = np.full((len(rows), len(actions)), np.nan)
+    for i, row in enumerate(rows):
+        if row["action_probabilities"] is None:
+            continue
+        distribution[i] = 0.0
+        for entry in row["action_probabilities"]:
+            if entry["variant"] in index:
+                distribution[i, index[entry["variant"]]] = np.nan if entry["p"] is None else entry["p"]
+    check = check_propensities(
+        np.array([index.get(row["variant"], -1) for row in rows], dtype=np.int64),
+        np.array([row["propensity"] for row in rows], dtype=np.float64),
+        distribution,
+    )
+    return {f.name: getattr(check, f.name) for f in dataclasses.fields(check) if f.name != "floor"}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_integrity_counted_in_the_warehouse_equals_check_propensities_on_random_logs(tmp_path, seed):
+    """Random policy decisions with every kind of damage (propensities outside [0, 1], NaN or 0;
+    distributions missing, empty, not summing to 1, naming unknown or no variants, repeating one,
+    with missing or tiny probabilities; chosen variants not declared), and decisions the check
+    must skip (fallbacks, errors, no context)."""
+    rng = np.random.default_rng(seed)
+    declared = {"home_showcase": ("editorial", "style_affinity", "gift_guide"), "adaptive_cta": ("buy_now", "gift")}
+    placement = {"home_showcase": "homepage_showcase", "adaptive_cta": "product_cta"}
+
+    def probability() -> float | None:
+        return [0.5, 0.0, 0.004, 1.0, 1.3, -0.2, float("nan"), None][rng.integers(8)]
+
+    def distribution(actions: tuple[str, ...]) -> list[dict] | None:
+        kind = rng.integers(5)
+        if kind == 0:
+            return None
+        if kind == 1:  # a well-formed distribution, as the engine logs it
+            return [{"variant": v, "p": float(p)} for v, p in zip(actions, rng.dirichlet(np.ones(len(actions))))]
+        names = [*actions, "unknown_variant", None]
+        return [{"variant": names[rng.integers(len(names))], "p": probability()} for _ in range(rng.integers(4))]
+
+    decisions = []
+    for i in range(600):
+        experience = ("home_showcase", "adaptive_cta")[rng.integers(2)]
+        actions = declared[experience]
+        probabilities = distribution(actions)
+        variant = [*actions, "undeclared"][rng.integers(len(actions) + 1)]
+        propensity = probability()
+        if probabilities and rng.random() < 0.5:  # consistent with its distribution
+            chosen = [e for e in probabilities if e["variant"] in actions and e["p"] is not None]
+            if chosen:
+                variant, propensity = chosen[-1]["variant"], chosen[-1]["p"]
+        decisions.append(
+            handmade.decision(
+                i,
+                i / 60,
+                placement=placement[experience],
+                variant=variant,
+                propensity=float("nan") if propensity is None else propensity,
+                action_probabilities=probabilities,
+                context=None if rng.random() < 0.1 else [0.5, 1.0],
+                fallback=bool(rng.random() < 0.05),
+                status="error" if rng.random() < 0.05 else "ok",
+            )
+        )
+    wh = Warehouse(handmade.write_lake(tmp_path / "lake", decisions=decisions))
+    try:
+        counted = integrity_by_experience(wh, Filters(), tuple(declared.items()))
+    finally:
+        wh.close()
+    assert counted["experience_id"].to_list() == list(declared)
+    for row in counted.iter_rows(named=True):
+        rows = [
+            d
+            for d in decisions
+            if d["experience_id"] == row["experience_id"]
+            and d["context"] is not None
+            and d["status"] == "ok"
+            and not d["fallback"]
+        ]
+        expected = _expected_integrity(rows, declared[row["experience_id"]])
+        assert {k: row[k] for k in expected} == expected
+        assert expected["problems"] > 0 and expected["below_floor"] > 0  # the damage was there to count
