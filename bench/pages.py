@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -55,6 +56,8 @@ DEMO_RATE = 5.0
 """Live sessions per second, as `momento demo` drives the service."""
 TARGET_FIRST_S, TARGET_REFRESH_S, TARGET_RATIO, TARGET_RSS_MB = 3.0, 1.0, 1.5, 1536
 FILL_POLL_S = 0.25
+_PANEL_FAILED = re.compile(r"could not be drawn|cannot be read|is invalid")
+"""What `pages.ui.panel` says when a panel failed."""
 
 
 def _lake(lakes: Path, size: str) -> Path:
@@ -113,9 +116,15 @@ class Live:
 
 
 def _render(at: AppTest) -> tuple[float, int]:
+    """Seconds to run `at`, and the failures it showed: exceptions and panels that could not be
+    drawn (printed)."""
     started = time.perf_counter()
     at.run()
-    return time.perf_counter() - started, len(at.exception)
+    seconds = time.perf_counter() - started
+    failed = [str(e.value) for e in at.exception] + [str(e.value) for e in at.error if _PANEL_FAILED.search(e.value)]
+    for failure in failed:
+        print(f"    failure: {failure[:300]}", file=sys.stderr, flush=True)
+    return seconds, len(failed)
 
 
 def _fresh(page: str) -> AppTest:

@@ -99,6 +99,9 @@ class Settings:
     # for with this shared secret (see pages/ui.py, require_login).
     cockpit_host: str = "127.0.0.1"
     cockpit_proxy_secret: str | None = field(default=None, repr=False)
+    # The cockpit's DuckDB memory (MB): past it queries spill to disk, so the cockpit's size does
+    # not follow the history's.
+    cockpit_memory_mb: int = 1024
     # Writer: flush when this many rows are buffered or this many seconds have passed.
     flush_rows: int = 10_000
     flush_seconds: float = 1.0
@@ -144,6 +147,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         cockpit_port=_int(env, "MOMENTO_COCKPIT_PORT", defaults.cockpit_port),
         cockpit_host=env.get("MOMENTO_COCKPIT_HOST") or defaults.cockpit_host,
         cockpit_proxy_secret=env.get("MOMENTO_COCKPIT_PROXY_SECRET") or None,
+        cockpit_memory_mb=_at_least(
+            "MOMENTO_COCKPIT_MEMORY_MB", _int(env, "MOMENTO_COCKPIT_MEMORY_MB", defaults.cockpit_memory_mb), 128
+        ),
         flush_rows=_int(env, "MOMENTO_FLUSH_ROWS", defaults.flush_rows),
         flush_seconds=_float(env, "MOMENTO_FLUSH_SECONDS", defaults.flush_seconds),
         queue_limit=_int(env, "MOMENTO_QUEUE_LIMIT", defaults.queue_limit),

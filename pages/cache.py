@@ -57,8 +57,11 @@ def settings() -> Settings:
 
 @st.cache_resource
 def warehouse() -> Warehouse:
-    """One read-only warehouse per cockpit process; it refreshes its snapshot itself."""
-    return Warehouse(settings().lake, min_refresh_seconds=SNAPSHOT_SECONDS)
+    """One read-only warehouse per cockpit process; it refreshes its snapshot itself, and its
+    DuckDB keeps to `MOMENTO_COCKPIT_MEMORY_MB` (spilling past it)."""
+    return Warehouse(
+        settings().lake, min_refresh_seconds=SNAPSHOT_SECONDS, memory_limit_mb=settings().cockpit_memory_mb
+    )
 
 
 @st.cache_resource

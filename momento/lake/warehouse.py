@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -74,11 +76,19 @@ class WarehouseError(RuntimeError):
 class Warehouse:
     """Read-only DuckDB views over the lake's current snapshot (see the module docstring)."""
 
-    def __init__(self, lake: Lake, *, min_refresh_seconds: float = 1.0) -> None:
+    def __init__(self, lake: Lake, *, min_refresh_seconds: float = 1.0, memory_limit_mb: int | None = None) -> None:
+        """`memory_limit_mb` bounds DuckDB's memory (its buffers, hash tables and cache of file
+        data; None: DuckDB's default, 80% of the machine's): past it a query spills to a
+        temporary directory of its own, removed on `close`."""
         self.lake = lake_location(lake)
         self.lake.check()
         self.min_refresh_seconds = min_refresh_seconds
-        self._con = duckdb.connect(":memory:", config=_DUCKDB_CONFIG)
+        self._spill: str | None = None
+        config = dict(_DUCKDB_CONFIG)
+        if memory_limit_mb is not None:
+            self._spill = tempfile.mkdtemp(prefix="momento-duckdb-")
+            config |= {"memory_limit": f"{int(memory_limit_mb)}MB", "temp_directory": self._spill}
+        self._con = duckdb.connect(":memory:", config=config)
         _mount(self._con, self.lake)
         self._con.execute("SET TimeZone = 'UTC'")  # storage is UTC; display converts
         self._versions: dict[str, int | None] = {}
@@ -372,3 +382,5 @@ class Warehouse:
         if self._engine is not None:
             self._engine.dispose()
         self._con.close()
+        if self._spill is not None:
+            shutil.rmtree(self._spill, ignore_errors=True)

@@ -32,6 +32,7 @@ def test_allow_drills_reads_the_usual_spellings(raw, value):
         ("MOMENTO_RATE_LIMIT_BURST", "0"),
         ("MOMENTO_RATE_LIMIT_CLIENTS", "0"),
         ("MOMENTO_RATE_LIMIT_BURST", "lots"),
+        ("MOMENTO_COCKPIT_MEMORY_MB", "64"),
     ],
 )
 def test_an_unusable_value_is_an_error_naming_the_variable(name, raw):

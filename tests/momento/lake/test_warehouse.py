@@ -78,6 +78,26 @@ def test_the_newest_bound_is_at_most_a_millisecond_under_the_newest_value(tmp_pa
     writer.close()
 
 
+def test_a_memory_bound_warehouse_answers_the_same_and_removes_its_spill_directory(tmp_path):
+    """The cockpit's warehouse keeps DuckDB within its memory setting, spilling to a temporary
+    directory of its own (not the working directory), removed on close."""
+    events_lake(tmp_path / "lake", 200_000).close()
+    grouping = (
+        "SELECT count(*) AS groups, sum(n) AS rows FROM (SELECT event_id, count(*) AS n FROM events GROUP BY ALL)"
+    )
+    unbounded = Warehouse(tmp_path / "lake")
+    bounded = Warehouse(tmp_path / "lake", memory_limit_mb=64)
+    spill = Path(bounded.scalar("SELECT current_setting('temp_directory')"))
+    try:
+        assert bounded.scalar("SELECT current_setting('memory_limit')") == "61.0 MiB"  # 64 MB
+        assert spill.is_dir() and spill.name.startswith("momento-duckdb-")
+        assert bounded.query(grouping).rows() == unbounded.query(grouping).rows() == [(200_000, 200_000)]
+    finally:
+        bounded.close()
+        unbounded.close()
+    assert not spill.exists()
+
+
 def test_parameters_are_bound_not_interpolated(tmp_path):
     events_lake(tmp_path, 10)
     warehouse = Warehouse(tmp_path)
