@@ -96,7 +96,7 @@ async def _viewer(browser, url: str, index: int, deadline: float, dwell: float, 
         while time.monotonic() < deadline:
             name = names[step % len(names)]
             step += 1
-            began = time.perf_counter()
+            began, clock = time.perf_counter(), time.strftime("%H:%M:%S")
             waiting_for = "the page"
             try:
                 await tab.goto(f"{url}/{PAGES[name]}")
@@ -109,7 +109,7 @@ async def _viewer(browser, url: str, index: int, deadline: float, dwell: float, 
             except Exception as exc:  # a page that never got ready: counted, and the viewer goes on
                 shown = await tab.locator(EXCEPTION).count()
                 tally.failures.append(
-                    f"viewer {index} {name}, waiting for {waiting_for}: {type(exc).__name__}: "
+                    f"{clock} viewer {index} {name}, waiting for {waiting_for}: {type(exc).__name__}: "
                     f"{str(exc).splitlines()[0]}; exceptions shown: {shown}"
                 )
                 continue

@@ -181,9 +181,16 @@ def _metric(tab, label: str) -> str:
     return metric.locator('[data-testid="stMetricValue"]').inner_text()
 
 
-def test_a_shared_link_opens_the_same_view_and_filters_follow_page_switches(system, page):
-    # First request to a fresh cockpit is a deep link: it must still get app.py's navigation.
-    page.goto(f"{system['cockpit']}/engine_health?channel=app")
+def test_a_shared_link_opens_the_same_view_and_filters_follow_page_switches(system, browser, page):
+    # The first requests to a fresh cockpit are deep links, several at once (a team opening a
+    # shared link): each must still get app.py's navigation and sidebar, not the bare page.
+    others = [browser.new_context(viewport=VIEWPORT).new_page() for _ in range(3)]
+    page.goto(f"{system['cockpit']}/engine_health?channel=app", wait_until="commit")
+    for tab, path in zip(others, ("journeys", "governance", "experiments"), strict=True):
+        tab.goto(f"{system['cockpit']}/{path}", wait_until="commit")
+    for tab in others:
+        _ready(tab)
+        tab.context.close()
     _ready(page)
     sidebar = page.locator('[data-testid="stSidebar"]')
     channel = sidebar.locator('[data-testid="stSelectbox"]').filter(has_text="Channel")
