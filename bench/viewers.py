@@ -1,16 +1,28 @@
-"""Many viewers: `--viewers` headless browsers on the live cockpit for `--minutes`.
+"""Many viewers: `--viewers` sessions on the live cockpit for `--minutes`.
 
-Backfills a small lake under /tmp (3 days, 2,000 users), starts the service, the simulator at
-the demo's 5 sessions a second and the cockpit (`momento cockpit`), then opens `--viewers`
-Chromium sessions (Debian's `chromium`, one browser, a context each, driven by playwright).
-Each viewer goes round the five pages: open the page, wait until it is drawn (the sidebar's
-filters, a chart, and Streamlit no longer running the script: the refresh time), then stay
-`--dwell` seconds while the page's panels refresh themselves, and on to the next page. Any
-Streamlit exception box on a page is counted. The cockpit's RSS (Streamlit's process) is
-sampled every 5 s. Prints per page the refreshes, median and p95 refresh time and the
-exceptions, and the cockpit's RSS.
+Backfills a small lake under /tmp (3 days, 2,000 users), starts what `momento demo` runs (the
+service, the simulator at the demo's 5 sessions a second, the rollup job following the lake, the
+cockpit), then opens `--viewers` sessions, driven one of two ways (`--driver`):
 
-    python bench/viewers.py [--viewers 20] [--minutes 5] [--dwell 5] [--quick]   # --quick: 3 viewers, 1 minute
+- `chromium` (default): Debian's Chromium, one browser, a context per viewer, driven by
+  playwright. Each viewer goes round the five pages: open the page, wait until it is drawn (the
+  sidebar's filters, a chart, and Streamlit no longer running the script: the load time), stay
+  `--dwell` seconds while the page's panels refresh themselves, and on to the next page. On a
+  two-core machine the browsers' own rendering takes most of the CPU, so the times are the
+  browsers' as much as the cockpit's.
+- `protocol`: each viewer is a Streamlit session spoken to over its websocket as the browser
+  speaks to it (`/_stcore/stream`: a run of the page, then the reruns of every fragment at the
+  interval the cockpit asks for), without rendering: the cockpit's own cost for that many
+  sessions. Load time: from asking for the page to the end of its run; refresh time: from a
+  fragment's timer to the end of its rerun.
+
+Any Streamlit exception box on a page, and any panel that says it could not be drawn, is
+counted. The cockpit's RSS (Streamlit's process) is sampled every 5 s. Prints per page the
+loads, median and p95 load time, the refreshes and their median and p95 (protocol), the
+failures, and the cockpit's RSS.
+
+    python bench/viewers.py [--viewers 20] [--minutes 5] [--dwell 5] [--driver protocol] [--quick]
+    # --quick: 3 viewers, 1 minute
 """
 
 from __future__ import annotations
@@ -28,7 +40,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import websockets
 from playwright.async_api import async_playwright
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -65,6 +80,8 @@ NOT_RUNNING = (
     " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')"
 )
 READY_TIMEOUT_MS = 120_000
+PANEL_FAILED = ("could not be drawn", "cannot be read")
+"""What a panel that failed says (pages.ui.panel)."""
 
 
 def rss_mb(pid: int) -> float:
@@ -79,10 +96,11 @@ def rss_mb(pid: int) -> float:
 
 
 class Tally:
-    """Refresh times and exceptions per page, and what went wrong."""
+    """Load and refresh times and exceptions per page, and what went wrong."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, list[float]] = defaultdict(list)
+        self.refreshes: dict[str, list[float]] = defaultdict(list)
         self.exceptions: dict[str, int] = defaultdict(int)
         self.failures: list[str] = []
 
@@ -130,6 +148,71 @@ async def _view(url: str, viewers: int, seconds: float, dwell: float) -> Tally:
     return tally
 
 
+def _rerun(page: str, fragment_id: str = "") -> bytes:
+    """What the browser sends to run `page` (a URL path; "" the default page), or one of its
+    fragments on its timer."""
+    message = BackMsg()
+    message.rerun_script.page_name = page
+    message.rerun_script.query_string = ""
+    if fragment_id:
+        message.rerun_script.fragment_id = fragment_id
+        message.rerun_script.is_auto_rerun = True
+    return message.SerializeToString()
+
+
+async def _run(ws, request: bytes, name: str, tally: Tally, fragments: dict[str, float]) -> float:
+    """Send `request` and read the cockpit's answer to the end of the run it asked for: seconds.
+    Exceptions and failed panels are counted on `name`; the fragments the run asks to be rerun
+    on a timer are put in `fragments` (id -> interval)."""
+    began = time.perf_counter()
+    await ws.send(request)
+    while True:
+        message = ForwardMsg()
+        message.ParseFromString(await asyncio.wait_for(ws.recv(), READY_TIMEOUT_MS / 1000))
+        kind = message.WhichOneof("type")
+        if kind == "delta" and message.delta.WhichOneof("type") == "new_element":
+            element = message.delta.new_element
+            failed = element.WhichOneof("type") == "alert" and any(t in element.alert.body for t in PANEL_FAILED)
+            if element.WhichOneof("type") == "exception" or failed:
+                tally.exceptions[name] += 1
+        elif kind == "auto_rerun":
+            fragments[message.auto_rerun.fragment_id] = message.auto_rerun.interval
+        elif kind == "script_finished" and message.script_finished in (
+            ForwardMsg.FINISHED_SUCCESSFULLY,
+            ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY,
+            ForwardMsg.FINISHED_WITH_COMPILE_ERROR,
+        ):  # FINISHED_EARLY_FOR_RERUN: the run that follows is read too
+            return time.perf_counter() - began
+
+
+async def _session(url: str, index: int, deadline: float, dwell: float, tally: Tally) -> None:
+    """One viewer as a Streamlit session over its websocket (see the module docstring)."""
+    names = list(PAGES)
+    step = index
+    while time.monotonic() < deadline:
+        async with websockets.connect(
+            url.replace("http://", "ws://") + "/_stcore/stream", subprotocols=["streamlit"], max_size=None
+        ) as ws:
+            while time.monotonic() < deadline:
+                name = names[step % len(names)]
+                step += 1
+                clock, fragments = time.strftime("%H:%M:%S"), {}
+                try:
+                    tally.seconds[name].append(await _run(ws, _rerun(PAGES[name]), name, tally, fragments))
+                    stay = time.monotonic() + dwell
+                    due = {fragment: time.monotonic() + every for fragment, every in fragments.items()}
+                    while due and min(due.values()) < stay:
+                        fragment = min(due, key=due.__getitem__)
+                        await asyncio.sleep(max(0.0, due[fragment] - time.monotonic()))
+                        request = _rerun(PAGES[name], fragment)
+                        tally.refreshes[name].append(await _run(ws, request, name, tally, {}))
+                        due[fragment] = time.monotonic() + fragments[fragment]
+                    await asyncio.sleep(max(0.0, stay - time.monotonic()))
+                except TimeoutError:
+                    tally.failures.append(f"{clock} viewer {index} {name}: no end of the run within 120 s")
+                    break  # a new session: this one may still be running it
+
+
 def _wait_for_cockpit(url: str, process: subprocess.Popen, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
@@ -147,10 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--viewers", type=int, default=20)
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--dwell", type=float, default=5.0, help="seconds on a page after it is drawn")
+    parser.add_argument("--driver", choices=("chromium", "protocol"), default="chromium", help="see above")
     parser.add_argument("--quick", action="store_true", help="3 viewers for 1 minute")
     args = parser.parse_args(argv)
     viewers, minutes = (3, 1.0) if args.quick else (args.viewers, args.minutes)
-    if not Path(CHROMIUM).exists():
+    if args.driver == "chromium" and not Path(CHROMIUM).exists():
         print(f"no Chromium at {CHROMIUM}: `make chromium` installs Debian's", file=sys.stderr)
         return 2
     python = [sys.executable, "-m", "cli.main"]
@@ -168,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         commands = {
             "service": [*python, "serve", "--port", str(service_port)],
             "simulator": [*python, "simulate", "--url", service_url, "--rate", "5"],
+            "rollups": [*python, "rollup", "--follow"],
             "cockpit": [*python, "cockpit", "--port", str(cockpit_port)],
         }
         processes: dict[str, subprocess.Popen] = {}
@@ -190,7 +275,14 @@ def main(argv: list[str] | None = None) -> int:
 
                 sampler = asyncio.create_task(sample())
                 try:
-                    return await _view(cockpit_url, viewers, minutes * 60, args.dwell)
+                    if args.driver == "chromium":
+                        return await _view(cockpit_url, viewers, minutes * 60, args.dwell)
+                    tally = Tally()
+                    deadline = time.monotonic() + minutes * 60
+                    await asyncio.gather(
+                        *(_session(cockpit_url, i, deadline, args.dwell, tally) for i in range(viewers))
+                    )
+                    return tally
                 finally:
                     sampler.cancel()
 
@@ -206,13 +298,20 @@ def main(argv: list[str] | None = None) -> int:
                         process.wait(60)
                     except subprocess.TimeoutExpired:
                         process.kill()
-    print(f"{viewers} viewers for {elapsed / 60:.1f} minutes, {args.dwell:g} s on each page after it is drawn")
-    print(f"\n{'page':<15} {'refreshes':>9} {'median s':>9} {'p95 s':>7} {'max s':>7} {'exceptions':>10}")
+    print(
+        f"{viewers} viewers ({args.driver}) for {elapsed / 60:.1f} minutes, {args.dwell:g} s on each page "
+        f"after it is drawn; load average at the end {', '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
+    print(
+        f"\n{'page':<15} {'loads':>6} {'median s':>9} {'p95 s':>7} {'max s':>7} "
+        f"{'refreshes':>9} {'median s':>9} {'p95 s':>7} {'failures':>8}"
+    )
     for name in PAGES:
-        seconds = np.array(tally.seconds[name]) if tally.seconds[name] else np.array([np.nan])
+        loads, refreshes = (np.array(tally.seconds[name] or [np.nan]), np.array(tally.refreshes[name] or [np.nan]))
         print(
-            f"{name:<15} {len(tally.seconds[name]):>9} {np.median(seconds):>9.2f} "
-            f"{np.percentile(seconds, 95):>7.2f} {np.max(seconds):>7.2f} {tally.exceptions[name]:>10}"
+            f"{name:<15} {len(tally.seconds[name]):>6} {np.median(loads):>9.2f} {np.percentile(loads, 95):>7.2f} "
+            f"{np.max(loads):>7.2f} {len(tally.refreshes[name]):>9} {np.median(refreshes):>9.2f} "
+            f"{np.percentile(refreshes, 95):>7.2f} {tally.exceptions[name]:>8}"
         )
     print(
         f"\ncockpit RSS: {rss[0]:.0f} MB before the viewers, median {np.nanmedian(rss):.0f} MB, "
