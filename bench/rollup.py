@@ -4,8 +4,9 @@
    without rollups), in a subprocess of its own: seconds, raw rows folded per second, events
    per second, peak memory.
 2. Live: one minute of the demo's traffic (the real service, driven by the live simulator at
-   the demo's rate of 5 sessions/s), then one run of the job folding it in: seconds per run,
-   rows folded. Repeated `--repeats` times; medians.
+   the demo's rate of 5 sessions/s), then one run of the job folding it in, the job kept
+   between runs as `momento rollup --follow` keeps it: seconds per run, rows folded. Repeated
+   `--repeats` times; medians.
 
 The lake is built in a temporary directory (`--events`, default 1M) unless `--lake` names one
 (it is copied first, so the original is left untouched).
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
@@ -69,18 +71,48 @@ def _catch_up(lake: Path) -> dict:
     }
 
 
-def _subprocess(flag: str, lake: Path) -> dict:
-    done = subprocess.run([sys.executable, __file__, flag, str(lake)], capture_output=True, text=True, check=False)
+def _subprocess(flag: str, lake: Path, *extra: str) -> Any:
+    done = subprocess.run(
+        [sys.executable, __file__, flag, str(lake), *extra], capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{flag} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _live_minute(lake: Path) -> dict:
-    """A minute of the demo's traffic through the real service, then one timed fold of it."""
-    from cli.processes import free_loopback_port, service_command, wait_until_healthy
+def _live_minutes(lake: Path, repeats: int) -> list[dict]:
+    """`repeats` times: a minute of the demo's traffic through the real service, then one timed
+    run of the job folding it in, as `momento rollup --follow` runs it (one job kept between
+    runs; its first run, untimed, folds what was pending)."""
     from metrics.rollup.job import RollupJob
     from momento.scenario import load_scenario
+
+    pre_days = load_scenario(ROOT / "data" / "scenario.toml").business.pre_period_days
+    job = RollupJob(lake, pre_days)
+    job.run()
+    runs = []
+    try:
+        for _ in range(repeats):
+            _one_live_minute(lake)
+            started = time.perf_counter()
+            report = job.run()
+            runs.append(
+                {
+                    "seconds": time.perf_counter() - started,
+                    "rows": report.rows_folded,
+                    "users": report.users,
+                    "kind": report.kind,
+                }
+            )
+            print(f"live minute: {runs[-1]}", file=sys.stderr, flush=True)
+    finally:
+        job.close()
+    return runs
+
+
+def _one_live_minute(lake: Path) -> None:
+    """A minute of the demo's traffic through the real service, written to `lake`."""
+    from cli.processes import free_loopback_port, service_command, wait_until_healthy
 
     port = free_loopback_port()
     url = f"http://127.0.0.1:{port}"
@@ -111,15 +143,6 @@ def _live_minute(lake: Path) -> dict:
         finally:
             service.terminate()  # it flushes its writer and may be compacting: give it time
             service.wait(timeout=300)
-    pre_days = load_scenario(ROOT / "data" / "scenario.toml").business.pre_period_days
-    started = time.perf_counter()
-    report = RollupJob(lake, pre_days).run_once()
-    return {
-        "seconds": time.perf_counter() - started,
-        "rows": report.rows_folded,
-        "users": report.users,
-        "kind": report.kind,
-    }
 
 
 def _build(events: int, into: Path) -> Path:
@@ -148,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_catch_up(args.catch_up)))
         return 0
     if args.live is not None:
-        print(json.dumps(_live_minute(args.live)))
+        print(json.dumps(_live_minutes(args.live, args.repeats)))
         return 0
     with tempfile.TemporaryDirectory(prefix="momento-bench-rollup-") as tmp:
         lake = Path(tmp) / "lake"
@@ -158,10 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             _build(_size(args.events), lake)
         catch_up = _subprocess("--catch-up", lake)
         print(f"catch-up: {catch_up}", file=sys.stderr, flush=True)
-        live = []
-        for _ in range(args.repeats):
-            live.append(_subprocess("--live", lake))
-            print(f"live minute: {live[-1]}", file=sys.stderr, flush=True)
+        live = _subprocess("--live", lake, "--repeats", str(args.repeats))
     seconds = statistics.median(run["seconds"] for run in live)
     each = ", ".join(f"{run['seconds']:.2f}" for run in live)
     print(f"{'phase':<34} {'seconds':>8} {'rows':>11} {'rows/s':>10} {'events/s':>10} {'peak MB':>8}")

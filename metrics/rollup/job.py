@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +33,7 @@ import pyarrow.compute as pc
 from metrics.rollup import definitions as defs
 from metrics.rollup.fold import Batch, Folded, fold
 from metrics.rollup.session import Engine, duckdb_engine
-from metrics.rollup.state import COMMITTED, RUN_ID, RUNS_SCHEMA, WATERMARKED, RawTable, schema
+from metrics.rollup.state import COMMITTED, RUN_ID, RUNS_SCHEMA, WATERMARKED, Aggregate, RawTable, StateTable, schema
 from momento.lake.location import Lake, lake_location
 from momento.lake.rollups import ROLLUP_PREFIX, ROLLUP_RUNS, TABLE_VERSIONS, RollupStore, dump_versions
 from momento.lake.warehouse import Warehouse, used_params
@@ -91,6 +92,8 @@ def _tail(table: RawTable) -> str:
     return f"SELECT * FROM {table} WHERE loaded_at > ${table}_w AND loaded_at <= ${table}_u"
 
 
+APPEND_THREADS = 4
+"""Rollup tables committed at once by a run."""
 PARTITION_ROWS = 4_000_000
 """Raw rows (events, exposures and decisions) a rebuild folds at once (on DuckDB, about 2.5M
 events: 2-3 GB of memory)."""
@@ -136,53 +139,90 @@ class RollupJob:
         and the run log stay on this process either way."""
         self.partition_rows = partition_rows
         """Raw rows a rebuild folds at once (`rebuild_parts`)."""
+        self._wh: Warehouse | None = None
 
     def run_once(self) -> RunReport:
-        """Catch up with the lake now (a rebuild when needed); one run."""
+        """Catch up with the lake now (a rebuild when needed); one run, then `close`."""
+        try:
+            return self.run()
+        finally:
+            self.close()
+
+    def run(self) -> RunReport:
+        """One run under the lake's rollup lock, keeping the warehouse for the next (`close`
+        lets go of it)."""
         with self.store.lock():
             return self._run()
+
+    def close(self) -> None:
+        """Let go of the warehouse kept between runs."""
+        if self._wh is not None:
+            self._wh.close()
+            self._wh = None
+
+    def _warehouse(self) -> Warehouse:
+        """The job's warehouse at the lake's newest snapshot. It is kept between runs (opening
+        one replays every table's log: seconds on a lake with a long history, against a refresh
+        that reads only the new commits), without DuckDB's cache of file data, which would grow
+        with the lake for as long as the job runs."""
+        if self._wh is None:
+            self._wh = Warehouse(self.lake, min_refresh_seconds=0.0, cache_file_data=False)
+        else:
+            self._wh.refresh(force=True)
+        return self._wh
 
     def _run(self) -> RunReport:
         started = time.perf_counter()
         started_at = datetime.now(UTC)
-        wh = Warehouse(self.lake, min_refresh_seconds=0.0)
         try:
-            last = latest_run(wh)
-            upper = self._uppers(wh)
-            unreadable = [name for name in wh.errors if name.startswith(ROLLUP_PREFIX)]
-            if unreadable:
-                log.warning("rollup tables %s cannot be read: rebuilding", ", ".join(sorted(unreadable)))
-            if last is None or last.definitions != self.definitions or unreadable:
-                self.store.drop_all()
-                wh.refresh(force=True)
-                kind, batch = "rebuild", self._batch_all(upper)
-            else:
-                kind, batch = "fold", self._batch_since(wh, last, upper)
-            if kind == "fold" and not _has_rows(wh, batch):
-                return RunReport(last.run_id if last else 0, "idle", 0, 0, time.perf_counter() - started)
-            run_id = self._next_run_id(last)
-            touched = 0
-            rows = batch_rows(wh, batch)
-            parts = rebuild_parts(batch, rows, self.partition_rows) if kind == "rebuild" else [batch]
-            existing = wh.readable if kind == "fold" else frozenset()
-            for part in parts:
-                with self.engine(wh) as session:
-                    folded = fold(session, part, self.pre_days, prior=kind == "fold", existing=existing)
-                self._append(folded, run_id)
-                touched += folded.touched_users
-            kind = "erase" if batch.erased else kind
-            self._log(run_id, kind, started_at, upper, rows, self._newest_event(wh, last, kind, upper))
-            if batch.erased:
-                self._forget(batch.erased)
-            return RunReport(run_id, kind, rows, touched, time.perf_counter() - started)
-        finally:
-            wh.close()
+            return self._fold_new_rows(self._warehouse(), started, started_at)
+        except BaseException:
+            self.close()  # the next run starts from a fresh warehouse
+            raise
+
+    def _fold_new_rows(self, wh: Warehouse, started: float, started_at: datetime) -> RunReport:
+        last = latest_run(wh)
+        upper = self._uppers(wh)
+        unreadable = [name for name in wh.errors if name.startswith(ROLLUP_PREFIX)]
+        if unreadable:
+            log.warning("rollup tables %s cannot be read: rebuilding", ", ".join(sorted(unreadable)))
+        if last is None or last.definitions != self.definitions or unreadable:
+            self.store.drop_all()
+            wh.refresh(force=True)
+            kind, batch = "rebuild", self._batch_all(upper)
+        else:
+            kind, batch = "fold", self._batch_since(wh, last, upper)
+        if kind == "fold" and not _has_rows(wh, batch):
+            return RunReport(last.run_id if last else 0, "idle", 0, 0, time.perf_counter() - started)
+        run_id = self._next_run_id(last)
+        touched = 0
+        rows = batch_rows(wh, batch)
+        parts = rebuild_parts(batch, rows, self.partition_rows) if kind == "rebuild" else [batch]
+        existing = wh.readable if kind == "fold" else frozenset()
+        for part in parts:
+            with self.engine(wh) as session:
+                folded = fold(session, part, self.pre_days, prior=kind == "fold", existing=existing)
+            self._append(folded, run_id)
+            touched += folded.touched_users
+        kind = "erase" if batch.erased else kind
+        self._log(run_id, kind, started_at, upper, rows, self._newest_event(wh, last, kind, upper))
+        if batch.erased:
+            self._forget(batch.erased)
+        return RunReport(run_id, kind, rows, touched, time.perf_counter() - started)
 
     # -- inputs ---------------------------------------------------------------------------------
 
     def _uppers(self, wh: Warehouse) -> dict[str, datetime | None]:
-        """The newest load time of each raw table in this snapshot: the new watermark."""
-        return {t: wh.scalar(f"SELECT max(loaded_at) FROM {t}") for t in WATERMARKED}
+        """The newest load time of each raw table in this snapshot: the new watermark. Read from
+        the rows at or above the lower bound the Delta log gives (`Warehouse.newest_bound`), so
+        only the newest row groups are read, whatever the history; all rows when there is none."""
+        return {
+            t: wh.scalar(
+                f"SELECT max(loaded_at) FROM {t} WHERE loaded_at >= coalesce($bound, TIMESTAMPTZ '-infinity')",
+                {"bound": wh.newest_bound(t, "loaded_at")},
+            )
+            for t in WATERMARKED
+        }
 
     def _batch_all(self, upper: dict[str, datetime | None]) -> Batch:
         """Every row of this snapshot (the warehouse's views are pinned to it, so `upper` is what
@@ -239,14 +279,21 @@ class RollupJob:
         return max(now, (last.run_id + 1) if last else 0)
 
     def _append(self, folded: Folded, run_id: int) -> None:
+        """Append the fold's rows under `run_id`, a commit per table, several at once (each
+        commit waits on the disk or the object store more than on this process)."""
         # per-user state in user order: a fold's lookup of its users skips the rest (momento.lake.rollups)
         tables = [(t, folded.state[t.name].sort_by("user_id")) for t in defs.STATE] + [
             (a, folded.increments[a.name]) for a in defs.AGGREGATES
         ]
-        for table, rows in tables:
+
+        def append(table: StateTable | Aggregate, rows: pa.Table) -> None:
             if rows.num_rows or self.store.table(defs.TABLE_NAMES(table.name)) is None:
                 stamped = rows.append_column(RUN_ID, pa.array([run_id] * rows.num_rows, pa.int64()))
                 self.store.append(defs.TABLE_NAMES(table.name), stamped, schema(table))
+
+        with ThreadPoolExecutor(APPEND_THREADS, thread_name_prefix="momento-rollup-append") as pool:
+            for done in [pool.submit(append, table, rows) for table, rows in tables]:
+                done.result()  # raises what an append raised: the run is not logged
 
     def _newest_event(
         self, wh: Warehouse, last: Run | None, kind: str, upper: dict[str, datetime | None]
@@ -304,35 +351,32 @@ class RollupJob:
         run log keeps only what the merged rows still refer to. State rows of the users in
         `forget` are left out."""
         started_at = datetime.now(UTC)
-        wh = Warehouse(self.lake, min_refresh_seconds=0.0)
-        try:
-            last = latest_run(wh)
-            if last is None:
-                return
-            run_id = self._next_run_id(last)
-            for table in (*defs.STATE, *defs.AGGREGATES):
-                name = defs.TABLE_NAMES(table.name)
-                if not wh.has(name):
-                    continue
-                rows_of = f"(SELECT * FROM {name} WHERE {COMMITTED}"
-                rows_of += " AND NOT list_contains($forget, user_id))" if table in defs.STATE else ")"
-                merged = table.merged_sql(rows_of)
-                names = [c.name for c in table.keys]
-                order = ", ".join(sorted(names, key=lambda n: n != "user_id"))
-                cursor = wh.cursor()
-                try:
-                    sql = f"SELECT *, CAST({run_id} AS BIGINT) AS {RUN_ID} FROM ({merged}) ORDER BY {order}"
-                    rows = cursor.sql(sql, params=used_params(sql, {"forget": list(forget)})).arrow().read_all()
-                finally:
-                    cursor.close()
-                self.store.replace(name, rows, schema(table))
-            self._log(run_id, "compact", started_at, last.loaded_to, 0, last.events_max_ts)
-            runs = self.store.table(ROLLUP_RUNS)
-            assert runs is not None  # it holds the row just logged
-            kept = runs.to_pyarrow_dataset().to_table(filter=pc.field(RUN_ID) >= run_id)
-            self.store.replace(ROLLUP_RUNS, kept, RUNS_SCHEMA)
-        finally:
-            wh.close()
+        wh = self._warehouse()
+        last = latest_run(wh)
+        if last is None:
+            return
+        run_id = self._next_run_id(last)
+        for table in (*defs.STATE, *defs.AGGREGATES):
+            name = defs.TABLE_NAMES(table.name)
+            if not wh.has(name):
+                continue
+            rows_of = f"(SELECT * FROM {name} WHERE {COMMITTED}"
+            rows_of += " AND NOT list_contains($forget, user_id))" if table in defs.STATE else ")"
+            merged = table.merged_sql(rows_of)
+            names = [c.name for c in table.keys]
+            order = ", ".join(sorted(names, key=lambda n: n != "user_id"))
+            cursor = wh.cursor()
+            try:
+                sql = f"SELECT *, CAST({run_id} AS BIGINT) AS {RUN_ID} FROM ({merged}) ORDER BY {order}"
+                rows = cursor.sql(sql, params=used_params(sql, {"forget": list(forget)})).arrow().read_all()
+            finally:
+                cursor.close()
+            self.store.replace(name, rows, schema(table))
+        self._log(run_id, "compact", started_at, last.loaded_to, 0, last.events_max_ts)
+        runs = self.store.table(ROLLUP_RUNS)
+        assert runs is not None  # it holds the row just logged
+        kept = runs.to_pyarrow_dataset().to_table(filter=pc.field(RUN_ID) >= run_id)
+        self.store.replace(ROLLUP_RUNS, kept, RUNS_SCHEMA)
 
     def follow(self, interval: float, stop: threading.Event, compact_every: float = 300.0) -> None:
         """Run every `interval` seconds until `stop` is set; merge small files now and then."""
@@ -359,6 +403,7 @@ class RollupJob:
                     return
                 log.exception("rollup run failed; retried in %.0f s", interval)
             stop.wait(interval)
+        self.close()
 
 
 def _has_rows(wh: Warehouse, batch: Batch) -> bool:

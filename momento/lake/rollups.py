@@ -24,6 +24,7 @@ import json
 import os
 import re
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Literal
 
@@ -92,34 +93,58 @@ def conform(name: str, data: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 class RollupStore:
-    """Appends, replaces and deletes rows of the lake's rollup tables (one job per lake)."""
+    """Appends, replaces and deletes rows of the lake's rollup tables (one job per lake).
+
+    The tables stay open between calls (opening one replays its log): while the store's job holds
+    the lock it is their only writer, so each write leaves the open table at its new version; on
+    taking the lock it catches up with what another job may have committed meanwhile."""
 
     def __init__(self, root: Lake) -> None:
         self.root = lake_location(root)
         self.root.check()
+        self._open: dict[str, DeltaTable] = {}
+        self._current: set[str] = set()  # open tables read since the lock was last taken
+        self._guard = threading.Lock()  # tables are written from several threads at once
 
     def table(self, name: str) -> DeltaTable | None:
-        path = rollup_path(self.root, name)
-        return path.delta() if path.is_delta() else None
+        """Rollup table `name` at its newest version (None if it does not exist)."""
+        with self._guard:
+            table = self._open.get(name)
+            if table is None:
+                path = rollup_path(self.root, name)
+                if not path.is_delta():
+                    return None
+                table = self._open[name] = path.delta()
+            elif name not in self._current:
+                table.update_incremental()
+            self._current.add(name)
+            return table
 
-    def append(self, name: str, data: pa.Table, schema: pa.Schema) -> None:
-        """Commit `data` to `name`, creating the table with `schema` the first time."""
-        self._write(name, conform(name, data, schema), schema, "append")
+    def append(self, name: str, data: pa.Table, schema: pa.Schema) -> int:
+        """Commit `data` to `name`, creating the table with `schema` the first time; the table's
+        new version."""
+        return self._write(name, conform(name, data, schema), schema, "append")
 
-    def replace(self, name: str, data: pa.Table, schema: pa.Schema) -> None:
-        """Replace every row of `name` by `data` in one commit (readers see old or new)."""
-        self._write(name, conform(name, data, schema), schema, "overwrite")
+    def replace(self, name: str, data: pa.Table, schema: pa.Schema) -> int:
+        """Replace every row of `name` by `data` in one commit (readers see old or new); the
+        table's new version."""
+        return self._write(name, conform(name, data, schema), schema, "overwrite")
 
-    def _write(self, name: str, data: pa.Table, schema: pa.Schema, mode: Literal["append", "overwrite"]) -> None:
-        path = rollup_path(self.root, name)
-        if self.table(name) is None:
+    def _write(self, name: str, data: pa.Table, schema: pa.Schema, mode: Literal["append", "overwrite"]) -> int:
+        table = self.table(name)
+        if table is None:
             # No per-file statistics in the Delta log, which erasure cannot rewrite: the state's
             # user ids would stay there (readers list files; the Parquet footers keep the ranges).
-            path.create_delta(schema, name=name, configuration={"delta.dataSkippingNumIndexedCols": "0"})
+            rollup_path(self.root, name).create_delta(
+                schema, name=name, configuration={"delta.dataSkippingNumIndexedCols": "0"}
+            )
+            table = self.table(name)
+            assert table is not None  # just created
         if mode == "append":  # deltalake types the two modes as separate overloads
-            write_deltalake(path.uri, data, mode="append", storage_options=path.options, writer_properties=_WRITER)
+            write_deltalake(table, data, mode="append", writer_properties=_WRITER)
         else:
-            write_deltalake(path.uri, data, mode="overwrite", storage_options=path.options, writer_properties=_WRITER)
+            write_deltalake(table, data, mode="overwrite", writer_properties=_WRITER)
+        return table.version()  # the write moved the open table to the version it committed
 
     def maintain(self, retention_hours: float) -> None:
         """Merge small files and vacuum what no snapshot younger than the retention reads."""
@@ -134,13 +159,19 @@ class RollupStore:
 
     def drop_all(self) -> None:
         """Remove every rollup table (a rebuild starts from nothing)."""
+        with self._guard:
+            self._open.clear()
         for path in rollup_tables(self.root).values():
             path.remove()
 
-    def lock(self) -> contextlib.AbstractContextManager[None]:
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
         """Hold the lake's rollup lock; `RollupLocked` if another job has it (see the module
         docstring for the two kinds)."""
-        return self._file_lock() if self.root.is_local else self._commit_lock()
+        with self._file_lock() if self.root.is_local else self._commit_lock():
+            with self._guard:
+                self._current.clear()  # another job may have written since the last time
+            yield
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:

@@ -76,21 +76,32 @@ class WarehouseError(RuntimeError):
 class Warehouse:
     """Read-only DuckDB views over the lake's current snapshot (see the module docstring)."""
 
-    def __init__(self, lake: Lake, *, min_refresh_seconds: float = 1.0, memory_limit_mb: int | None = None) -> None:
+    def __init__(
+        self,
+        lake: Lake,
+        *,
+        min_refresh_seconds: float = 1.0,
+        memory_limit_mb: int | None = None,
+        cache_file_data: bool = True,
+    ) -> None:
         """`memory_limit_mb` bounds DuckDB's memory (its buffers, hash tables and cache of file
         data; None: DuckDB's default, 80% of the machine's): past it a query spills to a
-        temporary directory of its own, removed on `close`."""
+        temporary directory of its own, removed on `close`. `cache_file_data`: DuckDB keeps the
+        Parquet data it read in memory for the next queries (up to that bound)."""
         self.lake = lake_location(lake)
         self.lake.check()
         self.min_refresh_seconds = min_refresh_seconds
         self._spill: str | None = None
-        config = dict(_DUCKDB_CONFIG)
+        config = dict(_DUCKDB_CONFIG, enable_external_file_cache=cache_file_data)
         if memory_limit_mb is not None:
             self._spill = tempfile.mkdtemp(prefix="momento-duckdb-")
             config |= {"memory_limit": f"{int(memory_limit_mb)}MB", "temp_directory": self._spill}
         self._con = duckdb.connect(":memory:", config=config)
         _mount(self._con, self.lake)
         self._con.execute("SET TimeZone = 'UTC'")  # storage is UTC; display converts
+        # A Delta data file never changes once written: its Parquet footer is read once, not by
+        # every query that lists it (a rollup table holds a small file per run between compactions).
+        self._con.execute("SET parquet_metadata_cache = true")
         self._versions: dict[str, int | None] = {}
         self._kinds: dict[str, str] = {}  # what answers for each name: a VIEW or an empty TABLE
         # Tables whose Delta log cannot be read: queries touching them raise WarehouseError.
