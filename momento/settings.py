@@ -101,7 +101,7 @@ class Settings:
     cockpit_proxy_secret: str | None = field(default=None, repr=False)
     # The cockpit's DuckDB memory (MB): past it queries spill to disk, so the cockpit's size does
     # not follow the history's.
-    cockpit_memory_mb: int = 1024
+    cockpit_memory_mb: int = 768
     # Writer: flush when this many rows are buffered or this many seconds have passed.
     flush_rows: int = 10_000
     flush_seconds: float = 1.0
