@@ -48,6 +48,14 @@ ROW_GROUP_ROWS = 16_384
 spans a narrow range of users and a lookup of a few users (a fold of the live tail) reads the
 few row groups whose range holds them, not the whole table."""
 _WRITER = WriterProperties(max_row_group_size=ROW_GROUP_ROWS)
+_CONFIGURATION = {
+    # No per-file statistics in the Delta log, which erasure cannot rewrite: the state's user ids
+    # would stay there (readers list files; the Parquet footers keep the ranges).
+    "delta.dataSkippingNumIndexedCols": "0",
+    # A checkpoint every 10 commits (not 100): every reader opening a rollup table replays the
+    # commits since the last one, and a run commits to every table.
+    "delta.checkpointInterval": "10",
+}
 
 
 class RollupLocked(RuntimeError):
@@ -115,6 +123,8 @@ class RollupStore:
                 if not path.is_delta():
                     return None
                 table = self._open[name] = path.delta()
+                if table.metadata().configuration != _CONFIGURATION:
+                    table.alter.set_table_properties(_CONFIGURATION)  # a table made before a setting was
             elif name not in self._current:
                 table.update_incremental()
             self._current.add(name)
@@ -133,11 +143,7 @@ class RollupStore:
     def _write(self, name: str, data: pa.Table, schema: pa.Schema, mode: Literal["append", "overwrite"]) -> int:
         table = self.table(name)
         if table is None:
-            # No per-file statistics in the Delta log, which erasure cannot rewrite: the state's
-            # user ids would stay there (readers list files; the Parquet footers keep the ranges).
-            rollup_path(self.root, name).create_delta(
-                schema, name=name, configuration={"delta.dataSkippingNumIndexedCols": "0"}
-            )
+            rollup_path(self.root, name).create_delta(schema, name=name, configuration=_CONFIGURATION)
             table = self.table(name)
             assert table is not None  # just created
         if mode == "append":  # deltalake types the two modes as separate overloads
