@@ -40,7 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
     simulate.add_argument("--seed", type=int, default=None)
     simulate.add_argument(
-        "--users", type=int, default=None, help="the population to draw from (default: the scenario's; match the backfill's)"
+        "--users",
+        type=int,
+        default=None,
+        help="the population to draw from (default: the scenario's; match the backfill's)",
     )
     simulate.add_argument("--incident", action="append", default=[], help="switch an incident on (repeatable)")
 
