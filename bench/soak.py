@@ -12,6 +12,16 @@ the lake and counts, per window, the acknowledged events that are stored. Verdic
 after warm-up (the first window against the last) under 10% for every process, no error,
 every acknowledged event stored.
 
+Warm-up: the first window. What the service keeps by design must be full by its end, or its
+filling reads as growth. Customers are returning ones, as a shop's mostly are: this script's
+clients cycle through `--customers` (5,000: each seen within the first 5 minutes at 20
+decisions a second) and the simulator draws its sessions from the 5,000 backfilled customers
+(new anonymous visitors keep coming, as on a real site); how memory grows with the customer
+base is `bench/memory.py`'s measure (0.57 kB a customer). The memory of recent decisions spans
+the attribution window (30 minutes in the demo): the service runs with `--attribution-minutes`
+(default: one window), so that memory is full after the first window; with the demo's 30
+minutes it holds 30/`--attribution-minutes` times as many decisions (~0.5 kB each).
+
     python bench/soak.py [--minutes 30] [--window 5] [--quick]   # --quick: 2 minutes, 1-minute windows
 """
 
@@ -42,6 +52,7 @@ from momento.lake.warehouse import Warehouse  # noqa: E402
 SAMPLE_SECONDS = 10.0
 EVENTS_PER_BATCH = 10
 RSS_GROWTH_LIMIT = 0.10
+BACKFILL_USERS = 5_000
 PLACEMENTS = (("homepage_showcase", "web"), ("cart_cross_sell", "app"), ("product_cta", "web"))
 
 
@@ -71,8 +82,10 @@ class Window:
 class Soak:
     """The client side of the soak: decisions, events and memory samples, per window."""
 
-    def __init__(self, url: str, window_seconds: float, decide_rate: float, event_rate: float) -> None:
-        self.url, self.window_seconds = url, window_seconds
+    def __init__(
+        self, url: str, window_seconds: float, decide_rate: float, event_rate: float, customers: int = BACKFILL_USERS
+    ) -> None:
+        self.url, self.window_seconds, self.customers = url, window_seconds, customers
         self.decide_rate, self.batch_rate = decide_rate, event_rate / EVENTS_PER_BATCH
         self.windows: list[Window] = []
         self.started = time.monotonic()
@@ -97,7 +110,7 @@ class Soak:
     def decide(self, client: httpx.Client, i: int) -> None:
         placement, channel = PLACEMENTS[i % len(PLACEMENTS)]
         body = {
-            "user_id": f"soak-{i % 50_000}",
+            "user_id": f"soak-{i % self.customers}",
             "session_id": f"soak-s{i // 20}",
             "placement": placement,
             "channel": channel,
@@ -123,7 +136,7 @@ class Soak:
                 "event_id": event_id,
                 "event_type": "page_view",
                 "channel": "web",
-                "user_id": f"soak-{i % 50_000}",
+                "user_id": f"soak-{i % self.customers}",
                 "session_id": f"soak-s{i}",
             }
             for event_id in ids
@@ -218,32 +231,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=5.0, help="minutes per row of the table")
     parser.add_argument("--decide-rate", type=float, default=20.0, help="this script's decisions per second")
     parser.add_argument("--event-rate", type=float, default=20.0, help="this script's events per second")
+    parser.add_argument("--customers", type=int, default=BACKFILL_USERS, help="returning customers of this script's")
+    parser.add_argument(
+        "--attribution-minutes", type=float, default=None, help="the service's attribution window (default: one window)"
+    )
     parser.add_argument("--quick", action="store_true", help="2 minutes in 1-minute windows")
     args = parser.parse_args(argv)
     minutes, window = (2.0, 1.0) if args.quick else (args.minutes, args.window)
+    attribution = window if args.attribution_minutes is None else args.attribution_minutes
     python = [sys.executable, "-m", "cli.main"]
     with tempfile.TemporaryDirectory(prefix="momento-soak-") as tmp:
         lake, port = Path(tmp) / "lake", free_loopback_port()
         url = f"http://127.0.0.1:{port}"
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("MOMENTO_")}, "MOMENTO_LAKE": str(lake)}
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("MOMENTO_")},
+            "MOMENTO_LAKE": str(lake),
+            "MOMENTO_ATTRIBUTION_SECONDS": str(attribution * 60),
+        }
         logs = {name: Path(tmp) / f"{name}.log" for name in NAMES}
         commands = {
             "service": [*python, "serve", "--port", str(port)],
-            "simulator": [*python, "simulate", "--url", url, "--rate", "5"],
+            "simulator": [*python, "simulate", "--url", url, "--rate", "5", "--users", str(BACKFILL_USERS)],
             "rollup": [*python, "rollup", "--follow"],
         }
         processes: dict[str, subprocess.Popen] = {}
         # a small history first, as the demo backfills one (the rollup job fails on a lake the
         # service starts empty: see docs/reliability.md, known gaps)
         subprocess.run(
-            [*python, "backfill", "--days", "2", "--users", "5000"],
+            [*python, "backfill", "--days", "2", "--users", str(BACKFILL_USERS)],
             cwd=ROOT,
             env=env,
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        soak = Soak(url, window * 60, args.decide_rate, args.event_rate)
+        soak = Soak(url, window * 60, args.decide_rate, args.event_rate, args.customers)
         try:
             for name in NAMES:
                 with logs[name].open("wb") as log:
@@ -255,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
             soak.started = time.monotonic()
             print(
                 f"soak: {minutes:g} minutes, service + simulator (5 sessions/s) + rollup job, plus "
-                f"{args.decide_rate:g} decisions/s and {args.event_rate:g} events/s of this script's",
+                f"{args.decide_rate:g} decisions/s and {args.event_rate:g} events/s of this script's "
+                f"({args.customers:,} returning customers); attribution window {attribution:g} min",
                 flush=True,
             )
             soak.run(minutes * 60, processes)

@@ -39,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--rate", type=float, default=5.0, help="sessions per second")
     simulate.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
     simulate.add_argument("--seed", type=int, default=None)
+    simulate.add_argument(
+        "--users",
+        type=int,
+        default=None,
+        help="the population to draw from (default: the scenario's; match the backfill's)",
+    )
     simulate.add_argument("--incident", action="append", default=[], help="switch an incident on (repeatable)")
 
     backfill = sub.add_parser("backfill", help="write N days of history straight into the lake")
@@ -191,6 +197,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             duration=args.duration,
             seed=args.seed,
             incidents=args.incident,
+            users=args.users,
         )
     if args.command == "backfill":
         from decisioning.simulator.backfill import run_backfill

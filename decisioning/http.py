@@ -232,7 +232,7 @@ def create_app(
     incidents: Collection[str] = (),
     flush_delay_seconds: float | None = None,
     seed: int | None = None,
-    attribution_seconds: float = 30 * 60.0,
+    attribution_seconds: float | None = None,
     freeze_heap: bool = False,
 ) -> FastAPI:
     """The service as an ASGI app. Without `writer` it opens its own on `settings.lake` and
@@ -251,7 +251,7 @@ def create_app(
         incidents=incidents,
         flush_delay_seconds=flush_delay_seconds,
         seed=seed,
-        attribution_seconds=attribution_seconds,
+        attribution_seconds=settings.attribution_seconds if attribution_seconds is None else attribution_seconds,
     )
 
     @asynccontextmanager

@@ -116,6 +116,9 @@ class Settings:
     allow_drills: bool = False
     vacuum_retention_hours: float = 1.0
     decision_budget_ms: float = 10.0
+    # How long a decision waits for its outcome (a click, a purchase) before it counts as no
+    # reward; the service remembers every decision this long (~0.5 kB each).
+    attribution_seconds: float = 30 * 60.0
     # Secrets: the key that pseudonymises user ids (keyed hash); off loopback, the server key
     # (every route) and the site key (decisions only: it may sit in a web page).
     pseudonym_key: str = field(default=DEV_PSEUDONYM_KEY, repr=False)
@@ -159,6 +162,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         allow_drills=_bool(env, "MOMENTO_ALLOW_DRILLS", defaults.allow_drills),
         vacuum_retention_hours=_float(env, "MOMENTO_VACUUM_RETENTION_HOURS", defaults.vacuum_retention_hours),
         decision_budget_ms=_float(env, "MOMENTO_DECISION_BUDGET_MS", defaults.decision_budget_ms),
+        attribution_seconds=_at_least(
+            "MOMENTO_ATTRIBUTION_SECONDS",
+            _float(env, "MOMENTO_ATTRIBUTION_SECONDS", defaults.attribution_seconds),
+            1.0,
+        ),
         pseudonym_key=env.get("MOMENTO_PSEUDONYM_KEY") or defaults.pseudonym_key,
         api_token=env.get("MOMENTO_API_TOKEN") or None,
         site_key=env.get("MOMENTO_SITE_KEY") or None,

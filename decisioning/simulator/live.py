@@ -546,9 +546,16 @@ async def _run_until_signal(simulator: LiveSimulator, duration: float | None, pr
 
 
 def run_live(
-    settings: Settings, url: str, rate: float, duration: float | None, seed: int | None, incidents: Collection[str]
+    settings: Settings,
+    url: str,
+    rate: float,
+    duration: float | None,
+    seed: int | None,
+    incidents: Collection[str],
+    users: int | None = None,
 ) -> int:
-    """`momento simulate`: drive the service until the duration ends or Ctrl-C."""
+    """`momento simulate`: drive the service until the duration ends or Ctrl-C; `users`: the
+    population drawn from (the backfill's `--users`, so live traffic continues its customers)."""
     try:
         scenario = load_scenario(settings.scenario)
         stats = simulate(
@@ -558,6 +565,7 @@ def run_live(
             duration=duration,
             seed=seed,
             incidents=incidents,
+            users=users,
             key=settings.pseudonym_key,
             token=settings.api_token,
             progress=True,

@@ -134,45 +134,58 @@ class RecentKeys:
 
     Bounded by count: the oldest keys are forgotten first, a generation (1/20 of `capacity`)
     at a time, so between 95% and 100% of `capacity` are remembered. Keys are kept as 8-byte
-    digests: the newest generation in a set, the older ones as sorted numpy arrays, about 9
-    bytes a key (2 million keys: ~25 MB, where an ordered dict of digests took ~400 MB).
+    digests in sorted numpy arrays, about 9 bytes a key (2 million keys: ~25 MB, where an
+    ordered dict of digests took ~400 MB): the sealed generations, and the one being filled,
+    which takes the newest keys a batch (`BATCH`) at a time. Only that batch is a set of Python
+    ints (~100 bytes a key): were the whole generation filled as a set, it would grow by ~10 MB
+    (100,000 keys) before being sealed, for as long as a generation takes to fill (at the
+    demo's rate, longer than the soak: it read as the service's memory growing).
     """
 
     GENERATIONS = 20
+    BATCH = 4_096
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
         self._generation = max(capacity // self.GENERATIONS, 1)
+        self._batch = min(self.BATCH, self._generation)
         self._newest: set[int] = set()
+        self._filling = np.empty(0, dtype=np.uint64)  # sorted digests of the generation being filled
         self._older: deque[np.ndarray] = deque()  # sorted digests, the oldest generation first
         self._older_count = 0
 
     def __len__(self) -> int:
-        return len(self._newest) + self._older_count
+        return len(self._newest) + len(self._filling) + self._older_count
 
     @staticmethod
     def _digest(key: str) -> int:
         return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
 
-    def _in_older(self, digests: np.ndarray) -> np.ndarray:
+    def _in_arrays(self, digests: np.ndarray) -> np.ndarray:
         found = np.zeros(len(digests), dtype=bool)
-        for generation in self._older:
-            at = np.minimum(np.searchsorted(generation, digests), len(generation) - 1)
-            found |= generation[at] == digests
+        for generation in (*self._older, self._filling):
+            if len(generation):
+                at = np.minimum(np.searchsorted(generation, digests), len(generation) - 1)
+                found |= generation[at] == digests
         return found
 
-    def _seal(self) -> None:
-        """The newest generation becomes a sorted array; the oldest go past the capacity."""
-        self._older.append(np.sort(np.fromiter(self._newest, dtype=np.uint64, count=len(self._newest))))
-        self._older_count += len(self._newest)
+    def _settle(self) -> None:
+        """The newest batch goes into the generation being filled; a full generation is sealed,
+        and the oldest go past the capacity."""
+        batch = np.fromiter(self._newest, dtype=np.uint64, count=len(self._newest))
+        self._filling = np.union1d(self._filling, batch)
         self._newest = set()
+        if len(self._filling) >= self._generation:
+            self._older.append(self._filling)
+            self._older_count += len(self._filling)
+            self._filling = np.empty(0, dtype=np.uint64)
         while len(self) > self._capacity:
             self._older_count -= len(self._older.popleft())
 
     def add_new(self, keys: list[str]) -> list[bool]:
         """Remember `keys`; return for each whether it was new (also within this list)."""
         digests = [self._digest(key) for key in keys]
-        known = self._in_older(np.array(digests, dtype=np.uint64))
+        known = self._in_arrays(np.array(digests, dtype=np.uint64))
         added: set[int] = set()
         fresh = []
         for digest, old in zip(digests, known.tolist(), strict=True):
@@ -182,8 +195,8 @@ class RecentKeys:
             added.add(digest)
             self._newest.add(digest)
             fresh.append(True)
-            if len(self._newest) >= self._generation:
-                self._seal()
+            if len(self._newest) >= self._batch:
+                self._settle()
         return fresh
 
 

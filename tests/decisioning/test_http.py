@@ -516,3 +516,10 @@ def test_erasure_after_a_restart_follows_the_links_stored_in_the_lake(tmp_path):
         assert erased.json()["rows_deleted"] == {"events": 1, "decisions": 0, "exposures": 0, "identities": 1}
     remaining = Warehouse(lake).query("SELECT event_id FROM events")["event_id"].to_list()
     assert remaining == ["before-login"]
+
+
+def test_the_service_remembers_decisions_for_the_configured_attribution_window(tmp_path):
+    settings = load_settings({"MOMENTO_LAKE": str(tmp_path / "lake"), "MOMENTO_ATTRIBUTION_SECONDS": "300"})
+    for given, window in ((None, 300.0), (60.0, 60.0)):
+        with TestClient(create_app(settings, attribution_seconds=given)) as http:
+            assert http.app.state.service.engine.attribution_seconds == window

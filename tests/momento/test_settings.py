@@ -24,6 +24,11 @@ def test_allow_drills_reads_the_usual_spellings(raw, value):
     assert load_settings({"MOMENTO_ALLOW_DRILLS": raw}).allow_drills is value
 
 
+def test_the_attribution_window_is_30_minutes_unless_set():
+    assert load_settings({}).attribution_seconds == 1800.0
+    assert load_settings({"MOMENTO_ATTRIBUTION_SECONDS": "300"}).attribution_seconds == 300.0
+
+
 @pytest.mark.parametrize(
     ("name", "raw"),
     [
@@ -33,6 +38,7 @@ def test_allow_drills_reads_the_usual_spellings(raw, value):
         ("MOMENTO_RATE_LIMIT_CLIENTS", "0"),
         ("MOMENTO_RATE_LIMIT_BURST", "lots"),
         ("MOMENTO_COCKPIT_MEMORY_MB", "64"),
+        ("MOMENTO_ATTRIBUTION_SECONDS", "0"),
     ],
 )
 def test_an_unusable_value_is_an_error_naming_the_variable(name, raw):

@@ -162,3 +162,22 @@ def test_an_unknown_incident_is_refused_with_a_message(tmp_path: Path, capsys: p
     settings = Settings(lake=tmp_path / "lake")
     assert run_live(settings, "http://127.0.0.1:9", rate=1, duration=0.1, seed=1, incidents=["meteor"]) == 2
     assert "meteor" in capsys.readouterr().err
+
+
+def test_simulate_draws_from_the_population_it_is_given(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`momento simulate --users N` continues the customers of `momento backfill --users N`."""
+    from cli.main import main
+    from decisioning.simulator import live
+
+    asked: dict[str, object] = {}
+
+    def fake(url: str, scenario: Scenario, **kwargs: object) -> LiveStats:
+        asked.update(kwargs)
+        return LiveStats()
+
+    monkeypatch.setattr(live, "simulate", fake)
+    monkeypatch.setenv("MOMENTO_LAKE", str(tmp_path / "lake"))
+    assert main(["simulate", "--url", "http://127.0.0.1:9", "--duration", "0", "--users", "5000"]) == 0
+    assert asked["users"] == 5000
+    assert main(["simulate", "--url", "http://127.0.0.1:9", "--duration", "0"]) == 0
+    assert asked["users"] is None

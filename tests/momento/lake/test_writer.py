@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -80,6 +81,24 @@ def test_recent_keys_remember_at_least_95_percent_of_their_capacity_in_order():
     assert 950 <= len(keys) <= 1_000
     assert keys.add_new([f"k{i}" for i in range(3_500 - 950, 3_500)]) == [False] * 950  # the newest 950: known
     assert keys.add_new([f"k{i}" for i in range(2_000)]) == [True] * 2_000  # long forgotten: new again
+
+
+def test_recent_keys_cost_about_nine_bytes_a_key_before_a_generation_is_full():
+    """A generation of the default capacity is 100,000 keys: the keys of one being filled are
+    kept as sorted digests too, not as Python ints (~100 bytes each), so memory follows the
+    count from the first key instead of growing 10x faster until the generation is sealed."""
+    keys = RecentKeys(capacity=2_000_000)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for start in range(0, 60_000, 1_000):
+            keys.add_new([f"k{i}" for i in range(start, start + 1_000)])
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(keys) == 60_000
+    assert held / 60_000 < 20  # bytes a key; ~100 with the generation as a set
+    assert keys.add_new([f"k{i}" for i in range(59_000, 61_000)]) == [False] * 1_000 + [True] * 1_000
 
 
 def test_queue_bound_refuses_more_work_and_keeps_what_it_has(tmp_path):
