@@ -6,7 +6,7 @@ run, bound to the URL so every page sees the same view and a link shares it.
 
 import streamlit as st
 
-from pages import navigation, ui
+from pages import ui
 
 st.set_page_config(layout="wide", page_title="Momento", page_icon=":material/bolt:")
 ui.require_login()  # off loopback: nothing renders for a viewer the reverse proxy did not sign in
@@ -26,7 +26,6 @@ PAGES = {
 }
 
 page = st.navigation(PAGES)
-navigation.entered()
 st.sidebar.caption("Momento · real-time personalisation cockpit")
 ui.sidebar_filters()
 page.run()

@@ -10,6 +10,7 @@ from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import script_runner
 
 from momento.settings import PROJECT_ROOT
+from pages import ui
 
 CHANGED = (
     "Streamlit changed the legacy pages/ handling that pages/navigation.py works around: check whether "
@@ -39,3 +40,21 @@ def test_a_deep_link_opens_the_page_inside_the_app(run_page, small_lake):
     assert [w.label for w in at.sidebar.selectbox] == ["Channel", "Segment", "Journey"]  # app.py's sidebar
     assert at.selectbox(key="channel").value == "web"
     assert PagesManager.uses_pages_directory is False
+
+
+def test_a_deep_link_still_gets_the_app_when_another_session_turned_the_flag_off_first(
+    run_page, small_lake, monkeypatch
+):
+    """Sessions opened at once on a fresh server all start the legacy way; the first to reach its
+    filters turns the flag off. Here another session does so while this one draws its header."""
+    header = ui.header
+
+    def header_while_another_session_turns_the_flag_off(*args, **kwargs):
+        PagesManager.uses_pages_directory = False
+        return header(*args, **kwargs)
+
+    monkeypatch.setattr(ui, "header", header_while_another_session_turns_the_flag_off)
+    at = run_page("pages/governance.py", small_lake)
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Governance"
+    assert [w.label for w in at.sidebar.selectbox] == ["Channel", "Segment", "Journey"]  # app.py's sidebar
