@@ -6,7 +6,7 @@ run, bound to the URL so every page sees the same view and a link shares it.
 
 import streamlit as st
 
-from pages import ui
+from pages import cache, ui
 
 st.set_page_config(layout="wide", page_title="Momento", page_icon=":material/bolt:")
 ui.require_login()  # off loopback: nothing renders for a viewer the reverse proxy did not sign in
@@ -26,6 +26,7 @@ PAGES = {
 }
 
 page = st.navigation(PAGES)
+cache.new_run()
 st.sidebar.caption("Momento · real-time personalisation cockpit")
 ui.sidebar_filters()
 page.run()

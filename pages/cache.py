@@ -11,7 +11,8 @@ version is read on a later redraw.
   pauses, the freshness header) and for quick queries.
 - `latest` never waits once a result exists: a slow panel shows its newest result while the
   next snapshot's is computed in the background (`pages.renewing`), and shows that on a later
-  redraw. Its first result is waited for `FIRST_WAIT_SECONDS` at most: past them the panel says
+  redraw. Its first result is waited for `FIRST_WAIT_SECONDS` at most (all the panels of a run
+  together: `new_run`): past them the panel says
   it is being computed (`Pending`, drawn by `pages.ui.panel`) and fills in on a later redraw, so
   a page's first render never waits for a scan of the whole history. `periodic` is `latest` for
   the scans that cost seconds on a large lake: renewed at most every `PERIODIC_SECONDS`.
@@ -22,6 +23,8 @@ The process-wide resources (settings, warehouses, scenario) live here too.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -43,7 +46,8 @@ SNAPSHOT_SECONDS = 5.0
 """How long the cockpit keeps reading one snapshot of the lake (the live panels' refresh period):
 under live traffic the lake moves every second, and each new snapshot costs every panel a query."""
 FIRST_WAIT_SECONDS = 1.0
-"""How long a panel's first request waits for a result computed in the background."""
+"""How long the panels of a page's run wait, together, for first results computed in the
+background (see `new_run`)."""
 PERIODIC_SECONDS = 30.0
 """How long a `periodic` result is kept however the lake moves."""
 AGGREGATES = "rollups.aggregates"
@@ -108,11 +112,27 @@ def periodic(fn: Callable[Concatenate[Warehouse, P], T], *args: P.args, **kwargs
     return _renewed(fn, args, kwargs, every=PERIODIC_SECONDS)
 
 
+_run = threading.local()  # the deadline of first results in this script thread's run
+
+
+def new_run() -> None:
+    """Called by app.py at the start of every run of a page: its panels share one wait of
+    `FIRST_WAIT_SECONDS` for first results, rather than each waiting that long in turn. A
+    fragment's rerun later in the run's thread finds the deadline passed: a new key there (a
+    widget changed) says it is pending until the next redraw rather than holding the rerun."""
+    _run.deadline = time.monotonic() + FIRST_WAIT_SECONDS
+
+
+def _first_wait() -> float:
+    deadline: float | None = getattr(_run, "deadline", None)
+    return FIRST_WAIT_SECONDS if deadline is None else max(0.0, deadline - time.monotonic())
+
+
 def _renewed(fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], every: float) -> T:
     def compute() -> T:
         return fn(warehouse(), *args, **kwargs)
 
-    return renewing().get(_key(fn, args, kwargs), snapshot(), compute, wait=FIRST_WAIT_SECONDS, every=every)
+    return renewing().get(_key(fn, args, kwargs), snapshot(), compute, wait=_first_wait(), every=every)
 
 
 def aggregates() -> read.Aggregates:

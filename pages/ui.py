@@ -26,7 +26,7 @@ from momento.lake.warehouse import WarehouseError
 from momento.scenario import ScenarioError
 from momento.settings import is_loopback
 from pages import charts
-from pages.cache import FIRST_WAIT_SECONDS, cached, scenario, settings, warehouse
+from pages.cache import cached, scenario, settings, warehouse
 from pages.navigation import through_app
 from pages.renewing import Pending
 
@@ -34,10 +34,7 @@ log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 5
 """How often live panels re-run (a query runs again only when the lake has changed)."""
-PENDING = (
-    f"computed over the whole history for the first time (more than {FIRST_WAIT_SECONDS:g} s): "
-    f"it shows here within a few seconds."
-)
+PENDING = "computed over the whole history for the first time: it shows here within a few seconds."
 """What a panel whose first result is still being computed says."""
 
 SEGMENTS = ("new", "returning")

@@ -13,6 +13,7 @@ from metrics.rollup.read import aggregates
 from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter
 from momento.settings import load_settings
+from pages import cache
 from pages.cache import SNAPSHOT_SECONDS
 
 PAGES = [
@@ -64,3 +65,14 @@ def test_a_new_version_is_shown_within_a_few_redraws(
     assert statements_run, "the new version was not read"
     assert metric_values(at)["Decisions"] == pt_br(f"{after:,}")
     wh.close()
+
+
+def test_the_panels_of_a_run_share_one_wait_for_first_results(monkeypatch):
+    """A page with four slow panels waits FIRST_WAIT_SECONDS for all of them, not four times."""
+    monkeypatch.setattr(cache, "FIRST_WAIT_SECONDS", 0.2)
+    cache.new_run()
+    assert 0.1 < cache._first_wait() <= 0.2
+    time.sleep(0.25)
+    assert cache._first_wait() == 0.0  # spent: the later panels of the run do not wait
+    cache.new_run()
+    assert cache._first_wait() > 0.1  # the next run waits again
