@@ -32,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from cli.processes import exit_on_sigterm  # noqa: E402
+
 EVENTS_PER_USER = 19.3
 """Events one user produces over the 28 days with the bundled scenario (measured), to size runs."""
 DAYS = 28
@@ -155,4 +157,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()  # a plain `kill` stops what the benchmark started
     sys.exit(main())

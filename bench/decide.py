@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from cli.processes import free_loopback_port, service_command, wait_until_healthy  # noqa: E402
+from cli.processes import exit_on_sigterm, free_loopback_port, service_command, wait_until_healthy  # noqa: E402
 from decisioning.engine import Context, Engine  # noqa: E402
 from decisioning.identity import customer_unit  # noqa: E402
 from momento.scenario import load_scenario  # noqa: E402
@@ -376,4 +376,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()  # a plain `kill` stops what the benchmark started
     sys.exit(main())

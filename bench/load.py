@@ -51,7 +51,7 @@ from bench.decide import (  # noqa: E402
     _steal_share,
     run_generator,
 )
-from cli.processes import free_loopback_port, service_command, wait_until_healthy  # noqa: E402
+from cli.processes import exit_on_sigterm, free_loopback_port, service_command, wait_until_healthy  # noqa: E402
 from momento.lake.warehouse import Warehouse  # noqa: E402
 from momento.settings import load_settings  # noqa: E402
 
@@ -365,4 +365,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()  # a plain `kill` stops what the benchmark started
     sys.exit(main())

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from cli.processes import exit_on_sigterm  # noqa: E402
 from decisioning.api_models import DecideRequest, IdentifyRequest  # noqa: E402
 from decisioning.engine import Faults  # noqa: E402
 from decisioning.service import Service  # noqa: E402
@@ -180,4 +181,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()  # a plain `kill` stops what the benchmark started
     sys.exit(main())

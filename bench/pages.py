@@ -45,7 +45,7 @@ import streamlit as st  # noqa: E402
 import streamlit.logger  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from cli.processes import free_loopback_port, service_command, wait_until_healthy  # noqa: E402
+from cli.processes import exit_on_sigterm, free_loopback_port, service_command, wait_until_healthy  # noqa: E402
 from momento.lake.warehouse import Warehouse  # noqa: E402
 from momento.settings import PROJECT_ROOT  # noqa: E402
 from pages.ui import PENDING  # noqa: E402
@@ -241,4 +241,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()  # a plain `kill` stops what the benchmark started
     sys.exit(main())

@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from cli.processes import free_loopback_port, wait_until_healthy  # noqa: E402
+from cli.processes import exit_on_sigterm, free_loopback_port, wait_until_healthy  # noqa: E402
 from momento.lake.warehouse import Warehouse  # noqa: E402
 
 SAMPLE_SECONDS = 10.0
@@ -337,4 +337,5 @@ def report(soak: Soak, window: float, stored: list[int], log_errors: dict[str, l
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()  # a plain `kill` stops what the benchmark started
     sys.exit(main())

@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from cli.processes import free_loopback_port, wait_until_healthy  # noqa: E402
+from cli.processes import exit_on_sigterm, free_loopback_port, wait_until_healthy  # noqa: E402
 from decisioning.simulator.backfill import backfill  # noqa: E402
 from momento.scenario import load_scenario  # noqa: E402
 from momento.settings import load_settings  # noqa: E402
@@ -325,4 +325,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()  # a plain `kill` stops what the benchmark started
     sys.exit(main())

@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import io
-import signal
 import sys
 from pathlib import Path
-from types import FrameType
 from typing import cast
 
 from cli.engines import add_engine_arguments, choice_of
-from cli.processes import become, cockpit_command, cockpit_refusal
+from cli.processes import become, cockpit_command, cockpit_refusal, exit_on_sigterm
 from momento.lake.location import LocationError
 from momento.settings import PROJECT_ROOT, Settings, SettingsError, load_settings
 
@@ -139,15 +137,9 @@ def _run_bench(name: str | None, args: list[str]) -> int:
     return status
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """A plain `kill` ends a command that does not handle it itself (backfill, bench, analyze) as
-    an exit does, so its `finally` blocks run and stop what it started (a benchmark's service)."""
-    sys.exit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one program; returns the exit code."""
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    exit_on_sigterm()  # backfill, bench, analyze: their `finally` blocks stop what they started
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()

@@ -10,10 +10,12 @@ and waits for them (demo)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+from types import FrameType
 from typing import NoReturn
 
 import httpx
@@ -86,3 +88,14 @@ def become(command: list[str]) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(command[0], command)
+
+
+def _exit(signum: int, frame: FrameType | None) -> NoReturn:
+    sys.exit(128 + signum)
+
+
+def exit_on_sigterm() -> None:
+    """Make a plain `kill` end this process as an exit does, so its `finally` blocks run and stop
+    what it started (a benchmark's service, simulator, rollup job): for programs that do not
+    handle SIGTERM themselves (`momento` commands, the benchmarks run as scripts)."""
+    signal.signal(signal.SIGTERM, _exit)

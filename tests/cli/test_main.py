@@ -41,12 +41,13 @@ def _session(sid: int) -> list[str]:
     return found
 
 
-def _start(args: list[str], tmp_path: Path, **env: str) -> subprocess.Popen:
-    """`momento ARGS` in a session of its own, with its own lake and no inherited MOMENTO_*."""
+def _start(args: list[str], tmp_path: Path, *, script: bool = False, **env: str) -> subprocess.Popen:
+    """`momento ARGS` (`python ARGS` when `script`) in a session of its own, with its own lake and
+    no inherited MOMENTO_*."""
     inherited = {key: value for key, value in os.environ.items() if not key.startswith("MOMENTO_")}
     log = (tmp_path / "command.log").open("wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "cli.main", *args],
+        [sys.executable, *([] if script else ["-m", "cli.main"]), *args],
         cwd=PROJECT_ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -114,8 +115,11 @@ def test_cockpit_refuses_to_serve_off_loopback_without_the_proxy_secret(tmp_path
     assert "MOMENTO_COCKPIT_PROXY_SECRET" in (tmp_path / "command.log").read_text()
 
 
-def test_a_benchmark_stops_the_service_it_started_on_sigterm(tmp_path):
-    bench = _start(["bench", "decide", "--duration", "60", "--rates", "50", "--repeats", "1"], tmp_path)
+@pytest.mark.parametrize("script", [False, True], ids=["momento bench", "python bench/decide.py"])
+def test_a_benchmark_stops_the_service_it_started_on_sigterm(tmp_path, script):
+    arguments = ["--duration", "60", "--rates", "50", "--repeats", "1"]
+    command = ["bench/decide.py"] if script else ["bench", "decide"]
+    bench = _start([*command, *arguments], tmp_path, script=script)
     _wait(lambda: any("cli.main serve" in command for command in _session(bench.pid)), "the benchmark's service")
     assert _kill_and_check(bench, tmp_path) == 128 + signal.SIGTERM
 
