@@ -12,10 +12,10 @@ version is read on a later redraw.
 - `latest` never waits once a result exists: a slow panel shows its newest result while the
   next snapshot's is computed in the background (`pages.renewing`), and shows that on a later
   redraw. Its first result is waited for `FIRST_WAIT_SECONDS` at most (all the panels of a run
-  together: `new_run`): past them the panel says
-  it is being computed (`Pending`, drawn by `pages.ui.panel`) and fills in on a later redraw, so
-  a page's first render never waits for a scan of the whole history. `periodic` is `latest` for
-  the scans that cost seconds on a large lake: renewed at most every `PERIODIC_SECONDS`.
+  together: `new_run`): past them the panel says it is being computed (`Pending`, drawn by
+  `pages.ui.panel`) and fills in on a later redraw, so a page's first render never waits for a
+  scan of the whole history. `periodic` is `latest` for the scans that cost seconds on a large
+  lake: renewed at most every `PERIODIC_SECONDS`.
   The rollups' aggregates behind every analytics panel are read this way too (`aggregates`).
 
 The process-wide resources (settings, warehouses, scenario) live here too.
