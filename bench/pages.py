@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import resource
 import statistics
 import subprocess
@@ -48,7 +47,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from cli.processes import exit_on_sigterm, free_loopback_port, service_command, wait_until_healthy  # noqa: E402
 from momento.lake.warehouse import Warehouse  # noqa: E402
 from momento.settings import PROJECT_ROOT  # noqa: E402
-from pages.ui import PENDING  # noqa: E402
+from pages.ui import PANEL_FAILED, PENDING  # noqa: E402
 
 PAGES = ("executive", "journeys", "experiments", "engine_health", "governance")
 SIZES = ("10M", "30M", "100M")
@@ -56,8 +55,6 @@ DEMO_RATE = 5.0
 """Live sessions per second, as `momento demo` drives the service."""
 TARGET_FIRST_S, TARGET_REFRESH_S, TARGET_RATIO, TARGET_RSS_MB = 3.0, 1.0, 1.5, 1536
 FILL_POLL_S = 0.25
-_PANEL_FAILED = re.compile(r"could not be drawn|cannot be read|is invalid")
-"""What `pages.ui.panel` says when a panel failed."""
 
 
 def _lake(lakes: Path, size: str) -> Path:
@@ -121,7 +118,9 @@ def _render(at: AppTest) -> tuple[float, int]:
     started = time.perf_counter()
     at.run()
     seconds = time.perf_counter() - started
-    failed = [str(e.value) for e in at.exception] + [str(e.value) for e in at.error if _PANEL_FAILED.search(e.value)]
+    failed = [str(e.value) for e in at.exception] + [
+        str(e.value) for e in at.error if any(t in e.value for t in PANEL_FAILED)
+    ]
     for failure in failed:
         print(f"    failure: {failure[:300]}", file=sys.stderr, flush=True)
     return seconds, len(failed)

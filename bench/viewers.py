@@ -53,6 +53,7 @@ from cli.processes import exit_on_sigterm, free_loopback_port, wait_until_health
 from decisioning.simulator.backfill import backfill  # noqa: E402
 from momento.scenario import load_scenario  # noqa: E402
 from momento.settings import load_settings  # noqa: E402
+from pages.ui import PANEL_FAILED  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -80,8 +81,6 @@ NOT_RUNNING = (
     " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')"
 )
 READY_TIMEOUT_MS = 120_000
-PANEL_FAILED = ("could not be drawn", "cannot be read")
-"""What a panel that failed says (pages.ui.panel)."""
 
 
 def rss_mb(pid: int) -> float:

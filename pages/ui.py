@@ -205,6 +205,10 @@ def _freshness() -> None:
 # -- panels and charts ---------------------------------------------------------------------
 
 
+PANEL_FAILED = ("cannot be read", "is invalid", "could not be drawn")
+"""What a panel that failed says (`panel`): the benchmarks count such panels."""
+
+
 @contextlib.contextmanager
 def panel(name: str) -> Iterator[None]:
     """Run one panel's body; a damaged lake or scenario, or any unexpected failure, shows a

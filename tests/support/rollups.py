@@ -3,13 +3,20 @@ a full scan of the raw rows."""
 
 from __future__ import annotations
 
+import io
+import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
+from cli.analyze_lake import run_analyze_lake
+from cli.engines import EngineChoice
 from metrics.rollup import definitions as defs
 from metrics.rollup.read import Aggregates, aggregates
 from momento.lake.warehouse import Warehouse
+from momento.settings import load_settings
 
 
 def assert_same(served: Aggregates, scanned: Aggregates) -> None:
@@ -49,3 +56,34 @@ def check(
         return served
     finally:
         wh.close()
+
+
+def analyze_lake(
+    lake: str, engine: str, monkeypatch: pytest.MonkeyPatch, env: Mapping[str, str] | None = None
+) -> list[dict]:
+    """`momento analyze-lake` on `lake` (a path or URI; `env`: the store's variables) with
+    `engine`, as JSON: one entry per experiment."""
+    for key, value in {**(env or {}), "MOMENTO_LAKE": lake}.items():
+        monkeypatch.setenv(key, value)
+    out, err = io.StringIO(), io.StringIO()
+    assert run_analyze_lake(load_settings(), EngineChoice(engine), None, out, err) == 0, err.getvalue()
+    return json.loads(out.getvalue())
+
+
+def assert_same_arm_statistics(expected: list[dict], got: list[dict], relative: float) -> None:
+    """Two `analyze_lake` outputs hold the same experiments as of the same time, with the same
+    arms and sufficient statistics: counts exactly, sums to `relative`."""
+    for d, s in zip(expected, got, strict=True):
+        assert s["as_of"] == d["as_of"]
+        assert s["arms"].keys() == d["arms"].keys()
+        for arm, stats in d["arms"].items():
+            assert s["arms"][arm].keys() == stats.keys()
+            for column, value in stats.items():
+                if column.endswith("__n") or column == "exposed__users":
+                    assert s["arms"][arm][column] == value, (d["experiment"], arm, column)
+                else:
+                    assert s["arms"][arm][column] == pytest.approx(value, rel=relative, abs=relative), (
+                        d["experiment"],
+                        arm,
+                        column,
+                    )

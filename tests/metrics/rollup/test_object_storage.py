@@ -6,7 +6,6 @@ sufficient statistics it reduces equal DuckDB's."""
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 from pathlib import Path
@@ -16,8 +15,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cli.analyze_lake import run_analyze_lake
-from cli.engines import EngineChoice
 from metrics.engines.spark import SparkEngine, s3a_settings
 from metrics.rollup import definitions as defs
 from metrics.rollup.job import RollupJob
@@ -27,13 +24,13 @@ from momento.lake.location import Location
 from momento.lake.schema import TABLES
 from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter
-from momento.settings import load_settings
 
 sys.path.insert(0, str(Path(__file__).parent))
 from random_lake import stream
 from test_spark_parity import RELATIVE, assert_same
 
 from tests.support import rollups
+from tests.support.rollups import analyze_lake, assert_same_arm_statistics
 from tests.support.s3 import S3Server
 
 PRE_DAYS = 7
@@ -134,34 +131,15 @@ def test_spark_reads_every_table_of_an_s3_lake_through_the_python_data_source_as
         wh.close()
 
 
-def _analyze_lake(lake: Location, env: dict[str, str], engine: str, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
-    for key, value in {**env, "MOMENTO_LAKE": lake.uri}.items():
-        monkeypatch.setenv(key, value)
-    out, err = io.StringIO(), io.StringIO()
-    assert run_analyze_lake(load_settings(), EngineChoice(engine), None, out, err) == 0, err.getvalue()
-    return json.loads(out.getvalue())
-
-
 def test_analyze_lake_on_spark_over_s3_gives_every_experiments_sufficient_statistics_as_duckdb(
     rolled_on_s3, s3: S3Server, monkeypatch
 ):
     lake = rolled_on_s3["duckdb"]  # read only
-    duck = _analyze_lake(lake, s3.env, "duckdb", monkeypatch)
-    spark = _analyze_lake(lake, s3.env, "spark", monkeypatch)  # on the session's Spark (getOrCreate)
+    duck = analyze_lake(lake.uri, "duckdb", monkeypatch, s3.env)
+    spark = analyze_lake(lake.uri, "spark", monkeypatch, s3.env)  # on the session's Spark (getOrCreate)
     assert [x["experiment"] for x in spark] == [x["experiment"] for x in duck]
     assert any(stats["exposed__users"] > 0 for x in duck for stats in x["arms"].values())
-    for d, s in zip(duck, spark, strict=True):
-        assert s["as_of"] == d["as_of"]
-        assert s["arms"].keys() == d["arms"].keys()
-        for arm, stats in d["arms"].items():
-            assert s["arms"][arm].keys() == stats.keys()
-            for column, value in stats.items():
-                expected = (
-                    value
-                    if column.endswith("__n") or column == "exposed__users"
-                    else pytest.approx(value, rel=RELATIVE, abs=RELATIVE)
-                )
-                assert s["arms"][arm][column] == expected, (d["experiment"], arm, column)
+    assert_same_arm_statistics(duck, spark, RELATIVE)
 
 
 def test_the_data_sources_reader_reads_a_file_lacking_a_column_as_null_under_the_tables_schema(tmp_path):

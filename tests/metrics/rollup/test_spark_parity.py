@@ -6,8 +6,6 @@ statistics from `momento analyze-lake --engine spark` equal DuckDB's: counts exa
 
 from __future__ import annotations
 
-import io
-import json
 import shutil
 from pathlib import Path
 
@@ -16,8 +14,6 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from cli.analyze_lake import run_analyze_lake
-from cli.engines import EngineChoice
 from metrics.experiments import scenario_metrics, stats_frame
 from metrics.filters import Filters
 from metrics.rollup import definitions as defs
@@ -27,7 +23,7 @@ from metrics.rollup.session import duckdb_engine
 from metrics.rollup.state import COMMITTED
 from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter
-from momento.settings import load_settings
+from tests.support.rollups import analyze_lake, assert_same_arm_statistics
 
 RELATIVE = 1e-9
 
@@ -141,37 +137,18 @@ def test_the_run_logs_agree_and_the_cockpit_reads_spark_rollups_unchanged(lakes,
     assert_same(duck_stats, spark_stats, ["experiment_id", "arm", "segment", "day"], "experiments.stats")
 
 
-def _analyze_lake(lake: Path, engine: str, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
-    monkeypatch.setenv("MOMENTO_LAKE", str(lake))
-    out, err = io.StringIO(), io.StringIO()
-    assert run_analyze_lake(load_settings(), EngineChoice(engine), None, out, err) == 0, err.getvalue()
-    return json.loads(out.getvalue())
-
-
 def test_analyze_lake_on_spark_gives_every_experiments_sufficient_statistics_as_duckdb(
     small_lake, spark_engine, bundled_scenario, monkeypatch
 ):
-    duck = _analyze_lake(small_lake, "duckdb", monkeypatch)  # reads only: the shared lake is left as it is
-    spark = _analyze_lake(small_lake, "spark", monkeypatch)  # on the session's Spark (getOrCreate)
+    duck = analyze_lake(str(small_lake), "duckdb", monkeypatch)  # reads only: the shared lake is left as it is
+    spark = analyze_lake(str(small_lake), "spark", monkeypatch)  # on the session's Spark (getOrCreate)
     assert (
         [x["experiment"] for x in spark]
         == [x["experiment"] for x in duck]
         == [x.id for x in bundled_scenario.experiments]
     )
+    assert_same_arm_statistics(duck, spark, RELATIVE)
     for d, s in zip(duck, spark, strict=True):
-        assert s["as_of"] == d["as_of"]
-        assert s["arms"].keys() == d["arms"].keys()
-        for arm, stats in d["arms"].items():
-            assert s["arms"][arm].keys() == stats.keys()
-            for column, value in stats.items():
-                if column.endswith("__n") or column == "exposed__users":
-                    assert s["arms"][arm][column] == value, (d["experiment"], arm, column)
-                else:
-                    assert s["arms"][arm][column] == pytest.approx(value, rel=RELATIVE, abs=RELATIVE), (
-                        d["experiment"],
-                        arm,
-                        column,
-                    )
         assert s["recommendation"] == d["recommendation"]
         assert [r["verdict"] for r in s["results"]] == [r["verdict"] for r in d["results"]]
     assert any(stats["exposed__users"] > 0 for x in duck for stats in x["arms"].values())
