@@ -189,8 +189,15 @@ async def _session(url: str, index: int, deadline: float, dwell: float, tally: T
     names = list(PAGES)
     step = index
     while time.monotonic() < deadline:
+        # As a browser's: no keep-alive pings of its own (a page cannot send any; the server's are
+        # answered), and every message read off the socket as it comes, however many are queued.
         async with websockets.connect(
-            url.replace("http://", "ws://") + "/_stcore/stream", subprotocols=["streamlit"], max_size=None
+            url.replace("http://", "ws://") + "/_stcore/stream",
+            subprotocols=["streamlit"],
+            max_size=None,
+            max_queue=None,
+            ping_interval=None,
+            open_timeout=READY_TIMEOUT_MS / 1000,
         ) as ws:
             while time.monotonic() < deadline:
                 name = names[step % len(names)]
@@ -210,6 +217,9 @@ async def _session(url: str, index: int, deadline: float, dwell: float, tally: T
                 except TimeoutError:
                     tally.failures.append(f"{clock} viewer {index} {name}: no end of the run within 120 s")
                     break  # a new session: this one may still be running it
+                except websockets.ConnectionClosed as closed:
+                    tally.failures.append(f"{clock} viewer {index} {name}: the cockpit closed the session: {closed}")
+                    break
 
 
 def _wait_for_cockpit(url: str, process: subprocess.Popen, timeout: float = 90.0) -> None:
