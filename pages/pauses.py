@@ -14,7 +14,7 @@ from metrics.monitors import history, inputs
 from metrics.queries import explain
 from momento.scenario import Experiment
 from pages import tables, ui
-from pages.cache import cached, scenario, settings, warehouse
+from pages.cache import cached, scenario, service_client, settings, warehouse
 from pages.explain import how_computed
 
 TIMEOUT_S = 15.0
@@ -33,7 +33,7 @@ def _ask(experiment_id: str, arm: str, action: str, reason: str) -> None:
     url = f"{config.service_url.rstrip('/')}/v1/experiments/{experiment_id}/arms/{arm}/{action}"
     body = {"by": _viewer(), "reason": reason.strip() or None}
     try:
-        answer = httpx.post(url, json=body, headers=headers, timeout=TIMEOUT_S)
+        answer = service_client().post(url, json=body, headers=headers, timeout=TIMEOUT_S)
     except httpx.HTTPError as exc:
         st.session_state["pause_outcome"] = ("error", f"The service could not be reached ({exc}): nothing changed.")
         return

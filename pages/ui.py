@@ -26,7 +26,7 @@ from momento.lake.warehouse import WarehouseError
 from momento.scenario import ScenarioError
 from momento.settings import is_loopback
 from pages import charts
-from pages.cache import cached, scenario, settings, warehouse
+from pages.cache import cached, scenario, service_client, settings, warehouse
 from pages.navigation import through_app
 from pages.renewing import Pending
 
@@ -49,7 +49,7 @@ FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
 def service_status(url: str) -> tuple[bool, str]:
     """Live probe of the decisioning service: (up, a short status sentence)."""
     try:
-        response = httpx.get(f"{url.rstrip('/')}/healthz", timeout=0.5)
+        response = service_client().get(f"{url.rstrip('/')}/healthz", timeout=0.5)
     except httpx.HTTPError as exc:
         return False, f"engine unreachable at {url} ({type(exc).__name__})"
     if response.status_code != 200:
@@ -61,7 +61,7 @@ def service_status(url: str) -> tuple[bool, str]:
 def service_metrics(url: str) -> str | None:
     """The service's Prometheus text from /metrics, or None when it cannot be fetched."""
     try:
-        response = httpx.get(f"{url.rstrip('/')}/metrics", timeout=0.5)
+        response = service_client().get(f"{url.rstrip('/')}/metrics", timeout=0.5)
     except httpx.HTTPError:
         return None
     return response.text if response.status_code == 200 else None
