@@ -16,11 +16,9 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
-FUNCTIONS = {"epoch_us": "unix_micros", "make_timestamptz": "timestamp_micros", "hash": "xxhash64"}
+FUNCTIONS = {"epoch_us": "unix_micros", "make_timestamptz": "timestamp_micros"}
 """DuckDB functions sqlglot passes through unchanged -> their Spark names: the same argument and
-the same result (microseconds since the epoch of a UTC timestamp, and back), or, for `hash`, a
-deterministic hash of the value on each engine (it only cuts a rebuild into partitions of the
-users, `metrics.rollup.job.rebuild_parts`, which any such hash does)."""
+the same result (microseconds since the epoch of a UTC timestamp, and back)."""
 
 
 class Untranslatable(ValueError):

@@ -18,10 +18,3 @@ def utc_day(expr: str) -> str:
 def utc_hour(expr: str) -> str:
     """SQL for the UTC hour (naive timestamp) of a TIMESTAMPTZ, by epoch arithmetic."""
     return f"make_timestamp(epoch_us({expr}) // {_HOUR_US} * {_HOUR_US})"
-
-
-def user_key(alias: str) -> str:
-    """SQL for the key that groups and joins rows of `alias` by user: a 64-bit hash of the long
-    string `user_id`, much cheaper to group and join on than the string (two of a million users
-    share a hash with a probability of about 3e-8)."""
-    return f"hash({alias}.user_id)"

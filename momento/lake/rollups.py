@@ -93,11 +93,21 @@ def dump_versions(versions: dict[str, int]) -> str:
 
 def conform(name: str, data: pa.Table, schema: pa.Schema) -> pa.Table:
     """`data` in exactly `schema` (columns by name, cast); a ValueError names what does not fit."""
-    missing = [field.name for field in schema if field.name not in data.column_names]
-    extra = [column for column in data.column_names if column not in schema.names]
+    _check_columns(name, data.column_names, schema)
+    return data.select(schema.names).cast(schema)
+
+
+def conform_stream(name: str, data: pa.RecordBatchReader, schema: pa.Schema) -> pa.RecordBatchReader:
+    """`conform` batch by batch, as the batches are read (a table too large to hold is streamed)."""
+    _check_columns(name, data.schema.names, schema)
+    return pa.RecordBatchReader.from_batches(schema, (b.select(schema.names).cast(schema) for b in data))
+
+
+def _check_columns(name: str, columns: list[str], schema: pa.Schema) -> None:
+    missing = [field.name for field in schema if field.name not in columns]
+    extra = [column for column in columns if column not in schema.names]
     if missing or extra:
         raise ValueError(f"{name}: columns do not match its schema (missing {missing}, unexpected {extra})")
-    return data.select(schema.names).cast(schema)
 
 
 class RollupStore:
@@ -135,12 +145,19 @@ class RollupStore:
         new version."""
         return self._write(name, conform(name, data, schema), schema, "append")
 
-    def replace(self, name: str, data: pa.Table, schema: pa.Schema) -> int:
+    def replace(self, name: str, data: pa.Table | pa.RecordBatchReader, schema: pa.Schema) -> int:
         """Replace every row of `name` by `data` in one commit (readers see old or new); the
-        table's new version."""
-        return self._write(name, conform(name, data, schema), schema, "overwrite")
+        table's new version. A reader is written as it is read, never held whole."""
+        rows = conform(name, data, schema) if isinstance(data, pa.Table) else conform_stream(name, data, schema)
+        return self._write(name, rows, schema, "overwrite")
 
-    def _write(self, name: str, data: pa.Table, schema: pa.Schema, mode: Literal["append", "overwrite"]) -> int:
+    def _write(
+        self,
+        name: str,
+        data: pa.Table | pa.RecordBatchReader,
+        schema: pa.Schema,
+        mode: Literal["append", "overwrite"],
+    ) -> int:
         table = self.table(name)
         if table is None:
             rollup_path(self.root, name).create_delta(schema, name=name, configuration=_CONFIGURATION)

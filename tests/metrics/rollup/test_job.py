@@ -1,6 +1,7 @@
 """metrics/rollup/job.py: how the job lays out what it writes. Per-user state goes to the lake in
-user order, in row groups of `ROW_GROUP_ROWS`, after a rebuild, a fold and a compaction alike, so
-a fold that looks up a few users reads only the row groups whose range of users holds them."""
+user order, in row groups of `ROW_GROUP_ROWS`, after a rebuild, a fold and a compaction alike, and
+a rebuild's partitions are ranges of users, so a fold that looks up a few users reads only the row
+groups whose range of users holds them."""
 
 from __future__ import annotations
 
@@ -8,14 +9,17 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from metrics.rollup import definitions as defs
-from metrics.rollup.job import RollupJob
+from metrics.rollup.job import COMPACTION_SHARE, RollupJob, next_compaction_at
 from momento.lake.rollups import ROW_GROUP_ROWS
 from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter
 
 sys.path.insert(0, str(Path(__file__).parent))
+import itertools
+
 from random_lake import stream
 
 PRE_DAYS = 7
@@ -41,6 +45,37 @@ def _assert_state_files_in_user_order(lake: Path) -> int:
     return checked
 
 
+def _files_user_ranges(lake: Path) -> dict[str, list[tuple[str, str]]]:
+    """Per state table, the (first, last) user of each of its files in the snapshot."""
+    wh = Warehouse(lake, min_refresh_seconds=0.0)
+    try:
+        files = wh.snapshot_files()
+    finally:
+        wh.close()
+    ranges: dict[str, list[tuple[str, str]]] = {}
+    for table in defs.STATE:
+        for file in files[defs.TABLE_NAMES(table.name)]:
+            users = pq.read_table(file, columns=["user_id"]).column("user_id").to_pylist()
+            if users:
+                ranges.setdefault(table.name, []).append((users[0], users[-1]))
+    return ranges
+
+
+def test_a_rebuild_in_partitions_writes_each_its_own_range_of_users(tmp_path):
+    lake = tmp_path / "lake"
+    with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
+        for table, rows in next(stream(5, 1)).items():
+            writer.append(table, rows)
+        writer.flush()
+    assert RollupJob(lake, PRE_DAYS, partition_rows=50).run_once().kind == "rebuild"
+    for table, ranges in _files_user_ranges(lake).items():
+        assert len(ranges) >= 3, f"{table}: the rebuild was not cut into partitions ({ranges})"
+        ordered = sorted(ranges)
+        # a partition by a hash of the user would spread every file over the whole range
+        overlaps = [(a, b) for a, b in itertools.pairwise(ordered) if b[0] <= a[1]]
+        assert not overlaps, f"{table}: partitions share users' ranges: {overlaps}"
+
+
 def test_state_is_written_in_user_order_by_a_rebuild_a_fold_and_a_compaction(tmp_path):
     lake = tmp_path / "lake"
     job = RollupJob(lake, PRE_DAYS, partition_rows=400)  # a rebuild in several partitions
@@ -59,3 +94,11 @@ def test_state_is_written_in_user_order_by_a_rebuild_a_fold_and_a_compaction(tmp
         assert _assert_state_files_in_user_order(lake)
         job.compact()
         assert _assert_state_files_in_user_order(lake)
+
+
+def test_compactions_take_at_most_their_share_of_the_job_time():
+    # a quick compaction (the demo's lake): the next one the period later
+    assert next_compaction_at(now=101.0, began=100.0, every=300.0) == 401.0
+    # one of ten minutes (a long history): the next waits so that compacting is 5% of the time
+    after = next_compaction_at(now=1600.0, began=1000.0, every=300.0)
+    assert 600.0 / (after - 1000.0) == pytest.approx(COMPACTION_SHARE)

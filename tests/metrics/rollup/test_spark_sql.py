@@ -35,7 +35,7 @@ def rollup_and_reduction_queries() -> dict[str, str]:
     texts |= {q.name: q.example_statement().sql for q in MERGED.values()}
     texts |= {q.name: q.example_statement().sql for q in (experiments.STATS, experiments.CUMULATIVE)}
     whole = Batch("SELECT * FROM events", "SELECT * FROM exposures", "SELECT * FROM decisions", {}, EXAMPLE_AS_OF)
-    for number, part in enumerate(rebuild_parts(whole, rows=3, partition_rows=1)):
+    for number, part in enumerate(rebuild_parts(whole, bounds=("4", "b"))):
         texts |= {f"rebuild_part.{number}.events": part.events, f"rebuild_part.{number}.decisions": part.decisions}
     return texts
 

@@ -86,6 +86,21 @@ def test_appends_and_replacements_write_row_groups_of_row_group_rows(tmp_path):
     assert _row_groups(store, "rollup_example") == [[ROW_GROUP_ROWS, 1]]
 
 
+def test_a_replacement_streamed_from_a_reader_is_conformed_batch_by_batch(tmp_path):
+    store = RollupStore(tmp_path / "lake")
+    schema = pa.schema([("user_id", pa.string()), ("visits", pa.float64())])
+    batches = [pa.record_batch({"visits": [i, i + 1], "user_id": [f"u{i}", f"u{i + 1}"]}) for i in (0, 2, 4)]
+    store.replace("rollup_example", pa.RecordBatchReader.from_batches(batches[0].schema, batches), schema)
+    table = store.table("rollup_example")
+    assert table is not None
+    stored = table.to_pyarrow_table()
+    assert stored.schema == schema  # columns in the table's order, ints cast to its doubles
+    assert sorted(stored.column("user_id").to_pylist()) == [f"u{i}" for i in range(6)]
+    wrong = pa.RecordBatchReader.from_batches(pa.schema([("user_id", pa.string())]), [])
+    with pytest.raises(ValueError, match=r"rollup_example: columns do not match its schema \(missing \['visits'\]"):
+        store.replace("rollup_example", wrong, schema)
+
+
 def test_the_delta_log_keeps_no_column_statistics(tmp_path):
     """Erasure rewrites files but cannot rewrite the log: no user id may be written there."""
     store = RollupStore(tmp_path / "lake")
