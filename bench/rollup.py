@@ -54,11 +54,12 @@ def _catch_up(lake: Path) -> dict:
     """One rebuild in this process; what it folded and how fast."""
     from metrics.rollup.job import RollupJob
     from momento.scenario import load_scenario
+    from momento.settings import load_settings
 
     pre_days = load_scenario(ROOT / "data" / "scenario.toml").business.pre_period_days
     shutil.rmtree(lake / "rollups", ignore_errors=True)
     started = time.perf_counter()
-    report = RollupJob(lake, pre_days).run_once()
+    report = RollupJob(lake, pre_days, memory_limit_mb=load_settings().rollup_memory_mb).run_once()
     seconds = time.perf_counter() - started
     from momento.lake.warehouse import Warehouse
 
@@ -88,9 +89,10 @@ def _live_minutes(lake: Path, repeats: int) -> list[dict]:
     runs; its first run, untimed, folds what was pending)."""
     from metrics.rollup.job import RollupJob
     from momento.scenario import load_scenario
+    from momento.settings import load_settings
 
     pre_days = load_scenario(ROOT / "data" / "scenario.toml").business.pre_period_days
-    job = RollupJob(lake, pre_days)
+    job = RollupJob(lake, pre_days, memory_limit_mb=load_settings().rollup_memory_mb)
     job.run()
     runs = []
     try:

@@ -37,7 +37,7 @@ def run_rollup(settings: Settings, follow: bool, interval: float, choice: Engine
     except ScenarioError as exc:
         print(f"momento rollup: {exc}", file=sys.stderr)
         return 2
-    job = RollupJob(settings.lake, pre_days, engine_of(choice))
+    job = RollupJob(settings.lake, pre_days, engine_of(choice), memory_limit_mb=settings.rollup_memory_mb)
     if not follow:
         try:
             report = job.run_once()

@@ -102,6 +102,9 @@ class Settings:
     # The cockpit's DuckDB memory (MB): past it queries spill to disk, so the cockpit's size does
     # not follow the history's.
     cockpit_memory_mb: int = 768
+    # The rollup job's DuckDB memory (MB): a rebuild's partition and a compaction's sort spill
+    # past it.
+    rollup_memory_mb: int = 3072
     # Writer: flush when this many rows are buffered or this many seconds have passed.
     flush_rows: int = 10_000
     flush_seconds: float = 1.0
@@ -152,6 +155,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         cockpit_proxy_secret=env.get("MOMENTO_COCKPIT_PROXY_SECRET") or None,
         cockpit_memory_mb=_at_least(
             "MOMENTO_COCKPIT_MEMORY_MB", _int(env, "MOMENTO_COCKPIT_MEMORY_MB", defaults.cockpit_memory_mb), 128
+        ),
+        rollup_memory_mb=_at_least(
+            "MOMENTO_ROLLUP_MEMORY_MB", _int(env, "MOMENTO_ROLLUP_MEMORY_MB", defaults.rollup_memory_mb), 256
         ),
         flush_rows=_int(env, "MOMENTO_FLUSH_ROWS", defaults.flush_rows),
         flush_seconds=_float(env, "MOMENTO_FLUSH_SECONDS", defaults.flush_seconds),

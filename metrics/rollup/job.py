@@ -166,7 +166,12 @@ class RollupJob:
     """Keeps the rollups of one lake up to date (see the module docstring)."""
 
     def __init__(
-        self, lake: Lake, pre_days: int, engine: Engine = duckdb_engine, partition_rows: int = PARTITION_ROWS
+        self,
+        lake: Lake,
+        pre_days: int,
+        engine: Engine = duckdb_engine,
+        partition_rows: int = PARTITION_ROWS,
+        memory_limit_mb: int | None = None,
     ) -> None:
         self.lake = lake_location(lake)
         self.pre_days = pre_days
@@ -177,6 +182,8 @@ class RollupJob:
         and the run log stay on this process either way."""
         self.partition_rows = partition_rows
         """Raw rows a rebuild folds at once (`rebuild_parts`)."""
+        self.memory_limit_mb = memory_limit_mb
+        """The bound of the warehouse's DuckDB (None: DuckDB's default, 80% of the machine)."""
         self._wh: Warehouse | None = None
 
     def run_once(self) -> RunReport:
@@ -204,7 +211,9 @@ class RollupJob:
         that reads only the new commits), without DuckDB's cache of file data, which would grow
         with the lake for as long as the job runs."""
         if self._wh is None:
-            self._wh = Warehouse(self.lake, min_refresh_seconds=0.0, cache_file_data=False)
+            self._wh = Warehouse(
+                self.lake, min_refresh_seconds=0.0, memory_limit_mb=self.memory_limit_mb, cache_file_data=False
+            )
         else:
             self._wh.refresh(force=True)
         return self._wh

@@ -38,6 +38,7 @@ def test_the_attribution_window_is_30_minutes_unless_set():
         ("MOMENTO_RATE_LIMIT_CLIENTS", "0"),
         ("MOMENTO_RATE_LIMIT_BURST", "lots"),
         ("MOMENTO_COCKPIT_MEMORY_MB", "64"),
+        ("MOMENTO_ROLLUP_MEMORY_MB", "100"),
         ("MOMENTO_ATTRIBUTION_SECONDS", "0"),
     ],
 )

@@ -102,3 +102,18 @@ def test_compactions_take_at_most_their_share_of_the_job_time():
     # one of ten minutes (a long history): the next waits so that compacting is 5% of the time
     after = next_compaction_at(now=1600.0, began=1000.0, every=300.0)
     assert 600.0 / (after - 1000.0) == pytest.approx(COMPACTION_SHARE)
+
+
+def test_the_job_keeps_its_duckdb_to_the_memory_it_is_given(tmp_path):
+    lake = tmp_path / "lake"
+    with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
+        for table, rows in next(stream(5, 1)).items():
+            writer.append(table, rows)
+        writer.flush()
+    job = RollupJob(lake, PRE_DAYS, memory_limit_mb=300)
+    try:
+        assert job.run().kind == "rebuild"
+        # 300 MB, which DuckDB reports in MiB
+        assert job._warehouse().scalar("SELECT current_setting('memory_limit')") == "286.1 MiB"
+    finally:
+        job.close()
