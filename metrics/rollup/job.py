@@ -36,7 +36,14 @@ from metrics.rollup.fold import Batch, Folded, fold
 from metrics.rollup.session import Engine, duckdb_engine
 from metrics.rollup.state import COMMITTED, RUN_ID, RUNS_SCHEMA, WATERMARKED, Aggregate, RawTable, StateTable, schema
 from momento.lake.location import Lake, lake_location
-from momento.lake.rollups import ROLLUP_PREFIX, ROLLUP_RUNS, TABLE_VERSIONS, RollupStore, dump_versions
+from momento.lake.rollups import (
+    ROLLUP_PREFIX,
+    ROLLUP_RUNS,
+    TABLE_VERSIONS,
+    RollupStore,
+    dump_versions,
+    parse_versions,
+)
 from momento.lake.warehouse import Warehouse, used_params
 
 log = logging.getLogger(__name__)
@@ -52,6 +59,8 @@ class Run:
     loaded_to: dict[str, datetime | None]
     finished_at: datetime
     events_max_ts: datetime | None
+    table_versions: dict[str, int]
+    """The Delta version it left each rollup table at: what readers are pinned to."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,7 @@ def run_of(frame: pl.DataFrame) -> Run | None:
         {t: row[f"{t}_loaded_to"] for t in WATERMARKED},
         row["finished_at"],
         row["events_max_ts"],
+        parse_versions(row[TABLE_VERSIONS]),
     )
 
 
@@ -229,6 +239,10 @@ class RollupJob:
 
     def _fold_new_rows(self, wh: Warehouse, started: float, started_at: datetime) -> RunReport:
         last = latest_run(wh)
+        if last is not None:
+            restored = self.store.roll_back(last.table_versions)
+            if restored:
+                log.warning("rolled back what an unlogged run replaced in %s", ", ".join(restored))
         upper = self._uppers(wh)
         unreadable = [name for name in wh.errors if name.startswith(ROLLUP_PREFIX)]
         if unreadable:

@@ -26,7 +26,7 @@ import re
 import socket
 import threading
 from collections.abc import Iterator
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
@@ -79,6 +79,13 @@ def rollup_tables(root: Lake) -> dict[str, Location]:
     listed too: its users open it only if `is_delta` (the store's `table`, the warehouse)."""
     folder = lake_location(root) / ROLLUPS_DIR
     return {path.name: path for path in folder.subdirectories() if _NAME.match(path.name)}
+
+
+def _removes_rows(commit: dict[str, Any]) -> bool:
+    """Whether a Delta commit (from the table's history) replaced or deleted rows."""
+    operation = commit.get("operation")
+    mode = (commit.get("operationParameters") or {}).get("mode")
+    return operation in ("DELETE", "MERGE") or (operation == "WRITE" and mode == "Overwrite")
 
 
 def parse_versions(text: str) -> dict[str, int]:
@@ -170,15 +177,37 @@ class RollupStore:
         return table.version()  # the write moved the open table to the version it committed
 
     def maintain(self, retention_hours: float) -> None:
-        """Merge small files and vacuum what no snapshot younger than the retention reads."""
+        """Vacuum what no snapshot younger than the retention reads, then merge small files.
+
+        In that order: readers are pinned at the versions the newest run logged, and merging
+        makes a newer version; vacuumed after it with no retention (an erasure), the files of the
+        pinned versions would go and the rollups could not be read until the next run."""
         for name in rollup_tables(self.root):
             table = self.table(name)
             if table is None:
                 continue
+            table.vacuum(retention_hours=int(retention_hours), dry_run=False, enforce_retention_duration=False)
             table.optimize.compact(target_size=128 * 1024 * 1024, writer_properties=_WRITER)
             table.create_checkpoint()
             table.cleanup_metadata()
-            table.vacuum(retention_hours=int(retention_hours), dry_run=False, enforce_retention_duration=False)
+
+    def roll_back(self, pinned: dict[str, int]) -> list[str]:
+        """Restore to its pinned version (the one the newest logged run left) every table that a
+        run which died before logging itself replaced or deleted rows of; the names restored.
+
+        Such a run is a compaction cut short: readers, pinned, never see it, but the next run
+        would append to what it left and lose the rows it had replaced. Appends of an unlogged
+        run are left (their rows stay invisible) and so are merges of small files (`maintain`)."""
+        restored = []
+        for name, version in sorted(pinned.items()):
+            table = self.table(name)
+            if table is None or table.version() <= version:
+                continue
+            since = [c for c in table.history(table.version() - version) if c.get("version", -1) > version]
+            if any(_removes_rows(commit) for commit in since):
+                table.restore(version)
+                restored.append(name)
+        return restored
 
     def drop_all(self) -> None:
         """Remove every rollup table (a rebuild starts from nothing)."""

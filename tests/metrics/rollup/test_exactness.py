@@ -130,6 +130,31 @@ def test_a_run_that_crashed_before_logging_is_never_counted_and_is_redone(tmp_pa
         check(lake)
 
 
+def test_a_compaction_that_died_before_logging_itself_is_rolled_back_by_the_next_run(tmp_path, monkeypatch):
+    lake = tmp_path / "lake"
+    job = RollupJob(lake, PRE_DAYS)
+    batches = stream(6, 3)
+    with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
+        _append(writer, next(batches))
+        job.run_once()
+        _append(writer, next(batches))
+        job.run_once()
+
+        def killed(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("killed before logging itself")
+
+        # every table replaced by its merged rows, then the compaction dies
+        monkeypatch.setattr(job, "_log", killed)
+        with pytest.raises(RuntimeError, match="killed"):
+            job.compact()
+        monkeypatch.undo()
+        job.close()
+        check(lake)  # readers stay on the versions the last logged run left
+        _append(writer, next(batches))
+        job.run_once()  # folds onto the state the replacements had removed
+        check(lake)
+
+
 BUDGET_MS = 10.0
 FILTERS = [
     Filters(start=span[0], end=span[1], channel=c, segment=s, journey=j)

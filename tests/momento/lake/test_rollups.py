@@ -14,6 +14,7 @@ import sys
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
 from momento.lake.location import Location, lake_location
@@ -99,6 +100,22 @@ def test_a_replacement_streamed_from_a_reader_is_conformed_batch_by_batch(tmp_pa
     wrong = pa.RecordBatchReader.from_batches(pa.schema([("user_id", pa.string())]), [])
     with pytest.raises(ValueError, match=r"rollup_example: columns do not match its schema \(missing \['visits'\]"):
         store.replace("rollup_example", wrong, schema)
+
+
+def test_maintenance_keeps_the_files_of_the_version_readers_are_pinned_at(tmp_path):
+    """Readers read the versions the newest run logged; merging small files makes a newer one, and
+    even a vacuum with no retention (an erasure's) must leave the pinned version readable."""
+    store = RollupStore(tmp_path / "lake")
+    for part in range(3):  # three small files
+        rows = pa.table({"user_id": [f"u{part}a", f"u{part}b"]})
+        pinned = store.append("rollup_example", rows, rows.schema)
+    store.maintain(retention_hours=0)
+    table = store.table("rollup_example")
+    assert table is not None and table.version() > pinned  # the small files were merged
+    at_pin = DeltaTable(str(tmp_path / "lake" / "rollups" / "rollup_example"), version=pinned)
+    assert sorted(at_pin.to_pyarrow_table().column("user_id").to_pylist()) == [
+        f"u{part}{x}" for part in range(3) for x in "ab"
+    ]
 
 
 def test_the_delta_log_keeps_no_column_statistics(tmp_path):
