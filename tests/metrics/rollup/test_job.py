@@ -45,6 +45,16 @@ def _assert_state_files_in_user_order(lake: Path) -> int:
     return checked
 
 
+def _small_lake(tmp_path: Path) -> Path:
+    """A lake of one random batch (a few dozen users), without rollups."""
+    lake = tmp_path / "lake"
+    with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
+        for table, rows in next(stream(5, 1)).items():
+            writer.append(table, rows)
+        writer.flush()
+    return lake
+
+
 def _files_user_ranges(lake: Path) -> dict[str, list[tuple[str, str]]]:
     """Per state table, the (first, last) user of each of its files in the snapshot."""
     wh = Warehouse(lake, min_refresh_seconds=0.0)
@@ -62,11 +72,7 @@ def _files_user_ranges(lake: Path) -> dict[str, list[tuple[str, str]]]:
 
 
 def test_a_rebuild_in_partitions_writes_each_its_own_range_of_users(tmp_path):
-    lake = tmp_path / "lake"
-    with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
-        for table, rows in next(stream(5, 1)).items():
-            writer.append(table, rows)
-        writer.flush()
+    lake = _small_lake(tmp_path)
     assert RollupJob(lake, PRE_DAYS, partition_rows=50).run_once().kind == "rebuild"
     for table, ranges in _files_user_ranges(lake).items():
         assert len(ranges) >= 3, f"{table}: the rebuild was not cut into partitions ({ranges})"
@@ -105,11 +111,7 @@ def test_compactions_take_at_most_their_share_of_the_job_time():
 
 
 def test_the_job_keeps_its_duckdb_to_the_memory_it_is_given(tmp_path):
-    lake = tmp_path / "lake"
-    with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
-        for table, rows in next(stream(5, 1)).items():
-            writer.append(table, rows)
-        writer.flush()
+    lake = _small_lake(tmp_path)
     job = RollupJob(lake, PRE_DAYS, memory_limit_mb=300)
     try:
         assert job.run().kind == "rebuild"
