@@ -37,9 +37,15 @@ from momento.lake.rollups import ROLLUP_RUNS, TABLE_VERSIONS, parse_versions, ro
 from momento.lake.schema import TABLES, empty_table
 from momento.lake.writer import table_path
 
+JOIN_FILTER_KEYS = 10_000
+"""Up to this many distinct keys, a hash join hands its keys to the scan of the other side as a
+list (DuckDB's default: 50), so a lookup of the few hundred users a live fold touches reads only
+the row groups whose range of users holds one of them (`momento.lake.rollups`); past it the scan
+gets the keys' range, which for random pseudonyms is every row group."""
 _DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "autoinstall_known_extensions": "false",
     "autoload_known_extensions": "false",
+    "dynamic_or_filter_threshold": JOIN_FILTER_KEYS,
 }
 
 

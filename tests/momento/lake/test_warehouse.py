@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy
 from deltalake import DeltaTable, write_deltalake
@@ -96,6 +97,25 @@ def test_a_memory_bound_warehouse_answers_the_same_and_removes_its_spill_directo
         bounded.close()
         unbounded.close()
     assert not spill.exists()
+
+
+def test_a_lookup_of_a_few_hundred_keys_reads_only_the_row_groups_that_hold_them(tmp_path):
+    """A live fold looks up the users it touches in state sorted by user: the join must hand the
+    scan its keys (not only their range) so that the other row groups are skipped."""
+    users = [f"u{i:06d}" for i in range(100 * 200)]  # 200 row groups of 100 users, in order
+    pq.write_table(pa.table({"user_id": users}), tmp_path / "state.parquet", row_group_size=100)
+    wanted = users[1000:1200:2] + users[15000:15200:2]  # 200 keys in 4 row groups, spanning 150
+    wh = Warehouse(tmp_path / "lake")
+    try:
+        cursor = wh.cursor()
+        cursor.execute("CREATE TEMP TABLE touched AS SELECT unnest($wanted) AS user_id", {"wanted": wanted})
+        plan = cursor.sql(
+            f"EXPLAIN ANALYZE SELECT count(*) FROM read_parquet('{tmp_path / 'state.parquet'}') "
+            "WHERE user_id IN (SELECT user_id FROM touched)"
+        ).fetchall()[0][1]
+    finally:
+        wh.close()
+    assert "Row Groups Scanned: 4 / 200" in plan
 
 
 def test_parameters_are_bound_not_interpolated(tmp_path):
