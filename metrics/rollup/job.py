@@ -445,7 +445,7 @@ class RollupJob:
 
     def follow(self, interval: float, stop: threading.Event, compact_every: float = 300.0) -> None:
         """Run every `interval` seconds until `stop` is set; compact now and then
-        (`next_compaction`)."""
+        (`next_compaction_at`)."""
         next_compaction = time.monotonic() + compact_every
         while not stop.is_set():
             try:
