@@ -409,10 +409,21 @@ OPERATIONS: tuple[Aggregate, ...] = (HEALTH_OPS, LATENCY_HISTOGRAM, EVENT_COUNTS
 AGGREGATES: tuple[Aggregate, ...] = (EXPERIMENT_STATS, EXECUTIVE_STATS, EXECUTIVE_REVENUE, *OPERATIONS, JOURNEY_FUNNEL)
 
 
+def _operations_state(aggregate: Aggregate) -> StateTable:
+    """The per-user state an operational aggregate sums."""
+    return EVENT_OPS if aggregate is EVENT_COUNTS else DECISION_OPS
+
+
+SUMMED_STATE: tuple[StateTable, ...] = tuple(dict.fromkeys(_operations_state(a) for a in OPERATIONS))
+"""State tables the aggregates read only as sums of their rows (`_operations_sql`), never joined
+with a user's other state: a fold's increments from them are the batch's rows less the committed
+rows of the users it forgets, so a fold looks up, in them, only the users it forgets."""
+
+
 def _operations_sql(aggregate: Aggregate) -> str:
     """The contributions of the per-user operational state to `aggregate`: its counts summed over
     users, each row signed by its side."""
-    state = EVENT_OPS if aggregate is EVENT_COUNTS else DECISION_OPS
+    state = _operations_state(aggregate)
     keys = ", ".join(c.name for c in aggregate.keys)
     values = ", ".join(f"CAST(sum(s.side * s.{c.name}) AS BIGINT) AS {c.name}" for c in aggregate.values)
     return f"WITH s AS (SELECT * FROM {state.name})\nSELECT {keys}, {values} FROM s GROUP BY {keys}"

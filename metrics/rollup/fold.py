@@ -2,7 +2,8 @@
 
 `fold` takes a batch of raw rows (the relations `in_events`, `in_exposures`, `in_decisions`) and
 the users to forget, and works out, for the users the batch touches:
-- their state before (`old_*`: the committed rows of the state tables, merged) and after
+- their state before (`old_*`: the committed rows of the state tables, merged; in the tables read
+  only as sums, `defs.SUMMED_STATE`, the forgotten users' alone: the others' rows cancel out) and after
   (`cur_*`: before plus the batch's facts, the first hour of every unit whose start moved read
   from raw rows, the forgotten users left out);
 - the increments of every aggregate: contributions after minus contributions before.
@@ -94,7 +95,8 @@ def fold(
     for table in defs.STATE:
         rollup = defs.TABLE_NAMES(table.name)
         if prior and rollup in existing:
-            rows = f"(SELECT * FROM {rollup} WHERE {COMMITTED} AND user_id IN (SELECT user_id FROM touched))"
+            users = "erased" if table in defs.SUMMED_STATE else "touched"
+            rows = f"(SELECT * FROM {rollup} WHERE {COMMITTED} AND user_id IN (SELECT user_id FROM {users}))"
             session.create(f"old_{table.name}", table.merged_sql(rows))
         else:
             _empty(session, f"old_{table.name}", table)

@@ -3,6 +3,7 @@ round numbers, read from raw and from rollups (metrics/rollup/definitions.py).""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -171,3 +172,13 @@ def test_decision_measures_count_coverage_and_eligible_traffic(tmp_path):
     assert _mean(row, "coverage") == pytest.approx(1 / 5)  # only user 2 got a policy's choice
     assert _mean(row, "eligible_share") == pytest.approx(3 / 6)  # user 2 twice (a failure is eligible), user 3
     wh.close()
+
+
+def test_only_the_operational_counts_read_the_state_a_fold_looks_up_no_user_in():
+    """A fold reads, of `SUMMED_STATE`, only the forgotten users' committed rows: exact only while
+    the operational counts, which sum those tables' rows, are all that read them."""
+    for aggregate in defs.AGGREGATES:
+        body = defs.contributions_sql(aggregate.name, PRE_DAYS)
+        reads = {t.name for t in defs.SUMMED_STATE if re.search(rf"\b{t.name}\b", body)}
+        assert bool(reads) == (aggregate in defs.OPERATIONS), (aggregate.name, reads)
+    assert {t.name for t in defs.SUMMED_STATE} == {"decision_ops", "event_ops"}
