@@ -414,10 +414,22 @@ def _operations_state(aggregate: Aggregate) -> StateTable:
     return EVENT_OPS if aggregate is EVENT_COUNTS else DECISION_OPS
 
 
-SUMMED_STATE: tuple[StateTable, ...] = tuple(dict.fromkeys(_operations_state(a) for a in OPERATIONS))
-"""State tables the aggregates read only as sums of their rows (`_operations_sql`), never joined
-with a user's other state: a fold's increments from them are the batch's rows less the committed
-rows of the users it forgets, so a fold looks up, in them, only the users it forgets."""
+def _fold_keys(table: StateTable) -> tuple[str, ...]:
+    if any(table is _operations_state(a) for a in OPERATIONS):
+        return ()
+    if table is SERVED_DECISIONS or table is DECISION_LINKS:
+        return ("user_id", "decision_id")
+    return ("user_id",)
+
+
+FOLD_KEYS: dict[str, tuple[str, ...]] = {t.name: _fold_keys(t) for t in STATE}
+"""Per state table, the keys of the rows whose contributions are computed together: a fold reads,
+of a table's committed rows, those sharing these keys with a row of the batch (and every row of
+the users it forgets); the others contribute the same before and after, and cancel out.
+- `()`: the operational counts (`_operations_sql`) sum the rows one by one, so a fold's
+  increments are the batch's rows alone and it reads only the forgotten users' rows;
+- `(user_id, decision_id)`: the journey funnel counts each decision from its own rows;
+- `(user_id,)`: a user's units join their rows across the tables."""
 
 
 def _operations_sql(aggregate: Aggregate) -> str:

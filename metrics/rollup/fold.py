@@ -2,8 +2,9 @@
 
 `fold` takes a batch of raw rows (the relations `in_events`, `in_exposures`, `in_decisions`) and
 the users to forget, and works out, for the users the batch touches:
-- their state before (`old_*`: the committed rows of the state tables, merged; in the tables read
-  only as sums, `defs.SUMMED_STATE`, the forgotten users' alone: the others' rows cancel out) and after
+- their state before (`old_*`: the committed rows of the state tables that share their
+  `defs.FOLD_KEYS` with the batch's rows or belong to a forgotten user, merged: the other rows'
+  contributions cancel out) and after
   (`cur_*`: before plus the batch's facts, the first hour of every unit whose start moved read
   from raw rows, the forgotten users left out);
 - the increments of every aggregate: contributions after minus contributions before.
@@ -91,13 +92,15 @@ def fold(
     session.register("erased", pa.table({"user_id": pa.array(sorted(set(batch.erased)), pa.string())}))
     touched = " UNION ".join(f"SELECT user_id FROM batch_{t.name}" for t in defs.FACTS)
     session.create("touched", f"{touched} UNION SELECT user_id FROM erased")
+    for shared in dict.fromkeys(k for k in defs.FOLD_KEYS.values() if prior and len(k) > 1):
+        columns = ", ".join(shared)
+        sharing = [f"SELECT {columns} FROM batch_{t.name}" for t in defs.FACTS if defs.FOLD_KEYS[t.name] == shared]
+        session.create(_touched(shared), " UNION ".join(sharing))
 
     for table in defs.STATE:
         rollup = defs.TABLE_NAMES(table.name)
         if prior and rollup in existing:
-            users = "erased" if table in defs.SUMMED_STATE else "touched"
-            rows = f"(SELECT * FROM {rollup} WHERE {COMMITTED} AND user_id IN (SELECT user_id FROM {users}))"
-            session.create(f"old_{table.name}", table.merged_sql(rows))
+            session.create(f"old_{table.name}", table.merged_sql(_rows_before(rollup, table, bool(batch.erased))))
         else:
             _empty(session, f"old_{table.name}", table)
     rebuild = not prior and not batch.erased
@@ -132,6 +135,30 @@ def fold(
     )
     users = session.arrow("SELECT count(*) AS users FROM touched").column(0)[0].as_py()
     return Folded(state, increments, int(users))
+
+
+def _touched(keys: tuple[str, ...]) -> str:
+    """The relation of the batch's values of `keys` (made by `fold` for keys of several columns)."""
+    return "touched_" + "_".join(keys)
+
+
+def _rows_before(rollup: str, table: StateTable, forgetting: bool) -> str:
+    """The committed rows of `table` (in the lake as `rollup`) a fold reads: those sharing its
+    `defs.FOLD_KEYS` with a row of the batch, and, when it is `forgetting` users, theirs (an OR
+    DuckDB cannot turn into a filter of the scan: only then). Looked up among the touched users'
+    rows, by whose ranges the state's row groups are pruned."""
+    keys = defs.FOLD_KEYS[table.name]
+    forgotten = "user_id IN (SELECT user_id FROM erased)"
+    if not keys:
+        matched = forgotten
+    elif keys == ("user_id",):
+        matched = "user_id IN (SELECT user_id FROM touched)"
+    else:
+        columns = ", ".join(keys)
+        shared = f"({columns}) IN (SELECT {columns} FROM {_touched(keys)})"
+        either = f"({shared} OR {forgotten})" if forgetting else shared
+        matched = f"user_id IN (SELECT user_id FROM touched) AND {either}"
+    return f"(SELECT * FROM {rollup} WHERE {COMMITTED} AND {matched})"
 
 
 def _appended(table: StateTable) -> str:

@@ -174,11 +174,20 @@ def test_decision_measures_count_coverage_and_eligible_traffic(tmp_path):
     wh.close()
 
 
-def test_only_the_operational_counts_read_the_state_a_fold_looks_up_no_user_in():
-    """A fold reads, of `SUMMED_STATE`, only the forgotten users' committed rows: exact only while
-    the operational counts, which sum those tables' rows, are all that read them."""
+def test_a_table_looked_up_by_finer_keys_than_the_user_is_read_only_by_the_aggregates_that_allow_it():
+    """A fold reads, of a state table, only the rows sharing its `FOLD_KEYS` with the batch: exact
+    only while the aggregates that read the table group its rows no coarser than those keys (the
+    operational counts sum rows one by one; the funnel counts each decision)."""
+    allowed = {(): set(defs.OPERATIONS), ("user_id", "decision_id"): {defs.JOURNEY_FUNNEL}}
     for aggregate in defs.AGGREGATES:
         body = defs.contributions_sql(aggregate.name, PRE_DAYS)
-        reads = {t.name for t in defs.SUMMED_STATE if re.search(rf"\b{t.name}\b", body)}
-        assert bool(reads) == (aggregate in defs.OPERATIONS), (aggregate.name, reads)
-    assert {t.name for t in defs.SUMMED_STATE} == {"decision_ops", "event_ops"}
+        for table in defs.STATE:
+            keys = defs.FOLD_KEYS[table.name]
+            if keys != ("user_id",) and re.search(rf"\b{table.name}\b", body):
+                assert aggregate in allowed[keys], (aggregate.name, table.name)
+    assert {n for n, k in defs.FOLD_KEYS.items() if k != ("user_id",)} == {
+        "decision_ops",
+        "event_ops",
+        "served_decisions",
+        "decision_links",
+    }
