@@ -147,13 +147,15 @@ def aggregates() -> read.Aggregates:
     """Every rollup aggregate plus the live tail (or from raw), as newly as the cockpit has folded
     them; shared by every panel and session. The first read serves the rollups as their newest
     run left them (exact as of it) and folds the tail in behind. A fold holds the warehouse on
-    its snapshot (the panels keep reading that snapshot until the fold ends)."""
+    its snapshot (the panels keep reading that snapshot until the fold ends), and reads of the
+    rollups only the runs logged since the newest result's."""
     pre_days = scenario().business.pre_period_days
 
     def fold(tail: bool = True) -> read.Aggregates:
         wh = warehouse()
+        since = renewing().newest(AGGREGATES)
         with wh.held():  # one snapshot for the whole fold, while the panels go on querying
-            folded = read.aggregates(wh, pre_days, tail=tail)
+            folded = read.aggregates(wh, pre_days, tail=tail, since=since)
         folded.database()  # made here, in the background, rather than by the first panel to query it
         return folded
 

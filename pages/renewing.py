@@ -118,6 +118,12 @@ class Renewing:
             raise first.error
         return first.value
 
+    def newest(self, key: Hashable) -> Any:
+        """The newest result kept for `key`, whatever its version (None: none yet)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            return entry.value if entry is not None else None
+
     def error(self, key: Hashable) -> str:
         """Why the newest renewal of `key` failed ("" if it did not, or nothing is kept)."""
         with self._lock:

@@ -89,6 +89,14 @@ def run_on(aggregates: Aggregates, statement: Statement) -> pl.DataFrame:
 
 
 @dataclass(frozen=True)
+class Committed:
+    """Every aggregate's rows as the logged runs up to `run_id` hold them, merged."""
+
+    run_id: int
+    frames: dict[str, pl.DataFrame]
+
+
+@dataclass(frozen=True)
 class Aggregates:
     """Every aggregate's rows (keys and summed statistics), and where they came from."""
 
@@ -96,6 +104,9 @@ class Aggregates:
     source: Source
     reads: tuple[tuple[Query, dict[str, object]], ...] = ()
     """What was read from the warehouse to assemble them, each as (query, its arguments)."""
+    committed: Committed | None = None
+    """What the logged runs hold, without the tail (None: read from raw); a later read adds the
+    newer runs' rows to it (`aggregates`' `since`)."""
     _database: list[duckdb.DuckDBPyConnection] = field(default_factory=list, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -159,9 +170,36 @@ PENDING = Query(
 )
 
 
-def _merged_query(aggregate: Aggregate) -> Query:
+ONLY_FOLDS_SINCE = (
+    f"SELECT count(*) FILTER (WHERE {RUN_ID} = $after) = 1 AND count(*) FILTER (WHERE {RUN_ID} > $after AND kind <> 'fold') = 0 "
+    f"AS only_folds FROM {ROLLUP_RUNS} WHERE {RUN_ID} >= $after"
+)
+"""Whether every run logged after run `$after` (still in the log) only appended increments: then
+the aggregates as of now are those as of `$after` plus the newer runs' rows. A rebuild, an erasure
+or a compaction replaces rows instead."""
+ONLY_FOLDS = Query(
+    "rollups.only_folds_since",
+    "Whether every run logged after the one the cockpit last read only appended increments (none "
+    "rebuilt, erased or compacted): then only the newer runs' rows are read and added.",
+    lambda filters, after: Statement(ONLY_FOLDS_SINCE, {"after": after}),
+    example={"after": 1_781_316_000_000_000},
+    method=_SOURCE_METHOD,
+)
+
+
+def _merged_query(aggregate: Aggregate, newer: bool) -> Query:
     name = defs.TABLE_NAMES(aggregate.name)
-    sql = aggregate.merged_sql(f"(SELECT * FROM {name} WHERE {COMMITTED})")
+    after = f" AND {RUN_ID} > $after" if newer else ""
+    sql = aggregate.merged_sql(f"(SELECT * FROM {name} WHERE {COMMITTED}{after})")
+    if newer:
+        return Query(
+            f"rollups.{aggregate.name}_since",
+            f"The rollups' {aggregate.name}: the rows of the runs logged after the one last read, added up per "
+            "bucket (added to what was read then).",
+            lambda filters, after: Statement(sql, {"after": after}),
+            example={"after": 1_781_316_000_000_000},
+            method=_SOURCE_METHOD,
+        )
     return Query(
         f"rollups.{aggregate.name}",
         f"The rollups' {aggregate.name}: the rows of every logged run, added up per bucket.",
@@ -170,26 +208,36 @@ def _merged_query(aggregate: Aggregate) -> Query:
     )
 
 
-MERGED: dict[str, Query] = {a.name: _merged_query(a) for a in defs.AGGREGATES}
-READS: tuple[Query, ...] = (LATEST, TAIL, PENDING, *MERGED.values())
+MERGED: dict[str, Query] = {a.name: _merged_query(a, newer=False) for a in defs.AGGREGATES}
+MERGED_SINCE: dict[str, Query] = {a.name: _merged_query(a, newer=True) for a in defs.AGGREGATES}
+READS: tuple[Query, ...] = (LATEST, TAIL, PENDING, ONLY_FOLDS, *MERGED.values(), *MERGED_SINCE.values())
 """What `aggregates` may read from the warehouse (listed for "How this is computed" and the goldens)."""
 
 
-def aggregates(wh: Warehouse, pre_days: int, max_tail_rows: int = MAX_TAIL_ROWS, *, tail: bool = True) -> Aggregates:
+def aggregates(
+    wh: Warehouse,
+    pre_days: int,
+    max_tail_rows: int = MAX_TAIL_ROWS,
+    *,
+    tail: bool = True,
+    since: Aggregates | None = None,
+) -> Aggregates:
     """Every aggregate now: the rollups plus the live tail, or every raw row folded (see the module
     docstring). With `tail=False`, usable rollups are served as their newest run left them, exact
     as of its newest event (`Source.tail_rows` None): what a cockpit shows at once while it folds
-    the tail. Callers that read often keep the result (the cockpit: `pages.cache.aggregates`)."""
+    the tail. `since`: an earlier result of this lake, whose committed rows are kept and only the
+    newer runs' rows read (`ONLY_FOLDS_SINCE`), so a refresh costs the new runs, not every day's
+    buckets. Callers that read often keep the result (the cockpit: `pages.cache.aggregates`)."""
     wh.require(WATERMARKED)
     reads = _Reads(wh)
     last = run_of(reads.query(LATEST)) if wh.has(ROLLUP_RUNS) else None
     reason = _unusable(reads, last, pre_days)
     if not reason:
         try:
-            return _fold(reads, pre_days, max_tail_rows, last, reason, tail)
+            return _fold(reads, pre_days, max_tail_rows, last, reason, tail, since.committed if since else None)
         except (WarehouseError, duckdb.Error) as exc:  # a rollup file damaged past its footer
             reason = f"the rollups cannot be read ({exc}); the job rebuilds them"
-    return _fold(reads, pre_days, max_tail_rows, last, reason, tail=True)
+    return _fold(reads, pre_days, max_tail_rows, last, reason, tail=True, since=None)
 
 
 class _Reads:
@@ -208,7 +256,9 @@ class _Reads:
         return frame.item(0, 0) if frame.height else None
 
 
-def _fold(reads: _Reads, pre_days: int, max_tail_rows: int, last: Run | None, reason: str, tail: bool) -> Aggregates:
+def _fold(
+    reads: _Reads, pre_days: int, max_tail_rows: int, last: Run | None, reason: str, tail: bool, since: Committed | None
+) -> Aggregates:
     """The aggregates; with usable rollups and not `tail`, the rollups without their tail."""
     wh = reads.wh
     params: dict[str, object] = {}
@@ -237,24 +287,49 @@ def _fold(reads: _Reads, pre_days: int, max_tail_rows: int, last: Run | None, re
             )
             newest = session.arrow("SELECT max(ts) AS newest FROM in_events").column(0)[0].as_py()
         increments = {name: _frame(table) for name, table in folded.increments.items()}
+    committed = None if reason or last is None else _committed(reads, last, since)
     frames = {}
     for aggregate in defs.AGGREGATES:
-        name = defs.TABLE_NAMES(aggregate.name)
-        parts = [] if reason or not wh.has(name) else [reads.query(MERGED[aggregate.name])]
+        parts = [committed.frames[aggregate.name]] if committed else []
         if aggregate.name in increments:
             parts.append(increments[aggregate.name])
-        if not parts:
-            parts.append(_frame(schema(aggregate).empty_table().drop_columns([RUN_ID])))
-        keys = [c.name for c in aggregate.keys]
-        both = pl.concat([p.cast(parts[0].schema) for p in parts])
-        frames[aggregate.name] = both if len(parts) == 1 else both.group_by(keys).agg(pl.exclude(keys).sum())
+        frames[aggregate.name] = _added(aggregate, parts)
     folded_newest = None if reason or last is None else last.events_max_ts
     known = [t for t in (newest, folded_newest) if t is not None]
     as_of = max(known) + timedelta(microseconds=1) if known else datetime.now(UTC)
     source = Source(
         "raw" if reason else "rollups", reason, None if reason or last is None else last.finished_at, tail_rows, as_of
     )
-    return Aggregates(frames, source, tuple(reads.done))
+    return Aggregates(frames, source, tuple(reads.done), committed)
+
+
+def _committed(reads: _Reads, last: Run, since: Committed | None) -> Committed:
+    """The aggregates as the logged runs up to `last` hold them: `since` plus the newer runs'
+    rows when only folds were logged after it, else every committed row."""
+    if since is not None and since.run_id == last.run_id:
+        return since
+    if since is not None and reads.scalar(ONLY_FOLDS, after=since.run_id):
+        newer = {a.name: _read(reads, a, MERGED_SINCE, after=since.run_id) for a in defs.AGGREGATES}
+        return Committed(
+            last.run_id, {a.name: _added(a, [since.frames[a.name], *newer[a.name]]) for a in defs.AGGREGATES}
+        )
+    return Committed(last.run_id, {a.name: _added(a, _read(reads, a, MERGED)) for a in defs.AGGREGATES})
+
+
+def _read(reads: _Reads, aggregate: Aggregate, queries: dict[str, Query], **arguments: object) -> list[pl.DataFrame]:
+    """`aggregate`'s rows read by its query among `queries` ([] when its table is not there)."""
+    if not reads.wh.has(defs.TABLE_NAMES(aggregate.name)):
+        return []
+    return [reads.query(queries[aggregate.name], **arguments)]
+
+
+def _added(aggregate: Aggregate, parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """The rows of `parts` (frames of `aggregate`'s columns) added up per bucket."""
+    if not parts:
+        return _frame(schema(aggregate).empty_table().drop_columns([RUN_ID]))
+    keys = [c.name for c in aggregate.keys]
+    both = pl.concat([p.cast(parts[0].schema) for p in parts])
+    return both if len(parts) == 1 else both.group_by(keys).agg(pl.exclude(keys).sum())
 
 
 def _frame(table: pa.Table) -> pl.DataFrame:

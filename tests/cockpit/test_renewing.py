@@ -172,3 +172,14 @@ def test_a_result_is_kept_for_every_seconds_whatever_the_version_then_renewed():
     _eventually(lambda: newer.calls == 1)
     newer.open.set()
     _eventually(lambda: store.get("k", 3, newer, every=30) == "three")
+
+
+def test_newest_is_the_newest_result_kept_whatever_its_version():
+    store = Renewing(8)
+    assert store.newest("k") is None
+    store.get("k", 1, lambda: "one")
+    newer = Gate("two")
+    store.get("k", 2, newer)
+    assert store.newest("k") == "one"  # the renewal is still running
+    newer.open.set()
+    _eventually(lambda: store.newest("k") == "two")

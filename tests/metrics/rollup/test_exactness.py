@@ -20,7 +20,7 @@ from metrics.filters import Filters
 from metrics.rollup import definitions as defs
 from metrics.rollup.fold import fold
 from metrics.rollup.job import RollupJob, latest_run
-from metrics.rollup.read import Aggregates, aggregates
+from metrics.rollup.read import MERGED_SINCE, Aggregates, aggregates
 from metrics.rollup.session import DuckSession
 from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter
@@ -79,6 +79,39 @@ def test_the_rollups_without_their_tail_are_exact_as_of_their_run(tmp_path):
     assert served.source.mode == "rollups" and served.source.tail_rows is None
     assert served.source.as_of == as_of_run.source.as_of
     rollups.assert_same(served, as_of_run)
+
+
+def test_a_read_since_an_earlier_one_adds_the_newer_runs_and_equals_a_full_scan(tmp_path):
+    """What the cockpit does on every refresh (`since`): only the runs logged after the earlier
+    read's are read while the job only folded; a compaction or an erasure makes it read all."""
+    lake = tmp_path / "lake"
+    job = RollupJob(lake, PRE_DAYS)
+    batches = stream(13, 7)
+    newer_runs = {q.name for q in MERGED_SINCE.values()}
+    incremental = []
+    with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
+        _append(writer, next(batches))
+        job.run_once()
+        wh = Warehouse(lake, min_refresh_seconds=0.0)
+        try:
+            earlier = aggregates(wh, PRE_DAYS)
+            for step, batch in enumerate(batches):
+                _append(writer, batch)
+                if step == 3:
+                    writer.erase_user(user(5))
+                job.run_once()
+                if step == 1:
+                    job.compact()
+                wh.refresh(force=True)
+                later = aggregates(wh, PRE_DAYS, since=earlier)
+                scanned = aggregates(wh, PRE_DAYS, max_tail_rows=-1)
+                assert later.source.mode == "rollups" and scanned.source.mode == "raw"
+                rollups.assert_same(later, scanned)
+                incremental.append(any(q.name in newer_runs for q, _ in later.reads))
+                earlier = later
+        finally:
+            wh.close()
+    assert incremental == [True, False, True, False, True, True]  # after the compaction and the erasure: all
 
 
 def test_an_erasure_is_exact_from_raw_until_folded_then_leaves_no_row_of_the_user(tmp_path):
