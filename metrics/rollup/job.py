@@ -21,7 +21,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from metrics.rollup import definitions as defs
-from metrics.rollup.fold import Batch, Folded, fold
+from metrics.rollup.fold import Batch, fold
 from metrics.rollup.session import Engine, duckdb_engine
 from metrics.rollup.state import COMMITTED, RUN_ID, RUNS_SCHEMA, WATERMARKED, Aggregate, RawTable, StateTable, schema
 from momento.lake.location import Lake, lake_location
@@ -262,11 +262,19 @@ class RollupJob:
         if kind == "rebuild":
             parts = list(rebuild_parts(batch, partition_bounds(wh, batch, -(-rows // self.partition_rows))))
         existing = wh.readable if kind == "fold" else frozenset()
+        increments: dict[str, pa.Table] = {}
         for part in parts:
             with self.engine(wh) as session:
                 folded = fold(session, part, self.pre_days, prior=kind == "fold", existing=existing)
-            self._append(folded, run_id)
+            # per-user state in user order: a fold's lookup of its users skips the rest (momento.lake.rollups)
+            self._append({t: folded.state[t.name].sort_by("user_id") for t in defs.STATE}, run_id)
+            increments = {
+                a.name: summed(a, [increments.get(a.name), folded.increments[a.name]]) for a in defs.AGGREGATES
+            }
             touched += folded.touched_users
+        # after the partitions' state: every partition adds to every bucket, so the increments are
+        # appended once, added up, rather than once per partition for every read to add up again
+        self._append({a: increments[a.name] for a in defs.AGGREGATES}, run_id)
         kind = "erase" if batch.erased else kind
         self._log(run_id, kind, started_at, upper, rows, self._newest_event(wh, last, kind, upper))
         if batch.erased:
@@ -341,13 +349,9 @@ class RollupJob:
         now = time.time_ns() // 1000
         return max(now, (last.run_id + 1) if last else 0)
 
-    def _append(self, folded: Folded, run_id: int) -> None:
-        """Append the fold's rows under `run_id`, a commit per table, several at once (each
+    def _append(self, tables: Mapping[StateTable, pa.Table] | Mapping[Aggregate, pa.Table], run_id: int) -> None:
+        """Append each table's rows under `run_id`, a commit per table, several at once (each
         commit waits on the disk or the object store more than on this process)."""
-        # per-user state in user order: a fold's lookup of its users skips the rest (momento.lake.rollups)
-        tables = [(t, folded.state[t.name].sort_by("user_id")) for t in defs.STATE] + [
-            (a, folded.increments[a.name]) for a in defs.AGGREGATES
-        ]
 
         def append(table: StateTable | Aggregate, rows: pa.Table) -> None:
             if rows.num_rows or self.store.table(defs.TABLE_NAMES(table.name)) is None:
@@ -355,7 +359,7 @@ class RollupJob:
                 self.store.append(defs.TABLE_NAMES(table.name), stamped, schema(table))
 
         with ThreadPoolExecutor(APPEND_THREADS, thread_name_prefix="momento-rollup-append") as pool:
-            for done in [pool.submit(append, table, rows) for table, rows in tables]:
+            for done in [pool.submit(append, table, rows) for table, rows in tables.items()]:
                 done.result()  # raises what an append raised: the run is not logged
 
     def _newest_event(
@@ -471,6 +475,16 @@ class RollupJob:
                 log.exception("rollup run failed; retried in %.0f s", interval)
             stop.wait(interval)
         self.close()
+
+
+def summed(aggregate: Aggregate, parts: Sequence[pa.Table | None]) -> pa.Table:
+    """The rows of `parts` (increments of `aggregate`; None for none yet) added up per bucket."""
+    tables = [p for p in parts if p is not None]
+    if len(tables) == 1:
+        return tables[0]
+    keys, values = [c.name for c in aggregate.keys], [c.name for c in aggregate.values]
+    added = pa.concat_tables(tables).group_by(keys, use_threads=False).aggregate([(v, "sum") for v in values])
+    return pa.table({c: added[c] for c in keys} | {v: added[f"{v}_sum"] for v in values})
 
 
 def _has_rows(wh: Warehouse, batch: Batch) -> bool:

@@ -153,7 +153,9 @@ def test_a_run_that_crashed_before_logging_is_never_counted_and_is_redone(tmp_pa
         folded = fold(DuckSession(cursor), batch, PRE_DAYS, prior=True, existing=frozenset(wh.versions))
         cursor.close()
         wh.close()
-        job._append(folded, job._next_run_id(last))
+        run_id = job._next_run_id(last)
+        job._append({t: folded.state[t.name] for t in defs.STATE}, run_id)
+        job._append({a: folded.increments[a.name] for a in defs.AGGREGATES}, run_id)
         check(lake)  # the orphan rows are invisible: rollups + tail still equal the scan
         job.run_once()
         check(lake)
@@ -324,6 +326,9 @@ def test_a_rebuild_in_partitions_of_the_users_is_exact_and_later_runs_fold_onto_
         table = job.store.table(defs.TABLE_NAMES(defs.USER_HOURS.name))
         assert table is not None
         assert table.version() >= 2  # appended partition by partition
+        for aggregate in defs.AGGREGATES:  # each appended once, added up over the partitions
+            appended = job.store.table(defs.TABLE_NAMES(aggregate.name))
+            assert appended is not None and len(appended.file_uris()) == 1, aggregate.name
         check(lake)
         for batch in batches:
             _append(writer, batch)
