@@ -21,7 +21,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -262,19 +262,20 @@ class RollupJob:
         if kind == "rebuild":
             parts = list(rebuild_parts(batch, partition_bounds(wh, batch, -(-rows // self.partition_rows))))
         existing = wh.readable if kind == "fold" else frozenset()
-        increments: dict[str, pa.Table] = {}
+        increments: dict[str, pl.DataFrame] = {}
         for part in parts:
             with self.engine(wh) as session:
                 folded = fold(session, part, self.pre_days, prior=kind == "fold", existing=existing)
             # per-user state in user order: a fold's lookup of its users skips the rest (momento.lake.rollups)
             self._append({t: folded.state[t.name].sort_by("user_id") for t in defs.STATE}, run_id)
-            increments = {
-                a.name: summed(a, [increments.get(a.name), folded.increments[a.name]]) for a in defs.AGGREGATES
-            }
+            for a in defs.AGGREGATES:
+                rows_of_part = pl.DataFrame(folded.increments[a.name])
+                earlier = [increments[a.name]] if a.name in increments else []
+                increments[a.name] = a.added([*earlier, rows_of_part])
             touched += folded.touched_users
         # after the partitions' state: every partition adds to every bucket, so the increments are
         # appended once, added up, rather than once per partition for every read to add up again
-        self._append({a: increments[a.name] for a in defs.AGGREGATES}, run_id)
+        self._append({a: increments[a.name].to_arrow() for a in defs.AGGREGATES}, run_id)
         kind = "erase" if batch.erased else kind
         self._log(run_id, kind, started_at, upper, rows, self._newest_event(wh, last, kind, upper))
         if batch.erased:
@@ -475,16 +476,6 @@ class RollupJob:
                 log.exception("rollup run failed; retried in %.0f s", interval)
             stop.wait(interval)
         self.close()
-
-
-def summed(aggregate: Aggregate, parts: Sequence[pa.Table | None]) -> pa.Table:
-    """The rows of `parts` (increments of `aggregate`; None for none yet) added up per bucket."""
-    tables = [p for p in parts if p is not None]
-    if len(tables) == 1:
-        return tables[0]
-    keys, values = [c.name for c in aggregate.keys], [c.name for c in aggregate.values]
-    added = pa.concat_tables(tables).group_by(keys, use_threads=False).aggregate([(v, "sum") for v in values])
-    return pa.table({c: added[c] for c in keys} | {v: added[f"{v}_sum"] for v in values})
 
 
 def _has_rows(wh: Warehouse, batch: Batch) -> bool:

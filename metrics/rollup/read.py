@@ -324,12 +324,8 @@ def _read(reads: _Reads, aggregate: Aggregate, queries: dict[str, Query], **argu
 
 
 def _added(aggregate: Aggregate, parts: list[pl.DataFrame]) -> pl.DataFrame:
-    """The rows of `parts` (frames of `aggregate`'s columns) added up per bucket."""
-    if not parts:
-        return _frame(schema(aggregate).empty_table().drop_columns([RUN_ID]))
-    keys = [c.name for c in aggregate.keys]
-    both = pl.concat([p.cast(parts[0].schema) for p in parts])
-    return both if len(parts) == 1 else both.group_by(keys).agg(pl.exclude(keys).sum())
+    """The rows of `parts` added up per bucket (no rows for no parts)."""
+    return aggregate.added(parts) if parts else _frame(schema(aggregate).empty_table().drop_columns([RUN_ID]))
 
 
 def _frame(table: pa.Table) -> pl.DataFrame:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import polars as pl
 import pyarrow as pa
 
 from momento.lake.rollups import ROLLUP_RUNS, TABLE_VERSIONS
@@ -112,6 +113,13 @@ class Aggregate:
         keys = ", ".join(c.name for c in self.keys)
         values = ", ".join(f"CAST(sum({c.name}) AS {sql_type(c.type)}) AS {c.name}" for c in self.values)
         return f"SELECT {keys}, {values} FROM {rows} GROUP BY {keys}"
+
+    def added(self, parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
+        """The rows of `parts` (frames of this table's keys and values; at least one) added up per
+        bucket: what `merged_sql` does in SQL, for rows already read."""
+        keys = [c.name for c in self.keys]
+        both = pl.concat([p.cast(parts[0].schema) for p in parts])
+        return both if len(parts) == 1 else both.group_by(keys).agg(pl.exclude(keys).sum())
 
 
 _SQL_TYPES = {
