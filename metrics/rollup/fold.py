@@ -100,7 +100,7 @@ def fold(
     for table in defs.STATE:
         rollup = defs.TABLE_NAMES(table.name)
         if prior and rollup in existing:
-            session.create(f"old_{table.name}", table.merged_sql(_rows_before(rollup, table, bool(batch.erased))))
+            session.create(f"old_{table.name}", table.merged_sql(_rows_before(table, bool(batch.erased))))
         else:
             _empty(session, f"old_{table.name}", table)
     rebuild = not prior and not batch.erased
@@ -142,8 +142,8 @@ def _touched(keys: tuple[str, ...]) -> str:
     return "touched_" + "_".join(keys)
 
 
-def _rows_before(rollup: str, table: StateTable, forgetting: bool) -> str:
-    """The committed rows of `table` (in the lake as `rollup`) a fold reads: those sharing its
+def _rows_before(table: StateTable, forgetting: bool) -> str:
+    """The committed rows of state table `table` a fold reads: those sharing its
     `defs.FOLD_KEYS` with a row of the batch, and, when it is `forgetting` users, theirs (an OR
     DuckDB cannot turn into a filter of the scan: only then). Looked up among the touched users'
     rows, by whose ranges the state's row groups are pruned."""
@@ -158,7 +158,7 @@ def _rows_before(rollup: str, table: StateTable, forgetting: bool) -> str:
         shared = f"({columns}) IN (SELECT {columns} FROM {_touched(keys)})"
         either = f"({shared} OR {forgotten})" if forgetting else shared
         matched = f"user_id IN (SELECT user_id FROM touched) AND {either}"
-    return f"(SELECT * FROM {rollup} WHERE {COMMITTED} AND {matched})"
+    return f"(SELECT * FROM {defs.TABLE_NAMES(table.name)} WHERE {COMMITTED} AND {matched})"
 
 
 def _appended(table: StateTable) -> str:
