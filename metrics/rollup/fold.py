@@ -92,7 +92,9 @@ def fold(
     session.register("erased", pa.table({"user_id": pa.array(sorted(set(batch.erased)), pa.string())}))
     touched = " UNION ".join(f"SELECT user_id FROM batch_{t.name}" for t in defs.FACTS)
     session.create("touched", f"{touched} UNION SELECT user_id FROM erased")
-    for shared in dict.fromkeys(k for k in defs.FOLD_KEYS.values() if prior and len(k) > 1):
+    # the batch's values of the lookup keys finer than the user (`_rows_before` reads by them)
+    finer = dict.fromkeys(k for k in defs.FOLD_KEYS.values() if len(k) > 1) if prior else {}
+    for shared in finer:
         columns = ", ".join(shared)
         sharing = [f"SELECT {columns} FROM batch_{t.name}" for t in defs.FACTS if defs.FOLD_KEYS[t.name] == shared]
         session.create(_touched(shared), " UNION ".join(sharing))

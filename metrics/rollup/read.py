@@ -146,6 +146,8 @@ _SOURCE_METHOD = (
     "so the numbers are exact and live. Without usable rollups every raw row is folded instead."
 )
 _EXAMPLE_WATERMARKS = {f"{t}_w": EXAMPLE_AS_OF for t in WATERMARKED}
+_EXAMPLE_SINCE = {"after": 1_781_316_000_000_000}
+"""The run the golden files and `momento sql` render the reads since a run with."""
 
 LATEST = Query(
     "rollups.latest_run",
@@ -171,7 +173,8 @@ PENDING = Query(
 
 
 ONLY_FOLDS_SINCE = (
-    f"SELECT count(*) FILTER (WHERE {RUN_ID} = $after) = 1 AND count(*) FILTER (WHERE {RUN_ID} > $after AND kind <> 'fold') = 0 "
+    f"SELECT count(*) FILTER (WHERE {RUN_ID} = $after) = 1 "
+    f"AND count(*) FILTER (WHERE {RUN_ID} > $after AND kind <> 'fold') = 0 "
     f"AS only_folds FROM {ROLLUP_RUNS} WHERE {RUN_ID} >= $after"
 )
 """Whether every run logged after run `$after` (still in the log) only appended increments: then
@@ -182,7 +185,7 @@ ONLY_FOLDS = Query(
     "Whether every run logged after the one the cockpit last read only appended increments (none "
     "rebuilt, erased or compacted): then only the newer runs' rows are read and added.",
     lambda filters, after: Statement(ONLY_FOLDS_SINCE, {"after": after}),
-    example={"after": 1_781_316_000_000_000},
+    example=_EXAMPLE_SINCE,
     method=_SOURCE_METHOD,
 )
 
@@ -197,7 +200,7 @@ def _merged_query(aggregate: Aggregate, newer: bool) -> Query:
             f"The rollups' {aggregate.name}: the rows of the runs logged after the one last read, added up per "
             "bucket (added to what was read then).",
             lambda filters, after: Statement(sql, {"after": after}),
-            example={"after": 1_781_316_000_000_000},
+            example=_EXAMPLE_SINCE,
             method=_SOURCE_METHOD,
         )
     return Query(
