@@ -62,8 +62,10 @@ def _iso(us: int) -> str:
 
 
 def _sum_by(index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-    """Per-user sums of (rows, arms) values."""
-    return np.stack([np.bincount(index, weights=values[:, a], minlength=n) for a in range(values.shape[1])], axis=1)
+    """Per-user sums of (rows, arms) values, as floats (even over no rows, where `np.bincount`
+    gives integer zeros whatever the weights)."""
+    sums = [np.bincount(index, weights=values[:, a], minlength=n) for a in range(values.shape[1])]
+    return np.stack(sums, axis=1).astype(np.float64, copy=False)
 
 
 def _onehot(k: int, index: int) -> np.ndarray:

@@ -77,6 +77,16 @@ def measured(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
 
 @pytest.mark.slow
+def test_per_user_sums_are_floats_even_over_no_rows() -> None:
+    # a shard whose users of an experiment had no cart session sums nothing, and its margin must
+    # still take the (float) earlier returns away
+    index = np.array([0, 2, 2])
+    values = np.array([[1.5, 0.0], [2.0, 1.0], [0.5, 4.0]])
+    assert truth._sum_by(index, values, 3).tolist() == [[1.5, 0.0], [0.0, 0.0], [2.5, 5.0]]
+    empty = truth._sum_by(np.array([], dtype=np.int64), np.zeros((0, 2)), 3)
+    assert empty.dtype == np.float64 and empty.shape == (3, 2) and not empty.any()
+
+
 def test_each_primary_metrics_interval_contains_the_true_effect(measured) -> None:
     scenario, reports, document, _ = measured
     for experiment in scenario.experiments:
