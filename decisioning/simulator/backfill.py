@@ -12,7 +12,8 @@ sums over its customers, `truth.tally`) before the next one starts; the tallies 
 whole population's truth, exactly. Customers are independent in the behaviour model, except
 through the bandit policies, which learn within a shard (each shard is one deployment of the
 policies; the truth is exact either way: it is computed from what each shard's policies served).
-A backfill of at most `SHARD_USERS` customers is one shard: the one-shot run of before.
+A backfill of at most `SHARD_USERS` customers is one shard: the one-shot run of before. The
+tables' logs are checkpointed at the end, as the service's maintenance does (`Writer.compact`).
 
 The backfill writes to the lake directly: run it when no service is writing to that lake.
 """
@@ -170,6 +171,11 @@ def backfill(
         total = tally if total is None else truth_mod.add(total, tally)
         clock.lap("truth")
     assert sim is not None and total is not None  # users >= 1: one shard at least
+    for name in TABLES:
+        # Readers open a Delta table by replaying its log from the newest checkpoint: without one,
+        # every commit of every shard (65 at 100M events), which made opening the lake scale with it.
+        ensure_table(Path(lake), name).create_checkpoint()
+    clock.lap("write")
     path = ground_truth.write(Path(lake), truth_mod.document(sim, total))
     clock.lap("truth")
     return BackfillResult(

@@ -353,6 +353,18 @@ def test_a_streamed_backfills_first_shard_is_the_one_shot_backfill_of_its_custom
     assert streamed.rows["events"] == everything.height
 
 
+def test_a_streamed_backfill_leaves_every_tables_log_checkpointed_at_its_newest_version(
+    tmp_path: Path, bundled_scenario: Scenario
+) -> None:
+    end = datetime(2026, 6, 12, 12, tzinfo=UTC)
+    bf.backfill(tmp_path, bundled_scenario, days=2, users=200, seed=5, progress=False, end=end, shard_users=100)
+    for name in TABLES:
+        log = tmp_path / name / "_delta_log"
+        version = DeltaTable(str(tmp_path / name)).version()
+        assert version >= 2, name  # created, then a commit per shard
+        assert (log / f"{version:020d}.checkpoint.parquet").is_file(), name
+
+
 def test_momento_backfill_fills_the_lake(tmp_path: Path) -> None:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MOMENTO_")}
     environment["MOMENTO_LAKE"] = str(tmp_path / "lake")
