@@ -102,6 +102,7 @@ def fold(
     for table in defs.STATE:
         rollup = defs.TABLE_NAMES(table.name)
         if prior and rollup in existing:
+            session.create(f"near_{table.name}", _rows_of_users(table))
             session.create(f"old_{table.name}", table.merged_sql(_rows_before(table, bool(batch.erased))))
         else:
             _empty(session, f"old_{table.name}", table)
@@ -144,23 +145,32 @@ def _touched(keys: tuple[str, ...]) -> str:
     return "touched_" + "_".join(keys)
 
 
+def _rows_of_users(table: StateTable) -> str:
+    """The rows of state table `table` of the users a fold may read (`_rows_before`): the touched
+    users' (only the forgotten ones' when `defs.FOLD_KEYS` says no other row matters).
+
+    A join with the users and nothing else, so DuckDB builds its hash table on them and hands
+    them to the scan, which reads only the row groups whose range of users holds one
+    (`momento.lake.warehouse.JOIN_FILTER_KEYS`). Joined in the same query as the committed runs,
+    the estimates could turn the join round and hash the whole table instead (at 100M events,
+    0.3 s a fold for `placement_hours` alone)."""
+    users = "touched" if defs.FOLD_KEYS[table.name] else "erased"
+    return f"SELECT * FROM {defs.TABLE_NAMES(table.name)} WHERE user_id IN (SELECT user_id FROM {users})"
+
+
 def _rows_before(table: StateTable, forgetting: bool) -> str:
-    """The committed rows of state table `table` a fold reads: those sharing its
-    `defs.FOLD_KEYS` with a row of the batch, and, when it is `forgetting` users, theirs (an OR
-    DuckDB cannot turn into a filter of the scan: only then). Looked up among the touched users'
-    rows, by whose ranges the state's row groups are pruned."""
+    """The committed rows of state table `table` a fold reads, among its users' rows
+    (`near_*`, `_rows_of_users`): those sharing its `defs.FOLD_KEYS` with a row of the batch,
+    and, when it is `forgetting` users, theirs (an OR DuckDB cannot turn into a filter of the
+    scan, so the users come first)."""
     keys = defs.FOLD_KEYS[table.name]
-    forgotten = "user_id IN (SELECT user_id FROM erased)"
-    if not keys:
-        matched = forgotten
-    elif keys == ("user_id",):
-        matched = "user_id IN (SELECT user_id FROM touched)"
-    else:
+    matched = ""
+    if len(keys) > 1:
         columns = ", ".join(keys)
         shared = f"({columns}) IN (SELECT {columns} FROM {_touched(keys)})"
-        either = f"({shared} OR {forgotten})" if forgetting else shared
-        matched = f"user_id IN (SELECT user_id FROM touched) AND {either}"
-    return f"(SELECT * FROM {defs.TABLE_NAMES(table.name)} WHERE {COMMITTED} AND {matched})"
+        forgotten = "user_id IN (SELECT user_id FROM erased)"
+        matched = f" AND ({shared} OR {forgotten})" if forgetting else f" AND {shared}"
+    return f"(SELECT * FROM near_{table.name} WHERE {COMMITTED}{matched})"
 
 
 def _appended(table: StateTable) -> str:
