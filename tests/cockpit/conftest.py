@@ -92,7 +92,8 @@ def _copy(lake: Path, target: Path) -> Path:
 
 
 def _data_file(lake: Path, table: str) -> Path:
-    return sorted((lake / table).glob("**/*.parquet"))[0]
+    """The first of `table`'s data files (not its log's checkpoints)."""
+    return sorted(p for p in (lake / table).glob("**/*.parquet") if "_delta_log" not in p.parts)[0]
 
 
 @pytest.fixture
