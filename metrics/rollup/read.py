@@ -94,6 +94,9 @@ class Committed:
 
     run_id: int
     frames: dict[str, pl.DataFrame]
+    reads: tuple[tuple[Query, dict[str, object]], ...]
+    """The full read of every run's rows these were first assembled from (`MERGED`); the newer runs'
+    rows added since are read by `MERGED_SINCE`, shown with the result that added them."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,8 @@ class Aggregates:
     frames: dict[str, pl.DataFrame]
     source: Source
     reads: tuple[tuple[Query, dict[str, object]], ...] = ()
-    """What was read from the warehouse to assemble them, each as (query, its arguments)."""
+    """What was read from the warehouse to assemble them, each as (query, its arguments): the full
+    read of the committed rows too when an earlier result's were kept (`since`)."""
     committed: Committed | None = None
     """What the logged runs hold, without the tail (None: read from raw); a later read adds the
     newer runs' rows to it (`aggregates`' `since`)."""
@@ -303,7 +307,8 @@ def _fold(
     source = Source(
         "raw" if reason else "rollups", reason, None if reason or last is None else last.finished_at, tail_rows, as_of
     )
-    return Aggregates(frames, source, tuple(reads.done), committed)
+    carried = [] if committed is None else [r for r in committed.reads if r not in reads.done]
+    return Aggregates(frames, source, (*carried, *reads.done), committed)
 
 
 def _committed(reads: _Reads, last: Run, since: Committed | None) -> Committed:
@@ -314,9 +319,13 @@ def _committed(reads: _Reads, last: Run, since: Committed | None) -> Committed:
     if since is not None and reads.scalar(ONLY_FOLDS, after=since.run_id):
         newer = {a.name: _read(reads, a, MERGED_SINCE, after=since.run_id) for a in defs.AGGREGATES}
         return Committed(
-            last.run_id, {a.name: _added(a, [since.frames[a.name], *newer[a.name]]) for a in defs.AGGREGATES}
+            last.run_id,
+            {a.name: _added(a, [since.frames[a.name], *newer[a.name]]) for a in defs.AGGREGATES},
+            since.reads,
         )
-    return Committed(last.run_id, {a.name: _added(a, _read(reads, a, MERGED)) for a in defs.AGGREGATES})
+    start = len(reads.done)
+    frames = {a.name: _added(a, _read(reads, a, MERGED)) for a in defs.AGGREGATES}
+    return Committed(last.run_id, frames, tuple(reads.done[start:]))
 
 
 def _read(reads: _Reads, aggregate: Aggregate, queries: dict[str, Query], **arguments: object) -> list[pl.DataFrame]:

@@ -20,7 +20,7 @@ from metrics.filters import Filters
 from metrics.rollup import definitions as defs
 from metrics.rollup.fold import fold
 from metrics.rollup.job import RollupJob, latest_run
-from metrics.rollup.read import MERGED_SINCE, Aggregates, aggregates
+from metrics.rollup.read import MERGED, MERGED_SINCE, Aggregates, aggregates
 from metrics.rollup.session import DuckSession
 from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter
@@ -81,6 +81,28 @@ def test_the_rollups_without_their_tail_are_exact_as_of_their_run(tmp_path):
     rollups.assert_same(served, as_of_run)
 
 
+def test_a_fold_on_an_earlier_read_shows_the_read_its_committed_rows_came_from(tmp_path):
+    """The cockpit's fold keeps the rows its quick read took from the rollups: "How this is
+    computed" must still show the SQL that read them, not only the tail's."""
+    lake = tmp_path / "lake"
+    batches = stream(8, 3)
+    with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
+        _append(writer, next(batches))
+        RollupJob(lake, PRE_DAYS).run_once()
+        _append(writer, next(batches))
+        wh = Warehouse(lake, min_refresh_seconds=0.0)
+        try:
+            quick = aggregates(wh, PRE_DAYS, tail=False)
+            folded = aggregates(wh, PRE_DAYS, since=quick)
+        finally:
+            wh.close()
+    full_read = {q.name for q, _ in quick.reads} & {q.name for q in MERGED.values()}
+    assert full_read == {q.name for q in MERGED.values()}
+    shown = [q.name for q, _ in folded.reads]
+    assert full_read <= set(shown) and len(shown) == len(set(shown))
+    assert folded.source.tail_rows and folded.committed is quick.committed  # nothing read twice
+
+
 def test_a_read_since_an_earlier_one_adds_the_newer_runs_and_equals_a_full_scan(tmp_path):
     """What the cockpit does on every refresh (`since`): only the runs logged after the earlier
     read's are read while the job only folded; a compaction or an erasure makes it read all."""
@@ -108,6 +130,7 @@ def test_a_read_since_an_earlier_one_adds_the_newer_runs_and_equals_a_full_scan(
                 assert later.source.mode == "rollups" and scanned.source.mode == "raw"
                 rollups.assert_same(later, scanned)
                 incremental.append(any(q.name in newer_runs for q, _ in later.reads))
+                assert {q.name for q in MERGED.values()} <= {q.name for q, _ in later.reads}
                 earlier = later
         finally:
             wh.close()
