@@ -7,6 +7,9 @@
    the demo's rate of 5 sessions/s), then one run of the job folding it in, the job kept
    between runs as `momento rollup --follow` keeps it: seconds per run, rows folded. Repeated
    `--repeats` times; medians.
+3. Compaction, after those minutes: a merge of the runs since the state was last written whole
+   (what `--follow` does every few minutes), then a whole rewrite (what it does once the newer
+   rows reach a quarter of the base's, and on every erasure).
 
 The lake is built in a temporary directory (`--events`, default 1M) unless `--lake` names one
 (it is copied first, so the original is left untouched).
@@ -83,10 +86,10 @@ def _subprocess(flag: str, lake: Path, *extra: str) -> Any:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _live_minutes(lake: Path, repeats: int) -> list[dict]:
+def _live_minutes(lake: Path, repeats: int) -> dict[str, Any]:
     """`repeats` times: a minute of the demo's traffic through the real service, then one timed
     run of the job folding it in, as `momento rollup --follow` runs it (one job kept between
-    runs; its first run, untimed, folds what was pending)."""
+    runs; its first run, untimed, folds what was pending); then the two compactions, timed."""
     from metrics.rollup.job import RollupJob
     from momento.scenario import load_scenario
     from momento.settings import load_settings
@@ -109,9 +112,17 @@ def _live_minutes(lake: Path, repeats: int) -> list[dict]:
                 }
             )
             print(f"live minute: {runs[-1]}", file=sys.stderr, flush=True)
+        compactions = {}
+        for whole_share in (job.whole_share, 0.0):
+            job.whole_share = whole_share
+            started = time.perf_counter()
+            with job.store.lock():
+                kind = job.compact()
+            compactions[kind] = time.perf_counter() - started
+            print(f"compaction: {kind} in {compactions[kind]:.1f} s", file=sys.stderr, flush=True)
     finally:
         job.close()
-    return runs
+    return {"runs": runs, "compactions": compactions}
 
 
 def _one_live_minute(lake: Path) -> None:
@@ -185,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             _build(_size(args.events), lake)
         catch_up = _subprocess("--catch-up", lake)
         print(f"catch-up: {catch_up}", file=sys.stderr, flush=True)
-        live = _subprocess("--live", lake, "--repeats", str(args.repeats))
+        measured = _subprocess("--live", lake, "--repeats", str(args.repeats))
+    live, compactions = measured["runs"], measured["compactions"]
     seconds = statistics.median(run["seconds"] for run in live)
     each = ", ".join(f"{run['seconds']:.2f}" for run in live)
     print(f"{'phase':<34} {'seconds':>8} {'rows':>11} {'rows/s':>10} {'events/s':>10} {'peak MB':>8}")
@@ -200,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{statistics.median(run['rows'] for run in live):>11,.0f}   target < {TARGET_LIVE:.0f} s: "
         f"{'met' if seconds < TARGET_LIVE else 'MISSED'} (runs: {each})"
     )
+    for kind, what in (("merge", "merge of newer runs"), ("compact", "whole rewrite")):
+        print(f"{'compaction, ' + what:<34} {compactions[kind]:>8.2f}")
     print(
         f"lake: {catch_up['events']:,} events; load average at the end: "
         f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores"

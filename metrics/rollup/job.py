@@ -11,8 +11,14 @@ A run rebuilds everything from raw instead when there is no run yet or the defin
 SQL from the catalogue, the pre-period) changed. A large rebuild goes in partitions of the
 users (`rebuild_parts`), each folded on the job's engine and appended before the next, all
 under the run's one id, so its memory is that of a partition and the run still commits at
-once. Erasures logged since the watermark are folded as users to forget; their state rows are then deleted, the rollups merged and the
-files that held them vacuumed at once, as the raw tables are.
+once. Erasures logged since the watermark are folded as users to forget; their state rows are
+then deleted, the rollups merged and the files that held them vacuumed at once, as the raw tables
+are.
+
+Every run appends rows, so now and then a compaction merges them to one row per key (`compact`):
+the per-user state whole only once the rows appended since it was last written whole reach a
+share of it (`WHOLE_SHARE`), and until then only those newer rows, which costs seconds where a
+whole rewrite of a long history costs minutes with every fold held back.
 """
 
 from __future__ import annotations
@@ -161,9 +167,17 @@ def rebuild_parts(batch: Batch, bounds: tuple[str, ...]) -> Iterator[Batch]:
         yield Batch(events, exposures, decisions, params, batch.upper)
 
 
+BASE_RUN = f"SELECT max({RUN_ID}) FROM {ROLLUP_RUNS} WHERE kind IN ('rebuild', 'compact')"
+"""The newest run that wrote the state tables whole: their rows up to it are one per key."""
+
+WHOLE_SHARE = 0.25
+"""A compaction rewrites the state tables whole once the rows of the runs since their base reach
+this share of the base's rows, and merges only those newer rows before: a whole rewrite costs the
+history, so it comes once per quarter of it appended, and each merge costs what came since."""
+
 COMPACTION_SHARE = 0.05
-"""The most of the job's time compactions take: they rewrite every rollup table, which takes
-a second on the demo's lake and minutes on a history of 100M events."""
+"""The most of the job's time compactions take: a whole rewrite of the state takes a second on
+the demo's lake and minutes on a history of 100M events."""
 
 
 def next_compaction_at(now: float, began: float, every: float) -> float:
@@ -182,6 +196,7 @@ class RollupJob:
         engine: Engine = duckdb_engine,
         partition_rows: int = PARTITION_ROWS,
         memory_limit_mb: int | None = None,
+        whole_share: float = WHOLE_SHARE,
     ) -> None:
         self.lake = lake_location(lake)
         self.pre_days = pre_days
@@ -194,6 +209,8 @@ class RollupJob:
         """Raw rows a rebuild folds at once (`rebuild_parts`)."""
         self.memory_limit_mb = memory_limit_mb
         """The bound of the warehouse's DuckDB (None: DuckDB's default, 80% of the machine)."""
+        self.whole_share = whole_share
+        """When a compaction rewrites the state whole (`WHOLE_SHARE`)."""
         self._wh: Warehouse | None = None
 
     def run_once(self) -> RunReport:
@@ -237,12 +254,19 @@ class RollupJob:
             self.close()  # the next run starts from a fresh warehouse
             raise
 
-    def _fold_new_rows(self, wh: Warehouse, started: float, started_at: datetime) -> RunReport:
+    def _pinned_run(self, wh: Warehouse) -> Run | None:
+        """The newest logged run, with every table that an unlogged run (a compaction cut short)
+        replaced rows of rolled back to the version the run left: what comes next writes onto
+        what readers are pinned to."""
         last = latest_run(wh)
         if last is not None:
             restored = self.store.roll_back(last.table_versions)
             if restored:
                 log.warning("rolled back what an unlogged run replaced in %s", ", ".join(restored))
+        return last
+
+    def _fold_new_rows(self, wh: Warehouse, started: float, started_at: datetime) -> RunReport:
+        last = self._pinned_run(wh)
         upper = self._uppers(wh)
         unreadable = [name for name in wh.errors if name.startswith(ROLLUP_PREFIX)]
         if unreadable:
@@ -413,24 +437,35 @@ class RollupJob:
         self.compact(forget=users)
         self.store.maintain(retention_hours=0)
 
-    def compact(self, forget: tuple[str, ...] = ()) -> None:
-        """Replace every rollup table by its merged committed rows (one row per key, state sorted
-        by user), under a run of its own; rows of runs that never committed are dropped, and the
-        run log keeps only what the merged rows still refer to. State rows of the users in
-        `forget` are left out."""
+    def compact(self, forget: tuple[str, ...] = ()) -> str:
+        """Merge the rollups' committed rows to one row per key under a run of its own, and keep
+        in the run log only the runs the rows still refer to; rows of runs that never committed
+        are dropped. The kind logged is returned.
+
+        The aggregates are rewritten whole (a row per bucket: small whatever the history). The
+        per-user state tables are rewritten whole (`compact`) only when users are forgotten
+        (their state rows are left out) or when the rows of the runs since the state's last whole
+        rewrite (its *base*) reach `whole_share` of the base's; otherwise only those newer rows
+        are merged (`merge`), replacing them in the same commit. At 100M events a whole rewrite
+        takes minutes, during which no fold is committed; a merge costs what the runs since the
+        base appended."""
         started_at = datetime.now(UTC)
         wh = self._warehouse()
-        last = latest_run(wh)
+        last = self._pinned_run(wh)  # a merge replaces the newer rows of the tables as they are
         if last is None:
-            return
+            return "idle"
+        base: int | None = wh.scalar(BASE_RUN)
+        whole = bool(forget) or base is None or self._newer_share(wh, base) >= self.whole_share
         run_id = self._next_run_id(last)
         for table in (*defs.STATE, *defs.AGGREGATES):
             name = defs.TABLE_NAMES(table.name)
             if not wh.has(name):
                 continue
-            rows_of = f"(SELECT * FROM {name} WHERE {COMMITTED}"
-            rows_of += " AND NOT list_contains($forget, user_id))" if table in defs.STATE else ")"
-            merged = table.merged_sql(rows_of)
+            newer = f"{RUN_ID} > {base}" if table in defs.STATE and not whole else None
+            kept = [COMMITTED, *([newer] if newer else [])]
+            if table in defs.STATE:
+                kept.append("NOT list_contains($forget, user_id)")
+            merged = table.merged_sql(f"(SELECT * FROM {name} WHERE {' AND '.join(kept)})")
             names = [c.name for c in table.keys]
             order = ", ".join(sorted(names, key=lambda n: n != "user_id"))
             cursor = wh.cursor()
@@ -439,14 +474,28 @@ class RollupJob:
                 # streamed from DuckDB's sort (which spills) into the commit: a table of a long
                 # history is never held in this process
                 rows = cursor.sql(sql, params=used_params(sql, {"forget": list(forget)})).arrow()
-                self.store.replace(name, rows, schema(table))
+                self.store.replace(name, rows, schema(table), where=newer)
             finally:
                 cursor.close()
-        self._log(run_id, "compact", started_at, last.loaded_to, 0, last.events_max_ts)
+        kind = "compact" if whole else "merge"
+        self._log(run_id, kind, started_at, last.loaded_to, 0, last.events_max_ts)
         runs = self.store.table(ROLLUP_RUNS)
         assert runs is not None  # it holds the row just logged
-        kept = runs.to_pyarrow_dataset().to_table(filter=pc.field(RUN_ID) >= run_id)
-        self.store.replace(ROLLUP_RUNS, kept, RUNS_SCHEMA)
+        kept = pc.field(RUN_ID) >= run_id
+        if not whole:
+            kept = kept | (pc.field(RUN_ID) == base)
+        self.store.replace(ROLLUP_RUNS, runs.to_pyarrow_dataset().to_table(filter=kept), RUNS_SCHEMA)
+        return kind
+
+    def _newer_share(self, wh: Warehouse, base: int) -> float:
+        """The state tables' rows of the runs after `base` as a share of the base's."""
+        newer = total = 0
+        for table in defs.STATE:
+            name = defs.TABLE_NAMES(table.name)
+            if wh.has(name):
+                total += int(wh.scalar(f"SELECT count(*) FROM {name}") or 0)
+                newer += int(wh.scalar(f"SELECT count(*) FROM {name} WHERE {RUN_ID} > $base", {"base": base}) or 0)
+        return newer / max(total - newer, 1)
 
     def follow(self, interval: float, stop: threading.Event, compact_every: float = 300.0) -> None:
         """Run every `interval` seconds until `stop` is set; compact now and then

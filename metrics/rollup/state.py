@@ -30,7 +30,7 @@ Merge = Literal["sum", "min", "max"]
 RUNS_SCHEMA = pa.schema(
     [
         pa.field(RUN_ID, pa.int64(), nullable=False),
-        pa.field("kind", pa.string(), nullable=False),  # rebuild | fold | erase | compact
+        pa.field("kind", pa.string(), nullable=False),  # rebuild | fold | erase | compact | merge
         pa.field("definitions", pa.string(), nullable=False),  # hash of every rollup SQL text
         pa.field("started_at", UTC_TS, nullable=False),
         pa.field("finished_at", UTC_TS, nullable=False),

@@ -48,6 +48,10 @@ ROW_GROUP_ROWS = 16_384
 spans a narrow range of users and a lookup of a few users (a fold of the live tail) reads the
 few row groups whose range holds them, not the whole table."""
 _WRITER = WriterProperties(max_row_group_size=ROW_GROUP_ROWS)
+SMALL_FILES_MERGED_TO = 32 * 1024 * 1024
+"""Maintenance merges files up to this size: below the ~100 MB files a whole rewrite of the
+state writes, so it merges the runs' small files and never rewrites the state's base whole (nor
+mixes the runs that a compaction's merge replaces into the base's files)."""
 _CONFIGURATION = {
     # No per-file statistics in the Delta log, which erasure cannot rewrite: the state's user ids
     # would stay there (readers list files; the Parquet footers keep the ranges).
@@ -152,11 +156,14 @@ class RollupStore:
         new version."""
         return self._write(name, conform(name, data, schema), schema, "append")
 
-    def replace(self, name: str, data: pa.Table | pa.RecordBatchReader, schema: pa.Schema) -> int:
-        """Replace every row of `name` by `data` in one commit (readers see old or new); the
+    def replace(
+        self, name: str, data: pa.Table | pa.RecordBatchReader, schema: pa.Schema, where: str | None = None
+    ) -> int:
+        """Replace every row of `name` (or only those matching the SQL predicate `where`, which
+        every row of `data` must match) by `data` in one commit (readers see old or new); the
         table's new version. A reader is written as it is read, never held whole."""
         rows = conform(name, data, schema) if isinstance(data, pa.Table) else conform_stream(name, data, schema)
-        return self._write(name, rows, schema, "overwrite")
+        return self._write(name, rows, schema, "overwrite", where)
 
     def _write(
         self,
@@ -164,6 +171,7 @@ class RollupStore:
         data: pa.Table | pa.RecordBatchReader,
         schema: pa.Schema,
         mode: Literal["append", "overwrite"],
+        where: str | None = None,
     ) -> int:
         table = self.table(name)
         if table is None:
@@ -173,7 +181,7 @@ class RollupStore:
         if mode == "append":  # deltalake types the two modes as separate overloads
             write_deltalake(table, data, mode="append", writer_properties=_WRITER)
         else:
-            write_deltalake(table, data, mode="overwrite", writer_properties=_WRITER)
+            write_deltalake(table, data, mode="overwrite", predicate=where, writer_properties=_WRITER)
         return table.version()  # the write moved the open table to the version it committed
 
     def maintain(self, retention_hours: float) -> None:
@@ -187,7 +195,7 @@ class RollupStore:
             if table is None:
                 continue
             table.vacuum(retention_hours=int(retention_hours), dry_run=False, enforce_retention_duration=False)
-            table.optimize.compact(target_size=128 * 1024 * 1024, writer_properties=_WRITER)
+            table.optimize.compact(target_size=SMALL_FILES_MERGED_TO, writer_properties=_WRITER)
             table.create_checkpoint()
             table.cleanup_metadata()
 

@@ -188,9 +188,12 @@ def test_a_run_that_crashed_before_logging_is_never_counted_and_is_redone(tmp_pa
         check(lake)
 
 
-def test_a_compaction_that_died_before_logging_itself_is_rolled_back_by_the_next_run(tmp_path, monkeypatch):
+@pytest.mark.parametrize("whole_share", [0.0, float("inf")], ids=["whole", "merge"])
+def test_a_compaction_that_died_before_logging_itself_is_rolled_back_by_the_next_run(
+    tmp_path, monkeypatch, whole_share
+):
     lake = tmp_path / "lake"
-    job = RollupJob(lake, PRE_DAYS)
+    job = RollupJob(lake, PRE_DAYS, whole_share=whole_share)
     batches = stream(6, 3)
     with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
         _append(writer, next(batches))
@@ -210,6 +213,30 @@ def test_a_compaction_that_died_before_logging_itself_is_rolled_back_by_the_next
         check(lake)  # readers stay on the versions the last logged run left
         _append(writer, next(batches))
         job.run_once()  # folds onto the state the replacements had removed
+        check(lake)
+
+
+def test_a_merge_after_a_whole_compaction_that_died_merges_what_readers_see(tmp_path, monkeypatch):
+    """The dead compaction left every state table rewritten under a run never logged: a merge
+    that replaced the newer rows of the tables as they stand would drop the base with them."""
+    lake = tmp_path / "lake"
+    batches = stream(10, 3)
+    with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
+        _append(writer, next(batches))
+        RollupJob(lake, PRE_DAYS).run_once()
+        _append(writer, next(batches))
+        RollupJob(lake, PRE_DAYS).run_once()
+        whole = RollupJob(lake, PRE_DAYS, whole_share=0.0)
+        monkeypatch.setattr(whole, "_log", lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("killed")))
+        with pytest.raises(RuntimeError, match="killed"):
+            whole.compact()
+        whole.close()
+        merging = RollupJob(lake, PRE_DAYS, whole_share=float("inf"))
+        assert merging.compact() == "merge"
+        merging.close()
+        check(lake)
+        _append(writer, next(batches))
+        RollupJob(lake, PRE_DAYS).run_once()
         check(lake)
 
 

@@ -22,6 +22,8 @@ import itertools
 
 from random_lake import stream
 
+from tests.support import rollups
+
 PRE_DAYS = 7
 
 
@@ -100,6 +102,74 @@ def test_state_is_written_in_user_order_by_a_rebuild_a_fold_and_a_compaction(tmp
         assert _assert_state_files_in_user_order(lake)
         job.compact()
         assert _assert_state_files_in_user_order(lake)
+
+
+def _state_runs(lake: Path) -> dict[str, tuple[set[int], bool]]:
+    """Per state table: the run ids its rows carry, and whether each run holds one row per key."""
+    wh = Warehouse(lake, min_refresh_seconds=0.0)
+    try:
+        found = {}
+        for table in defs.STATE:
+            name = defs.TABLE_NAMES(table.name)
+            keys = ", ".join(c.name for c in table.keys)
+            runs = wh.query(f"SELECT DISTINCT run_id FROM {name}")["run_id"].to_list()
+            repeated = wh.scalar(
+                f"SELECT count(*) FROM (SELECT run_id, {keys} FROM {name} GROUP BY ALL HAVING count(*) > 1)"
+            )
+            found[table.name] = (set(runs), repeated == 0)
+        return found
+    finally:
+        wh.close()
+
+
+def test_a_compaction_merges_only_the_rows_since_the_state_was_last_written_whole(tmp_path):
+    """At 100M events a whole rewrite of the state takes minutes with every fold held back: below
+    `whole_share` a compaction merges only the rows the runs since the base appended, and leaves
+    the base's files as they are; past it, the state is written whole again."""
+    lake = tmp_path / "lake"
+    batches = stream(9, 4)
+    merging, rewriting = RollupJob(lake, PRE_DAYS, whole_share=float("inf")), RollupJob(lake, PRE_DAYS, whole_share=0.0)
+    with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
+        for table, rows in next(batches).items():
+            writer.append(table, rows)
+        writer.flush()
+        base = merging.run_once()
+        assert base.kind == "rebuild"
+        base_files = _state_files(lake)
+        for batch in itertools.islice(batches, 2):
+            for table, rows in batch.items():
+                writer.append(table, rows)
+            writer.flush()
+            assert merging.run_once().kind == "fold"
+        assert merging.compact() == "merge"
+        merging.close()
+        merged = _state_files(lake)
+        assert base_files <= merged  # the base is not rewritten
+        runs = _state_runs(lake)
+        merge_run = max(max(ids) for ids, _ in runs.values())
+        assert all(ids <= {base.run_id, merge_run} and one_per_key for ids, one_per_key in runs.values()), runs
+        rollups.check(lake, PRE_DAYS)
+        _assert_state_files_in_user_order(lake)
+        for table, rows in next(batches).items():  # a fold onto the merged state
+            writer.append(table, rows)
+        writer.flush()
+        assert merging.run_once().kind == "fold"
+        rollups.check(lake, PRE_DAYS)
+        assert rewriting.compact() == "compact"
+        rewriting.close()
+        assert not base_files & _state_files(lake)
+        runs = _state_runs(lake)
+        assert len(set.union(*(ids for ids, _ in runs.values()))) == 1 and all(one for _, one in runs.values())
+        rollups.check(lake, PRE_DAYS)
+
+
+def _state_files(lake: Path) -> set[str]:
+    wh = Warehouse(lake, min_refresh_seconds=0.0)
+    try:
+        files = wh.snapshot_files()
+    finally:
+        wh.close()
+    return {str(f) for table in defs.STATE for f in files[defs.TABLE_NAMES(table.name)]}
 
 
 def test_compactions_take_at_most_their_share_of_the_job_time():
