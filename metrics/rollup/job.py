@@ -516,8 +516,9 @@ class RollupJob:
                         )
                     if time.monotonic() >= next_compaction:
                         began = time.monotonic()
-                        self.compact()
+                        kind = self.compact()
                         self.store.maintain(retention_hours=1)
+                        log.info("rollup compaction (%s) in %.2f s", kind, time.monotonic() - began)
                         next_compaction = next_compaction_at(time.monotonic(), began, compact_every)
             except Exception:
                 if stop.is_set():  # the run was broken off by the stop itself
