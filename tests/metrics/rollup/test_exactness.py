@@ -5,8 +5,10 @@ same number computed from the raw rows (latency percentiles within the histogram
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -81,15 +83,23 @@ def test_the_rollups_without_their_tail_are_exact_as_of_their_run(tmp_path):
     rollups.assert_same(served, as_of_run)
 
 
-def test_a_fold_on_an_earlier_read_shows_the_read_its_committed_rows_came_from(tmp_path):
-    """The cockpit's fold keeps the rows its quick read took from the rollups: "How this is
-    computed" must still show the SQL that read them, not only the tail's."""
-    lake = tmp_path / "lake"
-    batches = stream(8, 3)
+@contextlib.contextmanager
+def _rolled_up_with_a_tail(lake: Path, seed: int) -> Iterator[tuple[LakeWriter, Iterator[dict]]]:
+    """A lake whose first random batch is rolled up and whose second is the tail; its writer and
+    the batches still to come."""
+    batches = stream(seed, 3)
     with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
         _append(writer, next(batches))
         RollupJob(lake, PRE_DAYS).run_once()
         _append(writer, next(batches))
+        yield writer, batches
+
+
+def test_a_fold_on_an_earlier_read_shows_the_read_its_committed_rows_came_from(tmp_path):
+    """The cockpit's fold keeps the rows its quick read took from the rollups: "How this is
+    computed" must still show the SQL that read them, not only the tail's."""
+    lake = tmp_path / "lake"
+    with _rolled_up_with_a_tail(lake, 8):
         wh = Warehouse(lake, min_refresh_seconds=0.0)
         try:
             quick = aggregates(wh, PRE_DAYS, tail=False)
@@ -220,11 +230,7 @@ def test_a_merge_after_a_whole_compaction_that_died_merges_what_readers_see(tmp_
     """The dead compaction left every state table rewritten under a run never logged: a merge
     that replaced the newer rows of the tables as they stand would drop the base with them."""
     lake = tmp_path / "lake"
-    batches = stream(10, 3)
-    with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
-        _append(writer, next(batches))
-        RollupJob(lake, PRE_DAYS).run_once()
-        _append(writer, next(batches))
+    with _rolled_up_with_a_tail(lake, 10) as (writer, batches):
         RollupJob(lake, PRE_DAYS).run_once()
         whole = RollupJob(lake, PRE_DAYS, whole_share=0.0)
         monkeypatch.setattr(whole, "_log", lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("killed")))
