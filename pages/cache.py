@@ -51,6 +51,11 @@ FIRST_WAIT_SECONDS = 1.0
 background (see `new_run`)."""
 PERIODIC_SECONDS = 30.0
 """How long a `periodic` result is kept however the lake moves."""
+PERIODIC_SHARE = 0.1
+"""The most of the time each `periodic` scan is renewed for: one that took 12 s is kept 108 s."""
+_SCANS = threading.Semaphore(1)
+"""`periodic` scans run one at a time: each reads the whole history with every core DuckDB has, so
+several at once only slow each other and the quick panels of the page that started them."""
 AGGREGATES = "rollups.aggregates"
 """The key of the aggregates among the renewed results."""
 
@@ -111,13 +116,14 @@ def latest(fn: Callable[Concatenate[Warehouse, P], T], *args: P.args, **kwargs: 
     being computed in the background, and that the first raises `Pending` past
     `FIRST_WAIT_SECONDS` (see the module docstring). The result is shared by every session, not
     copied: callers only read it."""
-    return _renewed(fn, args, kwargs, every=0.0)
+    return _renewed(fn, args, kwargs)
 
 
 def periodic(fn: Callable[Concatenate[Warehouse, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """`latest`, renewed at most every `PERIODIC_SECONDS`: for the scans of the raw tables that
-    cost seconds on a large lake (run once per snapshot, each would keep a core busy)."""
-    return _renewed(fn, args, kwargs, every=PERIODIC_SECONDS)
+    """`latest`, renewed at most every `PERIODIC_SECONDS`, and so that renewing it takes at most
+    `PERIODIC_SHARE` of the time, one scan at a time: for the scans of the raw tables that cost
+    seconds on a large lake (run once per snapshot, each would keep a core busy)."""
+    return _renewed(fn, args, kwargs, every=PERIODIC_SECONDS, share=PERIODIC_SHARE, gate=_SCANS)
 
 
 _run = threading.local()  # the deadline of first results in this script thread's run
@@ -136,11 +142,20 @@ def _first_wait() -> float:
     return FIRST_WAIT_SECONDS if deadline is None else max(0.0, deadline - time.monotonic())
 
 
-def _renewed(fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], every: float) -> T:
+def _renewed(
+    fn: Callable[..., T],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    every: float = 0.0,
+    share: float = 1.0,
+    gate: threading.Semaphore | None = None,
+) -> T:
     def compute() -> T:
         return fn(warehouse(), *args, **kwargs)
 
-    return renewing().get(_key(fn, args, kwargs), snapshot(), compute, wait=_first_wait(), every=every)
+    return renewing().get(
+        _key(fn, args, kwargs), snapshot(), compute, wait=_first_wait(), every=every, share=share, gate=gate
+    )
 
 
 def aggregates() -> read.Aggregates:

@@ -174,6 +174,49 @@ def test_a_result_is_kept_for_every_seconds_whatever_the_version_then_renewed():
     _eventually(lambda: store.get("k", 3, newer, every=30) == "three")
 
 
+def test_a_result_that_took_long_is_kept_so_that_renewing_it_takes_at_most_its_share_of_the_time():
+    now = [0.0]
+    store = Renewing(8, clock=lambda: now[0])
+
+    def scan() -> str:  # a scan of the history that has grown to take 12 s
+        now[0] += 12.0
+        return "one"
+
+    store.get("k", 1, scan, every=30, share=0.1)
+    newer = Gate("two")
+    now[0] = 12.0 + 107.0  # 12 s is a tenth of 120 s: kept 108 s after it ended
+    assert store.get("k", 2, newer, every=30, share=0.1) == "one"
+    assert newer.calls == 0
+    now[0] = 12.0 + 109.0
+    assert store.get("k", 2, newer, every=30, share=0.1) == "one"  # renewed in the background
+    _eventually(lambda: newer.calls == 1)
+    newer.open.set()
+    _eventually(lambda: store.get("k", 2, newer, every=30, share=0.1) == "two")
+
+
+def test_computations_holding_one_gate_run_one_at_a_time_and_its_wait_is_not_their_cost():
+    now = [0.0]
+    store = Renewing(8, clock=lambda: now[0])
+    gate = threading.Semaphore(1)
+    first, second = Gate("a"), Gate("b")
+    for key, compute in (("a", first), ("b", second)):
+        with pytest.raises(Pending):
+            store.get(key, 1, compute, wait=0.01, gate=gate)
+    _eventually(lambda: first.calls + second.calls == 1)
+    running, waiting = (first, second) if first.calls else (second, first)
+    time.sleep(0.1)
+    assert waiting.calls == 0  # it waits for the gate, not for its own turn to be scheduled
+    now[0] = 50.0  # the running one took 50 s; the waiting one waited that long
+    running.open.set()
+    _eventually(lambda: waiting.calls == 1)
+    waiting.open.set()
+    key = "a" if waiting is first else "b"
+    _eventually(lambda: store.newest(key) == waiting.value)
+    # it took no clock time once it held the gate: with a share of 0.1, a newer version renews it
+    assert store.get(key, 2, lambda: "newer", share=0.1) == waiting.value
+    _eventually(lambda: store.newest(key) == "newer")
+
+
 def test_newest_is_the_newest_result_kept_whatever_its_version():
     store = Renewing(8)
     assert store.newest("k") is None
