@@ -167,6 +167,8 @@ def rebuild_parts(batch: Batch, bounds: tuple[str, ...]) -> Iterator[Batch]:
         yield Batch(events, exposures, decisions, params, batch.upper)
 
 
+COMPACTED = ("rebuild", "compact", "merge")
+"""Kinds of run after which every rollup table holds one row per key and run: nothing to compact."""
 BASE_RUN = f"SELECT max({RUN_ID}) FROM {ROLLUP_RUNS} WHERE kind IN ('rebuild', 'compact')"
 """The newest run that wrote the state tables whole: their rows up to it are one per key."""
 
@@ -452,7 +454,7 @@ class RollupJob:
         started_at = datetime.now(UTC)
         wh = self._warehouse()
         last = self._pinned_run(wh)  # a merge replaces the newer rows of the tables as they are
-        if last is None:
+        if last is None or (last.kind in COMPACTED and not forget):
             return "idle"
         base: int | None = wh.scalar(BASE_RUN)
         whole = bool(forget) or base is None or self._newer_share(wh, base) >= self.whole_share
@@ -498,9 +500,10 @@ class RollupJob:
         return newer / max(total - newer, 1)
 
     def follow(self, interval: float, stop: threading.Event, compact_every: float = 300.0) -> None:
-        """Run every `interval` seconds until `stop` is set; compact now and then
-        (`next_compaction_at`)."""
-        next_compaction = time.monotonic() + compact_every
+        """Run every `interval` seconds until `stop` is set; compact after the first run (what
+        piled up while no job followed the lake: every fold's lookups read each run's files) and
+        then now and then (`next_compaction_at`)."""
+        next_compaction = time.monotonic()
         while not stop.is_set():
             try:
                 with self.store.lock():
@@ -517,8 +520,9 @@ class RollupJob:
                     if time.monotonic() >= next_compaction:
                         began = time.monotonic()
                         kind = self.compact()
-                        self.store.maintain(retention_hours=1)
-                        log.info("rollup compaction (%s) in %.2f s", kind, time.monotonic() - began)
+                        if kind != "idle":
+                            self.store.maintain(retention_hours=1)
+                            log.info("rollup compaction (%s) in %.2f s", kind, time.monotonic() - began)
                         next_compaction = next_compaction_at(time.monotonic(), began, compact_every)
             except Exception:
                 if stop.is_set():  # the run was broken off by the stop itself

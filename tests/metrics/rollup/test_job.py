@@ -6,6 +6,8 @@ groups whose range of users holds them."""
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -161,6 +163,41 @@ def test_a_compaction_merges_only_the_rows_since_the_state_was_last_written_whol
         runs = _state_runs(lake)
         assert len(set.union(*(ids for ids, _ in runs.values()))) == 1 and all(one for _, one in runs.values())
         rollups.check(lake, PRE_DAYS)
+
+
+def test_a_following_job_merges_what_piled_up_before_it_started_after_its_first_run(tmp_path):
+    lake = tmp_path / "lake"
+    batches = stream(11, 3)
+    with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
+        for batch in batches:
+            for table, rows in batch.items():
+                writer.append(table, rows)
+            writer.flush()
+            RollupJob(lake, PRE_DAYS).run_once()  # a rebuild, then folds no job compacted
+    # the folds' rows are most of the state here: merged, not rewritten whole, as on a long history
+    job, stop = RollupJob(lake, PRE_DAYS, whole_share=float("inf")), threading.Event()
+    following = threading.Thread(target=job.follow, args=(0.05, stop))
+    following.start()
+    try:
+        deadline = time.monotonic() + 60
+        while _run_kinds(lake) != ["rebuild", "merge"]:  # not 5 minutes later: at once
+            assert time.monotonic() < deadline, _run_kinds(lake)
+            time.sleep(0.1)
+        time.sleep(0.5)  # idle runs after it
+    finally:
+        stop.set()
+        following.join(timeout=60)
+    assert _run_kinds(lake) == ["rebuild", "merge"]  # idle runs log nothing
+    assert RollupJob(lake, PRE_DAYS).compact() == "idle"  # nothing to merge since
+    rollups.check(lake, PRE_DAYS)
+
+
+def _run_kinds(lake: Path) -> list[str]:
+    wh = Warehouse(lake, min_refresh_seconds=0.0)
+    try:
+        return wh.query("SELECT kind FROM rollup_runs ORDER BY run_id")["kind"].to_list()
+    finally:
+        wh.close()
 
 
 def _state_files(lake: Path) -> set[str]:
