@@ -1,6 +1,6 @@
 """The cockpit's caches: what a query returned is kept until the lake changes.
 
-Every panel reads through `cached(fn, *args)` or `latest(fn, *args)`, where `fn` is a function of
+Every panel reads through `cached(fn, *args)` or `periodic(fn, *args)`, where `fn` is a function of
 `metrics/` taking the warehouse first. A result is keyed on the function, its arguments and the
 lake's snapshot (the table versions `Warehouse.refresh()` reports, re-read at most once per
 `SNAPSHOT_SECONDS`), so a quiet lake is never queried twice however often the panels redraw, the
@@ -9,14 +9,15 @@ version is read on a later redraw.
 
 - `cached` waits for the result of the snapshot: for what must be current when shown (alerts,
   pauses, the freshness header) and for quick queries.
-- `latest` never waits once a result exists: a slow panel shows its newest result while the
-  next snapshot's is computed in the background (`pages.renewing`), and shows that on a later
+- `periodic`, for the scans of the raw history that cost seconds on a large lake, never waits
+  once a result exists: the panel shows its newest result while a newer one is computed in the
+  background (`pages.renewing`) at most every `PERIODIC_SECONDS`, and shows that on a later
   redraw. Its first result is waited for `FIRST_WAIT_SECONDS` at most (all the panels of a run
   together: `new_run`): past them the panel says it is being computed (`Pending`, drawn by
   `pages.ui.panel`) and fills in on a later redraw, so a page's first render never waits for a
-  scan of the whole history. `periodic` is `latest` for the scans that cost seconds on a large
-  lake: renewed at most every `PERIODIC_SECONDS`.
-  The rollups' aggregates behind every analytics panel are read this way too (`aggregates`).
+  scan of the whole history.
+  The rollups' aggregates behind every analytics panel are renewed the same way, for every
+  snapshot (`aggregates`).
 
 The process-wide resources (settings, warehouses, scenario) live here too.
 """
@@ -111,19 +112,26 @@ def cached(fn: Callable[Concatenate[Warehouse, P], T], *args: P.args, **kwargs: 
     return _cached(fn, name, snapshot(), args_key, kwargs_key)
 
 
-def latest(fn: Callable[Concatenate[Warehouse, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """`cached`, except that once a result exists it is served at once, the newest snapshot's
-    being computed in the background, and that the first raises `Pending` past
-    `FIRST_WAIT_SECONDS` (see the module docstring). The result is shared by every session, not
-    copied: callers only read it."""
-    return _renewed(fn, args, kwargs)
-
-
 def periodic(fn: Callable[Concatenate[Warehouse, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """`latest`, renewed at most every `PERIODIC_SECONDS`, and so that renewing it takes at most
-    `PERIODIC_SHARE` of the time, one scan at a time: for the scans of the raw tables that cost
-    seconds on a large lake (run once per snapshot, each would keep a core busy)."""
-    return _renewed(fn, args, kwargs, every=PERIODIC_SECONDS, share=PERIODIC_SHARE, gate=_SCANS)
+    """`cached`, except that once a result exists it is served at once while a newer one is
+    computed in the background, at most every `PERIODIC_SECONDS`, so that renewing it takes at
+    most `PERIODIC_SHARE` of the time, one scan at a time; and that the first raises `Pending`
+    past `FIRST_WAIT_SECONDS` (see the module docstring). For the scans of the raw tables that
+    cost seconds on a large lake (run once per snapshot, each would keep a core busy). The result
+    is shared by every session, not copied: callers only read it."""
+
+    def compute() -> T:
+        return fn(warehouse(), *args, **kwargs)
+
+    return renewing().get(
+        _key(fn, args, kwargs),
+        snapshot(),
+        compute,
+        wait=_first_wait(),
+        every=PERIODIC_SECONDS,
+        share=PERIODIC_SHARE,
+        gate=_SCANS,
+    )
 
 
 _run = threading.local()  # the deadline of first results in this script thread's run
@@ -140,22 +148,6 @@ def new_run() -> None:
 def _first_wait() -> float:
     deadline: float | None = getattr(_run, "deadline", None)
     return FIRST_WAIT_SECONDS if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def _renewed(
-    fn: Callable[..., T],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    every: float = 0.0,
-    share: float = 1.0,
-    gate: threading.Semaphore | None = None,
-) -> T:
-    def compute() -> T:
-        return fn(warehouse(), *args, **kwargs)
-
-    return renewing().get(
-        _key(fn, args, kwargs), snapshot(), compute, wait=_first_wait(), every=every, share=share, gate=gate
-    )
 
 
 def aggregates() -> read.Aggregates:

@@ -13,7 +13,7 @@ from metrics.filters import Filters
 from metrics.queries import explain
 from momento import formatting as fmt
 from pages import analytics, charts, tables, ui
-from pages.cache import cached, latest, periodic, settings
+from pages.cache import cached, periodic, settings
 from pages.explain import how_computed
 
 ui.header("Engine health", "Live status, latency against the budget, errors and fallbacks, the writer, the models.")
@@ -165,7 +165,7 @@ def breakdowns(f: Filters) -> None:
 
 def models(f: Filters) -> None:
     st.subheader("Models in use")
-    frame = latest(health.model_versions, f)
+    frame = periodic(health.model_versions, f)
     tables.table(
         frame,
         "model_versions",
