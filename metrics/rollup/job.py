@@ -464,10 +464,10 @@ class RollupJob:
             if not wh.has(name):
                 continue
             newer = f"{RUN_ID} > {base}" if table in defs.STATE and not whole else None
-            kept = [COMMITTED, *([newer] if newer else [])]
+            conditions = [COMMITTED, *([newer] if newer else [])]
             if table in defs.STATE:
-                kept.append("NOT list_contains($forget, user_id)")
-            merged = table.merged_sql(f"(SELECT * FROM {name} WHERE {' AND '.join(kept)})")
+                conditions.append("NOT list_contains($forget, user_id)")
+            merged = table.merged_sql(f"(SELECT * FROM {name} WHERE {' AND '.join(conditions)})")
             names = [c.name for c in table.keys]
             order = ", ".join(sorted(names, key=lambda n: n != "user_id"))
             cursor = wh.cursor()
