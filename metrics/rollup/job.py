@@ -167,9 +167,11 @@ def rebuild_parts(batch: Batch, bounds: tuple[str, ...]) -> Iterator[Batch]:
         yield Batch(events, exposures, decisions, params, batch.upper)
 
 
-COMPACTED = ("rebuild", "compact", "merge")
+BASES = ("rebuild", "compact")
+"""Kinds of run that write the state tables whole."""
+COMPACTED = (*BASES, "merge")
 """Kinds of run after which every rollup table holds one row per key and run: nothing to compact."""
-BASE_RUN = f"SELECT max({RUN_ID}) FROM {ROLLUP_RUNS} WHERE kind IN ('rebuild', 'compact')"
+BASE_RUN = f"SELECT max({RUN_ID}) FROM {ROLLUP_RUNS} WHERE list_contains($bases, kind)"
 """The newest run that wrote the state tables whole: their rows up to it are one per key."""
 
 WHOLE_SHARE = 0.25
@@ -456,16 +458,19 @@ class RollupJob:
         last = self._pinned_run(wh)  # a merge replaces the newer rows of the tables as they are
         if last is None or (last.kind in COMPACTED and not forget):
             return "idle"
-        base: int | None = wh.scalar(BASE_RUN)
+        base: int | None = wh.scalar(BASE_RUN, {"bases": list(BASES)})
         whole = bool(forget) or base is None or self._newer_share(wh, base) >= self.whole_share
         run_id = self._next_run_id(last)
         for table in (*defs.STATE, *defs.AGGREGATES):
             name = defs.TABLE_NAMES(table.name)
             if not wh.has(name):
                 continue
-            newer = f"{RUN_ID} > {base}" if table in defs.STATE and not whole else None
-            conditions = [COMMITTED, *([newer] if newer else [])]
-            if table in defs.STATE:
+            state = table in defs.STATE
+            newer = f"{RUN_ID} > {base}" if state and not whole else None
+            conditions = [COMMITTED]
+            if newer:
+                conditions.append(newer)
+            if state:
                 conditions.append("NOT list_contains($forget, user_id)")
             merged = table.merged_sql(f"(SELECT * FROM {name} WHERE {' AND '.join(conditions)})")
             names = [c.name for c in table.keys]
@@ -495,6 +500,8 @@ class RollupJob:
         for table in defs.STATE:
             name = defs.TABLE_NAMES(table.name)
             if wh.has(name):
+                # two counts, not one FILTER: the filtered one skips the base's row groups by their
+                # run-id statistics, the plain one reads only the Parquet footers
                 total += int(wh.scalar(f"SELECT count(*) FROM {name}") or 0)
                 newer += int(wh.scalar(f"SELECT count(*) FROM {name} WHERE {RUN_ID} > $base", {"base": base}) or 0)
         return newer / max(total - newer, 1)
