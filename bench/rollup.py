@@ -89,13 +89,15 @@ def _subprocess(flag: str, lake: Path, *extra: str) -> Any:
 def _live_minutes(lake: Path, repeats: int) -> dict[str, Any]:
     """`repeats` times: a minute of the demo's traffic through the real service, then one timed
     run of the job folding it in, as `momento rollup --follow` runs it (one job kept between
-    runs; its first run, untimed, folds what was pending); then the two compactions, timed."""
+    runs, its DuckDB on the threads a following job has; its first run, untimed, folds what was
+    pending); then the two compactions, timed."""
+    from cli.rollup import FOLLOW_THREADS
     from metrics.rollup.job import RollupJob
     from momento.scenario import load_scenario
     from momento.settings import load_settings
 
     pre_days = load_scenario(ROOT / "data" / "scenario.toml").business.pre_period_days
-    job = RollupJob(lake, pre_days, memory_limit_mb=load_settings().rollup_memory_mb)
+    job = RollupJob(lake, pre_days, memory_limit_mb=load_settings().rollup_memory_mb, threads=FOLLOW_THREADS)
     job.run()
     runs = []
     try:

@@ -17,7 +17,9 @@ version is read on a later redraw.
   `pages.ui.panel`) and fills in on a later redraw, so a page's first render never waits for a
   scan of the whole history.
   The rollups' aggregates behind every analytics panel are renewed the same way, for every
-  snapshot (`aggregates`).
+  snapshot or less often when folding the live tail takes long (`aggregates`). The scans run on
+  a DuckDB of their own (`scan_warehouse`), with one thread, so that one of them never holds
+  every core while a page is drawn.
 
 The process-wide resources (settings, warehouses, scenario) live here too.
 """
@@ -55,8 +57,16 @@ PERIODIC_SECONDS = 30.0
 PERIODIC_SHARE = 0.1
 """The most of the time each `periodic` scan is renewed for: one that took 12 s is kept 108 s."""
 _SCANS = threading.Semaphore(1)
-"""`periodic` scans run one at a time: each reads the whole history with every core DuckDB has, so
-several at once only slow each other and the quick panels of the page that started them."""
+"""`periodic` scans run one at a time: each reads the whole history, so several at once only slow
+each other and leave the pages less of the machine."""
+SCAN_THREADS = 1
+"""The threads of the scans' DuckDB (`scan_warehouse`)."""
+SCAN_MEMORY_SHARE = 0.25
+"""The scans' share of `MOMENTO_COCKPIT_MEMORY_MB`; the pages' queries have the rest."""
+FOLD_SHARE = 0.25
+"""The most of the time the aggregates' folds of the live tail take. A fold looks up the state of
+every user in the tail: tenths of a second on the demo's lake, about 2 s at 100M events under
+live traffic, which renewed for every snapshot kept most of a core busy beside the pages."""
 AGGREGATES = "rollups.aggregates"
 """The key of the aggregates among the renewed results."""
 
@@ -68,10 +78,31 @@ def settings() -> Settings:
 
 @st.cache_resource
 def warehouse() -> Warehouse:
-    """One read-only warehouse per cockpit process; it refreshes its snapshot itself, and its
-    DuckDB keeps to `MOMENTO_COCKPIT_MEMORY_MB` (spilling past it)."""
+    """The read-only warehouse of the pages' queries, one per cockpit process; it refreshes its
+    snapshot itself, and its DuckDB keeps to the pages' share of `MOMENTO_COCKPIT_MEMORY_MB`
+    (spilling past it)."""
     return Warehouse(
-        settings().lake, min_refresh_seconds=SNAPSHOT_SECONDS, memory_limit_mb=settings().cockpit_memory_mb
+        settings().lake,
+        min_refresh_seconds=SNAPSHOT_SECONDS,
+        memory_limit_mb=round(settings().cockpit_memory_mb * (1 - SCAN_MEMORY_SHARE)),
+    )
+
+
+@st.cache_resource
+def scan_warehouse() -> Warehouse:
+    """The read-only warehouse of the `periodic` scans of the raw history, one per cockpit process.
+
+    A DuckDB of its own, because DuckDB's threads are set per database: with `SCAN_THREADS` a
+    scan leaves the other cores to the pages (at 100M events, on 2 cores, Engine health's first
+    render took 3.2 s beside a 2.2 s scan of every decision, 1.7 s without); with no cache of file
+    data, as the history it reads would push the rollups out of the pages' cache; within
+    `SCAN_MEMORY_SHARE` of the cockpit's memory (spilling past it)."""
+    return Warehouse(
+        settings().lake,
+        min_refresh_seconds=SNAPSHOT_SECONDS,
+        memory_limit_mb=round(settings().cockpit_memory_mb * SCAN_MEMORY_SHARE),
+        cache_file_data=False,
+        threads=SCAN_THREADS,
     )
 
 
@@ -89,7 +120,7 @@ def scenario() -> Scenario:
 
 @st.cache_resource
 def renewing() -> Renewing:
-    """The results `latest` serves, one store per cockpit process."""
+    """The results `periodic` and `aggregates` serve, one store per cockpit process."""
     return Renewing(MAX_ENTRIES)
 
 
@@ -115,13 +146,14 @@ def cached(fn: Callable[Concatenate[Warehouse, P], T], *args: P.args, **kwargs: 
 def periodic(fn: Callable[Concatenate[Warehouse, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
     """`cached`, except that once a result exists it is served at once while a newer one is
     computed in the background, at most every `PERIODIC_SECONDS`, so that renewing it takes at
-    most `PERIODIC_SHARE` of the time, one scan at a time; and that the first raises `Pending`
-    past `FIRST_WAIT_SECONDS` (see the module docstring). For the scans of the raw tables that
-    cost seconds on a large lake (run once per snapshot, each would keep a core busy). The result
-    is shared by every session, not copied: callers only read it."""
+    most `PERIODIC_SHARE` of the time, one scan at a time, on `scan_warehouse` (at its own
+    snapshot, refreshed as often as the pages'); and that the first raises `Pending` past
+    `FIRST_WAIT_SECONDS` (see the module docstring). For the scans of the raw tables that cost
+    seconds on a large lake (run once per snapshot, each would keep a core busy). The result is
+    shared by every session, not copied: callers only read it."""
 
     def compute() -> T:
-        return fn(warehouse(), *args, **kwargs)
+        return fn(scan_warehouse(), *args, **kwargs)
 
     return renewing().get(
         _key(fn, args, kwargs),
@@ -153,9 +185,10 @@ def _first_wait() -> float:
 def aggregates() -> read.Aggregates:
     """Every rollup aggregate plus the live tail (or from raw), as newly as the cockpit has folded
     them; shared by every panel and session. The first read serves the rollups as their newest
-    run left them (exact as of it) and folds the tail in behind. A fold holds the warehouse on
-    its snapshot (the panels keep reading that snapshot until the fold ends), and reads of the
-    rollups only the runs logged since the newest result's."""
+    run left them (exact as of it) and folds the tail in behind; later folds come for every
+    snapshot, or less often so that they take at most `FOLD_SHARE` of the time. A fold holds the
+    warehouse on its snapshot (the panels keep reading that snapshot until the fold ends), and
+    reads of the rollups only the runs logged since the newest result's."""
     pre_days = scenario().business.pre_period_days
 
     def fold(tail: bool = True) -> read.Aggregates:
@@ -166,7 +199,7 @@ def aggregates() -> read.Aggregates:
         folded.database()  # made here, in the background, rather than by the first panel to query it
         return folded
 
-    return renewing().get(AGGREGATES, snapshot(), fold, quick=lambda: fold(tail=False))
+    return renewing().get(AGGREGATES, snapshot(), fold, quick=lambda: fold(tail=False), share=FOLD_SHARE)
 
 
 @st.cache_data(show_spinner=False, max_entries=MAX_ENTRIES)

@@ -183,11 +183,18 @@ COMPACTION_SHARE = 0.05
 """The most of the job's time compactions take: a whole rewrite of the state takes a second on
 the demo's lake and minutes on a history of 100M events."""
 
+RUN_SHARE = 0.25
+"""The most of the time a following job's runs take. A run's fixed costs (the snapshot's logs,
+a lookup per state table) grow slowly with the history: a few tenths of a second on the demo's
+lake, every 2 s; about 2 s at 100M events, which run back to back would keep a core busy beside
+the cockpit. The pages fold the raw rows a run has not reached, so a longer pause leaves every
+number exact and live."""
 
-def next_compaction_at(now: float, began: float, every: float) -> float:
-    """When to compact next, after a compaction that ran from `began` to `now`: `every` seconds
-    later, or later still so that compacting takes at most `COMPACTION_SHARE` of the time."""
-    return now + max(every, (now - began) * (1 - COMPACTION_SHARE) / COMPACTION_SHARE)
+
+def next_start(now: float, began: float, every: float, share: float) -> float:
+    """When to start work again after it ran from `began` to `now`: `every` seconds later, or
+    later still so that it takes at most `share` of the time."""
+    return now + max(every, (now - began) * (1 - share) / share)
 
 
 class RollupJob:
@@ -201,6 +208,7 @@ class RollupJob:
         partition_rows: int = PARTITION_ROWS,
         memory_limit_mb: int | None = None,
         whole_share: float = WHOLE_SHARE,
+        threads: int | None = None,
     ) -> None:
         self.lake = lake_location(lake)
         self.pre_days = pre_days
@@ -215,6 +223,8 @@ class RollupJob:
         """The bound of the warehouse's DuckDB (None: DuckDB's default, 80% of the machine)."""
         self.whole_share = whole_share
         """When a compaction rewrites the state whole (`WHOLE_SHARE`)."""
+        self.threads = threads
+        """The threads of the warehouse's DuckDB (None: DuckDB's default, one per core)."""
         self._wh: Warehouse | None = None
 
     def run_once(self) -> RunReport:
@@ -243,7 +253,11 @@ class RollupJob:
         with the lake for as long as the job runs."""
         if self._wh is None:
             self._wh = Warehouse(
-                self.lake, min_refresh_seconds=0.0, memory_limit_mb=self.memory_limit_mb, cache_file_data=False
+                self.lake,
+                min_refresh_seconds=0.0,
+                memory_limit_mb=self.memory_limit_mb,
+                cache_file_data=False,
+                threads=self.threads,
             )
         else:
             self._wh.refresh(force=True)
@@ -507,14 +521,18 @@ class RollupJob:
         return newer / max(total - newer, 1)
 
     def follow(self, interval: float, stop: threading.Event, compact_every: float = 300.0) -> None:
-        """Run every `interval` seconds until `stop` is set; compact after the first run (what
-        piled up while no job followed the lake: every fold's lookups read each run's files) and
-        then now and then (`next_compaction_at`)."""
+        """Run every `interval` seconds, or less often so that runs take at most `RUN_SHARE` of
+        the time, until `stop` is set; compact after the first run (what piled up while no job
+        followed the lake: every fold's lookups read each run's files) and then every
+        `compact_every` seconds, or less often so that compactions take at most
+        `COMPACTION_SHARE` of the time."""
         next_compaction = time.monotonic()
         while not stop.is_set():
             try:
                 with self.store.lock():
+                    began = time.monotonic()
                     report = self._run()
+                    next_run = next_start(time.monotonic(), began, interval, RUN_SHARE)
                     if report.kind != "idle":
                         log.info(
                             "rollup run %s (%s): %d rows, %d users in %.2f s",
@@ -530,12 +548,13 @@ class RollupJob:
                         if kind != "idle":
                             self.store.maintain(retention_hours=1)
                             log.info("rollup compaction (%s) in %.2f s", kind, time.monotonic() - began)
-                        next_compaction = next_compaction_at(time.monotonic(), began, compact_every)
+                        next_compaction = next_start(time.monotonic(), began, compact_every, COMPACTION_SHARE)
             except Exception:
                 if stop.is_set():  # the run was broken off by the stop itself
                     return
                 log.exception("rollup run failed; retried in %.0f s", interval)
-            stop.wait(interval)
+                next_run = time.monotonic() + interval
+            stop.wait(max(0.0, next_run - time.monotonic()))
         self.close()
 
 

@@ -94,16 +94,20 @@ class Warehouse:
         min_refresh_seconds: float = 1.0,
         memory_limit_mb: int | None = None,
         cache_file_data: bool = True,
+        threads: int | None = None,
     ) -> None:
         """`memory_limit_mb` bounds DuckDB's memory (its buffers, hash tables and cache of file
         data; None: DuckDB's default, 80% of the machine's): past it a query spills to a
         temporary directory of its own, removed on `close`. `cache_file_data`: DuckDB keeps the
-        Parquet data it read in memory for the next queries (up to that bound)."""
+        Parquet data it read in memory for the next queries (up to that bound). `threads`: the
+        most a query uses (None: DuckDB's default, one per core)."""
         self.lake = lake_location(lake)
         self.lake.check()
         self.min_refresh_seconds = min_refresh_seconds
         self._spill: str | None = None
         config = dict(_DUCKDB_CONFIG, enable_external_file_cache=cache_file_data)
+        if threads is not None:
+            config["threads"] = threads
         if memory_limit_mb is not None:
             self._spill = tempfile.mkdtemp(prefix="momento-duckdb-")
             config |= {"memory_limit": f"{int(memory_limit_mb)}MB", "temp_directory": self._spill}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from typing import Any
 
 from metrics import health
 from metrics.filters import Filters
@@ -76,3 +77,24 @@ def test_the_panels_of_a_run_share_one_wait_for_first_results(monkeypatch):
     assert cache._first_wait() == 0.0  # spent: the later panels of the run do not wait
     cache.new_run()
     assert cache._first_wait() > 0.1  # the next run waits again
+
+
+def test_the_history_scans_run_on_a_duckdb_of_their_own_with_one_thread(run_page, rolled_up_lake, monkeypatch):
+    """A scan of every decision (the models in use) must not hold every core while the page's
+    quick panels are drawn, nor fill their cache of file data with the history."""
+    ran_on: dict[str, tuple[Any, ...]] = {}
+    query = Warehouse.query
+
+    def recording(self: Warehouse, sql: str, params: Any = None) -> Any:
+        settings = "SELECT current_setting('threads'), current_setting('enable_external_file_cache')"
+        ran_on.setdefault(sql, (id(self), *self.cursor().execute(settings).fetchone()))
+        return query(self, sql, params)
+
+    monkeypatch.setattr(Warehouse, "query", recording)
+    at = run_page(HEALTH, rolled_up_lake)
+    assert not at.exception
+    scan = ran_on[health.MODELS.statement(Filters()).sql]
+    assert scan[1:] == (cache.SCAN_THREADS, False)
+    rollup_reads = {on for sql, on in ran_on.items() if "FROM rollup_" in sql}
+    assert rollup_reads, "the page read no rollup"
+    assert {(database, cached) for database, _, cached in rollup_reads} == {(id(cache.warehouse()), True)}

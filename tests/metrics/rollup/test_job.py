@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from metrics.rollup import definitions as defs
-from metrics.rollup.job import COMPACTION_SHARE, RollupJob, next_compaction_at
+from metrics.rollup.job import COMPACTION_SHARE, RUN_SHARE, RollupJob, next_start
 from momento.lake.rollups import ROW_GROUP_ROWS
 from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter
@@ -211,18 +211,27 @@ def _state_files(lake: Path) -> set[str]:
 
 def test_compactions_take_at_most_their_share_of_the_job_time():
     # a quick compaction (the demo's lake): the next one the period later
-    assert next_compaction_at(now=101.0, began=100.0, every=300.0) == 401.0
+    assert next_start(now=101.0, began=100.0, every=300.0, share=COMPACTION_SHARE) == 401.0
     # one of ten minutes (a long history): the next waits so that compacting is 5% of the time
-    after = next_compaction_at(now=1600.0, began=1000.0, every=300.0)
+    after = next_start(now=1600.0, began=1000.0, every=300.0, share=COMPACTION_SHARE)
     assert 600.0 / (after - 1000.0) == pytest.approx(COMPACTION_SHARE)
 
 
-def test_the_job_keeps_its_duckdb_to_the_memory_it_is_given(tmp_path):
+def test_a_following_job_runs_every_interval_or_less_often_so_that_runs_take_at_most_their_share():
+    # a run of 0.3 s (the demo's lake): the next one the interval later
+    assert next_start(now=10.3, began=10.0, every=2.0, share=RUN_SHARE) == pytest.approx(12.3)
+    # a run of 2 s (a history of 100M events): the job is busy a quarter of the time, not half
+    after = next_start(now=12.0, began=10.0, every=2.0, share=RUN_SHARE)
+    assert 2.0 / (after - 10.0) == pytest.approx(RUN_SHARE)
+
+
+def test_the_job_keeps_its_duckdb_to_the_memory_and_threads_it_is_given(tmp_path):
     lake = _small_lake(tmp_path)
-    job = RollupJob(lake, PRE_DAYS, memory_limit_mb=300)
+    job = RollupJob(lake, PRE_DAYS, memory_limit_mb=300, threads=1)
     try:
         assert job.run().kind == "rebuild"
         # 300 MB, which DuckDB reports in MiB
         assert job._warehouse().scalar("SELECT current_setting('memory_limit')") == "286.1 MiB"
+        assert job._warehouse().scalar("SELECT current_setting('threads')") == 1
     finally:
         job.close()
