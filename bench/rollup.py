@@ -7,9 +7,10 @@
    the demo's rate of 5 sessions/s), then one run of the job folding it in, the job kept
    between runs as `momento rollup --follow` keeps it: seconds per run, rows folded. Repeated
    `--repeats` times; medians.
-3. Compaction, after those minutes: a merge of the runs since the state was last written whole
-   (what `--follow` does every few minutes), then a whole rewrite (what it does once the newer
-   rows reach a quarter of the base's, and on every erasure).
+3. Compaction, on the one thread a following job compacts on, after those minutes: a merge of
+   the runs since the state was last written whole (what `--follow` does every few minutes),
+   then, after one more live minute (a compaction with no run since the last does nothing), a
+   whole rewrite (what it does once the newer rows reach a quarter of the base's).
 
 The lake is built in a temporary directory (`--events`, default 1M) unless `--lake` names one
 (it is copied first, so the original is left untouched).
@@ -89,15 +90,13 @@ def _subprocess(flag: str, lake: Path, *extra: str) -> Any:
 def _live_minutes(lake: Path, repeats: int) -> dict[str, Any]:
     """`repeats` times: a minute of the demo's traffic through the real service, then one timed
     run of the job folding it in, as `momento rollup --follow` runs it (one job kept between
-    runs, its DuckDB on the threads a following job has; its first run, untimed, folds what was
-    pending); then the two compactions, timed."""
-    from cli.rollup import FOLLOW_THREADS
-    from metrics.rollup.job import RollupJob
+    runs; its first run, untimed, folds what was pending); then the two compactions, timed."""
+    from metrics.rollup.job import COMPACTION_THREADS, RollupJob
     from momento.scenario import load_scenario
     from momento.settings import load_settings
 
     pre_days = load_scenario(ROOT / "data" / "scenario.toml").business.pre_period_days
-    job = RollupJob(lake, pre_days, memory_limit_mb=load_settings().rollup_memory_mb, threads=FOLLOW_THREADS)
+    job = RollupJob(lake, pre_days, memory_limit_mb=load_settings().rollup_memory_mb)
     job.run()
     runs = []
     try:
@@ -116,10 +115,13 @@ def _live_minutes(lake: Path, repeats: int) -> dict[str, Any]:
             print(f"live minute: {runs[-1]}", file=sys.stderr, flush=True)
         compactions = {}
         for whole_share in (job.whole_share, 0.0):
+            if compactions:
+                _one_live_minute(lake)
+                job.run()
             job.whole_share = whole_share
             started = time.perf_counter()
             with job.store.lock():
-                kind = job.compact()
+                kind = job.compact(threads=COMPACTION_THREADS)
             compactions[kind] = time.perf_counter() - started
             print(f"compaction: {kind} in {compactions[kind]:.1f} s", file=sys.stderr, flush=True)
     finally:

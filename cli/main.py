@@ -17,17 +17,6 @@ from momento.settings import PROJECT_ROOT, Settings, SettingsError, load_setting
 BENCH_DIR = PROJECT_ROOT / "bench"
 
 
-def _positive_int(text: str) -> int:
-    """An argument that must be a whole number of at least 1 (argparse says so when it is not)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="momento", description="Real-time personalisation you can measure.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -64,13 +53,6 @@ def _parser() -> argparse.ArgumentParser:
     rollup = sub.add_parser("rollup", help="bring the lake's rollups up to date (once, or --follow)")
     rollup.add_argument("--follow", action="store_true", help="keep up with the lake until stopped")
     rollup.add_argument("--interval", type=float, default=2.0, help="seconds between runs with --follow")
-    rollup.add_argument(
-        "--threads",
-        type=_positive_int,
-        default=None,
-        help="the threads of the job's DuckDB (default: one per core for a run, 1 with --follow, which shares "
-        "the machine with the service and the cockpit)",
-    )
     rollup.add_argument(
         "--release-lock",
         action="store_true",
@@ -218,9 +200,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         if args.release_lock:
             return release_lock(settings)
-        return run_rollup(
-            settings, follow=args.follow, interval=args.interval, choice=choice_of(args), threads=args.threads
-        )
+        return run_rollup(settings, follow=args.follow, interval=args.interval, choice=choice_of(args))
     if args.command == "analyze-lake":
         from cli.analyze_lake import run_analyze_lake
 

@@ -27,22 +27,8 @@ def release_lock(settings: Settings) -> int:
     return 0
 
 
-FOLLOW_THREADS = 1
-"""The threads of a following job's DuckDB unless told (`--threads`): it shares the machine with
-the service and the cockpit, and its runs are many small statements, but its compactions would
-hold every core for seconds (a merge of the state at 100M events: 6–15 s) while a page is drawn."""
-
-
-def run_rollup(
-    settings: Settings,
-    follow: bool,
-    interval: float,
-    choice: EngineChoice = EngineChoice(),
-    threads: int | None = None,
-) -> int:
-    """Run the rollup job on `settings.lake`, folding on the chosen engine, its DuckDB on
-    `threads` (None: one per core for a run, `FOLLOW_THREADS` when following); returns the exit
-    code."""
+def run_rollup(settings: Settings, follow: bool, interval: float, choice: EngineChoice = EngineChoice()) -> int:
+    """Run the rollup job on `settings.lake`, folding on the chosen engine; returns the exit code."""
     logging.basicConfig(
         level=logging.INFO if follow else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -51,13 +37,7 @@ def run_rollup(
     except ScenarioError as exc:
         print(f"momento rollup: {exc}", file=sys.stderr)
         return 2
-    job = RollupJob(
-        settings.lake,
-        pre_days,
-        engine_of(choice),
-        memory_limit_mb=settings.rollup_memory_mb,
-        threads=threads or (FOLLOW_THREADS if follow else None),
-    )
+    job = RollupJob(settings.lake, pre_days, engine_of(choice), memory_limit_mb=settings.rollup_memory_mb)
     if not follow:
         try:
             report = job.run_once()

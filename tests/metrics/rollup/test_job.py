@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from metrics.rollup import definitions as defs
-from metrics.rollup.job import COMPACTION_SHARE, RUN_SHARE, RollupJob, next_start
+from metrics.rollup.job import COMPACTION_SHARE, COMPACTION_THREADS, RUN_SHARE, RollupJob, next_start
 from momento.lake.rollups import ROW_GROUP_ROWS
 from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter
@@ -225,13 +225,44 @@ def test_a_following_job_runs_every_interval_or_less_often_so_that_runs_take_at_
     assert 2.0 / (after - 10.0) == pytest.approx(RUN_SHARE)
 
 
-def test_the_job_keeps_its_duckdb_to_the_memory_and_threads_it_is_given(tmp_path):
+def test_the_job_keeps_its_duckdb_to_the_memory_it_is_given(tmp_path):
     lake = _small_lake(tmp_path)
-    job = RollupJob(lake, PRE_DAYS, memory_limit_mb=300, threads=1)
+    job = RollupJob(lake, PRE_DAYS, memory_limit_mb=300)
     try:
         assert job.run().kind == "rebuild"
         # 300 MB, which DuckDB reports in MiB
         assert job._warehouse().scalar("SELECT current_setting('memory_limit')") == "286.1 MiB"
-        assert job._warehouse().scalar("SELECT current_setting('threads')") == 1
+    finally:
+        job.close()
+
+
+def test_a_compaction_keeps_duckdb_to_the_threads_it_is_given_and_gives_them_back(tmp_path, monkeypatch):
+    """A following job compacts on one thread (`COMPACTION_THREADS`): a merge at 100M events held
+    every core for seconds beside the cockpit; its runs keep every core."""
+    lake = tmp_path / "lake"
+    job = RollupJob(lake, PRE_DAYS, whole_share=float("inf"))  # a merge, as at 100M
+    with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
+        for batch in stream(5, 3):
+            for table, rows in batch.items():
+                writer.append(table, rows)
+            writer.flush()
+            job.run()
+    assert job._wh is not None
+
+    def threads() -> int:
+        return job._wh.cursor().execute("SELECT current_setting('threads')").fetchone()[0]
+
+    every_core, during = threads(), []
+    replace = job.store.replace
+
+    def recording(*args, **kwargs):
+        during.append(threads())
+        return replace(*args, **kwargs)
+
+    monkeypatch.setattr(job.store, "replace", recording)
+    try:
+        assert job.compact(threads=COMPACTION_THREADS) == "merge"
+        assert during and set(during) == {COMPACTION_THREADS}
+        assert threads() == every_core
     finally:
         job.close()
