@@ -529,7 +529,7 @@ class RollupJob:
         return newer / max(total - newer, 1)
 
     def follow(self, interval: float, stop: threading.Event, compact_every: float = 300.0) -> None:
-        """Run every `interval` seconds, or less often so that runs take at most `RUN_SHARE` of
+        """Run every `interval` seconds, or less often so that folds take at most `RUN_SHARE` of
         the time, until `stop` is set; compact after the first run (what piled up while no job
         followed the lake: every fold's lookups read each run's files) and then every
         `compact_every` seconds, or less often so that compactions take at most
@@ -540,7 +540,10 @@ class RollupJob:
                 with self.store.lock():
                     began = time.monotonic()
                     report = self._run()
-                    next_run = next_start(time.monotonic(), began, interval, RUN_SHARE)
+                    # only folds set the pace: after a rebuild (minutes on a long history) the
+                    # job folds what came meanwhile at once, rather than leave it to every page
+                    paced = RUN_SHARE if report.kind == "fold" else 1.0
+                    next_run = next_start(time.monotonic(), began, interval, paced)
                     if report.kind != "idle":
                         log.info(
                             "rollup run %s (%s): %d rows, %d users in %.2f s",
