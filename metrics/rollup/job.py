@@ -191,10 +191,10 @@ core for 6–15 s while the cockpit drew pages beside it. Its runs, short and pa
 two)."""
 
 RUN_SHARE = 0.25
-"""The most of the time a following job's runs take. A run's fixed costs (the snapshot's logs,
-a lookup per state table) grow slowly with the history: a few tenths of a second on the demo's
-lake, every 2 s; about 2 s at 100M events, which run back to back would keep a core busy beside
-the cockpit. The pages fold the raw rows a run has not reached, so a longer pause leaves every
+"""The most of the time a following job's folds take (a rebuild does not set the pace). A run's
+fixed costs (the snapshot's logs, a lookup per state table) grow slowly with the history: a few
+tenths of a second on the demo's lake, every 2 s; about 2 s at 100M events, which run back to
+back would keep a core busy beside the cockpit. The pages fold the raw rows a run has not reached, so a longer pause leaves every
 number exact and live."""
 
 
