@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -254,11 +255,14 @@ class RollupJob:
         """The job's warehouse at the lake's newest snapshot. It is kept between runs (opening
         one replays every table's log: seconds on a lake with a long history, against a refresh
         that reads only the new commits), without DuckDB's cache of file data, which would grow
-        with the lake for as long as the job runs."""
+        with the lake for as long as the job runs. It moves only here, when a run or a compaction
+        starts, and where one says so (`refresh(force=True)`): every query of a run reads the same
+        snapshot, and none replays the logs of what the service committed meanwhile (with it
+        writing, a run at 10M events spent 0.3-0.5 s refreshing, one refresh per query)."""
         if self._wh is None:
             self._wh = Warehouse(
                 self.lake,
-                min_refresh_seconds=0.0,
+                min_refresh_seconds=math.inf,
                 memory_limit_mb=self.memory_limit_mb,
                 cache_file_data=False,
             )

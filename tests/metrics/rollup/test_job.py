@@ -266,3 +266,53 @@ def test_a_compaction_keeps_duckdb_to_the_threads_it_is_given_and_gives_them_bac
         assert threads() == every_core
     finally:
         job.close()
+
+
+def test_a_run_reads_the_snapshot_it_started_from_while_the_service_commits(tmp_path, monkeypatch):
+    """Rows committed during a run wait for the next run: every query of a run reads one snapshot
+    (a query that moved the views replayed every table's log, and the statements of one run would
+    read different lakes)."""
+    lake = tmp_path / "lake"
+    first, second, third = stream(17, 3)
+    job = RollupJob(lake, PRE_DAYS)
+    folded_tables = ("events", "exposures", "decisions")
+    with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
+
+        def commit(batch: dict) -> None:
+            for table, rows in batch.items():
+                writer.append(table, rows)
+            writer.flush()
+
+        commit(first)
+        assert job.run().kind == "rebuild"
+        commit(second)
+        uppers, seen = job._uppers, []
+
+        def committing_meanwhile(wh: Warehouse) -> dict:
+            found = uppers(wh)
+            seen.append(wh.versions)
+            commit(third)  # the service commits while the run folds
+            return found
+
+        monkeypatch.setattr(job, "_uppers", committing_meanwhile)
+        try:
+            folded = job.run()
+            assert job._wh is not None and job._wh.versions == seen[0]
+            monkeypatch.undo()
+            later = job.run()
+        finally:
+            job.close()
+    assert folded.kind == later.kind == "fold"
+    assert folded.rows_folded == _new_rows(second, first, folded_tables)
+    assert later.rows_folded == _new_rows(third, second, folded_tables)
+    rollups.check(lake, PRE_DAYS)
+
+
+def _new_rows(batch: dict, before: dict, tables: tuple[str, ...]) -> int:
+    """Rows of `batch` in `tables` not delivered in `before` (the lake keeps one copy of a row
+    delivered again)."""
+
+    def rows(b: dict, table: str) -> set[str]:
+        return {repr(sorted(row.items())) for row in b[table]}
+
+    return sum(len(rows(batch, t) - rows(before, t)) for t in tables)
