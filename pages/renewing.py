@@ -30,6 +30,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from momento.pacing import pause
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -101,7 +103,7 @@ class Renewing:
             entry = self._entries.get(key)
             if entry is not None:
                 self._entries.move_to_end(key)
-                kept_for = max(every, entry.cost * (1 - share) / share)
+                kept_for = pause(entry.cost, every, share)
                 if entry.version == version or (
                     entry.version is not _PROVISIONAL and self._clock() - entry.at < kept_for
                 ):

@@ -53,6 +53,7 @@ from momento.lake.rollups import (
     parse_versions,
 )
 from momento.lake.warehouse import Warehouse, used_params
+from momento.pacing import pause
 
 log = logging.getLogger(__name__)
 
@@ -195,14 +196,14 @@ RUN_SHARE = 0.25
 """The most of the time a following job's folds take (a rebuild does not set the pace). A run's
 fixed costs (the snapshot's logs, a lookup per state table) grow slowly with the history: a few
 tenths of a second on the demo's lake, every 2 s; about 2 s at 100M events, which run back to
-back would keep a core busy beside the cockpit. The pages fold the raw rows a run has not reached, so a longer pause leaves every
-number exact and live."""
+back would keep a core busy beside the cockpit. The pages fold the raw rows a run has not
+reached, so a longer pause leaves every number exact and live."""
 
 
 def next_start(now: float, began: float, every: float, share: float) -> float:
     """When to start work again after it ran from `began` to `now`: `every` seconds later, or
     later still so that it takes at most `share` of the time."""
-    return now + max(every, (now - began) * (1 - share) / share)
+    return now + pause(now - began, every, share)
 
 
 class RollupJob:

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from momento.lake.writer import LakeWriter
+
 T0 = datetime(2026, 5, 20, tzinfo=UTC)
 PLACEMENTS = {  # placement -> (journey, experience, experiment, arms)
     "homepage_showcase": ("browse", "home_showcase", "exp_home_showcase", ("control", "treatment")),
@@ -148,3 +150,11 @@ def stream(seed: int, batches: int) -> Iterator[dict[str, list[dict[str, Any]]]]
             batch[table] += rows[:2]
         previous = batch
         yield batch
+
+
+def commit(writer: LakeWriter, batch: dict[str, list[dict[str, Any]]]) -> None:
+    """Write `batch` to the lake as one delivery: every table's rows, then a flush."""
+    for table, rows in batch.items():
+        if rows:
+            writer.append(table, rows)
+    writer.flush()

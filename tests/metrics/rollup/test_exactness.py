@@ -28,18 +28,11 @@ from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter
 
 sys.path.insert(0, str(Path(__file__).parent))
-from random_lake import CHANNELS, PLACEMENTS, stream, user
+from random_lake import CHANNELS, PLACEMENTS, commit, stream, user
 
 from tests.support import rollups
 
 PRE_DAYS = 7
-
-
-def _append(writer: LakeWriter, batch: dict) -> None:
-    for table, rows in batch.items():
-        if rows:
-            writer.append(table, rows)
-    writer.flush()
 
 
 def check(lake: Path, expect_mode: str = "rollups") -> None:
@@ -52,11 +45,11 @@ def test_rollups_plus_tail_equal_a_full_scan_before_and_after_every_run(tmp_path
     job = RollupJob(lake, PRE_DAYS)
     batches = stream(seed, 6)
     with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
-        _append(writer, next(batches))
+        commit(writer, next(batches))
         job.run_once()
         check(lake)
         for batch in batches:
-            _append(writer, batch)  # late rows included: the tail must fold them exactly
+            commit(writer, batch)  # late rows included: the tail must fold them exactly
             check(lake)
             job.run_once()
             check(lake)
@@ -68,12 +61,12 @@ def test_the_rollups_without_their_tail_are_exact_as_of_their_run(tmp_path):
     batches = stream(7, 4)
     with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
         for _ in range(3):
-            _append(writer, next(batches))
+            commit(writer, next(batches))
         RollupJob(lake, PRE_DAYS).run_once()
         wh = Warehouse(lake, min_refresh_seconds=0.0)
         try:
             as_of_run = aggregates(wh, PRE_DAYS, max_tail_rows=-1)
-            _append(writer, next(batches))  # a tail the read leaves out
+            commit(writer, next(batches))  # a tail the read leaves out
             wh.refresh(force=True)
             served = aggregates(wh, PRE_DAYS, tail=False)
         finally:
@@ -89,9 +82,9 @@ def _rolled_up_with_a_tail(lake: Path, seed: int) -> Iterator[tuple[LakeWriter, 
     the batches still to come."""
     batches = stream(seed, 3)
     with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
-        _append(writer, next(batches))
+        commit(writer, next(batches))
         RollupJob(lake, PRE_DAYS).run_once()
-        _append(writer, next(batches))
+        commit(writer, next(batches))
         yield writer, batches
 
 
@@ -122,13 +115,13 @@ def test_a_read_since_an_earlier_one_adds_the_newer_runs_and_equals_a_full_scan(
     newer_runs = {q.name for q in MERGED_SINCE.values()}
     incremental = []
     with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
-        _append(writer, next(batches))
+        commit(writer, next(batches))
         job.run_once()
         wh = Warehouse(lake, min_refresh_seconds=0.0)
         try:
             earlier = aggregates(wh, PRE_DAYS)
             for step, batch in enumerate(batches):
-                _append(writer, batch)
+                commit(writer, batch)
                 if step == 3:
                     writer.erase_user(user(5))
                 job.run_once()
@@ -152,7 +145,7 @@ def test_an_erasure_is_exact_from_raw_until_folded_then_leaves_no_row_of_the_use
     job = RollupJob(lake, PRE_DAYS)
     with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
         for batch in stream(11, 4):
-            _append(writer, batch)
+            commit(writer, batch)
         job.run_once()
         writer.erase_user(user(3))
         check(lake, expect_mode="raw")  # an erasure logged after the watermark: raw until folded
@@ -174,9 +167,9 @@ def test_a_run_that_crashed_before_logging_is_never_counted_and_is_redone(tmp_pa
     job = RollupJob(lake, PRE_DAYS)
     batches = stream(5, 3)
     with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
-        _append(writer, next(batches))
+        commit(writer, next(batches))
         job.run_once()
-        _append(writer, next(batches))
+        commit(writer, next(batches))
         # A run that appended its rows but died before logging itself:
         wh = Warehouse(lake, min_refresh_seconds=0.0)
         last = latest_run(wh)
@@ -194,7 +187,7 @@ def test_a_run_that_crashed_before_logging_is_never_counted_and_is_redone(tmp_pa
         check(lake)
         job.compact()
         check(lake)
-        _append(writer, next(batches))
+        commit(writer, next(batches))
         check(lake)
 
 
@@ -206,9 +199,9 @@ def test_a_compaction_that_died_before_logging_itself_is_rolled_back_by_the_next
     job = RollupJob(lake, PRE_DAYS, whole_share=whole_share)
     batches = stream(6, 3)
     with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
-        _append(writer, next(batches))
+        commit(writer, next(batches))
         job.run_once()
-        _append(writer, next(batches))
+        commit(writer, next(batches))
         job.run_once()
 
         def killed(*args: object, **kwargs: object) -> None:
@@ -221,7 +214,7 @@ def test_a_compaction_that_died_before_logging_itself_is_rolled_back_by_the_next
         monkeypatch.undo()
         job.close()
         check(lake)  # readers stay on the versions the last logged run left
-        _append(writer, next(batches))
+        commit(writer, next(batches))
         job.run_once()  # folds onto the state the replacements had removed
         check(lake)
 
@@ -241,7 +234,7 @@ def test_a_merge_after_a_whole_compaction_that_died_merges_what_readers_see(tmp_
         assert merging.compact() == "merge"
         merging.close()
         check(lake)
-        _append(writer, next(batches))
+        commit(writer, next(batches))
         RollupJob(lake, PRE_DAYS).run_once()
         check(lake)
 
@@ -359,10 +352,10 @@ def test_page_numbers_equal_the_raw_rows_under_every_filter_before_and_after_a_r
     job = RollupJob(lake, PRE_DAYS)
     with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
         batches = stream(21, 4)
-        _append(writer, next(batches))
+        commit(writer, next(batches))
         job.run_once()
         for batch in batches:
-            _append(writer, batch)  # late rows and duplicates, in the live tail
+            commit(writer, batch)  # late rows and duplicates, in the live tail
             check_pages(lake)
             job.run_once()
         writer.erase_user(user(7))
@@ -377,7 +370,7 @@ def test_a_rebuild_in_partitions_of_the_users_is_exact_and_later_runs_fold_onto_
     batches = stream(seed, 4)
     with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
         for batch in (next(batches), next(batches)):
-            _append(writer, batch)
+            commit(writer, batch)
         assert job.run_once().kind == "rebuild"
         table = job.store.table(defs.TABLE_NAMES(defs.USER_HOURS.name))
         assert table is not None
@@ -387,6 +380,6 @@ def test_a_rebuild_in_partitions_of_the_users_is_exact_and_later_runs_fold_onto_
             assert appended is not None and len(appended.file_uris()) == 1, aggregate.name
         check(lake)
         for batch in batches:
-            _append(writer, batch)
+            commit(writer, batch)
             job.run_once()
             check(lake)

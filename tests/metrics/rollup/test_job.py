@@ -22,7 +22,7 @@ from momento.lake.writer import LakeWriter
 sys.path.insert(0, str(Path(__file__).parent))
 import itertools
 
-from random_lake import stream
+from random_lake import commit, stream
 
 from tests.support import rollups
 
@@ -53,9 +53,7 @@ def _small_lake(tmp_path: Path) -> Path:
     """A lake of one random batch (a few dozen users), without rollups."""
     lake = tmp_path / "lake"
     with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
-        for table, rows in next(stream(5, 1)).items():
-            writer.append(table, rows)
-        writer.flush()
+        commit(writer, next(stream(5, 1)))
     return lake
 
 
@@ -91,15 +89,11 @@ def test_state_is_written_in_user_order_by_a_rebuild_a_fold_and_a_compaction(tmp
     job = RollupJob(lake, PRE_DAYS, partition_rows=400)  # a rebuild in several partitions
     batches = stream(5, 4)
     with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
-        for table, rows in next(batches).items():
-            writer.append(table, rows)
-        writer.flush()
+        commit(writer, next(batches))
         assert job.run_once().kind == "rebuild"
         assert _assert_state_files_in_user_order(lake)
         for batch in batches:
-            for table, rows in batch.items():
-                writer.append(table, rows)
-            writer.flush()
+            commit(writer, batch)
             assert job.run_once().kind == "fold"
         assert _assert_state_files_in_user_order(lake)
         job.compact()
@@ -132,16 +126,12 @@ def test_a_compaction_merges_only_the_rows_since_the_state_was_last_written_whol
     batches = stream(9, 4)
     merging, rewriting = RollupJob(lake, PRE_DAYS, whole_share=float("inf")), RollupJob(lake, PRE_DAYS, whole_share=0.0)
     with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
-        for table, rows in next(batches).items():
-            writer.append(table, rows)
-        writer.flush()
+        commit(writer, next(batches))
         base = merging.run_once()
         assert base.kind == "rebuild"
         base_files = _state_files(lake)
         for batch in itertools.islice(batches, 2):
-            for table, rows in batch.items():
-                writer.append(table, rows)
-            writer.flush()
+            commit(writer, batch)
             assert merging.run_once().kind == "fold"
         assert merging.compact() == "merge"
         merging.close()
@@ -152,9 +142,7 @@ def test_a_compaction_merges_only_the_rows_since_the_state_was_last_written_whol
         assert all(ids <= {base.run_id, merge_run} and one_per_key for ids, one_per_key in runs.values()), runs
         rollups.check(lake, PRE_DAYS)
         _assert_state_files_in_user_order(lake)
-        for table, rows in next(batches).items():  # a fold onto the merged state
-            writer.append(table, rows)
-        writer.flush()
+        commit(writer, next(batches))  # a fold onto the merged state
         assert merging.run_once().kind == "fold"
         rollups.check(lake, PRE_DAYS)
         assert rewriting.compact() == "compact"
@@ -170,9 +158,7 @@ def test_a_following_job_merges_what_piled_up_before_it_started_after_its_first_
     batches = stream(11, 3)
     with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
         for batch in batches:
-            for table, rows in batch.items():
-                writer.append(table, rows)
-            writer.flush()
+            commit(writer, batch)
             RollupJob(lake, PRE_DAYS).run_once()  # a rebuild, then folds no job compacted
     # the folds' rows are most of the state here: merged, not rewritten whole, as on a long history
     job, stop = RollupJob(lake, PRE_DAYS, whole_share=float("inf")), threading.Event()
@@ -243,9 +229,7 @@ def test_a_compaction_keeps_duckdb_to_the_threads_it_is_given_and_gives_them_bac
     job = RollupJob(lake, PRE_DAYS, whole_share=float("inf"))  # a merge, as at 100M
     with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
         for batch in stream(5, 3):
-            for table, rows in batch.items():
-                writer.append(table, rows)
-            writer.flush()
+            commit(writer, batch)
             job.run()
     assert job._wh is not None
 
@@ -277,21 +261,15 @@ def test_a_run_reads_the_snapshot_it_started_from_while_the_service_commits(tmp_
     job = RollupJob(lake, PRE_DAYS)
     folded_tables = ("events", "exposures", "decisions")
     with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
-
-        def commit(batch: dict) -> None:
-            for table, rows in batch.items():
-                writer.append(table, rows)
-            writer.flush()
-
-        commit(first)
+        commit(writer, first)
         assert job.run().kind == "rebuild"
-        commit(second)
+        commit(writer, second)
         uppers, seen = job._uppers, []
 
         def committing_meanwhile(wh: Warehouse) -> dict:
             found = uppers(wh)
             seen.append(wh.versions)
-            commit(third)  # the service commits while the run folds
+            commit(writer, third)  # the service commits while the run folds
             return found
 
         monkeypatch.setattr(job, "_uppers", committing_meanwhile)

@@ -26,7 +26,7 @@ from momento.lake.warehouse import Warehouse
 from momento.lake.writer import LakeWriter
 
 sys.path.insert(0, str(Path(__file__).parent))
-from random_lake import stream
+from random_lake import commit, stream
 from test_spark_parity import RELATIVE, assert_same
 
 from tests.support import rollups
@@ -41,9 +41,7 @@ def _fill(lake: Path | Location, batches: list[dict], engine: Engine = duckdb_en
     kinds = []
     with LakeWriter(lake, background=False, compact_every_seconds=None) as writer:
         for batch in batches:
-            for table, rows in batch.items():
-                writer.append(table, rows)
-            writer.flush()
+            commit(writer, batch)
             kinds.append(RollupJob(lake, PRE_DAYS, engine).run_once().kind)
         writer.compact()  # merged, checkpointed and vacuumed on S3 too
     return kinds
