@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy
 from deltalake import DeltaTable, write_deltalake
 
+from momento.lake.rollups import ROLLUP_RUNS, TABLE_VERSIONS, RollupStore
 from momento.lake.schema import TABLES, to_table
 from momento.lake.warehouse import Warehouse, WarehouseError
 from momento.lake.writer import LakeWriter, table_path
@@ -97,6 +98,26 @@ def test_a_memory_bound_warehouse_answers_the_same_and_removes_its_spill_directo
         bounded.close()
         unbounded.close()
     assert not spill.exists()
+
+
+def test_the_rollup_run_log_is_copied_in_at_each_new_version_not_read_from_its_files(tmp_path):
+    """Every rollup read filters by the committed runs: the run log answers from memory, at the
+    snapshot of the last refresh, whatever happens to its files meanwhile."""
+    store = RollupStore(tmp_path)
+
+    def log_run(run_id: int) -> None:
+        rows = pa.table({"run_id": [run_id], TABLE_VERSIONS: ["{}"]})
+        store.append(ROLLUP_RUNS, rows, rows.schema)
+
+    log_run(1)
+    warehouse = Warehouse(tmp_path, min_refresh_seconds=3600)
+    log_run(2)
+    assert warehouse.query("SELECT run_id FROM rollup_runs")["run_id"].to_list() == [1]  # its snapshot
+    warehouse.refresh(force=True)
+    for parquet in (tmp_path / "rollups" / ROLLUP_RUNS).glob("*.parquet"):
+        parquet.unlink()  # what a reader of a view over them would fail on
+    assert sorted(warehouse.query("SELECT run_id FROM rollup_runs")["run_id"].to_list()) == [1, 2]
+    assert not warehouse.errors
 
 
 def test_a_lookup_of_a_few_hundred_keys_reads_only_the_row_groups_that_hold_them(tmp_path):
